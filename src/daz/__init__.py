@@ -1,0 +1,2 @@
+"""daz: a modular chat bot for CyTube channels."""
+__version__ = "0.1.0"

@@ -1,0 +1,336 @@
+"""In-process event bus.
+
+Each subscription has one *lane* per room: a bounded queue drained by its own task. That gives
+the guarantees the Go bus lacked:
+
+* events of one room reach each subscriber in publish order (across event types too, so a
+  ``userlist`` is never handled after the ``addUser`` that followed it);
+* a slow or hung handler only delays its own lane: other plugins and other rooms run on;
+* a full lane either applies back-pressure (``overflow="block"``: the publisher waits, for
+  subscribers that must not lose anything) or drops with a per-subscription counter
+  (``"drop_oldest"`` / ``"drop_newest"``) that is visible in /metrics, counted once;
+* subscriptions with a higher priority are enqueued and woken first, so command handling runs
+  ahead of logging when both are ready.
+
+Request/reply is addressed to exactly one responder per topic, fails at once with
+``NoResponder`` when nobody answers that topic, and with ``asyncio.TimeoutError`` after the
+timeout.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import fnmatch
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from daz.events import Event
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any], Awaitable[None]]
+OVERFLOW_POLICIES = ("block", "drop_oldest", "drop_newest")
+
+
+class NoResponder(LookupError):
+    """Nobody answers requests on this topic."""
+
+
+class DuplicateResponder(ValueError):
+    pass
+
+
+@dataclass
+class BusStats:
+    published: int = 0
+    delivered: int = 0
+    dropped: collections.Counter = field(default_factory=collections.Counter)  # subscriber -> n
+    errors: collections.Counter = field(default_factory=collections.Counter)  # subscriber -> n
+    slow: collections.Counter = field(default_factory=collections.Counter)  # subscriber -> n
+    timeouts: collections.Counter = field(default_factory=collections.Counter)
+
+
+class _Lane:
+    __slots__ = ("sub", "key", "queue", "wake", "space", "task", "busy_since", "current",
+                 "reported_slow")
+
+    def __init__(self, sub: "Subscription", key: str):
+        self.sub = sub
+        self.key = key
+        self.queue: collections.deque = collections.deque()
+        self.wake = asyncio.Event()
+        self.space = asyncio.Event()
+        self.space.set()
+        self.task: asyncio.Task | None = None
+        self.busy_since = 0.0
+        self.current: Any = None
+        self.reported_slow = False
+
+
+class Subscription:
+    def __init__(self, bus: "Bus", pattern: str, handler: Handler, *, owner: str, priority: int,
+                 max_queue: int, overflow: str, timeout: float | None):
+        if overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
+        self.bus = bus
+        self.pattern = pattern
+        self.is_pattern = any(c in pattern for c in "*?[")
+        self.handler = handler
+        self.owner = owner
+        self.priority = priority
+        self.max_queue = max(1, max_queue)
+        self.overflow = overflow
+        self.timeout = timeout
+        self.lanes: dict[str, _Lane] = {}
+        self.handled = 0
+        self.errors = 0
+        self.total_seconds = 0.0
+        self.active = True
+
+    def matches(self, topic: str) -> bool:
+        return fnmatch.fnmatchcase(topic, self.pattern) if self.is_pattern else topic == self.pattern
+
+    @property
+    def depth(self) -> int:
+        return sum(len(lane.queue) for lane in self.lanes.values())
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.owner}:{self.pattern} p={self.priority}>"
+
+
+class Bus:
+    def __init__(self, *, default_max_queue: int = 10_000, slow_after: float = 5.0,
+                 metrics: Any = None):
+        self._subs: list[Subscription] = []
+        self._route_cache: dict[str, list[Subscription]] = {}
+        self._responders: dict[str, tuple[str, Callable[[Any], Awaitable[Any]]]] = {}
+        self.default_max_queue = default_max_queue
+        self.slow_after = slow_after
+        self.stats = BusStats()
+        self.metrics = metrics
+        self._watchdog: asyncio.Task | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ subscribing
+
+    def subscribe(self, pattern: str, handler: Handler, *, owner: str = "?", priority: int = 0,
+                  max_queue: int | None = None, overflow: str = "drop_oldest",
+                  timeout: float | None = 120.0) -> Subscription:
+        """Deliver events whose topic matches ``pattern`` (exact or glob) to ``handler``.
+
+        ``timeout`` bounds one handler call: past it the call is cancelled, logged and counted,
+        and the lane moves on (a hung plugin must not hold its queue forever).
+        """
+        sub = Subscription(self, pattern, handler, owner=owner, priority=priority,
+                           max_queue=max_queue or self.default_max_queue, overflow=overflow,
+                           timeout=timeout)
+        self._subs.append(sub)
+        self._subs.sort(key=lambda s: -s.priority)  # stable: equal priorities keep their order
+        self._route_cache.clear()
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.active = False
+        if sub in self._subs:
+            self._subs.remove(sub)
+        self._route_cache.clear()
+        for lane in sub.lanes.values():
+            if lane.task:
+                lane.task.cancel()
+
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subs)
+
+    def _route(self, topic: str) -> list[Subscription]:
+        subs = self._route_cache.get(topic)
+        if subs is None:
+            subs = [s for s in self._subs if s.matches(topic)]
+            self._route_cache[topic] = subs
+        return subs
+
+    # ------------------------------------------------------------------ publishing
+
+    async def publish(self, event: Event) -> int:
+        """Queue ``event`` for every matching subscriber; returns how many will see it.
+
+        Awaits only when a ``block`` subscriber's lane is full (back-pressure).
+        """
+        if self._closed:
+            return 0
+        topic = event.topic
+        key = event.room_key
+        self.stats.published += 1
+        subs = self._route(topic)
+        for sub in subs:
+            lane = sub.lanes.get(key)
+            if lane is None:
+                lane = self._open_lane(sub, key)
+            queue = lane.queue
+            if len(queue) >= sub.max_queue:
+                if sub.overflow == "block":
+                    while len(queue) >= sub.max_queue and sub.active and not self._closed:
+                        lane.space.clear()
+                        await lane.space.wait()
+                elif sub.overflow == "drop_oldest":
+                    queue.popleft()
+                    self._dropped(sub, topic)
+                else:
+                    self._dropped(sub, topic)
+                    continue
+            queue.append(event)
+            lane.wake.set()
+        if self._watchdog is None and not self._closed:
+            self._start_watchdog()
+        return len(subs)
+
+    def _dropped(self, sub: Subscription, topic: str) -> None:
+        self.stats.dropped[sub.owner] += 1
+        if self.metrics is not None:
+            self.metrics.events_dropped.labels(subscriber=sub.owner).inc()
+        n = self.stats.dropped[sub.owner]
+        if n == 1 or n % 1000 == 0:
+            log.warning("bus: %s is not keeping up; dropped %d events so far (latest %s)",
+                        sub.owner, n, topic)
+
+    def _open_lane(self, sub: Subscription, key: str) -> _Lane:
+        lane = _Lane(sub, key)
+        sub.lanes[key] = lane
+        lane.task = asyncio.get_running_loop().create_task(
+            self._drain(lane), name=f"bus:{sub.owner}:{sub.pattern}:{key}")
+        return lane
+
+    async def _drain(self, lane: _Lane) -> None:
+        sub = lane.sub
+        queue = lane.queue
+        perf = time.perf_counter
+        while sub.active:
+            if not queue:
+                lane.wake.clear()
+                await lane.wake.wait()
+                continue
+            event = queue.popleft()
+            if not lane.space.is_set():
+                lane.space.set()
+            lane.current = event
+            lane.busy_since = perf()
+            try:
+                await sub.handler(event)
+            except asyncio.CancelledError:
+                if not sub.active or self._closed:
+                    raise
+                # Cancelled by the watchdog: the handler overran its timeout.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                sub.errors += 1
+                self.stats.timeouts[sub.owner] += 1
+                log.error("bus: %s timed out handling %s after %.1fs; skipped", sub.owner,
+                          getattr(event, "topic", event), perf() - lane.busy_since)
+                if self.metrics is not None:
+                    self.metrics.handler_errors.labels(plugin=sub.owner).inc()
+            except Exception:
+                sub.errors += 1
+                self.stats.errors[sub.owner] += 1
+                log.exception("bus: %s failed handling %s", sub.owner,
+                              getattr(event, "topic", event))
+                if self.metrics is not None:
+                    self.metrics.handler_errors.labels(plugin=sub.owner).inc()
+            finally:
+                elapsed = perf() - lane.busy_since
+                sub.total_seconds += elapsed
+                sub.handled += 1
+                lane.busy_since = 0.0
+                lane.current = None
+                lane.reported_slow = False
+                self.stats.delivered += 1
+
+    # ------------------------------------------------------------------ watchdog
+
+    def _start_watchdog(self) -> None:
+        try:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch(), name="bus:watchdog")
+        except RuntimeError:
+            self._watchdog = None
+
+    async def _watch(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(min(1.0, self.slow_after / 2))
+            now = time.perf_counter()
+            for sub in list(self._subs):
+                for lane in list(sub.lanes.values()):
+                    if not lane.busy_since:
+                        continue
+                    running = now - lane.busy_since
+                    if sub.timeout is not None and running > sub.timeout and lane.task:
+                        lane.task.cancel()
+                    elif running > self.slow_after and not lane.reported_slow:
+                        lane.reported_slow = True
+                        self.stats.slow[sub.owner] += 1
+                        if self.metrics is not None:
+                            self.metrics.handler_slow.labels(plugin=sub.owner).inc()
+                        log.warning("bus: %s is slow: %.1fs on %s in room %r (%d queued)",
+                                    sub.owner, running, getattr(lane.current, "topic", "?"),
+                                    lane.key, len(lane.queue))
+
+    def slow_handlers(self) -> list[dict]:
+        """Handlers currently running longer than ``slow_after`` (for /health and tests)."""
+        now = time.perf_counter()
+        out = []
+        for sub in self._subs:
+            for lane in sub.lanes.values():
+                if lane.busy_since and now - lane.busy_since > self.slow_after:
+                    out.append({"plugin": sub.owner, "topic": sub.pattern, "room": lane.key,
+                                "seconds": round(now - lane.busy_since, 1)})
+        return out
+
+    # ------------------------------------------------------------------ request / reply
+
+    def respond(self, topic: str, handler: Callable[[Any], Awaitable[Any]], *, owner: str) -> None:
+        if topic in self._responders:
+            raise DuplicateResponder(
+                f"{owner} wants to answer {topic!r}, but {self._responders[topic][0]} already does")
+        self._responders[topic] = (owner, handler)
+
+    def stop_responding(self, topic: str) -> None:
+        self._responders.pop(topic, None)
+
+    def has_responder(self, topic: str) -> bool:
+        return topic in self._responders
+
+    async def request(self, topic: str, payload: Any = None, *, timeout: float = 5.0) -> Any:
+        entry = self._responders.get(topic)
+        if entry is None:
+            raise NoResponder(f"nobody answers {topic!r}")
+        return await asyncio.wait_for(entry[1](payload), timeout)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def pending(self) -> int:
+        return sum(sub.depth for sub in self._subs)
+
+    async def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every lane is empty and idle (used at shutdown and in tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(not lane.queue and not lane.busy_since
+                   for sub in self._subs for lane in sub.lanes.values()):
+                return True
+            await asyncio.sleep(0.005)
+        return False
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = []
+        for sub in self._subs:
+            sub.active = False
+            for lane in sub.lanes.values():
+                lane.space.set()
+                if lane.task:
+                    lane.task.cancel()
+                    tasks.append(lane.task)
+        if self._watchdog:
+            self._watchdog.cancel()
+            tasks.append(self._watchdog)
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,274 @@
+"""Typed configuration. Reads the Go Daz ``config.json`` format; flags and DAZ_* env override it.
+
+* An unknown key is a warning (naming the key), so an old Go config with plugin sections daz
+  does not have still starts.
+* A wrong type or a missing required key is a ``ConfigError`` naming the key; the bot does not
+  start.
+* ``core.database`` (Go) and ``plugins.sql.database`` mean the same thing: one database setting.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SERVER = "https://cytu.be"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class RoomConfig(_Section):
+    id: str = ""
+    channel: str
+    username: str = ""
+    password: str = ""
+    enabled: bool = False  # Go semantics: a room must be switched on explicitly
+    reconnect_attempts: int = Field(0, ge=0)  # 0: keep trying (with capped backoff)
+    cooldown_minutes: float = Field(0, ge=0)  # cap on the wait between attempts; 0: 5 minutes
+    server_url: str = DEFAULT_SERVER
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_ok(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[\w-]{1,30}", value):
+            raise ValueError("must be 1-30 characters of letters, digits, _ or -")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults(self) -> "RoomConfig":
+        if not self.id:
+            self.id = self.channel
+        if bool(self.username) != bool(self.password) and self.password:
+            raise ValueError("password is set but username is not")
+        self.server_url = self.server_url.rstrip("/")
+        return self
+
+    @property
+    def max_backoff_seconds(self) -> float:
+        return self.cooldown_minutes * 60 if self.cooldown_minutes else 300.0
+
+
+class DatabaseConfig(_Section):
+    dsn: str = ""  # takes precedence over the parts below
+    host: str = ""
+    port: int = 5432
+    database: str = ""
+    user: str = ""
+    password: str = ""
+    max_connections: int = Field(10, ge=1)
+    min_connections: int = Field(1, ge=0)
+    connect_timeout: float = Field(10.0, gt=0)
+    command_timeout: float = Field(30.0, gt=0)
+
+    def url(self) -> str:
+        """The DSN to use, or '' when nothing is configured (then daz embeds PostgreSQL)."""
+        if self.dsn:
+            return self.dsn
+        if not self.host or not self.database:
+            return ""
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+
+
+class WebConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    enabled: bool = True
+    token: str = ""  # login token for pages with chat/PM content; generated when empty
+    public_aggregates: bool = True  # dashboards without chat text need no login
+    base_url: str = ""  # how users reach the pages (for !gallery links)
+
+
+class CoreConfig(_Section):
+    rooms: list[RoomConfig] = Field(default_factory=list)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    data_dir: str = ""
+    admin_users: list[str] = Field(default_factory=list)
+    web: WebConfig = Field(default_factory=WebConfig)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "CoreConfig":
+        seen: set[str] = set()
+        for room in self.rooms:
+            if room.id in seen:
+                raise ValueError(f"two rooms have the id {room.id!r}")
+            seen.add(room.id)
+        return self
+
+
+class EventBusConfig(_Section):
+    buffer_sizes: dict[str, int] = Field(default_factory=dict)
+
+
+class Config(_Section):
+    core: CoreConfig = Field(default_factory=CoreConfig)
+    event_bus: EventBusConfig = Field(default_factory=EventBusConfig)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @property
+    def enabled_rooms(self) -> list[RoomConfig]:
+        return [room for room in self.core.rooms if room.enabled]
+
+    def plugin_section(self, name: str) -> dict[str, Any]:
+        section = self.plugins.get(name)
+        return dict(section) if isinstance(section, dict) else {}
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _location(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        where = _location(tuple(err.get("loc", ())))
+        where = f"{prefix}.{where}" if prefix and where != "(top level)" else (prefix or where)
+        lines.append(f"{where}: {err.get('msg')}")
+    return "; ".join(lines)
+
+
+def unknown_keys(model: BaseModel, path: str = "") -> list[str]:
+    """Keys the config had that no model declares (plugin sections are checked per plugin)."""
+    found = [f"{path}.{k}" if path else k for k in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        here = f"{path}.{name}" if path else name
+        if isinstance(value, BaseModel):
+            found += unknown_keys(value, here)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    found += unknown_keys(item, f"{here}[{i}]")
+    return found
+
+
+def _merge_database(raw: dict) -> None:
+    """Fold plugins.sql.database into core.database (core wins where both set a key)."""
+    sql_db = raw.get("plugins", {}).get("sql", {}) if isinstance(raw.get("plugins"), dict) else {}
+    if isinstance(sql_db, dict) and isinstance(sql_db.get("database"), dict):
+        core = raw.setdefault("core", {})
+        if isinstance(core, dict):
+            merged = dict(sql_db["database"])
+            if isinstance(core.get("database"), dict):
+                merged.update({k: v for k, v in core["database"].items() if v not in ("", None, 0)})
+            core["database"] = merged
+
+
+def _env_overrides(raw: dict, env: dict[str, str]) -> None:
+    core = raw.setdefault("core", {})
+    db = core.setdefault("database", {})
+    for var, key, conv in (("DAZ_DB_HOST", "host", str), ("DAZ_DB_PORT", "port", int),
+                           ("DAZ_DB_NAME", "database", str), ("DAZ_DB_USER", "user", str),
+                           ("DAZ_DB_PASSWORD", "password", str)):
+        if env.get(var):
+            try:
+                db[key] = conv(env[var])
+            except ValueError:
+                raise ConfigError(f"{var}: expected a number, got {env[var]!r}") from None
+    if env.get("DAZ_DATABASE_URL"):
+        db["dsn"] = env["DAZ_DATABASE_URL"]
+    if env.get("DAZ_DATA_DIR"):
+        core["data_dir"] = env["DAZ_DATA_DIR"]
+    channel = env.get("DAZ_CYTUBE_CHANNEL")
+    if channel and not core.get("rooms"):
+        core["rooms"] = [{"id": "default", "channel": channel, "enabled": True,
+                          "username": env.get("DAZ_CYTUBE_USERNAME", ""),
+                          "password": env.get("DAZ_CYTUBE_PASSWORD", "")}]
+    if env.get("DAZ_SERVER_URL"):
+        for room in core.get("rooms") or []:
+            if isinstance(room, dict):
+                room["server_url"] = env["DAZ_SERVER_URL"]
+    if env.get("DAZ_WEB_PORT"):
+        core.setdefault("web", {})["port"] = env["DAZ_WEB_PORT"]
+
+
+def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = None,
+                overrides: dict[str, Any] | None = None) -> Config:
+    """File, then DAZ_* environment, then flags (``overrides``), then validation.
+
+    ``overrides`` keys: channel, username, password, server, dsn, data_dir, web_host, web_port.
+    """
+    env = dict(os.environ) if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {p}: the top level must be an object")
+    _merge_database(raw)
+    _env_overrides(raw, env)
+    _flag_overrides(raw, overrides or {})
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    for key in unknown_keys(config):
+        log.warning("config: unknown key %s (ignored)", key)
+    return config
+
+
+def _flag_overrides(raw: dict, flags: dict[str, Any]) -> None:
+    core = raw.setdefault("core", {})
+    if not isinstance(core, dict):
+        return
+    if any(flags.get(k) for k in ("channel", "username", "password")):
+        rooms = core.get("rooms")
+        if not isinstance(rooms, list) or not rooms:
+            rooms = core["rooms"] = [{"enabled": True}]
+        first = rooms[0] if isinstance(rooms[0], dict) else {}
+        for key in ("channel", "username", "password"):
+            if flags.get(key):
+                first[key] = flags[key]
+        first.setdefault("enabled", True)
+    if flags.get("server"):
+        for room in core.get("rooms") or []:
+            if isinstance(room, dict):
+                room["server_url"] = flags["server"]
+    if flags.get("dsn"):
+        core.setdefault("database", {})["dsn"] = flags["dsn"]
+    if flags.get("data_dir"):
+        core["data_dir"] = str(flags["data_dir"])
+    web = core.setdefault("web", {})
+    if flags.get("web_host"):
+        web["host"] = flags["web_host"]
+    if flags.get("web_port") is not None:
+        web["port"] = flags["web_port"]
+
+
+def validate_plugin_config(name: str, model: type[BaseModel], section: dict) -> BaseModel:
+    """A plugin's section, validated by its own Config model; errors name plugins.<name>.<key>."""
+    try:
+        cfg = model.model_validate(section)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, prefix=f"plugins.{name}")) from None
+    for key in (cfg.model_extra or {}):
+        log.warning("config: unknown key plugins.%s.%s (ignored)", name, key)
+    return cfg

@@ -1,0 +1,60 @@
+"""Prometheus metrics of one daz process.
+
+Each App gets its own registry (two bots in one test process must not collide); /metrics
+exposes it. Every metric declared here is updated somewhere: a declared-but-dead metric was one
+of the Go version's defects.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.events_received = Counter("daz_events_received_total", "CyTube events received",
+                                       ["room", "type"], registry=r)
+        self.events_dropped = Counter("daz_events_dropped_total",
+                                      "Events a bus subscriber dropped because it fell behind",
+                                      ["subscriber"], registry=r)
+        self.handler_errors = Counter("daz_handler_errors_total",
+                                      "Plugin handler calls that raised or timed out",
+                                      ["plugin"], registry=r)
+        self.handler_slow = Counter("daz_handler_slow_total",
+                                    "Plugin handler calls that ran past the slow threshold",
+                                    ["plugin"], registry=r)
+        self.outbox_depth = Gauge("daz_outbox_queue_depth", "Messages waiting in a room's outbox",
+                                  ["room"], registry=r)
+        self.outbox_sent = Counter("daz_outbox_sent_total", "Chat lines and PMs sent",
+                                   ["room", "kind"], registry=r)
+        self.outbox_dropped = Counter("daz_outbox_dropped_total",
+                                      "Outgoing messages dropped (queue full while offline)",
+                                      ["room"], registry=r)
+        self.reconnects = Counter("daz_reconnects_total", "Reconnect attempts", ["room"],
+                                  registry=r)
+        self.room_connected = Gauge("daz_room_connected", "1 when the room is joined",
+                                    ["room"], registry=r)
+        self.db_pool_size = Gauge("daz_db_pool_size", "Connections in the pool", registry=r)
+        self.db_pool_idle = Gauge("daz_db_pool_idle", "Idle connections in the pool", registry=r)
+        self.db_up = Gauge("daz_db_up", "1 when the database answers", registry=r)
+        self.eventlog = Counter("daz_eventlog_events_total",
+                                "Event log rows by stage (queued, written, spilled, replayed, failed)",
+                                ["stage"], registry=r)
+        self.eventlog_queue = Gauge("daz_eventlog_queue_depth", "Events waiting to be written",
+                                    registry=r)
+        self.plugin_events = Counter("daz_plugin_events_total", "Events handled per plugin",
+                                     ["plugin"], registry=r)
+        self.plugin_retries = Counter("daz_plugin_retries_total",
+                                      "Operations handed to the retry queue per plugin",
+                                      ["plugin"], registry=r)
+        self.plugin_handle_seconds = Gauge("daz_plugin_handle_seconds_avg",
+                                           "Average handling time per event", ["plugin"],
+                                           registry=r)
+        self.commands = Counter("daz_commands_total", "Command attempts by outcome",
+                                ["command", "outcome"], registry=r)
+        self.command_latency = Histogram("daz_command_seconds", "Command handling time",
+                                         registry=r,
+                                         buckets=(.001, .0025, .005, .01, .025, .05, .1, .5, 1, 5))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

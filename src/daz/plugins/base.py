@@ -1,0 +1,220 @@
+"""What a plugin is made of: the Plugin base class, its decorators, and its context.
+
+A plugin is one package under ``daz/plugins/`` whose ``__init__.py`` defines one ``Plugin``
+subclass. It declares what it reacts to with decorators; the plugin manager wires those
+declarations to the bus, the command registry and timers, and isolates failures::
+
+    class Seen(Plugin):
+        name = "seen"
+
+        @command("seen", usage="!seen <user>", description="When was someone last here")
+        async def seen(self, ctx: CommandContext, user: str) -> None:
+            await ctx.reply(...)
+
+        @on(UserJoined)
+        async def joined(self, event: UserJoined) -> None: ...
+
+        @every(minutes=5)
+        async def sweep(self) -> None: ...
+
+Everything a plugin may touch comes through ``self.ctx`` (a ``PluginContext``); plugins never
+import each other and talk through bus events or request/reply.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from daz.events import Event
+
+if TYPE_CHECKING:  # pragma: no cover
+    import aiohttp
+
+    from daz.bus import Bus
+    from daz.clock import Clock
+    from daz.commands import CommandRegistry
+    from daz.cytube.rooms import Rooms
+    from daz.db.pool import Database
+    from daz.metrics import Metrics
+
+
+class PluginConfig(BaseModel):
+    """Base for a plugin's config section. Unknown keys are kept (and warned about)."""
+
+    model_config = ConfigDict(extra="allow")
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    aliases: tuple[str, ...] = ()
+    min_rank: float = 0
+    cooldown: float = 0.0  # seconds, per user, shared across aliases
+    usage: str = ""
+    description: str = ""
+    admin_only: bool = False
+    enabled: bool = True
+    reply_to: str = "origin"  # "origin" (chat→chat, PM→PM), "pm" or "chat"
+    pm_only: bool = False
+
+
+@dataclass(frozen=True)
+class OnSpec:
+    topic: str
+    priority: int = 0
+    max_queue: int | None = None
+    overflow: str = "drop_oldest"
+    include_ignored: bool = False  # deliver replayed history / own echoes / [server] lines too
+
+
+@dataclass(frozen=True)
+class EverySpec:
+    seconds: float
+    initial_delay: float | None = None  # default: one interval
+
+
+def command(name: str, *, aliases: tuple[str, ...] | list[str] = (), min_rank: float = 0,
+            cooldown: float = 0.0, usage: str = "", description: str = "",
+            admin_only: bool = False, enabled: bool = True, reply_to: str = "origin",
+            pm_only: bool = False) -> Callable:
+    """Declare a chat command. The handler is ``async def h(self, ctx, *args)``.
+
+    Positional parameters after ``ctx`` are the command's arguments; a ``*rest`` parameter takes
+    the remainder. Calls with too few or too many arguments get the usage line instead.
+    """
+    if reply_to not in ("origin", "pm", "chat"):
+        raise ValueError("reply_to must be 'origin', 'pm' or 'chat'")
+    spec = CommandSpec(name=name.lower(), aliases=tuple(a.lower() for a in aliases),
+                       min_rank=min_rank, cooldown=cooldown, usage=usage,
+                       description=description, admin_only=admin_only, enabled=enabled,
+                       reply_to=reply_to, pm_only=pm_only)
+
+    def mark(fn: Callable) -> Callable:
+        fn.__daz_command__ = spec
+        return fn
+
+    return mark
+
+
+def on(what: type[Event] | str, *, priority: int = 0, max_queue: int | None = None,
+       overflow: str = "drop_oldest", include_ignored: bool = False) -> Callable:
+    """Subscribe the method to an event class (its topic) or a topic pattern like ``cytube.*``.
+
+    Chat lines and PMs nobody should react to (history replay, our own echoes, ``[server]``
+    whispers, shadow-muted lines) are filtered out unless ``include_ignored=True``.
+    """
+    topic = what if isinstance(what, str) else _topic_of(what)
+    spec = OnSpec(topic=topic, priority=priority, max_queue=max_queue, overflow=overflow,
+                  include_ignored=include_ignored)
+
+    def mark(fn: Callable) -> Callable:
+        fn.__daz_on__ = getattr(fn, "__daz_on__", ()) + (spec,)
+        return fn
+
+    return mark
+
+
+def every(*, seconds: float = 0, minutes: float = 0, hours: float = 0,
+          initial_delay: float | None = None) -> Callable:
+    """Run the method periodically while the plugin runs (errors are logged, the timer goes on)."""
+    interval = seconds + minutes * 60 + hours * 3600
+    if interval <= 0:
+        raise ValueError("every() needs a positive interval")
+
+    def mark(fn: Callable) -> Callable:
+        fn.__daz_every__ = EverySpec(seconds=interval, initial_delay=initial_delay)
+        return fn
+
+    return mark
+
+
+def _topic_of(event_cls: type[Event]) -> str:
+    name = getattr(event_cls, "name", "")
+    from daz.cytube.events import CytubeEvent  # local: base must not import the connection
+
+    if isinstance(event_cls, type) and issubclass(event_cls, CytubeEvent):
+        return "cytube.event." + (name if name != "*" else "*")
+    return event_cls.topic_name
+
+
+@dataclass
+class PluginContext:
+    """The services one plugin may use. Built by the plugin manager, one per plugin."""
+
+    name: str
+    bus: "Bus"
+    rooms: "Rooms"
+    db: "Database | None"
+    config: Any  # the plugin's validated config (a PluginConfig subclass instance)
+    http: "aiohttp.ClientSession | None"
+    logger: logging.Logger
+    clock: "Clock"
+    commands: "CommandRegistry"
+    metrics: "Metrics | None" = None
+    data_dir: Any = None  # pathlib.Path
+    app_config: Any = None  # the whole daz Config, read-only by convention
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def log(self, level: str, message: str, data: dict | None = None) -> None:
+        """Record a line in daz_plugin_logs (and the process log). Never raises."""
+        getattr(self.logger, level if level in ("debug", "info", "warning", "error") else "info")(
+            message)
+        if self.db is None:
+            return
+        try:
+            await self.db.log(self.name, level, message, data)
+        except Exception as exc:  # the log table being down must not break the caller
+            self.logger.debug("could not write plugin log: %s", exc)
+
+
+class Plugin:
+    """Base class of every plugin. Subclasses set ``name`` and declare handlers."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    schema: ClassVar[str | None] = None  # file in the plugin package, applied by db/migrate.py
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    enabled_by_default: ClassVar[bool] = True
+
+    def __init__(self, ctx: PluginContext):
+        self.ctx = ctx
+        self.config = ctx.config
+        self.log = ctx.logger
+
+    async def setup(self) -> None:
+        """Called once at start-up, after migrations and before rooms connect."""
+
+    async def teardown(self) -> None:
+        """Called once at shutdown, after rooms disconnected: flush what is buffered."""
+
+    # Declarations, as the manager sees them --------------------------------------------
+
+    @classmethod
+    def declared_commands(cls) -> list[tuple[str, CommandSpec]]:
+        return [(attr, spec) for attr, spec in cls._declared("__daz_command__")]
+
+    @classmethod
+    def declared_handlers(cls) -> list[tuple[str, OnSpec]]:
+        out = []
+        for attr in dir(cls):
+            fn = getattr(cls, attr, None)
+            for spec in getattr(fn, "__daz_on__", ()):
+                out.append((attr, spec))
+        return out
+
+    @classmethod
+    def declared_timers(cls) -> list[tuple[str, EverySpec]]:
+        return [(attr, spec) for attr, spec in cls._declared("__daz_every__")]
+
+    @classmethod
+    def _declared(cls, marker: str) -> list[tuple[str, Any]]:
+        out = []
+        for attr in dir(cls):
+            spec = getattr(getattr(cls, attr, None), marker, None)
+            if spec is not None:
+                out.append((attr, spec))
+        return out
