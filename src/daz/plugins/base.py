@@ -191,6 +191,44 @@ class Plugin:
     async def teardown(self) -> None:
         """Called once at shutdown, after rooms disconnected: flush what is buffered."""
 
+    # Retries ---------------------------------------------------------------------------
+
+    async def retry_operation(self, operation: str, payload: dict) -> None:
+        """Run an operation the retry queue hands back (override to use ``defer_retry``).
+
+        Raise to report another failure; return normally when it succeeded. Must be idempotent:
+        the queue guarantees at-least-once, the ``key`` given to ``defer_retry`` makes it once.
+        """
+        raise NotImplementedError(f"{self.name} does not run retried operations")
+
+    async def defer_retry(self, operation: str, payload: dict, *, key: str, error: str = "",
+                          max_retries: int | None = None, priority: int = 0) -> bool:
+        """Hand a failed operation to the retry plugin; False when no retry plugin runs.
+
+        ``key`` is an idempotency key: the same key queued twice is one operation.
+        """
+        from daz.bus import NoResponder
+
+        request = {"plugin": self.name, "operation": operation, "payload": payload, "key": key,
+                   "error": error, "max_retries": max_retries, "priority": priority}
+        try:
+            await self.ctx.bus.request("retry.enqueue", request, timeout=10.0)
+        except NoResponder:
+            self.log.error("%s: no retry plugin running; %s %s is lost", self.name, operation, key)
+            return False
+        except Exception as exc:
+            self.log.error("%s: could not queue retry of %s %s: %s", self.name, operation, key, exc)
+            return False
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.plugin_retries.labels(plugin=self.name).inc()
+        return True
+
+    # Web -------------------------------------------------------------------------------
+
+    def web_routes(self) -> list:
+        """aiohttp route definitions this plugin serves on daz's web server (default none)."""
+        return []
+
     # Declarations, as the manager sees them --------------------------------------------
 
     @classmethod
