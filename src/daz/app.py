@@ -1,0 +1,207 @@
+"""Wires config → database → migrations → bus → plugins → web → rooms, and back down again.
+
+Start-up never depends on the network answering within a fixed window: the web server (and so
+/health) comes up first, a database that is down is retried with backoff while /health says so,
+and rooms connect in the background after the plugins are ready. Shutdown runs in reverse:
+rooms leave (so no new events arrive), plugins flush, then the database closes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from daz.bus import Bus
+from daz.clock import Clock
+from daz.commands import CommandRegistry
+from daz.config import Config
+from daz.cytube.rooms import Rooms
+from daz.metrics import Metrics
+from daz.plugins.base import Plugin
+from daz.plugins.manager import PluginManager
+
+log = logging.getLogger(__name__)
+
+
+def default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("daz", appauthor=False))
+
+
+class App:
+    def __init__(self, config: Config, *, data_dir: Path | None = None,
+                 plugin_classes: dict[str, type[Plugin]] | None = None,
+                 only_plugins: list[str] | None = None, clock: Clock | None = None,
+                 web: bool | None = None, migrate: bool = True):
+        self.config = config
+        self.data_dir = Path(data_dir or config.core.data_dir or default_data_dir())
+        self.clock = clock or Clock()
+        self.metrics = Metrics()
+        self.bus = Bus(metrics=self.metrics)
+        self.commands = CommandRegistry()
+        self.rooms = Rooms()
+        self.db = None
+        self.embedded = None
+        self.http: aiohttp.ClientSession | None = None
+        self.plugins: PluginManager | None = None
+        self.web = None
+        self.started_at = time.time()
+        self.state = "created"
+        self._plugin_classes = plugin_classes
+        self._only_plugins = only_plugins
+        self._web_enabled = config.core.web.enabled if web is None else web
+        self._migrate = migrate
+        self._stopping = asyncio.Event()
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self) -> None:
+        self.state = "starting"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self._build_rooms()
+        self.plugins = PluginManager(
+            config=self.config, bus=self.bus, rooms=self.rooms, db=None, http=self.http,
+            clock=self.clock, metrics=self.metrics, data_dir=self.data_dir,
+            commands=self.commands)
+        chosen = self.plugins.select(self._plugin_classes, self._only_plugins)  # config errors now
+        if self._web_enabled:
+            await self._start_web()
+        await self._start_database()
+        self.plugins.db = self.db
+        await self.plugins.start(chosen)
+        if self.web is not None:
+            self.web.add_plugin_routes(self.plugins.web_routes())
+        for room in self.rooms:
+            await room.start()
+        self.state = "running"
+        log.info("daz running: %d room(s), %d plugin(s), %d command(s)", len(self.rooms),
+                 len(self.plugins.loaded), len(self.commands))
+
+    def _build_rooms(self) -> None:
+        from daz.cytube.room import Room
+
+        for room_config in self.config.enabled_rooms:
+            self.rooms.add(Room(room_config, self.bus, metrics=self.metrics, http=self.http,
+                                clock=self.clock))
+
+    async def _start_database(self) -> None:
+        from daz.db.pool import Database
+
+        db_config = self.config.core.database
+        dsn = db_config.url()
+        if not dsn:
+            from daz.db.embedded import EmbeddedPostgres
+
+            self.embedded = EmbeddedPostgres(self.data_dir / "postgres")
+            dsn = await self.embedded.start()
+            log.info("no database configured: using an embedded PostgreSQL in %s",
+                     self.data_dir / "postgres")
+        self.db = Database(dsn, min_size=db_config.min_connections,
+                           max_size=db_config.max_connections,
+                           command_timeout=db_config.command_timeout,
+                           connect_timeout=db_config.connect_timeout)
+        await self.db.connect_with_retry(self._stopping)
+        if self._migrate:
+            from daz.db.migrate import migrate
+
+            applied = await migrate(self.db.pool)
+            if applied:
+                log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
+
+    async def _start_web(self) -> None:
+        from daz.web.server import WebServer
+
+        self.web = WebServer(self)
+        await self.web.start(self.config.core.web.host, self.config.core.web.port)
+
+    # ------------------------------------------------------------------ stop
+
+    async def stop(self) -> None:
+        if self.state in ("stopping", "stopped"):
+            return
+        self.state = "stopping"
+        self._stopping.set()
+        await asyncio.gather(*(room.stop() for room in self.rooms), return_exceptions=True)
+        if self.plugins is not None:
+            await self.plugins.stop()
+        await self.bus.close()
+        if self.web is not None:
+            await self.web.stop()
+        if self.db is not None:
+            await self.db.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+        if self.http is not None:
+            await self.http.close()
+        self.state = "stopped"
+
+    async def run_forever(self) -> None:
+        """Run until SIGINT/SIGTERM, then shut down cleanly (flushing what is queued)."""
+        import signal
+
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except NotImplementedError:  # pragma: no cover - non-Unix
+                pass
+        try:
+            await self.start()
+            await stop.wait()
+            log.info("shutting down")
+        finally:
+            await self.stop()
+
+    # ------------------------------------------------------------------ health
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, details): healthy only when the database answers and every room is joined."""
+        problems: list[str] = []
+        db_ok = False
+        if self.db is None:
+            problems.append("database: not connected yet")
+        else:
+            db_ok = await self.db.ping()
+            if not db_ok:
+                problems.append(f"database: not answering ({self.db.last_error or 'unknown'})")
+        if self.metrics:
+            self.metrics.db_up.set(1 if db_ok else 0)
+            if self.db is not None and getattr(self.db, "pool", None) is not None:
+                self.metrics.db_pool_size.set(self.db.size)
+                self.metrics.db_pool_idle.set(self.db.idle)
+        rooms = {}
+        for room in self.rooms:
+            status = room.status()
+            rooms[room.id] = status
+            if not status.get("joined"):
+                why = status.get("gave_up") or status.get("last_error") or "not joined"
+                problems.append(f"room {room.id}: {why}")
+        plugins = self.plugins.status() if self.plugins else {}
+        for name, st in plugins.items():
+            if st.get("failed"):
+                problems.append(f"plugin {name}: {st['failed']}")
+        slow = self.bus.slow_handlers()
+        details = {
+            "status": "ok" if not problems else "unhealthy",
+            "state": self.state,
+            "problems": problems,
+            "database": {"ok": db_ok},
+            "rooms": rooms,
+            "plugins": plugins,
+            "slow_handlers": slow,
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+        }
+        sql = self.plugins.get("sql") if self.plugins else None
+        if sql is not None and hasattr(sql, "status"):
+            try:
+                details["eventlog"] = sql.status()
+            except Exception as exc:  # health must answer even if a plugin's status breaks
+                details["eventlog"] = {"error": repr(exc)}
+        return (not problems and self.state == "running"), details

@@ -1,0 +1,232 @@
+"""Loads plugins, wires their declarations, and keeps one plugin's failure its own.
+
+* Which plugins run: every built-in in ``BUILTIN_PLUGINS`` whose config section does not say
+  ``"enabled": false`` (plus any extra classes a test passes in).
+* Config sections are validated before anything starts: a wrong type is a ``ConfigError``
+  naming ``plugins.<name>.<key>``, and the bot does not start.
+* ``setup()`` failing disables that plugin (logged and counted); the rest start.
+* Handler and timer exceptions are logged and counted per plugin; the next event/tick runs.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from daz.commands import CommandConflict, CommandRegistry
+from daz.config import ConfigError, validate_plugin_config
+from daz.plugins.base import EverySpec, OnSpec, Plugin, PluginContext
+
+log = logging.getLogger(__name__)
+
+# Start-up order: logging and retries first (others depend on them being there), the command
+# system next, then the plugins that know the channel, then the ones people talk to.
+BUILTIN_PLUGINS = (
+    "sql", "retry", "stats", "eventfilter", "usertracker", "mediatracker", "analytics",
+    "basics", "greeter", "tell", "gallery", "ollama",
+)
+
+# Handlers of these plugins run ahead of others when several have work ready.
+COMMAND_PRIORITY = 100
+
+
+@dataclass
+class LoadedPlugin:
+    name: str
+    plugin: Plugin
+    subscriptions: list = field(default_factory=list)
+    timers: list[asyncio.Task] = field(default_factory=list)
+    started: bool = False
+    failed: str | None = None
+    errors: int = 0
+
+
+def plugin_class(name: str) -> type[Plugin]:
+    """The Plugin subclass defined in ``daz.plugins.<name>``."""
+    module = importlib.import_module(f"daz.plugins.{name}")
+    found = [obj for obj in vars(module).values()
+             if inspect.isclass(obj) and issubclass(obj, Plugin) and obj is not Plugin
+             and obj.__module__.startswith(module.__name__)]
+    if len(found) != 1:
+        raise ImportError(f"daz.plugins.{name} must define exactly one Plugin class, found "
+                          f"{[c.__name__ for c in found]}")
+    return found[0]
+
+
+def available_plugins() -> dict[str, type[Plugin]]:
+    """Built-in plugins that are importable (a plugin still being written is skipped)."""
+    out = {}
+    for name in BUILTIN_PLUGINS:
+        try:
+            out[name] = plugin_class(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"daz.plugins.{name}":
+                continue
+            raise
+    return out
+
+
+class PluginManager:
+    def __init__(self, *, config, bus, rooms, db, http, clock, metrics, data_dir,
+                 commands: CommandRegistry | None = None):
+        self.config = config
+        self.bus = bus
+        self.rooms = rooms
+        self.db = db
+        self.http = http
+        self.clock = clock
+        self.metrics = metrics
+        self.data_dir = data_dir
+        self.commands = commands or CommandRegistry()
+        self.loaded: dict[str, LoadedPlugin] = {}
+
+    # ------------------------------------------------------------------ selection
+
+    def select(self, classes: dict[str, type[Plugin]] | None = None,
+               only: list[str] | None = None) -> list[tuple[type[Plugin], Any]]:
+        """Choose enabled plugins and validate their config; raises ConfigError on bad config."""
+        classes = classes if classes is not None else available_plugins()
+        chosen = []
+        problems = []
+        for name, cls in classes.items():
+            if only is not None and name not in only:
+                continue
+            section = self.config.plugin_section(name)
+            if "enabled" not in section and not cls.enabled_by_default:
+                continue
+            try:
+                cfg = validate_plugin_config(name, cls.Config, section)
+            except ConfigError as exc:
+                problems.append(str(exc))
+                continue
+            if getattr(cfg, "enabled", True):
+                chosen.append((cls, cfg))
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return chosen
+
+    # ------------------------------------------------------------------ start / stop
+
+    async def start(self, chosen: list[tuple[type[Plugin], Any]]) -> None:
+        # Commands first, for all plugins, so a name clash stops start-up before anything runs.
+        instances = []
+        for cls, cfg in chosen:
+            ctx = PluginContext(
+                name=cls.name, bus=self.bus, rooms=self.rooms, db=self.db, config=cfg,
+                http=self.http, logger=logging.getLogger(f"daz.plugins.{cls.name}"),
+                clock=self.clock, commands=self.commands, metrics=self.metrics,
+                data_dir=self.data_dir, app_config=self.config)
+            plugin = cls(ctx)
+            instances.append(plugin)
+            for attr, spec in cls.declared_commands():
+                try:
+                    self.commands.register(cls.name, spec, getattr(plugin, attr))
+                except CommandConflict as exc:
+                    raise ConfigError(str(exc)) from None
+        for plugin in instances:
+            await self._start_one(plugin)
+
+    async def _start_one(self, plugin: Plugin) -> None:
+        loaded = LoadedPlugin(name=plugin.name, plugin=plugin)
+        self.loaded[plugin.name] = loaded
+        try:
+            await plugin.setup()
+        except Exception as exc:
+            loaded.failed = f"setup failed: {exc!r}"[:300]
+            log.exception("plugin %s failed to start; it is disabled, the others run on",
+                          plugin.name)
+            self.commands.unregister_plugin(plugin.name)
+            if self.metrics is not None:
+                self.metrics.handler_errors.labels(plugin=plugin.name).inc()
+            return
+        for attr, spec in plugin.declared_handlers():
+            loaded.subscriptions.append(self._subscribe(plugin, getattr(plugin, attr), spec))
+        for attr, spec in plugin.declared_timers():
+            loaded.timers.append(asyncio.create_task(
+                self._run_timer(loaded, attr, spec), name=f"timer:{plugin.name}.{attr}"))
+        if type(plugin).retry_operation is not Plugin.retry_operation:
+            self.bus.respond(f"retry.run.{plugin.name}", self._retry_runner(plugin),
+                             owner=plugin.name)
+        loaded.started = True
+        log.info("plugin %s started", plugin.name)
+
+    def _subscribe(self, plugin: Plugin, method, spec: OnSpec):
+        handler = method
+        if not spec.include_ignored:
+            async def handler(event, _method=method):  # noqa: E306
+                if getattr(event, "ignored", False):
+                    return
+                await _method(event)
+        priority = spec.priority or (COMMAND_PRIORITY if plugin.name == "eventfilter" else 0)
+        return self.bus.subscribe(spec.topic, handler, owner=plugin.name, priority=priority,
+                                  max_queue=spec.max_queue, overflow=spec.overflow)
+
+    async def _run_timer(self, loaded: LoadedPlugin, attr: str, spec: EverySpec) -> None:
+        method = getattr(loaded.plugin, attr)
+        delay = spec.initial_delay if spec.initial_delay is not None else spec.seconds
+        while True:
+            await asyncio.sleep(delay)
+            delay = spec.seconds
+            try:
+                await method()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                loaded.errors += 1
+                log.exception("plugin %s: timer %s failed; it will run again in %.0fs",
+                              loaded.name, attr, spec.seconds)
+                if self.metrics is not None:
+                    self.metrics.handler_errors.labels(plugin=loaded.name).inc()
+
+    @staticmethod
+    def _retry_runner(plugin: Plugin):
+        async def run(request: dict) -> None:
+            await plugin.retry_operation(request["operation"], request.get("payload") or {})
+        return run
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        """Stop timers and subscriptions, let queued events drain, then teardown in reverse."""
+        for loaded in self.loaded.values():
+            for task in loaded.timers:
+                task.cancel()
+        await asyncio.gather(*(t for lp in self.loaded.values() for t in lp.timers),
+                             return_exceptions=True)
+        await self.bus.drain(timeout=min(timeout, 5.0))
+        for loaded in reversed(list(self.loaded.values())):
+            for sub in loaded.subscriptions:
+                self.bus.unsubscribe(sub)
+            self.bus.stop_responding(f"retry.run.{loaded.name}")
+            if not loaded.started:
+                continue
+            try:
+                await asyncio.wait_for(loaded.plugin.teardown(), timeout)
+            except Exception:
+                log.exception("plugin %s failed to shut down cleanly", loaded.name)
+
+    # ------------------------------------------------------------------ introspection
+
+    def get(self, name: str) -> Plugin | None:
+        loaded = self.loaded.get(name)
+        return loaded.plugin if loaded and loaded.started else None
+
+    def status(self) -> dict[str, dict]:
+        out = {}
+        for name, lp in self.loaded.items():
+            handled = sum(s.handled for s in lp.subscriptions)
+            errors = sum(s.errors for s in lp.subscriptions) + lp.errors
+            out[name] = {"running": lp.started, "failed": lp.failed, "handled": handled,
+                         "errors": errors}
+        return out
+
+    def web_routes(self) -> list:
+        routes = []
+        for lp in self.loaded.values():
+            if lp.started:
+                try:
+                    routes.extend(lp.plugin.web_routes())
+                except Exception:
+                    log.exception("plugin %s: web_routes failed", lp.name)
+        return routes
