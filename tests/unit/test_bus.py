@@ -1,0 +1,189 @@
+"""The bus: order per room, isolation of slow handlers, priorities, drops, request/reply."""
+import asyncio
+
+import pytest
+
+from daz.bus import Bus, DuplicateResponder, NoResponder
+from daz.events import PluginEvent
+
+
+def ev(n, room="r1", name="t.x"):
+    return PluginEvent(name=name, room_id=room, data={"n": n})
+
+
+async def test_events_of_one_room_arrive_in_publish_order_across_topics():
+    bus = Bus()
+    seen = []
+
+    async def handler(e):
+        if e.data["n"] % 7 == 0:
+            await asyncio.sleep(0)  # a handler that yields must not reorder anything
+        seen.append(e.data["n"])
+
+    bus.subscribe("t.*", handler, owner="p")
+    for n in range(500):
+        await bus.publish(ev(n, name="t.a" if n % 2 else "t.b"))
+    assert await bus.drain(5)
+    assert seen == list(range(500))
+    await bus.close()
+
+
+async def test_pattern_and_exact_subscribers_both_receive():
+    bus = Bus()
+    got = {"exact": 0, "pattern": 0}
+
+    async def exact(e):
+        got["exact"] += 1
+
+    async def pattern(e):
+        got["pattern"] += 1
+
+    bus.subscribe("cytube.event.chatMsg", exact, owner="a")
+    bus.subscribe("cytube.*", pattern, owner="b")
+    await bus.publish(PluginEvent(name="cytube.event.chatMsg"))
+    await bus.publish(PluginEvent(name="cytube.event.addUser"))
+    await bus.drain(2)
+    assert got == {"exact": 1, "pattern": 2}
+    await bus.close()
+
+
+async def test_a_hung_handler_does_not_delay_other_plugins_or_other_rooms():
+    bus = Bus(slow_after=0.2)
+    hang = asyncio.Event()
+    fast_seen = []
+    slow_seen = []
+
+    async def slow(e):
+        slow_seen.append(e.room_id)
+        if e.room_id == "r1":
+            await hang.wait()
+
+    async def fast(e):
+        fast_seen.append((e.room_id, e.data["n"]))
+
+    bus.subscribe("t.*", slow, owner="slowplugin")
+    bus.subscribe("t.*", fast, owner="fastplugin")
+    for n in range(3):
+        await bus.publish(ev(n, room="r1"))
+        await bus.publish(ev(n, room="r2"))
+    await asyncio.sleep(0.6)
+    assert len(fast_seen) == 6  # the other plugin saw everything
+    assert "r2" in slow_seen  # the slow plugin still serves the other room
+    assert bus.slow_handlers() and bus.slow_handlers()[0]["plugin"] == "slowplugin"
+    assert bus.stats.slow["slowplugin"] == 1
+    hang.set()
+    await bus.drain(2)
+    await bus.close()
+
+
+async def test_handler_exceeding_its_timeout_is_cancelled_counted_and_the_lane_moves_on():
+    bus = Bus(slow_after=0.1)
+    done = []
+
+    async def handler(e):
+        if e.data["n"] == 0:
+            await asyncio.sleep(60)
+        done.append(e.data["n"])
+
+    bus.subscribe("t.*", handler, owner="p", timeout=0.3)
+    await bus.publish(ev(0))
+    await bus.publish(ev(1))
+    await asyncio.sleep(1.5)
+    assert done == [1]
+    assert bus.stats.timeouts["p"] == 1
+    await bus.close()
+
+
+async def test_exception_in_one_handler_is_counted_and_delivery_continues():
+    bus = Bus()
+    seen = []
+
+    async def flaky(e):
+        if e.data["n"] == 1:
+            raise RuntimeError("boom")
+        seen.append(e.data["n"])
+
+    sub = bus.subscribe("t.*", flaky, owner="flaky")
+    for n in range(3):
+        await bus.publish(ev(n))
+    await bus.drain(2)
+    assert seen == [0, 2]
+    assert sub.errors == 1 and bus.stats.errors["flaky"] == 1
+    await bus.close()
+
+
+async def test_higher_priority_subscribers_run_first():
+    bus = Bus()
+    order = []
+
+    async def low(e):
+        order.append("log")
+
+    async def high(e):
+        order.append("command")
+
+    bus.subscribe("t.*", low, owner="sql", priority=0)
+    bus.subscribe("t.*", high, owner="eventfilter", priority=100)
+    await bus.publish(ev(0))
+    await bus.drain(2)
+    assert order == ["command", "log"]
+    await bus.close()
+
+
+async def test_drop_oldest_is_counted_once_per_dropped_event():
+    bus = Bus()
+    gate = asyncio.Event()
+    seen = []
+
+    async def handler(e):
+        await gate.wait()
+        seen.append(e.data["n"])
+
+    bus.subscribe("t.*", handler, owner="lossy", max_queue=3, overflow="drop_oldest")
+    for n in range(10):
+        await bus.publish(ev(n))
+    await asyncio.sleep(0.05)
+    gate.set()
+    await bus.drain(2)
+    # one event was already being handled, 3 fit in the queue, the rest were dropped
+    assert bus.stats.dropped["lossy"] == len(range(10)) - len(seen)
+    assert seen[-3:] == [7, 8, 9]
+    await bus.close()
+
+
+async def test_block_overflow_applies_back_pressure_and_loses_nothing():
+    bus = Bus()
+    seen = []
+
+    async def handler(e):
+        await asyncio.sleep(0.001)
+        seen.append(e.data["n"])
+
+    bus.subscribe("t.*", handler, owner="persist", max_queue=5, overflow="block")
+    for n in range(50):
+        await bus.publish(ev(n))
+    await bus.drain(5)
+    assert seen == list(range(50))
+    assert bus.stats.dropped["persist"] == 0
+    await bus.close()
+
+
+async def test_request_reply_one_responder_timeout_and_no_responder():
+    bus = Bus()
+
+    async def double(x):
+        return x * 2
+
+    async def never(x):
+        await asyncio.sleep(10)
+
+    bus.respond("math.double", double, owner="a")
+    assert await bus.request("math.double", 21) == 42
+    with pytest.raises(DuplicateResponder, match="a already does"):
+        bus.respond("math.double", double, owner="b")
+    with pytest.raises(NoResponder):
+        await bus.request("nobody.home", 1)
+    bus.respond("slow", never, owner="c")
+    with pytest.raises(asyncio.TimeoutError):
+        await bus.request("slow", 1, timeout=0.05)
+    await bus.close()

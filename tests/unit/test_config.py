@@ -1,0 +1,98 @@
+"""Config: the Go Daz format, clear errors naming the key, warnings for unknown keys."""
+import json
+import logging
+
+import pytest
+
+from daz.config import ConfigError, load_config
+
+GO_CONFIG = {
+    "core": {
+        "rooms": [
+            {"id": "main", "channel": "always_always_sunny", "username": "Dazza",
+             "password": "secret", "enabled": True, "reconnect_attempts": 10,
+             "cooldown_minutes": 30},
+            {"channel": "other", "enabled": False},
+        ],
+        "database": {"host": "localhost", "port": 5432, "database": "daz", "user": "daz_user",
+                     "password": "pw"},
+    },
+    "event_bus": {"buffer_sizes": {"cytube.event": 2000, "sql.request": 500}},
+    "plugins": {
+        "sql": {"core_event_batch_size": 64, "logger_rules": [
+            {"event_pattern": "cytube.event.*", "enabled": True, "table": "daz_core_events"}]},
+        "eventfilter": {"command_prefix": "!"},
+        "wsbridge": {"enabled": False},
+    },
+}
+
+
+def write(tmp_path, data):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_reads_the_go_daz_config_format(tmp_path):
+    config = load_config(write(tmp_path, GO_CONFIG), env={})
+    assert [r.id for r in config.enabled_rooms] == ["main"]
+    room = config.enabled_rooms[0]
+    assert room.server_url == "https://cytu.be" and room.max_backoff_seconds == 1800
+    assert config.core.rooms[1].id == "other"  # id defaults to the channel
+    assert config.core.database.url() == "postgresql://daz_user:pw@localhost:5432/daz"
+    assert config.plugin_section("eventfilter") == {"command_prefix": "!"}
+
+
+def test_wrong_type_names_the_key_and_refuses(tmp_path):
+    bad = json.loads(json.dumps(GO_CONFIG))
+    bad["core"]["rooms"][0]["enabled"] = "sometimes"
+    with pytest.raises(ConfigError, match=r"core\.rooms\[0\]\.enabled"):
+        load_config(write(tmp_path, bad), env={})
+
+
+def test_missing_required_key_names_it(tmp_path):
+    bad = {"core": {"rooms": [{"username": "x", "enabled": True}]}}
+    with pytest.raises(ConfigError, match=r"core\.rooms\[0\]\.channel: Field required"):
+        load_config(write(tmp_path, bad), env={})
+
+
+def test_unknown_key_is_a_warning_not_an_error(tmp_path, caplog):
+    data = json.loads(json.dumps(GO_CONFIG))
+    data["core"]["rooms"][0]["colour"] = "blue"
+    with caplog.at_level(logging.WARNING, logger="daz.config"):
+        load_config(write(tmp_path, data), env={})
+    assert "core.rooms[0].colour" in caplog.text
+
+
+def test_flags_and_env_override_the_file(tmp_path):
+    config = load_config(write(tmp_path, GO_CONFIG),
+                         env={"DAZ_DATABASE_URL": "postgresql://env/db", "DAZ_DB_HOST": "dbhost"},
+                         overrides={"channel": "flagchan", "server": "http://127.0.0.1:9",
+                                    "web_port": 9999})
+    assert config.core.rooms[0].channel == "flagchan"
+    assert all(r.server_url == "http://127.0.0.1:9" for r in config.core.rooms)
+    assert config.core.database.url() == "postgresql://env/db"
+    assert config.core.web.port == 9999
+
+
+def test_single_room_from_flags_with_no_file():
+    config = load_config(None, env={}, overrides={"channel": "mychan", "username": "bot",
+                                                  "password": "pw"})
+    (room,) = config.enabled_rooms
+    assert (room.id, room.channel, room.username) == ("mychan", "mychan", "bot")
+    assert config.core.database.url() == ""  # embedded PostgreSQL
+
+
+def test_sql_plugin_database_section_is_the_same_setting(tmp_path):
+    data = {"core": {"rooms": [{"channel": "c", "enabled": True}]},
+            "plugins": {"sql": {"database": {"host": "h", "database": "d", "user": "u"}}}}
+    assert load_config(write(tmp_path, data), env={}).core.database.url() == "postgresql://u@h:5432/d"
+
+
+def test_invalid_json_and_bad_channel_are_clear(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text("{nope")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(p, env={})
+    with pytest.raises(ConfigError, match=r"core\.rooms\[0\]\.channel"):
+        load_config(None, env={}, overrides={"channel": "bad channel!"})

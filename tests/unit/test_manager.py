@@ -1,0 +1,111 @@
+"""The plugin manager: config validation, isolation of failing plugins, wiring."""
+import asyncio
+import logging
+
+import pytest
+
+from daz.bus import Bus
+from daz.clock import Clock
+from daz.config import ConfigError, load_config
+from daz.cytube.events import ChatMessage, parse_event
+from daz.cytube.rooms import Rooms
+from daz.plugins.base import Plugin, PluginConfig, command, every, on
+from daz.plugins.manager import PluginManager
+
+
+class CountingConfig(PluginConfig):
+    step: int = 1
+
+
+class Counting(Plugin):
+    name = "counting"
+    Config = CountingConfig
+
+    async def setup(self):
+        self.seen = []
+        self.ticks = 0
+
+    @on(ChatMessage)
+    async def chat(self, event):
+        if event.text == "explode":
+            raise RuntimeError("handler bug")
+        self.seen.append(event.text)
+
+    @every(seconds=0.05)
+    async def tick(self):
+        self.ticks += self.config.step
+        if self.ticks == 2:
+            raise RuntimeError("timer bug")
+
+    @command("count")
+    async def count(self, ctx):
+        pass
+
+
+class BrokenSetup(Plugin):
+    name = "broken"
+
+    async def setup(self):
+        raise RuntimeError("cannot start")
+
+    @command("broken")
+    async def broken(self, ctx):
+        pass
+
+
+def manager(plugins=None):
+    config = load_config(None, env={}, overrides={"channel": "c"})
+    config.plugins.update(plugins or {})
+    return PluginManager(config=config, bus=Bus(), rooms=Rooms(), db=None, http=None,
+                         clock=Clock(), metrics=None, data_dir=None)
+
+
+def chat(text, **flags):
+    e = parse_event("chatMsg", {"username": "u", "msg": text, "meta": {}, "time": 1},
+                    room_id="r", channel="c")
+    for k, v in flags.items():
+        setattr(e, k, v)
+    return e
+
+
+async def test_failing_setup_disables_only_that_plugin_and_handlers_timers_recover(caplog):
+    m = manager()
+    chosen = m.select({"counting": Counting, "broken": BrokenSetup})
+    with caplog.at_level(logging.ERROR):
+        await m.start(chosen)
+    assert m.status()["broken"]["failed"].startswith("setup failed")
+    assert m.commands.resolve("broken") is None and m.commands.resolve("count") is not None
+    for text in ("a", "explode", "b"):
+        await m.bus.publish(chat(text))
+    await m.bus.publish(chat("replayed", replayed=True))
+    await m.bus.drain(2)
+    counting = m.get("counting")
+    assert counting.seen == ["a", "b"]  # the exception was isolated; ignored lines filtered
+    await asyncio.sleep(0.3)
+    assert counting.ticks >= 4  # the timer kept running after raising
+    assert m.status()["counting"]["errors"] >= 2
+    await m.stop()
+
+
+async def test_bad_plugin_config_names_the_key():
+    m = manager({"counting": {"step": "many"}})
+    with pytest.raises(ConfigError, match=r"plugins\.counting\.step"):
+        m.select({"counting": Counting})
+
+
+async def test_disabled_in_config_is_not_started():
+    m = manager({"counting": {"enabled": False}})
+    assert m.select({"counting": Counting}) == []
+
+
+async def test_duplicate_command_across_plugins_stops_start_up():
+    class Other(Plugin):
+        name = "other"
+
+        @command("count")
+        async def count(self, ctx):
+            pass
+
+    m = manager()
+    with pytest.raises(ConfigError, match="'counting' and 'other'"):
+        await m.start(m.select({"counting": Counting, "other": Other}))
