@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from daz.web.keys import AUTH, DAZ_APP
+
 if TYPE_CHECKING:  # pragma: no cover
     from daz.app import App
 
@@ -40,7 +42,7 @@ class WebServer:
         self.host = "127.0.0.1"
         self.port = 0
         self.extra_routes: list = []
-        self.page_routes: list = []
+        self.auth = None
 
     @property
     def base_url(self) -> str:
@@ -48,17 +50,17 @@ class WebServer:
 
     def build(self) -> web.Application:
         webapp = web.Application(middlewares=[security_headers])
-        webapp["daz"] = self.app
+        webapp[DAZ_APP] = self.app
         webapp.router.add_get("/health", self.health)
         webapp.router.add_get("/health/live", self.live)
         webapp.router.add_get("/health/ready", self.ready)
         webapp.router.add_get("/metrics", self.metrics)
-        try:
-            from daz.web.pages import page_routes
+        from daz.web.pages import make_auth, page_routes
 
-            webapp.router.add_routes(page_routes())
-        except ImportError:
-            pass
+        if self.auth is None:  # one Auth for the process: sessions survive the rebuild
+            self.auth = make_auth(self.app)
+        webapp[AUTH] = self.auth
+        webapp.router.add_routes(page_routes())
         webapp.router.add_routes(self.extra_routes)
         return webapp
 

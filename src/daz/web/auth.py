@@ -1,0 +1,82 @@
+"""Login for pages that show chat text, PMs or per-user history.
+
+One shared token (config ``core.web.token``, or generated at first start, stored in the data
+dir with owner-only permissions and printed once). The token is compared in constant time; a
+successful login gets a random session id in an HttpOnly, SameSite=Strict cookie.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+COOKIE = "daz_session"
+SESSION_SECONDS = 7 * 24 * 3600
+TOKEN_FILE = "web-token"
+
+
+def load_or_create_token(configured: str, data_dir: Path | None) -> str:
+    if configured:
+        return configured
+    if data_dir is None:
+        return secrets.token_urlsafe(24)
+    path = Path(data_dir) / TOKEN_FILE
+    if path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    # Printed once, on the run that created it; later runs read the file quietly.
+    print(f"daz: web login token (saved in {path}): {token}", flush=True)
+    return token
+
+
+class Auth:
+    def __init__(self, token: str, public_aggregates: bool = True):
+        self._token = token.encode("utf-8")
+        self.public_aggregates = public_aggregates
+        self._sessions: dict[str, float] = {}
+
+    def check_token(self, given: str) -> bool:
+        return hmac.compare_digest(self._token, given.encode("utf-8", "surrogatepass"))
+
+    def new_session(self) -> str:
+        self._expire()
+        session = secrets.token_urlsafe(32)
+        self._sessions[session] = time.time() + SESSION_SECONDS
+        return session
+
+    def end_session(self, session: str | None) -> None:
+        if session:
+            self._sessions.pop(session, None)
+
+    def logged_in(self, request: web.Request) -> bool:
+        session = request.cookies.get(COOKIE)
+        if not session:
+            return False
+        expires = self._sessions.get(session)
+        return expires is not None and expires > time.time()
+
+    def may_see_aggregates(self, request: web.Request) -> bool:
+        return self.public_aggregates or self.logged_in(request)
+
+    def set_cookie(self, response: web.StreamResponse, session: str, secure: bool) -> None:
+        response.set_cookie(COOKIE, session, max_age=SESSION_SECONDS, httponly=True,
+                            samesite="Strict", secure=secure, path="/")
+
+    def _expire(self) -> None:
+        now = time.time()
+        for session, expires in list(self._sessions.items()):
+            if expires <= now:
+                del self._sessions[session]

@@ -1,0 +1,7 @@
+"""Typed keys for what daz stores on its aiohttp application."""
+from aiohttp import web
+
+from daz.web.auth import Auth
+
+DAZ_APP: web.AppKey = web.AppKey("daz", object)  # the running daz.app.App
+AUTH: web.AppKey[Auth] = web.AppKey("auth", Auth)

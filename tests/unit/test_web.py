@@ -1,0 +1,132 @@
+"""Web pages and health endpoints, against a stand-in app (no database, recorded rooms)."""
+import time
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from daz.bus import Bus
+from daz.commands import CommandRegistry
+from daz.config import load_config
+from daz.cytube.events import parse_event
+from daz.cytube.rooms import Rooms
+from daz.metrics import Metrics
+from daz.plugins.base import Plugin, command
+from daz.web.server import WebServer
+from tests.fakes.room import RecordingRoom
+
+
+class StubApp:
+    """The parts of daz.app.App the web server reads."""
+
+    def __init__(self, tmp_path, token="sekrit-token", public=True):
+        self.config = load_config(None, env={}, overrides={"channel": "testchan"})
+        self.config.core.web.token = token
+        self.config.core.web.public_aggregates = public
+        self.data_dir = tmp_path
+        self.rooms = Rooms([RecordingRoom(channel="testchan")])
+        self.room = next(iter(self.rooms))
+        self.room.status = lambda: {"joined": True}
+        self.commands = CommandRegistry()
+        self.metrics = Metrics()
+        self.bus = Bus()
+        self.db = None
+        self.state = "running"
+        self.healthy = (False, {"status": "unhealthy", "problems": ["database: not connected yet"]})
+
+    async def health(self):
+        return self.healthy
+
+
+class Helpful(Plugin):
+    name = "helpful"
+
+    @command("tell", aliases=("msg",), usage="!tell <user> <message>", min_rank=1,
+             description="Leave a <b>message</b>")
+    async def tell(self, ctx, user, *message):
+        pass
+
+
+@pytest.fixture
+async def client(tmp_path):
+    app = StubApp(tmp_path)
+    plugin = Helpful.__new__(Helpful)
+    app.commands.register("helpful", Helpful.declared_commands()[0][1], plugin.tell)
+    server = WebServer(app)
+    test_server = TestServer(server.build())
+    async with TestClient(test_server) as c:
+        c.daz = app
+        yield c
+
+
+async def test_health_is_503_with_the_reason_and_live_is_200(client):
+    r = await client.get("/health")
+    assert r.status == 503
+    assert (await r.json())["problems"] == ["database: not connected yet"]
+    client.daz.healthy = (True, {"status": "ok"})
+    assert (await client.get("/health")).status == 200
+    assert (await client.get("/health/live")).status == 200
+    assert (await client.get("/health/ready")).status == 503  # no database
+
+
+async def test_metrics_exposition(client):
+    client.daz.metrics.events_received.labels(room="testchan", type="chatMsg").inc(3)
+    body = await (await client.get("/metrics")).text()
+    assert 'daz_events_received_total{room="testchan",type="chatMsg"} 3.0' in body
+    assert 'daz_room_connected{room="test"} 1.0' in body  # labelled by room id
+
+
+async def test_help_lists_commands_from_the_registry_escaped(client):
+    html = await (await client.get("/help")).text()
+    assert "!tell" in html and "!tell &lt;user&gt; &lt;message&gt;" in html and "msg" in html
+    assert "Leave a &lt;b&gt;message&lt;/b&gt;" in html
+
+
+async def test_dashboard_escapes_hostile_names_and_has_a_strict_csp(client):
+    room = client.daz.room
+    room.state.apply(parse_event("userlist", [
+        {"name": "<script>alert(1)</script>", "rank": 1, "meta": {"afk": True}},
+        {"name": "alice", "rank": 5}], room_id="testchan", channel="testchan"))
+    r = await client.get("/c/testchan")
+    html = await r.text()
+    assert r.status == 200
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "AFK" in html
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+    assert (await client.get("/c/nochannel")).status == 404
+
+
+async def test_chat_page_needs_login_and_the_cookie_is_httponly_strict(client):
+    r = await client.get("/c/testchan/chat", allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"].startswith("/login?next=/c/testchan/chat")
+    bad = await client.post("/login", data={"token": "wrong", "next": "/c/testchan/chat"},
+                            allow_redirects=False)
+    assert bad.status == 403
+    good = await client.post("/login", data={"token": "sekrit-token", "next": "/c/testchan/chat"},
+                             allow_redirects=False)
+    assert good.status == 302 and good.headers["Location"] == "/c/testchan/chat"
+    cookie = good.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert (await client.get("/c/testchan/chat", allow_redirects=False)).status == 200
+
+
+async def test_login_never_redirects_off_site(client):
+    r = await client.post("/login", data={"token": "sekrit-token", "next": "//evil.example/x"},
+                          allow_redirects=False)
+    assert r.headers["Location"] == "/"
+
+
+async def test_private_aggregates_need_login_too(tmp_path):
+    app = StubApp(tmp_path, public=False)
+    async with TestClient(TestServer(WebServer(app).build())) as c:
+        r = await c.get("/c/testchan", allow_redirects=False)
+        assert r.status == 302
+
+
+def test_generated_token_is_stored_privately_and_reused(tmp_path, capsys):
+    from daz.web.auth import load_or_create_token
+
+    first = load_or_create_token("", tmp_path)
+    assert first in capsys.readouterr().out  # printed once
+    assert (tmp_path / "web-token").stat().st_mode & 0o077 == 0
+    assert load_or_create_token("", tmp_path) == first
+    assert first not in capsys.readouterr().out  # not printed again
