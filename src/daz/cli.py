@@ -95,6 +95,20 @@ def sandbox(port, channel, dsn, data_dir, web_port, verbose) -> None:
         pass
 
 
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("only", nargs=-1)
+def bench(only) -> None:
+    """Run the benchmarks in bench/ (from a source checkout) and print one table."""
+    import subprocess
+
+    script = Path.cwd() / "bench" / "run_all.py"
+    if not script.exists():
+        script = Path(__file__).resolve().parents[2] / "bench" / "run_all.py"
+    if not script.exists():
+        raise click.ClickException("bench/ not found: run daz bench from a daz source checkout")
+    raise SystemExit(subprocess.call([sys.executable, str(script), *only]))
+
+
 def _register_optional_groups() -> None:
     """Sub-commands that live with the code they manage."""
     from daz.db.cli import db

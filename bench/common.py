@@ -1,0 +1,82 @@
+"""Shared helpers for the benchmarks: figures are printed, never asserted.
+
+Every benchmark prints human-readable lines and, for each figure, one machine-readable line
+``RESULT<TAB>name<TAB>value<TAB>unit<TAB>reference`` that ``bench/run_all.py`` (and ``daz
+bench``) gathers into one table. ``reference`` is the physical limit or target it is measured
+against, measured in the same run where possible.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from typing import Any
+
+
+def report(name: str, value: float, unit: str, reference: str = "") -> None:
+    shown = f"{value:,.1f}" if isinstance(value, float) and value < 1000 else f"{value:,.0f}"
+    print(f"  {name:<48} {shown:>14} {unit:<10} {reference}", flush=True)
+    print(f"RESULT\t{name}\t{value}\t{unit}\t{reference}", flush=True)
+
+
+def rss_mib() -> float:
+    """Resident set size of this process, from /proc (Linux)."""
+    try:
+        with open(f"/proc/{os.getpid()}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"p50": percentile(values, 50), "p99": percentile(values, 99),
+            "mean": statistics.fmean(values) if values else float("nan")}
+
+
+def test_dsn() -> str:
+    """The same PostgreSQL choice as the tests: DAZ_TEST_DSN, else the local server."""
+    return os.environ.get("DAZ_TEST_DSN", "postgresql://root@127.0.0.1:5432/postgres")
+
+
+async def scratch_database(base_dsn: str, name: str) -> str:
+    """A fresh, empty database for one benchmark run; returns its DSN."""
+    import asyncpg
+    from urllib.parse import urlsplit, urlunsplit
+
+    conn = await asyncpg.connect(base_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    parts = urlsplit(base_dsn)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def run(main: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+class Timer:
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds = time.perf_counter() - self.start
