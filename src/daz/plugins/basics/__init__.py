@@ -1,0 +1,126 @@
+"""basics: the commands every channel expects: !help, !about, !uptime, !ping.
+
+``!help`` answers from the live command registry (every loaded plugin's commands, with the
+owner's on/off switches), filtered to what the caller may actually run, so it can never point at
+a command that would then be refused. It answers by PM: a command list in public chat is noise
+for everyone else. (The Go bot answered with a link to a page on GitHub and nothing in chat when
+that page was down.)
+"""
+from __future__ import annotations
+
+import time
+
+from pydantic import Field
+
+import daz
+from daz.commands import CommandContext, RegisteredCommand
+from daz.plugins.base import Plugin, PluginConfig, command
+
+class BasicsConfig(PluginConfig):
+    source_url: str = ""  # where people can read the code; shown by !about when set
+    description: str = "a bot for this CyTube channel"
+
+
+def format_duration(seconds: float, *, with_seconds: bool = True) -> str:
+    """``93784`` → ``"1d 2h 3m 4s"``; zero parts are left out, never an empty string."""
+    seconds = int(max(seconds, 0))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
+    if with_seconds and (secs or not parts):
+        parts.append(f"{secs}s")
+    return " ".join(parts) or "0m"
+
+
+class Basics(Plugin):
+    name = "basics"
+    description = "Help, about, uptime and ping"
+    Config = BasicsConfig
+
+    async def setup(self) -> None:
+        # The plugin starts with the process; close enough to "the bot has been up".
+        self.started = time.monotonic()
+        app = self.ctx.app_config
+        section = app.plugin_section("eventfilter") if app is not None else {}
+        self.prefix = str(section.get("command_prefix") or "!")
+        self.base_url = (app.core.web.base_url.rstrip("/") if app is not None else "")
+
+    # ------------------------------------------------------------------ ping
+
+    @command("ping", cooldown=5, description="Check the bot is listening (answers pong)")
+    async def ping(self, ctx: CommandContext) -> None:
+        await ctx.reply("pong")
+
+    # ------------------------------------------------------------------ help
+
+    def _visible(self, entry: RegisteredCommand, ctx: CommandContext) -> bool:
+        spec = entry.spec
+        if not entry.enabled:
+            return False
+        if ctx.is_admin:
+            return True
+        return not spec.admin_only and ctx.rank >= spec.min_rank
+
+    @command("help", aliases=("commands",), cooldown=10, reply_to="pm",
+             usage="!help [command]", description="List the commands you can use, or explain one")
+    async def help(self, ctx: CommandContext, name: str = "") -> None:
+        p = self.prefix
+        if name:
+            wanted = name.removeprefix(p).lower()
+            entry = self.ctx.commands.resolve(wanted) if wanted else None
+            if entry is None or not self._visible(entry, ctx):
+                await ctx.reply(f"No command called {p}{wanted or name}." if wanted
+                                else f"Which command? Try {p}help ping.")
+                return
+            await ctx.reply(self.describe(entry))
+            return
+        names = [f"{p}{e.name}" for e in self.ctx.commands.all() if self._visible(e, ctx)]
+        text = f"Commands: {', '.join(names)}. {p}help <command> tells more."
+        if self.base_url:
+            text += f" All commands: {self.base_url}/help"
+        await ctx.reply(text)
+
+    def describe(self, entry: RegisteredCommand) -> str:
+        spec = entry.spec
+        p = self.prefix
+        usage = spec.usage or f"!{spec.name}"
+        if usage.startswith("!") and p != "!":
+            usage = p + usage[1:]
+        parts = [usage]
+        if spec.description:
+            parts.append(f"- {spec.description}.")
+        notes = []
+        if spec.aliases:
+            notes.append("also " + ", ".join(p + a for a in spec.aliases))
+        if spec.admin_only:
+            notes.append("bot admins only")
+        elif spec.min_rank > 0:
+            notes.append(f"rank {spec.min_rank:g}+")
+        if spec.cooldown:
+            notes.append(f"once per {spec.cooldown:g}s")
+        if spec.pm_only:
+            notes.append("PM only")
+        if notes:
+            parts.append(f"({'; '.join(notes)})")
+        return " ".join(parts).replace("..", ".")
+
+    # ------------------------------------------------------------------ about / uptime
+
+    def uptime_seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    @command("about", aliases=("version",), cooldown=10,
+             description="What this bot is, its version, and where its code lives")
+    async def about(self, ctx: CommandContext) -> None:
+        text = (f"daz {daz.__version__}, {self.config.description}. "
+                f"Up {format_duration(self.uptime_seconds(), with_seconds=False)}.")
+        if self.base_url:
+            text += f" Pages: {self.base_url}/"
+        text += (f" Source: {self.config.source_url}" if self.config.source_url
+                 else " Free software (MIT).")
+        await ctx.reply(text)
+
+    @command("uptime", aliases=("up",), cooldown=10, description="How long the bot has been up")
+    async def uptime(self, ctx: CommandContext) -> None:
+        await ctx.reply(f"Up {format_duration(self.uptime_seconds())}.")

@@ -1,0 +1,96 @@
+"""A small bot for plugin tests: the real plugin manager, bus and registry, RecordingRooms.
+
+    kit = await Kit.start({"eventfilter": EventFilter, "basics": Basics}, db=database)
+    kit.user("alice", rank=1)
+    await kit.chat("alice", "!ping")        # msg as the server sends it: HTML-escaped
+    assert kit.room.said == ["pong"]
+    await kit.stop()
+
+No sockets: events are built with ``parse_event`` exactly as the connection builds them, and
+published on the real bus, so the manager's filtering, priorities and lanes all apply.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from daz.bus import Bus
+from daz.clock import Clock
+from daz.config import load_config
+from daz.cytube.events import parse_event
+from daz.cytube.rooms import Rooms
+from daz.cytube.state import UserState
+from daz.metrics import Metrics
+from daz.plugins.manager import PluginManager
+from tests.fakes.room import RecordingRoom
+
+_seq = itertools.count(1)
+
+
+class Kit:
+    def __init__(self, manager: PluginManager, room: RecordingRoom):
+        self.manager = manager
+        self.room = room
+        self.bus = manager.bus
+        self.metrics = manager.metrics
+        self.commands = manager.commands
+
+    @classmethod
+    async def start(cls, classes: dict, *, sections: dict | None = None,
+                    admins: list[str] | None = None, db=None, clock: Clock | None = None,
+                    bus: Bus | None = None, commands=None) -> "Kit":
+        config = load_config(None, env={}, overrides={"channel": "testchan"})
+        config.plugins.update(sections or {})
+        config.core.admin_users = list(admins or [])
+        room = RecordingRoom(room_id="testchan", channel="testchan", bot_name="dazbot")
+        metrics = Metrics()
+        manager = PluginManager(config=config, bus=bus or Bus(metrics=metrics), rooms=Rooms([room]),
+                                db=db, http=None, clock=clock or Clock(), metrics=metrics,
+                                data_dir=None, commands=commands)
+        await manager.start(manager.select(classes))
+        return cls(manager, room)
+
+    def plugin(self, name: str):
+        return self.manager.get(name)
+
+    def user(self, name: str, rank: float = 0) -> None:
+        self.room.state.users[name.lower()] = UserState(name=name, rank=rank)
+
+    async def chat(self, user: str, msg: str, *, settle: bool = True, **flags) -> None:
+        event = parse_event("chatMsg", {"username": user, "msg": msg, "meta": {},
+                                        "time": next(_seq)},
+                            room_id=self.room.id, channel=self.room.channel)
+        for key, value in flags.items():
+            setattr(event, key, value)
+        await self.bus.publish(event)
+        if settle:
+            await self.settle()
+
+    async def pm(self, user: str, msg: str, *, settle: bool = True, **flags) -> None:
+        event = parse_event("pm", {"username": user, "to": self.room.bot_name, "msg": msg,
+                                   "meta": {}, "time": next(_seq)},
+                            room_id=self.room.id, channel=self.room.channel)
+        for key, value in flags.items():
+            setattr(event, key, value)
+        await self.bus.publish(event)
+        if settle:
+            await self.settle()
+
+    async def publish(self, event) -> None:
+        await self.bus.publish(event)
+        await self.settle()
+
+    async def settle(self, timeout: float = 5.0) -> None:
+        """Every queued event handled and every command task (and what it published) done."""
+        ef = self.manager.get("eventfilter")
+        for _ in range(5):
+            await self.bus.drain(timeout)
+            running = list(getattr(ef, "running", ()))
+            if running:
+                await asyncio.wait(running, timeout=timeout)
+            await asyncio.sleep(0)
+        await self.bus.drain(timeout)
+
+    async def stop(self) -> None:
+        await self.manager.stop()
+        await self.bus.close()

@@ -1,0 +1,99 @@
+"""!help, !about, !uptime, !ping through the real dispatcher."""
+import time
+
+from daz.plugins.base import Plugin, command
+from daz.plugins.basics import Basics, format_duration
+from daz.plugins.eventfilter import EventFilter
+from tests.plugin_kit import Kit
+
+
+class Extra(Plugin):
+    name = "extra"
+
+    @command("kick", min_rank=2, usage="!kick <user>", description="Remove someone",
+             aliases=("boot",))
+    async def kick(self, ctx, user):
+        pass
+
+    @command("reload", admin_only=True, description="Reload things")
+    async def reload(self, ctx):
+        pass
+
+
+async def kit(**kw):
+    k = await Kit.start({"eventfilter": EventFilter, "basics": Basics, "extra": Extra}, **kw)
+    k.user("alice", 1)
+    k.user("mia", 3)
+    return k
+
+
+async def test_help_lists_only_what_the_caller_may_use_by_pm():
+    k = await kit(admins=["root"])
+    k.user("root", 0)
+    await k.chat("alice", "!help")
+    await k.chat("mia", "!help")
+    await k.chat("root", "!help")
+    assert k.room.said == []
+    by = dict(k.room.pms)
+    assert by["alice"].startswith("Commands: !about, !help, !ping, !uptime.")
+    assert "!kick" in by["mia"] and "!reload" not in by["mia"] and "!command" not in by["mia"]
+    assert "!kick" in by["root"] and "!reload" in by["root"] and "!command" in by["root"]
+    await k.stop()
+
+
+async def test_help_for_one_command_and_hidden_ones():
+    k = await kit()
+    await k.pm("mia", "!help !boot")
+    assert k.room.pms[-1] == ("mia", "!kick <user> - Remove someone. (also !boot; rank 2+)")
+    await k.pm("alice", "!commands kick")  # alias of help; a rank-1 user must not learn of it
+    assert k.room.pms[-1] == ("alice", "No command called !kick.")
+    await k.stop()
+
+
+async def test_help_leaves_out_switched_off_commands():
+    k = await kit()
+    k.commands.resolve("uptime").enabled = False
+    await k.chat("alice", "!help")
+    assert "!uptime" not in k.room.pms[-1][1]
+    await k.stop()
+
+
+async def test_ping_about_uptime():
+    k = await kit()
+    await k.chat("alice", "!ping")
+    await k.chat("alice", "!about")
+    await k.pm("alice", "!up")
+    assert k.room.said[0] == "pong"
+    assert k.room.said[1].startswith("daz 0.1.0, a bot for this CyTube channel. Up ")
+    assert k.room.pms[-1][1].startswith("Up ") and k.room.pms[-1][1].endswith("s.")
+    await k.stop()
+
+
+async def test_about_shows_pages_and_source_when_configured():
+    k = await Kit.start({"eventfilter": EventFilter, "basics": Basics},
+                        sections={"basics": {"source_url": "https://example.org/daz"}})
+    k.manager.get("basics").base_url = "https://bot.example.org"
+    await k.chat("x", "!about")
+    assert "Pages: https://bot.example.org/" in k.room.said[0]
+    assert k.room.said[0].endswith("Source: https://example.org/daz")
+    await k.stop()
+
+
+def test_format_duration():
+    assert format_duration(93784) == "1d 2h 3m 4s"
+    assert format_duration(93784, with_seconds=False) == "1d 2h 3m"
+    assert format_duration(0) == "0s"
+    assert format_duration(30, with_seconds=False) == "0m"
+    assert format_duration(3600) == "1h"
+
+
+async def test_ping_reply_is_fast():
+    """Not a benchmark: a sanity bound so a regression (a sync DB write, a sleep) shows up."""
+    k = await Kit.start({"eventfilter": EventFilter, "basics": Basics})
+    started = time.perf_counter()
+    for i in range(200):
+        await k.chat(f"user{i}", "!ping", settle=False)
+    await k.settle()
+    assert k.room.said == ["pong"] * 200
+    assert time.perf_counter() - started < 2.0
+    await k.stop()

@@ -1,0 +1,253 @@
+"""The command dispatcher: parsing from real events, permissions, cooldowns, refusals, rules."""
+import asyncio
+
+import pytest
+
+from daz.clock import FakeClock
+from daz.commands import CommandContext
+from daz.config import ConfigError
+from daz.cytube.events import parse_event
+from daz.events import CommandExecuted
+from daz.plugins.base import Plugin, command, on
+from daz.plugins.basics import Basics
+from daz.plugins.eventfilter import EventFilter
+from tests.plugin_kit import Kit
+
+
+class Toy(Plugin):
+    name = "toy"
+
+    async def setup(self):
+        self.calls = []
+        self.forwarded = []
+
+    @command("tell", aliases=("msg",), cooldown=5, usage="!tell <user> <message>")
+    async def tell(self, ctx: CommandContext, user: str, *message: str) -> None:
+        self.calls.append((user, message))
+        await ctx.reply(f"{user}: {' '.join(message)}")
+
+    @command("mod", min_rank=2)
+    async def mod(self, ctx):
+        await ctx.reply("mod ok")
+
+    @command("adm", admin_only=True)
+    async def adm(self, ctx):
+        await ctx.reply("admin ok")
+
+    @command("boom")
+    async def boom(self, ctx):
+        raise RuntimeError("kaboom")
+
+    @command("secret", pm_only=True)
+    async def secret(self, ctx):
+        await ctx.reply("psst")
+
+    @command("slow")
+    async def slow(self, ctx):
+        await asyncio.sleep(0.5)
+        await ctx.reply("slow done")
+
+    @on("plugin.toy.forward")
+    async def forward(self, event):
+        self.forwarded.append(event.data)
+
+
+async def kit(**kw):
+    k = await Kit.start({"eventfilter": EventFilter, "basics": Basics, "toy": Toy}, **kw)
+    k.user("alice", 0)
+    k.user("bob", 0)
+    k.user("mia", 2)
+    return k
+
+
+async def test_quotes_apostrophes_and_html_escaped_input():
+    k = await kit()
+    toy = k.plugin("toy")
+    await k.chat("alice", "!tell bob &lt;3")
+    await k.chat("bob", "!tell alice don&#39;t &quot;go now&quot;")
+    assert toy.calls == [("bob", ("<3",)), ("alice", ("don't", "go now"))]
+    assert k.room.said == ["bob: <3", "alice: don't go now"]
+    await k.stop()
+
+
+async def test_low_rank_refused_with_one_pm_and_nothing_run():
+    k = await kit()
+    for _ in range(3):
+        await k.chat("alice", "!mod")
+    assert k.room.said == []
+    assert k.room.pms == [("alice", "!mod needs rank 2 (you have 0).")]
+    await k.chat("mia", "!mod")
+    assert k.room.said == ["mod ok"]
+    await k.stop()
+
+
+async def test_cooldown_spam_gets_one_reply_and_one_notice():
+    k = await kit()
+    for _ in range(10):
+        await k.chat("alice", "!ping", settle=False)
+    await k.settle()
+    assert k.room.said == ["pong"]
+    assert len(k.room.pms) == 1 and k.room.pms[0][0] == "alice"
+    assert "wait" in k.room.pms[0][1]
+    # Someone else is not affected by alice's cooldown.
+    await k.chat("bob", "!ping")
+    assert k.room.said == ["pong", "pong"]
+    await k.stop()
+
+
+async def test_aliases_share_a_cooldown_and_it_expires():
+    clock = FakeClock()
+    k = await kit(clock=clock)
+    await k.chat("alice", "!tell bob hi")
+    await k.chat("alice", "!msg bob again")
+    assert k.plugin("toy").calls == [("bob", ("hi",))]
+    clock.advance(5.1)
+    await k.chat("alice", "!msg bob later")
+    assert k.plugin("toy").calls[-1] == ("bob", ("later",))
+    await k.stop()
+
+
+async def test_refusal_notices_are_rate_limited_per_user():
+    clock = FakeClock()
+    k = await kit(clock=clock)
+    await k.chat("alice", "!adm")
+    await k.chat("alice", "!mod")
+    await k.chat("alice", "!tell")
+    assert len(k.room.pms) == 1
+    clock.advance(10.1)
+    await k.chat("alice", "!tell")
+    assert k.room.pms[-1] == ("alice", "Usage: !tell <user> <message>")
+    assert len(k.room.pms) == 2
+    await k.stop()
+
+
+async def test_unknown_commands_get_no_reply():
+    k = await kit()
+    outcomes = []
+    k.bus.subscribe(CommandExecuted.topic_name, lambda e: _append(outcomes, e))
+    await k.chat("alice", "!nosuchthing at all")
+    assert k.room.said == [] and k.room.pms == []
+    assert [o.outcome for o in outcomes] == ["unknown"]
+    # User text never becomes a metric label.
+    assert k.metrics.registry.get_sample_value(
+        "daz_commands_total", {"command": "(unknown)", "outcome": "unknown"}) == 1
+    await k.stop()
+
+
+async def _append(out, e):
+    out.append(e)
+
+
+async def test_admins_from_core_and_plugin_config_case_insensitive():
+    k = await kit(admins=["Mia"], sections={"eventfilter": {"admin_users": ["ALICE"]}})
+    await k.chat("alice", "!adm")
+    await k.chat("MIA", "!adm")
+    await k.chat("bob", "!adm")
+    assert k.room.said == ["admin ok", "admin ok"]
+    assert k.room.pms == [("bob", "!adm is for bot admins only.")]
+    await k.stop()
+
+
+async def test_handler_error_is_reported_counted_and_isolated():
+    k = await kit()
+    seen = []
+    k.bus.subscribe(CommandExecuted.topic_name, lambda e: _append(seen, e))
+    await k.chat("alice", "!boom")
+    await k.chat("alice", "!ping")
+    assert k.room.pms == [("alice", "Sorry, something went wrong with !boom.")]
+    assert k.room.said == ["pong"]
+    assert [(e.command, e.outcome) for e in seen] == [("boom", "error"), ("ping", "ok")]
+    assert "kaboom" in seen[0].detail
+    assert k.metrics.registry.get_sample_value(
+        "daz_commands_total", {"command": "boom", "outcome": "error"}) == 1
+    await k.stop()
+
+
+async def test_pms_are_commands_answered_by_pm_with_the_room_rank():
+    k = await kit()
+    await k.pm("mia", "!mod")
+    await k.pm("alice", "!secret")
+    await k.chat("bob", "!secret")
+    assert ("mia", "mod ok") in k.room.pms and ("alice", "psst") in k.room.pms
+    assert ("bob", "!secret works only in a PM to me.") in k.room.pms
+    assert k.room.said == []
+    await k.stop()
+
+
+async def test_replayed_own_and_bot_lines_are_never_commands():
+    k = await kit()
+    await k.chat("alice", "!ping", replayed=True)
+    await k.chat("dazbot", "!ping")
+    await k.chat("alice", "!ping", own=True)
+    await k.pm("alice", "!ping", own=True)
+    assert k.room.said == [] and k.room.pms == []
+    await k.stop()
+
+
+async def test_a_slow_command_does_not_delay_the_next_one():
+    k = await kit()
+    await k.chat("alice", "!slow", settle=False)
+    await k.chat("bob", "!ping", settle=False)
+    await k.bus.drain()
+    await asyncio.sleep(0.05)
+    assert k.room.said == ["pong"]
+    await k.settle()
+    assert k.room.said == ["pong", "slow done"]
+    await k.stop()
+
+
+async def test_disable_and_enable_in_memory_without_database():
+    k = await kit(admins=["mia"])
+    await k.chat("mia", "!command disable !tell")
+    assert k.room.said[-1] == "!tell is off. (not saved: the database did not answer)"
+    await k.chat("alice", "!msg bob hi")
+    assert k.room.pms == [("alice", "!tell is switched off.")]
+    await k.chat("mia", "!command list")
+    assert k.room.said[-1] == "Switched off: !tell"
+    await k.chat("mia", "!command disable command")
+    assert "not doing it" in k.room.said[-1]
+    await k.chat("mia", "!command enable msg")
+    await k.chat("bob", "!tell alice hi")
+    assert k.room.said[-1] == "alice: hi"
+    await k.stop()
+
+
+async def test_duplicate_command_names_stop_start_up_naming_both():
+    class Clash(Plugin):
+        name = "clash"
+
+        @command("pong", aliases=("ping",))
+        async def p(self, ctx):
+            pass
+
+    with pytest.raises(ConfigError, match="'basics' and 'clash'"):
+        await Kit.start({"eventfilter": EventFilter, "basics": Basics, "clash": Clash})
+
+
+async def test_rules_forward_matching_events_to_the_target_plugin():
+    rules = [{"event_type": "chatMsg", "target_plugin": "toy",
+              "conditions": {"text": "(?i)\\bdaz\\b", "username": "al"}},
+             {"EventType": "cytube.event.addUser", "TargetPlugin": "toy"},  # Go spelling
+             {"event_type": "chatMsg", "target_plugin": "toy", "enabled": False}]
+    k = await kit(sections={"eventfilter": {"routing_rules": rules}})
+    toy = k.plugin("toy")
+    await k.chat("alice", "hello DAZ how are you")
+    await k.chat("bob", "hello daz")  # username condition fails
+    await k.chat("alice", "dazzling")  # word boundary: no match
+    await k.chat("alice", "daz again", replayed=True)  # history is never forwarded
+    await k.publish(parse_event("addUser", {"name": "zed", "rank": 0}, room_id="testchan",
+                                channel="testchan"))
+    assert [(d["event_type"], d.get("text") or d["username"]) for d in toy.forwarded] == [
+        ("cytube.event.chatMsg", "hello DAZ how are you"), ("cytube.event.addUser", "zed")]
+    assert toy.forwarded[0]["event"].username == "alice"
+    await k.stop()
+
+
+async def test_bad_rule_is_skipped_not_fatal(caplog):
+    k = await kit(sections={"eventfilter": {"rules": [
+        {"event_type": "chatMsg", "target_plugin": "toy", "conditions": {"text": "(unclosed"}}]}})
+    assert k.plugin("eventfilter").rules == []
+    assert "bad regular expression" in caplog.text
+    await k.chat("alice", "!ping")
+    assert k.room.said == ["pong"]
+    await k.stop()
