@@ -38,7 +38,7 @@ class Kit:
     @classmethod
     async def start(cls, classes: dict, *, sections: dict | None = None,
                     admins: list[str] | None = None, db=None, clock: Clock | None = None,
-                    bus: Bus | None = None, commands=None) -> "Kit":
+                    bus: Bus | None = None, commands=None, data_dir=None) -> "Kit":
         config = load_config(None, env={}, overrides={"channel": "testchan"})
         config.plugins.update(sections or {})
         config.core.admin_users = list(admins or [])
@@ -46,7 +46,7 @@ class Kit:
         metrics = Metrics()
         manager = PluginManager(config=config, bus=bus or Bus(metrics=metrics), rooms=Rooms([room]),
                                 db=db, http=None, clock=clock or Clock(), metrics=metrics,
-                                data_dir=None, commands=commands)
+                                data_dir=data_dir, commands=commands)
         await manager.start(manager.select(classes))
         return cls(manager, room)
 

@@ -1,0 +1,346 @@
+"""retry: a persistent queue of failed operations, run again by the plugin that owns them.
+
+A plugin whose write fails calls ``self.defer_retry(operation, payload, key=...)``; that is a bus
+request ``retry.enqueue`` answered here with a row in ``daz_retry_queue`` (``correlation_id`` =
+the idempotency key, ``plugin_name``, ``operation_type`` = the operation, ``event_data`` = the
+payload, ``event_type`` = the bus topic that runs it: ``retry.run.<plugin>``).
+
+Workers poll ``acquire_retry_batch`` (``FOR UPDATE SKIP LOCKED``, so several daz processes share
+one queue), hand each row back with ``bus.request("retry.run.<plugin>", {operation, payload})``
+and record the outcome: ``complete_retry`` on success; on failure a later ``retry_after`` with
+exponential backoff and jitter, or ``dead_letter`` once ``max_retries`` attempts have failed.
+Rows a crashed process left in ``processing`` are put back after their timeout, and finished rows
+are cleaned up daily (``cleanup_old_retries``). None of that ran in the Go bot (reference
+daz-go-core §7: no payload was stored, nothing reclaimed, no jitter, no dead letter).
+
+When the database itself is down an enqueue must not lose the operation: it is kept in a bounded
+in-memory list (and in ``<data_dir>/retry-pending.jsonl`` at shutdown) and inserted when the
+database answers again.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import random
+import time
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from daz.plugins.base import Plugin, PluginConfig
+from daz.plugins.retry.metrics import retry_metrics
+
+SPILL_FILE = "retry-pending.jsonl"
+
+
+class Policy(BaseModel):
+    max_retries: int | None = Field(None, ge=1)
+    initial_delay_seconds: float | None = Field(None, ge=0)
+    max_delay_seconds: float | None = Field(None, ge=0)
+    backoff_multiplier: float | None = Field(None, ge=1)
+    timeout_seconds: int | None = Field(None, ge=1)
+
+
+class RetryConfig(PluginConfig):
+    poll_interval_seconds: float = Field(5.0, gt=0)
+    first_poll_seconds: float = Field(2.0, ge=0)
+    batch_size: int = Field(10, ge=1, le=1000)
+    worker_count: int = Field(3, ge=1, le=100)
+    default_max_retries: int = Field(3, ge=1)
+    default_timeout_seconds: int = Field(30, ge=1)
+    initial_delay_seconds: float = Field(2.0, ge=0)
+    max_delay_seconds: float = Field(300.0, ge=0)
+    backoff_multiplier: float = Field(2.0, ge=1)
+    jitter: float = Field(0.2, ge=0, le=1)  # ± this fraction, so failed rows do not retry in step
+    reclaim_grace_seconds: float = Field(60.0, ge=0)  # past timeout_seconds, a processing row is stuck
+    retention_days: int = Field(7, ge=1)
+    cleanup_interval_hours: float = Field(24.0, gt=0)
+    insert_timeout_seconds: float = Field(3.0, gt=0)  # past it, the database counts as down
+    max_pending: int = Field(1000, ge=1)  # operations held in memory while the database is down
+    retry_policies: dict[str, Policy] = Field(default_factory=dict)  # per operation type (Go key)
+
+
+class DatabaseUnavailable(Exception):
+    pass
+
+
+def transient(exc: BaseException) -> bool:
+    """Could this write work later unchanged (the database is down or restarting)?"""
+    state = getattr(exc, "sqlstate", None)
+    if isinstance(state, str):
+        # 08: connection exception, 53: insufficient resources, 57: operator intervention
+        # (admin shutdown, cannot connect now). Anything else is a bug in the row itself.
+        return state[:2] in ("08", "53", "57")
+    return True  # no SQLSTATE: a socket error, a timeout, a closed pool
+
+
+class Retry(Plugin):
+    name = "retry"
+    description = "Persistent retry queue for failed operations of other plugins"
+    Config = RetryConfig
+
+    async def setup(self) -> None:
+        self.pending: collections.deque[dict] = collections.deque()
+        self.unmarked: list[int] = []  # succeeded, but complete_retry did not reach the db
+        self.lost = 0
+        self.metrics = retry_metrics(self.ctx.metrics)
+        self._workers = asyncio.Semaphore(self.config.worker_count)
+        self._last_cleanup = time.monotonic()
+        self._load_spill()
+        self.ctx.bus.respond("retry.enqueue", self.enqueue, owner=self.name)
+        self._loop = asyncio.create_task(self._poll_forever(), name="retry:poll")
+
+    async def teardown(self) -> None:
+        self.ctx.bus.stop_responding("retry.enqueue")
+        self._loop.cancel()
+        await asyncio.gather(self._loop, return_exceptions=True)
+        await self._flush_pending()
+        self._spill()
+
+    # ------------------------------------------------------------------ enqueue
+
+    def _policy(self, operation: str) -> dict[str, Any]:
+        c = self.config
+        base = {"max_retries": c.default_max_retries, "initial": c.initial_delay_seconds,
+                "max": c.max_delay_seconds, "factor": c.backoff_multiplier,
+                "timeout": c.default_timeout_seconds}
+        p = c.retry_policies.get(operation)
+        if p is not None:
+            for key, value in (("max_retries", p.max_retries), ("initial", p.initial_delay_seconds),
+                               ("max", p.max_delay_seconds), ("factor", p.backoff_multiplier),
+                               ("timeout", p.timeout_seconds)):
+                if value is not None:
+                    base[key] = value
+        return base
+
+    async def enqueue(self, request: dict) -> int | None:
+        """The ``retry.enqueue`` responder: the row id, or None while the database is down
+        (the operation is then held and inserted later; it is not lost)."""
+        if not isinstance(request, dict) or not request.get("plugin") or not request.get(
+                "operation"):
+            raise ValueError("retry.enqueue needs at least 'plugin' and 'operation'")
+        payload = request.get("payload") or {}
+        policy = self._policy(str(request["operation"]))
+        item = {
+            "key": str(request.get("key") or f"retry-{uuid.uuid4()}")[:255],
+            "plugin": str(request["plugin"])[:100],
+            "operation": str(request["operation"])[:100],
+            "payload": json.dumps(payload),  # fails here, to the caller, if it is not JSON
+            "error": str(request.get("error") or "")[:2000],
+            "max_retries": int(request.get("max_retries") or policy["max_retries"]),
+            "priority": int(request.get("priority") or 0),
+            "timeout": int(policy["timeout"]),
+            "delay": float(policy["initial"]),
+        }
+        try:
+            return await self._insert(item)
+        except DatabaseUnavailable as exc:
+            self._hold(item, exc)
+            return None
+
+    async def _insert(self, item: dict) -> int:
+        db = self.ctx.db
+        if db is None:
+            raise DatabaseUnavailable("no database")
+        try:
+            # Same key = same operation: a second enqueue returns the first row, unchanged.
+            row_id = await asyncio.wait_for(db.fetchval(
+                "WITH ins AS (INSERT INTO daz_retry_queue (correlation_id, plugin_name,"
+                " operation_type, event_type, event_data, max_retries, retry_after, priority,"
+                " timeout_seconds, last_error)"
+                " VALUES ($1, $2, $3, $4, $5::text::jsonb, $6,"
+                " now() + make_interval(secs => $7), $8, $9, $10)"
+                " ON CONFLICT (correlation_id) DO NOTHING RETURNING id)"
+                " SELECT id FROM ins UNION ALL"
+                " SELECT id FROM daz_retry_queue WHERE correlation_id = $1 LIMIT 1",
+                item["key"], item["plugin"], item["operation"], f"retry.run.{item['plugin']}",
+                item["payload"], item["max_retries"], item["delay"], item["priority"],
+                item["timeout"], item["error"] or None), self.config.insert_timeout_seconds)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if transient(exc):
+                raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+            raise
+        self.metrics.events.labels(plugin=item["plugin"], outcome="queued").inc()
+        return row_id
+
+    def _hold(self, item: dict, exc: BaseException) -> None:
+        if len(self.pending) >= self.config.max_pending:
+            dropped = self.pending.popleft()
+            self.lost += 1
+            self.metrics.events.labels(plugin=dropped["plugin"], outcome="lost").inc()
+            self.log.error("retry: memory queue full while the database is down; lost %s %s",
+                           dropped["operation"], dropped["key"])
+        self.pending.append(item)
+        self.metrics.events.labels(plugin=item["plugin"], outcome="held").inc()
+        self.metrics.held.set(len(self.pending))
+        self.log.warning("retry: database unavailable (%s); holding %s %s in memory (%d held)",
+                         exc, item["operation"], item["key"], len(self.pending))
+
+    async def _flush_pending(self) -> int:
+        done = 0
+        while self.pending:
+            try:
+                await self._insert(self.pending[0])
+            except DatabaseUnavailable:
+                break
+            except Exception as exc:  # the row itself is bad: it will never insert
+                self.log.error("retry: dropping held %s: %s", self.pending[0]["key"], exc)
+            self.pending.popleft()
+            done += 1
+        self.metrics.held.set(len(self.pending))
+        return done
+
+    # ------------------------------------------------------------------ workers
+
+    async def _poll_forever(self) -> None:
+        await asyncio.sleep(self.config.first_poll_seconds)
+        while True:
+            try:
+                await self.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.warning("retry: poll failed (%s); trying again in %.0fs", exc,
+                                 self.config.poll_interval_seconds)
+            await asyncio.sleep(self.config.poll_interval_seconds)
+
+    async def poll(self) -> int:
+        """One pass: held items in, stuck rows back, due rows run. Returns rows run."""
+        if self.ctx.db is None:
+            return 0
+        await self._flush_pending()
+        await self._mark_completed()
+        await self.reclaim()
+        if time.monotonic() - self._last_cleanup >= self.config.cleanup_interval_hours * 3600:
+            await self.cleanup()
+        ran = 0
+        while True:
+            rows = await self.ctx.db.fetch("SELECT * FROM acquire_retry_batch($1)",
+                                           self.config.batch_size)
+            if not rows:
+                break
+            await asyncio.gather(*(self._run(dict(row)) for row in rows))
+            ran += len(rows)
+            if len(rows) < self.config.batch_size:
+                break
+        return ran
+
+    async def _run(self, row: dict) -> None:
+        async with self._workers:
+            payload = row["event_data"]
+            if isinstance(payload, str):
+                payload = json.loads(payload)
+            topic = row["event_type"] or f"retry.run.{row['plugin_name']}"
+            started = time.perf_counter()
+            try:
+                await self.ctx.bus.request(topic, {"operation": row["operation_type"],
+                                                   "payload": payload},
+                                           timeout=row["timeout_seconds"] or 30)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._failed(row, exc)
+                return
+            finally:
+                self.metrics.seconds.labels(plugin=row["plugin_name"]).observe(
+                    time.perf_counter() - started)
+            self.metrics.events.labels(plugin=row["plugin_name"], outcome="succeeded").inc()
+            try:
+                await self.ctx.db.execute("SELECT complete_retry($1)", row["id"])
+            except Exception as exc:
+                # It ran; only the bookkeeping failed. Mark it later rather than run it again.
+                self.log.warning("retry: %s ran but could not be marked done (%s)",
+                                 row["correlation_id"], exc)
+                self.unmarked.append(row["id"])
+
+    async def _failed(self, row: dict, exc: BaseException) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        attempt = (row["retry_count"] or 0) + 1
+        plugin = row["plugin_name"]
+        if attempt >= (row["max_retries"] or 1):
+            self.metrics.events.labels(plugin=plugin, outcome="dead_letter").inc()
+            self.log.error("retry: %s %s failed %d times; moved to dead letter: %s", plugin,
+                           row["correlation_id"], attempt, error)
+            await self.ctx.db.execute(
+                "UPDATE daz_retry_queue SET status = 'dead_letter', retry_count = $2,"
+                " last_error = $3, updated_at = now() WHERE id = $1", row["id"], attempt, error)
+            return
+        delay = self.backoff(row["operation_type"], attempt)
+        self.metrics.events.labels(plugin=plugin, outcome="retried").inc()
+        self.log.info("retry: %s %s failed (attempt %d of %d), next try in %.1fs: %s", plugin,
+                      row["correlation_id"], attempt, row["max_retries"], delay, error)
+        await self.ctx.db.execute(
+            "UPDATE daz_retry_queue SET status = 'pending', retry_count = $2, last_error = $3,"
+            " retry_after = now() + make_interval(secs => $4), updated_at = now()"
+            " WHERE id = $1", row["id"], attempt, error, delay)
+
+    def backoff(self, operation: str, attempt: int) -> float:
+        """Seconds before attempt ``attempt + 1``: initial·factor^(attempt-1), capped, ± jitter."""
+        p = self._policy(operation)
+        delay = min(p["initial"] * p["factor"] ** (attempt - 1), p["max"])
+        j = self.config.jitter
+        return max(0.0, delay * (1 + random.uniform(-j, j)))
+
+    async def _mark_completed(self) -> None:
+        while self.unmarked:
+            await self.ctx.db.execute("SELECT complete_retry($1)", self.unmarked[0])
+            self.unmarked.pop(0)
+
+    async def reclaim(self) -> int:
+        """Rows left in ``processing`` past their timeout (a crashed or killed process)."""
+        rows = await self.ctx.db.fetch(
+            "UPDATE daz_retry_queue SET status = 'pending', updated_at = now(),"
+            " last_error = coalesce(last_error, '') || ' [reclaimed after a stalled attempt]'"
+            " WHERE status = 'processing'"
+            " AND updated_at < now() - make_interval(secs => timeout_seconds + $1)"
+            " RETURNING plugin_name", self.config.reclaim_grace_seconds)
+        for row in rows:
+            self.metrics.events.labels(plugin=row["plugin_name"], outcome="reclaimed").inc()
+        if rows:
+            self.log.warning("retry: reclaimed %d stalled row(s)", len(rows))
+        return len(rows)
+
+    async def cleanup(self) -> int:
+        self._last_cleanup = time.monotonic()
+        deleted = await self.ctx.db.fetchval("SELECT cleanup_old_retries($1)",
+                                             self.config.retention_days)
+        if deleted:
+            self.log.info("retry: removed %d finished row(s) older than %d days", deleted,
+                          self.config.retention_days)
+        return deleted or 0
+
+    # ------------------------------------------------------------------ spill at shutdown
+
+    def _spill_path(self):
+        return self.ctx.data_dir / SPILL_FILE if self.ctx.data_dir is not None else None
+
+    def _spill(self) -> None:
+        path = self._spill_path()
+        if not self.pending:
+            return
+        if path is None:
+            self.log.error("retry: %d held operation(s) lost at shutdown (no data dir)",
+                           len(self.pending))
+            return
+        with open(path, "a", encoding="utf-8") as f:
+            for item in self.pending:
+                f.write(json.dumps(item) + "\n")
+        self.log.warning("retry: database still down at shutdown; %d operation(s) saved to %s",
+                         len(self.pending), path)
+
+    def _load_spill(self) -> None:
+        path = self._spill_path()
+        if path is None or not path.exists():
+            return
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                self.pending.append(json.loads(line))
+            except ValueError:
+                self.log.error("retry: unreadable line in %s skipped", path)
+        path.unlink()
+        self.log.info("retry: %d operation(s) from the last shutdown will be queued",
+                      len(self.pending))
