@@ -251,3 +251,30 @@ async def test_bad_rule_is_skipped_not_fatal(caplog):
     await k.chat("alice", "!ping")
     assert k.room.said == ["pong"]
     await k.stop()
+
+
+def test_rule_matching_and_go_spelling():
+    from daz.plugins.eventfilter.rules import RuleConfig, build_rule, targets_for
+
+    rc = RuleConfig.model_validate({"EventType": "chat*", "TargetPlugin": "x", "Priority": 3})
+    assert (rc.event_type, rc.target_plugin, rc.priority) == ("chat*", "x", 3)
+    chat = parse_event("chatMsg", {"username": "Alice", "msg": "Hi &amp; bye"}, room_id="r",
+                       channel="Chan")
+    r1 = build_rule("a", "cytube.event.chatMsg", "x", {"text": "& bye$", "channel": "chan"}, 1)
+    r2 = build_rule("b", "*", "x", None, 0)
+    r3 = build_rule("c", "chatMsg", "y", '{"username": "bob"}')
+    assert r1.matches(chat) and r2.matches(chat) and not r3.matches(chat)
+    assert [(t, r.source) for t, r in targets_for([r1, r2, r3], chat)] == [("x", "a")]
+    assert build_rule("d", "chatMsg", "x", {"colour": "red"}) is None
+    assert build_rule("e", "chatMsg", "bad name!", None) is None
+
+
+def test_cooldowns_and_notice_limiter():
+    from daz.plugins.eventfilter.guard import Cooldowns, NoticeLimiter
+
+    c = Cooldowns()
+    c.start("Alice", "tell", 5, now=100)
+    assert c.remaining("alice", "tell", 101) == 4 and c.remaining("alice", "ping", 101) == 0
+    assert c.prune(106) == 1 and len(c) == 0
+    n = NoticeLimiter(10)
+    assert n.allow("Bob", 0) and not n.allow("bob", 9.9) and n.allow("BOB", 10)
