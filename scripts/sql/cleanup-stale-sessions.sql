@@ -1,0 +1,1 @@
+../cleanup-stale-sessions.sql
