@@ -1,0 +1,159 @@
+"""analytics: messages, active users, joins, media plays and commands per channel per hour and
+per day, and per-user message counts with first/last seen; ``!mystats``.
+
+Tables (Go Daz names): ``daz_analytics_hourly``, ``daz_analytics_daily``,
+``daz_analytics_user_stats``; plus ``daz_analytics_hourly_users`` (who chatted in which hour)
+and ``daz_analytics_flushes`` (ids of applied flushes).
+
+Go Daz wrote only zeros here (it filtered on an event type nothing stores, reference
+daz-go-plugins §3, schema B15), counted replayed history and its own lines, and wrote one
+synchronous row per chat line. Here:
+
+* Counting happens in memory as events arrive (chat lines, real joins, commands that ran, and
+  plays announced by mediatracker), and is flushed every ``flush_seconds`` and at shutdown in
+  one transaction (see ``store.py``). A failed flush is retried with the same flush id; it is
+  applied exactly once. A crash loses at most the last ``flush_seconds`` of counts, never adds
+  any twice.
+* "Active users" of an hour are the *distinct* people who chatted in it. The names are kept in
+  the database per hour, so after a restart within an hour the new process's chatters are
+  merged with those already stored, not added to a count (which would count a person twice).
+  A day's active users are the distinct chatters of its hours; ``peak_users`` is the busiest
+  hour; ``active_hours`` the hours with at least one line.
+* Hours and days are UTC, by when daz received the event.
+* Never counted: replayed history, daz's own lines and joins, ``[server]`` whispers and
+  shadow-muted lines (the plugin manager filters the first ones; daz's name is checked too).
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import Field
+
+from daz.commands import CommandContext
+from daz.cytube.events import ChatMessage, UserJoined
+from daz.events import CommandExecuted, PluginEvent
+from daz.plugins.analytics import store
+from daz.plugins.analytics.counters import Batch
+from daz.plugins.base import Plugin, PluginConfig, command, on
+
+PLAY_TOPIC = "plugin.mediatracker.play"  # announced by mediatracker for each actual play
+
+
+def _ago(then: datetime, now: datetime) -> str:
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    s = max(0, int((now - then).total_seconds()))
+    for size, word in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if s >= size:
+            n = s // size
+            return f"{n} {word}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+class AnalyticsConfig(PluginConfig):
+    flush_seconds: float = Field(30.0, gt=0)
+
+
+class Analytics(Plugin):
+    name = "analytics"
+    description = "Hourly and daily channel figures and per-user message counts; !mystats"
+    schema = "schema.sql"
+    Config = AnalyticsConfig
+
+    async def setup(self) -> None:
+        self.current = Batch()  # counting into
+        self.pending: Batch | None = None  # taken for writing, not yet confirmed
+        self.flushes = 0
+        self._lock = asyncio.Lock()
+        self._loop = asyncio.create_task(self._flush_loop(), name="analytics:flush")
+
+    async def teardown(self) -> None:
+        self._loop.cancel()
+        await asyncio.gather(self._loop, return_exceptions=True)
+        try:
+            await self.flush()
+        except Exception as exc:
+            self.log.error("analytics: final flush failed, these counts are lost: %s", exc)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.flush_seconds)
+            try:
+                await self.flush()
+            except Exception as exc:  # the batch stays pending and is retried as it is
+                self.log.warning("analytics: flush failed, will retry: %s", exc)
+
+    async def flush(self) -> int:
+        """Write the pending batch (a retry) and then the current one; returns batches applied."""
+        applied = 0
+        async with self._lock:
+            while True:
+                if self.pending is None:
+                    if not self.current or self.ctx.db is None:
+                        return applied
+                    self.pending, self.current = self.current, Batch()
+                async with self.ctx.db.pool.acquire() as conn:
+                    if await store.write(conn, self.pending):
+                        applied += 1
+                    else:
+                        self.log.info("analytics: flush %s was already applied; skipped",
+                                      self.pending.flush_id)
+                self.pending = None
+                self.flushes += 1
+
+    # ------------------------------------------------------------------ counting
+
+    @on("*", max_queue=100_000)
+    async def event(self, event: Any) -> None:
+        kind = type(event)
+        if kind is ChatMessage:
+            if event.username and not event.ignored and not self._is_self(event, event.username):
+                self.current.message(event.channel, event.username, event.received_at)
+        elif kind is UserJoined:
+            if event.username and not self._is_self(event, event.username):
+                self.current.join(event.channel, event.received_at)
+        elif kind is CommandExecuted:
+            if event.outcome == "ok":
+                self.current.command(event.channel, event.received_at)
+        elif kind is PluginEvent and event.name == PLAY_TOPIC:
+            channel = event.data.get("channel")
+            started = event.data.get("started_at")
+            if isinstance(channel, str) and channel:
+                t = started if isinstance(started, (int, float)) else self.ctx.clock.time()
+                self.current.play(channel, t)
+
+    def _is_self(self, event: Any, name: str) -> bool:
+        room = self.ctx.rooms.get(event.room_id)
+        return room is not None and room.state.is_self(name)
+
+    # ------------------------------------------------------------------ !mystats
+
+    @command("mystats", cooldown=10,
+             description="Your own message count and first/last seen in this channel")
+    async def mystats(self, ctx: CommandContext) -> None:
+        channel = ctx.room.channel
+        unsaved = 0
+        for batch in (self.pending, self.current):
+            if batch is not None:
+                u = batch.users.get((channel, ctx.username))
+                unsaved += u.messages if u else 0
+        row = None
+        if self.ctx.db is not None:
+            async with self.ctx.db.pool.acquire() as conn:
+                row = await store.user_row(conn, channel, ctx.username)
+                total = (row["total_messages"] if row else 0) + unsaved
+                place = await store.rank_of(conn, channel, total) if total else 0
+        else:
+            total, place = unsaved, 0
+        if not total:
+            await ctx.reply(f"{ctx.username}: I have no chat lines from you in this channel yet.")
+            return
+        now = self.ctx.clock.now()
+        text = f"{ctx.username}: {total} line{'s' if total != 1 else ''} in this channel"
+        if place:
+            text += f" (#{place} here)"
+        if row is not None:
+            text += f", first seen {_ago(row['first_seen'], now)}"
+        await ctx.reply(text + ".")

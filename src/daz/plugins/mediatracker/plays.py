@@ -1,0 +1,125 @@
+"""How long a media item actually played, from what the server tells us.
+
+The server reports the position (``changeMedia.currentTime``, then ``mediaUpdate`` every few
+seconds) and whether it is paused. Between two reports we credit the smaller of the wall time
+that passed and the distance the position moved: a seek forward is not "played", a pause is
+not played, a lag in our event handling is not played twice. When the play ends (the next
+change, or daz disconnects) we credit the wall time since the last report, up to the end of the
+media. ``completed`` is ≥ 90 % of the duration played (live media, with no duration, is never
+"completed": there is nothing to complete).
+
+Go Daz counted elapsed time from when *it* saw the change and ignored ``mediaUpdate``; with two
+rooms it closed the wrong room's play (reference daz-go-plugins §2). Here there is one ``Play``
+per room.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+COMPLETED_FRACTION = 0.9
+
+
+def media_url(media_type: str, media_id: str) -> str:
+    """The library URL of a media item: exactly the Go Daz mapping, so existing rows match."""
+    if media_type == "yt":
+        return f"https://www.youtube.com/watch?v={media_id}"
+    if media_type == "gd":
+        return f"https://drive.google.com/file/d/{media_id}/view"
+    if media_type == "vm":
+        return f"https://vimeo.com/{media_id}"
+    if media_type == "dm":
+        return f"https://www.dailymotion.com/video/{media_id}"
+    if media_type == "sc":
+        return f"https://soundcloud.com/tracks/{media_id}"
+    if media_type in ("li", "tw"):
+        return f"https://www.twitch.tv/videos/{media_id}"
+    if media_type == "cu":
+        return media_id
+    return f"{media_type}:{media_id}"
+
+
+def link(media_type: str, media_id: str) -> str:
+    """What to show people: a clickable URL where there is one, else ``type:id``."""
+    if media_type == "vi":  # CyTube's own code for Vimeo (the Go mapping only knew "vm")
+        return f"https://vimeo.com/{media_id}"
+    url = media_url(media_type, media_id)
+    return url if url.startswith("https://") else f"{media_type}:{media_id}"[:80]
+
+
+@dataclass
+class Play:
+    channel: str
+    media_id: str
+    media_type: str
+    title: str
+    duration: int  # seconds; 0 for live
+    uid: int | None
+    started_at: float  # epoch seconds
+    queued_by: str = ""
+    play_id: int | None = None  # row in daz_mediatracker_plays
+    position: float = 0.0  # last reported position, ≥ 0
+    at: float = 0.0  # epoch seconds of that report
+    paused: bool = False
+    played: float = 0.0  # seconds credited so far
+    credited: float = 0.0  # seconds already added to daz_mediatracker_stats.total_duration
+    open: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.media_type, self.media_id)
+
+    def _cap(self, seconds: float) -> float:
+        return min(seconds, float(self.duration)) if self.duration > 0 else seconds
+
+    def observe(self, position: float, paused: bool, t: float) -> None:
+        """A position report (``mediaUpdate``, or ``changeMedia`` for the same item)."""
+        position = max(0.0, position)
+        if not self.paused and t > self.at:
+            moved = position - self.position
+            if moved > 0:
+                self.played = self._cap(self.played + min(t - self.at, moved))
+        self.position, self.at, self.paused = position, max(t, self.at), paused
+        self.open = True
+
+    def close(self, t: float) -> None:
+        """The play ended (or we stopped watching) at ``t``."""
+        if not self.paused and t > self.at:
+            gap = t - self.at
+            if self.duration > 0:
+                gap = min(gap, max(0.0, self.duration - self.position))
+            self.played = self._cap(self.played + gap)
+            self.position += gap
+            self.at = t
+        self.open = False
+
+    def elapsed(self, t: float) -> float:
+        """Where playback is now, by the last report and the wall time since."""
+        pos = self.position
+        if not self.paused and t > self.at and self.open:
+            pos += t - self.at
+        return self._cap(pos) if self.duration > 0 else pos
+
+    @property
+    def completed(self) -> bool:
+        return self.duration > 0 and self.played >= COMPLETED_FRACTION * self.duration
+
+    def continues(self, media_type: str, media_id: str, uid: int | None,
+                  position: float) -> bool:
+        """Is a ``changeMedia`` for this item the same play (join/reconnect repeat) or a new
+        one (the same item played again)?
+
+        Same item (type, id and playlist uid when both are known) whose position has not gone
+        back to the start: CyTube repeats ``setCurrent``/``changeMedia`` on every join, with
+        the current position. A replay starts again at the lead-in (≤ 0).
+        """
+        if (media_type, media_id) != self.key:
+            return False
+        if uid is not None and self.uid is not None and uid != self.uid:
+            return False
+        tolerance = 5.0 if self.duration <= 0 else min(5.0, self.duration / 2)
+        return max(0.0, position) >= self.position - tolerance
+
+    def metadata(self) -> dict:
+        return {"uid": self.uid, "position": round(self.position, 3),
+                "played": round(self.played, 3), **self.extra}
