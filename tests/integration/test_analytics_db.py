@@ -1,0 +1,156 @@
+"""analytics on a real PostgreSQL: real counts, distinct users across restarts, exactly-once
+flushes, ignored lines, !mystats."""
+import time
+
+import pytest
+
+from daz.events import CommandExecuted
+from tests.integration.tracker_feed import command, feed, item, media, user
+from tests.plugin_kit import Kit
+
+pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
+
+from daz.plugins.analytics import Analytics, store  # noqa: E402
+from daz.plugins.analytics.counters import Batch  # noqa: E402
+from daz.plugins.mediatracker import MediaTracker  # noqa: E402
+
+MANUAL = {"analytics": {"flush_seconds": 3600}}
+HOUR = time.time() // 3600 * 3600 - 2 * 3600  # two hours ago, at the start of the hour
+
+
+async def start(database, extra=None):
+    return await Kit.start({"analytics": Analytics, **(extra or {})}, db=database,
+                           sections=MANUAL)
+
+
+async def chat(k, name, t, text="hi", **flags):
+    ev = await feed(k, "chatMsg", {"username": name, "msg": text, "meta": {},
+                                   "time": int(t * 1000)}, t, settle=False)
+    for key, value in flags.items():
+        setattr(ev, key, value)
+    return ev
+
+
+async def hourly(database, hour=HOUR):
+    return await database.fetchrow(
+        "SELECT message_count, unique_users, media_plays, commands_used, joins"
+        " FROM daz_analytics_hourly WHERE channel = 'testchan'"
+        " AND hour_start = to_timestamp($1)", hour)
+
+
+async def test_counts_per_hour_and_day_are_real(database):
+    k = await start(database, {"mediatracker": MediaTracker})
+    for i, name in enumerate(["alice", "bob", "alice", "carol"]):
+        await chat(k, name, HOUR + 60 + i)
+    await chat(k, "alice", HOUR + 3600 + 5)  # the next hour
+    await feed(k, "addUser", user("dave"), HOUR + 100)
+    await feed(k, "setCurrent", 1, HOUR + 200)
+    await feed(k, "changeMedia", {**media("m1"), "currentTime": 0, "paused": False}, HOUR + 200)
+    await feed(k, "changeMedia", {**media("m1"), "currentTime": 0.5, "paused": False},
+               HOUR + 200.5)  # a repeat: not a play
+    await k.bus.publish(CommandExecuted(room_id="testchan", channel="testchan", command="np",
+                                        username="bob", args=[], via_pm=False, outcome="ok",
+                                        received_at=HOUR + 300))
+    await k.bus.publish(CommandExecuted(room_id="testchan", channel="testchan", command="x",
+                                        username="bob", args=[], via_pm=False,
+                                        outcome="unknown", received_at=HOUR + 301))
+    await k.bus.drain(10)
+    assert await k.plugin("analytics").flush() == 1
+    assert tuple(await hourly(database)) == (4, 3, 1, 1, 1)
+    assert tuple(await hourly(database, HOUR + 3600)) == (1, 1, 0, 0, 0)
+    day = await database.fetchrow(
+        "SELECT total_messages, unique_users, total_media_plays, peak_users, active_hours, joins"
+        " FROM daz_analytics_daily WHERE channel = 'testchan' AND day_date ="
+        " (to_timestamp($1) AT TIME ZONE 'UTC')::date", HOUR)
+    if (HOUR + 3600) // 86400 == HOUR // 86400:  # both hours on the same UTC day
+        assert tuple(day) == (5, 3, 1, 3, 2, 1)
+    users = {r["username"]: r["total_messages"] for r in await database.fetch(
+        "SELECT username, total_messages FROM daz_analytics_user_stats")}
+    assert users == {"alice": 3, "bob": 1, "carol": 1}
+    await k.stop()
+
+
+async def test_ignored_lines_never_count(database):
+    k = await start(database)
+    await chat(k, "alice", HOUR + 1, replayed=True)
+    await chat(k, "alice", HOUR + 2, own=True)
+    await chat(k, "[server]", HOUR + 3, "alice joined")
+    await chat(k, "dazbot", HOUR + 4)  # our own name, even if not flagged as an echo
+    await feed(k, "addUser", user("dazbot", 2), HOUR + 5)
+    await k.bus.drain(10)
+    await k.plugin("analytics").flush()
+    assert await hourly(database) is None
+    await k.stop()
+
+
+async def test_restart_within_the_hour_merges_distinct_users(database):
+    k = await start(database)
+    await chat(k, "alice", HOUR + 10)
+    await chat(k, "bob", HOUR + 20)
+    await k.stop()  # teardown flushes
+    k = await start(database)
+    await chat(k, "alice", HOUR + 30)  # seen before the restart: not a new user
+    await chat(k, "carol", HOUR + 40)
+    await k.stop()
+    assert tuple(await hourly(database))[:2] == (4, 3)
+    assert await database.fetchval(
+        "SELECT total_messages FROM daz_analytics_user_stats WHERE username = 'alice'") == 2
+
+
+async def test_a_retried_flush_is_applied_once(database):
+    k = await start(database)
+    plugin = k.plugin("analytics")
+    await chat(k, "alice", HOUR + 1)
+    await chat(k, "bob", HOUR + 2)
+    await k.bus.drain(10)
+    real_write = store.write
+    calls = []
+
+    async def commit_then_fail(conn, batch):  # the commit lands, the reply is lost
+        calls.append(batch.flush_id)
+        await real_write(conn, batch)
+        raise ConnectionResetError("connection lost after COMMIT")
+
+    store.write = commit_then_fail
+    try:
+        with pytest.raises(ConnectionResetError):
+            await plugin.flush()
+    finally:
+        store.write = real_write
+    await chat(k, "alice", HOUR + 3)  # counted into a new batch meanwhile
+    await k.bus.drain(10)
+    assert await plugin.flush() == 1  # the retry was a no-op, the new batch applied
+    assert tuple(await hourly(database))[:2] == (3, 2)
+    assert await database.fetchval("SELECT count(*) FROM daz_analytics_flushes") == 2
+    # And directly: the same batch twice.
+    batch = Batch()
+    batch.message("testchan", "zoe", HOUR + 4)
+    async with database.pool.acquire() as conn:
+        assert await store.write(conn, batch) is True
+        assert await store.write(conn, batch) is False
+    assert tuple(await hourly(database))[:2] == (4, 3)
+    await k.stop()
+
+
+async def test_mystats(database):
+    k = await start(database)
+    assert "no chat lines from you" in (await command(k, "mystats", "alice"))[0]
+    for i in range(3):
+        await chat(k, "alice", time.time() - 7200 + i)
+    await chat(k, "bob", time.time() - 10)
+    await k.bus.drain(10)
+    await k.plugin("analytics").flush()
+    await chat(k, "alice", time.time())  # not flushed yet: still counted
+    await k.bus.drain(10)
+    assert await command(k, "mystats", "alice") == [
+        "alice: 4 lines in this channel (#1 here), first seen 2 hours ago."]
+    await k.stop()
+
+
+async def test_playlist_events_do_not_count_as_plays(database):
+    k = await start(database, {"mediatracker": MediaTracker})
+    await feed(k, "playlist", [item(1, "a"), item(2, "b")], HOUR + 1)
+    await feed(k, "queue", {"item": item(3, "c"), "after": 2}, HOUR + 2)
+    await k.plugin("analytics").flush()
+    assert await hourly(database) is None
+    await k.stop()
