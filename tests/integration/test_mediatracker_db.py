@@ -169,13 +169,10 @@ async def test_playlist_mirror_follows_every_edit_by_uid(database):
 async def test_a_4000_item_playlist_is_ingested_at_once(database):
     k = await start(database)
     items = [item(u, f"v{u % 3500}", mtype="yt") for u in range(1, 4001)]  # some twice
-    started = time.perf_counter()
-    await feed(k, "playlist", items)
-    elapsed = time.perf_counter() - started
+    await feed(k, "playlist", items)  # its speed: bench/bench_playlist.py
     assert await database.fetchval("SELECT count(*) FROM daz_mediatracker_queue") == 4000
     assert await database.fetchval(
         "SELECT count(*) FROM daz_mediatracker_library WHERE play_count = 0") == 3500
-    assert elapsed < 30  # a bound on the test, not a benchmark (bench/bench_playlist.py)
     await k.stop()
 
 

@@ -1,6 +1,4 @@
 """!help, !about, !uptime, !ping through the real dispatcher."""
-import time
-
 from daz.plugins.base import Plugin, command
 from daz.plugins.basics import Basics, format_duration
 from daz.plugins.eventfilter import EventFilter
@@ -87,13 +85,11 @@ def test_format_duration():
     assert format_duration(3600) == "1h"
 
 
-async def test_ping_reply_is_fast():
-    """Not a benchmark: a sanity bound so a regression (a sync DB write, a sleep) shows up."""
+async def test_two_hundred_pings_from_different_users_each_get_a_pong():
+    # Speed is measured by bench/bench_ping.py; here only that none is lost or doubled.
     k = await Kit.start({"eventfilter": EventFilter, "basics": Basics})
-    started = time.perf_counter()
     for i in range(200):
         await k.chat(f"user{i}", "!ping", settle=False)
     await k.settle()
     assert k.room.said == ["pong"] * 200
-    assert time.perf_counter() - started < 2.0
     await k.stop()
