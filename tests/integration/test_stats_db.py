@@ -79,3 +79,47 @@ async def test_database_failure_is_caught_up_on_the_next_write(database):
     await stats.write()
     assert tuple(await row(database, "listener")) == (2, 0)
     await k.stop()
+
+
+async def test_a_write_whose_commit_reply_was_lost_is_not_added_twice(database):
+    import daz.plugins.stats as stats_module
+
+    k = await start(database)
+    stats = k.plugin("stats")
+    for text in ("a", "boom"):
+        await k.chat("alice", text)
+    real = stats_module.store_totals
+
+    async def commit_then_fail(conn, *args, **kw):
+        await real(conn, *args, **kw)
+        raise ConnectionResetError("connection lost after COMMIT")
+
+    stats_module.store_totals = commit_then_fail
+    try:
+        with pytest.raises(ConnectionResetError):
+            await stats.write()
+    finally:
+        stats_module.store_totals = real
+    assert tuple(await row(database, "listener")) == (2, 1)
+    await k.chat("alice", "c")
+    await stats.write()  # repeats the totals of the lost write, plus the new line: adds 1
+    assert tuple(await row(database, "listener")) == (3, 1)
+    seconds = await database.fetchval(
+        "SELECT handle_seconds FROM daz_plugin_stats WHERE plugin_name = 'listener'")
+    assert seconds > 0
+    await k.stop()
+    assert await database.fetchval(
+        "SELECT events_processed FROM daz_plugin_stats_runs WHERE plugin_name = 'listener'"
+        " AND run_id = $1", stats.run_id) == 3
+
+
+async def test_rows_of_long_finished_runs_are_deleted(database):
+    await database.execute(
+        "INSERT INTO daz_plugin_stats_runs (run_id, plugin_name, updated_at)"
+        " VALUES (gen_random_uuid(), 'old', now() - interval '40 days')")
+    k = await start(database)
+    await k.chat("alice", "a")
+    await k.plugin("stats").write()
+    assert await database.fetchval(
+        "SELECT count(*) FROM daz_plugin_stats_runs WHERE plugin_name = 'old'") == 0
+    await k.stop()

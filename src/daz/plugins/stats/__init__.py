@@ -4,13 +4,23 @@ Every ``interval_seconds`` (and at shutdown) it reads the bus subscriptions (eac
 owner plugin, events handled, errors and time spent) and adds what happened since the last write
 to the plugin's row, so the table keeps lifetime totals across restarts and across several daz
 processes on one database. In the Go bot ``events_processed``/``events_failed`` were never
-written (reference daz-go-schema §5). ``retries_*`` are counted by the retry-queue trigger.
+written (reference daz-go-schema §5). ``retries_*`` are counted by the retry-queue trigger;
+``handle_seconds`` (daz's column) is the time spent, so the average is
+``handle_seconds / events_processed``.
+
+Each write is exactly once: this process's absolute totals go into ``daz_plugin_stats_runs``
+and only the difference from what that table held is added, in the same transaction. A write
+that failed, or whose commit reply was lost, is simply repeated.
 
 It also keeps ``daz_plugin_events_total`` and ``daz_plugin_handle_seconds_avg`` current.
+
+Config: ``interval_seconds`` (60) between writes, ``snapshot_seconds`` (1) between looks at the
+bus's subscriptions, ``run_retention_days`` (30) for rows of finished processes.
 """
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +34,7 @@ class StatsConfig(PluginConfig):
     # How often to note the bus's subscriptions: a plugin is unsubscribed before our teardown
     # runs, and its counters are only found at shutdown if we noted its subscription earlier.
     snapshot_seconds: float = Field(1.0, gt=0)
+    run_retention_days: int = Field(30, ge=1)
 
 
 @dataclass
@@ -40,9 +51,11 @@ class Totals:
 class Stats(Plugin):
     name = "stats"
     description = "Per-plugin event, error and timing figures in daz_plugin_stats and /metrics"
+    schema = "schema.sql"
     Config = StatsConfig
 
     async def setup(self) -> None:
+        self.run_id = uuid.uuid4()
         self.written: dict[str, Totals] = {}  # what the table already has from this process
         self.published: dict[str, int] = {}  # what the Prometheus counter already has
         self.seen_subs: dict[int, Any] = {}
@@ -113,22 +126,41 @@ class Stats(Plugin):
                 return 0
             rows = []
             for name, t in totals.items():
-                old = self.written.get(name, Totals())
-                d_handled, d_errors = t.handled - old.handled, t.errors - old.errors
-                if d_handled or d_errors or name not in self.written:
-                    rows.append((name[:100], d_handled, d_errors))
+                old = self.written.get(name)
+                if old is None or (t.handled, t.errors) != (old.handled, old.errors):
+                    rows.append((name[:100], t.handled, t.errors, t.seconds))
             if not rows:
                 return 0
             async with self.ctx.db.pool.acquire() as conn:
-                await conn.executemany(
-                    "INSERT INTO daz_plugin_stats (plugin_name, events_processed, events_failed)"
-                    " VALUES ($1, $2, $3)"
-                    " ON CONFLICT (plugin_name) DO UPDATE SET"
-                    " events_processed = coalesce(daz_plugin_stats.events_processed, 0)"
-                    " + EXCLUDED.events_processed,"
-                    " events_failed = coalesce(daz_plugin_stats.events_failed, 0)"
-                    " + EXCLUDED.events_failed,"
-                    " updated_at = now()", rows)
+                await store_totals(conn, self.run_id, rows, self.config.run_retention_days)
             self.written = {name: Totals(t.handled, t.errors, t.seconds)
                             for name, t in totals.items()}
             return len(rows)
+
+
+async def store_totals(conn, run_id: uuid.UUID, rows: list[tuple[str, int, int, float]],
+                       retention_days: int = 30) -> None:
+    """Record this run's absolute totals and add their growth to the lifetime rows."""
+    async with conn.transaction():
+        # prev sees the run's row as it was before this statement; run then replaces it.
+        await conn.executemany(
+            "WITH prev AS (SELECT events_processed AS h, events_failed AS e, handle_seconds AS s"
+            "   FROM daz_plugin_stats_runs WHERE run_id = $1 AND plugin_name = $2),"
+            " run AS (INSERT INTO daz_plugin_stats_runs (run_id, plugin_name, events_processed,"
+            "   events_failed, handle_seconds, updated_at) VALUES ($1, $2, $3, $4, $5, now())"
+            "   ON CONFLICT (run_id, plugin_name) DO UPDATE SET"
+            "   events_processed = EXCLUDED.events_processed,"
+            "   events_failed = EXCLUDED.events_failed,"
+            "   handle_seconds = EXCLUDED.handle_seconds, updated_at = now())"
+            " INSERT INTO daz_plugin_stats AS p (plugin_name, events_processed, events_failed,"
+            "   handle_seconds)"
+            " SELECT $2, $3 - coalesce(max(prev.h), 0), $4 - coalesce(max(prev.e), 0),"
+            "   $5 - coalesce(max(prev.s), 0) FROM prev"
+            " ON CONFLICT (plugin_name) DO UPDATE SET"
+            "   events_processed = coalesce(p.events_processed, 0) + EXCLUDED.events_processed,"
+            "   events_failed = coalesce(p.events_failed, 0) + EXCLUDED.events_failed,"
+            "   handle_seconds = coalesce(p.handle_seconds, 0) + EXCLUDED.handle_seconds,"
+            "   updated_at = now()", [(run_id, *row) for row in rows])
+        await conn.execute("DELETE FROM daz_plugin_stats_runs"
+                           " WHERE updated_at < now() - make_interval(days => $1)",
+                           retention_days)
