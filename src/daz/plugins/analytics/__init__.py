@@ -22,6 +22,10 @@ synchronous row per chat line. Here:
 * Hours and days are UTC, by when daz received the event.
 * Never counted: replayed history, daz's own lines and joins, ``[server]`` whispers and
   shadow-muted lines (the plugin manager filters the first ones; daz's name is checked too).
+* The two helper tables are kept ``retention_days``: hourly chatter names are only needed while
+  an hour or day can still receive counts, flush ids only while a flush can still be retried.
+
+Config: ``flush_seconds`` (30) between writes, ``retention_days`` (35) for the helper tables.
 """
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ def _ago(then: datetime, now: datetime) -> str:
 
 class AnalyticsConfig(PluginConfig):
     flush_seconds: float = Field(30.0, gt=0)
+    retention_days: int = Field(35, ge=2)
 
 
 class Analytics(Plugin):
@@ -66,6 +71,7 @@ class Analytics(Plugin):
         self.current = Batch()  # counting into
         self.pending: Batch | None = None  # taken for writing, not yet confirmed
         self.flushes = 0
+        self._last_cleanup: float | None = None
         self._lock = asyncio.Lock()
         self._loop = asyncio.create_task(self._flush_loop(), name="analytics:flush")
 
@@ -84,6 +90,25 @@ class Analytics(Plugin):
                 await self.flush()
             except Exception as exc:  # the batch stays pending and is retried as it is
                 self.log.warning("analytics: flush failed, will retry: %s", exc)
+                continue
+            try:
+                await self.cleanup_if_due()
+            except Exception as exc:
+                self.log.warning("analytics: cleanup of helper tables failed: %s", exc)
+
+    async def cleanup_if_due(self) -> int:
+        """Once a day: drop helper rows older than the retention; returns rows deleted."""
+        now = self.ctx.clock.monotonic()
+        if self.ctx.db is None or (self._last_cleanup is not None
+                                   and now - self._last_cleanup < 86400):
+            return 0
+        self._last_cleanup = now
+        async with self.ctx.db.pool.acquire() as conn:
+            deleted = await store.cleanup(conn, self.config.retention_days)
+        if deleted:
+            self.log.info("analytics: removed %d helper rows older than %d days", deleted,
+                          self.config.retention_days)
+        return deleted
 
     async def flush(self) -> int:
         """Write the pending batch (a retry) and then the current one; returns batches applied."""

@@ -121,3 +121,15 @@ async def rank_of(conn, channel: str, total: int) -> int:
     return 1 + await conn.fetchval(
         f"SELECT count(*) FROM {USERS} WHERE channel = $1 AND total_messages > $2",
         channel, total)
+
+
+async def cleanup(conn, retention_days: int) -> int:
+    """Delete chatter names and flush ids older than ``retention_days``; returns rows deleted."""
+    async with conn.transaction():
+        names = await conn.execute(
+            f"DELETE FROM {HOUR_USERS} WHERE hour_start < (now() AT TIME ZONE 'UTC')"
+            " - make_interval(days => $1)", retention_days)
+        flushes = await conn.execute(
+            f"DELETE FROM {FLUSHES} WHERE applied_at < now() - make_interval(days => $1)",
+            retention_days)
+    return int(names.split()[-1]) + int(flushes.split()[-1])
