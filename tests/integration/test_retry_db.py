@@ -210,3 +210,65 @@ async def test_held_operations_are_saved_at_shutdown_and_queued_at_the_next_star
     assert k.plugin("writer").runs == ["save:spilled"]
     assert not (tmp_path / "retry-pending.jsonl").exists()
     await k.stop()
+
+
+async def test_failed_attempts_back_off_in_the_database_with_jitter(database):
+    class Flaky(Writer):
+        fail_times = 99
+
+    sections = {"retry": {**MANUAL["retry"], "initial_delay_seconds": 100, "jitter": 0.2,
+                          "batch_size": 50, "worker_count": 50}}
+    k = await start(database, sections, writer=Flaky)
+    for i in range(40):
+        await k.plugin("writer").defer_retry("save", {"key": f"j{i}"}, key=f"j{i}")
+    await database.execute("UPDATE daz_retry_queue SET retry_after = now()")
+    assert await k.plugin("retry").poll() == 40
+    waits = [r["wait"] for r in await database.fetch(
+        "SELECT extract(epoch FROM retry_after - updated_at)::float8 AS wait"
+        " FROM daz_retry_queue")]
+    assert all(80 - 1 <= w <= 120 + 1 for w in waits)  # 100 s ± 20 %
+    assert len({round(w) for w in waits}) > 5  # spread out, not in lock step
+    await k.stop()
+
+
+async def test_rows_that_can_never_run_are_failed_at_once(database):
+    class Limited(Writer):
+        async def retry_operation(self, operation, payload):
+            if operation != "save":
+                raise NotImplementedError(f"no operation {operation!r}")
+            await super().retry_operation(operation, payload)
+
+    k = await start(database, writer=Limited)
+    await k.plugin("writer").defer_retry("frobnicate", {"key": "f"}, key="f")
+    # A row as the Go bot wrote them: a failure event's data, not our payload object.
+    await database.execute(
+        "INSERT INTO daz_retry_queue (correlation_id, plugin_name, operation_type, event_type,"
+        " event_data, retry_after) VALUES ('go-1', 'writer', 'sql_operation',"
+        " 'retry.run.writer', '[1, 2]', now())")
+    assert await k.plugin("retry").poll() == 2
+    rows = {r["correlation_id"]: r for r in await database.fetch(
+        "SELECT correlation_id, status, retry_count, last_error FROM daz_retry_queue")}
+    assert rows["f"]["status"] == "failed" and "no operation" in rows["f"]["last_error"]
+    assert rows["go-1"]["status"] == "failed" and "event_data" in rows["go-1"]["last_error"]
+    assert k.plugin("writer").runs == []
+    await k.stop()
+
+
+async def test_no_more_rows_are_claimed_than_there_are_workers(database):
+    claimed_while_running = []
+
+    class Watcher(Writer):
+        async def retry_operation(self, operation, payload):
+            claimed_while_running.append(await database.fetchval(
+                "SELECT count(*) FROM daz_retry_queue WHERE status = 'processing'"))
+            await super().retry_operation(operation, payload)
+
+    sections = {"retry": {**MANUAL["retry"], "batch_size": 10, "worker_count": 2}}
+    k = await start(database, sections, writer=Watcher)
+    for i in range(7):
+        await k.plugin("writer").defer_retry("save", {"key": f"w{i}"}, key=f"w{i}")
+    assert await k.plugin("retry").poll() == 7
+    assert max(claimed_while_running) <= 2  # a claimed row never waits for a worker
+    assert await database.fetchval(
+        "SELECT count(*) FROM daz_retry_queue WHERE status = 'completed'") == 7
+    await k.stop()

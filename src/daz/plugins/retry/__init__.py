@@ -7,10 +7,13 @@ payload, ``event_type`` = the bus topic that runs it: ``retry.run.<plugin>``).
 
 Workers poll ``acquire_retry_batch`` (``FOR UPDATE SKIP LOCKED``, so several daz processes share
 one queue), hand each row back with ``bus.request("retry.run.<plugin>", {operation, payload})``
-and record the outcome: ``complete_retry`` on success; on failure a later ``retry_after`` with
-exponential backoff and jitter, or ``dead_letter`` once ``max_retries`` attempts have failed.
-Rows a crashed process left in ``processing`` are put back after their timeout, and finished rows
-are cleaned up daily (``cleanup_old_retries``). None of that ran in the Go bot (reference
+and record the outcome: ``complete_retry`` on success; on failure ``fail_retry`` (daz's 025):
+a later ``retry_after`` with exponential backoff and jitter, or ``dead_letter`` once
+``max_retries`` attempts have failed. A row that can never run (its plugin has no such
+operation, or ``event_data`` is not an object, as in rows the Go bot left) is ``failed`` at once.
+Rows a crashed process left in ``processing`` are taken back by ``acquire_retry_batch`` after
+their ``timeout_seconds`` (that attempt counts), and finished rows are cleaned up daily
+(``cleanup_old_retries``). None of that ran in the Go bot (reference
 daz-go-core §7: no payload was stored, nothing reclaimed, no jitter, no dead letter).
 
 When the database itself is down an enqueue must not lose the operation: it is kept in a bounded
@@ -54,7 +57,6 @@ class RetryConfig(PluginConfig):
     max_delay_seconds: float = Field(300.0, ge=0)
     backoff_multiplier: float = Field(2.0, ge=1)
     jitter: float = Field(0.2, ge=0, le=1)  # ± this fraction, so failed rows do not retry in step
-    reclaim_grace_seconds: float = Field(60.0, ge=0)  # past timeout_seconds, a processing row is stuck
     retention_days: int = Field(7, ge=1)
     cleanup_interval_hours: float = Field(24.0, gt=0)
     insert_timeout_seconds: float = Field(3.0, gt=0)  # past it, the database counts as down
@@ -209,31 +211,39 @@ class Retry(Plugin):
             await asyncio.sleep(self.config.poll_interval_seconds)
 
     async def poll(self) -> int:
-        """One pass: held items in, stuck rows back, due rows run. Returns rows run."""
+        """One pass: held items in, due (and abandoned) rows run. Returns rows run."""
         if self.ctx.db is None:
             return 0
         await self._flush_pending()
         await self._mark_completed()
-        await self.reclaim()
         if time.monotonic() - self._last_cleanup >= self.config.cleanup_interval_hours * 3600:
             await self.cleanup()
+        # A claimed row must start at once: acquire_retry_batch takes back (from any process) a
+        # row still 'processing' after its timeout_seconds, so a row left waiting for a worker
+        # here could be run twice. Claim no more than there are workers.
+        size = min(self.config.batch_size, self.config.worker_count)
         ran = 0
         while True:
-            rows = await self.ctx.db.fetch("SELECT * FROM acquire_retry_batch($1)",
-                                           self.config.batch_size)
+            rows = await self.ctx.db.fetch("SELECT * FROM acquire_retry_batch($1)", size)
             if not rows:
                 break
             await asyncio.gather(*(self._run(dict(row)) for row in rows))
             ran += len(rows)
-            if len(rows) < self.config.batch_size:
+            if len(rows) < size:
                 break
         return ran
 
     async def _run(self, row: dict) -> None:
         async with self._workers:
             payload = row["event_data"]
-            if isinstance(payload, str):
-                payload = json.loads(payload)
+            try:
+                if isinstance(payload, str):
+                    payload = json.loads(payload)
+                if not isinstance(payload, dict):
+                    raise ValueError(f"event_data is {type(payload).__name__}, not an object")
+            except ValueError as exc:  # a row we did not write (Go's failure events): never runs
+                await self._give_up(row, f"unusable event_data: {exc}")
+                return
             topic = row["event_type"] or f"retry.run.{row['plugin_name']}"
             started = time.perf_counter()
             try:
@@ -242,6 +252,9 @@ class Retry(Plugin):
                                            timeout=row["timeout_seconds"] or 30)
             except asyncio.CancelledError:
                 raise
+            except NotImplementedError as exc:  # the plugin has no such operation: trying again
+                await self._give_up(row, f"not runnable: {exc}")  # would change nothing
+                return
             except Exception as exc:
                 await self._failed(row, exc)
                 return
@@ -257,52 +270,48 @@ class Retry(Plugin):
                                  row["correlation_id"], exc)
                 self.unmarked.append(row["id"])
 
+    async def _give_up(self, row: dict, error: str) -> None:
+        """A row that can never succeed: ``failed`` at once (``dead_letter`` is for rows that
+        ran out of attempts)."""
+        self.metrics.events.labels(plugin=row["plugin_name"], outcome="failed").inc()
+        self.log.error("retry: %s %s cannot be run; marked failed: %s", row["plugin_name"],
+                       row["correlation_id"], error)
+        await self.ctx.db.execute(
+            "UPDATE daz_retry_queue SET status = 'failed', last_error = $2, updated_at = now()"
+            " WHERE id = $1", row["id"], error[:2000])
+
     async def _failed(self, row: dict, exc: BaseException) -> None:
+        """One failed attempt: ``fail_retry`` backs the row off (exponential, capped, with
+        jitter, computed in the database so every daz process agrees) or dead-letters it."""
         error = f"{type(exc).__name__}: {exc}"[:2000]
         attempt = (row["retry_count"] or 0) + 1
         plugin = row["plugin_name"]
-        if attempt >= (row["max_retries"] or 1):
+        p = self._policy(row["operation_type"])
+        status = await self.ctx.db.fetchval(
+            "SELECT fail_retry($1, $2, $3, $4, $5, $6)", row["id"], error, float(p["initial"]),
+            float(p["max"]), float(p["factor"]), float(self.config.jitter))
+        if status == "dead_letter":
             self.metrics.events.labels(plugin=plugin, outcome="dead_letter").inc()
             self.log.error("retry: %s %s failed %d times; moved to dead letter: %s", plugin,
                            row["correlation_id"], attempt, error)
-            await self.ctx.db.execute(
-                "UPDATE daz_retry_queue SET status = 'dead_letter', retry_count = $2,"
-                " last_error = $3, updated_at = now() WHERE id = $1", row["id"], attempt, error)
             return
-        delay = self.backoff(row["operation_type"], attempt)
         self.metrics.events.labels(plugin=plugin, outcome="retried").inc()
-        self.log.info("retry: %s %s failed (attempt %d of %d), next try in %.1fs: %s", plugin,
-                      row["correlation_id"], attempt, row["max_retries"], delay, error)
-        await self.ctx.db.execute(
-            "UPDATE daz_retry_queue SET status = 'pending', retry_count = $2, last_error = $3,"
-            " retry_after = now() + make_interval(secs => $4), updated_at = now()"
-            " WHERE id = $1", row["id"], attempt, error, delay)
+        self.log.info("retry: %s %s failed (attempt %d of %d), next try in about %.0fs: %s",
+                      plugin, row["correlation_id"], attempt, row["max_retries"],
+                      self.backoff(row["operation_type"], attempt, jitter=False), error)
 
-    def backoff(self, operation: str, attempt: int) -> float:
-        """Seconds before attempt ``attempt + 1``: initial·factor^(attempt-1), capped, ± jitter."""
+    def backoff(self, operation: str, attempt: int, *, jitter: bool = True) -> float:
+        """Seconds before attempt ``attempt + 1``: initial·factor^(attempt-1), capped, ± jitter
+        (the formula ``fail_retry`` applies in the database)."""
         p = self._policy(operation)
         delay = min(p["initial"] * p["factor"] ** (attempt - 1), p["max"])
-        j = self.config.jitter
+        j = self.config.jitter if jitter else 0.0
         return max(0.0, delay * (1 + random.uniform(-j, j)))
 
     async def _mark_completed(self) -> None:
         while self.unmarked:
             await self.ctx.db.execute("SELECT complete_retry($1)", self.unmarked[0])
             self.unmarked.pop(0)
-
-    async def reclaim(self) -> int:
-        """Rows left in ``processing`` past their timeout (a crashed or killed process)."""
-        rows = await self.ctx.db.fetch(
-            "UPDATE daz_retry_queue SET status = 'pending', updated_at = now(),"
-            " last_error = coalesce(last_error, '') || ' [reclaimed after a stalled attempt]'"
-            " WHERE status = 'processing'"
-            " AND updated_at < now() - make_interval(secs => timeout_seconds + $1)"
-            " RETURNING plugin_name", self.config.reclaim_grace_seconds)
-        for row in rows:
-            self.metrics.events.labels(plugin=row["plugin_name"], outcome="reclaimed").inc()
-        if rows:
-            self.log.warning("retry: reclaimed %d stalled row(s)", len(rows))
-        return len(rows)
 
     async def cleanup(self) -> int:
         self._last_cleanup = time.monotonic()
