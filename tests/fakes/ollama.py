@@ -56,6 +56,10 @@ class FakeOllama:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # the ephemeral port we got
 
+    def release(self) -> None:
+        """Let every hanging request return (with a 503, so the client sees a failure)."""
+        self._release.set()
+
     async def stop(self) -> None:
         self._release.set()
         if self._runner is not None:
