@@ -48,7 +48,11 @@ class _Reader:
         if value is None:
             return default
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
+            try:
+                return str(value)
+            except ValueError:  # an integer too long to print (Python's 4300-digit limit)
+                self.problems.append(f"{key}: number too long")
+                return default
         self.problems.append(f"{key}: expected text, got {type(value).__name__}")
         return default
 
@@ -201,11 +205,17 @@ def _after(value: Any) -> int | str:
     if isinstance(value, bool):
         return "append"
     if isinstance(value, (int, float)):
-        return int(value)
-    if isinstance(value, str):
-        if value.lstrip("-").isdigit():
+        try:
             return int(value)
-        return value
+        except (OverflowError, ValueError):  # inf / nan
+            return "append"
+    if isinstance(value, str):
+        if value in ("prepend", "append"):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            return "append"
     return "append"
 
 

@@ -67,12 +67,16 @@ class RoomState:
         """(burst, sustained per second) the server applies to our chat, None for the default."""
         if not self.options.get("chat_antiflood") or self.bot_rank >= 2:
             return None
-        params = self.options.get("chat_antiflood_params") or {}
+        params = self.options.get("chat_antiflood_params")
+        if not isinstance(params, dict):
+            params = {}
         try:
             burst = int(params.get("burst", 4))
             sustained = float(params.get("sustained", 1))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return (4, 1.0)
+        if sustained != sustained:  # NaN
+            sustained = 1.0
         return (max(1, min(burst, 20)), max(0.1, min(sustained, 10.0)))
 
     def playlist_items(self) -> list[ev.PlaylistItem]:
@@ -134,8 +138,9 @@ class RoomState:
                 self.bot_name = e.username
 
     def _playlist(self, e: ev.PlaylistReplaced) -> None:
+        # A uid listed twice keeps one place, so ``order`` and ``playlist`` always agree.
         self.playlist = {item.uid: item for item in e.items}
-        self.order = [item.uid for item in e.items]
+        self.order = list(self.playlist)
 
     def _queued(self, e: ev.MediaQueued) -> None:
         uid = e.item.uid

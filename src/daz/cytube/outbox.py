@@ -1,0 +1,316 @@
+"""Outbox: the ordered, rate-limited queue of chat lines and PMs for one room.
+
+Pure logic, no sockets and no sleeping: every method takes ``now`` (monotonic seconds), so the
+schedule can be tested with a fake clock. ``Room`` drives it: it asks ``delay(now)``, waits,
+``pop(now)``s one message, emits it, and feeds back what the server says (our own echo, a
+``cooldown``, a failed PM).
+
+Why it looks like this (see reference/cytube-server-captures.md §6):
+
+* The server allows burst 20 then 10/s per socket (chat and PMs share the limiter), or the
+  channel's ``chat_antiflood_params`` for rank < 2 when ``chat_antiflood`` is on. A line over the
+  limit is silently dropped and we get ``cooldown <ms>``. We stay under it with a token bucket at
+  75 % of the burst and 80 % of the rate.
+* Each line we send gets exactly one answer, in order: its echo (the server broadcasts chat to
+  the sender too, and sends PMs to both sides) or a ``cooldown``. So the oldest line still waiting
+  for an answer when a ``cooldown`` arrives is the one the server dropped: it goes back to the
+  front of the queue. Nothing is lost and nothing is sent twice.
+* Text is cut to 320 (UTF-16 units, as the server counts) on word boundaries, a few chunks at
+  most; text that may carry user input never starts with "/" (the server would run it as a chat
+  command such as /kick or /clear).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+MAX_LENGTH = 320  # the server's max-chat-message-length
+MAX_CHUNKS = 5
+MAX_QUEUE = 200
+ELLIPSIS = "…"
+# Invisible, not trimmed by JavaScript's String.prototype.trim (U+FEFF and spaces are), so the
+# server's `msg.indexOf("/") === 0` command check can never match.
+SLASH_GUARD = "\u200b"
+SERVER_BURST, SERVER_RATE = 20, 10.0  # MIN_ANTIFLOOD, applies to everyone
+ECHO_TIMEOUT = 10.0  # a line with no answer after this long is taken as delivered
+
+
+def utf16_len(text: str) -> int:
+    """Length as JavaScript counts it (the server truncates by this)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def _cut_utf16(text: str, limit: int) -> str:
+    """Longest prefix of ``text`` whose UTF-16 length is <= limit."""
+    if utf16_len(text) <= limit:
+        return text
+    used = 0
+    for i, ch in enumerate(text):
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > limit:
+            return text[:i]
+    return text
+
+
+def _clean(text: str) -> str:
+    # The server turns control characters into spaces anyway; doing it here keeps our length
+    # arithmetic and echo matching exact, and removes NUL bytes early.
+    return "".join(" " if (ord(ch) < 0x20 and ch != "\n") or ch == "\x7f" else ch for ch in text)
+
+
+def split_text(text: str, *, max_length: int = MAX_LENGTH, max_chunks: int = MAX_CHUNKS,
+               ellipsis: str = ELLIPSIS) -> list[str]:
+    """Lines of at most ``max_length``: newlines start a new message, long lines break at the
+    last space before the limit (mid-word only when a word is longer than a whole line). At most
+    ``max_chunks``; when more text remains the last chunk ends with ``ellipsis``."""
+    max_length = max(2, max_length)
+    chunks: list[str] = []
+    truncated = False
+    for line in _clean(text).split("\n"):
+        line = line.strip()
+        while line:
+            if len(chunks) == max_chunks:
+                truncated = True
+                break
+            head = _cut_utf16(line, max_length)
+            if len(head) < len(line):
+                space = head.rfind(" ")
+                if space > 0:
+                    head = head[:space]
+            chunks.append(head.rstrip())
+            line = line[len(head):].lstrip()
+        if truncated:
+            break
+    if truncated and chunks:
+        last = _cut_utf16(chunks[-1], max_length - utf16_len(ellipsis))
+        if len(last) < len(chunks[-1]):
+            space = last.rfind(" ")
+            if space > 0:
+                last = last[:space]
+        chunks[-1] = last.rstrip() + ellipsis
+    return [c for c in chunks if c]
+
+
+def neutralise_command(text: str) -> str:
+    """Text that CyTube will not run as a chat command (/kick, /clear, /afk, ...)."""
+    stripped = text.lstrip()
+    if stripped.startswith("/"):
+        return SLASH_GUARD + stripped
+    return text
+
+
+def safe_limits(burst: int, rate: float) -> tuple[int, float]:
+    """Our bucket for a server limit of (burst, rate/s): comfortably under it."""
+    return max(1, math.floor(burst * 0.75)), max(0.05, rate * 0.8)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    text: str
+    to: str | None = None  # PM recipient; None for public chat
+    queued_at: float = 0.0
+    sent_at: float = 0.0
+    attempts: int = 0
+    expects_echo: bool = True
+    match_text: str = field(default="", repr=False)
+
+    @property
+    def kind(self) -> str:
+        return "pm" if self.to is not None else "chat"
+
+
+class Outbox:
+    def __init__(self, *, max_queue: int = MAX_QUEUE, max_length: int = MAX_LENGTH,
+                 max_chunks: int = MAX_CHUNKS, burst: int | None = None,
+                 rate: float | None = None, on_drop: Callable[[Outgoing], None] | None = None,
+                 room: str = "") -> None:
+        default_burst, default_rate = safe_limits(SERVER_BURST, SERVER_RATE)
+        self.max_queue = max(1, max_queue)
+        self.max_length = max_length
+        self.max_chunks = max_chunks
+        self.burst = burst or default_burst
+        self.rate = rate or default_rate
+        self.tokens: float = float(self.burst)
+        self._refilled_at: float | None = None
+        self.paused_until = 0.0
+        self.queue: collections.deque[Outgoing] = collections.deque()
+        self.in_flight: collections.deque[Outgoing] = collections.deque()
+        self.on_drop = on_drop
+        self.room = room
+        self.dropped = 0
+        self.sent = 0
+        self.resent = 0
+
+    # ------------------------------------------------------------------ adding
+
+    def put_chat(self, text: str, *, user_input: bool = True, now: float = 0.0) -> int:
+        return self._put(text, None, user_input, now)
+
+    def put_pm(self, to: str, text: str, *, user_input: bool = True, now: float = 0.0) -> int:
+        return self._put(text, to, user_input, now)
+
+    def _put(self, text: str, to: str | None, user_input: bool, now: float) -> int:
+        if not isinstance(text, str):
+            text = str(text)
+        # One unit kept free for the slash guard, so guarding never cuts a word.
+        limit = self.max_length - (utf16_len(SLASH_GUARD) if user_input else 0)
+        chunks = split_text(text, max_length=limit, max_chunks=self.max_chunks)
+        for chunk in chunks:
+            if user_input:
+                chunk = neutralise_command(chunk)
+            # A raw "/command" (user_input=False) is consumed by the server without an echo.
+            expects_echo = not chunk.startswith("/")
+            self._append(Outgoing(text=chunk, to=to, queued_at=now, expects_echo=expects_echo,
+                                  match_text=_normalise(chunk)))
+        return len(chunks)
+
+    def _append(self, message: Outgoing) -> None:
+        if len(self.queue) >= self.max_queue:
+            oldest = self.queue.popleft()
+            self._dropped(oldest, "the outbox is full")
+        self.queue.append(message)
+
+    def _dropped(self, message: Outgoing, why: str) -> None:
+        self.dropped += 1
+        log.warning("outbox %s: dropped a %s%s (%s): %.60r", self.room, message.kind,
+                    f" to {message.to}" if message.to else "", why, message.text)
+        if self.on_drop is not None:
+            self.on_drop(message)
+
+    def clear(self, why: str) -> int:
+        """Drop everything still queued (room stopped or gave up); returns how many."""
+        n = 0
+        while self.queue:
+            self._dropped(self.queue.popleft(), why)
+            n += 1
+        return n
+
+    @property
+    def depth(self) -> int:
+        return len(self.queue)
+
+    # ------------------------------------------------------------------ rate
+
+    def set_limits(self, burst: int, rate: float) -> None:
+        """Bucket size and refill rate (already made safe by the caller)."""
+        burst = max(1, int(burst))
+        if (burst, rate) == (self.burst, self.rate):
+            return
+        self.burst = burst
+        self.rate = max(0.05, float(rate))
+        self.tokens = min(self.tokens, float(burst))
+
+    def _refill(self, now: float) -> None:
+        if self._refilled_at is None:
+            self._refilled_at = now
+            return
+        elapsed = now - self._refilled_at
+        if elapsed > 0:
+            self.tokens = min(float(self.burst), self.tokens + elapsed * self.rate)
+            self._refilled_at = now
+
+    def delay(self, now: float) -> float | None:
+        """None when nothing is queued; else seconds until the next message may go (0: now)."""
+        if not self.queue:
+            return None
+        self._refill(now)
+        wait = max(0.0, self.paused_until - now)
+        if self.tokens < 1:
+            wait = max(wait, (1 - self.tokens) / self.rate)
+        return wait
+
+    def pop(self, now: float) -> Outgoing:
+        """Take the next message to emit now (call only when ``delay(now) == 0``)."""
+        self._refill(now)
+        message = self.queue.popleft()
+        self.tokens = max(0.0, self.tokens - 1)
+        message.sent_at = now
+        message.attempts += 1
+        self.in_flight.append(message)
+        self.sent += 1
+        return message
+
+    def unsent(self, message: Outgoing) -> None:
+        """The emit failed (socket went away): put it back first, refund nothing."""
+        try:
+            self.in_flight.remove(message)
+        except ValueError:
+            pass
+        self.sent -= 1
+        self.queue.appendleft(message)
+
+    # ------------------------------------------------------------------ server feedback
+
+    def echo(self, kind: str, text: str, now: float) -> Outgoing | None:
+        """The server delivered one of our lines (we saw our own chatMsg/pm; ``text`` is the
+        event's unescaped ``text``).
+
+        Answers come in send order, so every line sent before the matching one has had its
+        answer already and leaves the in-flight list too.
+        """
+        self.expire(now)
+        wanted = _normalise(text)
+        for i, message in enumerate(self.in_flight):
+            if message.kind == kind and message.match_text == wanted:
+                for _ in range(i + 1):
+                    self.in_flight.popleft()
+                return message
+        # Changed on the way (a chat filter, an emote): take the oldest of that kind.
+        for i, message in enumerate(self.in_flight):
+            if message.kind == kind and message.expects_echo:
+                for _ in range(i + 1):
+                    self.in_flight.popleft()
+                return message
+        return None
+
+    def cooldown(self, milliseconds: float, now: float) -> Outgoing | None:
+        """The server dropped our oldest unanswered line; pause and send it again first."""
+        self.expire(now)
+        seconds = max(0.0, min(float(milliseconds), 60_000.0)) / 1000
+        self.paused_until = max(self.paused_until, now + seconds + 0.05)
+        self.tokens = 0.0
+        self._refilled_at = now
+        if not self.in_flight:
+            return None
+        message = self.in_flight.popleft()
+        self._requeue([message])
+        return message
+
+    def failed(self, kind: str, now: float) -> Outgoing | None:
+        """The server refused our oldest unanswered line of ``kind`` (e.g. "PM failed: ...")."""
+        self.expire(now)
+        for message in self.in_flight:
+            if message.kind == kind:
+                self.in_flight.remove(message)
+                return message
+        return None
+
+    def expire(self, now: float) -> None:
+        while self.in_flight and now - self.in_flight[0].sent_at > ECHO_TIMEOUT:
+            self.in_flight.popleft()
+
+    def requeue_in_flight(self) -> int:
+        """The socket dropped: lines still unanswered may never have arrived; send them again
+        after reconnecting (at-least-once: a line can repeat only if its echo was lost too)."""
+        messages = list(self.in_flight)
+        self.in_flight.clear()
+        self._requeue(messages)
+        return len(messages)
+
+    def _requeue(self, messages: list[Outgoing]) -> None:
+        for message in reversed(messages):
+            self.sent -= 1
+            self.resent += 1
+            self.queue.appendleft(message)
+        while len(self.queue) > self.max_queue:
+            self._dropped(self.queue.pop(), "the outbox is full")
+
+
+def _normalise(text: str) -> str:
+    """Comparable form of a line we sent and of its echo's unescaped text."""
+    return " ".join(text.replace(SLASH_GUARD, "").split())
