@@ -135,3 +135,25 @@ async def test_rules_from_the_table_forward_events(database):
                                                         "cytube.event.userLeave"]
     assert toy.forwarded[0]["rule"].startswith("db:")
     await k.stop()
+
+
+async def test_a_history_batch_whose_commit_reply_was_lost_is_not_written_twice(database):
+    k = await start(database, sections=SLOW_FLUSH)
+    for _ in range(3):
+        await k.chat("alice", "!ping")
+    history = k.plugin("eventfilter").history
+    real = history._write
+
+    async def commit_then_fail(conn, batch_id, chunk):
+        await real(conn, batch_id, chunk)
+        raise ConnectionResetError("connection lost after COMMIT")
+
+    history._write = commit_then_fail
+    assert await history.flush() == 0  # failed, as far as it can tell
+    history._write = real
+    assert len(history) == 3  # still held, with its batch id
+    await k.chat("alice", "!nonsense")
+    assert await history.flush() == 1  # the retried batch was found written; the new one lands
+    assert await database.fetchval("SELECT count(*) FROM daz_eventfilter_history") == 4
+    assert len(history) == 0
+    await k.stop()

@@ -5,6 +5,11 @@ the chat path: the Go bot did one blocking INSERT per refused or unknown command
 ``!nonsense`` turned into database load. Rows are buffered and written with one COPY per flush;
 when the database is down they wait (bounded: past ``max_buffer`` the oldest are dropped and
 counted, an audit log must not grow memory without limit).
+
+Each chunk is written exactly once: it gets an id when it is taken from the buffer, and that id
+goes into ``daz_eventfilter_history_batches`` in the same transaction as the COPY. A chunk whose
+commit reply was lost (the connection died after COMMIT) is retried with the same id and found
+already written, so no audit row is ever doubled.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import asyncio
 import collections
 import logging
 import re
+import time
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -38,6 +45,9 @@ class HistoryWriter:
         # Go created executed_at as `timestamp` (no zone, UTC by our convention); COPY needs the
         # Python value to match the column type.
         self.naive_timestamps = naive_timestamps
+        self.inflight: tuple[uuid.UUID, list[tuple]] | None = None  # taken, not yet confirmed
+        self.retention_seconds = 7 * 86400  # batch ids are only needed while a retry can come
+        self._last_cleanup = 0.0
         self._lock = asyncio.Lock()
 
     def add(self, command: str, username: str, channel: str, args: list[str] | None,
@@ -55,27 +65,52 @@ class HistoryWriter:
             now, success, clean(error, 500)))
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.rows) + (len(self.inflight[1]) if self.inflight else 0)
 
     async def flush(self) -> int:
         """Write what is buffered; returns rows written. Never raises (rows stay on failure)."""
-        if self.db is None or not self.rows:
+        if self.db is None or not len(self):
             return 0
         async with self._lock:
             total = 0
-            while self.rows:
-                chunk = [self.rows.popleft() for _ in range(min(self.batch, len(self.rows)))]
+            while True:
+                if self.inflight is None:
+                    if not self.rows:
+                        break
+                    chunk = [self.rows.popleft() for _ in range(min(self.batch, len(self.rows)))]
+                    self.inflight = (uuid.uuid4(), chunk)
+                batch_id, chunk = self.inflight
                 try:
                     async with self.db.pool.acquire() as conn:
-                        await conn.copy_records_to_table("daz_eventfilter_history",
-                                                         records=chunk, columns=COLUMNS)
+                        fresh = await self._write(conn, batch_id, chunk)
                 except Exception as exc:
-                    # Put them back in front, in order; the next flush tries again.
-                    self.rows.extendleft(reversed(chunk))
+                    # Kept as it is (same id); the next flush tries again.
                     self.failures += 1
                     log.warning("eventfilter: could not write %d history rows (%s); will retry",
                                 len(chunk), exc)
                     break
-                total += len(chunk)
-                self.written += len(chunk)
+                self.inflight = None
+                if fresh:
+                    total += len(chunk)
+                    self.written += len(chunk)
+                else:
+                    log.info("eventfilter: history batch %s was already written; skipped",
+                             batch_id)
             return total
+
+    async def _write(self, conn, batch_id: uuid.UUID, chunk: list[tuple]) -> bool:
+        async with conn.transaction():
+            fresh = await conn.fetchval(
+                "INSERT INTO daz_eventfilter_history_batches (batch_id) VALUES ($1)"
+                " ON CONFLICT DO NOTHING RETURNING batch_id", batch_id)
+            if fresh is None:
+                return False
+            await conn.copy_records_to_table("daz_eventfilter_history", records=chunk,
+                                             columns=COLUMNS)
+            if time.monotonic() - self._last_cleanup > 3600:
+                self._last_cleanup = time.monotonic()
+                await conn.execute(
+                    "DELETE FROM daz_eventfilter_history_batches"
+                    " WHERE written_at < now() - make_interval(secs => $1)",
+                    float(self.retention_seconds))
+        return True

@@ -41,3 +41,13 @@ CREATE TABLE IF NOT EXISTS daz_eventfilter_history (
 CREATE INDEX IF NOT EXISTS idx_eventfilter_history_time ON daz_eventfilter_history (executed_at);
 CREATE INDEX IF NOT EXISTS idx_eventfilter_history_user
     ON daz_eventfilter_history (username, executed_at);
+
+-- daz only: ids of the history batches already written. Inserted in the same transaction as a
+-- batch's rows, so a batch retried after a commit whose reply was lost is not written twice.
+-- Rows older than a week are deleted by the plugin.
+CREATE TABLE IF NOT EXISTS daz_eventfilter_history_batches (
+    batch_id   UUID PRIMARY KEY,
+    written_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS idx_eventfilter_history_batches_time
+    ON daz_eventfilter_history_batches (written_at);
