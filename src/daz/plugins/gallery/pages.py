@@ -1,0 +1,143 @@
+"""Gallery pages: served live by daz's web server, and written out as static files.
+
+``/gallery/<channel>`` shows everyone's active images posted there (people ordered by their
+newest post), ``/gallery/<channel>/<user>`` one person's; both end with the graveyard of dead
+images (listed as text, never loaded). Locked galleries are not shown.
+
+Everything in a page came from chat, so it is treated as hostile: Jinja2 autoescapes every
+value (attributes are always quoted), a URL is only ever put in ``src``/``href`` when it parses
+as http(s) with a host and has no control characters (anything else is shown as text), and
+the Content-Security-Policy allows no script at all.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+import jinja2
+from aiohttp import web
+from yarl import URL
+
+from daz import __version__
+from daz.plugins.gallery.detect import MAX_URL_LENGTH
+from daz.plugins.gallery.store import GalleryStore
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+ASSETS_PATH = "/gallery-assets"
+CSP = ("default-src 'none'; img-src http: https:; style-src 'self'; script-src 'none'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+_env = jinja2.Environment(
+    loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(TEMPLATES)),
+                                jinja2.PackageLoader("daz.web", "templates")]),
+    autoescape=True, trim_blocks=True, lstrip_blocks=True)
+_SLUG_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def safe_src(url: Any) -> str | None:
+    """``url`` if it may go in src/href: http(s), a host, no control characters; else None."""
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        return None
+    if any(ord(c) < 0x21 or 0x7f <= ord(c) < 0xa0 for c in url):
+        return None
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return None
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host or not parsed.is_absolute():
+        return None
+    return url
+
+
+def slug(name: str) -> str:
+    """A file-name-safe, collision-free stand-in for a user or channel name."""
+    if _SLUG_SAFE.match(name) and name not in (".", ".."):
+        return name
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "-", name)[:40].strip("-") or "x"
+    return f"{cleaned}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
+
+
+@dataclass
+class UserGallery:
+    name: str
+    link: str
+    anchor: str
+    images: list[dict] = field(default_factory=list)
+
+
+def _stamp(moment: datetime | None) -> tuple[str, str]:
+    if moment is None:
+        return "", ""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC"), moment.isoformat()
+
+
+def _image(row) -> dict:
+    posted, posted_iso = _stamp(row["posted_at"])
+    died, died_iso = _stamp(row["last_check_at"] or row["posted_at"])
+    return {"url": row["url"], "src": safe_src(row["url"]), "username": row["username"],
+            "posted": posted, "posted_iso": posted_iso, "died": died, "died_iso": died_iso,
+            "reason": row["pruned_reason"] or ""}
+
+
+async def gallery_context(store: GalleryStore, channel: str, user: str | None,
+                          user_link: Callable[[str], str], back_link: str = "") -> dict:
+    """What a gallery page shows; the same for the live page and the export."""
+    if user is None:
+        rows = await store.channel_images(channel)
+        locked = False
+    else:
+        rows = await store.user_images(channel, user)
+        locked = not rows and await store.user_locked_anywhere_named(channel, user)
+    galleries: dict[str, UserGallery] = {}
+    for row in rows:  # newest first, so people come out ordered by their newest post
+        name = row["username"]
+        if name not in galleries:
+            galleries[name] = UserGallery(name=name, link=user_link(name) if user is None else "",
+                                          anchor=slug(name))
+        galleries[name].images.append(_image(row))
+    graveyard = [] if locked else [_image(r) for r in await store.graveyard(channel, user)]
+    title = f"{user}'s gallery in {channel}" if user else f"Gallery of {channel}"
+    return {"title": title, "channel": channel, "users": list(galleries.values()),
+            "image_count": len(rows), "graveyard": graveyard, "locked": locked,
+            "back_link": back_link}
+
+
+def render(template: str, **values: Any) -> str:
+    return _env.get_template(template).render(version=__version__, **values)
+
+
+def routes(plugin) -> list:
+    """aiohttp routes for the plugin's pages (public like the channel dashboards)."""
+    from daz.web.keys import AUTH, DAZ_APP
+
+    async def page(request: web.Request) -> web.Response:
+        auth = request.app[AUTH]
+        if not auth.may_see_aggregates(request):
+            raise web.HTTPFound(f"/login?next={quote(request.path, safe='/')}")
+        channel = request.match_info["channel"]
+        user = request.match_info.get("user")
+        if plugin.ctx.db is None:
+            raise web.HTTPServiceUnavailable(text="the gallery has no database")
+        channel_path = "/gallery/" + quote(channel, safe="")
+        context = await gallery_context(
+            GalleryStore(plugin.ctx.db), channel, user,
+            user_link=lambda name: f"{channel_path}/{quote(name, safe='')}",
+            back_link=channel_path if user else "")
+        app = request.app[DAZ_APP]
+        html = render("gallery_page.html", logged_in=auth.logged_in(request),
+                      channels=[room.channel for room in app.rooms], **context)
+        return web.Response(text=html, content_type="text/html",
+                            headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})
+
+    return [
+        web.get("/gallery/{channel}", page),
+        web.get("/gallery/{channel}/{user}", page),
+        web.static(ASSETS_PATH, STATIC, append_version=False),
+    ]

@@ -1,0 +1,161 @@
+"""The gallery's database access: the SQL functions of scripts 027–030 plus the reads.
+
+State lives in ``daz_gallery_images.state`` (active, pruned, dead); ``is_active`` and
+``pruned_reason`` are kept in step by the scripts' trigger so a Go-era reader still works.
+Locks are per (user, channel): a locked gallery is not collected, not shown and not checked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+LOCKED = """EXISTS (SELECT 1 FROM daz_gallery_locks l
+                    WHERE l.username = i.username AND l.channel = i.channel AND l.is_locked)"""
+
+# The same schedule as get_images_for_health_check (029), plus: locked galleries are frozen,
+# a manual run may re-check active images checked within the hour, and dead images are only
+# looked at again for ``recovery_days`` after they first failed.
+DUE_ACTIVE = f"""
+SELECT i.id, i.url, i.username, i.channel, i.state, coalesce(i.failure_count, 0) AS failures
+FROM daz_gallery_images i
+WHERE i.state = 'active'
+  AND ($2 OR ((i.last_check_at IS NULL OR i.last_check_at < now() - interval '1 hour')
+              AND (i.next_check_at IS NULL OR i.next_check_at <= now())))
+  AND NOT {LOCKED}
+ORDER BY i.last_check_at ASC NULLS FIRST, i.id
+LIMIT $1"""
+
+DUE_DEAD = f"""
+SELECT i.id, i.url, i.username, i.channel, i.state, coalesce(i.failure_count, 0) AS failures
+FROM daz_gallery_images i
+WHERE i.state = 'dead'
+  AND (i.next_check_at IS NULL OR i.next_check_at <= now())
+  AND coalesce(i.first_failure_at, i.last_check_at, i.posted_at)
+      > now() - make_interval(days => $2)
+  AND NOT {LOCKED}
+ORDER BY coalesce(i.next_check_at, i.last_check_at, i.posted_at), i.id
+LIMIT $1"""
+
+IMAGE_COLUMNS = """i.id, i.username, i.url, i.channel, i.posted_at, i.state, i.pruned_reason,
+                   i.last_check_at, i.failure_count, i.image_title"""
+
+
+@dataclass(frozen=True)
+class DueImage:
+    id: int
+    url: str
+    username: str
+    channel: str
+    state: str
+    failures: int
+
+
+class GalleryStore:
+    def __init__(self, db: Any):
+        self.db = db
+
+    # ------------------------------------------------------------------ collecting
+
+    async def add_image(self, username: str, url: str, channel: str, max_images: int) -> int:
+        return await self.db.fetchval("SELECT add_gallery_image($1, $2, $3, NULL, $4)",
+                                      username, url, channel, max_images)
+
+    async def is_locked(self, username: str, channel: str) -> bool:
+        return bool(await self.db.fetchval(
+            "SELECT is_locked FROM daz_gallery_locks WHERE username = $1 AND channel = $2",
+            username, channel))
+
+    async def set_locked(self, username: str, channel: str, locked: bool) -> None:
+        await self.db.execute(
+            """INSERT INTO daz_gallery_locks AS l (username, channel, is_locked, locked_at,
+                                                 locked_by, updated_at)
+               VALUES ($1, $2, $3, CASE WHEN $3 THEN now() END, CASE WHEN $3 THEN $1 END, now())
+               ON CONFLICT (username, channel) DO UPDATE
+               SET is_locked = $3,
+                   locked_at = CASE WHEN $3 THEN now() ELSE l.locked_at END,
+                   locked_by = CASE WHEN $3 THEN $1 ELSE l.locked_by END,
+                   updated_at = now()""", username, channel, locked)
+
+    async def counts(self, username: str, channel: str) -> tuple[int, int]:
+        """(active images everywhere, active images in this channel) of one user."""
+        row = await self.db.fetchrow(
+            """SELECT count(*) AS everywhere, count(*) FILTER (WHERE channel = $2) AS here
+               FROM daz_gallery_images WHERE username = $1 AND state = 'active'""",
+            username, channel)
+        return int(row["everywhere"]), int(row["here"])
+
+    # ------------------------------------------------------------------ health
+
+    async def due(self, active_limit: int, dead_limit: int, *, force: bool = False,
+                  recovery_days: int = 30) -> list[DueImage]:
+        rows = list(await self.db.fetch(DUE_ACTIVE, active_limit, force))
+        rows += await self.db.fetch(DUE_DEAD, dead_limit, recovery_days)
+        return [DueImage(r["id"], r["url"], r["username"], r["channel"], r["state"],
+                         r["failures"]) for r in rows]
+
+    async def mark_healthy(self, image_id: int) -> None:
+        await self.db.execute("SELECT mark_image_for_health_check($1, false, NULL)", image_id)
+
+    async def mark_failed(self, image_id: int, reason: str) -> str:
+        """Count a failure; returns the image's state afterwards."""
+        async with self.db.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute("SELECT mark_image_for_health_check($1, true, $2)",
+                                   image_id, reason[:500])
+                return await conn.fetchval(
+                    "SELECT state FROM daz_gallery_images WHERE id = $1", image_id) or ""
+
+    async def mark_server_error(self, image_id: int, status: int, reason: str) -> None:
+        await self.db.execute("SELECT mark_image_server_error($1, $2, $3)", image_id, status,
+                              reason[:500])
+
+    async def restore(self, image_id: int, max_images: int) -> bool:
+        """Bring a dead image back if the user has room; otherwise look again later."""
+        restored = await self.db.fetchval("SELECT restore_dead_image($1, $2)", image_id,
+                                          max_images)
+        if restored:
+            await self.mark_healthy(image_id)
+        else:
+            await self.db.execute("SELECT update_dead_image_recovery($1)", image_id)
+        return bool(restored)
+
+    # ------------------------------------------------------------------ pages
+
+    async def channel_images(self, channel: str, limit: int = 2000) -> list:
+        return await self.db.fetch(
+            f"""SELECT {IMAGE_COLUMNS} FROM daz_gallery_images i
+                WHERE i.channel = $1 AND i.state = 'active' AND NOT {LOCKED}
+                ORDER BY i.posted_at DESC, i.id DESC LIMIT $2""", channel, limit)
+
+    async def user_images(self, channel: str, username: str, limit: int = 500) -> list:
+        return await self.db.fetch(
+            f"""SELECT {IMAGE_COLUMNS} FROM daz_gallery_images i
+                WHERE i.channel = $1 AND lower(i.username) = lower($2) AND i.state = 'active'
+                  AND NOT {LOCKED}
+                ORDER BY i.posted_at DESC, i.id DESC LIMIT $3""", channel, username, limit)
+
+    async def graveyard(self, channel: str, username: str | None = None,
+                        limit: int = 100) -> list:
+        return await self.db.fetch(
+            f"""SELECT {IMAGE_COLUMNS} FROM daz_gallery_images i
+                WHERE i.channel = $1 AND i.state = 'dead'
+                  AND ($2::text IS NULL OR lower(i.username) = lower($2)) AND NOT {LOCKED}
+                ORDER BY coalesce(i.last_check_at, i.posted_at) DESC, i.id DESC LIMIT $3""",
+            channel, username, limit)
+
+    async def user_locked_anywhere_named(self, channel: str, username: str) -> bool:
+        return bool(await self.db.fetchval(
+            """SELECT bool_or(is_locked) FROM daz_gallery_locks
+               WHERE channel = $1 AND lower(username) = lower($2)""", channel, username))
+
+    async def channels(self) -> list[str]:
+        rows = await self.db.fetch(
+            "SELECT DISTINCT channel FROM daz_gallery_images ORDER BY channel")
+        return [r["channel"] for r in rows]
+
+    async def users(self, channel: str) -> list[str]:
+        rows = await self.db.fetch(
+            f"""SELECT i.username, max(i.posted_at) AS newest FROM daz_gallery_images i
+                WHERE i.channel = $1 AND i.state = 'active' AND NOT {LOCKED}
+                GROUP BY i.username ORDER BY newest DESC""", channel)
+        return [r["username"] for r in rows]
