@@ -1,0 +1,94 @@
+"""Server-side actions a test (or the sandbox script) performs on the fake CyTube server; each
+reaches the channel's sockets exactly as the real server would send it."""
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from daz.sandbox import fake_media, fake_users
+
+if TYPE_CHECKING:
+    from daz.sandbox.fake_channel import FakeChannel
+
+
+class ControlMixin:
+    channels: dict
+    pm_log: list
+
+    def channel(self, name: str) -> "FakeChannel":  # provided by FakeCytubeServer
+        raise NotImplementedError
+
+    async def queue_media(self, channel: str, media: dict, *, after: Any = "end",
+                          temp: bool = False, queueby: str = "") -> int:
+        """Queue ``media`` ({"id","title","seconds","type","meta"}); after: "end", "next",
+        "prepend" or a uid. Returns the new uid."""
+        entry = fake_media.queue(self, self.channel(channel), media, after=after, temp=temp,
+                                 queueby=queueby)
+        return entry.uid
+
+    async def set_playlist(self, channel: str, items: list[dict]) -> None:
+        fake_media.replace(self, self.channel(channel), items)
+
+    async def play(self, channel: str, uid: int, *, current_time: float = 0.0,
+                   paused: bool = False) -> None:
+        if not fake_media.play(self, self.channel(channel), uid, current_time, paused):
+            raise KeyError(f"no playlist item with uid {uid} in {channel}")
+
+    async def play_next(self, channel: str) -> None:
+        fake_media.advance(self, self.channel(channel))
+
+    async def media_update(self, channel: str, current_time: float, paused: bool = False) -> None:
+        fake_media.update(self, self.channel(channel), current_time, paused)
+
+    async def delete_media(self, channel: str, uid: int) -> None:
+        fake_media.delete(self, self.channel(channel), uid)
+
+    async def move_media(self, channel: str, uid: int, after: Any) -> None:
+        fake_media.move(self, self.channel(channel), uid, after)
+
+    async def set_options(self, channel: str, **options: Any) -> None:
+        found = self.channel(channel)
+        found.options.update(copy.deepcopy(options))
+        self.broadcast(found, "channelOpts", copy.deepcopy(found.options))
+
+    async def set_motd(self, channel: str, motd: str) -> None:
+        found = self.channel(channel)
+        found.motd = motd
+        self.broadcast(found, "setMotd", motd)
+
+    async def set_rank(self, channel: str, name: str, rank: float) -> None:
+        """setUserRank to all and ``rank`` to the target (stored for accounts)."""
+        fake_users.change_rank(self, self.channel(channel), name, rank)
+
+    async def kick(self, channel: str, name: str, reason: str = "") -> None:
+        found = self.channel(channel)
+        member = found.find(name)
+        if member is None:
+            raise KeyError(f"{name} is not in {channel}")
+        fake_users.kick(self, found, member, reason)
+
+    async def whisper(self, channel: str, text: str) -> None:
+        """A ``[server]`` line to the channel's rank >= 2 users."""
+        fake_users.whisper(self, self.channel(channel), text)
+
+    # ------------------------------------------------------------- inspection
+    def chat_from(self, channel: str, name: str) -> list[str]:
+        """Text of the chat lines from ``name`` the server delivered (after the length cut,
+        before escaping; a /me line is its text without "/me ")."""
+        lower = name.lower()
+        return [line["text"] for line in self.channel(channel).chat_log
+                if (line["username"] or "").lower() == lower]
+
+    def dropped_from(self, channel: str, name: str) -> int:
+        """Chat lines and PMs from ``name`` the flood throttle dropped."""
+        return self.channel(channel).dropped[name.lower()]
+
+    def pms_to(self, name: str) -> list[tuple[str, str]]:
+        """(from, text) of the PMs delivered to ``name``, in any channel."""
+        lower = name.lower()
+        return [(pm["from"], pm["text"]) for pm in self.pm_log if pm["to"].lower() == lower]
+
+    def pms_from(self, name: str) -> list[tuple[str, str]]:
+        """(to, text) of the PMs ``name`` sent that were delivered."""
+        lower = name.lower()
+        return [(pm["to"], pm["text"]) for pm in self.pm_log if pm["from"].lower() == lower]
