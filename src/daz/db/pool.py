@@ -178,11 +178,15 @@ class Database:
     async def log(self, plugin_name: str, level: str, message: str,
                   data: dict | None = None) -> None:
         """One row in daz_plugin_logs: event_type is the level, log_data holds message + data."""
+        from daz.db.eventrows import clean_json, clean_text
+
         level = level.lower() if level and level.lower() in LOG_LEVELS else "info"
         payload: dict[str, Any] = {"message": message}
         if data:
             payload["data"] = data
+        # Pre-serialised and cleaned: jsonb refuses \u0000 and NaN, text refuses NUL, and a
+        # plugin may pass values json cannot encode (they are stored as their str()).
         await self.execute(
             "INSERT INTO daz_plugin_logs (plugin_name, event_type, log_data, timestamp)"
-            " VALUES ($1, $2, $3, (now() AT TIME ZONE 'UTC'))",
-            plugin_name[:100], level, payload)
+            " VALUES ($1, $2, $3::text::jsonb, (now() AT TIME ZONE 'UTC'))",
+            clean_text(plugin_name, 100), level, clean_json(payload))

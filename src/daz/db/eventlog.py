@@ -1,0 +1,441 @@
+"""The batched event log writer: nothing accepted is lost, nothing is written twice.
+
+``put()`` never waits on the database. Entries go to a bounded in-memory queue that one writer
+task drains in batches (at ``batch_size`` entries, or ``flush_interval`` after the oldest one
+arrived). Each batch is one transaction: one ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO
+NOTHING`` per table (see ``eventrows``), so replayed chat and retried batches deduplicate.
+
+When a batch is refused because of its data, it is written again row by row: the good rows go
+in, each bad row gets a log line saying why and is appended to ``<spill>.rejected`` (JSON lines)
+so it can be inspected or fixed by hand. One bad row never costs its neighbours.
+
+When the database is slow or gone, entries wait in memory; once ``max_queue`` entries wait, new
+entries go to the spill file instead (``spill.py``), and keep going there until the file has
+been replayed, so the order is always: memory first (older), then the file. Shutdown writes what
+it can within ``shutdown_timeout`` and puts the rest at the head of the spill file; the next
+start replays the file before anything newer.
+
+Stages (``metrics.eventlog{stage}`` and ``status()``): queued (accepted by ``put``), written
+(from memory to the database, duplicates included), spilled (to the file), replayed (from the
+file to the database), failed (rejected rows). queued = written + replayed + failed + waiting.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from daz.db import eventrows
+from daz.db.eventrows import LogEntry
+from daz.db.spill import SpillFile
+
+log = logging.getLogger(__name__)
+
+STAGES = ("queued", "written", "spilled", "replayed", "failed")
+# SQLSTATE classes that mean "the database cannot take writes right now", not "this row is bad":
+# connection (08), resources (53), operator intervention (57), system (58), rollbacks (40),
+# lock not available (55), invalid transaction state (25), internal (XX).
+_TRANSIENT_CLASSES = {"08", "53", "57", "58", "40", "55", "25", "XX"}
+# Missing tables/columns/functions or privileges: the schema is not there yet; rows are fine.
+_TRANSIENT_CODES = {"42P01", "42703", "42883", "42501", "3D000", "3F000"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` says the database is unavailable (retry later), not that a row is bad."""
+    if isinstance(exc, asyncpg.DataError):  # client-side encoding of a value failed
+        return False
+    if isinstance(exc, asyncpg.PostgresError):
+        code = getattr(exc, "sqlstate", "") or ""
+        return code[:2] in _TRANSIENT_CLASSES or code in _TRANSIENT_CODES
+    return isinstance(exc, (OSError, ConnectionError, asyncio.TimeoutError, TimeoutError,
+                            asyncpg.InterfaceError))
+
+
+class EventLog:
+    def __init__(self, db: Any, *, spill_path: Path | str | None = None, batch_size: int = 64,
+                 max_batch: int | None = None, flush_interval: float = 0.2,
+                 max_queue: int = 4000, write_timeout: float = 10.0,
+                 shutdown_timeout: float = 10.0, retry_max_delay: float = 5.0,
+                 metrics: Any = None) -> None:
+        self.db = db
+        self.batch_size = max(1, batch_size)
+        self.max_batch = max(self.batch_size, max_batch or self.batch_size * 16)
+        self.flush_interval = max(0.0, flush_interval)
+        self.max_queue = max(self.max_batch, max_queue)
+        self.write_timeout = write_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.retry_max_delay = retry_max_delay
+        self.metrics = metrics
+        self.spill = SpillFile(spill_path) if spill_path else None
+        self.rejected_path = Path(f"{spill_path}.rejected") if spill_path else None
+        self.counts = dict.fromkeys(STAGES, 0)
+        self.duplicates = 0
+        self.db_ok = True
+        self.last_error: str | None = None
+        self.last_write_at: float | None = None
+        self._memory: collections.deque[LogEntry] = collections.deque()
+        self._oldest_at = 0.0  # monotonic time the oldest entry in memory arrived
+        self._spilling = False  # new entries go to the spill file until it is drained
+        self._wake = asyncio.Event()
+        self._closing_event = asyncio.Event()
+        self._closing = False
+        self._closed = False
+        self._task: asyncio.Task | None = None
+        self._spill_task: asyncio.Task | None = None
+        self._unbounded_warned = False
+        self._refused = 0  # rows of the current batch rejected as bad (counted as failed)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self.spill is not None:
+            left = await asyncio.to_thread(self.spill.open_existing)
+            if left:
+                self._spilling = True
+                log.warning("eventlog: %d event(s) left in %s by an earlier run; replaying them"
+                            " before anything newer", left, self.spill.path)
+            self._spill_task = asyncio.create_task(self._spill_flusher(), name="eventlog:spill")
+        self._task = asyncio.create_task(self._run(), name="eventlog:writer")
+        self._gauge()
+
+    async def close(self) -> None:
+        """Write everything still waiting; what the database does not take goes to the spill
+        file (or, without one, is reported lost with a count)."""
+        if self._closed:
+            return
+        self._closing = True
+        self._closing_event.set()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.shutdown_timeout)
+            except (asyncio.TimeoutError, Exception):
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        if self._spill_task is not None:
+            self._spill_task.cancel()
+            await asyncio.gather(self._spill_task, return_exceptions=True)
+        await self._save_leftovers()
+        self._closed = True
+        self._gauge()
+
+    async def _save_leftovers(self) -> None:
+        left = list(self._memory)
+        if self.spill is None:
+            if left:
+                log.error("eventlog: %d event(s) could not be written and there is no spill"
+                          " file; they are lost", len(left))
+            return
+        try:
+            if left:
+                await self.spill.prepend([e.to_json() for e in left])
+                self._memory.clear()
+                self._count("spilled", len(left))
+            await self.spill.flush()
+        except OSError as exc:
+            log.error("eventlog: could not save %d event(s) to %s: %s; they are lost",
+                      len(left) + self.spill.pending, self.spill.path, exc)
+            return
+        if self.spill.has_unread:
+            log.warning("eventlog: %d event(s) kept in %s for the next start",
+                        self.spill.unread, self.spill.path)
+
+    # ------------------------------------------------------------------ accepting
+
+    def put(self, entry: LogEntry) -> None:
+        """Accept one entry. Never waits; never drops."""
+        self._count("queued")
+        if self._spilling or self._closing:
+            self._to_spill(entry)
+        elif len(self._memory) >= self.max_queue and self.spill is not None:
+            self._spilling = True
+            log.warning("eventlog: %d events waiting for the database (%s); spilling new ones"
+                        " to %s", len(self._memory), self.last_error or "slow", self.spill.path)
+            self._to_spill(entry)
+        else:
+            if not self._memory:
+                self._oldest_at = time.monotonic()
+            self._memory.append(entry)
+            if self.spill is None and len(self._memory) > self.max_queue \
+                    and not self._unbounded_warned:
+                self._unbounded_warned = True
+                log.warning("eventlog: %d events waiting and no spill file configured; holding"
+                            " them in memory", len(self._memory))
+            if len(self._memory) >= self.batch_size:
+                self._wake.set()
+        self._gauge()
+
+    def _to_spill(self, entry: LogEntry) -> None:
+        if self.spill is None:
+            self._memory.append(entry)
+            return
+        self.spill.append(entry.to_json())
+        self._count("spilled")
+        self._wake.set()
+        if self._closed:  # after shutdown there is no flusher: write it now-ish
+            asyncio.get_running_loop().create_task(self.spill.flush())
+
+    async def _spill_flusher(self) -> None:
+        assert self.spill is not None
+        while True:
+            await asyncio.sleep(self.flush_interval or 0.05)
+            if not self.spill.pending:
+                continue
+            try:
+                await self.spill.flush()
+            except OSError as exc:
+                log.error("eventlog: cannot write %s (%s); %d event(s) held in memory",
+                          self.spill.path, exc, self.spill.pending)
+                await asyncio.sleep(1.0)
+            self._wake.set()
+
+    # ------------------------------------------------------------------ writing
+
+    async def _run(self) -> None:
+        delay = 0.0
+        while True:
+            if not self._closing:
+                await self._wait_for_work()
+            batch, source, offsets = await self._next_batch()
+            if not batch:
+                more = await self._finish_spilling()
+                if self._closing and not more:
+                    return
+                continue
+            done = await self._write(batch)
+            if done:
+                self._consume(done, source, offsets)
+                delay = 0.0
+                continue
+            if self._closing:
+                return  # the database is away: close() saves the rest to the spill file
+            delay = min(self.retry_max_delay, max(0.1, delay * 2))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closing_event.wait(), delay)
+
+    async def _wait_for_work(self) -> None:
+        while not self._closing:
+            if len(self._memory) >= self.batch_size:
+                return
+            if self._spilling and (self._memory or self.spill is None or not self.spill.has_unread):
+                return  # memory is older than the file and must go first; or time to leave
+            if self.spill is not None and self.spill.has_unread:
+                return
+            self._wake.clear()
+            if self._memory:
+                wait = self._oldest_at + self.flush_interval - time.monotonic()
+                if wait <= 0:
+                    return
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+            else:
+                await self._wake.wait()
+
+    async def _next_batch(self) -> tuple[list[LogEntry], str, list[int]]:
+        if self._memory:
+            n = min(len(self._memory), self.max_batch)
+            return [self._memory[i] for i in range(n)], "memory", []
+        if self.spill is None or not self.spill.has_unread:
+            return [], "", []
+        lines = await asyncio.to_thread(self.spill.read, self.max_batch)
+        entries: list[LogEntry] = []
+        offsets: list[int] = []
+        for line, end in lines:
+            try:
+                entry = LogEntry.from_json(line)
+            except (ValueError, TypeError, KeyError) as exc:
+                if entries:
+                    break  # write the good ones first; this line leads the next batch
+                self._count("failed")
+                log.error("eventlog: unreadable line in %s (%s); set aside in %s",
+                          self.spill.path, _short(exc), self.rejected_path)
+                self._reject_raw(line, f"unreadable: {exc}")
+                self.spill.consume(end, 1)
+                return [], "", []
+            entries.append(entry)
+            offsets.append(end)
+        return entries, "spill", offsets
+
+    def _consume(self, n: int, source: str, offsets: list[int]) -> None:
+        if source == "memory":
+            for _ in range(n):
+                self._memory.popleft()
+            self._count("written", n - self._refused)
+            if self._memory:
+                self._oldest_at = time.monotonic()
+        else:
+            assert self.spill is not None
+            self.spill.consume(offsets[n - 1], n)
+            self._count("replayed", n - self._refused)
+        self._gauge()
+
+    async def _finish_spilling(self) -> bool:
+        """Leave spill mode once memory and the file are empty; True if there may be more."""
+        if self.spill is None or not self._spilling or self._memory:
+            return False
+        if self.spill.pending:
+            await self.spill.flush()
+            return True
+        if self.spill.has_unread:
+            return True
+        if await self.spill.reset_if_drained() and not self.spill.pending:
+            self._spilling = False
+            log.info("eventlog: spill file replayed; writing straight to the database again")
+        return False
+
+    async def _write(self, batch: list[LogEntry]) -> int:
+        """Write ``batch``; returns how many entries (from the front) are done: all of them,
+        a prefix (the database went away during the row-by-row fallback), or 0."""
+        self._refused = 0
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                inserted = await self._write_batch(batch)
+        except Exception as exc:
+            if is_transient(exc):
+                self._unavailable(exc)
+                return 0
+            log.warning("eventlog: a batch of %d was refused (%s: %s); writing it row by row",
+                        len(batch), type(exc).__name__, _short(exc))
+            return await self._write_rows(batch)
+        self._available()
+        self.duplicates += len(batch) - inserted
+        return len(batch)
+
+    async def _write_batch(self, batch: list[LogEntry]) -> int:
+        by_table: dict[str, list[tuple]] = {}
+        for entry in batch:
+            for table in entry.tables:
+                row = eventrows.row_for(table, entry)
+                if row is not None:
+                    by_table.setdefault(table, []).append(row)
+        inserted = len(batch)
+        async with self._acquire() as conn:
+            async with conn.transaction():
+                for table, rows in by_table.items():
+                    status = await conn.execute(eventrows.INSERT_SQL[table],
+                                                *eventrows.columns_of(rows))
+                    if table == eventrows.CORE:
+                        inserted = _rowcount(status)
+        return inserted
+
+    def _acquire(self):
+        if self.db is None:
+            raise ConnectionError("no database configured")
+        return self.db.acquire()
+
+    async def _write_rows(self, batch: list[LogEntry]) -> int:
+        for done, entry in enumerate(batch):
+            refused = False
+            for table in entry.tables:
+                row = eventrows.row_for(table, entry)
+                if row is None:
+                    continue
+                try:
+                    async with asyncio.timeout(self.write_timeout):
+                        async with self._acquire() as conn:
+                            status = await conn.execute(eventrows.INSERT_SQL[table],
+                                                        *eventrows.columns_of([row]))
+                    if table == eventrows.CORE and _rowcount(status) == 0:
+                        self.duplicates += 1
+                except Exception as exc:
+                    if is_transient(exc):
+                        self._unavailable(exc)
+                        return done
+                    if not refused:
+                        self._refused += 1
+                    self._reject(entry, table, exc, count=not refused)
+                    refused = True
+        self._available()
+        return len(batch)
+
+    # ------------------------------------------------------------------ bad rows
+
+    def _reject(self, entry: LogEntry, table: str, exc: BaseException, count: bool = True) -> None:
+        if count:
+            self._count("failed")
+        why = f"{type(exc).__name__}: {_short(exc)}"
+        log.error("eventlog: %s not written to %s: %s", entry.describe(), table, why)
+        self._reject_raw(entry.to_json(), f"{table}: {why}")
+
+    def _reject_raw(self, line: str, why: str) -> None:
+        if self.rejected_path is None:
+            return
+        record = json.dumps({"rejected_at": time.time(), "why": why, "entry": line},
+                            ensure_ascii=True)
+        try:
+            with open(self.rejected_path, "a", encoding="ascii") as f:
+                f.write(record + "\n")
+        except OSError as exc:
+            log.error("eventlog: cannot record the rejected row in %s: %s",
+                      self.rejected_path, exc)
+
+    # ------------------------------------------------------------------ health
+
+    def _unavailable(self, exc: BaseException) -> None:
+        self.last_error = f"{type(exc).__name__}: {_short(exc)}"
+        if self.db_ok:
+            log.warning("eventlog: database unavailable (%s); events wait%s", self.last_error,
+                        f", then spill to {self.spill.path}" if self.spill else " in memory")
+        self.db_ok = False
+
+    def _available(self) -> None:
+        if not self.db_ok:
+            log.info("eventlog: database back; %d event(s) waiting", self.waiting)
+        self.db_ok = True
+        self.last_error = None
+        self.last_write_at = time.time()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._memory) + (self.spill.waiting if self.spill is not None else 0)
+
+    def _count(self, stage: str, n: int = 1) -> None:
+        self.counts[stage] += n
+        if self.metrics is not None:
+            self.metrics.eventlog.labels(stage=stage).inc(n)
+
+    def _gauge(self) -> None:
+        if self.metrics is not None:
+            self.metrics.eventlog_queue.set(self.waiting)
+
+    def status(self) -> dict:
+        return {
+            "db_ok": self.db_ok,
+            "last_error": self.last_error,
+            "in_memory": len(self._memory),
+            "in_spill_file": self.spill.waiting if self.spill is not None else 0,
+            "spilling": self._spilling,
+            "spill_file": str(self.spill.path) if self.spill is not None else None,
+            "duplicates_skipped": self.duplicates,
+            "last_write_at": self.last_write_at,
+            **self.counts,
+        }
+
+    async def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Until nothing waits (tests, benchmarks); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.waiting:
+                return True
+            self._wake.set()
+            await asyncio.sleep(0.01)
+        return False
+
+
+def _rowcount(status: str) -> int:
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except (ValueError, AttributeError):
+        return 0
+
+
+def _short(exc: BaseException, width: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -1,0 +1,247 @@
+"""What the event log writes: one ``LogEntry`` per event, the rows it becomes in each table,
+and the cleaning that makes any text storable.
+
+PostgreSQL cannot store everything a socket may carry:
+
+* ``text``/``varchar`` cannot hold NUL (U+0000), and UTF-8 cannot encode lone surrogates
+  (U+D800..U+DFFF, which Python's JSON decoder produces from an unpaired ``\\ud83d`` escape).
+  Both are replaced by U+FFFD, so the line is kept and it is visible that something was there.
+* ``jsonb`` refuses the ``\\u0000`` escape and NaN/Infinity: the payload is stored with the same
+  replacement, and non-finite numbers become null.
+* ``varchar(n)`` columns refuse longer values: names and types are cut to the column width (a
+  CyTube name is at most 20 characters, so only hostile input is affected); free text (message,
+  title, raw_data) is stored whole, however long.
+
+Every entry carries an ``event_uid``. Chat and PMs get one derived from their natural key (so a
+replayed line gets the same uid as the live one and deduplicates in every table); other events get
+a random one, fixed when the event is received, so a batch retried after a partial write, or
+replayed from the spill file, is written exactly once.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+CORE = "daz_core_events"
+CHAT = "daz_chat_log"
+ACTIVITY = "daz_user_activity"
+PRIVATE = "daz_private_messages"
+TABLES = (CORE, CHAT, ACTIVITY, PRIVATE)
+
+# Column widths of the Go schema (daz-go-schema.md §2).
+EVENT_TYPE_WIDTH = 50
+NAME_WIDTH = 100
+VIDEO_ID_WIDTH = 255
+VIDEO_TYPE_WIDTH = 50
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_UID_NAMESPACE = uuid.UUID("6f1d2c3e-8a4b-5c6d-9e0f-a1b2c3d4e5f6")
+_EPOCH = datetime(1970, 1, 1)
+_INT32 = (-(2 ** 31), 2 ** 31 - 1)
+_INT64 = (-(2 ** 63), 2 ** 63 - 1)
+
+
+def clean_text(value: Any, width: int | None = None) -> str:
+    """Text PostgreSQL accepts: NUL and lone surrogates replaced, cut to ``width`` characters."""
+    if not isinstance(value, str):
+        value = "" if value is None else str(value)
+    if _UNSTORABLE.search(value):
+        value = _UNSTORABLE.sub("\ufffd", value)
+    if width is not None and len(value) > width:
+        value = value[:width]
+    return value
+
+
+def clean_optional(value: Any, width: int | None = None) -> str | None:
+    return None if value is None else clean_text(value, width)
+
+
+def _storable(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth > 200:
+        return clean_text(repr(value)[:1000])
+    if isinstance(value, dict):
+        return {clean_text(k): _storable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_storable(v, depth + 1) for v in value]
+    return clean_text(str(value))
+
+
+def clean_json(value: Any) -> str:
+    """``value`` as JSON text that jsonb accepts (see the module docstring)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        text = None
+    if text is not None and "\\u0000" not in text and not _UNSTORABLE.search(text):
+        return text
+    try:
+        return json.dumps(_storable(value), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps({"unstorable_payload": clean_text(repr(value)[:10_000])})
+
+
+def clamp(value: Any, bounds: tuple[int, int]) -> int | None:
+    """An int for an integer column, or None when it is missing or does not fit."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if bounds[0] <= number <= bounds[1] else None
+
+
+def chat_uid(channel: str, time_ms: int, username: str) -> str:
+    """The uid of a chat line: the Go dedup key (channel, CyTube ms time, sender)."""
+    return str(uuid.uuid5(_UID_NAMESPACE, f"chatMsg\x1f{channel}\x1f{time_ms}\x1f{username}"))
+
+
+def pm_uid(channel: str, time_ms: int, sender: str, recipient: str, text: str) -> str:
+    return str(uuid.uuid5(_UID_NAMESPACE,
+                          f"pm\x1f{channel}\x1f{time_ms}\x1f{sender}\x1f{recipient}\x1f{text}"))
+
+
+def random_uid() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One event to log, already cleaned; ``tables`` says where it goes."""
+
+    uid: str
+    event_type: str
+    channel: str
+    timestamp: float  # epoch seconds (UTC)
+    raw_json: str  # the payload as received, as JSON text
+    tables: tuple[str, ...] = (CORE,)
+    username: str | None = None
+    message: str | None = None
+    message_time: int | None = None
+    to_user: str | None = None
+    video_id: str | None = None
+    video_type: str | None = None
+    title: str | None = None
+    duration: int | None = None
+    rank: int | None = None
+
+    @classmethod
+    def build(cls, *, uid: str, event_type: str, channel: str, timestamp: float, payload: Any,
+              tables: tuple[str, ...] = (CORE,), username: Any = None, message: Any = None,
+              message_time: Any = None, to_user: Any = None, video_id: Any = None,
+              video_type: Any = None, title: Any = None, duration: Any = None,
+              rank: Any = None) -> "LogEntry":
+        """An entry from raw values: every field cleaned and fitted to its column."""
+        return cls(
+            uid=uid, event_type=clean_text(event_type, EVENT_TYPE_WIDTH),
+            channel=clean_text(channel, NAME_WIDTH), timestamp=float(timestamp),
+            raw_json=clean_json(payload), tables=tuple(tables),
+            username=clean_optional(username, NAME_WIDTH), message=clean_optional(message),
+            message_time=clamp(message_time, _INT64), to_user=clean_optional(to_user, NAME_WIDTH),
+            video_id=clean_optional(video_id, VIDEO_ID_WIDTH),
+            video_type=clean_optional(video_type, VIDEO_TYPE_WIDTH),
+            title=clean_optional(title), duration=clamp(duration, _INT32),
+            rank=clamp(rank, _INT32))
+
+    # ------------------------------------------------------------------ spill file form
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["tables"] = list(self.tables)
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> "LogEntry":
+        data = json.loads(line)
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["tables"] = tuple(data.get("tables") or (CORE,))
+        return cls(**data)
+
+    def describe(self) -> str:
+        """A short, safe description for log lines (never the whole message)."""
+        who = f" from {self.username!r}" if self.username else ""
+        return f"{self.event_type} in {self.channel!r}{who} (event_uid {self.uid})"
+
+
+def stamp(epoch_seconds: float) -> datetime:
+    """Epoch seconds as the naive UTC datetime the Go ``timestamp`` columns hold."""
+    return _EPOCH + timedelta(seconds=epoch_seconds)
+
+
+# ---------------------------------------------------------------------------- per table
+#
+# Each table is written with one INSERT … SELECT FROM unnest(<one array per column>) per batch:
+# one round trip, binary parameters, and ON CONFLICT DO NOTHING without a target, so a row that
+# hits any unique index (event_uid, or Go's idx_events_chatmsg_unique) is skipped, never an error.
+
+def _insert(table: str, columns: tuple[str, ...], types: tuple[str, ...],
+            casts: dict[str, str] | None = None) -> str:
+    casts = casts or {}
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+    names = ", ".join(columns)
+    picked = ", ".join(f"x.{c}{casts.get(c, '')}" for c in columns)
+    return (f"INSERT INTO {table} ({names}) SELECT {picked} "
+            f"FROM unnest({arrays}) WITH ORDINALITY AS x({names}, ord) "
+            f"ORDER BY x.ord ON CONFLICT DO NOTHING")
+
+
+CORE_COLUMNS = ("event_uid", "event_type", "channel_name", "timestamp", "username", "message",
+                "message_time", "to_user", "video_id", "video_type", "title", "duration",
+                "raw_data")
+CHAT_COLUMNS = ("event_uid", "username", "message", "user_rank", "channel", "timestamp")
+ACTIVITY_COLUMNS = ("event_uid", "event_type", "username", "user_rank", "channel", "timestamp",
+                    "raw_data")
+PRIVATE_COLUMNS = ("event_uid", "event_type", "from_user", "to_user", "message", "channel",
+                   "message_time", "timestamp")
+
+INSERT_SQL = {
+    CORE: _insert(CORE, CORE_COLUMNS,
+                  ("uuid", "text", "text", "timestamp", "text", "text", "bigint", "text", "text",
+                   "text", "text", "int", "text"), {"raw_data": "::jsonb"}),
+    CHAT: _insert(CHAT, CHAT_COLUMNS, ("uuid", "text", "text", "int", "text", "timestamp")),
+    ACTIVITY: _insert(ACTIVITY, ACTIVITY_COLUMNS,
+                      ("uuid", "text", "text", "int", "text", "timestamp", "text"),
+                      {"raw_data": "::jsonb"}),
+    PRIVATE: _insert(PRIVATE, PRIVATE_COLUMNS,
+                     ("uuid", "text", "text", "text", "text", "text", "bigint", "timestamp")),
+}
+
+
+def row_for(table: str, e: LogEntry) -> tuple | None:
+    """The row ``e`` becomes in ``table``; None when the event does not fit that table."""
+    if table == CORE:
+        return (e.uid, e.event_type, e.channel, stamp(e.timestamp), e.username, e.message,
+                e.message_time, e.to_user, e.video_id, e.video_type, e.title, e.duration,
+                e.raw_json)
+    if table == CHAT:
+        if e.username is None or e.message is None:
+            return None
+        return (e.uid, e.username, e.message, e.rank, e.channel, stamp(e.timestamp))
+    if table == ACTIVITY:
+        if not e.username:
+            return None
+        return (e.uid, e.event_type, e.username, e.rank, e.channel, stamp(e.timestamp),
+                e.raw_json)
+    if table == PRIVATE:
+        if e.username is None or e.to_user is None:
+            return None
+        return (e.uid, e.event_type, e.username, e.to_user, e.message or "", e.channel,
+                e.message_time or 0, stamp(e.timestamp))
+    return None
+
+
+def columns_of(rows: list[tuple]) -> list[list]:
+    """Rows → one list per column (the unnest parameters)."""
+    return [list(column) for column in zip(*rows)]
