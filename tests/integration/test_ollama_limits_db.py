@@ -215,3 +215,33 @@ async def test_without_a_database_replies_once_per_line(fake_ollama):
         assert kit.room.said == ["g'day mate"]
     finally:
         await kit.stop()
+
+
+async def test_hourly_cleanup_drops_old_rows_only(database, fake_ollama):
+    kit = await start(database, fake_ollama.url)
+    try:
+        await chat(kit, "alice", "daz hi")
+        await chat(kit, "bob", "daz hi")
+        await database.execute(
+            "UPDATE daz_ollama_responses SET responded_at = responded_at - interval '25 hours'"
+            " WHERE username = 'alice'")
+        await rewind(database, "alice")
+        await kit.plugin("ollama").cleanup()
+        left = await database.fetch("SELECT username FROM daz_ollama_responses")
+        assert [r["username"] for r in left] == ["bob"]
+        limits = await database.fetch("SELECT username FROM daz_ollama_rate_limits"
+                                      " ORDER BY username")
+        assert [r["username"] for r in limits] == ["*channel*", "bob"]
+    finally:
+        await kit.stop()
+
+
+async def test_chat_replies_off_keeps_generate_working(database, fake_ollama):
+    kit = await start(database, fake_ollama.url, chat_replies=False)
+    try:
+        await chat(kit, "alice", "daz hi")
+        assert kit.room.said == [] and fake_ollama.chat_requests() == []
+        assert await kit.bus.request("ollama.generate", {"prompt": "say hi"}, timeout=5) == \
+            "g'day mate"
+    finally:
+        await kit.stop()
