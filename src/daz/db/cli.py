@@ -1,0 +1,197 @@
+"""``daz db``: bring a database to daz's schema and look after it, without running the bot.
+
+Every sub-command finds the database as ``daz run`` does: ``--dsn``, else ``DAZ_DATABASE_URL``,
+else the config file's ``core.database`` / ``plugins.sql.database``, else the embedded
+PostgreSQL in the data directory (started for the command, and stopped again unless it was
+already running, e.g. under a running ``daz run``).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import AsyncIterator
+
+import click
+
+from daz.config import ConfigError, load_config
+
+log = logging.getLogger(__name__)
+
+_COMMON = [
+    click.option("--dsn", help="PostgreSQL URL; default: DAZ_DATABASE_URL, the config, or the"
+                               " embedded PostgreSQL."),
+    click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Go Daz style config.json (for its database settings)."),
+    click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                 help="daz's data directory (where the embedded database lives)."),
+    click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+]
+
+
+def _common(fn):
+    for option in reversed(_COMMON):
+        fn = option(fn)
+    return fn
+
+
+@click.group()
+def db() -> None:
+    """Migrate, inspect and maintain daz's PostgreSQL database."""
+
+
+@contextlib.asynccontextmanager
+async def _connect(dsn: str | None, config_path: Path | None,
+                   data_dir: Path | None) -> AsyncIterator:
+    import asyncpg
+
+    from daz.db.pool import redact
+
+    try:
+        config = load_config(config_path, overrides={"dsn": dsn, "data_dir": data_dir})
+    except ConfigError as exc:
+        raise click.ClickException(f"bad configuration: {exc}") from None
+    url = config.core.database.url()
+    embedded = None
+    stop_after = False
+    if not url:
+        from daz.app import default_data_dir
+        from daz.db.embedded import EmbeddedPostgres
+
+        where = Path(data_dir or config.core.data_dir or default_data_dir()) / "postgres"
+        stop_after = not (where / "postmaster.pid").exists()
+        embedded = EmbeddedPostgres(where)
+        try:
+            url = await embedded.start()
+        except Exception as exc:
+            raise click.ClickException(f"no database configured and the embedded PostgreSQL"
+                                       f" in {where} did not start: {exc}") from None
+        click.echo(f"using the embedded PostgreSQL in {where}", err=True)
+    try:
+        try:
+            conn = await asyncpg.connect(url, timeout=config.core.database.connect_timeout,
+                                         server_settings={"TimeZone": "UTC",
+                                                          "application_name": "daz db"})
+        except Exception as exc:
+            raise click.ClickException(f"cannot connect to {redact(url)}: {exc}") from None
+        try:
+            yield conn
+        finally:
+            await conn.close()
+    finally:
+        if embedded is not None and stop_after:
+            await embedded.stop()
+
+
+def _run(coro) -> None:
+    try:
+        asyncio.run(coro)
+    except KeyboardInterrupt:  # pragma: no cover
+        raise SystemExit(130) from None
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)-7s %(name)s: %(message)s")
+
+
+@db.command()
+@_common
+def migrate(dsn, config_path, data_dir, verbose) -> None:
+    """Apply every migration not applied yet (the Go scripts, then each plugin's schema)."""
+    from daz.db import migrate as migrations
+
+    _logging(verbose)
+
+    async def go() -> None:
+        async with _connect(dsn, config_path, data_dir) as conn:
+            try:
+                applied = await migrations.migrate(conn)
+            except migrations.MigrationError as exc:
+                raise click.ClickException(str(exc)) from None
+        if applied:
+            click.echo(f"applied {len(applied)} migration(s):")
+            for name in applied:
+                click.echo(f"  {name}")
+        else:
+            click.echo("database is up to date")
+
+    _run(go())
+
+
+@db.command()
+@_common
+def status(dsn, config_path, data_dir, verbose) -> None:
+    """List every migration with its state: applied, pending, changed (file edited since it was
+    applied: the next migrate re-applies it) or unknown (recorded, but no such file here)."""
+    from daz.db import migrate as migrations
+
+    _logging(verbose)
+
+    async def go() -> None:
+        async with _connect(dsn, config_path, data_dir) as conn:
+            rows = await migrations.status(conn)
+        width = max((len(r.name) for r in rows), default=10)
+        for r in rows:
+            when = r.applied_at.strftime("%Y-%m-%d %H:%M:%S UTC") if r.applied_at else ""
+            click.echo(f"{r.name:<{width}}  {r.state:<8} {when}")
+        pending = sum(r.state in ("pending", "changed") for r in rows)
+        click.echo(f"{pending} to apply" if pending else "up to date")
+
+    _run(go())
+
+
+@db.command()
+@_common
+@click.option("--role", default="daz_user", show_default=True,
+              help="Role to grant to (created NOLOGIN when it does not exist and we may).")
+def grant(dsn, config_path, data_dir, verbose, role) -> None:
+    """Give ROLE SELECT, INSERT, UPDATE, DELETE on every table and view, USAGE and SELECT on
+    every sequence, and EXECUTE on every function in schema public."""
+    from daz.db import migrate as migrations
+
+    _logging(verbose)
+
+    async def go() -> None:
+        async with _connect(dsn, config_path, data_dir) as conn:
+            if not await migrations.ensure_role(conn, role):
+                raise click.ClickException(
+                    f"role {role} does not exist and this login may not create it; create it"
+                    f" (e.g. CREATE ROLE {role} NOLOGIN) as a superuser, then run grant again")
+            await migrations.grant(conn, role)
+            counts = await conn.fetchrow(
+                "SELECT count(*) AS relations, count(*) FILTER (WHERE"
+                "   has_table_privilege($1, c.oid, 'SELECT, INSERT, UPDATE, DELETE')) AS granted"
+                " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p')", role)
+        click.echo(f"granted to {role}: read/write on {counts['granted']} of"
+                   f" {counts['relations']} tables and views in schema public, their sequences"
+                   f" and functions")
+
+    _run(go())
+
+
+@db.command("cleanup-sessions")
+@_common
+def cleanup_sessions(dsn, config_path, data_dir, verbose) -> None:
+    """Close duplicate active usertracker sessions (scripts/cleanup-stale-sessions.sql): for
+    each channel and user only the newest stays open."""
+    import asyncpg
+
+    from daz.db import migrate as migrations
+
+    _logging(verbose)
+
+    async def go() -> None:
+        async with _connect(dsn, config_path, data_dir) as conn:
+            try:
+                closed = await migrations.cleanup_sessions(conn)
+            except migrations.MigrationError as exc:
+                if isinstance(exc.cause, asyncpg.UndefinedTableError):
+                    raise click.ClickException("the usertracker tables do not exist yet; run"
+                                               " 'daz db migrate' first") from None
+                raise click.ClickException(str(exc)) from None
+        click.echo(f"closed {closed} duplicate session(s)")
+
+    _run(go())

@@ -1,0 +1,125 @@
+"""sql: the event log. Every CyTube event a room receives is recorded, once, in PostgreSQL.
+
+Tables (Go Daz names, ``schema.sql``): ``daz_core_events`` (every event: type, channel, time,
+sender, message HTML, CyTube ms time, media fields, the payload as received in ``raw_data``),
+``daz_chat_log`` (public chat, with the sender's rank), ``daz_user_activity`` (joins, leaves,
+rank and AFK changes), ``daz_private_messages`` (PMs to and from the bot). Rows carry an
+``event_uid``; chat is also deduplicated on Go's key (channel, ms time, sender), so the history
+the server replays at every join is not stored twice.
+
+The plugin subscribes to ``cytube.event.*`` including what other plugins ignore (replayed
+history, our own echoes, ``[server]`` lines) with back-pressure instead of drops, plus
+``daz.room.sent`` for the PMs daz sends (``cytube.event.pm.sent``; our public chat comes back
+as a chatMsg echo). Writing is done by ``daz.db.eventlog.EventLog``: batched, deduplicated,
+row by row when a batch is refused, spilled to ``<data_dir>/eventlog.spill`` while the database
+is away and replayed in order when it returns or at the next start.
+
+Config (``plugins.sql``; Go Daz keys, same defaults):
+
+* ``core_event_batch_size`` (64): write as soon as this many events wait.
+* ``core_event_flush_ms`` (200): ... or when the oldest waiting event is this old.
+* ``core_event_queue_size`` (4000): events held in memory while the database is slow or away;
+  past that, new ones go to the spill file (nothing is dropped).
+* ``logger_rules`` (list): ``{event_pattern, table, enabled}``; which events go to which of the
+  four tables (see ``rules.py``). When absent: every ``cytube.event.*`` to
+  ``daz_core_events``, chat to ``daz_chat_log``, addUser/userLeave/setUserRank/setAFK to
+  ``daz_user_activity``, pm and pm.sent to ``daz_private_messages``. When present, the rules
+  alone decide (a Go config with its one core rule logs to ``daz_core_events`` only).
+
+daz additions: ``core_event_max_batch`` (batch_size × 16; a backlog is written in batches up to
+this size), ``spill_file`` (default ``<data_dir>/eventlog.spill``), ``write_timeout_seconds``
+(10), ``shutdown_timeout_seconds`` (10). Go keys that configured its own pool and lanes
+(``database``, ``max_connections``, ``background_*``, ``critical_lane_concurrency``,
+``enable_pg_stat_statements``, ...) are accepted and have no effect: the database is
+``core.database``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from daz.cytube.events import CytubeEvent
+from daz.db.eventlog import EventLog
+from daz.events import MessageSent
+from daz.plugins.base import Plugin, PluginConfig, on
+from daz.plugins.sql.rules import PM_SENT, LoggerRule, Router, entry_for_event, entry_for_sent_pm
+
+SPILL_NAME = "eventlog.spill"
+
+
+class SqlConfig(PluginConfig):
+    core_event_batch_size: int = Field(64, ge=1, le=100_000)
+    core_event_flush_ms: float = Field(200, ge=0)
+    core_event_queue_size: int = Field(4000, ge=1)
+    core_event_max_batch: int | None = Field(None, ge=1, le=100_000)
+    logger_rules: list[LoggerRule] | None = None
+    spill_file: str = ""
+    write_timeout_seconds: float = Field(10.0, gt=0)
+    shutdown_timeout_seconds: float = Field(10.0, ge=0)
+    # Go Daz keys for its own pools, lanes and reports: accepted, not used.
+    database: dict[str, Any] = Field(default_factory=dict)
+    max_connections: int = 0
+    max_conn_lifetime: int = 0
+    connect_timeout: int = 0
+    background_max_connections: int = 0
+    critical_lane_concurrency: int = 0
+    background_lane_concurrency: int = 0
+    background_queue_max: int = 0
+    background_queue_wait_ms: int = 0
+    enable_pg_stat_statements: bool = True
+    pg_stat_report_interval_seconds: int = 0
+    pg_stat_top_n: int = 5
+
+
+class Sql(Plugin):
+    name = "sql"
+    description = "Records every CyTube event in the database (batched, deduplicated, lossless)"
+    schema = "schema.sql"
+    Config = SqlConfig
+
+    async def setup(self) -> None:
+        cfg: SqlConfig = self.config
+        self.router = Router(cfg.logger_rules)
+        self.eventlog = EventLog(
+            self.ctx.db, spill_path=self._spill_path(), batch_size=cfg.core_event_batch_size,
+            max_batch=cfg.core_event_max_batch, flush_interval=cfg.core_event_flush_ms / 1000,
+            max_queue=cfg.core_event_queue_size, write_timeout=cfg.write_timeout_seconds,
+            shutdown_timeout=cfg.shutdown_timeout_seconds, metrics=self.ctx.metrics)
+        if self.ctx.db is None:
+            self.log.warning("sql: no database; events are kept in the spill file only")
+        await self.eventlog.start()
+
+    def _spill_path(self) -> Path | None:
+        if self.config.spill_file:
+            return Path(self.config.spill_file).expanduser()
+        if self.ctx.data_dir is not None:
+            return Path(self.ctx.data_dir) / SPILL_NAME
+        return None
+
+    async def teardown(self) -> None:
+        await self.eventlog.close()
+
+    @on("cytube.event.*", include_ignored=True, overflow="block", max_queue=10_000)
+    async def record(self, event: CytubeEvent) -> None:
+        tables = self.router.tables("cytube.event." + event.event_name)
+        if not tables:
+            return
+        room = self.ctx.rooms.get(event.room_id)
+        rank_of = room.state.rank_of if room is not None else None
+        self.eventlog.put(entry_for_event(event, tables, rank_of))
+
+    @on(MessageSent, include_ignored=True, overflow="block", max_queue=10_000)
+    async def record_sent(self, event: MessageSent) -> None:
+        if event.to is None:
+            return  # public chat: the server echoes it back as a chatMsg, logged there
+        tables = self.router.tables(PM_SENT)
+        if not tables:
+            return
+        room = self.ctx.rooms.get(event.room_id)
+        bot_name = room.bot_name if room is not None else ""
+        self.eventlog.put(entry_for_sent_pm(event, bot_name, tables))
+
+    def status(self) -> dict:
+        return self.eventlog.status()

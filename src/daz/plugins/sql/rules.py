@@ -1,0 +1,144 @@
+"""Which events go to which table (``logger_rules``), and how an event becomes a ``LogEntry``.
+
+Go Daz's rule shape is kept: ``{"event_pattern": "cytube.event.*", "enabled": true,
+"table": "daz_core_events", "fields": [], "transform": ""}``. ``*`` matches anything (dots
+included). Unlike Go, a pattern really matches every event type it names (Go expanded
+``cytube.event.*`` to a fixed list of nine and then logged only four of them), and the side
+tables can be targets. ``fields`` and ``transform`` had no effect in Go's core path and have
+none here (a warning says so).
+
+An event fits a side table only if it has what the table needs: ``daz_chat_log`` takes chat,
+``daz_private_messages`` PMs (received, and ``cytube.event.pm.sent`` for our own), and
+``daz_user_activity`` any event about one user (joins, leaves, rank and AFK changes...). A rule
+sending another event there is skipped for that event (logged once).
+"""
+from __future__ import annotations
+
+import fnmatch
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from daz.cytube import events as ev
+from daz.db.eventrows import (ACTIVITY, CHAT, CORE, PRIVATE, TABLES, LogEntry, chat_uid, pm_uid,
+                              random_uid)
+from daz.events import MessageSent
+
+log = logging.getLogger(__name__)
+
+PM_SENT = "cytube.event.pm.sent"
+
+
+class LoggerRule(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    event_pattern: str
+    table: str
+    enabled: bool = True
+    fields: list[str] = []
+    transform: str = ""
+
+
+DEFAULT_RULES = (
+    LoggerRule(event_pattern="cytube.event.*", table=CORE),
+    LoggerRule(event_pattern="cytube.event.chatMsg", table=CHAT),
+    LoggerRule(event_pattern="cytube.event.addUser", table=ACTIVITY),
+    LoggerRule(event_pattern="cytube.event.userLeave", table=ACTIVITY),
+    LoggerRule(event_pattern="cytube.event.setUserRank", table=ACTIVITY),
+    LoggerRule(event_pattern="cytube.event.setAFK", table=ACTIVITY),
+    LoggerRule(event_pattern="cytube.event.pm", table=PRIVATE),
+    LoggerRule(event_pattern=PM_SENT, table=PRIVATE),
+)
+
+
+class Router:
+    """event type → tables, from the rules (cached per event type)."""
+
+    def __init__(self, rules: list[LoggerRule] | None) -> None:
+        chosen = list(DEFAULT_RULES) if rules is None else list(rules)
+        self.rules: list[LoggerRule] = []
+        for rule in chosen:
+            if not rule.enabled:
+                continue
+            if rule.table not in TABLES:
+                log.warning("sql: logger rule %r names table %r, which the event log does not"
+                            " write (it writes %s); rule ignored", rule.event_pattern, rule.table,
+                            ", ".join(TABLES))
+                continue
+            if rule.fields or rule.transform:
+                log.warning("sql: logger rule %r: 'fields' and 'transform' are ignored (every"
+                            " column is written, as Go did for the core table)",
+                            rule.event_pattern)
+            self.rules.append(rule)
+        self._cache: dict[str, tuple[str, ...]] = {}
+
+    def tables(self, event_type: str) -> tuple[str, ...]:
+        found = self._cache.get(event_type)
+        if found is None:
+            found = tuple(dict.fromkeys(r.table for r in self.rules
+                                        if fnmatch.fnmatchcase(event_type, r.event_pattern)))
+            if len(self._cache) < 10_000:  # event names come from the server: bound the cache
+                self._cache[event_type] = found
+        return found
+
+
+# ---------------------------------------------------------------------------- events → entries
+
+def _rank(value: float | None) -> int | None:
+    if value is None or value < 0:
+        return None
+    return int(value)
+
+
+def entry_for_event(event: ev.CytubeEvent, tables: tuple[str, ...],
+                    rank_of: Any = None) -> LogEntry:
+    """The log entry of one received event. ``rank_of(name)`` gives a user's rank in the room
+    (chat carries none); -1 or None when unknown."""
+    event_type = "cytube.event." + event.event_name
+    fields: dict[str, Any] = {}
+    uid = None
+    if isinstance(event, ev.ChatMessage):
+        fields = dict(username=event.username, message=event.msg,
+                      message_time=event.time if event.time > 0 else None)
+        if rank_of is not None and event.username:
+            fields["rank"] = _rank(rank_of(event.username))
+        if event.time > 0:
+            uid = chat_uid(event.channel, event.time, event.username)
+    elif isinstance(event, ev.PrivateMessage):
+        fields = dict(username=event.username, to_user=event.to, message=event.msg,
+                      message_time=event.time if event.time > 0 else None)
+        if event.own:
+            # Our own PM, echoed by the server: daz.room.sent already recorded it as pm.sent.
+            tables = tuple(t for t in tables if t != PRIVATE)
+        if event.time > 0:
+            uid = pm_uid(event.channel, event.time, event.username, event.to, event.msg)
+    elif isinstance(event, ev.UserJoined):
+        fields = dict(username=event.user.name, rank=_rank(event.user.rank))
+    elif isinstance(event, ev.UserRankChanged):
+        fields = dict(username=event.username, rank=_rank(event.rank))
+    elif isinstance(event, (ev.UserLeft, ev.AfkChanged, ev.UserMetaChanged, ev.LeaderChanged)):
+        fields = dict(username=event.username)
+        if rank_of is not None and event.username:
+            fields["rank"] = _rank(rank_of(event.username))
+    elif isinstance(event, ev.MediaChanged):
+        media = event.media
+        fields = dict(video_id=media.id, video_type=media.type, title=media.title,
+                      duration=media.seconds)
+    elif isinstance(event, ev.MediaQueued):
+        media = event.item.media
+        fields = dict(video_id=media.id, video_type=media.type, title=media.title,
+                      duration=media.seconds, username=event.item.queueby or None)
+    return LogEntry.build(uid=uid or random_uid(), event_type=event_type, channel=event.channel,
+                          timestamp=event.received_at, payload=event.payload, tables=tables,
+                          **fields)
+
+
+def entry_for_sent_pm(event: MessageSent, bot_name: str, tables: tuple[str, ...]) -> LogEntry:
+    """Our own outgoing PM. ``message_time`` is in milliseconds like every other row (Go wrote
+    seconds here, bug B19)."""
+    millis = int(event.sent_at * 1000)
+    return LogEntry.build(uid=random_uid(), event_type=PM_SENT, channel=event.channel,
+                          timestamp=event.sent_at, tables=tables,
+                          payload={"to": event.to, "msg": event.text, "time": millis},
+                          username=bot_name, to_user=event.to, message=event.text,
+                          message_time=millis)
