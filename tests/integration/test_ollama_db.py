@@ -5,9 +5,8 @@ import pytest
 
 from daz.clock import FakeClock
 from daz.cytube.events import Media
-from daz.cytube.state import UserState
-from tests.integration.ollama_helpers import (BOT, chat, chat_event, done, fake_ollama,  # noqa: F401
-                                              start)
+from tests.integration.ollama_helpers import fake_ollama  # noqa: F401 (fixture)
+from tests.integration.ollama_helpers import BOT, chat, chat_event, done, start
 
 pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
 

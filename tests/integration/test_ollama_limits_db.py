@@ -1,4 +1,4 @@
-"""ollama: rate limits, exactly-once across two processes, ollama.generate, retries, back-pressure."""
+"""ollama: rate limits, one answer across two processes, ollama.generate, retries, back-pressure."""
 import asyncio
 import logging
 
@@ -6,8 +6,8 @@ import pytest
 
 from daz.bus import NoResponder
 from daz.plugins.ollama.client import OllamaFailure
-from tests.integration.ollama_helpers import (chat, chat_event, done, fake_ollama,  # noqa: F401
-                                              start)
+from tests.integration.ollama_helpers import fake_ollama  # noqa: F401 (fixture)
+from tests.integration.ollama_helpers import chat, chat_event, done, start
 
 pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
 
