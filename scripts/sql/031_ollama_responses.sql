@@ -18,6 +18,8 @@ CREATE INDEX IF NOT EXISTS idx_ollama_responses_lookup
     ON daz_ollama_responses (channel, username, message_time DESC);
 CREATE INDEX IF NOT EXISTS idx_ollama_responses_cleanup ON daz_ollama_responses (responded_at);
 
+-- One row per (channel, username). daz also keeps a per-channel limit here under the username
+-- '*channel*', which no CyTube name can be (names are [\w-]); Go Daz never looks it up.
 CREATE TABLE IF NOT EXISTS daz_ollama_rate_limits (
     id               SERIAL PRIMARY KEY,
     channel          VARCHAR(255) NOT NULL,
