@@ -3,6 +3,7 @@ cooldown handling (nothing lost, nothing twice), and the bounded queue. All with
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from daz.sandbox.limits import ChatThrottle
 from daz.cytube.outbox import (ELLIPSIS, SLASH_GUARD, Outbox, neutralise_command, safe_limits,
                                split_text, utf16_len)
 
@@ -124,16 +125,24 @@ def max_in_window(times: list[float], window: float) -> int:
     return best
 
 
-def server_would_drop(times: list[float], burst: int, rate: float) -> int:
-    """The server's limiter as measured: a token bucket of ``burst`` refilled at ``rate``/s."""
-    tokens, last, dropped = float(burst), times[0] if times else 0.0, 0
-    for t in times:
-        tokens = min(burst, tokens + (t - last) * rate)
-        last = t
-        if tokens >= 1:
-            tokens -= 1
-        else:
-            dropped += 1
+class ManualClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+
+def server_would_drop(times: list[float], burst: int, rate: float,
+                      cooldown: float | None = None) -> int:
+    """Lines the server's limiter (as measured; the fake server's ChatThrottle) would drop,
+    with 20 ms of network jitter against us on every line."""
+    clock = ManualClock()
+    throttle = ChatThrottle(clock)
+    dropped = 0
+    for i, t in enumerate(times):
+        clock.now = t + (0.02 if i % 2 == 0 else 0.0)  # alternate delays shrink the gaps
+        dropped += throttle.should_drop(burst, rate, cooldown)
     return dropped
 
 
@@ -149,21 +158,37 @@ def test_default_schedule_is_a_burst_of_15_then_8_per_second():
     assert times[-1] == pytest.approx(85 / 8, abs=0.05)
 
 
-def test_antiflood_limits_are_kept_safely_under():
-    burst, rate = safe_limits(4, 1.0)
-    assert (burst, rate) == (3, 0.8)
+def test_a_token_bucket_would_have_been_dropped_but_we_are_not():
+    """The server gives the burst back only after a quiet period: after a short pause a token
+    bucket would burst again and lose lines; we keep spacing them."""
     box = Outbox()
-    box.set_limits(burst, rate)
+    times = []
+    for i in range(20):
+        box.put_chat(str(i))
+    times += drain(box, 0.0, 10.0)
+    for i in range(10):
+        box.put_chat(str(i))
+    times += drain(box, times[-1] + 1.0, 20.0)  # 1 s pause: < the server's 2 s cooldown
+    gaps = [b - a for a, b in zip(times[20:], times[21:])]
+    assert min(gaps) >= 0.125 - 1e-9
+    assert server_would_drop(times, 20, 10.0) == 0
+
+
+def test_antiflood_limits_are_kept_safely_under():
+    burst, rate, quiet = safe_limits(4, 1.0, 4)
+    assert (burst, rate, quiet) == (3, 0.8, 5.25)
+    box = Outbox()
+    box.set_limits(burst, rate, quiet)
     for i in range(12):
         box.put_chat(f"line {i}")
     times = drain(box, 0.0, 60.0)
     assert len(times) == 12 and sum(1 for t in times if t == 0) == 3
-    assert server_would_drop(times, 4, 1.0) == 0
+    assert server_would_drop(times, 4, 1.0, 4) == 0
     gaps = [b - a for a, b in zip(times[3:], times[4:])]
     assert min(gaps) >= 1 / 0.8 - 0.02
 
 
-def test_tokens_refill_while_idle_but_never_above_the_burst():
+def test_a_fresh_burst_only_after_a_quiet_period():
     box = Outbox()
     box.put_chat("a")
     drain(box, 0.0, 1.0)
@@ -171,6 +196,7 @@ def test_tokens_refill_while_idle_but_never_above_the_burst():
         box.put_chat(str(i))
     times = drain(box, 100.0, 200.0)
     assert sum(1 for t in times if t == 100.0) == 15
+    assert server_would_drop(times, 20, 10.0) == 0
 
 
 def test_delay_is_none_when_empty():

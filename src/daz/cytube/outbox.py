@@ -7,10 +7,13 @@ schedule can be tested with a fake clock. ``Room`` drives it: it asks ``delay(no
 
 Why it looks like this (see reference/cytube-server-captures.md §6):
 
-* The server allows burst 20 then 10/s per socket (chat and PMs share the limiter), or the
-  channel's ``chat_antiflood_params`` for rank < 2 when ``chat_antiflood`` is on. A line over the
-  limit is silently dropped and we get ``cooldown <ms>``. We stay under it with a token bucket at
-  75 % of the burst and 80 % of the rate.
+* The server's limiter (per socket, chat and PMs share it) is not a token bucket: after
+  ``cooldown`` seconds of quiet up to ``burst`` lines pass at once, beyond that one line per
+  ``1/sustained`` seconds after the last one that passed, and the burst only comes back after
+  another quiet ``cooldown``. Defaults burst 20, 10/s, cooldown 2 s for everyone; the channel's
+  ``chat_antiflood_params`` for rank < 2 when ``chat_antiflood`` is on. A line over the limit is
+  silently dropped and we get ``cooldown <ms>``. We follow the same rule with 75 % of the burst,
+  80 % of the rate and a longer quiet period, so we stay under it.
 * Each line we send gets exactly one answer, in order: its echo (the server broadcasts chat to
   the sender too, and sends PMs to both sides) or a ``cooldown``. So the oldest line still waiting
   for an answer when a ``cooldown`` arrives is the one the server dropped: it goes back to the
@@ -104,9 +107,15 @@ def neutralise_command(text: str) -> str:
     return text
 
 
-def safe_limits(burst: int, rate: float) -> tuple[int, float]:
-    """Our bucket for a server limit of (burst, rate/s): comfortably under it."""
-    return max(1, math.floor(burst * 0.75)), max(0.05, rate * 0.8)
+def safe_limits(burst: int, rate: float,
+                cooldown: float | None = None) -> tuple[int, float, float]:
+    """(burst, rate/s, quiet seconds) for a server limit of (burst, rate/s, cooldown s):
+    comfortably under it. The server's cooldown defaults to burst/rate."""
+    rate = max(0.05, float(rate))
+    if cooldown is None or not (cooldown == cooldown) or cooldown <= 0:
+        cooldown = burst / rate
+    return (max(1, math.floor(burst * 0.75)), max(0.05, rate * 0.8),
+            min(120.0, float(cooldown) * 1.25 + 0.25))
 
 
 @dataclass(slots=True)
@@ -129,14 +138,15 @@ class Outbox:
                  max_chunks: int = MAX_CHUNKS, burst: int | None = None,
                  rate: float | None = None, on_drop: Callable[[Outgoing], None] | None = None,
                  room: str = "") -> None:
-        default_burst, default_rate = safe_limits(SERVER_BURST, SERVER_RATE)
+        default_burst, default_rate, default_quiet = safe_limits(SERVER_BURST, SERVER_RATE)
         self.max_queue = max(1, max_queue)
         self.max_length = max_length
         self.max_chunks = max_chunks
         self.burst = burst or default_burst
         self.rate = rate or default_rate
-        self.tokens: float = float(self.burst)
-        self._refilled_at: float | None = None
+        self.quiet = default_quiet
+        self._count = 0  # lines sent since the last quiet period
+        self._last_sent: float | None = None
         self.paused_until = 0.0
         self.queue: collections.deque[Outgoing] = collections.deque()
         self.in_flight: collections.deque[Outgoing] = collections.deque()
@@ -196,39 +206,33 @@ class Outbox:
 
     # ------------------------------------------------------------------ rate
 
-    def set_limits(self, burst: int, rate: float) -> None:
-        """Bucket size and refill rate (already made safe by the caller)."""
-        burst = max(1, int(burst))
-        if (burst, rate) == (self.burst, self.rate):
-            return
-        self.burst = burst
+    def set_limits(self, burst: int, rate: float, quiet: float | None = None) -> None:
+        """Burst, rate/s and quiet period (already made safe by the caller)."""
+        self.burst = max(1, int(burst))
         self.rate = max(0.05, float(rate))
-        self.tokens = min(self.tokens, float(burst))
+        if quiet is not None:
+            self.quiet = max(0.0, float(quiet))
 
-    def _refill(self, now: float) -> None:
-        if self._refilled_at is None:
-            self._refilled_at = now
-            return
-        elapsed = now - self._refilled_at
-        if elapsed > 0:
-            self.tokens = min(float(self.burst), self.tokens + elapsed * self.rate)
-            self._refilled_at = now
+    def _bursting(self, now: float) -> bool:
+        """True when the server's counter has restarted (quiet long enough since our last)."""
+        return self._last_sent is None or now - self._last_sent >= self.quiet
 
     def delay(self, now: float) -> float | None:
         """None when nothing is queued; else seconds until the next message may go (0: now)."""
         if not self.queue:
             return None
-        self._refill(now)
         wait = max(0.0, self.paused_until - now)
-        if self.tokens < 1:
-            wait = max(wait, (1 - self.tokens) / self.rate)
+        if not self._bursting(now) and self._count >= self.burst:
+            wait = max(wait, self._last_sent + 1.0 / self.rate - now)
         return wait
 
     def pop(self, now: float) -> Outgoing:
         """Take the next message to emit now (call only when ``delay(now) == 0``)."""
-        self._refill(now)
+        if self._bursting(now):
+            self._count = 0
+        self._count += 1
+        self._last_sent = now
         message = self.queue.popleft()
-        self.tokens = max(0.0, self.tokens - 1)
         message.sent_at = now
         message.attempts += 1
         self.in_flight.append(message)
@@ -273,8 +277,9 @@ class Outbox:
         self.expire(now)
         seconds = max(0.0, min(float(milliseconds), 60_000.0)) / 1000
         self.paused_until = max(self.paused_until, now + seconds + 0.05)
-        self.tokens = 0.0
-        self._refilled_at = now
+        # We overran: no burst until a full quiet period has passed.
+        self._count = max(self._count, self.burst)
+        self._last_sent = now
         if not self.in_flight:
             return None
         message = self.in_flight.popleft()

@@ -332,7 +332,14 @@ class Room:
 
     def _apply_limits(self) -> None:
         flood = self.state.antiflood
-        self.outbox.set_limits(*safe_limits(*(flood or (SERVER_BURST, SERVER_RATE))))
+        if flood is None:
+            self.outbox.set_limits(*safe_limits(SERVER_BURST, SERVER_RATE))
+            return
+        params = self.state.options.get("chat_antiflood_params")
+        cooldown = params.get("cooldown") if isinstance(params, dict) else None
+        if isinstance(cooldown, bool) or not isinstance(cooldown, (int, float)):
+            cooldown = None
+        self.outbox.set_limits(*safe_limits(*flood, cooldown))
 
     async def _pump(self) -> None:
         while True:
