@@ -13,14 +13,15 @@ LOCKED = """EXISTS (SELECT 1 FROM daz_gallery_locks l
                     WHERE l.username = i.username AND l.channel = i.channel AND l.is_locked)"""
 
 # The same schedule as get_images_for_health_check (029), plus: locked galleries are frozen,
-# a manual run may re-check active images checked within the hour, and dead images are only
+# a manual run may re-check active images checked within the hour (never one that is
+# backing off after a failure or a 5xx), and dead images are only
 # looked at again for ``recovery_days`` after they first failed.
 DUE_ACTIVE = f"""
 SELECT i.id, i.url, i.username, i.channel, i.state, coalesce(i.failure_count, 0) AS failures
 FROM daz_gallery_images i
 WHERE i.state = 'active'
-  AND ($2 OR ((i.last_check_at IS NULL OR i.last_check_at < now() - interval '1 hour')
-              AND (i.next_check_at IS NULL OR i.next_check_at <= now())))
+  AND ($2 OR i.last_check_at IS NULL OR i.last_check_at < now() - interval '1 hour')
+  AND (i.next_check_at IS NULL OR i.next_check_at <= now())
   AND NOT {LOCKED}
 ORDER BY i.last_check_at ASC NULLS FIRST, i.id
 LIMIT $1"""
@@ -69,11 +70,12 @@ class GalleryStore:
         await self.db.execute(
             """INSERT INTO daz_gallery_locks AS l (username, channel, is_locked, locked_at,
                                                  locked_by, updated_at)
-               VALUES ($1, $2, $3, CASE WHEN $3 THEN now() END, CASE WHEN $3 THEN $1 END, now())
+               VALUES ($1::varchar, $2::varchar, $3::boolean, CASE WHEN $3 THEN now() END,
+                       CASE WHEN $3 THEN $1::varchar END, now())
                ON CONFLICT (username, channel) DO UPDATE
                SET is_locked = $3,
                    locked_at = CASE WHEN $3 THEN now() ELSE l.locked_at END,
-                   locked_by = CASE WHEN $3 THEN $1 ELSE l.locked_by END,
+                   locked_by = CASE WHEN $3 THEN $1::varchar ELSE l.locked_by END,
                    updated_at = now()""", username, channel, locked)
 
     async def counts(self, username: str, channel: str) -> tuple[int, int]:
