@@ -1,0 +1,142 @@
+"""``!ping`` round trip inside the process, idle and under 2,000 chat events/s of background load.
+
+The path as the bot runs it, minus the socket: a ``chatMsg`` frame parsed into a typed event,
+published on the bus (the room's ordered lane), the real plugin manager delivering it to
+eventfilter (parse, rank/cooldown check, command task) and basics answering ``pong`` to the
+room. The clock stops when the reply is handed to the room (what the outbox would send). The
+background load goes through the same bus and room lane, with usertracker, analytics and stats
+subscribed and writing to a real PostgreSQL on their normal timers. Target: p99 < 10 ms.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from bench.common import percentile, report, rss_mib, run, scratch_database, test_dsn  # noqa: E402
+from daz.bus import Bus  # noqa: E402
+from daz.clock import Clock  # noqa: E402
+from daz.config import load_config  # noqa: E402
+from daz.cytube.events import parse_event  # noqa: E402
+from daz.cytube.rooms import Rooms  # noqa: E402
+from daz.db.migrate import migrate  # noqa: E402
+from daz.db.pool import Database  # noqa: E402
+from daz.metrics import Metrics  # noqa: E402
+from daz.plugins.manager import PluginManager, plugin_class  # noqa: E402
+from tests.fakes.room import RecordingRoom  # noqa: E402
+
+PINGS = 400
+GAP = 0.02  # seconds between one pong and the next ping
+LOAD_RATE = 2000  # background chat events per second
+TICK = 0.01  # the load is published in small bursts, as socket reads deliver frames
+PLUGINS = ("eventfilter", "basics", "usertracker", "analytics", "stats")
+
+
+class TimedRoom(RecordingRoom):
+    """Notes when a reply is handed to the room; the benchmark waits on it."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.replied = asyncio.Event()
+        self.replied_at = 0.0
+
+    async def say(self, text: str, *, user_input: bool = True) -> None:
+        if text == "pong":
+            self.replied_at = time.perf_counter()
+            self.replied.set()
+        else:
+            self.said.append(text)
+
+
+_seq = itertools.count(1)
+
+
+def chat(room, username: str, msg: str):
+    payload = {"username": username, "msg": msg, "meta": {}, "time": int(time.time() * 1000)}
+    return parse_event("chatMsg", payload, room_id=room.id, channel=room.channel,
+                       seq=next(_seq))
+
+
+async def background(bus: Bus, room, stop: asyncio.Event, sent: list[int]) -> None:
+    """LOAD_RATE chat lines per second from 50 people, in bursts every TICK."""
+    per_tick = int(LOAD_RATE * TICK)
+    loop = asyncio.get_running_loop()
+    next_tick = loop.time()
+    n = 0
+    while not stop.is_set():
+        for _ in range(per_tick):
+            await bus.publish(chat(room, f"viewer{n % 50}", f"lol that scene {n}"))
+            n += 1
+        sent[0] = n
+        next_tick += TICK
+        await asyncio.sleep(max(0.0, next_tick - loop.time()))
+
+
+async def pings(bus: Bus, room: TimedRoom, count: int) -> list[float]:
+    out = []
+    for i in range(count):
+        room.replied.clear()
+        event = chat(room, f"pinger{next(_seq)}", "!ping")  # a new user: no cooldown
+        started = time.perf_counter()
+        await bus.publish(event)
+        await asyncio.wait_for(room.replied.wait(), 10)
+        out.append((room.replied_at - started) * 1000)
+        await asyncio.sleep(GAP)
+    return out
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    dsn = await scratch_database(test_dsn(), "daz_bench_ping")
+    db = Database(dsn, max_size=6)
+    await db.start()
+    await migrate(db.pool)
+    config = load_config(None, env={}, overrides={"channel": "benchchan"})
+    room = TimedRoom(room_id="benchchan", channel="benchchan", bot_name="dazbot")
+    metrics = Metrics()
+    bus = Bus(metrics=metrics)
+    manager = PluginManager(config=config, bus=bus, rooms=Rooms([room]), db=db, http=None,
+                            clock=Clock(), metrics=metrics, data_dir=None)
+    await manager.start(manager.select({name: plugin_class(name) for name in PLUGINS}))
+    print(f"  plugins: {', '.join(PLUGINS)}; PostgreSQL: {test_dsn().rsplit('@', 1)[-1]}")
+
+    await pings(bus, room, 50)  # warm-up: imports, prepared statements, caches
+    idle = await pings(bus, room, PINGS)
+    report("!ping round trip, idle, p50", percentile(idle, 50), "ms", "target p99 < 10")
+    report("!ping round trip, idle, p99", percentile(idle, 99), "ms", "target < 10")
+
+    stop = asyncio.Event()
+    sent = [0]
+    load = asyncio.create_task(background(bus, room, stop, sent))
+    await asyncio.sleep(1.0)  # the load is running before we measure
+    started, sent_before = time.perf_counter(), sent[0]
+    loaded = await pings(bus, room, PINGS)
+    rate = (sent[0] - sent_before) / (time.perf_counter() - started)
+    stop.set()
+    await load
+    await bus.drain(60)
+    report("background chat load carried", rate, "events/s", f"target {LOAD_RATE:,}")
+    report("!ping round trip, under load, p50", percentile(loaded, 50), "ms", "target p99 < 10")
+    report("!ping round trip, under load, p99", percentile(loaded, 99), "ms", "target < 10")
+    report("!ping round trip, under load, max", max(loaded), "ms")
+    status = manager.status()
+    errors = sum(s["errors"] for s in status.values())
+    dropped = sum(v for v in (metrics.registry.get_sample_value(
+        "daz_events_dropped_total", {"subscriber": name}) for name in status) if v)
+    handled = ", ".join(f"{name} {s['handled']:,}" for name, s in status.items())
+    print(f"  events handled: {handled}")
+    print(f"  handler errors: {errors}; events dropped by slow subscribers: {dropped:.0f}")
+    report("RSS after run", rss_mib(), "MiB")
+    await manager.stop()
+    await bus.close()
+    await db.close()
+
+
+if __name__ == "__main__":
+    run(main())
