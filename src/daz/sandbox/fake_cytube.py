@@ -8,7 +8,7 @@ as from the single-threaded real server. A writer task per socket drains its que
 Beyond interface B: ``clock`` (monotonic()/millis(), e.g. daz.clock.FakeClock, drives the chat
 throttle, guest delay and connect bucket), ``auto_playback`` (timed items tick, advance and
 start by themselves like the real server; off by default so tests control media exactly),
-``lead_in``, ``update_interval`` and ``usercount_interval`` (seconds).
+``lead_in``, ``update_interval``, ``end_grace`` and ``usercount_interval`` (seconds).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from daz.sandbox.limits import ChatThrottle, TokenBucket
 log = logging.getLogger(__name__)
 
 _DISCONNECT = object()          # outbox sentinel: drop this socket after what was queued
+SYNC_EVENT = "fakeCytubeSync"   # test barrier, see _on_sync
 
 
 @dataclass
@@ -58,7 +59,7 @@ class FakeCytubeServer(fake_control.ControlMixin):
                  max_chat_length: int = 320, guest_login_delay: float = 60.0,
                  connect_burst: int = 5, connect_refill_per_s: float = 0.1,
                  clock: Clock | None = None, auto_playback: bool = False,
-                 lead_in: float = 3.0, update_interval: float = 5.0,
+                 lead_in: float = 3.0, update_interval: float = 5.0, end_grace: float = 2.0,
                  usercount_interval: float = 10.0):
         self.host = host
         self.port = port
@@ -71,6 +72,7 @@ class FakeCytubeServer(fake_control.ControlMixin):
         self.auto_playback = auto_playback
         self.lead_in = lead_in
         self.update_interval = update_interval
+        self.end_grace = end_grace
         self.usercount_interval = usercount_interval
         self.accounts: dict[str, Account] = {}
         self.channels: dict[str, FakeChannel] = {}
@@ -104,6 +106,7 @@ class FakeCytubeServer(fake_control.ControlMixin):
         self._events.register(self._sio)
         self._sio.on("connect", self._on_connect)
         self._sio.on("disconnect", self._on_disconnect)
+        self._sio.on(SYNC_EVENT, self._on_sync)
         app = web.Application()
         app.router.add_get("/socketconfig/{channel}.json", self._socketconfig)
         self._sio.attach(app)
@@ -218,6 +221,17 @@ class FakeCytubeServer(fake_control.ControlMixin):
                 raise
             except Exception:
                 log.debug("fake cytube: could not send %s to %s", event, conn.sid, exc_info=True)
+            finally:
+                conn.outbox.task_done()
+
+    async def _on_sync(self, sid: str, *args: Any) -> bool:
+        """Test barrier (not a CyTube event): acknowledged once everything queued for this
+        socket before it has been handed to the transport."""
+        conn = self.connections.get(sid)
+        if conn is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(conn.outbox.join(), 5.0)
+        return True
 
     # ---------------------------------------------------------- send helpers
     def send(self, sid: str, event: str, *args: Any) -> None:

@@ -2,7 +2,7 @@
 
 With ``auto_playback`` a timed item (seconds > 0) runs like on the real server: changeMedia
 with a lead-in (currentTime -lead_in, paused), mediaUpdate at the end of it and every
-``update_interval``, and at end + 2 s the next item (a temp item is deleted first).
+``update_interval``, and at end + ``end_grace`` (2 s) the next item (a temp item is deleted first).
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from daz.sandbox.fake_channel import FakeChannel, Member, PlaylistEntry, custom_
 if TYPE_CHECKING:
     from daz.sandbox.fake_cytube import FakeCytubeServer
 
-END_GRACE = 2.0
 _IFRAME = re.compile(r"\s*<iframe\b[^>]*>\s*(?:</iframe>)?\s*", re.I | re.S)
 _SRC = re.compile(r"""\bsrc\s*=\s*["']([^"']*)["']""", re.I)
 _TITLES = {"tw": "Twitch.tv - {id}", "li": "Livestream.com - {id}", "rt": "Livestream",
@@ -139,7 +138,7 @@ def _run_clock(server: "FakeCytubeServer", channel: FakeChannel) -> None:
     channel.playback_origin = _loop_time() - channel.current_time
     if channel.current_time < 0:
         channel.playback_timer = server.call_later(-channel.current_time,
-                                                   lambda: _tick(server, channel))
+                                                   lambda: _end_lead_in(server, channel))
     else:
         _schedule_tick(server, channel)
 
@@ -149,9 +148,19 @@ def _schedule_tick(server: "FakeCytubeServer", channel: FakeChannel) -> None:
     if entry is None:
         return
     position = _loop_time() - channel.playback_origin
-    until_end = entry.media.get("seconds", 0) + END_GRACE - position
+    until_end = entry.media.get("seconds", 0) + server.end_grace - position
     channel.playback_timer = server.call_later(min(server.update_interval, until_end),
                                                lambda: _tick(server, channel))
+
+
+def _end_lead_in(server: "FakeCytubeServer", channel: FakeChannel) -> None:
+    channel.playback_timer = None
+    if channel.current is None:
+        return
+    channel.current_time, channel.paused = 0, False
+    channel.playback_origin = _loop_time()
+    server.broadcast(channel, "mediaUpdate", {"currentTime": 0, "paused": False})
+    _schedule_tick(server, channel)
 
 
 def _tick(server: "FakeCytubeServer", channel: FakeChannel) -> None:
@@ -160,7 +169,7 @@ def _tick(server: "FakeCytubeServer", channel: FakeChannel) -> None:
     if entry is None:
         return
     position = _loop_time() - channel.playback_origin
-    if position >= entry.media.get("seconds", 0) + END_GRACE - 1e-3:
+    if position >= entry.media.get("seconds", 0) + server.end_grace - 1e-3:
         advance(server, channel)
         return
     channel.current_time, channel.paused = round(max(position, 0.0), 3), False

@@ -71,6 +71,14 @@ class SimulatedUser:
             error = reply.get("error", "") if isinstance(reply, dict) else repr(reply)
             raise LoginRefused(self.name, error)
         self.name = reply.get("name", self.name)
+        await self.sync(timeout)
+
+    async def sync(self, timeout: float = 5.0) -> None:
+        """Return once everything the server had queued for this user has arrived (a round
+        trip the fake server acknowledges after its queue for this socket is empty)."""
+        from daz.sandbox.fake_cytube import SYNC_EVENT
+
+        await self.client.call(SYNC_EVENT, timeout=timeout)
 
     async def leave(self) -> None:
         """Disconnect; the others see userLeave."""
