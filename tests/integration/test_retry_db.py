@@ -272,3 +272,19 @@ async def test_no_more_rows_are_claimed_than_there_are_workers(database):
     assert await database.fetchval(
         "SELECT count(*) FROM daz_retry_queue WHERE status = 'completed'") == 7
     await k.stop()
+
+
+async def test_the_first_poll_cleans_up_then_once_a_day(database):
+    k = await start(database)
+    writer, retry = k.plugin("writer"), k.plugin("retry")
+    for key in ("old1", "old2"):
+        await writer.defer_retry("save", {"key": key}, key=key)
+    await database.execute("UPDATE daz_retry_queue SET status = 'completed',"
+                           " updated_at = now() - interval '8 days' WHERE correlation_id = 'old1'")
+    await retry.poll()  # runs old2, and removes old1 right away (not a day after start)
+    assert [r["correlation_id"] for r in await database.fetch(
+        "SELECT correlation_id FROM daz_retry_queue")] == ["old2"]
+    await database.execute("UPDATE daz_retry_queue SET updated_at = now() - interval '8 days'")
+    await retry.poll()
+    assert await database.fetchval("SELECT count(*) FROM daz_retry_queue") == 1  # next day
+    await k.stop()

@@ -89,7 +89,8 @@ class Retry(Plugin):
         self.lost = 0
         self.metrics = retry_metrics(self.ctx.metrics)
         self._workers = asyncio.Semaphore(self.config.worker_count)
-        self._last_cleanup = time.monotonic()
+        # The first poll cleans up: a bot restarted more often than daily must still clean.
+        self._last_cleanup: float | None = None
         self._load_spill()
         self.ctx.bus.respond("retry.enqueue", self.enqueue, owner=self.name)
         self._loop = asyncio.create_task(self._poll_forever(), name="retry:poll")
@@ -216,7 +217,8 @@ class Retry(Plugin):
             return 0
         await self._flush_pending()
         await self._mark_completed()
-        if time.monotonic() - self._last_cleanup >= self.config.cleanup_interval_hours * 3600:
+        if self._last_cleanup is None or (time.monotonic() - self._last_cleanup
+                                          >= self.config.cleanup_interval_hours * 3600):
             await self.cleanup()
         # A claimed row must start at once: acquire_retry_batch takes back (from any process) a
         # row still 'processing' after its timeout_seconds, so a row left waiting for a worker
