@@ -1,0 +1,267 @@
+"""gallery pages on daz's web server and as exported files, with hostile names and URLs in the
+database; plus the browser test (headless Chromium loads the page and its images)."""
+import asyncio
+import re
+from html import unescape
+from urllib.parse import quote
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from daz.bus import Bus
+from daz.commands import CommandRegistry
+from daz.config import load_config
+from daz.cytube.rooms import Rooms
+from daz.metrics import Metrics
+from daz.plugins.gallery import Gallery
+from daz.plugins.gallery.export import export
+from daz.plugins.gallery.pages import safe_src, slug
+from daz.web.server import WebServer
+from tests.browser import browser  # noqa: F401  (fixture)
+from tests.fakes.image_server import ImageServer
+from tests.fakes.room import RecordingRoom
+from tests.plugin_kit import Kit
+
+HOSTILE_NAME = "<script>alert('name')</script>"
+HOSTILE_URLS = [
+    "javascript:alert(1)//x.png",
+    'https://x.example/q.png"onerror="alert(2)',
+    "https://x.example/<script>alert(3)</script>.png",
+    "data:image/svg+xml,<svg onload=alert(4)>",
+]
+
+
+class StubApp:
+    """The parts of daz.app.App the web server reads."""
+
+    def __init__(self, tmp_path, public=True):
+        self.config = load_config(None, env={}, overrides={"channel": "testchan"})
+        self.config.core.web.token = "sekrit"
+        self.config.core.web.public_aggregates = public
+        self.data_dir = tmp_path
+        self.rooms = Rooms([RecordingRoom(channel="testchan")])
+        self.commands = CommandRegistry()
+        self.metrics = Metrics()
+        self.bus = Bus()
+        self.db = None
+        self.state = "running"
+
+    async def health(self):
+        return True, {"status": "ok"}
+
+
+async def add(database, user, url, channel="testchan", state="active", reason=None):
+    image_id = await database.fetchval("SELECT add_gallery_image($1, $2, $3, NULL, 25)",
+                                       user, url, channel)
+    if state != "active":
+        await database.execute("UPDATE daz_gallery_images SET state = $2, pruned_reason = $3,"
+                               " last_check_at = now() WHERE id = $1", image_id, state, reason)
+    return image_id
+
+
+async def seed(database, image_base="https://img.example"):
+    await add(database, "alice", f"{image_base}/a1.png")
+    await add(database, "bob", f"{image_base}/b1.png")
+    await add(database, "alice", f"{image_base}/a2.png")  # alice posted last
+    await add(database, "carol", f"{image_base}/dead.png", state="dead", reason="HTTP 404")
+    await add(database, "dave", f"{image_base}/pruned.png", state="pruned",
+              reason="Gallery limit (25 images) reached")
+    await add(database, "locky", f"{image_base}/secret.png")
+    await database.execute("INSERT INTO daz_gallery_locks (username, channel, is_locked)"
+                           " VALUES ('locky', 'testchan', true)")
+    for url in HOSTILE_URLS:
+        await add(database, HOSTILE_NAME, url)
+    await add(database, HOSTILE_NAME, "javascript:alert(5)", state="dead",
+              reason="<img src=x onerror=alert(6)>")
+
+
+@pytest.fixture
+async def site(database, tmp_path):
+    k = await Kit.start({"gallery": Gallery}, db=database,
+                        sections={"gallery": {"enable_health_check": False}})
+    app = StubApp(tmp_path)
+    server = WebServer(app)
+    server.extra_routes = k.plugin("gallery").web_routes()
+    async with TestClient(TestServer(server.build())) as client:
+        client.app_stub = app
+        yield client
+    await k.stop()
+
+
+def image_sources(html):
+    return re.findall(r'<img src="([^"]*)"', html)
+
+
+def hrefs(html):
+    return re.findall(r'href="([^"]*)"', html)
+
+
+def assert_inert(html):
+    """Nothing hostile became markup: no script, no handler, no non-http(s) link."""
+    assert "<script>alert" not in html and "<svg" not in html and "<img src=x" not in html
+    assert 'onerror="' not in html and "onload=" not in html.replace("onload=alert(4)&gt;", "")
+    for link in image_sources(html) + hrefs(html):
+        assert link.startswith(("http://", "https://", "/", "../", "index.html")) or \
+            link.endswith((".html", ".css")), link
+        assert not link.lower().startswith(("javascript:", "data:"))
+
+
+async def test_channel_page_shows_everyone_newest_first_and_the_graveyard(site, database):
+    await seed(database)
+    r = await site.get("/gallery/testchan")
+    html = await r.text()
+    assert r.status == 200
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'none'" in csp and "default-src 'none'" in csp
+    sources = image_sources(html)
+    assert sources[:3] == ["https://img.example/a2.png", "https://img.example/a1.png",
+                           "https://img.example/b1.png"] or \
+        sources.index("https://img.example/a2.png") < sources.index("https://img.example/b1.png")
+    assert "https://img.example/dead.png" not in sources  # dead images are not loaded...
+    graveyard = html[html.index('id="graveyard"'):]
+    assert "https://img.example/dead.png" in graveyard and "HTTP 404" in graveyard  # ...listed
+    assert "pruned.png" not in html  # pruned by the limit: neither shown nor buried
+    assert "secret.png" not in html and "locky" not in html  # locked: not shown
+    assert '<a href="/gallery/testchan/alice">alice</a>' in html
+
+
+async def test_hostile_names_and_urls_render_as_text(site, database):
+    await seed(database)
+    for path in ("/gallery/testchan", "/gallery/testchan/" + quote(HOSTILE_NAME, safe="")):
+        r = await site.get(path)
+        html = await r.text()
+        assert r.status == 200
+        assert_inert(html)
+        assert "&lt;script&gt;alert(&#39;name&#39;)&lt;/script&gt;" in html
+        assert "javascript:alert(1)//x.png" in html  # shown, as text only
+        assert "&lt;img src=x onerror=alert(6)&gt;" in html
+        # The quote inside a URL stays inside its attribute.
+        assert 'src="https://x.example/q.png&#34;onerror=&#34;alert(2)"' in html
+
+
+async def test_user_page_and_case_insensitive_names(site, database):
+    await seed(database)
+    html = await (await site.get("/gallery/testchan/ALICE")).text()
+    assert image_sources(html) == ["https://img.example/a2.png", "https://img.example/a1.png"]
+    assert 'href="/gallery/testchan"' in html
+    locked = await (await site.get("/gallery/testchan/locky")).text()
+    assert "This gallery is locked" in locked and "secret.png" not in locked
+    empty = await (await site.get("/gallery/otherchan")).text()
+    assert "No images yet." in empty
+
+
+async def test_private_pages_need_login(database, tmp_path):
+    k = await Kit.start({"gallery": Gallery}, db=database,
+                        sections={"gallery": {"enable_health_check": False}})
+    server = WebServer(StubApp(tmp_path, public=False))
+    server.extra_routes = k.plugin("gallery").web_routes()
+    async with TestClient(TestServer(server.build())) as client:
+        r = await client.get("/gallery/testchan", allow_redirects=False)
+        assert r.status == 302 and r.headers["Location"] == "/login?next=/gallery/testchan"
+    await k.stop()
+
+
+def test_safe_src_only_lets_http_urls_through():
+    assert safe_src("https://x.example/a.png") == "https://x.example/a.png"
+    for bad in ["javascript:alert(1)", "data:image/png;base64,xx", "//x.example/a.png",
+                "https://x.example/a b.png", "https://x.example/\x00.png", "vbscript:x",
+                "https:///a.png", None, 5, "https://x.example/" + "a" * 3000]:
+        assert safe_src(bad) is None, bad
+
+
+def test_slugs_cannot_leave_the_directory():
+    assert slug("alice") == "alice"
+    for name in ["..", ".", "../../etc/passwd", "a/b", "<script>", "", "x" * 300]:
+        s = slug(name)
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", s), s
+    assert slug("a/b") != slug("a-b")
+
+
+async def test_export_writes_safe_static_pages(database, tmp_path):
+    from daz.plugins.gallery.store import GalleryStore
+
+    await seed(database)
+    await add(database, "eve", "https://img.example/e.png", channel="../../escape")
+    out = tmp_path / "site"
+    written = await export(GalleryStore(database), out)
+    assert all(out in p.parents for p in written)
+    assert not (tmp_path / "escape").exists()
+    page = (out / "testchan" / "index.html").read_text()
+    assert 'http-equiv="Content-Security-Policy"' in page
+    assert "script-src 'none'" in unescape(page)
+    assert "https://img.example/a2.png" in page and "secret.png" not in page
+    assert_inert(page)
+    assert (out / "testchan" / "alice.html").exists()
+    assert (out / "testchan" / f"{slug(HOSTILE_NAME)}.html").exists()
+    assert (out / "assets" / "gallery.css").exists() and (out / "index.html").exists()
+    assert slug("../../escape") in (out / "index.html").read_text()
+
+
+def test_cli_export(migrated_dsn, tmp_path):
+    from click.testing import CliRunner
+
+    from daz.plugins.gallery.cli import gallery
+    from tests.conftest import run_sync
+
+    async def fill():
+        import asyncpg
+
+        conn = await asyncpg.connect(migrated_dsn)
+        await conn.execute("SELECT add_gallery_image('alice', 'https://img.example/x.png',"
+                           " 'testchan', NULL, 25)")
+        await conn.close()
+
+    run_sync(fill)
+    result = CliRunner().invoke(gallery, ["export", str(tmp_path / "out"), "--dsn", migrated_dsn,
+                                          "--channel", "testchan"])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output
+    assert "https://img.example/x.png" in (tmp_path / "out" / "testchan" / "index.html").read_text()
+    bad = CliRunner().invoke(gallery, ["export", str(tmp_path / "x"), "--dsn",
+                                       "postgresql://nobody@127.0.0.1:1/none"])
+    assert bad.exit_code != 0 and "cannot reach the database" in bad.output
+
+
+# ------------------------------------------------------------------ in a real browser
+
+
+@pytest.mark.browser
+async def test_the_page_in_chromium_shows_the_images_and_the_graveyard(database, tmp_path,
+                                                                      browser):  # noqa: F811
+    async with ImageServer() as images:
+        await seed(database, image_base=f"http://127.0.0.1:{images.port}")
+        k = await Kit.start({"gallery": Gallery}, db=database,
+                            sections={"gallery": {"enable_health_check": False}})
+        server = WebServer(StubApp(tmp_path))
+        server.extra_routes = k.plugin("gallery").web_routes()
+        await server.start("127.0.0.1", 0)
+        try:
+            await asyncio.to_thread(browser.get, f"{server.base_url}/gallery/testchan")
+            loaded = await asyncio.to_thread(browser.execute_script, """
+                return Array.from(document.images).map(
+                    i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]);""")
+            for _ in range(50):  # lazy images: wait until they have arrived (bounded)
+                if all(ok for src, ok in loaded if src.startswith("http://127.0.0.1")):
+                    break
+                await asyncio.sleep(0.1)
+                loaded = await asyncio.to_thread(browser.execute_script, """
+                    return Array.from(document.images).map(
+                        i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]);""")
+            local = {src.rsplit("/", 1)[-1]: ok for src, ok in loaded
+                     if src.startswith("http://127.0.0.1")}
+            assert local == {"a2.png": True, "a1.png": True, "b1.png": True}
+            served = {r.path for r in images.requests}
+            assert {"/a1.png", "/a2.png", "/b1.png"} <= served and "/dead.png" not in served
+            graveyard = await asyncio.to_thread(
+                lambda: browser.find_element("id", "graveyard").text)
+            assert "dead.png" in graveyard and "HTTP 404" in graveyard
+            body = await asyncio.to_thread(lambda: browser.find_element("tag name", "body").text)
+            assert HOSTILE_NAME in body  # shown as the text it is
+            scripts = await asyncio.to_thread(
+                browser.execute_script, "return document.scripts.length")
+            assert scripts == 0
+            await asyncio.to_thread(browser.save_screenshot, str(tmp_path / "gallery.png"))
+            assert (tmp_path / "gallery.png").stat().st_size > 1000
+        finally:
+            await server.stop()
+            await k.stop()
