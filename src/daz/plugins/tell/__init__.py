@@ -1,0 +1,351 @@
+"""tell: leave a message for someone who is not here; it is passed on when they next show up.
+
+``!tell <user> <message>`` stores a message for a user who is not in the room (someone present,
+idle or not, is told to be talked to directly). It is delivered when the recipient next joins
+(after ``join_delay_seconds``), chats or sends the bot a PM: in chat, or by PM when the ``!tell``
+came by PM. A recipient may have several pending messages, up to ``max_pending_per_recipient``,
+and a sender up to ``max_pending_per_sender`` (both per channel; expired messages never count).
+``!tells`` / ``!tell list`` lists your pending messages (by PM), ``!tell cancel <id|user>``
+withdraws them. Names are matched ignoring case, a leading ``@`` is dropped, and a name that is
+not a CyTube name (1-20 of a-z, A-Z, 0-9, -, _) gets a clear reply. The bot cannot be told.
+
+Delivery happens once. Claiming a recipient's messages is one UPDATE that marks them delivered
+and names this process (``claimed_by``); two processes on one database, or a join and a chat
+line at the same moment, cannot both claim a message. The lines are sent after that commits and
+``sent_at`` is then recorded. If daz dies between claim and ``sent_at`` (a window of a few
+milliseconds: sending only queues the line) the claim is released after
+``claim_timeout_seconds`` and the message is delivered again: in that one case daz prefers a
+duplicate to a lost message (at-least-once). A line still in the outbox when the process is
+killed outright is lost (at-most-once for that window; a clean stop flushes the outbox).
+
+Expired messages (``expiry_days``) are never delivered, never block new ones, and are deleted by
+a sweep every 5 minutes, which also releases stale claims.
+
+Table: ``daz_tell_messages`` (Go columns, plus ``sent_at`` and ``claimed_by``; the Go unique
+index that allowed one pending message per recipient is dropped).
+
+Config keys (``plugins.tell``): ``enabled``, ``expiry_days`` (7), ``max_pending_per_sender``
+(10), ``max_pending_per_recipient`` (5), ``max_message_length`` (300), ``join_delay_seconds``
+(2), ``claim_timeout_seconds`` (600). The Go tell plugin had no config keys.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import unicodedata
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import Field
+
+from daz.commands import CommandContext
+from daz.cytube.events import ChatMessage, PrivateMessage, UserJoined, UserLeft
+from daz.plugins.base import Plugin, PluginConfig, command, every, on
+from daz.plugins.tell import store
+
+USERNAME = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
+LIST_LIMIT = 10
+USAGE = "!tell <user> <message> | !tell list | !tell cancel <id|user>"
+
+
+class TellConfig(PluginConfig):
+    expiry_days: float = Field(7.0, gt=0)
+    max_pending_per_sender: int = Field(10, ge=1)
+    max_pending_per_recipient: int = Field(5, ge=1)
+    max_message_length: int = Field(300, ge=10, le=2000)
+    join_delay_seconds: float = Field(2.0, ge=0)
+    claim_timeout_seconds: float = Field(600.0, gt=0)
+
+
+def clean_name(text: str) -> str | None:
+    name = text.strip().lstrip("@").rstrip(":,")
+    return name if USERNAME.match(name) else None
+
+
+def plain(text: str) -> str:
+    """One line: control and format characters (NUL, newlines, bidi marks) become spaces."""
+    out = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
+                  for ch in text)
+    return " ".join(out.split())
+
+
+def ago(then: datetime, now: float) -> str:
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    seconds = max(0, int(now - then.timestamp()))
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+class Tell(Plugin):
+    name = "tell"
+    description = "Leave a message for someone who is not here"
+    schema = "schema.sql"
+    Config = TellConfig
+
+    async def setup(self) -> None:
+        # Names this process's claims, so a confirmation or release touches only its own rows.
+        self.claimer = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.waiting: dict[tuple[str, str], asyncio.Task] = {}  # delayed deliveries on join
+
+    async def teardown(self) -> None:
+        tasks = list(self.waiting.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def idle(self, timeout: float = 10.0) -> None:
+        """Wait for every delayed delivery (tests)."""
+        if self.waiting:
+            await asyncio.wait(list(self.waiting.values()), timeout=timeout)
+
+    # ------------------------------------------------------------------ delivery triggers
+
+    @on("*", max_queue=50_000)
+    async def event(self, event: Any) -> None:
+        kind = type(event)
+        if kind is UserJoined:
+            await self._joined(event)
+        elif kind is UserLeft:
+            task = self.waiting.pop((event.room_id, event.username.lower()), None)
+            if task is not None:
+                task.cancel()
+        elif kind in (ChatMessage, PrivateMessage) and event.username:
+            room = self.ctx.rooms.get(event.room_id)
+            if room is not None and not room.state.is_self(event.username):
+                await self.deliver(room, event.username)
+
+    async def _joined(self, ev: UserJoined) -> None:
+        room = self.ctx.rooms.get(ev.room_id)
+        name = ev.username
+        if room is None or not name or room.state.is_self(name) or not USERNAME.match(name):
+            return
+        if self.config.join_delay_seconds <= 0:
+            await self.deliver(room, name)
+            return
+        key = (ev.room_id, name.lower())
+        if key in self.waiting:
+            return
+        task = asyncio.create_task(self._deliver_later(room, name), name=f"tell:{name}")
+        self.waiting[key] = task
+        task.add_done_callback(
+            lambda t: self.waiting.pop(key, None) if self.waiting.get(key) is t else None)
+
+    async def _deliver_later(self, room: Any, name: str) -> None:
+        await asyncio.sleep(self.config.join_delay_seconds)
+        if room.state.is_present(name):
+            await self.deliver(room, name)
+
+    async def deliver(self, room: Any, name: str) -> int:
+        """Send every pending message for ``name`` in this room; returns how many were sent."""
+        if self.ctx.db is None or not USERNAME.match(name):
+            return 0
+        now = self.ctx.clock.time()
+        try:
+            async with self.ctx.db.pool.acquire() as conn:
+                rows = await store.claim(conn, room.channel, name, now, self.claimer)
+        except Exception as exc:  # nothing claimed: the messages wait for the next chance
+            self.log.warning("tell %s: cannot look up messages for %s: %s", room.channel, name,
+                             exc)
+            return 0
+        if not rows:
+            return 0
+        sent: list[int] = []
+        try:
+            for row in rows:
+                line = self._format(row, name, now)
+                if row["is_pm"]:
+                    await room.pm(name, line, user_input=True)
+                else:
+                    await room.say(line, user_input=True)
+                sent.append(row["id"])
+        finally:
+            unsent = [row["id"] for row in rows if row["id"] not in sent]
+            await self._confirm(room.channel, sent, unsent, now)
+        self.log.info("tell %s: delivered %d message(s) to %s", room.channel, len(sent), name)
+        return len(sent)
+
+    @staticmethod
+    def _format(row: Any, name: str, now: float) -> str:
+        when = ago(row["created_at"], now)
+        if row["is_pm"]:
+            return f"{row['from_user']} left you a message {when}: {row['message']}"
+        return f"{name}: {row['from_user']} left you a message {when}: {row['message']}"
+
+    async def _confirm(self, channel: str, sent: list[int], unsent: list[int],
+                       now: float) -> None:
+        try:
+            async with self.ctx.db.pool.acquire() as conn:
+                if sent:
+                    await store.mark_sent(conn, sent, now, self.claimer)
+                if unsent:
+                    await store.release(conn, unsent, self.claimer)
+        except Exception as exc:
+            self.log.warning("tell %s: could not record delivery of %s (%s); queued for retry",
+                             channel, sent, exc)
+            payload = {"sent": sent, "unsent": unsent, "t": now, "claimer": self.claimer}
+            await self.defer_retry("confirm_delivery", payload,
+                                   key=f"tell:{self.claimer}:{min(sent + unsent)}",
+                                   error=str(exc)[:500])
+
+    async def retry_operation(self, operation: str, payload: dict) -> None:
+        if operation != "confirm_delivery":
+            raise ValueError(f"tell has no operation {operation!r}")
+        async with self.ctx.db.pool.acquire() as conn:  # both statements are idempotent
+            if payload.get("sent"):
+                await store.mark_sent(conn, payload["sent"], payload["t"], payload["claimer"])
+            if payload.get("unsent"):
+                await store.release(conn, payload["unsent"], payload["claimer"])
+
+    # ------------------------------------------------------------------ commands
+
+    @command("tell", cooldown=3, usage=USAGE, description="Leave a message for someone")
+    async def tell(self, ctx: CommandContext, *args: str) -> None:
+        first, _, rest = ctx.rest.strip().partition(" ")
+        rest = rest.strip()
+        word = first.lower()
+        if not first:
+            await ctx.reply(f"Usage: {USAGE}")
+        elif word == "list" and not rest:
+            await self._list(ctx)
+        elif word == "cancel" and rest and len(rest.split()) == 1:
+            await self._cancel(ctx, rest)
+        else:
+            await self._store(ctx, first, rest)
+
+    @command("tells", cooldown=3, usage="!tells", description="Your messages not yet delivered")
+    async def tells(self, ctx: CommandContext) -> None:
+        await self._list(ctx)
+
+    async def _store(self, ctx: CommandContext, target: str, message: str) -> None:
+        cfg = self.config
+        name = clean_name(target)
+        if name is None:
+            shown = plain(target)[:30]
+            await ctx.reply(f"\"{shown}\" isn't a CyTube username (1-20 letters, digits, - or _).")
+            return
+        message = plain(message)
+        if not message:
+            await ctx.reply("Usage: !tell <user> <message>")
+            return
+        state = ctx.room.state
+        if state.is_self(name) or name.lower() == (ctx.room.bot_name or "").lower():
+            await ctx.reply("I can't leave a message for myself.")
+            return
+        if name.lower() == ctx.username.lower():
+            await ctx.reply("That's you. Consider it told.")
+            return
+        here = state.user(name)
+        if here is not None:
+            await ctx.reply(f"{here.name} is here right now, tell them yourself.")
+            return
+        if len(message) > cfg.max_message_length:
+            await ctx.reply(f"That message is {len(message)} characters long; the limit is"
+                            f" {cfg.max_message_length}.")
+            return
+        if self.ctx.db is None:
+            await ctx.reply("I can't store messages right now, sorry.")
+            return
+        now = self.ctx.clock.time()
+        try:
+            async with self.ctx.db.pool.acquire() as conn:
+                new_id, full = await store.add(
+                    conn, channel=ctx.room.channel, sender=ctx.username, recipient=name,
+                    message=message, is_pm=ctx.via_pm, t=now,
+                    expires=now + cfg.expiry_days * 86400,
+                    max_per_sender=cfg.max_pending_per_sender,
+                    max_per_recipient=cfg.max_pending_per_recipient)
+                known = await store.known_here(conn, ctx.room.channel, name) if new_id else None
+        except Exception as exc:
+            self.log.warning("tell %s: could not store a message from %s: %s", ctx.room.channel,
+                             ctx.username, exc)
+            await ctx.reply("I couldn't save that message; please try again later.")
+            return
+        if full == "sender":
+            await ctx.reply(f"You already have {cfg.max_pending_per_sender} messages waiting"
+                            " to be delivered; cancel one first (!tells to list them).")
+        elif full == "recipient":
+            await ctx.reply(f"{name} already has {cfg.max_pending_per_recipient} messages"
+                            " waiting; try again once they've been by.")
+        else:
+            days = f"{cfg.expiry_days:g} day{'s' if cfg.expiry_days != 1 else ''}"
+            note = (f" (I've never seen {name} here, so check the spelling.)"
+                    if known is False else "")
+            how = "by PM" if ctx.via_pm else "here"
+            await ctx.reply(f"OK, I'll tell {name} {how} when they're next around (#{new_id},"
+                            f" kept for {days}).{note}")
+
+    async def _list(self, ctx: CommandContext) -> None:
+        if self.ctx.db is None:
+            await ctx.reply_pm("I can't look that up right now, sorry.")
+            return
+        now = self.ctx.clock.time()
+        try:
+            async with self.ctx.db.pool.acquire() as conn:
+                rows = await store.pending_from(conn, ctx.room.channel, ctx.username, now)
+        except Exception as exc:
+            self.log.warning("tell: cannot list %s's messages: %s", ctx.username, exc)
+            await ctx.reply_pm("I couldn't look that up just now; please try again later.")
+            return
+        if not rows:
+            await ctx.reply_pm("You have no messages waiting to be delivered.")
+            return
+        # Listed by PM: what was sent privately stays private.
+        await ctx.reply_pm(f"Your {len(rows)} message(s) waiting (cancel with !tell cancel"
+                           " <id|user>):")
+        for row in rows[:LIST_LIMIT]:
+            text = row["message"] if len(row["message"]) <= 60 else row["message"][:57] + "..."
+            await ctx.reply_pm(f"#{row['id']} for {row['to_user']}, {ago(row['created_at'], now)}"
+                               f": {text}")
+        if len(rows) > LIST_LIMIT:
+            await ctx.reply_pm(f"...and {len(rows) - LIST_LIMIT} more.")
+
+    async def _cancel(self, ctx: CommandContext, what: str) -> None:
+        if self.ctx.db is None:
+            await ctx.reply("I can't do that right now, sorry.")
+            return
+        number = what.lstrip("#")
+        name = None if number.isdigit() else clean_name(what)
+        if not number.isdigit() and name is None:
+            await ctx.reply("Usage: !tell cancel <id|user> (an id from !tells, or a username)")
+            return
+        try:
+            async with self.ctx.db.pool.acquire() as conn:
+                if name is None:
+                    tell_id = int(number) if len(number) <= 9 else 0  # ids are int4
+                    to = await store.cancel_id(conn, ctx.room.channel, ctx.username, tell_id)
+                    reply = (f"Cancelled #{number} (for {to})." if to else
+                             f"You have no undelivered message #{number}.")
+                else:
+                    n = await store.cancel_for(conn, ctx.room.channel, ctx.username, name)
+                    reply = (f"Cancelled {n} message(s) for {name}." if n else
+                             f"You have no undelivered messages for {name}.")
+        except Exception as exc:
+            self.log.warning("tell: cannot cancel for %s: %s", ctx.username, exc)
+            reply = "I couldn't do that just now; please try again later."
+        await ctx.reply(reply)
+
+    # ------------------------------------------------------------------ upkeep
+
+    @every(minutes=5, initial_delay=60)
+    async def sweep(self) -> None:
+        await self.sweep_now()
+
+    async def sweep_now(self) -> tuple[int, int]:
+        """Release claims whose process died; delete expired messages. (released, purged)"""
+        if self.ctx.db is None:
+            return 0, 0
+        now = self.ctx.clock.time()
+        async with self.ctx.db.pool.acquire() as conn:
+            released = await store.release_stale(conn, now, self.config.claim_timeout_seconds)
+            purged = await store.purge_expired(conn, now)
+        if released or purged:
+            self.log.info("tell: released %d stale claim(s), purged %d expired message(s)",
+                          released, purged)
+        return released, purged
