@@ -201,3 +201,35 @@ async def _stats_match(stats, database) -> bool:
     rows = {r["plugin_name"]: r["events_processed"] for r in await database.fetch(
         "SELECT plugin_name, events_processed FROM daz_plugin_stats")}
     return all(rows.get(name) == t.handled for name, t in totals.items())
+
+
+async def test_a_command_switched_off_during_a_cut_stays_off_and_is_saved_later(migrated_dsn,
+                                                                               database):
+    plugins = {"retry": Retry, "eventfilter": EventFilter, "basics": Basics}
+    manual = {"retry": {"first_poll_seconds": 3600, "initial_delay_seconds": 0,
+                        "insert_timeout_seconds": 1},
+              "eventfilter": {"history_flush_seconds": 3600}}
+    async with proxied(migrated_dsn) as (proxy, db):
+        k = await Kit.start(plugins, db=db, sections=manual, admins=["mia"])
+        k.user("mia", 3)
+        await proxy.block()
+        await k.chat("mia", "!command disable ping")
+        assert k.room.said == [
+            "!ping is off. (the database did not answer; it is saved when it is back)"]
+        await k.chat("alice", "!ping")
+        assert k.room.pms == [("alice", "!ping is switched off.")]
+        await proxy.unblock()
+        ef = k.plugin("eventfilter")
+        await ef._load_enabled()  # the periodic re-read sees the old value in the table...
+        assert not k.commands.resolve("ping").enabled  # ...and does not undo the switch
+
+        async def saved():
+            await _poll(k.plugin("retry"))
+            return await database.fetchval(
+                "SELECT enabled FROM daz_eventfilter_commands WHERE command = 'ping'") is False
+        await wait_until(saved, 15, "the switch saved by the retry queue")
+        assert not ef.unsaved
+        await k.stop()
+    k = await Kit.start(plugins, db=database, sections=manual)  # a restart: still off
+    assert not k.commands.resolve("ping").enabled
+    await k.stop()

@@ -201,7 +201,7 @@ async def test_a_slow_command_does_not_delay_the_next_one():
 async def test_disable_and_enable_in_memory_without_database():
     k = await kit(admins=["mia"])
     await k.chat("mia", "!command disable !tell")
-    assert k.room.said[-1] == "!tell is off. (not saved: the database did not answer)"
+    assert k.room.said[-1] == "!tell is off. (not saved: no database, it lasts until a restart)"
     await k.chat("alice", "!msg bob hi")
     assert k.room.pms == [("alice", "!tell is switched off.")]
     await k.chat("mia", "!command list")

@@ -12,12 +12,21 @@ the next line's dispatch; ``!ping`` is answered while ``!weather`` waits. Each a
 log (``daz_eventfilter_history``).
 
 The registry is mirrored into ``daz_eventfilter_commands`` at start-up; the ``enabled`` column is
-the owner's switch (``!command disable x``) and is read back, so it survives restarts.
+the owner's switch (``!command disable x``) and is read back, so it survives restarts. A switch
+made while the database is down holds at once and is saved through the retry queue
+(``defer_retry``) when the database is back.
+
+Config keys: ``command_prefix`` ("!"), ``default_cooldown`` (0: commands set their own),
+``admin_users`` (added to the core list), ``notice_interval`` (10 s between refusal PMs to one
+user), ``max_line_length`` (1000), ``history`` (true), ``history_flush_seconds`` (2),
+``history_max_buffer`` (50,000), ``refresh_seconds`` (60, re-read switches and rules),
+``rules``/``routing_rules`` (see rules.py).
 """
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -72,6 +81,7 @@ class EventFilter(Plugin):
         self.notices = NoticeLimiter(cfg.notice_interval)
         self.history = HistoryWriter(self.ctx.db, max_buffer=cfg.history_max_buffer)
         self.running: set[asyncio.Task] = set()
+        self.unsaved: set[str] = set()  # switched while the database was down (retry queued)
         self.config_rules: list[Rule] = []
         for i, rc in enumerate(cfg.rules):
             rule = build_rule(f"config[{i}]", rc.event_type, rc.target_plugin, rc.conditions,
@@ -238,10 +248,31 @@ class EventFilter(Plugin):
             await ctx.reply("That would lock everyone out of this switch; not doing it.")
             return
         entry.enabled = action == "enable"
-        saved = await self._save_enabled(entry)
+        note = ""
+        if self.ctx.db is None:
+            note = " (not saved: no database, it lasts until a restart)"
+        elif not await self._save_enabled(entry):
+            # Kept in force here, and written by the retry queue when the database is back.
+            self.unsaved.add(entry.name)
+            queued = await self.defer_retry(
+                "save_enabled", {"command": entry.name},
+                key=f"eventfilter:save_enabled:{entry.name}:{uuid.uuid4()}",
+                error="database did not answer")
+            note = (" (the database did not answer; it is saved when it is back)" if queued
+                    else " (not saved: the database did not answer)")
         state = "on" if entry.enabled else "off"
-        await ctx.reply(f"{self.prefix}{entry.name} is {state}."
-                        + ("" if saved else " (not saved: the database did not answer)"))
+        await ctx.reply(f"{self.prefix}{entry.name} is {state}.{note}")
+
+    async def retry_operation(self, operation: str, payload: dict) -> None:
+        """Run by the retry queue: save a switch the database missed. It writes the switch as
+        it is *now*, so several queued saves of one command, in any order, end the same."""
+        if operation != "save_enabled":
+            raise NotImplementedError(f"eventfilter has no operation {operation!r}")
+        entry = self.ctx.commands.resolve(str(payload.get("command", "")))
+        if entry is None or self.ctx.db is None:
+            return  # that command is gone: nothing left to save
+        await self._write_enabled(entry)
+        self.unsaved.discard(entry.name)
 
     # ------------------------------------------------------------------ database
 
@@ -282,6 +313,8 @@ class EventFilter(Plugin):
             return
         for row in rows:
             entry = self.ctx.commands.resolve(row["command"])
+            if entry is not None and entry.name in self.unsaved:
+                continue  # switched here while the database was away: ours is newer
             if entry is not None and entry.name == row["command"] and row["enabled"] is not None:
                 entry.enabled = bool(row["enabled"]) or entry.name == "command"
 
@@ -289,14 +322,18 @@ class EventFilter(Plugin):
         if self.ctx.db is None:
             return False
         try:
-            await self.ctx.db.execute(
-                "UPDATE daz_eventfilter_commands SET enabled = $1"
-                " WHERE command = $2 OR primary_command = $2", entry.enabled, entry.name)
-            return True
+            await self._write_enabled(entry)
         except Exception as exc:
             self.log.warning("eventfilter: could not save %s enabled=%s: %s", entry.name,
                              entry.enabled, exc)
             return False
+        self.unsaved.discard(entry.name)
+        return True
+
+    async def _write_enabled(self, entry: RegisteredCommand) -> None:
+        await self.ctx.db.execute(
+            "UPDATE daz_eventfilter_commands SET enabled = $1"
+            " WHERE command = $2 OR primary_command = $2", entry.enabled, entry.name)
 
     async def _load_db_rules(self) -> None:
         try:
