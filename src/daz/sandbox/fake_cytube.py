@@ -292,7 +292,7 @@ class FakeCytubeServer(fake_control.ControlMixin):
         return found
 
     def next_ip(self) -> str:
-        n = next(self._ip_counter)
+        n = next(self._ip_counter) % 62_500
         return f"127.0.{1 + n // 250}.{1 + n % 250}"
 
     async def user(self, name: str, *, password: str | None = None, channel: str = "testchan",

@@ -1,0 +1,48 @@
+"""``daz sandbox``: the fake CyTube room with scripted users, and daz running in it.
+
+A newcomer sees the bot work with no CyTube account: the fake server runs on loopback, a bot
+account is created for daz, simulated users chat and use commands, and the dashboard shows it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from pathlib import Path
+
+from daz.config import load_config
+
+log = logging.getLogger(__name__)
+
+BOT_NAME = "daz"
+
+
+async def run_sandbox_bot(*, port: int = 8765, channel: str = "sandbox", dsn: str | None = None,
+                          data_dir: Path | None = None, web_port: int = 8080,
+                          speed: float = 1.0) -> None:
+    from daz.app import App, default_data_dir
+    from daz.sandbox.fake_cytube import FakeCytubeServer
+    from daz.sandbox.script import ScriptedRoom
+
+    # auto_playback: queued media plays, ticks and advances by itself, like on a real server
+    server = FakeCytubeServer(host="127.0.0.1", port=port, auto_playback=True)
+    await server.start()
+    password = secrets.token_urlsafe(12)
+    server.add_account(BOT_NAME, password)
+    server.set_channel_rank(channel, BOT_NAME, 2)
+    print(f"fake CyTube server on {server.base_url}, channel {channel!r}; "
+          f"bot account {BOT_NAME!r}")
+    config = load_config(None, overrides={
+        "channel": channel, "username": BOT_NAME, "password": password,
+        "server": server.base_url, "dsn": dsn or "", "web_port": web_port,
+        "data_dir": str(data_dir or default_data_dir() / "sandbox")})
+    app = App(config)
+    script = ScriptedRoom(server, channel, bot_name=BOT_NAME, speed=speed)
+    try:
+        await app.start()
+        print(f"daz is running: open http://127.0.0.1:{web_port}/c/{channel}  (Ctrl-C stops)")
+        await script.run()
+    finally:
+        await script.stop()
+        await app.stop()
+        await server.stop()
