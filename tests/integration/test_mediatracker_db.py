@@ -189,3 +189,23 @@ async def test_nowplaying_and_stats_commands(database):
     assert " / 4:05, queued by bob" in reply and " 1:0" in reply  # about 1:05 in
     assert await command(k, "stats", "alice") == ["Most played here: 1. title abc123 (1 play)"]
     await k.stop()
+
+
+async def test_hostile_titles_and_durations_do_not_break_the_mirror_or_the_play(database):
+    k = await start(database)
+    evil = item(1, "evil\x00id")
+    evil["media"]["title"] = "evil\x00title " + "x" * 100_000
+    evil["media"]["seconds"] = 10**12  # far beyond the INTEGER columns
+    await feed(k, "playlist", [evil, item(2, "fine")])
+    await change(k, "evil\x00id", time.time(), uid=1, seconds=10**12)
+    queue = await database.fetch("SELECT uid, media_id, title, duration"
+                                 " FROM daz_mediatracker_queue ORDER BY position")
+    assert [(r["uid"], r["media_id"]) for r in queue] == [("1", "evilid"), ("2", "fine")]
+    assert queue[0]["title"].startswith("eviltitle x") and len(queue[0]["title"]) == 1000
+    assert queue[0]["duration"] == 2**31 - 1
+    play = await database.fetchrow(f"SELECT media_id, title FROM {P}")
+    assert play["media_id"] == "evilid" and "\x00" not in play["title"]
+    assert await database.fetchval(
+        "SELECT count(*) FROM daz_mediatracker_library WHERE media_id = 'evilid'") == 1
+    assert k.manager.status()["mediatracker"]["errors"] == 0
+    await k.stop()

@@ -35,7 +35,7 @@ from daz.events import PluginEvent, RoomDisconnected
 from daz.plugins.base import Plugin, PluginConfig, command, on
 from daz.plugins.mediatracker import store
 from daz.plugins.mediatracker.playlist import Mirror
-from daz.plugins.mediatracker.plays import Play, link
+from daz.plugins.mediatracker.plays import TITLE_LIMIT, Play, db_seconds, db_text, link
 
 PLAY_TOPIC = "plugin.mediatracker.play"
 
@@ -90,7 +90,8 @@ class MediaTracker(Plugin):
 
     async def _media(self, ev: MediaChanged) -> None:
         media = ev.media
-        if not media.id or self.ctx.db is None:
+        mid, mtype = db_text(media.id, 255), db_text(media.type, 50)
+        if not mid or self.ctx.db is None:
             return
         t = ev.received_at
         uid = self.uids.get(ev.room_id)
@@ -99,7 +100,7 @@ class MediaTracker(Plugin):
             if play is None and ev.room_id not in self.looked_up:
                 self.looked_up.add(ev.room_id)
                 play = await store.last_play(conn, ev.channel)
-            if play is not None and play.continues(media.type, media.id, uid, ev.current_time):
+            if play is not None and play.continues(mtype, mid, uid, ev.current_time):
                 was_open = play.open
                 play.observe(ev.current_time, ev.paused, t)
                 if play.uid is None:
@@ -111,9 +112,11 @@ class MediaTracker(Plugin):
             if play is not None and play.open:
                 play.close(t)
                 await store.end_play(conn, play, t)
-            new = Play(channel=ev.channel, media_id=media.id, media_type=media.type,
-                       title=media.title, duration=int(media.seconds), uid=uid, started_at=t,
-                       queued_by=self._queued_by(ev.room_id, uid), at=t, paused=ev.paused,
+            queued_by = db_text(self._queued_by(ev.room_id, uid), 255)
+            new = Play(channel=ev.channel, media_id=mid, media_type=mtype,
+                       title=db_text(media.title, TITLE_LIMIT),
+                       duration=db_seconds(media.seconds), uid=uid, started_at=t,
+                       queued_by=queued_by, at=t, paused=ev.paused,
                        position=max(0.0, ev.current_time))
             new.play_id = await store.start_play(conn, new)
         self.plays[ev.room_id] = new

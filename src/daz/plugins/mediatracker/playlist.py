@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from daz.cytube.events import PlaylistItem
-from daz.plugins.mediatracker.plays import media_url
+from daz.plugins.mediatracker.plays import TITLE_LIMIT, db_seconds, db_text, media_url
 
 Q = "daz_mediatracker_queue"
 L = "daz_mediatracker_library"
@@ -41,7 +41,8 @@ class Row:
 
 def _row(position: int, item: PlaylistItem) -> Row:
     m = item.media
-    return Row(position, m.id[:255], m.type[:50], m.title, int(m.seconds), item.queueby[:255])
+    return Row(position, db_text(m.id, 255), db_text(m.type, 50), db_text(m.title, TITLE_LIMIT),
+               db_seconds(m.seconds), db_text(item.queueby, 255))
 
 
 def _utc(epoch: float):
@@ -126,14 +127,18 @@ class Mirror:
 
 async def add_to_library(conn, channel: str, items: list[PlaylistItem], now: float) -> None:
     """Every media seen goes into the library once (first channel and queuer kept)."""
-    seen: dict[str, PlaylistItem] = {}
+    seen: dict[str, tuple[str, str, str, int, str]] = {}
     for item in items:
         m = item.media
-        if m.id and m.type:
-            seen.setdefault(media_url(m.type, m.id), item)  # a playlist may hold an item twice
+        mid, mtype = db_text(m.id, 255), db_text(m.type, 50)
+        if mid and mtype:  # a playlist may hold an item twice: the first one is kept
+            seen.setdefault(media_url(mtype, mid), (mid, mtype, db_text(m.title, TITLE_LIMIT),
+                                                    db_seconds(m.seconds),
+                                                    db_text(item.queueby, 100)))
     if not seen:
         return
     urls = list(seen)
+    rows = [seen[u] for u in urls]
     await conn.execute(
         f"INSERT INTO {L} (url, media_id, media_type, title, duration, first_seen, play_count,"
         "   added_by, channel)"
@@ -141,6 +146,5 @@ async def add_to_library(conn, channel: str, items: list[PlaylistItem], now: flo
         " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[])"
         "   AS u(url, mid, mty, title, dur, qby)"
         " ON CONFLICT DO NOTHING", urls,
-        [seen[u].media.id[:255] for u in urls], [seen[u].media.type[:50] for u in urls],
-        [seen[u].media.title for u in urls], [int(seen[u].media.seconds) for u in urls],
-        [seen[u].queueby[:100] for u in urls], now, channel[:100])
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+        [r[4] for r in rows], now, db_text(channel, 100))

@@ -17,6 +17,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 COMPLETED_FRACTION = 0.9
+TITLE_LIMIT = 1000  # titles come from users (custom media, raw files); the column is unbounded
+_INT_MAX = 2**31 - 1  # the Go schema's INTEGER duration columns
+
+
+def db_text(value: object, limit: int) -> str:
+    """Text PostgreSQL accepts: no NUL characters (one would fail the whole playlist write),
+    and at most ``limit`` characters (the Go columns' lengths)."""
+    return str(value or "").replace("\x00", "")[:limit]
+
+
+def db_seconds(value: object) -> int:
+    """A duration for an INTEGER column: whole seconds, never negative, never out of range."""
+    try:
+        return max(0, min(int(value), _INT_MAX))
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def media_url(media_type: str, media_id: str) -> str:
