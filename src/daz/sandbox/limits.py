@@ -20,7 +20,7 @@ class ChatThrottle:
     def __init__(self, clock: MonotonicClock):
         self._clock = clock
         self._count = 0
-        self._last: float | None = None
+        self._last: int | None = None
 
     def should_drop(self, burst: float, sustained: float, cooldown: float | None = None) -> bool:
         burst = as_number(burst, 10.0)
@@ -28,8 +28,8 @@ class ChatThrottle:
         if sustained <= 0:
             sustained = 2.0
         cooldown = as_number(cooldown, burst / sustained)
-        now = self._clock.monotonic()
-        if self._last is None or self._last < now - cooldown:
+        now = round(self._clock.monotonic() * 1000)  # whole milliseconds, like Date.now()
+        if self._last is None or self._last < now - cooldown * 1000:
             self._count = 1
             self._last = now
             return False
@@ -37,7 +37,7 @@ class ChatThrottle:
             self._count += 1
             self._last = now
             return False
-        if now - self._last < 1.0 / sustained:
+        if now - self._last < 1000 / sustained:
             return True
         self._last = now
         return False
