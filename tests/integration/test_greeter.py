@@ -222,7 +222,7 @@ async def test_cooldowns_survive_a_restart(database, greetings_file):
     await arrive(kit, "bob")  # channel cooldown (from daz_greeter_state) still running
     assert kit.room.said == []
     clock.advance(300)
-    await arrive(kit, "alice")  # the per-user cooldown (from history) still running
+    await arrive(kit, "ALICE")  # the per-user cooldown (from history, any case) still running
     assert kit.room.said == []
     await arrive(kit, "carol")
     assert kit.room.said == ["FIRST carol"]
@@ -406,4 +406,18 @@ async def test_a_missing_greetings_file_falls_back_to_the_packaged_one(database,
     await room_joined(kit)
     await arrive(kit, "alice")
     assert len(kit.room.said) == 1 and "alice" in kit.room.said[0]
+    await kit.stop()
+
+
+async def test_presence_is_the_live_user_list_not_the_session_table(database, greetings_file):
+    # Go asked daz_user_tracker_sessions whether the user was "still present"; idle users had
+    # been marked inactive there and were never greeted.
+    kit = await start(database, greetings_file, delay_min_seconds=0.2, delay_max_seconds=0.2)
+    await room_joined(kit)
+    await joined(kit, "lurker")
+    await database.execute(
+        "INSERT INTO daz_user_tracker_sessions (channel, username, rank, joined_at,"
+        " last_activity, is_active) VALUES ('testchan', 'lurker', 1, now(), now(), false)")
+    await settle(kit)
+    assert kit.room.said == ["FIRST lurker"]
     await kit.stop()
