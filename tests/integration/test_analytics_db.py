@@ -177,3 +177,21 @@ async def test_helper_rows_past_the_retention_are_cleaned_up_once_a_day(database
     # The figures themselves are kept: only the helpers go.
     assert await database.fetchval("SELECT count(*) FROM daz_analytics_hourly") == 2
     await k.stop()
+
+
+async def test_a_batch_the_database_refuses_is_dropped_not_retried_for_ever(database):
+    k = await start(database)
+    plugin = k.plugin("analytics")
+    await chat(k, "bad\x00name", HOUR + 1)  # never counted: it would poison the batch
+    await chat(k, "alice", HOUR + 2)
+    await k.bus.drain(10)
+    assert set(u for _, u in plugin.current.users) == {"alice"}
+    plugin.current.message("testchan", "x" * 300, HOUR + 3)  # too long for the column
+    assert await plugin.flush() == 0  # refused: dropped, logged, nothing half-applied
+    assert plugin.dropped_batches == 1 and plugin.pending is None
+    assert await hourly(database) is None
+    await chat(k, "bob", HOUR + 4)
+    await k.bus.drain(10)
+    assert await plugin.flush() == 1  # later counts are written again
+    assert tuple(await hourly(database))[:2] == (1, 1)
+    await k.stop()

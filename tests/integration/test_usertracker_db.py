@@ -187,3 +187,13 @@ async def test_seen(database):
     assert await command(k, "seen", "zed", "dazbot") == ["I'm right here."]
     assert "doesn't look like a CyTube username" in (await command(k, "seen", "zed", "a b;c"))[0]
     await k.stop()
+
+
+async def test_a_nul_in_a_name_does_not_block_the_channels_activity_writes(database):
+    k = await Kit.start({"usertracker": UserTracker}, db=database,
+                        sections={"usertracker": {"activity_flush_seconds": 3600}})
+    await feed(k, "userlist", [user("alice")])
+    await k.chat("bad\x00name", "hi")
+    await k.chat("alice", "hi")
+    assert await k.plugin("usertracker").flush() == 1
+    await k.stop()

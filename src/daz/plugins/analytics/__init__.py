@@ -45,6 +45,19 @@ from daz.plugins.base import Plugin, PluginConfig, command, on
 PLAY_TOPIC = "plugin.mediatracker.play"  # announced by mediatracker for each actual play
 
 
+def _countable(name: object) -> bool:
+    # CyTube names are 1-20 word characters; a NUL or an endless name can only come from a
+    # broken or hostile server, and would make the whole batch unwritable.
+    return isinstance(name, str) and 0 < len(name) <= 255 and "\x00" not in name
+
+
+def _rejected(exc: BaseException) -> bool:
+    """Did the database refuse the data (as opposed to being unreachable)?"""
+    state = getattr(exc, "sqlstate", None)
+    # 08 connection, 40 rollback (serialization, deadlock), 53 resources, 57 operator, 58 system
+    return isinstance(state, str) and state[:2] not in ("08", "40", "53", "57", "58")
+
+
 def _ago(then: datetime, now: datetime) -> str:
     if then.tzinfo is None:
         then = then.replace(tzinfo=timezone.utc)
@@ -71,6 +84,7 @@ class Analytics(Plugin):
         self.current = Batch()  # counting into
         self.pending: Batch | None = None  # taken for writing, not yet confirmed
         self.flushes = 0
+        self.dropped_batches = 0
         self._last_cleanup: float | None = None
         self._lock = asyncio.Lock()
         self._loop = asyncio.create_task(self._flush_loop(), name="analytics:flush")
@@ -119,12 +133,21 @@ class Analytics(Plugin):
                     if not self.current or self.ctx.db is None:
                         return applied
                     self.pending, self.current = self.current, Batch()
-                async with self.ctx.db.pool.acquire() as conn:
-                    if await store.write(conn, self.pending):
-                        applied += 1
-                    else:
-                        self.log.info("analytics: flush %s was already applied; skipped",
-                                      self.pending.flush_id)
+                try:
+                    async with self.ctx.db.pool.acquire() as conn:
+                        if await store.write(conn, self.pending):
+                            applied += 1
+                        else:
+                            self.log.info("analytics: flush %s was already applied; skipped",
+                                          self.pending.flush_id)
+                except Exception as exc:
+                    if not _rejected(exc):
+                        raise  # the database is away: kept, retried as it is
+                    # The database refused the batch itself; retrying it would block every
+                    # later count for good. Nothing of it was applied (one transaction).
+                    self.log.error("analytics: batch %s refused by the database, its counts are "
+                                   "dropped: %s", self.pending.flush_id, exc)
+                    self.dropped_batches += 1
                 self.pending = None
                 self.flushes += 1
 
@@ -134,7 +157,8 @@ class Analytics(Plugin):
     async def event(self, event: Any) -> None:
         kind = type(event)
         if kind is ChatMessage:
-            if event.username and not event.ignored and not self._is_self(event, event.username):
+            if _countable(event.username) and not event.ignored \
+                    and not self._is_self(event, event.username):
                 self.current.message(event.channel, event.username, event.received_at)
         elif kind is UserJoined:
             if event.username and not self._is_self(event, event.username):

@@ -126,7 +126,9 @@ class UserTracker(Plugin):
                                            ev.received_at, self.afk_column)
 
     async def _chat(self, ev: ChatMessage) -> None:
-        if not ev.username:
+        # A NUL or an endless name (only a broken server sends one) would make every later
+        # activity write of the channel fail: it is not batched.
+        if not ev.username or len(ev.username) > 255 or "\x00" in ev.username:
             return
         pending = self.activity.setdefault(ev.channel, {})
         key = ev.username.lower()
