@@ -311,3 +311,26 @@ async def test_a_bad_interval_stops_start_up_with_a_clear_error(database, interv
 
     with pytest.raises(ConfigError, match="plugins.gallery.health_check_interval"):
         await start(database, health_check_interval=interval)
+
+
+async def test_an_image_posted_while_the_database_is_down_goes_to_the_retry_queue(database):
+    from daz.db.pool import Database
+
+    k = await start(database)
+    queued = []
+
+    async def enqueue(request):
+        queued.append(request)
+        return 1
+
+    k.bus.respond("retry.enqueue", enqueue, owner="test")
+    k.gallery.store.db = Database("postgresql://nobody@127.0.0.1:1/none")  # never started
+    await post(k, "alice", "https://x.example/while-down.png")
+    assert [(q["plugin"], q["operation"], q["payload"]) for q in queued] == [
+        ("gallery", "add_image", {"username": "alice", "url": "https://x.example/while-down.png",
+                                  "channel": "testchan"})]
+    k.gallery.store.db = database  # back: the retry queue runs the operation again
+    await k.gallery.retry_operation("add_image", queued[0]["payload"])
+    await k.gallery.retry_operation("add_image", queued[0]["payload"])  # idempotent
+    assert await states(database) == {"while-down.png": "active"}
+    await k.stop()

@@ -153,6 +153,7 @@ class SafeFetcher:
                 addresses = await self.vet(current)
                 status, headers = await self._request(method, current, addresses)
             except Refused as exc:
+                log.debug("gallery: refused %s: %s", str(current)[:200], exc)
                 result.reason = str(exc)
                 return result
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
