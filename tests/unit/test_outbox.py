@@ -308,3 +308,17 @@ def test_non_text_input_is_converted_not_raised():
     box = Outbox()
     assert box.put_chat(12345) == 1  # type: ignore[arg-type]
     assert box.queue[0].text == "12345"
+
+
+def test_several_cooldowns_in_a_row_keep_the_original_order():
+    box = Outbox()
+    for i in range(8):
+        box.put_chat(f"n{i}")
+    for _ in range(8):
+        box.pop(0.0)
+    box.echo("chat", "n0", 0.01)
+    box.echo("chat", "n1", 0.01)
+    for _ in range(6):
+        box.cooldown(200, 0.02)
+    box.put_chat("later")
+    assert [m.text for m in box.queue] == [f"n{i}" for i in range(2, 8)] + ["later"]

@@ -127,6 +127,7 @@ class Outgoing:
     attempts: int = 0
     expects_echo: bool = True
     match_text: str = field(default="", repr=False)
+    order: int = 0  # position in the room's send order; a resent line goes back to its place
 
     @property
     def kind(self) -> str:
@@ -155,6 +156,7 @@ class Outbox:
         self.dropped = 0
         self.sent = 0
         self.resent = 0
+        self._order = 0
 
     # ------------------------------------------------------------------ adding
 
@@ -180,6 +182,8 @@ class Outbox:
         return len(chunks)
 
     def _append(self, message: Outgoing) -> None:
+        self._order += 1
+        message.order = self._order
         if len(self.queue) >= self.max_queue:
             oldest = self.queue.popleft()
             self._dropped(oldest, "the outbox is full")
@@ -245,8 +249,8 @@ class Outbox:
             self.in_flight.remove(message)
         except ValueError:
             pass
-        self.sent -= 1
-        self.queue.appendleft(message)
+        self._requeue([message])
+        self.resent -= 1  # never reached the server: not a resend
 
     # ------------------------------------------------------------------ server feedback
 
@@ -308,10 +312,18 @@ class Outbox:
         return len(messages)
 
     def _requeue(self, messages: list[Outgoing]) -> None:
-        for message in reversed(messages):
+        """Put lines back at their place in the send order (several cooldowns in a row must
+        not reverse them)."""
+        for message in messages:
             self.sent -= 1
             self.resent += 1
-            self.queue.appendleft(message)
+            index = 0
+            for index, queued in enumerate(self.queue):
+                if queued.order > message.order:
+                    break
+            else:
+                index = len(self.queue)
+            self.queue.insert(index, message)
         while len(self.queue) > self.max_queue:
             self._dropped(self.queue.pop(), "the outbox is full")
 

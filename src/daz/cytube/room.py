@@ -80,6 +80,7 @@ class Room:
         self._replay_high_water = 0
         self._duplicate_kicks = 0
         self._session_verdict: Verdict | None = None
+        self.last_retry_delay = 0.0  # seconds the supervisor last waited before reconnecting
         self._warned: set[str] = set()
         self._types: set[str] = set()
 
@@ -410,6 +411,7 @@ class Room:
             self.backoff.connected_for(joined_for)
             delay = (self.config.max_backoff_seconds if verdict.slow
                      else self.backoff.next_delay(verdict.min_wait))
+            self.last_retry_delay = delay
             log.info("room %s: reconnecting in %.1fs (%s)", self.id, delay, verdict.reason)
             try:
                 await asyncio.wait_for(self._stop_event.wait(), delay)
