@@ -275,3 +275,19 @@ async def test_stop_frees_the_port_with_clients_still_connected():
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
     await raw.disconnect()
+
+
+async def test_kill_connections_also_cuts_long_polling_clients(server):
+    raw = socketio.AsyncClient(reconnection=False)
+    gone = asyncio.Event()
+    raw.on("disconnect", lambda *args: gone.set())
+    await raw.connect(server.base_url, transports=["polling"], wait_timeout=3)
+    await raw.emit("joinChannel", {"name": "testchan"})
+    await raw.emit("login", {"name": "poller"})
+    for _ in range(100):
+        if server.channel("testchan").find("poller"):
+            break
+        await asyncio.sleep(0.02)
+    await server.kill_connections()
+    await asyncio.wait_for(gone.wait(), 5)
+    assert server.channel("testchan").find("poller") is None

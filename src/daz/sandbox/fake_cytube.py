@@ -143,6 +143,8 @@ class FakeCytubeServer(fake_control.ControlMixin):
         """Cut every socket at the TCP level: the clients see the connection die, no event."""
         for conn in list(self.connections.values()):
             self._abort(conn)
+        if self._sio is not None:
+            await _close_engine_sockets(self._sio)
 
     async def _shut_down(self) -> None:
         for timer in self._timers:
@@ -157,9 +159,7 @@ class FakeCytubeServer(fake_control.ControlMixin):
         sio, runner = self._sio, self._runner
         self._sio = self._runner = None
         if sio is not None:
-            for eio_socket in list(sio.eio.sockets.values()):
-                with contextlib.suppress(Exception):
-                    await eio_socket.close(wait=False, abort=True)
+            await _close_engine_sockets(sio)
         if runner is not None:
             await runner.cleanup()
         for conn in list(self.connections.values()):
@@ -315,6 +315,14 @@ class FakeCytubeServer(fake_control.ControlMixin):
     def forget_simulated(self, user) -> None:
         with contextlib.suppress(ValueError):
             self._simulated.remove(user)
+
+
+async def _close_engine_sockets(sio: socketio.AsyncServer) -> None:
+    """Close without a goodbye; a long-polling client's pending GET is released at once."""
+    for eio_socket in list(sio.eio.sockets.values()):
+        with contextlib.suppress(Exception):
+            await eio_socket.close(wait=False, abort=True)
+            eio_socket.queue.put_nowait(None)
 
 
 def _client_ip(peer: str, forwarded_for: str) -> str:
