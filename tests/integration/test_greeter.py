@@ -421,3 +421,18 @@ async def test_presence_is_the_live_user_list_not_the_session_table(database, gr
     await settle(kit)
     assert kit.room.said == ["FIRST lurker"]
     await kit.stop()
+
+
+async def test_with_preferences_unreadable_nobody_is_greeted_and_nothing_breaks(database,
+                                                                              greetings_file,
+                                                                              caplog):
+    kit = await start(database, greetings_file, channel_cooldown_seconds=0)
+    await room_joined(kit)
+    await database.execute("ALTER TABLE daz_greeter_preferences RENAME TO prefs_away")
+    await arrive(kit, "alice")  # cannot tell whether alice opted out: stay quiet
+    assert kit.room.said == []
+    assert "cannot check alice's opt-out" in caplog.text
+    await database.execute("ALTER TABLE prefs_away RENAME TO daz_greeter_preferences")
+    await arrive(kit, "bob")
+    assert kit.room.said == ["FIRST bob"]
+    await kit.stop()

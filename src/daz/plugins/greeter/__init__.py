@@ -51,47 +51,19 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import AliasChoices, Field, model_validator
-
 from daz.bus import NoResponder
 from daz.commands import CommandContext
 from daz.cytube.events import UserJoined, UserLeft, UserList
 from daz.events import RoomDisconnected, RoomJoined
-from daz.plugins.base import Plugin, PluginConfig, command, every, on
+from daz.plugins.base import Plugin, command, every, on
 from daz.plugins.greeter import store
-from daz.plugins.greeter.greetings import Greetings, plain, zone
+from daz.plugins.greeter.config import GreeterConfig
+from daz.plugins.greeter.greetings import (Greetings, as_question, clean_generated, plain,
+                                           zone)
+
+__all__ = ["Greeter", "GreeterConfig", "as_question", "clean_generated"]
 
 USERNAME = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
-QUESTION_WORDS = {"how", "what", "who", "where", "when", "why", "which", "are", "is", "do",
-                  "did", "have", "has", "can", "could", "would", "will", "you", "anyone"}
-
-
-class GreeterConfig(PluginConfig):
-    cooldown_minutes: float = Field(1440.0, ge=0)
-    channel_cooldown_seconds: float = Field(120.0, ge=0)
-    rejoin_window_minutes: float = Field(5.0, ge=0)
-    reconnect_grace_seconds: float = Field(30.0, ge=0)
-    delay_min_seconds: float = Field(4.0, ge=0)
-    delay_max_seconds: float = Field(20.0, ge=0)
-    skip_probability: float = Field(0.25, ge=0, le=1)
-    greetings_file: str | None = None
-    timezone: str = "UTC"
-    use_greeting_engine: bool = Field(
-        True, validation_alias=AliasChoices("use_greeting_engine", "use_ollama"))
-    ollama_timeout_seconds: float = Field(5.0, gt=0)
-    max_chars: int = Field(200, ge=20, le=1000)
-    default_greeting: str = "Welcome back, %s!"
-    enforce_question_greeting: bool = False
-    # Go keys without an effect here (fortunes and follow-ups are not part of daz's greeter).
-    enable_fortune: bool = False
-    fortune_probability: float = Field(0.0, ge=0, le=1)
-    enable_follow_up_mode: bool = False
-
-    @model_validator(mode="after")
-    def _delays(self) -> "GreeterConfig":
-        if self.delay_max_seconds < self.delay_min_seconds:
-            raise ValueError("delay_max_seconds must not be less than delay_min_seconds")
-        return self
 
 
 @dataclass
@@ -121,10 +93,9 @@ class Greeter(Plugin):
         default = plain(self.config.default_greeting, 400).replace("%s", "{user}")
         self.greetings = Greetings.load(self.config.greetings_file, zone(self.config.timezone),
                                         fallback=default or "Hi {user}!", rng=self.random)
-        self.use_sessions = False
-        if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
-                self.use_sessions = await store.has_table(conn, store.SESSIONS)
+        # Whether the usertracker's sessions table exists; asked at the first arrival, so a
+        # database that is down at start-up does not disable the greeter.
+        self.use_sessions: bool | None = None
 
     async def teardown(self) -> None:
         tasks = [t for w in self.rooms.values() for t in w.pending.values()]
@@ -257,6 +228,8 @@ class Greeter(Plugin):
             return "standard"
         try:
             async with self.ctx.db.pool.acquire() as conn:
+                if self.use_sessions is None:
+                    self.use_sessions = await store.has_table(conn, store.SESSIONS)
                 if await store.opted_out(conn, channel, name):
                     return None
                 window = self.config.rejoin_window_minutes * 60
@@ -272,7 +245,7 @@ class Greeter(Plugin):
                 if await store.greeted_since(conn, channel, name, now - cooldown):
                     return None
                 first = await store.first_visit(conn, channel, name, joined_at - 1.0,
-                                                self.use_sessions)
+                                                bool(self.use_sessions))
         except Exception as exc:  # history unreadable: the memory cooldown above still holds
             self.log.warning("greeter %s: history unavailable for %s (%s)", channel, name, exc)
             first = False
@@ -452,28 +425,3 @@ class Greeter(Plugin):
             if now - t >= cooldown:
                 del self.greeted[key]
                 self.last_text.pop(key, None)
-
-
-def clean_generated(raw: Any, max_chars: int) -> str | None:
-    """The model's answer as one safe line, or None when there is nothing usable."""
-    if not isinstance(raw, str):
-        return None
-    for line in raw.splitlines():
-        text = plain(line, 2000).strip().strip('"').strip("'").strip()
-        text = text.lstrip("/").strip()  # the outbox neutralises it too; never rely on one guard
-        if text:
-            if len(text) > max_chars:
-                cut = text[:max_chars].rsplit(" ", 1)[0]
-                text = cut if len(cut) >= max_chars // 2 else text[:max_chars]
-            return text
-    return None
-
-
-def as_question(text: str) -> str:
-    """Go's ``enforce_question_greeting``: a greeting that invites an answer."""
-    if "?" in text:
-        return text
-    words = text.split()
-    if words and words[0].lower().strip(",.!") in QUESTION_WORDS:
-        return text.rstrip(".! ") + "?"
-    return text.rstrip(".! ") + ", how's it going?"

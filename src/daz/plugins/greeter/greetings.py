@@ -1,4 +1,5 @@
-"""Greeting texts: the greetings file, time-of-day categories, safe placeholder filling.
+"""Greeting texts: the greetings file, time-of-day categories, safe placeholder filling, and
+the clean-up of a model's answer.
 
 File format (one greeting per line; blank lines and ``#`` comments are skipped)::
 
@@ -21,6 +22,7 @@ import re
 import unicodedata
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ _LINE = re.compile(r"^([a-z][a-z-]*)\s*:\s*(.*)$")
 _PLACEHOLDER = re.compile(r"\{user\}|\{channel\}|<user>")
 MAX_TEMPLATE = 400
 FALLBACK = "Hi {user}, welcome to {channel}!"
+QUESTION_WORDS = {"how", "what", "who", "where", "when", "why", "which", "are", "is", "do",
+                  "did", "have", "has", "can", "could", "would", "will", "you", "anyone"}
 
 
 def time_of_day(hour: int) -> str:
@@ -128,3 +132,28 @@ class Greetings:
         texts = [fill(t, user, channel) for t in options]
         fresh = [t for t in texts if t != avoid] or texts
         return self.random.choice(fresh)
+
+
+def clean_generated(raw: Any, max_chars: int) -> str | None:
+    """The model's answer as one safe line, or None when there is nothing usable."""
+    if not isinstance(raw, str):
+        return None
+    for line in raw.splitlines():
+        text = plain(line, 2000).strip().strip('"').strip("'").strip()
+        text = text.lstrip("/").strip()  # the outbox neutralises it too; never rely on one guard
+        if text:
+            if len(text) > max_chars:
+                cut = text[:max_chars].rsplit(" ", 1)[0]
+                text = cut if len(cut) >= max_chars // 2 else text[:max_chars]
+            return text
+    return None
+
+
+def as_question(text: str) -> str:
+    """Go's ``enforce_question_greeting``: a greeting that invites an answer."""
+    if "?" in text:
+        return text
+    words = text.split()
+    if words and words[0].lower().strip(",.!") in QUESTION_WORDS:
+        return text.rstrip(".! ") + "?"
+    return text.rstrip(".! ") + ", how's it going?"
