@@ -202,3 +202,19 @@ async def test_a_dead_server_is_a_network_failure(servers):
     await images.__aexit__(None, None, None)
     result = await fetcher_for(images).check_image(f"http://127.0.0.1:{port}/a.png")
     assert result.outcome == "failed" and result.reason.startswith("network error")
+
+
+async def test_a_host_that_never_answers_fails_in_bounded_time():
+    async def stall(reader, writer):  # reads the request, never answers
+        await reader.read()
+        writer.close()
+
+    tarpit = await asyncio.start_server(stall, "127.0.0.1", 0)
+    port = tarpit.sockets[0].getsockname()[1]
+    try:
+        fetcher = SafeFetcher(FetchPolicy(unsafe_allow_hosts=(f"127.0.0.1:{port}",), timeout=0.3))
+        result = await fetcher.check_image(f"http://127.0.0.1:{port}/slow.png")
+        assert result.outcome == "failed" and result.reason.startswith("network error")
+    finally:
+        tarpit.close()
+        await tarpit.wait_closed()

@@ -135,7 +135,17 @@ class SafeFetcher:
     # ------------------------------------------------------------------ checking
 
     async def check_image(self, url: str) -> CheckResult:
-        """Is ``url`` a reachable image? HEAD, then a small ranged GET if HEAD is refused."""
+        """Is ``url`` a reachable image? HEAD, then a small ranged GET if HEAD is refused.
+
+        The whole check, redirects included, ends within a few request timeouts, so a host
+        that trickles its answers cannot hold a worker for long.
+        """
+        try:
+            return await asyncio.wait_for(self._check(url), self.policy.timeout * 3)
+        except asyncio.TimeoutError:
+            return CheckResult(outcome="failed", reason="network error: the check timed out")
+
+    async def _check(self, url: str) -> CheckResult:
         result = await self._probe("HEAD", url)
         if result.outcome != "ok" and result.status in HEAD_REFUSED:
             result = await self._probe("GET", url, result.methods)
