@@ -6,7 +6,7 @@ import base64
 import copy
 import hashlib
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from daz.sandbox.chat_format import format_duration

@@ -6,7 +6,7 @@ import asyncio
 import copy
 from typing import TYPE_CHECKING
 
-from daz.sandbox.chat_format import is_valid_channel_name, js_number
+from daz.sandbox.chat_format import is_valid_channel_name, is_valid_user_name, js_number
 from daz.sandbox.fake_channel import EMPTY_HASH, FakeChannel, Member
 
 if TYPE_CHECKING:
@@ -107,8 +107,6 @@ def _guest_login(server: "FakeCytubeServer", conn: "Connection", name: object) -
         _refuse(server, conn, f"Guest logins are restricted to one per IP address per {delay} "
                               "seconds.")
         return
-    from daz.sandbox.chat_format import is_valid_user_name
-
     if not is_valid_user_name(name):
         _refuse(server, conn, INVALID_NAME)
         return
