@@ -29,6 +29,7 @@ Links use ``core.web.base_url`` (else the web server's own address).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from urllib.parse import quote
 
 from daz.commands import CommandContext
@@ -100,11 +101,11 @@ class Gallery(Plugin):
             self.log.info("gallery: not collecting %s from %s: %s", verdict.url[:100],
                           event.username, exc)
             return
+        self._remember(key, now)
         payload = {"username": event.username, "url": verdict.url, "channel": event.channel}
         try:
             if await self.store.is_locked(event.username, event.channel):
                 return
-            self._remember(key, now)
             await self.store.add_image(event.username, verdict.url, event.channel,
                                        cfg.max_images_per_user)
         except Exception as exc:
@@ -112,8 +113,9 @@ class Gallery(Plugin):
                 raise
             self.log.warning("gallery: database unavailable (%s); image of %s queued for retry",
                              exc, event.username)
+            identity = "\n".join((event.channel, event.username, verdict.url)).encode()
             await self.defer_retry("add_image", payload, error=str(exc)[:200],
-                                   key=f"gallery:{event.channel}:{event.username}:{verdict.url}")
+                                   key="gallery:add:" + hashlib.sha256(identity).hexdigest()[:32])
 
     def _remember(self, key: str, now: float) -> None:
         if len(self._last_collected) >= RATE_MEMORY:
