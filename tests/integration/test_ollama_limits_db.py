@@ -218,9 +218,11 @@ async def test_without_a_database_replies_once_per_line(fake_ollama):
 
 
 async def test_hourly_cleanup_drops_old_rows_only(database, fake_ollama):
-    kit = await start(database, fake_ollama.url)
+    kit = await start(database, fake_ollama.url, rate_limit_seconds=1,
+                      channel_rate_limit_seconds=1)
     try:
         await chat(kit, "alice", "daz hi")
+        await rewind(database, "*channel*")
         await chat(kit, "bob", "daz hi")
         await database.execute(
             "UPDATE daz_ollama_responses SET responded_at = responded_at - interval '25 hours'"

@@ -46,11 +46,15 @@ class ResponseStore:
         async with self.db.acquire() as conn:
             try:
                 async with conn.transaction():
-                    if not await conn.fetchval("SELECT ollama_take_rate_limit($1, $2, $3)",
-                                               channel, username, user_seconds):
+                    # A limit of 0 is no limit: not taken at all, because the function compares
+                    # with the transaction's start time and a concurrent commit could look newer.
+                    if user_seconds > 0 and not await conn.fetchval(
+                            "SELECT ollama_take_rate_limit($1, $2, $3)",
+                            channel, username, user_seconds):
                         raise _Refused("user")
-                    if not await conn.fetchval("SELECT ollama_take_rate_limit($1, $2, $3)",
-                                               channel, CHANNEL_KEY, channel_seconds):
+                    if channel_seconds > 0 and not await conn.fetchval(
+                            "SELECT ollama_take_rate_limit($1, $2, $3)",
+                            channel, CHANNEL_KEY, channel_seconds):
                         raise _Refused("channel")
             except _Refused as refused:
                 return str(refused)
