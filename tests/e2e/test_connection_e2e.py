@@ -157,6 +157,16 @@ async def test_lines_said_while_offline_are_held_and_sent_after_rejoining(server
                                                                         "held 2"], 20)
 
 
+async def test_stop_flushes_what_is_queued_then_leaves(server):
+    bob = await server.user("bob")
+    async with running_room(server.base_url) as (room, rec):
+        for i in range(25):
+            await room.say(f"bye {i}")
+    assert server.chat_from("testchan", BOT) == [f"bye {i}" for i in range(25)]
+    await bob.wait_for("userLeave", lambda p: p["name"] == BOT)
+    assert not room.connected and rec.of(RoomDisconnected)[-1].will_retry is False
+
+
 async def test_a_connection_cut_without_any_event_is_noticed_and_rejoined(server):
     async with running_room(server.base_url) as (room, rec):
         await server.kill_connections()

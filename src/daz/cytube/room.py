@@ -466,7 +466,9 @@ class Room:
             self._conn = None
         joined_for = time.monotonic() - self._joined_at if self.state.joined else 0.0
         self.state.joined = False
-        requeued = self.outbox.requeue_in_flight()
+        # Unanswered lines may be lost with the socket: send them again on the next one. When
+        # stopping there is no next one, and they most likely arrived.
+        requeued = 0 if self._stopping else self.outbox.requeue_in_flight()
         if requeued:
             log.info("room %s: %d unanswered line(s) will be sent again", self.id, requeued)
         verdict = self._session_verdict or Verdict(reason=conn.close_reason or "disconnected")

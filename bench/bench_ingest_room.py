@@ -1,0 +1,157 @@
+"""Ingest through one Room: the fake CyTube server floods a socket with chat as fast as it can.
+
+Figures: events/s through the whole room path (socket.io → parse → RoomState → marking → bus →
+a no-op subscriber), per-event latency from the server handing the frame to its socket writer
+until the subscriber runs (p50/p99), RSS; and, in the same run against the same server, a bare
+python-socketio client that only counts frames: the ceiling of the socket layer on this machine.
+Server and clients share one process and one event loop, so all figures include the server's
+own cost.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import socketio  # noqa: E402
+
+from bench.common import report, rss_mib, run, summary  # noqa: E402
+from daz.bus import Bus  # noqa: E402
+from daz.config import RoomConfig  # noqa: E402
+from daz.cytube.room import Room  # noqa: E402
+from daz.sandbox.fake_cytube import FakeCytubeServer  # noqa: E402
+
+EVENTS = 30_000
+WINDOW = 256  # frames the server may have queued for the socket at once
+PACED = 2_000  # frames sent one at a time, for the latency of an idle room
+
+
+async def flood(server: FakeCytubeServer, sid: str, count: int, window: int = WINDOW) -> None:
+    conn = server.connections[sid]
+    perf = time.perf_counter
+    for i in range(count):
+        while conn.outbox.qsize() >= window:
+            await asyncio.sleep(0)
+        server.send(sid, "chatMsg", {"username": f"user{i % 50}", "msg": "hello there, bot",
+                                     "meta": {}, "time": 1_800_000_000_000 + i, "t": perf()})
+
+
+async def bare_client(server: FakeCytubeServer) -> float:
+    done = asyncio.Event()
+    received = 0
+    first = last = 0.0
+
+    client = socketio.AsyncClient(reconnection=False)
+
+    def on_chat(payload) -> None:
+        nonlocal received, first, last
+        received += 1
+        if received == 1:
+            first = time.perf_counter()
+        last = time.perf_counter()
+        if received == EVENTS:
+            done.set()
+
+    client.on("chatMsg", on_chat)
+    await client.connect(server.base_url, transports=["websocket"])
+    sid = client.get_sid("/")
+    started = time.perf_counter()
+    producer = asyncio.create_task(flood(server, sid, EVENTS))
+    await asyncio.wait_for(done.wait(), 300)
+    await producer
+    elapsed = last - started
+    await client.disconnect()
+    return EVENTS / elapsed
+
+
+async def room_ingest(server: FakeCytubeServer) -> dict:
+    bus = Bus()
+    done = asyncio.Event()
+    latencies: list[float] = []
+    handled = 0
+    wanted = EVENTS
+    last_frame = 0.0
+
+    async def noop(event) -> None:
+        nonlocal handled
+        handled += 1
+        sent = event.payload.get("t") if isinstance(event.payload, dict) else None
+        if sent is not None:
+            latencies.append(time.perf_counter() - sent)
+        if handled == wanted:
+            done.set()
+
+    bus.subscribe("cytube.event.chatMsg", noop, owner="noop", overflow="block",
+                  max_queue=10_000)
+    config = RoomConfig(channel="benchchan", username="dazbot", password="pw", enabled=True,
+                        server_url=server.base_url)
+    room = Room(config, bus)
+    handle_frame = room._on_frame
+
+    def timed_frame(name, payload) -> None:  # when the room had the frame, before the bus
+        nonlocal last_frame
+        handle_frame(name, payload)
+        last_frame = time.perf_counter()
+
+    room._on_frame = timed_frame
+    await room.start()
+    deadline = time.monotonic() + 10
+    while not room.status()["joined"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"room did not join: {room.status()}")
+        await asyncio.sleep(0.02)
+    frames_before = room._seq
+    sid = room._conn.sio.get_sid("/")
+    started = time.perf_counter()
+    producer = asyncio.create_task(flood(server, sid, EVENTS))
+    await asyncio.wait_for(done.wait(), 300)
+    elapsed = time.perf_counter() - started
+    await producer
+    received = (room._seq - frames_before) / (last_frame - started)
+    loaded = summary(latencies)
+    # Idle: one frame in flight at a time.
+    latencies.clear()
+    handled, wanted = 0, PACED
+    done.clear()
+    await flood(server, sid, PACED, window=1)
+    await asyncio.wait_for(done.wait(), 60)
+    idle = summary(latencies)
+    await room.stop()
+    await bus.close()
+    return {"rate": EVENTS / elapsed, "received": received,
+            "p50": loaded["p50"] * 1000, "p99": loaded["p99"] * 1000,
+            "idle_p50": idle["p50"] * 1000, "idle_p99": idle["p99"] * 1000}
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    server = FakeCytubeServer()
+    await server.start()
+    server.add_account("dazbot", "pw")
+    try:
+        print(f"{EVENTS:,} chatMsg frames from the fake CyTube server to one socket "
+              f"(server, client and bus in one process)")
+        reference = await bare_client(server)
+        result = await room_ingest(server)
+    finally:
+        await server.stop()
+    report("bare python-socketio client receive", reference, "events/s",
+           "socket layer ceiling, same run")
+    report("Room frames received (parsed, state applied)", result["received"], "events/s",
+           f"{result['received'] / reference:.0%} of the bare client")
+    report("Room → bus → no-op subscriber", result["rate"], "events/s",
+           f"{result['rate'] / reference:.0%} of the bare client")
+    report("latency under flood p50 (hand-off → handler)", result["p50"], "ms",
+           f"includes up to {WINDOW} frames queued at the server")
+    report("latency under flood p99", result["p99"], "ms")
+    report("latency idle p50 (one frame in flight)", result["idle_p50"], "ms")
+    report("latency idle p99 (one frame in flight)", result["idle_p99"], "ms")
+    report("RSS after run", rss_mib(), "MiB")
+
+
+if __name__ == "__main__":
+    run(main())
