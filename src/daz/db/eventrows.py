@@ -103,13 +103,18 @@ def clamp(value: Any, bounds: tuple[int, int]) -> int | None:
 
 
 def chat_uid(channel: str, time_ms: int, username: str) -> str:
-    """The uid of a chat line: the Go dedup key (channel, CyTube ms time, sender)."""
-    return str(uuid.uuid5(_UID_NAMESPACE, f"chatMsg\x1f{channel}\x1f{time_ms}\x1f{username}"))
+    """The uid of a chat line: the Go dedup key (channel, CyTube ms time, sender), taken from
+    the values as stored, so it agrees with idx_events_chatmsg_unique."""
+    key = f"chatMsg\x1f{clean_text(channel, NAME_WIDTH)}\x1f{time_ms}\x1f" \
+          f"{clean_text(username, NAME_WIDTH)}"
+    return str(uuid.uuid5(_UID_NAMESPACE, key))
 
 
 def pm_uid(channel: str, time_ms: int, sender: str, recipient: str, text: str) -> str:
-    return str(uuid.uuid5(_UID_NAMESPACE,
-                          f"pm\x1f{channel}\x1f{time_ms}\x1f{sender}\x1f{recipient}\x1f{text}"))
+    key = "\x1f".join(("pm", clean_text(channel, NAME_WIDTH), str(time_ms),
+                       clean_text(sender, NAME_WIDTH), clean_text(recipient, NAME_WIDTH),
+                       clean_text(text)))
+    return str(uuid.uuid5(_UID_NAMESPACE, key))
 
 
 def random_uid() -> str:

@@ -1,0 +1,220 @@
+"""The event log writer against a real PostgreSQL: batches, dedup, the bad-row fallback, hostile
+text, and the spill file (nothing accepted is lost, nothing is written twice)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from daz.db.eventlog import EventLog
+from daz.db.eventrows import (ACTIVITY, CHAT, CORE, PRIVATE, LogEntry, chat_uid, clean_json,
+                              random_uid)
+from daz.db.pool import Database
+from daz.metrics import Metrics
+from tests.e2e.harness import wait_until
+
+
+def chat(i: int, *, user: str = "alice", channel: str = "chan", text: str | None = None,
+         tables=(CORE, CHAT)) -> LogEntry:
+    msg = text if text is not None else f"line {i}"
+    return LogEntry.build(uid=chat_uid(channel, 1_700_000_000_000 + i, user),
+                          event_type="cytube.event.chatMsg", channel=channel,
+                          timestamp=1_700_000_000 + i / 1000, tables=tables,
+                          payload={"username": user, "msg": msg, "time": 1_700_000_000_000 + i},
+                          username=user, message=msg, message_time=1_700_000_000_000 + i, rank=1)
+
+
+def join(name: str) -> LogEntry:
+    return LogEntry.build(uid=random_uid(), event_type="cytube.event.addUser", channel="chan",
+                          timestamp=time.time(), payload={"name": name, "rank": 1},
+                          tables=(CORE, ACTIVITY), username=name, rank=1)
+
+
+async def core_messages(db) -> list[str]:
+    return [r["message"] for r in await db.fetch("SELECT message FROM daz_core_events ORDER BY id")]
+
+
+async def test_a_full_batch_is_written_at_once_and_a_partial_one_on_close(database, tmp_path):
+    log = EventLog(database, spill_path=tmp_path / "eventlog.spill", batch_size=10,
+                   max_batch=10, flush_interval=3600)
+    await log.start()
+    for i in range(25):
+        log.put(chat(i))
+    await wait_until(lambda: log.counts["written"] >= 20, 10, "two full batches")
+    await asyncio.sleep(0.2)  # the last 5 wait for a full batch or the (hour-long) interval
+    assert await database.fetchval("SELECT count(*) FROM daz_core_events") == 20
+    await log.close()
+    assert await core_messages(database) == [f"line {i}" for i in range(25)]
+    assert await database.fetchval("SELECT count(*) FROM daz_chat_log") == 25
+    assert log.counts == {"queued": 25, "written": 25, "spilled": 0, "replayed": 0, "failed": 0}
+
+
+async def test_the_flush_interval_writes_a_lone_event(database, tmp_path):
+    log = EventLog(database, spill_path=tmp_path / "s", batch_size=64, flush_interval=0.05)
+    await log.start()
+    log.put(chat(1))
+    assert await log.wait_idle(10)
+    assert await core_messages(database) == ["line 1"]
+    await log.close()
+
+
+async def test_replayed_chat_and_go_era_rows_are_not_stored_twice(database, tmp_path):
+    # A row the Go bot wrote (no event_uid) for the same line.
+    await database.execute(
+        "INSERT INTO daz_core_events (event_type, channel_name, timestamp, username, message,"
+        " message_time, raw_data) VALUES ('cytube.event.chatMsg', 'chan', now(), 'alice',"
+        " 'line 0', 1700000000000, '{}')")
+    log = EventLog(database, spill_path=tmp_path / "s", batch_size=5, flush_interval=0.01)
+    await log.start()
+    for i in range(10):
+        log.put(chat(i))
+    assert await log.wait_idle(10)
+    for i in range(10):  # the join replay sends them again (same key, same derived uid)
+        log.put(chat(i, text=f"line {i} (replayed)"))
+    log.put(chat(3, user="bob"))  # same time, another sender: a different line
+    await log.close()
+    assert await database.fetchval("SELECT count(*) FROM daz_core_events") == 11
+    # daz_chat_log had no Go row for line 0, so it gets all 10 of alice's lines, and bob's.
+    assert await database.fetchval("SELECT count(*) FROM daz_chat_log") == 11
+    assert not [m for m in await core_messages(database) if "replayed" in m]
+    assert log.duplicates == 11  # 1 against the Go row, 10 replays
+
+
+async def test_a_bad_row_is_set_aside_and_its_batch_is_written(database, tmp_path, caplog):
+    spill = tmp_path / "eventlog.spill"
+    log = EventLog(database, spill_path=spill, batch_size=50, flush_interval=0.01)
+    await log.start()
+    bad = chat(5)
+    bad.event_type = "x" * 80  # bypasses the cleaning that build() does: too wide for varchar(50)
+    with caplog.at_level(logging.WARNING, logger="daz.db.eventlog"):
+        for i in range(10):
+            log.put(bad if i == 5 else chat(i))
+        await log.close()
+    assert await core_messages(database) == [f"line {i}" for i in range(10) if i != 5]
+    assert log.counts["failed"] == 1 and log.counts["written"] == 9
+    refusal = [r.getMessage() for r in caplog.records if "not written" in r.getMessage()]
+    assert len(refusal) == 1 and bad.uid in refusal[0] and "too long" in refusal[0]
+    rejected = [json.loads(line) for line in (tmp_path / "eventlog.spill.rejected").read_text()
+                .splitlines()]
+    assert len(rejected) == 1 and json.loads(rejected[0]["entry"])["uid"] == bad.uid
+
+
+HOSTILE_NAMES = ["Robert'); DROP TABLE daz_core_events;--", "nul\x00name", "\u202eevil",
+                 "😀" * 30, "a" * 500, "\ud800lone", "$1", "%s%s%n"]
+
+
+async def test_hostile_text_is_stored_cleaned_never_lost(database, tmp_path):
+    log = EventLog(database, spill_path=tmp_path / "s", batch_size=100, flush_interval=0.01)
+    await log.start()
+    huge = "x" * 100_000 + "\x00end"
+    log.put(chat(0, text=huge))
+    for i, name in enumerate(HOSTILE_NAMES, 1):
+        log.put(chat(i, user=name, text=f"from {name}"))
+    deep: dict = {}
+    node = deep
+    for _ in range(300):
+        node["k"] = {}
+        node = node["k"]
+    weird = LogEntry.build(uid=random_uid(), event_type="cytube.event.\x00weird" + "e" * 90,
+                           channel="chan\x00", timestamp=time.time(),
+                           payload={"n": float("nan"), "i": float("inf"), "\x00k": ["\ud83d"],
+                                    "deep": deep, "obj": object()},
+                           tables=(CORE, ACTIVITY, PRIVATE), username="\x00", to_user=None)
+    log.put(weird)
+    await log.close()
+    assert log.counts["failed"] == 0
+    assert await database.fetchval("SELECT count(*) FROM daz_core_events") == 2 + len(HOSTILE_NAMES)
+    stored = await database.fetchval("SELECT message FROM daz_core_events WHERE message_time ="
+                                     " 1700000000000")
+    assert len(stored) == 100_004 and stored.endswith("\ufffdend")
+    names = {r["username"] for r in await database.fetch("SELECT username FROM daz_chat_log")}
+    assert "Robert'); DROP TABLE daz_core_events;--" in names
+    assert "nul\ufffdname" in names and "\ufffdlone" in names and "a" * 100 in names
+    row = await database.fetchrow("SELECT event_type, channel_name, raw_data FROM daz_core_events"
+                                  " WHERE channel_name <> 'chan'")
+    assert row["event_type"] == ("cytube.event.\ufffdweird" + "e" * 90)[:50]
+    assert row["channel_name"] == "chan\ufffd"
+    raw = row["raw_data"]
+    raw = json.loads(raw) if isinstance(raw, str) else raw
+    assert raw["n"] is None and raw["i"] is None and raw["\ufffdk"] == ["\ufffd"]
+    assert isinstance(raw["obj"], str)
+
+
+def test_clean_json_always_gives_text_jsonb_accepts():
+    for value in ({"a": "\x00"}, [float("nan")], {"\udcff": 1}, {1: set()}, "plain"):
+        text = clean_json(value)
+        assert "\\u0000" not in text and "NaN" not in text
+        text.encode("utf-8")  # no lone surrogates left
+
+
+async def test_events_wait_in_memory_then_spill_and_come_back_in_order(migrated_dsn, tmp_path):
+    spill = tmp_path / "eventlog.spill"
+    metrics = Metrics()
+    down = Database(migrated_dsn)  # never started: every write fails as "not connected"
+    log = EventLog(down, spill_path=spill, batch_size=10, max_batch=10, max_queue=20,
+                   flush_interval=0.01, retry_max_delay=0.05, metrics=metrics)
+    await log.start()
+    put = [chat(i) if i % 10 else join(f"user{i}") for i in range(100)]
+    for entry in put:
+        log.put(entry)
+    await asyncio.sleep(0.3)
+    assert not log.db_ok and log.status()["spilling"]
+    assert log.status()["in_memory"] == 20  # bounded; the rest went to disk
+    await log.close()  # still down: memory goes to the head of the file
+    lines = spill.read_text().splitlines()
+    assert len(lines) == 100
+    assert [json.loads(line)["uid"] for line in lines] == [e.uid for e in put]
+    assert log.counts["spilled"] == 100 and log.counts["written"] == 0
+    assert metrics.eventlog.labels(stage="spilled")._value.get() == 100
+
+    # Next start, database up: the file is replayed before anything newer.
+    db = Database(migrated_dsn)
+    await db.start()
+    try:
+        again = EventLog(db, spill_path=spill, batch_size=10, flush_interval=0.01)
+        await again.start()
+        again.put(chat(500))
+        assert await again.wait_idle(20)
+        await again.close()
+        messages = await core_messages(db)
+        assert messages[:100] == [None if i % 10 == 0 else f"line {i}" for i in range(100)]
+        assert messages[100:] == ["line 500"]
+        assert await db.fetchval("SELECT count(*) FROM daz_user_activity") == 10
+        # Newer events go through the file too until it is drained: order is kept.
+        assert (again.counts["replayed"], again.counts["written"]) == (101, 0)
+        assert not spill.exists() or spill.stat().st_size == 0
+    finally:
+        await db.close()
+
+
+async def test_a_replay_after_a_partial_write_is_exactly_once(database, tmp_path):
+    spill = tmp_path / "eventlog.spill"
+    entries = [chat(i) for i in range(30)] + [join(f"u{i}") for i in range(30)]
+    first = EventLog(database, spill_path=tmp_path / "other", batch_size=100, flush_interval=0)
+    await first.start()
+    for e in entries[:40]:  # these reached the database before the "crash"...
+        first.put(e)
+    await first.close()
+    # ...but the spill file still holds all of them (the crash came before it was consumed),
+    # and its last line was torn in the middle of a write.
+    spill.write_text("".join(e.to_json() + "\n" for e in entries) + '{"uid": "torn')
+    log = EventLog(database, spill_path=spill, batch_size=7, flush_interval=0.01)
+    await log.start()
+    assert await log.wait_idle(20)
+    await log.close()
+    uids = [r["event_uid"] for r in await database.fetch("SELECT event_uid FROM daz_core_events")]
+    assert len(uids) == len(set(uids)) == 60
+    assert log.counts["failed"] == 1  # the torn line, set aside
+    assert log.duplicates == 40
+
+
+async def test_without_a_database_or_spill_file_close_reports_the_loss(tmp_path, caplog):
+    log = EventLog(None, spill_path=None, batch_size=2, flush_interval=0.01, retry_max_delay=0.05,
+                   shutdown_timeout=1)
+    await log.start()
+    log.put(chat(1))
+    with caplog.at_level(logging.ERROR, logger="daz.db.eventlog"):
+        await log.close()
+    assert any("1 event(s) could not be written" in r.getMessage() for r in caplog.records)
+
