@@ -10,7 +10,7 @@ none here (a warning says so).
 An event fits a side table only if it has what the table needs: ``daz_chat_log`` takes chat,
 ``daz_private_messages`` PMs (received, and ``cytube.event.pm.sent`` for our own), and
 ``daz_user_activity`` any event about one user (joins, leaves, rank and AFK changes...). A rule
-sending another event there is skipped for that event (logged once).
+sending another event there has no effect on it; the event still goes to its other tables.
 """
 from __future__ import annotations
 
