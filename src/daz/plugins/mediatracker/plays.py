@@ -59,7 +59,11 @@ def link(media_type: str, media_id: str) -> str:
     if media_type == "vi":  # CyTube's own code for Vimeo (the Go mapping only knew "vm")
         return f"https://vimeo.com/{media_id}"
     url = media_url(media_type, media_id)
-    return url if url.startswith("https://") else f"{media_type}:{media_id}"[:80]
+    if url.startswith("https://"):
+        return url
+    # Custom embeds arrive with ids that already carry their type ("cu:<hash>").
+    shown = media_id if media_id.startswith(f"{media_type}:") else f"{media_type}:{media_id}"
+    return shown[:80]
 
 
 @dataclass
