@@ -63,10 +63,13 @@ class FreezingProxy:
             await self._server.wait_closed()
 
 
-async def start_tiny_cytube(ping_interval: float, ping_timeout: float):
+async def start_tiny_cytube(ping_interval: float, ping_timeout: float, *,
+                            answer_login: bool = True):
     sio = socketio.AsyncServer(async_mode="aiohttp", ping_interval=ping_interval,
                                ping_timeout=ping_timeout, logger=False, engineio_logger=False)
     public = {"url": ""}
+    logins: list[str] = []
+    public["logins"] = logins
 
     @sio.on("joinChannel")
     async def join(sid, data):
@@ -74,7 +77,9 @@ async def start_tiny_cytube(ping_interval: float, ping_timeout: float):
 
     @sio.on("login")
     async def login(sid, data):
-        await sio.emit("login", {"success": True, "name": data["name"]}, to=sid)
+        logins.append(sid)
+        if answer_login:
+            await sio.emit("login", {"success": True, "name": data["name"]}, to=sid)
 
     async def socketconfig(request):
         return web.json_response({"servers": [{"url": public["url"], "secure": False}]})
@@ -121,4 +126,25 @@ async def test_a_silent_half_open_connection_is_detected_and_replaced():
         await room.stop()
         await bus.close()
         await proxy.stop()
+        await runner.cleanup()
+
+
+async def test_a_login_that_is_never_answered_is_retried_on_a_new_socket():
+    runner, port, public = await start_tiny_cytube(ping_interval=25, ping_timeout=20,
+                                                   answer_login=False)
+    public["url"] = f"http://127.0.0.1:{port}"
+    bus = Bus()
+    room = Room(RoomConfig(channel="testchan", username="dazbot", password="pw", enabled=True,
+                           server_url=public["url"]), bus)
+    room.join_timeout = 0.5
+    room.backoff.base = 0.1
+    try:
+        await room.start()
+        await wait_until(lambda: len(public["logins"]) >= 2, 10, "a second login attempt")
+        assert public["logins"][0] != public["logins"][1]  # on a fresh socket
+        assert "not joined after" in (room.status()["last_error"] or "")
+        assert not room.status()["joined"] and room.status()["gave_up"] is None
+    finally:
+        await room.stop()
+        await bus.close()
         await runner.cleanup()

@@ -454,7 +454,7 @@ class Room:
                 await asyncio.wait_for(conn.closed.wait(), self.join_timeout)
             except asyncio.TimeoutError:
                 if not self.state.joined:
-                    await conn.close(f"not joined after {self.join_timeout:.0f}s")
+                    await conn.close(f"not joined after {self.join_timeout:g}s")
             await conn.closed.wait()
         except ConnectionError:
             pass  # closed while we were sending the join; the reason is on conn
