@@ -1,0 +1,17 @@
+"""Fixtures for the whole-bot end-to-end tests."""
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes.cytube import FakeCytubeServer
+
+
+@pytest.fixture
+async def fake_server():
+    """A started fake CyTube server on an ephemeral port, stopped after the test."""
+    server = FakeCytubeServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
