@@ -130,3 +130,48 @@ def test_generated_token_is_stored_privately_and_reused(tmp_path, capsys):
     assert (tmp_path / "web-token").stat().st_mode & 0o077 == 0
     assert load_or_create_token("", tmp_path) == first
     assert first not in capsys.readouterr().out  # not printed again
+
+
+async def test_pms_and_user_history_need_login_too(client):
+    for path in ("/c/testchan/pms", "/c/testchan/u/alice"):
+        r = await client.get(path, allow_redirects=False)
+        assert r.status == 302 and r.headers["Location"] == f"/login?next={path}"
+    await client.post("/login", data={"token": "sekrit-token"}, allow_redirects=False)
+    for path in ("/c/testchan/pms", "/c/testchan/u/alice"):
+        assert (await client.get(path, allow_redirects=False)).status == 200
+
+
+async def test_user_page_escapes_a_hostile_name_from_the_path(client):
+    await client.post("/login", data={"token": "sekrit-token"}, allow_redirects=False)
+    html = await (await client.get("/c/testchan/u/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")).text()
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+async def test_wrong_tokens_are_refused_after_ten_even_the_right_one(client):
+    for _ in range(10):
+        r = await client.post("/login", data={"token": "guess"}, allow_redirects=False)
+        assert r.status == 403
+    r = await client.post("/login", data={"token": "sekrit-token"}, allow_redirects=False)
+    assert r.status == 429 and "daz_session" not in r.headers.get("Set-Cookie", "")
+
+
+async def test_login_target_cannot_split_headers_or_hide_a_host(client):
+    for target, expected in (("/a\r\nSet-Cookie: x=1", "/a%0D%0ASet-Cookie:%20x=1"),
+                             ("/\t/evil.example", "/%09/evil.example"),
+                             ("/\\evil.example", "/"), ("https://evil.example", "/")):
+        r = await client.post("/login", data={"token": "sekrit-token", "next": target},
+                              allow_redirects=False)
+        assert r.status == 302 and r.headers["Location"] == expected
+        assert "x=1" not in r.headers.getall("Set-Cookie", [""])[-1]
+
+
+def test_filters_show_typed_text_and_keep_names_in_one_path_segment():
+    from daz.web import filters
+
+    assert filters.plain("&lt;script&gt;alert(1)&lt;/script&gt;") == "<script>alert(1)</script>"
+    assert filters.plain('<a href="http://x.example/" target="_blank">http://x.example/</a>') \
+        == "http://x.example/"
+    assert filters.urlpart("../a/b?c") == "..%2Fa%2Fb%3Fc"
+    assert filters.rank(2.0) == "2" and filters.rank(1.5) == "1.5" and filters.rank(None) == ""
+    assert filters.duration(59) == "0:59" and filters.duration(3725) == "1:02:05"
+    assert filters.duration(0) == "live"

@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 COOKIE = "daz_session"
 SESSION_SECONDS = 7 * 24 * 3600
 TOKEN_FILE = "web-token"
+# Guessing is slowed per client address: this many wrong tokens within the window, then refused
+# until the window has passed. The token has 192 random bits; this only keeps logs and CPU quiet.
+FAILURES_ALLOWED = 10
+FAILURE_WINDOW_SECONDS = 60.0
+MAX_TRACKED_CLIENTS = 10_000
 
 
 def load_or_create_token(configured: str, data_dir: Path | None) -> str:
@@ -47,9 +52,34 @@ class Auth:
         self._token = token.encode("utf-8")
         self.public_aggregates = public_aggregates
         self._sessions: dict[str, float] = {}
+        self._failures: dict[str, list[float]] = {}
 
     def check_token(self, given: str) -> bool:
         return hmac.compare_digest(self._token, given.encode("utf-8", "surrogatepass"))
+
+    def refused(self, client: str | None) -> bool:
+        """Too many wrong tokens from this address lately."""
+        recent = self._recent_failures(client or "?")
+        return len(recent) >= FAILURES_ALLOWED
+
+    def record_failure(self, client: str | None) -> None:
+        key = client or "?"
+        recent = self._recent_failures(key)
+        recent.append(time.monotonic())
+        self._failures[key] = recent
+        if len(self._failures) > MAX_TRACKED_CLIENTS:  # bounded, whoever is knocking
+            for other in list(self._failures):
+                if not self._recent_failures(other):
+                    del self._failures[other]
+            while len(self._failures) > MAX_TRACKED_CLIENTS:
+                del self._failures[next(iter(self._failures))]
+
+    def _recent_failures(self, key: str) -> list[float]:
+        cutoff = time.monotonic() - FAILURE_WINDOW_SECONDS
+        recent = [t for t in self._failures.get(key, ()) if t > cutoff]
+        if key in self._failures:
+            self._failures[key] = recent
+        return recent
 
     def new_session(self) -> str:
         self._expire()

@@ -1,4 +1,5 @@
-"""Human pages: channel list, per-channel dashboard, recent chat (login), command help, login.
+"""Human pages: channel list, per-channel dashboard, command help; recent chat, private messages
+and per-user history (these three need a login, see auth.py).
 
 Everything is rendered by Jinja2 with autoescaping, scripts come only from /static (the CSP
 forbids inline script), and chart data is served as JSON and drawn by Chart.js in the browser.
@@ -7,14 +8,16 @@ A chat line containing <script> therefore shows as text and can never run.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
 
 from daz import __version__
+from daz.web import filters, queries
 from daz.web.auth import Auth, load_or_create_token
 from daz.web.keys import AUTH, DAZ_APP
 
@@ -28,6 +31,8 @@ CSP = ("default-src 'self'; img-src 'self' http: https: data:; script-src 'self'
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("daz.web", "templates"),
     autoescape=True, trim_blocks=True, lstrip_blocks=True)
+filters.install(_templates)
+PM_SENT = "cytube.event.pm.sent"  # daz's own PMs, stored as the plain text it sent
 
 
 def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
@@ -53,17 +58,7 @@ def _require(request: web.Request, aggregate: bool) -> None:
     auth: Auth = request.app[AUTH]
     allowed = auth.may_see_aggregates(request) if aggregate else auth.logged_in(request)
     if not allowed:
-        raise web.HTTPFound(f"/login?next={request.path_qs if request.path_qs.startswith('/') else '/'}")
-
-
-async def _fetch(app, sql: str, *args) -> list:
-    if app.db is None:
-        return []
-    try:
-        return await app.db.fetch(sql, *args)
-    except Exception as exc:  # a page should still render without its database numbers
-        log.warning("dashboard query failed: %s", exc)
-        return []
+        raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/')}")
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -84,27 +79,14 @@ async def dashboard(request: web.Request) -> web.Response:
     _require(request, aggregate=True)
     app, room = _room_for(request)
     state = room.state
-    users = sorted(state.users.values(), key=lambda u: (-u.rank, u.name.lower()))
-    channel = room.channel
-    recent = await _fetch(app, """
-        SELECT title, media_type, media_id, started_at, duration, completed
-        FROM daz_mediatracker_plays WHERE channel = $1 ORDER BY started_at DESC LIMIT 10""",
-                          channel)
-    top_media = await _fetch(app, """
-        SELECT title, play_count FROM daz_mediatracker_stats WHERE channel = $1
-        ORDER BY play_count DESC, title LIMIT 10""", channel)
-    top_chatters = await _fetch(app, """
-        SELECT username, total_messages FROM daz_analytics_user_stats WHERE channel = $1
-        ORDER BY total_messages DESC, username LIMIT 10""", channel)
-    totals = await _fetch(app, """
-        SELECT coalesce(sum(message_count), 0) AS messages FROM daz_analytics_hourly
-        WHERE channel = $1 AND hour_start >= $2""", channel,
-                          _naive(datetime.now(timezone.utc) - timedelta(days=7)))
-    return render(request, "dashboard.html", channel=channel, users=users,
+    figures = await queries.dashboard_figures(app.db, room.channel, datetime.now(timezone.utc))
+    here_since = figures.pop("here_since")
+    users = [{"name": u.name, "rank": u.rank, "afk": u.afk, "muted": u.muted or u.smuted,
+              "since": here_since.get(u.name.lower())}
+             for u in sorted(state.users.values(), key=lambda u: (-u.rank, u.name.lower()))]
+    return render(request, "dashboard.html", channel=room.channel, users=users,
                   bot_name=state.bot_name, now_playing=state.current_media,
-                  recent=recent, top_media=top_media, top_chatters=top_chatters,
-                  messages_7d=totals[0]["messages"] if totals else 0,
-                  gallery=_has_gallery(request))
+                  paused=state.paused, gallery=_has_gallery(request), **figures)
 
 
 def _has_gallery(request: web.Request) -> bool:
@@ -112,41 +94,37 @@ def _has_gallery(request: web.Request) -> bool:
                for route in request.app.router.routes() if route.resource is not None)
 
 
-def _naive(moment: datetime) -> datetime:
-    """The Go schema stores UTC in 'timestamp without time zone' columns."""
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
-
-
 async def dashboard_data(request: web.Request) -> web.Response:
     _require(request, aggregate=True)
     app, room = _room_for(request)
-    now = datetime.now(timezone.utc)
-    hourly = await _fetch(app, """
-        SELECT hour_start, message_count, unique_users FROM daz_analytics_hourly
-        WHERE channel = $1 AND hour_start >= $2 ORDER BY hour_start""",
-                          room.channel, _naive(now - timedelta(days=7)))
-    daily = await _fetch(app, """
-        SELECT day_date, total_messages, unique_users FROM daz_analytics_daily
-        WHERE channel = $1 AND day_date >= $2 ORDER BY day_date""",
-                         room.channel, (now - timedelta(days=90)).date())
-    body = {
-        "channel": room.channel,
-        "hourly": [{"t": r["hour_start"].strftime("%Y-%m-%d %H:00"),
-                    "messages": int(r["message_count"] or 0),
-                    "users": int(r["unique_users"] or 0)} for r in hourly],
-        "daily": [{"t": r["day_date"].isoformat(), "messages": int(r["total_messages"] or 0),
-                   "users": int(r["unique_users"] or 0)} for r in daily],
-    }
+    body = {"channel": room.channel,
+            **await queries.chart_series(app.db, room.channel, datetime.now(timezone.utc))}
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 async def chat_page(request: web.Request) -> web.Response:
     _require(request, aggregate=False)
     app, room = _room_for(request)
-    lines = await _fetch(app, """
-        SELECT username, message, "timestamp" FROM daz_chat_log WHERE channel = $1
-        ORDER BY "timestamp" DESC, id DESC LIMIT 200""", room.channel)
-    return render(request, "chat.html", channel=room.channel, lines=list(reversed(lines)))
+    lines = await queries.chat_lines(app.db, room.channel)
+    return render(request, "chat.html", channel=room.channel, lines=lines)
+
+
+async def pms_page(request: web.Request) -> web.Response:
+    _require(request, aggregate=False)
+    app, room = _room_for(request)
+    messages = await queries.private_messages(app.db, room.channel)
+    return render(request, "pms.html", channel=room.channel, messages=messages,
+                  sent_type=PM_SENT)
+
+
+async def user_page(request: web.Request) -> web.Response:
+    _require(request, aggregate=False)
+    app, room = _room_for(request)
+    username = request.match_info["user"][:100]
+    history = await queries.user_history(app.db, room.channel, username)
+    present = room.state.user(username)
+    return render(request, "user.html", channel=room.channel, username=username,
+                  present=present, **history)
 
 
 async def help_page(request: web.Request) -> web.Response:
@@ -171,7 +149,12 @@ async def login(request: web.Request) -> web.Response:
     form = await request.post()
     target = _safe_next(form.get("next"))
     token = form.get("token")
+    if auth.refused(request.remote):
+        log.warning("web: login from %s refused, too many wrong tokens", request.remote)
+        return render(request, "login.html", status=429, next=target,
+                      error="Too many wrong tokens; try again in a minute.")
     if not isinstance(token, str) or not auth.check_token(token):
+        auth.record_failure(request.remote)
         log.warning("web: failed login from %s", request.remote)
         return render(request, "login.html", status=403, next=target, error="Wrong token.")
     response = web.HTTPFound(target)
@@ -193,7 +176,8 @@ def _safe_next(value: Any) -> str:
     """Only same-site paths: never an open redirect to another host."""
     if isinstance(value, str) and value.startswith("/") and not value.startswith("//") \
             and "\\" not in value:
-        return value
+        # Spaces, control characters and non-ASCII are encoded: a header cannot be split.
+        return quote(value, safe="/?&=%#;:@+,!$'()*")
     return "/"
 
 
@@ -203,6 +187,8 @@ def page_routes() -> list:
         web.get("/c/{channel}", dashboard),
         web.get("/c/{channel}/data.json", dashboard_data),
         web.get("/c/{channel}/chat", chat_page),
+        web.get("/c/{channel}/pms", pms_page),
+        web.get("/c/{channel}/u/{user}", user_page),
         web.get("/help", help_page),
         web.get("/login", login_form),
         web.post("/login", login),
