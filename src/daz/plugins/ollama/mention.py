@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 # A "word" character is what CyTube allows in names ([\w-]); a name is a whole word when the
 # characters around it are not those.
@@ -16,7 +17,8 @@ _NAME_EDGE_BEFORE = r"(?<![\w-])"
 _NAME_EDGE_AFTER = r"(?![\w-])"
 
 
-def name_pattern(names: list[str]) -> re.Pattern[str] | None:
+@lru_cache(maxsize=64)  # every chat line asks; the names change only on a rename
+def name_pattern(names: tuple[str, ...]) -> re.Pattern[str] | None:
     """One case-insensitive pattern matching any of the names as a whole word."""
     cleaned = sorted({n.strip() for n in names if n and n.strip()}, key=len, reverse=True)
     if not cleaned:
@@ -26,7 +28,7 @@ def name_pattern(names: list[str]) -> re.Pattern[str] | None:
 
 
 def mentions(text: str, names: list[str]) -> bool:
-    pattern = name_pattern(names)
+    pattern = name_pattern(tuple(names))
     return bool(pattern and pattern.search(text))
 
 
