@@ -42,7 +42,8 @@ Config (``plugins.ollama``; Go Daz key names where Go had the setting). Off unle
     ``rate_limit_seconds`` (10, per user), ``channel_rate_limit_seconds`` (3),
     ``rate_limit_notice`` ("" = none; else said once when someone is limited),
     ``history_lines`` (20 per room), ``max_message_age_seconds`` (30),
-    ``max_pending_per_room`` (3 addressed lines waiting; more are dropped with a log line).
+    ``max_pending_per_room`` (3 addressed lines waiting; more are dropped with a log line),
+    ``generate_concurrency`` (2 ``ollama.generate`` model calls at once).
 """
 from __future__ import annotations
 
