@@ -80,7 +80,9 @@ class PluginManager:
         self.clock = clock
         self.metrics = metrics
         self.data_dir = data_dir
-        self.commands = commands or CommandRegistry()
+        # Not `commands or ...`: an empty registry is falsy (it has __len__), and the app's
+        # registry must be the one filled, or /help shows nothing.
+        self.commands = commands if commands is not None else CommandRegistry()
         self.loaded: dict[str, LoadedPlugin] = {}
 
     # ------------------------------------------------------------------ selection
