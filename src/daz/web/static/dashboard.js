@@ -15,8 +15,8 @@
           { label: "messages", data: rows.map(r => r.messages), backgroundColor: "#4e79a7",
             yAxisID: "y" },
           { label: "active users", data: rows.map(r => r.users), type: "line",
-            borderColor: "#f28e2b", backgroundColor: "#f28e2b", pointRadius: 0,
-            stepped: true, yAxisID: "users" },
+            borderColor: "#f28e2b", backgroundColor: "#f28e2b", stepped: true,
+            pointRadius: ctx => (ctx.raw > 0 ? 3 : 0), yAxisID: "users" },
         ],
       },
       options: {
