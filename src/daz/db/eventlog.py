@@ -2,8 +2,9 @@
 
 ``put()`` never waits on the database. Entries go to a bounded in-memory queue that one writer
 task drains in batches (at ``batch_size`` entries, or ``flush_interval`` after the oldest one
-arrived). Each batch is one transaction: one ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO
-NOTHING`` per table (see ``eventrows``), so replayed chat and retried batches deduplicate.
+arrived). Each batch is one transaction: one COPY into a staging table, then one ``INSERT …
+SELECT … ON CONFLICT DO NOTHING`` per target table (see ``eventrows``), so replayed chat and
+retried batches deduplicate.
 
 When a batch is refused because of its data, it is written again row by row: the good rows go
 in, each bad row gets a log line saying why and is appended to ``<spill>.rejected`` (JSON lines)
@@ -91,6 +92,7 @@ class EventLog:
         self._spill_task: asyncio.Task | None = None
         self._unbounded_warned = False
         self._refused = 0  # rows of the current batch rejected as bad (counted as failed)
+        self._staged: set[int] = set()  # server pids whose session has the staging table
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -309,20 +311,25 @@ class EventLog:
         return len(batch)
 
     async def _write_batch(self, batch: list[LogEntry]) -> int:
-        by_table: dict[str, list[tuple]] = {}
-        for entry in batch:
-            for table in entry.tables:
-                row = eventrows.row_for(table, entry)
-                if row is not None:
-                    by_table.setdefault(table, []).append(row)
+        records, tables = eventrows.stage_records(batch)
         inserted = len(batch)
         async with self._acquire() as conn:
-            async with conn.transaction():
-                for table, rows in by_table.items():
-                    status = await conn.execute(eventrows.INSERT_SQL[table],
-                                                *eventrows.columns_of(rows))
-                    if table == eventrows.CORE:
-                        inserted = _rowcount(status)
+            pid = conn.get_server_pid()
+            try:
+                async with conn.transaction():
+                    if pid not in self._staged:
+                        await conn.execute(eventrows.STAGE_DDL)
+                    await conn.copy_records_to_table(eventrows.STAGE, records=records,
+                                                     columns=eventrows.STAGE_COLUMNS)
+                    for table in tables:
+                        status = await conn.execute(eventrows.FROM_STAGE[table])
+                        if table == eventrows.CORE:
+                            inserted = _rowcount(status)
+            except BaseException:
+                # The staging table may be gone with the failed transaction or session.
+                self._staged.discard(pid)
+                raise
+            self._staged.add(pid)  # temp tables survive the pool's reset on release
         return inserted
 
     def _acquire(self):
