@@ -90,28 +90,28 @@ async def room_ingest(server: FakeCytubeServer) -> dict:
     config = RoomConfig(channel="benchchan", username="dazbot", password="pw", enabled=True,
                         server_url=server.base_url)
     room = Room(config, bus)
-    handle_frame = room._on_frame
+    handle_frame = room.intake.on_frame
 
     def timed_frame(name, payload) -> None:  # when the room had the frame, before the bus
         nonlocal last_frame
         handle_frame(name, payload)
         last_frame = time.perf_counter()
 
-    room._on_frame = timed_frame
+    room.intake.on_frame = timed_frame  # the lifecycle hands this to each new socket
     await room.start()
     deadline = time.monotonic() + 10
     while not room.status()["joined"]:
         if time.monotonic() > deadline:
             raise RuntimeError(f"room did not join: {room.status()}")
         await asyncio.sleep(0.02)
-    frames_before = room._seq
-    sid = room._conn.sio.get_sid("/")
+    frames_before = room.intake.seq
+    sid = room.lifecycle.conn.sio.get_sid("/")
     started = time.perf_counter()
     producer = asyncio.create_task(flood(server, sid, EVENTS))
     await asyncio.wait_for(done.wait(), 300)
     elapsed = time.perf_counter() - started
     await producer
-    received = (room._seq - frames_before) / (last_frame - started)
+    received = (room.intake.seq - frames_before) / (last_frame - started)
     loaded = summary(latencies)
     # Idle: one frame in flight at a time.
     latencies.clear()

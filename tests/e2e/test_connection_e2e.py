@@ -11,7 +11,7 @@ import pytest
 from daz.bus import Bus
 from daz.config import RoomConfig
 from daz.cytube import events as ev
-from daz.cytube import room as room_module
+from daz.cytube import lifecycle as lifecycle_module
 from daz.cytube.outbox import SLASH_GUARD
 from daz.cytube.room import Room
 from daz.events import MessageSent, RoomConnected, RoomDisconnected, RoomJoined
@@ -235,7 +235,7 @@ async def test_a_server_cooldown_loses_nothing_and_repeats_nothing(server):
                                                         "cooldown": 1})
         await wait_until(lambda: room.state.antiflood == (2, 5.0), 5)
         room.outbox.set_limits(20, 10.0, 0.0)  # pretend we had not caught up: overrun it
-        room._apply_limits = lambda: None
+        room.pump.apply_limits = lambda: None
         lines = [f"n{i}" for i in range(8)]
         for line in lines:
             await room.say(line)
@@ -259,7 +259,7 @@ async def test_a_duplicate_login_gets_one_slow_retry_then_the_room_gives_up(serv
 
 
 async def test_the_connect_rate_limit_is_respected(server, monkeypatch):
-    monkeypatch.setattr(room_module, "RATE_LIMIT_WAIT", 1.5)
+    monkeypatch.setattr(lifecycle_module, "RATE_LIMIT_WAIT", 1.5)
     limited = FakeCytubeServer(connect_burst=1, connect_refill_per_s=0.5)
     await limited.start()
     try:

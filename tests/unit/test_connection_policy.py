@@ -5,8 +5,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from daz.cytube.connection import (Backoff, DiscoveryError, choose_server, discover, judge_kick,
-                                   judge_login_error)
+from daz.cytube.connection import DiscoveryError, choose_server, discover
+from daz.cytube.reconnect_policy import Backoff, judge_kick, judge_login_error
 
 
 def test_backoff_doubles_with_jitter_and_is_capped():

@@ -1,4 +1,4 @@
-"""Room without a socket: frames fed to its frame handler in the order the real server sends them
+"""Room without a socket: frames fed to its frame intake in the order the real server sends them
 (captures §5), a recording stand-in for the connection. Checks marking (replayed, own, whisper),
 the join decision, login/kick verdicts, and the outbox pump under cooldowns."""
 from __future__ import annotations
@@ -53,18 +53,22 @@ def make_room(username="dazbot", password="pw", **extra) -> tuple[Room, Bus, lis
     return Room(config, bus, metrics=Metrics()), bus, seen
 
 
+def feed(room: Room, event_name: str, payload) -> None:
+    room.intake.on_frame(event_name, payload)
+
+
 async def attach(room: Room) -> FakeConn:
     conn = FakeConn()
-    room._conn = conn
+    room.lifecycle.conn = conn
     loop = asyncio.get_running_loop()
-    room._tasks = [loop.create_task(room._dispatch()), loop.create_task(room._pump())]
+    room._tasks = [loop.create_task(room.intake.dispatch()), loop.create_task(room.pump.run())]
     return conn
 
 
 async def settle(room: Room, bus: Bus) -> None:
     """Everything the room queued is published and handled."""
     for _ in range(400):
-        if not room._inbox:
+        if not room.intake.inbox:
             break
         await asyncio.sleep(0.005)
     await bus.drain(5)
@@ -79,7 +83,7 @@ async def detach(room: Room, bus: Bus) -> None:
 
 def join_burst(room: Room, history: list[tuple[str, str, int]], *, name="dazbot") -> None:
     """Join-then-login as captured: rank -1, ..., history replay, ..., userlist, login."""
-    f = room._on_frame
+    f = room.intake.on_frame
     f("rank", -1)
     f("setPermissions", {"chat": 0})
     f("setPlaylistLocked", True)
@@ -106,8 +110,8 @@ async def test_history_replay_is_marked_and_joined_is_published_once_after_login
     room, bus, seen = make_room()
     await attach(room)
     join_burst(room, [("alice", "!ping", 1000), ("dazbot", "pong", 1001), ("bob", "old", 1002)])
-    room._on_frame("chatMsg", {"username": "alice", "msg": "!ping", "meta": {}, "time": 5000})
-    room._on_frame("chatMsg", {"username": "dazbot", "msg": "pong", "meta": {}, "time": 5001})
+    feed(room, "chatMsg", {"username": "alice", "msg": "!ping", "meta": {}, "time": 5000})
+    feed(room, "chatMsg", {"username": "dazbot", "msg": "pong", "meta": {}, "time": 5001})
     await settle(room, bus)
     chats = [e for e in seen if isinstance(e, ev.ChatMessage)]
     assert [(c.text, c.replayed, c.own) for c in chats] == [
@@ -128,9 +132,9 @@ async def test_history_replay_is_marked_and_joined_is_published_once_after_login
 async def test_login_before_userlist_joins_on_the_userlist():
     room, bus, seen = make_room()
     await attach(room)
-    room._on_frame("login", {"success": True, "name": "dazbot"})
+    feed(room, "login", {"success": True, "name": "dazbot"})
     assert not room.state.joined
-    room._on_frame("userlist", [{"name": "dazbot", "rank": 1, **USER}])
+    feed(room, "userlist", [{"name": "dazbot", "rank": 1, **USER}])
     assert room.state.joined
     await detach(room, bus)
 
@@ -139,10 +143,10 @@ async def test_an_old_line_after_joining_is_still_replayed_but_live_lines_are_no
     room, bus, seen = make_room()
     await attach(room)
     join_burst(room, [("bob", "history", 9_000)])
-    room._on_frame("chatMsg", {"username": "bob", "msg": "stale", "meta": {}, "time": 8_000})
-    room._on_frame("chatMsg", {"username": "bob", "msg": "live", "meta": {}, "time": 9_500})
-    room._on_frame("chatMsg", {"username": "[server]", "msg": "bob joined", "time": 9_600,
-                               "meta": {"addClass": "server-whisper"}})
+    feed(room, "chatMsg", {"username": "bob", "msg": "stale", "meta": {}, "time": 8_000})
+    feed(room, "chatMsg", {"username": "bob", "msg": "live", "meta": {}, "time": 9_500})
+    feed(room, "chatMsg", {"username": "[server]", "msg": "bob joined", "time": 9_600,
+                           "meta": {"addClass": "server-whisper"}})
     await settle(room, bus)
     chats = {e.text: e for e in seen if isinstance(e, ev.ChatMessage)}
     assert chats["stale"].replayed and not chats["live"].replayed
@@ -154,8 +158,8 @@ async def test_own_pm_echo_is_marked_and_names_compare_case_insensitively():
     room, bus, seen = make_room(username="DazBot")
     await attach(room)
     join_burst(room, [], name="DazBot")
-    room._on_frame("pm", {"username": "dazbot", "to": "bob", "msg": "hi", "meta": {}, "time": 1})
-    room._on_frame("pm", {"username": "bob", "to": "dazbot", "msg": "yo", "meta": {}, "time": 2})
+    feed(room, "pm", {"username": "dazbot", "to": "bob", "msg": "hi", "meta": {}, "time": 1})
+    feed(room, "pm", {"username": "bob", "to": "dazbot", "msg": "yo", "meta": {}, "time": 2})
     await settle(room, bus)
     pms = [e for e in seen if isinstance(e, ev.PrivateMessage)]
     assert [(p.text, p.own) for p in pms] == [("hi", True), ("yo", False)]
@@ -165,7 +169,7 @@ async def test_own_pm_echo_is_marked_and_names_compare_case_insensitively():
 async def test_anonymous_room_joins_without_login_and_refuses_to_send(caplog):
     room, bus, seen = make_room(username="", password="")
     conn = await attach(room)
-    room._on_frame("userlist", [])
+    feed(room, "userlist", [])
     assert room.state.joined
     await room.say("hello")
     assert room.outbox.depth == 0 and "read-only" in caplog.text
@@ -179,9 +183,10 @@ async def test_anonymous_room_joins_without_login_and_refuses_to_send(caplog):
 async def test_a_permanent_login_failure_closes_with_a_fatal_verdict(error, caplog):
     room, bus, seen = make_room()
     conn = await attach(room)
-    room._on_frame("login", {"success": False, "error": error})
+    feed(room, "login", {"success": False, "error": error})
     await asyncio.wait_for(conn.closed.wait(), 2)
-    assert room._session_verdict.fatal and error in room._session_verdict.reason
+    verdict = room.lifecycle.session_verdict
+    assert verdict.fatal and error in verdict.reason
     assert error in caplog.text and "pw" not in caplog.text.replace("password", "")
     await detach(room, bus)
 
@@ -189,8 +194,8 @@ async def test_a_permanent_login_failure_closes_with_a_fatal_verdict(error, capl
 async def test_guest_delay_sends_login_again_on_the_same_socket():
     room, bus, seen = make_room(password="")
     conn = await attach(room)
-    room._on_frame("login", {"success": False, "error": "Guest logins are restricted to one per "
-                                                         "IP address per 0.1 seconds."})
+    feed(room, "login", {"success": False, "error": "Guest logins are restricted to one per "
+                                                     "IP address per 0.1 seconds."})
     for _ in range(100):
         if conn.sent:
             break
@@ -202,10 +207,10 @@ async def test_guest_delay_sends_login_again_on_the_same_socket():
 async def test_kicks_set_the_verdict_for_the_supervisor():
     room, bus, seen = make_room()
     await attach(room)
-    room._on_frame("kick", {"reason": "Duplicate login"})
-    assert room._session_verdict.slow and not room._session_verdict.fatal
-    room._on_frame("kick", {"reason": "Duplicate login"})
-    assert room._session_verdict.fatal
+    feed(room, "kick", {"reason": "Duplicate login"})
+    assert room.lifecycle.session_verdict.slow and not room.lifecycle.session_verdict.fatal
+    feed(room, "kick", {"reason": "Duplicate login"})
+    assert room.lifecycle.session_verdict.fatal
     await detach(room, bus)
 
 
@@ -223,13 +228,13 @@ async def test_pump_sends_in_order_publishes_message_sent_and_resends_a_dropped_
     assert conn.sent[:5] == [("chatMsg", {"msg": f"line {i}", "meta": {}}) for i in range(5)]
     assert conn.sent[5] == ("pm", {"to": "alice", "msg": "psst", "meta": {}})
     # the server answers in order: line 0 echoed, line 1 dropped, the rest echoed
-    room._on_frame("chatMsg", {"username": "dazbot", "msg": "line 0", "meta": {}, "time": 10})
-    room._on_frame("cooldown", 100)
+    feed(room, "chatMsg", {"username": "dazbot", "msg": "line 0", "meta": {}, "time": 10})
+    feed(room, "cooldown", 100)
     for i in (2, 3, 4):
-        room._on_frame("chatMsg", {"username": "dazbot", "msg": f"line {i}", "meta": {},
-                                   "time": 10 + i})
-    room._on_frame("pm", {"username": "dazbot", "to": "alice", "msg": "psst", "meta": {},
-                          "time": 20})
+        feed(room, "chatMsg", {"username": "dazbot", "msg": f"line {i}", "meta": {},
+                               "time": 10 + i})
+    feed(room, "pm", {"username": "dazbot", "to": "alice", "msg": "psst", "meta": {},
+                      "time": 20})
     for _ in range(100):
         if len(conn.sent) == 7:
             break
@@ -263,23 +268,23 @@ async def test_antiflood_channel_option_slows_us_when_our_rank_is_low():
     room, bus, seen = make_room()
     await attach(room)
     join_burst(room, [])
-    room._on_frame("rank", 1)
-    room._on_frame("channelOpts", {"chat_antiflood": True,
-                                   "chat_antiflood_params": {"burst": 4, "sustained": 1}})
-    room._apply_limits()
+    feed(room, "rank", 1)
+    feed(room, "channelOpts", {"chat_antiflood": True,
+                               "chat_antiflood_params": {"burst": 4, "sustained": 1}})
+    room.pump.apply_limits()
     assert (room.outbox.burst, room.outbox.rate) == (3, 0.8)
-    room._on_frame("rank", 3)
-    room._apply_limits()
+    feed(room, "rank", 3)
+    room.pump.apply_limits()
     assert (room.outbox.burst, room.outbox.rate) == (15, 8.0)
     await detach(room, bus)
 
 
 async def test_malformed_frames_are_published_and_logged_once(caplog):
-    caplog.set_level(logging.DEBUG, logger="daz.cytube.room")
+    caplog.set_level(logging.DEBUG, logger="daz.cytube.intake")
     room, bus, seen = make_room()
     await attach(room)
     for _ in range(3):
-        room._on_frame("addUser", "not an object")
+        feed(room, "addUser", "not an object")
     await settle(room, bus)
     assert sum(1 for e in seen if isinstance(e, ev.UserJoined)) == 3
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING

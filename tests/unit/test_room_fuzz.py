@@ -1,4 +1,4 @@
-"""Property tests: whatever frames a server sends, the Room's frame handler never raises, every
+"""Property tests: whatever frames a server sends, the Room's frame intake never raises, every
 frame is published as an event, and RoomState stays self-consistent."""
 from __future__ import annotations
 
@@ -104,10 +104,10 @@ def check_consistent(room: Room) -> None:
 def test_any_frames_never_raise_and_keep_state_consistent(batch):
     room = new_room()
     for name, payload in batch:
-        room._on_frame(name, payload)  # must not raise
+        room.intake.on_frame(name, payload)  # must not raise
         check_consistent(room)
-    published = [e for e in room._inbox if isinstance(e, ev.CytubeEvent)]
-    assert len(published) == len(batch) == room._seq
+    published = [e for e in room.intake.inbox if isinstance(e, ev.CytubeEvent)]
+    assert len(published) == len(batch) == room.intake.seq
     assert [e.seq for e in published] == list(range(1, len(batch) + 1))
 
 
@@ -118,8 +118,8 @@ def test_joined_only_after_login_and_userlist(batch):
     saw_login = saw_userlist = False
     joins = 0
     for name, payload in batch:
-        room._on_frame(name, payload)
-        frame = next(e for e in reversed(room._inbox) if isinstance(e, ev.CytubeEvent))
+        room.intake.on_frame(name, payload)
+        frame = next(e for e in reversed(room.intake.inbox) if isinstance(e, ev.CytubeEvent))
         if isinstance(frame, ev.LoginResult) and frame.success:
             saw_login = True
         if name == "userlist":
@@ -127,7 +127,7 @@ def test_joined_only_after_login_and_userlist(batch):
         if room.state.joined:
             assert saw_login and saw_userlist
             joins += 1
-    chats = [e for e in room._inbox if isinstance(e, ev.ChatMessage)]
+    chats = [e for e in room.intake.inbox if isinstance(e, ev.ChatMessage)]
     if not room.state.joined:
         assert all(c.replayed for c in chats)
     event("joined" if joins else "never joined")
