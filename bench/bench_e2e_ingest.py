@@ -1,0 +1,174 @@
+"""End-to-end ingest: fake CyTube server → daz (the real App, every default plugin on) →
+``daz_core_events`` in a fresh PostgreSQL database.
+
+The server floods the bot's socket with chat (50 speakers) as fast as the socket takes it; the
+figure is chat frames sent ÷ time from the first frame until the last row is committed, and
+lost events = frames sent − their rows in ``daz_core_events`` (must be 0). Measured against,
+in the same run and on the same machine: a bare python-socketio client that only counts
+frames from the same server (the socket layer's ceiling) and a bare COPY of the same number of
+rows into the same ``daz_core_events`` table (the database's ceiling for one writer).
+
+Server, bot and bare client share one process and one event loop (as ``bench_ingest_room``),
+so every socket figure includes the fake server's own cost.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import asyncpg  # noqa: E402
+import socketio  # noqa: E402
+
+from bench.common import Timer, report, rss_mib, run, scratch_database, test_dsn  # noqa: E402
+from daz.app import App  # noqa: E402
+from daz.db import eventrows  # noqa: E402
+from daz.sandbox.fake_cytube import FakeCytubeServer  # noqa: E402
+from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, bot_config  # noqa: E402
+
+EVENTS = 50_000
+WINDOW = 256  # frames the server may have queued for one socket
+CHANNEL = "benchchan"
+FIRST_TIME = 1_800_000_000_000  # CyTube ms times of the flood; unique, so no dedup applies
+
+
+def chat(i: int) -> dict:
+    return {"username": f"user{i % 50}", "msg": f"message number {i}, nothing to see here",
+            "meta": {}, "time": FIRST_TIME + i}
+
+
+async def flood(server: FakeCytubeServer, sid: str, count: int) -> None:
+    conn = server.connections[sid]
+    for i in range(count):
+        while conn.outbox.qsize() >= WINDOW:
+            await asyncio.sleep(0)
+        server.send(sid, "chatMsg", chat(i))
+
+
+async def bare_client_rate(server: FakeCytubeServer) -> float:
+    done = asyncio.Event()
+    received = 0
+
+    def on_chat(payload) -> None:
+        nonlocal received
+        received += 1
+        if received == EVENTS:
+            done.set()
+
+    client = socketio.AsyncClient(reconnection=False)
+    client.on("chatMsg", on_chat)
+    await client.connect(server.base_url, transports=["websocket"])
+    try:
+        with Timer() as t:
+            producer = asyncio.create_task(flood(server, client.get_sid("/"), EVENTS))
+            await asyncio.wait_for(done.wait(), 600)
+        await producer
+    finally:
+        await client.disconnect()
+    return EVENTS / t.seconds
+
+
+async def bare_copy_rate(dsn: str) -> float:
+    now = eventrows.stamp(time.time())
+    records = [(uuid.uuid4(), "cytube.event.chatMsg", CHANNEL, now, f"user{i % 50}",
+                f"message number {i}, nothing to see here", FIRST_TIME + i,
+                '{"msg": "x"}') for i in range(EVENTS)]
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("TRUNCATE daz_core_events")  # as empty as daz found it
+        with Timer() as t:
+            await conn.copy_records_to_table(
+                "daz_core_events", records=records,
+                columns=("event_uid", "event_type", "channel_name", "timestamp", "username",
+                         "message", "message_time", "raw_data"))
+        await conn.execute("TRUNCATE daz_core_events")
+    finally:
+        await conn.close()
+    return EVENTS / t.seconds
+
+
+async def flood_rows(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM daz_core_events WHERE channel_name = $1"
+        " AND event_type = 'cytube.event.chatMsg' AND message_time >= $2",
+        CHANNEL, FIRST_TIME)
+
+
+async def wait_for_rows(conn: asyncpg.Connection, stall_seconds: float = 10.0) -> int:
+    """Until every flood row is committed, or the count has not moved for ``stall_seconds``."""
+    stored, moved = 0, time.monotonic()
+    while True:
+        now_stored = await flood_rows(conn)
+        if now_stored != stored:
+            stored, moved = now_stored, time.monotonic()
+        if stored >= EVENTS or time.monotonic() - moved > stall_seconds:
+            return stored
+        await asyncio.sleep(0.05)
+
+
+async def through_daz(server: FakeCytubeServer, dsn: str) -> dict:
+    server.add_account(BOT_NAME, BOT_PASSWORD)
+    server.set_channel_rank(CHANNEL, BOT_NAME, 2)
+    config = bot_config(server.base_url, dsn, channel=CHANNEL)
+    with tempfile.TemporaryDirectory() as data_dir:
+        app = App(config, data_dir=Path(data_dir), web=False)
+        await app.start()
+        try:
+            room = next(iter(app.rooms))
+            deadline = time.monotonic() + 30
+            while not room.status()["joined"]:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"room did not join: {room.status()}")
+                await asyncio.sleep(0.05)
+            plugins = sorted(app.plugins.loaded)
+            sid = next(m.sid for m in server.channel(CHANNEL).members.values()
+                       if m.name == BOT_NAME)
+            eventlog = app.plugins.get("sql").eventlog
+            conn = await asyncpg.connect(dsn)
+            try:
+                with Timer() as t:
+                    await flood(server, sid, EVENTS)
+                    stored = await wait_for_rows(conn)
+            finally:
+                await conn.close()
+            status = eventlog.status()
+            rss = rss_mib()
+        finally:
+            await app.stop()
+    return {"rate": EVENTS / t.seconds, "lost": EVENTS - stored, "plugins": plugins,
+            "duplicates": status.get("duplicates_skipped", 0), "rss": rss}
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    dsn = await scratch_database(test_dsn(), "daz_bench_e2e_ingest")
+    server = FakeCytubeServer()
+    await server.start()
+    try:
+        socket_rate = await bare_client_rate(server)
+        result = await through_daz(server, dsn)  # migrates the fresh database at start
+        copy_rate = await bare_copy_rate(dsn)
+    finally:
+        await server.stop()
+    print(f"  {EVENTS:,} chatMsg frames, 50 speakers; plugins on: {', '.join(result['plugins'])}")
+    report("bare python-socketio client receive", socket_rate, "events/s",
+           "socket layer ceiling, same server, same run")
+    report("bare COPY into daz_core_events", copy_rate, "rows/s",
+           "database ceiling, one COPY, same table, same run")
+    report("fake CyTube → daz (all plugins) → daz_core_events", result["rate"], "events/s",
+           f"{result['rate'] / socket_rate:.0%} of the bare client, "
+           f"{result['rate'] / copy_rate:.0%} of bare COPY")
+    report("lost events (rows vs frames sent)", result["lost"], "events", "must be 0")
+    report("RSS of the process after the flood", result["rss"], "MiB",
+           "bot + fake server + bare client")
+
+
+if __name__ == "__main__":
+    run(main())
