@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from daz.sandbox.limits import ChatThrottle
-from daz.cytube.outbox import (ELLIPSIS, SLASH_GUARD, Outbox, neutralise_command, safe_limits,
-                               split_text, utf16_len)
+from daz.cytube.outbox import Outbox, safe_limits
+from daz.cytube.outgoing_text import (ELLIPSIS, SLASH_GUARD, neutralise_command, split_text,
+                                      utf16_len)
 
 
 # --------------------------------------------------------------------------- splitting

@@ -1,9 +1,9 @@
 """Outbox: the ordered, rate-limited queue of chat lines and PMs for one room.
 
 Pure logic, no sockets and no sleeping: every method takes ``now`` (monotonic seconds), so the
-schedule can be tested with a fake clock. ``Room`` drives it: it asks ``delay(now)``, waits,
-``pop(now)``s one message, emits it, and feeds back what the server says (our own echo, a
-``cooldown``, a failed PM).
+schedule can be tested with a fake clock. The room's outbox pump (outbox_pump.py) drives it: it
+asks ``delay(now)``, waits, ``pop(now)``s one message, emits it, and feeds back what the server
+says (our own echo, a ``cooldown``, a failed PM).
 
 Why it looks like this (see reference/cytube-server-captures.md §6):
 
@@ -18,9 +18,8 @@ Why it looks like this (see reference/cytube-server-captures.md §6):
   the sender too, and sends PMs to both sides) or a ``cooldown``. So the oldest line still waiting
   for an answer when a ``cooldown`` arrives is the one the server dropped: it goes back to the
   front of the queue. Nothing is lost and nothing is sent twice.
-* Text is cut to 320 (UTF-16 units, as the server counts) on word boundaries, a few chunks at
-  most; text that may carry user input never starts with "/" (the server would run it as a chat
-  command such as /kick or /clear).
+* Text is cut and guarded before it is queued (outgoing_text.py): 320 UTF-16 units a line, and
+  text that may carry user input never starts with "/".
 """
 from __future__ import annotations
 
@@ -30,81 +29,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from daz.cytube.outgoing_text import (MAX_CHUNKS, MAX_LENGTH, SLASH_GUARD, comparable_text,
+                                      neutralise_command, split_text, utf16_len)
+
 log = logging.getLogger(__name__)
 
-MAX_LENGTH = 320  # the server's max-chat-message-length
-MAX_CHUNKS = 5
 MAX_QUEUE = 200
-ELLIPSIS = "…"
-# Invisible, not trimmed by JavaScript's String.prototype.trim (U+FEFF and spaces are), so the
-# server's `msg.indexOf("/") === 0` command check can never match.
-SLASH_GUARD = "\u200b"
 SERVER_BURST, SERVER_RATE = 20, 10.0  # MIN_ANTIFLOOD, applies to everyone
 ECHO_TIMEOUT = 10.0  # a line with no answer after this long is taken as delivered
-
-
-def utf16_len(text: str) -> int:
-    """Length as JavaScript counts it (the server truncates by this)."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
-
-
-def _cut_utf16(text: str, limit: int) -> str:
-    """Longest prefix of ``text`` whose UTF-16 length is <= limit."""
-    if utf16_len(text) <= limit:
-        return text
-    used = 0
-    for i, ch in enumerate(text):
-        used += 2 if ord(ch) > 0xFFFF else 1
-        if used > limit:
-            return text[:i]
-    return text
-
-
-def _clean(text: str) -> str:
-    # The server turns control characters into spaces anyway; doing it here keeps our length
-    # arithmetic and echo matching exact, and removes NUL bytes early.
-    return "".join(" " if (ord(ch) < 0x20 and ch != "\n") or ch == "\x7f" else ch for ch in text)
-
-
-def split_text(text: str, *, max_length: int = MAX_LENGTH, max_chunks: int = MAX_CHUNKS,
-               ellipsis: str = ELLIPSIS) -> list[str]:
-    """Lines of at most ``max_length``: newlines start a new message, long lines break at the
-    last space before the limit (mid-word only when a word is longer than a whole line). At most
-    ``max_chunks``; when more text remains the last chunk ends with ``ellipsis``."""
-    max_length = max(2, max_length)
-    chunks: list[str] = []
-    truncated = False
-    for line in _clean(text).split("\n"):
-        line = line.strip()
-        while line:
-            if len(chunks) == max_chunks:
-                truncated = True
-                break
-            head = _cut_utf16(line, max_length)
-            if len(head) < len(line):
-                space = head.rfind(" ")
-                if space > 0:
-                    head = head[:space]
-            chunks.append(head.rstrip())
-            line = line[len(head):].lstrip()
-        if truncated:
-            break
-    if truncated and chunks:
-        last = _cut_utf16(chunks[-1], max_length - utf16_len(ellipsis))
-        if len(last) < len(chunks[-1]):
-            space = last.rfind(" ")
-            if space > 0:
-                last = last[:space]
-        chunks[-1] = last.rstrip() + ellipsis
-    return [c for c in chunks if c]
-
-
-def neutralise_command(text: str) -> str:
-    """Text that CyTube will not run as a chat command (/kick, /clear, /afk, ...)."""
-    stripped = text.lstrip()
-    if stripped.startswith("/"):
-        return SLASH_GUARD + stripped
-    return text
 
 
 def safe_limits(burst: int, rate: float,
@@ -178,7 +110,7 @@ class Outbox:
             # A raw "/command" (user_input=False) is consumed by the server without an echo.
             expects_echo = not chunk.startswith("/")
             self._append(Outgoing(text=chunk, to=to, queued_at=now, expects_echo=expects_echo,
-                                  match_text=_normalise(chunk)))
+                                  match_text=comparable_text(chunk)))
         return len(chunks)
 
     def _append(self, message: Outgoing) -> None:
@@ -262,7 +194,7 @@ class Outbox:
         answer already and leaves the in-flight list too.
         """
         self.expire(now)
-        wanted = _normalise(text)
+        wanted = comparable_text(text)
         for i, message in enumerate(self.in_flight):
             if message.kind == kind and message.match_text == wanted:
                 for _ in range(i + 1):
@@ -326,8 +258,3 @@ class Outbox:
             self.queue.insert(index, message)
         while len(self.queue) > self.max_queue:
             self._dropped(self.queue.pop(), "the outbox is full")
-
-
-def _normalise(text: str) -> str:
-    """Comparable form of a line we sent and of its echo's unescaped text."""
-    return " ".join(text.replace(SLASH_GUARD, "").split())
