@@ -132,18 +132,29 @@ async def through_daz(server: FakeCytubeServer, dsn: str) -> dict:
                        if m.name == BOT_NAME)
             eventlog = app.plugins.get("sql").eventlog
             conn = await asyncpg.connect(dsn)
+            peak_inbox = 0
+
+            async def watch_inbox() -> None:  # frames received but not yet on the bus
+                nonlocal peak_inbox
+                while True:
+                    peak_inbox = max(peak_inbox, len(room.intake.inbox))
+                    await asyncio.sleep(0.01)
+
+            watcher = asyncio.create_task(watch_inbox())
             try:
                 with Timer() as t:
                     await flood(server, sid, EVENTS)
                     stored = await wait_for_rows(conn)
             finally:
+                watcher.cancel()
                 await conn.close()
             status = eventlog.status()
             rss = rss_mib()
         finally:
             await app.stop()
     return {"rate": EVENTS / t.seconds, "lost": EVENTS - stored, "plugins": plugins,
-            "duplicates": status.get("duplicates_skipped", 0), "rss": rss}
+            "duplicates": status.get("duplicates_skipped", 0), "rss": rss,
+            "peak_inbox": peak_inbox}
 
 
 async def main() -> None:
@@ -166,6 +177,8 @@ async def main() -> None:
            f"{result['rate'] / socket_rate:.0%} of the bare client, "
            f"{result['rate'] / copy_rate:.0%} of bare COPY")
     report("lost events (rows vs frames sent)", result["lost"], "events", "must be 0")
+    report("peak room inbox (received, not yet on the bus)", result["peak_inbox"], "events",
+           "frames waiting between socket and bus (the deque is unbounded)")
     report("RSS of the process after the flood", result["rss"], "MiB",
            "bot + fake server + bare client")
 
