@@ -164,6 +164,7 @@ class EventLog:
         else:
             if not self._memory:
                 self._oldest_at = time.monotonic()
+                self._wake.set()  # the writer sleeps until there is something: start the clock
             self._memory.append(entry)
             if self.spill is None and len(self._memory) > self.max_queue \
                     and not self._unbounded_warned:
@@ -431,7 +432,6 @@ class EventLog:
         while time.monotonic() < deadline:
             if not self.waiting:
                 return True
-            self._wake.set()
             await asyncio.sleep(0.01)
         return False
 
