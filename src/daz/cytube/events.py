@@ -5,199 +5,20 @@ reason is kept in ``malformed``; unknown fields stay available in ``payload``. A
 dropped because a server sent something unexpected (the Go bot lost whole userlists to a rank of
 1.5). Plain dataclasses rather than pydantic models: this is the hot path (tens of thousands of
 events per second) and we want defaults-on-error rather than validation errors.
+
+The field reader lives in payload_reader.py and the nested value objects (User, Media,
+PlaylistItem) in values.py; they are imported here so ``from daz.cytube.events import X`` keeps
+working for every name.
 """
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
+from daz.cytube.payload_reader import PayloadReader, chat_text, read_number
+from daz.cytube.values import Media, PlaylistItem, User
 from daz.events import RoomEvent
-
-_TAG = re.compile(r"<[^>]*>")
-
-
-def chat_text(raw: str) -> str:
-    """What a person typed, from the server's HTML (links are <a> tags, text is escaped)."""
-    if "<" in raw:
-        raw = _TAG.sub("", raw)
-    if "&" in raw:
-        raw = html.unescape(raw)
-    return raw
-
-
-class _Reader:
-    """Pulls typed fields out of a payload, remembering what did not fit."""
-
-    __slots__ = ("data", "problems")
-
-    def __init__(self, payload: Any, expect_dict: bool = True):
-        self.problems: list[str] = []
-        if isinstance(payload, dict):
-            self.data = payload
-        else:
-            self.data = {}
-            if expect_dict:
-                self.problems.append(f"expected an object, got {type(payload).__name__}")
-
-    def str(self, key: str, default: str = "") -> str:
-        value = self.data.get(key, default)
-        if isinstance(value, str):
-            return value
-        if value is None:
-            return default
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                return str(value)
-            except ValueError:  # an integer too long to print (Python's 4300-digit limit)
-                self.problems.append(f"{key}: number too long")
-                return default
-        self.problems.append(f"{key}: expected text, got {type(value).__name__}")
-        return default
-
-    def num(self, key: str, default: float = 0.0) -> float:
-        return _number(self.data.get(key, default), default, key, self.problems)
-
-    def int(self, key: str, default: int = 0) -> int:
-        value = _number(self.data.get(key, default), default, key, self.problems)
-        try:
-            return int(value)
-        except (OverflowError, ValueError):
-            self.problems.append(f"{key}: not a finite number")
-            return default
-
-    def bool(self, key: str, default: bool = False) -> bool:
-        value = self.data.get(key, default)
-        if isinstance(value, bool):
-            return value
-        if value in (0, 1):
-            return bool(value)
-        self.problems.append(f"{key}: expected true/false, got {type(value).__name__}")
-        return default
-
-    def dict(self, key: str) -> dict:
-        value = self.data.get(key)
-        if isinstance(value, dict):
-            return value
-        if value is not None:
-            self.problems.append(f"{key}: expected an object, got {type(value).__name__}")
-        return {}
-
-    def list(self, key: str) -> list:
-        value = self.data.get(key)
-        if isinstance(value, list):
-            return value
-        if value is not None:
-            self.problems.append(f"{key}: expected a list, got {type(value).__name__}")
-        return []
-
-    @property
-    def malformed(self) -> str | None:
-        return "; ".join(self.problems) if self.problems else None
-
-
-def _number(value: Any, default: float, key: str, problems: list[str]) -> float:
-    if isinstance(value, bool):
-        problems.append(f"{key}: expected a number, got bool")
-        return default
-    if isinstance(value, (int, float)):
-        if value != value or value in (float("inf"), float("-inf")):
-            problems.append(f"{key}: not a finite number")
-            return default
-        return value
-    if isinstance(value, str):
-        try:
-            parsed = float(value)
-        except ValueError:
-            problems.append(f"{key}: expected a number, got {value[:40]!r}")
-            return default
-        if parsed != parsed or parsed in (float("inf"), float("-inf")):
-            problems.append(f"{key}: not a finite number")
-            return default
-        return int(parsed) if parsed.is_integer() else parsed
-    if value is not None:
-        problems.append(f"{key}: expected a number, got {type(value).__name__}")
-    return default
-
-
-# --------------------------------------------------------------------------- value objects
-
-
-@dataclass(slots=True)
-class User:
-    name: str
-    rank: float = 0
-    afk: bool = False
-    muted: bool = False
-    smuted: bool = False
-    profile: dict = field(default_factory=dict)
-    meta: dict = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, payload: Any, problems: list[str]) -> "User":
-        r = _Reader(payload)
-        meta = r.dict("meta")
-        m = _Reader(meta, expect_dict=False)
-        user = cls(
-            name=r.str("name"),
-            rank=r.num("rank"),
-            afk=m.bool("afk"),
-            muted=m.bool("muted"),
-            smuted=m.bool("smuted"),
-            profile=r.dict("profile"),
-            meta=meta,
-        )
-        problems.extend(r.problems + m.problems)
-        return user
-
-
-@dataclass(slots=True)
-class Media:
-    id: str
-    title: str = ""
-    seconds: int = 0  # 0 for live media; use this, not the formatted ``duration``
-    duration: str = ""  # "MM:SS", "HH:MM:SS", "--:--" for live
-    type: str = ""
-    meta: dict = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, payload: Any, problems: list[str]) -> "Media":
-        r = _Reader(payload)
-        media = cls(
-            id=r.str("id"),
-            title=r.str("title"),
-            seconds=max(0, r.int("seconds")),
-            duration=r.str("duration"),
-            type=r.str("type"),
-            meta=r.dict("meta"),
-        )
-        problems.extend(r.problems)
-        return media
-
-    @property
-    def is_live(self) -> bool:
-        return self.seconds <= 0
-
-
-@dataclass(slots=True)
-class PlaylistItem:
-    uid: int
-    media: Media
-    temp: bool = False
-    queueby: str = ""
-
-    @classmethod
-    def parse(cls, payload: Any, problems: list[str]) -> "PlaylistItem":
-        r = _Reader(payload)
-        item = cls(
-            uid=r.int("uid", -1),
-            media=Media.parse(r.dict("media"), problems),
-            temp=r.bool("temp"),
-            queueby=r.str("queueby"),
-        )
-        problems.extend(r.problems)
-        return item
 
 
 def _after(value: Any) -> int | str:
@@ -262,7 +83,7 @@ class ChatMessage(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         msg = r.str("msg")
         meta = r.dict("meta")
         username = r.str("username")
@@ -293,7 +114,7 @@ class PrivateMessage(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         msg = r.str("msg")
         out = dict(username=r.str("username"), to=r.str("to"), msg=msg, text=chat_text(msg),
                    meta=r.dict("meta"), time=r.int("time"))
@@ -322,7 +143,7 @@ class UserLeft(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(username=r.str("name"))
         problems.extend(r.problems)
         return out
@@ -352,7 +173,7 @@ class UserRankChanged(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(username=r.str("name"), rank=r.num("rank"))
         problems.extend(r.problems)
         return out
@@ -366,7 +187,7 @@ class AfkChanged(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(username=r.str("name"), afk=r.bool("afk"))
         problems.extend(r.problems)
         return out
@@ -380,16 +201,10 @@ class UserMetaChanged(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(username=r.str("name"), meta=r.dict("meta"))
         problems.extend(r.problems)
         return out
-
-
-def _bare_number(key: str, default: float = 0):
-    def parse(payload, problems):
-        return {key: _number(payload, default, key, problems)}
-    return parse
 
 
 @dataclass(slots=True, kw_only=True)
@@ -399,7 +214,7 @@ class UserCount(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        return dict(count=int(_number(payload, 0, "usercount", problems)))
+        return dict(count=int(read_number(payload, 0, "usercount", problems)))
 
 
 @dataclass(slots=True, kw_only=True)
@@ -411,7 +226,7 @@ class OwnRank(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        return dict(rank=_number(payload, -1, "rank", problems))
+        return dict(rank=read_number(payload, -1, "rank", problems))
 
 
 @dataclass(slots=True, kw_only=True)
@@ -424,7 +239,7 @@ class LoginResult(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(success=r.bool("success"), username=r.str("name"), guest=r.bool("guest"),
                    error=r.str("error"))
         problems.extend(r.problems)
@@ -440,7 +255,7 @@ class MediaChanged(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(media=Media.parse(payload, problems), current_time=r.num("currentTime"),
                    paused=r.bool("paused"))
         problems.extend(r.problems)
@@ -454,7 +269,7 @@ class CurrentChanged(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        return dict(uid=int(_number(payload, -1, "setCurrent", problems)))
+        return dict(uid=int(read_number(payload, -1, "setCurrent", problems)))
 
 
 @dataclass(slots=True, kw_only=True)
@@ -465,7 +280,7 @@ class MediaUpdate(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(current_time=r.num("currentTime"), paused=r.bool("paused"))
         problems.extend(r.problems)
         return out
@@ -495,8 +310,9 @@ class MediaQueued(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
-        out = dict(item=PlaylistItem.parse(r.dict("item"), problems), after=_after(r.data.get("after")))
+        r = PayloadReader(payload)
+        out = dict(item=PlaylistItem.parse(r.dict("item"), problems),
+                   after=_after(r.data.get("after")))
         problems.extend(r.problems)
         return out
 
@@ -510,7 +326,7 @@ class MediaDeleted(CytubeEvent):
     def parse_fields(cls, payload, problems):
         if isinstance(payload, (int, float)) and not isinstance(payload, bool):
             return dict(uid=int(payload))
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(uid=r.int("uid", -1))
         problems.extend(r.problems)
         return out
@@ -524,7 +340,7 @@ class MediaMoved(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(uid=r.int("from", -1), after=_after(r.data.get("after")))
         problems.extend(r.problems)
         return out
@@ -539,7 +355,7 @@ class PlaylistMeta(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(count=r.int("count"), raw_time=r.int("rawTime"), time_text=r.str("time"))
         problems.extend(r.problems)
         return out
@@ -583,7 +399,7 @@ class ChannelOptions(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         problems.extend(r.problems)
         return dict(options=dict(r.data))
 
@@ -595,7 +411,7 @@ class PermissionsChanged(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         problems.extend(r.problems)
         return dict(permissions=dict(r.data))
 
@@ -607,7 +423,7 @@ class Kicked(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(reason=r.str("reason"))
         problems.extend(r.problems)
         return out
@@ -621,7 +437,7 @@ class ErrorMessage(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(msg=r.str("msg"), code=r.str("code"))
         problems.extend(r.problems)
         return out
@@ -636,7 +452,7 @@ class Cooldown(CytubeEvent):
 
     @classmethod
     def parse_fields(cls, payload, problems):
-        return dict(milliseconds=max(0.0, _number(payload, 1000, "cooldown", problems)))
+        return dict(milliseconds=max(0.0, read_number(payload, 1000, "cooldown", problems)))
 
 
 @dataclass(slots=True, kw_only=True)
@@ -650,7 +466,7 @@ class QueueFailed(CytubeEvent):
     def parse_fields(cls, payload, problems):
         if isinstance(payload, str):
             return dict(msg=payload)
-        r = _Reader(payload)
+        r = PayloadReader(payload)
         out = dict(msg=r.str("msg"), link=r.str("link"), media_id=r.str("id"))
         problems.extend(r.problems)
         return out
@@ -712,4 +528,4 @@ def parse_event(event_name: Any, payload: Any, *, room_id: str, channel: str, se
                malformed="; ".join(problems)[:500] if problems else None, **fields, **extra)
 
 
-__all__ = [name for name in dir() if not name.startswith("_")] + ["chat_text"]
+__all__ = [name for name in dir() if not name.startswith("_")]
