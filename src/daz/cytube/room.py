@@ -47,7 +47,8 @@ class Room:
         self.intake = FrameIntake(self)
         self.pump = OutboxPump(self)
         self.lifecycle = RoomLifecycle(self, http)
-        self._tasks: list[asyncio.Task] = []  # dispatch, pump, lifecycle (stop() relies on it)
+        # dispatch, pump, lifecycle, in that order: stop() ends them one by one by position
+        self._tasks: list[asyncio.Task] = []
         self._stopping = False
 
     # ------------------------------------------------------------------ public surface
