@@ -7,7 +7,6 @@ Lost events must be 0: every published event is counted in the table by its even
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import tempfile

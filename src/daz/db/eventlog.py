@@ -93,6 +93,7 @@ class EventLog:
         self._unbounded_warned = False
         self._refused = 0  # rows of the current batch rejected as bad (counted as failed)
         self._staged: set[int] = set()  # server pids whose session has the staging table
+        self._delay = 0.0  # current wait between attempts while the database is away
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -202,26 +203,39 @@ class EventLog:
     # ------------------------------------------------------------------ writing
 
     async def _run(self) -> None:
-        delay = 0.0
+        self._delay = 0.0
         while True:
-            if not self._closing:
-                await self._wait_for_work()
-            batch, source, offsets = await self._next_batch()
-            if not batch:
-                more = await self._finish_spilling()
-                if self._closing and not more:
+            try:
+                if not await self._step():
                     return
-                continue
-            done = await self._write(batch)
-            if done:
-                self._consume(done, source, offsets)
-                delay = 0.0
-                continue
-            if self._closing:
-                return  # the database is away: close() saves the rest to the spill file
-            delay = min(self.retry_max_delay, max(0.1, delay * 2))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._closing_event.wait(), delay)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or a disk error must not stop the writer for good
+                log.exception("eventlog: writer error; carrying on in a second")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._closing_event.wait(), 1.0)
+                if self._closing:
+                    return
+
+    async def _step(self) -> bool:
+        """One batch (or one wait); False when the writer is done (closing)."""
+        if not self._closing:
+            await self._wait_for_work()
+        batch, source, offsets = await self._next_batch()
+        if not batch:
+            more = await self._finish_spilling()
+            return not (self._closing and not more)
+        done = await self._write(batch)
+        if done:
+            self._consume(done, source, offsets)
+            self._delay = 0.0
+            return True
+        if self._closing:
+            return False  # the database is away: close() saves the rest to the spill file
+        self._delay = min(self.retry_max_delay, max(0.1, self._delay * 2))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._closing_event.wait(), self._delay)
+        return True
 
     async def _wait_for_work(self) -> None:
         while not self._closing:
