@@ -45,7 +45,9 @@ def write_config(path: Path, server_url: str, dsn: str, channels: list[str],
             "rooms": [{"id": ch, "channel": ch, "username": BOT_NAME, "password": BOT_PASSWORD,
                        "enabled": True, "server_url": server_url} for ch in channels],
             "database": {"dsn": dsn, "max_connections": 10},
-            "web": {"enabled": True, "host": "127.0.0.1", "port": web_port},
+            # A fixed token: the generated one would be printed into the benchmark output.
+            "web": {"enabled": True, "host": "127.0.0.1", "port": web_port,
+                    "token": "benchmark-only-token"},
         },
         "plugins": {},
     }
