@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bench.common import report, rss_mib, run, scratch_database, test_dsn  # noqa: E402
-from bench.daz_process import (BOT_NAME, BOT_PASSWORD, DazProcess, free_port,  # noqa: E402
-                               prepare_server, write_config)
+from bench.daz_process import (DazProcess, free_port, prepare_server,  # noqa: E402
+                               write_config)
 from daz.app import App  # noqa: E402
 from daz.config import load_config  # noqa: E402
 from daz.sandbox.fake_cytube import FakeCytubeServer  # noqa: E402
