@@ -4,8 +4,6 @@ test is bounded by timeouts on every wait. (Shutdown by signal: test_shutdown_e2
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 
 import asyncpg
 
@@ -13,7 +11,7 @@ from daz.cytube.events import ChatMessage
 from daz.plugins.base import Plugin, on
 from daz.plugins.manager import available_plugins
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
-from tests.e2e.support import (CHANNEL, bot_lines, flush_all, plugins, server_members,
+from tests.e2e.support import (CHANNEL, bot_lines, plugins, server_members,
                                settle_quiet, wait_for_line)
 from tests.fakes.tcp_proxy import TcpProxy
 
