@@ -81,11 +81,12 @@ async def feed_the_channel(server) -> dict[str, int]:
     second = await server.queue_media(CHANNEL, {"id": "vidBBB", "title": HOSTILE_TITLE,
                                                 "seconds": 3725, "type": "yt"})
     await server.play(CHANNEL, first)
-    for text in ("hello all", "how is everyone", "good song"):
-        await alice.chat(text)
-    await bob.chat(SCRIPT_LINE)
-    await bob.chat("nice & <b>bold</b>")
-    await carol.chat("hi")
+    # Lines of one sender a few ms apart: two in the same CyTube millisecond are merged by the
+    # event log's dedup key (known, test_channel_e2e's strict xfail), not what this test is about.
+    for who, text in ((alice, "hello all"), (alice, "how is everyone"), (alice, "good song"),
+                      (bob, SCRIPT_LINE), (bob, "nice & <b>bold</b>"), (carol, "hi")):
+        await who.chat(text)
+        await asyncio.sleep(0.005)
     await server.play(CHANNEL, second)
     await server.play(CHANNEL, first)  # played twice: "most played" has a 2
     await carol.afk()
@@ -120,8 +121,13 @@ async def test_dashboard_pages_in_chromium_match_the_database(fake_server, migra
                 " WHERE channel = $1", CHANNEL)
             plays = await db.fetchval(
                 "SELECT count(*) FROM daz_mediatracker_plays WHERE channel = $1", CHANNEL)
+            seen.update(logged=logged, counted=counted, plays=plays)
             return logged == sum(sent.values()) and counted == sum(sent.values()) and plays == 3
-        await wait_until(all_counted, 15, "chat, counts and plays in the database")
+        seen: dict = {}
+        try:
+            await wait_until(all_counted, 15, "chat, counts and plays in the database")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {seen}, expected {sum(sent.values())} lines") from None
         base = bot.web.base_url
 
         async def serving():
