@@ -118,8 +118,10 @@ async def test_login_never_redirects_off_site(client):
 async def test_private_aggregates_need_login_too(tmp_path):
     app = StubApp(tmp_path, public=False)
     async with TestClient(TestServer(WebServer(app).build())) as c:
-        r = await c.get("/c/testchan", allow_redirects=False)
-        assert r.status == 302
+        for path in ("/c/testchan", "/c/testchan/data.json"):
+            r = await c.get(path, allow_redirects=False)
+            assert r.status == 302 and r.headers["Location"].startswith("/login?next=")
+        assert (await c.get("/help")).status == 200  # the command list stays public
 
 
 def test_generated_token_is_stored_privately_and_reused(tmp_path, capsys):
