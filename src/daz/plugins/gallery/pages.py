@@ -25,6 +25,7 @@ from yarl import URL
 
 from daz import __version__
 from daz.plugins.gallery.detect import MAX_URL_LENGTH
+from daz.web import filters
 from daz.plugins.gallery.store import GalleryStore
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -37,6 +38,7 @@ _env = jinja2.Environment(
     loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(TEMPLATES)),
                                 jinja2.PackageLoader("daz.web", "templates")]),
     autoescape=True, trim_blocks=True, lstrip_blocks=True)
+filters.install(_env)  # the shared base.html uses the web pages' filters
 _SLUG_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
