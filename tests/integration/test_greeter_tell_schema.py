@@ -112,7 +112,10 @@ async def test_empty_database_gets_the_go_names_and_types_and_reruns(fresh_dsn):
         for table, columns in GO_COLUMNS.items():
             have = await _columns(conn, table)
             assert {k: have.get(k) for k in columns} == columns, table
-        assert {"sent_at", "claimed_by"} <= set(await _columns(conn, "daz_tell_messages"))
+        assert {"sent_at", "claimed_by", "source_key"} <= set(
+            await _columns(conn, "daz_tell_messages"))
+        assert await conn.fetchval("SELECT indisunique FROM pg_index WHERE indexrelid ="
+                                   " 'idx_tell_source_key'::regclass")
         constraints = {r["conname"] for r in await conn.fetch("SELECT conname FROM pg_constraint")}
         assert {"daz_greeter_state_channel_key",
                 "daz_greeter_preferences_channel_username_key"} <= constraints
@@ -135,6 +138,9 @@ async def test_a_go_database_is_upgraded_and_its_rows_keep_working(fresh_dsn):
             await run_script(conn, TELL.name, TELL.read_text())
             await run_script(conn, GREETER.name, GREETER.read_text())
         assert "idx_tell_pending_unique" not in await _indexes(conn, "daz_tell_messages")
+        # Go rows have no source key, and several NULL keys never conflict.
+        assert await conn.fetchval("SELECT count(*) FROM daz_tell_messages"
+                                   " WHERE source_key IS NULL") == 2
         # The Go-delivered row counts as sent: it is never handed out again.
         assert await conn.fetchval("SELECT sent_at IS NOT NULL FROM daz_tell_messages"
                                    " WHERE message = 'go delivered'")

@@ -320,3 +320,84 @@ async def test_the_database_being_down_loses_nothing(database):
     await kit.chat("bob", "still here")
     assert kit.room.said[-1] == "bob: alice left you a message just now: later"
     await kit.stop()
+
+
+async def test_two_processes_store_one_public_tell_per_chat_line(database, migrated_dsn):
+    # Two bot accounts in one channel both run a public !tell. The caps are 1 so that a loser
+    # that counted its twin's fresh row would answer "already has 1 message" instead of nothing.
+    clock = FakeClock()
+    other_db = Database(migrated_dsn, min_size=1, max_size=5)
+    await other_db.start()
+    caps = {"max_pending_per_sender": 1, "max_pending_per_recipient": 1}
+    kit1 = await start(database, clock=clock, **caps)
+    kit2 = await start(other_db, clock=clock, **caps)
+    lines = [(f"s{n}", f"!tell r{n} note {n}", 1_800_000_000_000 + n) for n in range(8)]
+    for kit in (kit1, kit2):
+        for sender, _, _ in lines:
+            kit.user(sender)
+    # The same line (same server time) reaches both processes at the same moment.
+    await asyncio.gather(*(kit.chat(sender, text, settle=False, time=ms)
+                           for sender, text, ms in lines for kit in (kit1, kit2)))
+    await asyncio.gather(kit1.settle(), kit2.settle())
+    replies = kit1.room.said + kit2.room.said
+    assert len(replies) == len(lines)  # one answer per line in total, no cap refusals
+    assert all(r.startswith("OK, I'll tell r") for r in replies), replies
+    rows = await database.fetch("SELECT from_user, to_user, message, source_key"
+                                " FROM daz_tell_messages ORDER BY from_user")
+    assert [(r["from_user"], r["to_user"], r["message"]) for r in rows] == [
+        (f"s{n}", f"r{n}", f"note {n}") for n in range(8)]
+    assert len({r["source_key"] for r in rows}) == 8 and None not in {
+        r["source_key"] for r in rows}
+    # Each recipient shows up in front of both processes: one delivery each.
+    await asyncio.gather(*(joined(kit, f"r{n}", settle=False)
+                           for n in range(8) for kit in (kit1, kit2)))
+    await asyncio.gather(kit1.settle(), kit2.settle())
+    delivered = sorted(s for k in (kit1, kit2) for s in k.room.said if "left you a message" in s)
+    assert delivered == sorted(f"r{n}: s{n} left you a message just now: note {n}"
+                               for n in range(8))
+    await kit1.stop()
+    await kit2.stop()
+    await other_db.close()
+
+
+async def test_only_the_same_line_is_merged(database):
+    clock = FakeClock()
+    kit = await start(database, clock=clock)
+    kit.user("alice")
+    # The same line delivered twice (as a second process would see it): stored and answered once.
+    for _ in range(2):
+        await kit.chat("alice", "!tell bob same words", time=5_000)
+        clock.advance(5)  # past the cooldown
+    # The same words typed again later, or without a server time, are new tells.
+    await kit.chat("alice", "!tell bob same words", time=6_000)
+    clock.advance(5)
+    await kit.chat("alice", "!tell bob same words", time=0)
+    clock.advance(5)
+    # A PM has a key too, and is never merged with a chat line of the same time and text.
+    await kit.pm("alice", "!tell bob same words", time=5_000)
+    clock.advance(5)
+    await kit.pm("alice", "!tell bob same words", time=5_000)
+    confirmations = [t for t in kit.room.said + [t for _, t in kit.room.pms]
+                     if t.startswith("OK, I'll tell bob")]
+    assert len(confirmations) == 4
+    rows = await database.fetch("SELECT is_pm, source_key FROM daz_tell_messages ORDER BY id")
+    assert [r["is_pm"] for r in rows] == [False, False, False, True]
+    assert [r["source_key"] is None for r in rows] == [False, False, True, False]
+    assert len({r["source_key"] for r in rows}) == 4
+    await kit.stop()
+
+
+def test_source_keys_tell_lines_apart():
+    base = dict(sender="alice", text="!tell bob hi", server_ms=1000)
+    key = store.source_key("chan", **base)
+    assert key == store.source_key("chan", **{**base, "sender": "ALICE"})
+    assert len(key) == 64
+    others = [store.source_key("other", **base),
+              store.source_key("chan", **{**base, "server_ms": 1001}),
+              store.source_key("chan", **{**base, "sender": "carol"}),
+              store.source_key("chan", **{**base, "text": "!tell bob hi!"}),
+              store.source_key("chan", **base, pm_to="dazbot"),
+              store.source_key("chan", **base, pm_to="dazbot2")]
+    assert len({key, *others}) == 7
+    assert store.source_key("chan", **{**base, "server_ms": 0}) is None
+    assert store.source_key("chan", **{**base, "text": "bad \ud800 \x00"})  # hostile text hashes

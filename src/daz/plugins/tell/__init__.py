@@ -21,8 +21,14 @@ killed outright is lost (at-most-once for that window; a clean stop flushes the 
 Expired messages (``expiry_days``) are never delivered, never block new ones, and are deleted by
 a sweep every 5 minutes, which also releases stale claims.
 
-Table: ``daz_tell_messages`` (Go columns, plus ``sent_at`` and ``claimed_by``; the Go unique
-index that allowed one pending message per recipient is dropped).
+Storing happens once too. Two daz processes (two bot accounts) in one channel both see a public
+``!tell``; the row carries ``source_key``, a digest of the chat line it came from (channel, the
+server's millisecond time, sender, text; for a PM also the bot it was sent to) under a unique
+index, so only the first insert takes effect and only that process confirms. The other stays
+silent and its attempt counts against no cap. A line without a server time gets no key.
+
+Table: ``daz_tell_messages`` (Go columns, plus ``sent_at``, ``claimed_by`` and ``source_key``;
+the Go unique index that allowed one pending message per recipient is dropped).
 
 Config keys (``plugins.tell``): ``enabled``, ``expiry_days`` (7), ``max_pending_per_sender``
 (10), ``max_pending_per_recipient`` (5), ``max_message_length`` (300), ``join_delay_seconds``
@@ -253,6 +259,11 @@ class Tell(Plugin):
             await ctx.reply("I can't store messages right now, sorry.")
             return
         now = self.ctx.clock.time()
+        event = ctx.event
+        key = store.source_key(
+            ctx.room.channel, sender=ctx.username, text=getattr(event, "msg", ""),
+            server_ms=getattr(event, "time", 0),
+            pm_to=(getattr(event, "to", "") or ctx.room.bot_name or "") if ctx.via_pm else None)
         try:
             async with self.ctx.db.pool.acquire() as conn:
                 new_id, full = await store.add(
@@ -260,14 +271,18 @@ class Tell(Plugin):
                     message=message, is_pm=ctx.via_pm, t=now,
                     expires=now + cfg.expiry_days * 86400,
                     max_per_sender=cfg.max_pending_per_sender,
-                    max_per_recipient=cfg.max_pending_per_recipient)
+                    max_per_recipient=cfg.max_pending_per_recipient, key=key)
                 known = await store.known_here(conn, ctx.room.channel, name) if new_id else None
         except Exception as exc:
             self.log.warning("tell %s: could not store a message from %s: %s", ctx.room.channel,
                              ctx.username, exc)
             await ctx.reply("I couldn't save that message; please try again later.")
             return
-        if full == "sender":
+        if full == "duplicate":
+            # This very line was stored (and answered) already, by the other daz process here.
+            self.log.debug("tell %s: %s's line was stored by another process", ctx.room.channel,
+                           ctx.username)
+        elif full == "sender":
             await ctx.reply(f"You already have {cfg.max_pending_per_sender} messages waiting"
                             " to be delivered; cancel one first (!tells to list them).")
         elif full == "recipient":

@@ -24,6 +24,13 @@ ALTER TABLE daz_tell_messages ADD COLUMN IF NOT EXISTS claimed_by VARCHAR(64);
 UPDATE daz_tell_messages SET sent_at = coalesce(delivered_at, created_at)
 WHERE delivered AND sent_at IS NULL AND claimed_by IS NULL;
 
+-- daz: the chat line (or PM) a tell came from, as a digest (channel, kind, the server's ms time,
+-- sender, text). Two daz processes in one channel both run a public `!tell`; this key lets only
+-- the first insert take effect. Go rows and lines without a server time have NULL, which never
+-- conflicts (NULLs are distinct in a unique index).
+ALTER TABLE daz_tell_messages ADD COLUMN IF NOT EXISTS source_key VARCHAR(64);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_tell_source_key ON daz_tell_messages (source_key);
+
 -- daz allows several pending messages per recipient (capped by config), so the Go index that
 -- allowed one (it also counted expired rows, bug B23) goes.
 DROP INDEX IF EXISTS idx_tell_pending_unique;

@@ -8,21 +8,44 @@ the messages are sent after that commits, then ``mark_sent`` records it. A claim
 """
 from __future__ import annotations
 
+import hashlib
+
 T = "daz_tell_messages"
 SESSIONS = "daz_user_tracker_sessions"
 COLUMNS = "id, from_user, to_user, message, is_pm, created_at, expires_at"
 
 
-async def add(conn, *, channel: str, sender: str, recipient: str, message: str, is_pm: bool,
-              t: float, expires: float, max_per_sender: int,
-              max_per_recipient: int) -> tuple[int | None, str]:
-    """Insert a tell unless a cap is reached. Returns (id, "") or (None, "sender"|"recipient").
+def source_key(channel: str, *, sender: str, text: str, server_ms: int,
+               pm_to: str | None = None) -> str | None:
+    """The key of the chat line (or PM to ``pm_to``) a tell came from, or None without a time.
 
-    The caps count pending, unexpired rows only, under a per-channel advisory lock, so two
-    concurrent ``!tell``s (in one process or two) cannot both slip under a cap.
+    Every process in the channel gets the same line with the same server time, so they derive
+    the same key; without the server's time they could not agree, and a key made up locally
+    would only risk merging two genuine tells.
+    """
+    if not server_ms:
+        return None
+    kind = f"pm:{pm_to.lower()}" if pm_to is not None else "chat"
+    raw = "\0".join((channel, kind, str(server_ms), sender.lower(), text))
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+async def add(conn, *, channel: str, sender: str, recipient: str, message: str, is_pm: bool,
+              t: float, expires: float, max_per_sender: int, max_per_recipient: int,
+              key: str | None = None) -> tuple[int | None, str]:
+    """Insert a tell unless a cap is reached or its line was stored already.
+
+    Returns (id, "") or (None, "sender"|"recipient"|"duplicate"). The caps count pending,
+    unexpired rows only, under a per-channel advisory lock, so two concurrent ``!tell``s (in one
+    process or two) cannot both slip under a cap. The ``key`` is looked at first, under the same
+    lock: a second process handling the same line must hear "duplicate", never a cap its twin's
+    row has just filled.
     """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('daz_tell:' || $1))", channel)
+        if key is not None and await conn.fetchval(
+                f"SELECT EXISTS (SELECT 1 FROM {T} WHERE source_key = $1)", key):
+            return None, "duplicate"
         counts = await conn.fetchrow(
             f"SELECT count(*) FILTER (WHERE lower(from_user) = lower($2)) AS by_sender,"
             f" count(*) FILTER (WHERE lower(to_user) = lower($3)) AS for_recipient"
@@ -34,12 +57,13 @@ async def add(conn, *, channel: str, sender: str, recipient: str, message: str, 
             return None, "sender"
         if counts["for_recipient"] >= max_per_recipient:
             return None, "recipient"
+        # The lock makes the check above enough; the unique index is what guarantees it.
         new_id = await conn.fetchval(
             f"INSERT INTO {T} (channel, from_user, to_user, message, is_pm, created_at,"
-            " expires_at, delivered) VALUES ($1, $2, $3, $4, $5, to_timestamp($6),"
-            " to_timestamp($7), false) RETURNING id",
-            channel, sender, recipient, message, is_pm, t, expires)
-    return new_id, ""
+            " expires_at, delivered, source_key) VALUES ($1, $2, $3, $4, $5, to_timestamp($6),"
+            " to_timestamp($7), false, $8) ON CONFLICT (source_key) DO NOTHING RETURNING id",
+            channel, sender, recipient, message, is_pm, t, expires, key)
+    return (new_id, "") if new_id is not None else (None, "duplicate")
 
 
 async def claim(conn, channel: str, recipient: str, t: float, claimer: str) -> list:
