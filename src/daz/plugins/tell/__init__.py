@@ -18,6 +18,14 @@ milliseconds: sending only queues the line) the claim is released after
 duplicate to a lost message (at-least-once). A line still in the outbox when the process is
 killed outright is lost (at-most-once for that window; a clean stop flushes the outbox).
 
+A chat line or PM costs no database trip unless its speaker may have a message waiting: the
+plugin keeps, per channel, the names with pending messages (loaded when the room is joined,
+added to on every ``!tell`` here, reloaded every ``recipient_refresh_seconds`` for messages
+stored by another daz process on the same database). A join is always looked up in the
+database, so such a message is delivered on the recipient's next join at once and on their
+chat within one reload. While the names cannot be loaded (database down) every speaker is
+looked up, as if there were no list.
+
 Expired messages (``expiry_days``) are never delivered, never block new ones, and are deleted by
 a sweep every 5 minutes, which also releases stale claims.
 
@@ -32,7 +40,8 @@ the Go unique index that allowed one pending message per recipient is dropped).
 
 Config keys (``plugins.tell``): ``enabled``, ``expiry_days`` (7), ``max_pending_per_sender``
 (10), ``max_pending_per_recipient`` (5), ``max_message_length`` (300), ``join_delay_seconds``
-(2), ``claim_timeout_seconds`` (600). The Go tell plugin had no config keys.
+(2), ``claim_timeout_seconds`` (600), ``recipient_refresh_seconds`` (30). The Go tell plugin
+had no config keys.
 """
 from __future__ import annotations
 
@@ -49,8 +58,10 @@ from pydantic import Field
 
 from daz.commands import CommandContext
 from daz.cytube.events import ChatMessage, PrivateMessage, UserJoined, UserLeft
+from daz.events import RoomJoined
 from daz.plugins.base import Plugin, PluginConfig, command, every, on
 from daz.plugins.tell import store
+from daz.plugins.tell.hint import RecipientHint
 
 USERNAME = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
 LIST_LIMIT = 10
@@ -64,6 +75,7 @@ class TellConfig(PluginConfig):
     max_message_length: int = Field(300, ge=10, le=2000)
     join_delay_seconds: float = Field(2.0, ge=0)
     claim_timeout_seconds: float = Field(600.0, gt=0)
+    recipient_refresh_seconds: float = Field(30.0, gt=0)
 
 
 def clean_name(text: str) -> str | None:
@@ -99,9 +111,17 @@ class Tell(Plugin):
         # Names this process's claims, so a confirmation or release touches only its own rows.
         self.claimer = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.waiting: dict[tuple[str, str], asyncio.Task] = {}  # delayed deliveries on join
+        self.hint = RecipientHint()
+        self.refresher: asyncio.Task | None = None
+        if self.ctx.db is not None:
+            await self.refresh_hints()
+            # Not an @every timer: its interval is a config key.
+            self.refresher = asyncio.create_task(self._refresh_forever(), name="tell:hints")
 
     async def teardown(self) -> None:
         tasks = list(self.waiting.values())
+        if self.refresher is not None:
+            tasks.append(self.refresher)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -118,13 +138,16 @@ class Tell(Plugin):
         kind = type(event)
         if kind is UserJoined:
             await self._joined(event)
+        elif kind is RoomJoined:
+            await self.refresh_hints([event.channel])
         elif kind is UserLeft:
             task = self.waiting.pop((event.room_id, event.username.lower()), None)
             if task is not None:
                 task.cancel()
         elif kind in (ChatMessage, PrivateMessage) and event.username:
             room = self.ctx.rooms.get(event.room_id)
-            if room is not None and not room.state.is_self(event.username):
+            if (room is not None and self.hint.may_have(room.channel, event.username)
+                    and not room.state.is_self(event.username)):
                 await self.deliver(room, event.username)
 
     async def _joined(self, ev: UserJoined) -> None:
@@ -149,10 +172,15 @@ class Tell(Plugin):
             await self.deliver(room, name)
 
     async def deliver(self, room: Any, name: str) -> int:
-        """Send every pending message for ``name`` in this room; returns how many were sent."""
+        """Send every pending message for ``name`` in this room; returns how many were sent.
+
+        Always asks the database (joins come here directly); chat lines only when the hint
+        says ``name`` may have something waiting.
+        """
         if self.ctx.db is None or not USERNAME.match(name):
             return 0
         now = self.ctx.clock.time()
+        since = self.hint.mark()
         try:
             async with self.ctx.db.pool.acquire() as conn:
                 rows = await store.claim(conn, room.channel, name, now, self.claimer)
@@ -161,6 +189,7 @@ class Tell(Plugin):
                              exc)
             return 0
         if not rows:
+            self.hint.settled(room.channel, name, since)
             return 0
         sent: list[int] = []
         try:
@@ -174,6 +203,10 @@ class Tell(Plugin):
         finally:
             unsent = [row["id"] for row in rows if row["id"] not in sent]
             await self._confirm(room.channel, sent, unsent, now)
+            if unsent:  # released for a later chance: it must be asked for again
+                self.hint.stored(room.channel, name)
+            else:
+                self.hint.settled(room.channel, name, since)
         self.log.info("tell %s: delivered %d message(s) to %s", room.channel, len(sent), name)
         return len(sent)
 
@@ -278,6 +311,8 @@ class Tell(Plugin):
                              ctx.username, exc)
             await ctx.reply("I couldn't save that message; please try again later.")
             return
+        if new_id is not None:
+            self.hint.stored(ctx.room.channel, name)
         if full == "duplicate":
             # This very line was stored (and answered) already, by the other daz process here.
             self.log.debug("tell %s: %s's line was stored by another process", ctx.room.channel,
@@ -348,6 +383,37 @@ class Tell(Plugin):
 
     # ------------------------------------------------------------------ upkeep
 
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.recipient_refresh_seconds)
+            try:
+                await self.refresh_hints()
+            except Exception:  # the next round tries again; the hint stays as it was
+                self.log.exception("tell: reloading pending recipients failed")
+
+    async def refresh_hints(self, channels: list[str] | None = None) -> bool:
+        """Reload who may have messages waiting (every room's channel unless ``channels``)."""
+        if channels is None:
+            channels = sorted({room.channel for room in self.ctx.rooms})
+        if self.ctx.db is None or not channels:
+            return False
+        since = self.hint.mark()
+        try:
+            async with self.ctx.db.pool.acquire() as conn:
+                found = await store.pending_recipients(conn, channels, self.ctx.clock.time())
+        except Exception as exc:
+            # Without the list every speaker is looked up (as before it existed): slower, but
+            # a message stored by another process is never skipped because the database was
+            # away when we tried to learn about it.
+            for channel in channels:
+                self.hint.forget(channel)
+            self.log.warning("tell: cannot load pending recipients for %s (%s); looking up"
+                             " every speaker until it works", ", ".join(channels), exc)
+            return False
+        for channel, names in found.items():
+            self.hint.load(channel, names, since)
+        return True
+
     @every(minutes=5, initial_delay=60)
     async def sweep(self) -> None:
         await self.sweep_now()
@@ -360,6 +426,8 @@ class Tell(Plugin):
         async with self.ctx.db.pool.acquire() as conn:
             released = await store.release_stale(conn, now, self.config.claim_timeout_seconds)
             purged = await store.purge_expired(conn, now)
+        if released:  # given back to be delivered: their recipients must be asked for again
+            await self.refresh_hints()
         if released or purged:
             self.log.info("tell: released %d stale claim(s), purged %d expired message(s)",
                           released, purged)

@@ -78,6 +78,19 @@ async def claim(conn, channel: str, recipient: str, t: float, claimer: str) -> l
     return sorted(rows, key=lambda r: (r["created_at"], r["id"]))
 
 
+async def pending_recipients(conn, channels: list[str], t: float) -> dict[str, set[str]]:
+    """Per channel, the lower-cased names with a pending, unexpired tell (channels with none
+    are present with an empty set)."""
+    rows = await conn.fetch(
+        f"SELECT DISTINCT channel, lower(to_user) AS name FROM {T}"
+        " WHERE channel = ANY($1::text[]) AND delivered = false"
+        " AND expires_at > to_timestamp($2)", channels, t)
+    found: dict[str, set[str]] = {channel: set() for channel in channels}
+    for row in rows:
+        found[row["channel"]].add(row["name"])
+    return found
+
+
 async def mark_sent(conn, ids: list[int], t: float, claimer: str) -> int:
     result = await conn.execute(
         f"UPDATE {T} SET sent_at = to_timestamp($2) WHERE id = ANY($1::int[])"
