@@ -175,8 +175,11 @@ EVENTFILTER_TABLES = {
 
 # (group, file that creates it, tables, views, functions, triggers (name, table), named keys)
 GROUPS = [
+    # Go's idx_events_chatmsg_unique (channel_name, message_time, username) is replaced on
+    # purpose by one that adds md5(message): the Go key dropped a second line one sender said in
+    # the same millisecond. See plugins/sql/schema.sql and test_migrations_db.py.
     ("sql core", "plugins/sql/schema.sql", CORE_TABLES, {}, [], [],
-     ["idx_events_chatmsg_unique"]),
+     ["idx_events_chatmsg_text_unique"]),
     ("gallery", "scripts/sql/027_gallery_system.sql", GALLERY_TABLES,
      {"daz_gallery_view": ["id", "username", "url", "channel", "posted_at", "image_title",
                            "is_active", "original_poster", "shared_from", "is_locked",

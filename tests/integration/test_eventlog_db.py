@@ -18,7 +18,7 @@ from tests.e2e.harness import wait_until
 def chat(i: int, *, user: str = "alice", channel: str = "chan", text: str | None = None,
          tables=(CORE, CHAT)) -> LogEntry:
     msg = text if text is not None else f"line {i}"
-    return LogEntry.build(uid=chat_uid(channel, 1_700_000_000_000 + i, user),
+    return LogEntry.build(uid=chat_uid(channel, 1_700_000_000_000 + i, user, msg),
                           event_type="cytube.event.chatMsg", channel=channel,
                           timestamp=1_700_000_000 + i / 1000, tables=tables,
                           payload={"username": user, "msg": msg, "time": 1_700_000_000_000 + i},
@@ -70,15 +70,81 @@ async def test_replayed_chat_and_go_era_rows_are_not_stored_twice(database, tmp_
     for i in range(10):
         log.put(chat(i))
     assert await log.wait_idle(10)
-    for i in range(10):  # the join replay sends them again (same key, same derived uid)
-        log.put(chat(i, text=f"line {i} (replayed)"))
+    for i in range(10):  # the join replay sends them again: same key, same text, same uid
+        log.put(chat(i))
     log.put(chat(3, user="bob"))  # same time, another sender: a different line
     await log.close()
     assert await database.fetchval("SELECT count(*) FROM daz_core_events") == 11
-    # daz_chat_log had no Go row for line 0, so it gets all 10 of alice's lines, and bob's.
-    assert await database.fetchval("SELECT count(*) FROM daz_chat_log") == 11
-    assert not [m for m in await core_messages(database) if "replayed" in m]
-    assert log.duplicates == 11  # 1 against the Go row, 10 replays
+    # Line 0 was already logged (by Go, which never wrote daz_chat_log): the live line and its
+    # replay are both replays of it, so daz_chat_log gets alice's other 9 lines, and bob's.
+    assert await database.fetchval("SELECT count(*) FROM daz_chat_log") == 10
+    assert await database.fetchval("SELECT count(*) FROM daz_chat_log"
+                                   " WHERE message = 'line 0'") == 0
+    assert log.duplicates == 11
+
+
+async def test_two_lines_of_one_sender_in_one_millisecond_are_both_kept(database, tmp_path):
+    # CyTube stamps chat with Date.now(): a burst can give one sender two lines in one ms.
+    same_ms = [chat(1, text="first thought"), chat(1, text="second thought")]
+    log = EventLog(database, spill_path=tmp_path / "s", batch_size=64, flush_interval=0.01)
+    await log.start()
+    for entry in same_ms:
+        log.put(entry)
+    assert await log.wait_idle(10)
+    for entry in same_ms:  # the join replay: the same two lines again, one batch each
+        log.put(chat(1, text=entry.message))
+        assert await log.wait_idle(10)
+    await log.close()
+    for table in ("daz_core_events", "daz_chat_log"):
+        rows = await database.fetch(f"SELECT message FROM {table} ORDER BY id")
+        assert [r["message"] for r in rows] == ["first thought", "second thought"], table
+    assert log.duplicates == 2 and log.counts["failed"] == 0
+
+
+async def test_the_row_by_row_fallback_keeps_the_same_chat_rules(database, tmp_path):
+    # A Go-era line (no event_uid), then a batch that must go row by row: the replay of the
+    # Go line, two same-ms lines of one sender, and one bad row that forces the fallback.
+    await database.execute(
+        "INSERT INTO daz_core_events (event_type, channel_name, timestamp, username, message,"
+        " message_time, raw_data) VALUES ('cytube.event.chatMsg', 'chan', now(), 'alice',"
+        " 'line 0', 1700000000000, '{}')")
+    bad = chat(9)
+    bad.event_type = "x" * 80  # too wide for varchar(50): the batch is refused
+    log = EventLog(database, spill_path=tmp_path / "s", batch_size=64, flush_interval=0.01)
+    await log.start()
+    for entry in (chat(0), chat(1, text="one"), chat(1, text="two"), chat(1, text="one"), bad):
+        log.put(entry)
+    await log.close()
+    core = await database.fetch("SELECT message, event_uid FROM daz_core_events"
+                                " WHERE message_time IS NOT NULL ORDER BY id")
+    assert [r["message"] for r in core] == ["line 0", "one", "two"]
+    assert core[0]["event_uid"] is None  # the Go row stays as it was
+    chat_log = [r["message"] for r in await database.fetch(
+        "SELECT message FROM daz_chat_log ORDER BY id")]
+    assert chat_log == ["one", "two", "line 9"]  # the bad row's chat_log row is fine
+    assert log.counts["failed"] == 1 and log.duplicates == 2
+
+
+async def test_lines_logged_by_an_older_daz_are_not_logged_again(database, tmp_path):
+    # An older daz derived the chat uid without the text: after the upgrade, the replay of a line
+    # it logged has another uid. The natural key catches it in daz_core_events, and daz_chat_log
+    # (which has no natural key) follows daz_core_events, so neither table gets it twice.
+    old_uid = "11111111-2222-5333-8444-555555555555"
+    await database.execute(
+        "INSERT INTO daz_core_events (event_uid, event_type, channel_name, timestamp, username,"
+        " message, message_time, raw_data) VALUES ($1, 'cytube.event.chatMsg', 'chan', now(),"
+        " 'alice', 'line 0', 1700000000000, '{}')", old_uid)
+    await database.execute(
+        "INSERT INTO daz_chat_log (event_uid, username, message, channel, timestamp)"
+        " VALUES ($1, 'alice', 'line 0', 'chan', now())", old_uid)
+    log = EventLog(database, spill_path=tmp_path / "s", batch_size=64, flush_interval=0.01)
+    await log.start()
+    log.put(chat(0))
+    log.put(chat(1))
+    await log.close()
+    for table in ("daz_core_events", "daz_chat_log"):
+        rows = await database.fetch(f"SELECT message FROM {table} ORDER BY id")
+        assert [r["message"] for r in rows] == ["line 0", "line 1"], table
 
 
 async def test_a_bad_row_is_set_aside_and_its_batch_is_written(database, tmp_path, caplog):

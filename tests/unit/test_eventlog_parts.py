@@ -39,11 +39,27 @@ def test_chat_entries_share_their_uid_with_the_replay():
                            (CORE, CHAT), rank_of=lambda name: 1.5)
     replay = entry_for_event(event("chatMsg", {"username": "bob", "msg": "hi", "time": 7},
                                    replayed=True), (CORE, CHAT))
-    assert live.uid == replay.uid == chat_uid("chan", 7, "bob")
+    assert live.uid == replay.uid == chat_uid("chan", 7, "bob", "hi")
     assert (live.message_time, live.rank, live.message) == (7, 1, "hi")
     untimed = [entry_for_event(event("chatMsg", {"username": "bob", "msg": "x"}), (CORE,))
                for _ in range(2)]
     assert untimed[0].message_time is None and untimed[0].uid != untimed[1].uid
+
+
+def test_two_lines_of_one_sender_in_one_millisecond_get_two_uids():
+    first, second, replay = (
+        entry_for_event(event("chatMsg", {"username": "bob", "msg": text, "time": 7}, **flags),
+                        (CORE, CHAT))
+        for text, flags in (("one", {}), ("two", {}), ("two", {"replayed": True})))
+    assert first.uid != second.uid and second.uid == replay.uid
+    # Every part of the key counts, and none can run into the next one.
+    keys = [("chan", 7, "bob", "hi"), ("chan2", 7, "bob", "hi"), ("chan", 8, "bob", "hi"),
+            ("chan", 7, "bobby", "hi"), ("chan", 7, "bob", "hi "), ("chan", 7, "bob", ""),
+            ("chan", 7, "bob\x1f", "hi"), ("chan", 7, "bob", "\x1fhi"),
+            ("chan", 7, 'bob", "', "hi"), ("chan", 7, "bob", '", "hi')]
+    assert len({chat_uid(*key) for key in keys}) == len(keys)
+    # The key is the text as stored: what PostgreSQL cannot hold is replaced the same way.
+    assert chat_uid("chan", 7, "bob", "a\x00b") == chat_uid("chan", 7, "bob", "a\ufffdb")
 
 
 def test_our_pm_echo_is_not_a_second_private_message_row():

@@ -355,16 +355,20 @@ class EventLog:
     async def _write_rows(self, batch: list[LogEntry]) -> int:
         for done, entry in enumerate(batch):
             refused = False
-            for table in entry.tables:
-                row = eventrows.row_for(table, entry)
+            core_skipped = False  # daz_core_events already had this event
+            for table in eventrows.TABLES:  # core first: the chat_log insert depends on it
+                row = eventrows.row_for(table, entry) if table in entry.tables else None
                 if row is None:
                     continue
+                sql = eventrows.INSERT_SQL[table]
+                if table == eventrows.CHAT and core_skipped:
+                    sql = eventrows.CHAT_IF_IN_CORE_SQL  # same rule as the batch (eventrows)
                 try:
                     async with asyncio.timeout(self.write_timeout):
                         async with self._acquire() as conn:
-                            status = await conn.execute(eventrows.INSERT_SQL[table],
-                                                        *eventrows.columns_of([row]))
+                            status = await conn.execute(sql, *eventrows.columns_of([row]))
                     if table == eventrows.CORE and _rowcount(status) == 0:
+                        core_skipped = True
                         self.duplicates += 1
                 except Exception as exc:
                     if is_transient(exc):

@@ -12,8 +12,9 @@ PostgreSQL cannot store everything a socket may carry:
   CyTube name is at most 20 characters, so only hostile input is affected); free text (message,
   title, raw_data) is stored whole, however long.
 
-Every entry carries an ``event_uid``. Chat and PMs get one derived from their natural key (so a
-replayed line gets the same uid as the live one and deduplicates in every table); other events get
+Every entry carries an ``event_uid``. Chat and PMs get one derived from their natural key, text
+included (so a replayed line gets the same uid as the live one and deduplicates in every table,
+while two different lines of one sender in the same millisecond stay two); other events get
 a random one, fixed when the event is received, so a batch retried after a partial write, or
 replayed from the spill file, is written exactly once.
 """
@@ -105,19 +106,25 @@ def clamp(value: Any, bounds: tuple[int, int]) -> int | None:
     return number if bounds[0] <= number <= bounds[1] else None
 
 
-def chat_uid(channel: str, time_ms: int, username: str) -> str:
-    """The uid of a chat line: the Go dedup key (channel, CyTube ms time, sender), taken from
-    the values as stored, so it agrees with idx_events_chatmsg_unique."""
-    key = f"chatMsg\x1f{clean_text(channel, NAME_WIDTH)}\x1f{time_ms}\x1f" \
-          f"{clean_text(username, NAME_WIDTH)}"
-    return str(uuid.uuid5(_UID_NAMESPACE, key))
+def _natural_uid(*parts: str | int) -> str:
+    # JSON keeps the parts apart whatever they contain (a separator character would let
+    # ("a\x1f", "b") and ("a", "\x1fb") share a uid, and one of two lines be dropped).
+    return str(uuid.uuid5(_UID_NAMESPACE, json.dumps(parts, ensure_ascii=False)))
+
+
+def chat_uid(channel: str, time_ms: int, username: str, message: str) -> str:
+    """The uid of a chat line: channel, CyTube ms time, sender and the text, taken from the
+    values as stored so it agrees with idx_events_chatmsg_text_unique. The text is part of the
+    key because one sender can say two different lines in one millisecond (CyTube stamps chat
+    with Date.now()); the join replay re-sends the very same msg, so a replay still matches."""
+    return _natural_uid("chatMsg", clean_text(channel, NAME_WIDTH), time_ms,
+                        clean_text(username, NAME_WIDTH), clean_text(message))
 
 
 def pm_uid(channel: str, time_ms: int, sender: str, recipient: str, text: str) -> str:
-    key = "\x1f".join(("pm", clean_text(channel, NAME_WIDTH), str(time_ms),
-                       clean_text(sender, NAME_WIDTH), clean_text(recipient, NAME_WIDTH),
-                       clean_text(text)))
-    return str(uuid.uuid5(_UID_NAMESPACE, key))
+    return _natural_uid("pm", clean_text(channel, NAME_WIDTH), time_ms,
+                        clean_text(sender, NAME_WIDTH), clean_text(recipient, NAME_WIDTH),
+                        clean_text(text))
 
 
 def random_uid() -> str:
@@ -191,10 +198,23 @@ def stamp(epoch_seconds: float) -> datetime:
 # ---------------------------------------------------------------------------- per table
 #
 # A batch is written with one binary COPY into a temporary staging table (one row per entry,
-# with a flag per target table), then one INSERT … SELECT … ON CONFLICT DO NOTHING per table:
-# ON CONFLICT without a target skips a row that hits any unique index (event_uid, or Go's
-# idx_events_chatmsg_unique) instead of failing the batch. Measured (bench/bench_eventlog.py)
-# about twice as fast as INSERT … SELECT FROM unnest(<arrays>) for 64-row batches.
+# with a flag per target table), then one INSERT … SELECT … ON CONFLICT DO NOTHING per table.
+# Measured (bench/bench_eventlog.py) about twice as fast as INSERT … SELECT FROM unnest(<arrays>)
+# for 64-row batches.
+#
+# Why ON CONFLICT has no target: daz_core_events has two unique keys that both mean "this event
+# is already stored": event_uid (our rows), and for chat idx_events_chatmsg_text_unique
+# (channel_name, message_time, username, md5(message)), which also covers Go-era rows that have
+# no event_uid. A conflict target names one arbiter only; a row hitting the other key would then
+# raise and cost the whole batch. Relying on event_uid alone is not sound either: a line the Go
+# bot (or an older daz, whose chat uid left out the text) stored has another or no uid, and its
+# replay after the upgrade must still be skipped. Without a target, any of them skips the row.
+#
+# daz_chat_log has no natural key (its timestamp is when we received the line, which differs
+# between the live line and its replay), so a chat line goes there only when it is new to
+# daz_core_events, or is stored there under the same event_uid (a retried batch; the chat_log
+# row then dedups on event_uid). A line core skipped on the natural key alone (Go-era or old-uid
+# row) is a replay of something already logged, and would otherwise be a second chat_log row.
 #
 # The row-by-row fallback uses the unnest form with one-element arrays: one statement per row.
 
@@ -208,6 +228,11 @@ STAGE_DDL = (
     " timestamp timestamp, username text, message text, message_time bigint, to_user text,"
     " video_id text, video_type text, title text, duration int, rank int, raw_data text)"
     " ON COMMIT DELETE ROWS")
+# Whether daz_core_events holds this event_uid: a correlated scalar subquery, so it is one
+# index probe per row. (EXISTS (...) in an OR may be planned as a hashed subplan that reads the
+# whole table for every batch, which happens while the table's statistics are stale.)
+_IN_CORE = ("coalesce((SELECT true FROM daz_core_events c WHERE c.event_uid = {0}.event_uid"
+            " LIMIT 1), false)")
 _FLAG = {CORE: "to_core", CHAT: "to_chat", ACTIVITY: "to_activity", PRIVATE: "to_private"}
 FROM_STAGE = {
     CORE: "INSERT INTO daz_core_events (event_uid, event_type, channel_name, timestamp, username,"
@@ -216,8 +241,9 @@ FROM_STAGE = {
           " to_user, video_id, video_type, title, duration, raw_data::jsonb"
           f" FROM {STAGE} WHERE to_core ORDER BY ord ON CONFLICT DO NOTHING",
     CHAT: "INSERT INTO daz_chat_log (event_uid, username, message, user_rank, channel, timestamp)"
-          " SELECT event_uid, username, message, rank, channel, timestamp"
-          f" FROM {STAGE} WHERE to_chat ORDER BY ord ON CONFLICT DO NOTHING",
+          " SELECT s.event_uid, s.username, s.message, s.rank, s.channel, s.timestamp"
+          f" FROM {STAGE} s WHERE s.to_chat AND (NOT s.to_core OR {_IN_CORE.format('s')})"
+          " ORDER BY s.ord ON CONFLICT DO NOTHING",
     ACTIVITY: "INSERT INTO daz_user_activity (event_uid, event_type, username, user_rank, channel,"
               " timestamp, raw_data) SELECT event_uid, event_type, username, rank, channel,"
               f" timestamp, raw_data::jsonb FROM {STAGE} WHERE to_activity ORDER BY ord"
@@ -259,13 +285,13 @@ def stage_records(batch: list[LogEntry]) -> tuple[list[tuple], list[str]]:
 
 
 def _insert(table: str, columns: tuple[str, ...], types: tuple[str, ...],
-            casts: dict[str, str] | None = None) -> str:
+            casts: dict[str, str] | None = None, where: str = "") -> str:
     casts = casts or {}
     arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
     names = ", ".join(columns)
     picked = ", ".join(f"x.{c}{casts.get(c, '')}" for c in columns)
     return (f"INSERT INTO {table} ({names}) SELECT {picked} "
-            f"FROM unnest({arrays}) WITH ORDINALITY AS x({names}, ord) "
+            f"FROM unnest({arrays}) WITH ORDINALITY AS x({names}, ord) {where}"
             f"ORDER BY x.ord ON CONFLICT DO NOTHING")
 
 
@@ -289,6 +315,10 @@ INSERT_SQL = {
     PRIVATE: _insert(PRIVATE, PRIVATE_COLUMNS,
                      ("uuid", "text", "text", "text", "text", "text", "bigint", "timestamp")),
 }
+# The fallback's daz_chat_log insert after daz_core_events skipped the same line (see above).
+CHAT_IF_IN_CORE_SQL = _insert(
+    CHAT, CHAT_COLUMNS, ("uuid", "text", "text", "int", "text", "timestamp"),
+    where=f"WHERE {_IN_CORE.format('x')} ")
 
 
 def row_for(table: str, e: LogEntry) -> tuple | None:

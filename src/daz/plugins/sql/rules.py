@@ -103,7 +103,7 @@ def entry_for_event(event: ev.CytubeEvent, tables: tuple[str, ...],
         if rank_of is not None and event.username:
             fields["rank"] = _rank(rank_of(event.username))
         if event.time > 0:
-            uid = chat_uid(event.channel, event.time, event.username)
+            uid = chat_uid(event.channel, event.time, event.username, event.msg)
     elif isinstance(event, ev.PrivateMessage):
         fields = dict(username=event.username, to_user=event.to, message=event.msg,
                       message_time=event.time if event.time > 0 else None)

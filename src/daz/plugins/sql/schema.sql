@@ -25,20 +25,27 @@ ALTER TABLE daz_core_events ADD COLUMN IF NOT EXISTS video_type VARCHAR(50);
 ALTER TABLE daz_core_events ADD COLUMN IF NOT EXISTS title TEXT;
 ALTER TABLE daz_core_events ADD COLUMN IF NOT EXISTS duration INTEGER;
 
--- Only chat has a natural key (CyTube's ms time + sender). Every other event type (joins,
--- leaves, media, PMs sent twice by a retry) needs a writer-chosen id to make a replayed or
--- retried batch idempotent: the writer puts a UUID in event_uid and inserts with
--- ON CONFLICT (event_uid) DO NOTHING. NULL (Go-era rows, writers that do not care) never
+-- Only chat has a natural key (CyTube's ms time + sender + text, below). Every other event
+-- type (joins, leaves, media, PMs sent twice by a retry) needs a writer-chosen id to make a
+-- replayed or retried batch idempotent: the writer puts a UUID in event_uid and inserts with
+-- ON CONFLICT DO NOTHING. NULL (Go-era rows, writers that do not care) never
 -- conflicts, so the index is a plain (non-partial) unique index that ON CONFLICT can infer.
 ALTER TABLE daz_core_events ADD COLUMN IF NOT EXISTS event_uid UUID;
 CREATE UNIQUE INDEX IF NOT EXISTS idx_events_event_uid ON daz_core_events (event_uid);
 
--- The join replay re-sends recent chat: this is the Go dedup key, kept with the Go name and
--- predicate so ON CONFLICT (channel_name, message_time, username)
--- WHERE event_type = 'cytube.event.chatMsg' works for both bots.
-CREATE UNIQUE INDEX IF NOT EXISTS idx_events_chatmsg_unique
-    ON daz_core_events (channel_name, message_time, username)
+-- The join replay re-sends recent chat, so chat needs a natural key that also covers Go-era rows
+-- (they have no event_uid). Go keyed a line on (channel_name, message_time, username) only, in
+-- idx_events_chatmsg_unique, which silently drops a second, different line one sender says in
+-- the same millisecond (CyTube stamps chat with Date.now()). The key here adds the text; md5
+-- because a btree entry cannot hold a 100 kB message. The replay re-sends the same text, so it
+-- still matches. Go rows are unique under the narrower key, so building this one cannot fail.
+-- It is created before the Go index is dropped, so chat is never without a key. A Go bot
+-- writing here again would need idx_events_chatmsg_unique back: its ON CONFLICT names those
+-- columns (docs/architecture.md, "Differences").
+CREATE UNIQUE INDEX IF NOT EXISTS idx_events_chatmsg_text_unique
+    ON daz_core_events (channel_name, message_time, username, md5(message))
     WHERE event_type = 'cytube.event.chatMsg';
+DROP INDEX IF EXISTS idx_events_chatmsg_unique;
 CREATE INDEX IF NOT EXISTS idx_events_timestamp ON daz_core_events (timestamp);
 CREATE INDEX IF NOT EXISTS idx_events_channel_type ON daz_core_events (channel_name, event_type);
 CREATE INDEX IF NOT EXISTS idx_events_username ON daz_core_events (username);
