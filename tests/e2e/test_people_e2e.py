@@ -82,7 +82,7 @@ async def test_tell_is_delivered_once_on_join_and_by_pm_when_sent_by_pm(fake_ser
                            only=["sql", "eventfilter", "usertracker", "tell"]) as bot:
         alice = await server.user("alice")
         await alice.chat("!tell dave see you at 8")
-        await wait_for_line(server, lambda l: l.startswith("OK, I'll tell dave here"), "stored")
+        await wait_for_line(server, lambda l: l.startswith("OK, I'll tell dave in chat"), "stored")
         bob = await server.user("bob")  # alice's !tell is cooling down
         mark = bob.mark()
         await bob.pm(BOT_NAME, "!tell erin the secret plan")

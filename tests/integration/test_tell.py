@@ -50,7 +50,7 @@ async def test_tell_is_delivered_in_chat_when_the_recipient_joins(database):
     # Go kept 9 words and ate apostrophes; the whole line survives here.
     replies = await command(kit, "alice", "!tell Bob don't forget the \"quotes\" and  spaces,"
                             " we meet at eight at the usual place tomorrow")
-    assert replies[0].startswith("OK, I'll tell Bob here when they're next around (#")
+    assert replies[0].startswith("OK, I'll tell Bob in chat when they're next around (#")
     clock.advance(7200)
     await joined(kit, "bob")
     assert kit.room.said[-1] == ("bob: alice left you a message 2 hours ago: don't forget the"

@@ -327,7 +327,7 @@ class Tell(Plugin):
             days = f"{cfg.expiry_days:g} day{'s' if cfg.expiry_days != 1 else ''}"
             note = (f" (I've never seen {name} here, so check the spelling.)"
                     if known is False else "")
-            how = "by PM" if ctx.via_pm else "here"
+            how = "by PM" if ctx.via_pm else "in chat"
             await ctx.reply(f"OK, I'll tell {name} {how} when they're next around (#{new_id},"
                             f" kept for {days}).{note}")
 
