@@ -61,3 +61,35 @@ async def test_a_database_down_at_start_up_is_waited_for_and_reported(fake_serve
             starting.cancel()
         await app.stop()
         await proxy.stop()
+
+
+async def test_with_no_database_configured_daz_runs_on_an_embedded_postgres(fake_server, tmp_path):
+    """The README's first command: no DSN anywhere, so daz starts its own PostgreSQL in the data
+    directory, migrates it and logs the room's chat into it; a second start reuses it."""
+    fake_server.add_account(BOT_NAME, BOT_PASSWORD)
+    fake_server.set_channel_rank(CHANNEL, BOT_NAME, 2)
+    config = bot_config(fake_server.base_url, "", plugins=plugins())
+    assert config.core.database.url() == ""
+    for round_number in (1, 2):
+        app = App(config, data_dir=tmp_path)
+        try:
+            await app.start()
+            assert app.embedded is not None
+            assert (tmp_path / "postgres" / "PG_VERSION").exists()
+            await wait_until(lambda: all(r.status().get("joined") for r in app.rooms), 15,
+                             "room joined")
+            alice = await fake_server.user(f"alice{round_number}")
+            await alice.chat(f"hello embedded {round_number}")
+            await wait_until(lambda: _logged(app, round_number), 15, "chat logged")
+        finally:
+            await app.stop()
+
+
+def _logged(app, round_number: int):
+    async def check() -> bool:
+        rows = await app.db.fetch(
+            "SELECT message FROM daz_core_events WHERE event_type = 'cytube.event.chatMsg'"
+            " ORDER BY id")
+        return [r["message"] for r in rows] == [f"hello embedded {n}"
+                                                 for n in range(1, round_number + 1)]
+    return check
