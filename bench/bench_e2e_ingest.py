@@ -8,8 +8,10 @@ in the same run and on the same machine: a bare python-socketio client that only
 frames from the same server (the socket layer's ceiling) and a bare COPY of the same number of
 rows into the same ``daz_core_events`` table (the database's ceiling for one writer).
 
-Server, bot and bare client share one process and one event loop (as ``bench_ingest_room``),
-so every socket figure includes the fake server's own cost.
+The fake server runs in a process of its own (``bench/flood_server.py``), so the bot and the
+bare client each have this process's core to themselves, as against a real CyTube server; the
+event loop here is uvloop when it is installed (the ``fast`` extra, which ``daz run`` uses too),
+and the output says which loop each side ran.
 """
 from __future__ import annotations
 
@@ -28,9 +30,9 @@ import asyncpg  # noqa: E402
 import socketio  # noqa: E402
 
 from bench.common import Timer, report, rss_mib, run, scratch_database, test_dsn  # noqa: E402
+from bench.flood_server import FloodServer, loop_name  # noqa: E402
 from daz.app import App  # noqa: E402
 from daz.db import eventrows  # noqa: E402
-from daz.sandbox.fake_cytube import FakeCytubeServer  # noqa: E402
 from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, bot_config  # noqa: E402
 
 EVENTS = 50_000
@@ -39,20 +41,14 @@ CHANNEL = "benchchan"
 FIRST_TIME = 1_800_000_000_000  # CyTube ms times of the flood; unique, so no dedup applies
 
 
-def chat(i: int) -> dict:
-    return {"username": f"user{i % 50}", "msg": f"message number {i}, nothing to see here",
-            "meta": {}, "time": FIRST_TIME + i}
+async def flood(server: FloodServer, sid: str, count: int) -> dict:
+    """Chat from 50 speakers, CyTube times ``FIRST_TIME + i``, as fast as the socket takes it;
+    returns the server's answer (its ``cpu``: share of one core the server process used)."""
+    return await server.call("flood", sid=sid, count=count, window=WINDOW, first_time=FIRST_TIME,
+                      text="message number {i}, nothing to see here")
 
 
-async def flood(server: FakeCytubeServer, sid: str, count: int) -> None:
-    conn = server.connections[sid]
-    for i in range(count):
-        while conn.outbox.qsize() >= WINDOW:
-            await asyncio.sleep(0)
-        server.send(sid, "chatMsg", chat(i))
-
-
-async def bare_client_rate(server: FakeCytubeServer) -> float:
+async def bare_client_rate(server: FloodServer) -> dict:
     done = asyncio.Event()
     received = 0
 
@@ -66,13 +62,14 @@ async def bare_client_rate(server: FakeCytubeServer) -> float:
     client.on("chatMsg", on_chat)
     await client.connect(server.base_url, transports=["websocket"])
     try:
+        cpu = time.process_time()
         with Timer() as t:
-            producer = asyncio.create_task(flood(server, client.get_sid("/"), EVENTS))
+            sent = await flood(server, client.get_sid("/"), EVENTS)
             await asyncio.wait_for(done.wait(), 600)
-        await producer
+        cpu = time.process_time() - cpu
     finally:
         await client.disconnect()
-    return EVENTS / t.seconds
+    return {"rate": EVENTS / t.seconds, "server_cpu": sent["cpu"], "cpu": cpu / t.seconds}
 
 
 async def bare_copy_rate(dsn: str) -> float:
@@ -113,9 +110,9 @@ async def wait_for_rows(conn: asyncpg.Connection, stall_seconds: float = 10.0) -
         await asyncio.sleep(0.05)
 
 
-async def through_daz(server: FakeCytubeServer, dsn: str) -> dict:
-    server.add_account(BOT_NAME, BOT_PASSWORD)
-    server.set_channel_rank(CHANNEL, BOT_NAME, 2)
+async def through_daz(server: FloodServer, dsn: str) -> dict:
+    await server.call("account", name=BOT_NAME, password=BOT_PASSWORD)
+    await server.call("rank", channel=CHANNEL, name=BOT_NAME, rank=2)
     config = bot_config(server.base_url, dsn, channel=CHANNEL)
     with tempfile.TemporaryDirectory() as data_dir:
         app = App(config, data_dir=Path(data_dir), web=False)
@@ -128,8 +125,7 @@ async def through_daz(server: FakeCytubeServer, dsn: str) -> dict:
                     raise RuntimeError(f"room did not join: {room.status()}")
                 await asyncio.sleep(0.05)
             plugins = sorted(app.plugins.loaded)
-            sid = next(m.sid for m in server.channel(CHANNEL).members.values()
-                       if m.name == BOT_NAME)
+            sid = (await server.call("sid", channel=CHANNEL, name=BOT_NAME))["sid"]
             eventlog = app.plugins.get("sql").eventlog
             conn = await asyncpg.connect(dsn)
             peak_inbox = 0
@@ -142,9 +138,11 @@ async def through_daz(server: FakeCytubeServer, dsn: str) -> dict:
 
             watcher = asyncio.create_task(watch_inbox())
             try:
+                cpu = time.process_time()
                 with Timer() as t:
-                    await flood(server, sid, EVENTS)
+                    sent = await flood(server, sid, EVENTS)
                     stored = await wait_for_rows(conn)
+                cpu = time.process_time() - cpu
             finally:
                 watcher.cancel()
                 await conn.close()
@@ -154,33 +152,40 @@ async def through_daz(server: FakeCytubeServer, dsn: str) -> dict:
             await app.stop()
     return {"rate": EVENTS / t.seconds, "lost": EVENTS - stored, "plugins": plugins,
             "duplicates": status.get("duplicates_skipped", 0), "rss": rss,
-            "peak_inbox": peak_inbox}
+            "peak_inbox": peak_inbox, "server_cpu": sent["cpu"], "cpu": cpu / t.seconds}
 
 
 async def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     dsn = await scratch_database(test_dsn(), "daz_bench_e2e_ingest")
-    server = FakeCytubeServer()
+    server = FloodServer()
     await server.start()
     try:
-        socket_rate = await bare_client_rate(server)
+        bare = await bare_client_rate(server)
+        socket_rate = bare["rate"]
         result = await through_daz(server, dsn)  # migrates the fresh database at start
         copy_rate = await bare_copy_rate(dsn)
     finally:
         await server.stop()
     print(f"  {EVENTS:,} chatMsg frames, 50 speakers; plugins on: {', '.join(result['plugins'])}")
+    print(f"  fake server: its own process, {server.loop}; bot and bare client: this process, "
+          f"{loop_name()}")
     report("bare python-socketio client receive", socket_rate, "events/s",
            "socket layer ceiling, same server, same run")
+    report("  its CPU, share of one core (this process)", bare["cpu"] * 100, "%",
+           f"fake server process: {bare['server_cpu']:.0%} of a core while it sent")
     report("bare COPY into daz_core_events", copy_rate, "rows/s",
            "database ceiling, one COPY, same table, same run")
     report("fake CyTube → daz (all plugins) → daz_core_events", result["rate"], "events/s",
            f"{result['rate'] / socket_rate:.0%} of the bare client, "
            f"{result['rate'] / copy_rate:.0%} of bare COPY")
+    report("  daz's CPU, share of one core (this process)", result["cpu"] * 100, "%",
+           f"fake server process: {result['server_cpu']:.0%} of a core while it sent")
     report("lost events (rows vs frames sent)", result["lost"], "events", "must be 0")
     report("peak room inbox (received, not yet on the bus)", result["peak_inbox"], "events",
            "frames waiting between socket and bus (the deque is unbounded)")
     report("RSS of the process after the flood", result["rss"], "MiB",
-           "bot + fake server + bare client")
+           "bot + bare client (the server has its own process)")
 
 
 if __name__ == "__main__":
