@@ -10,7 +10,10 @@ the guarantees the Go bus lacked:
   subscribers that must not lose anything) or drops with a per-subscription counter
   (``"drop_oldest"`` / ``"drop_newest"``) that is visible in /metrics, counted once;
 * subscriptions with a higher priority are enqueued and woken first, so command handling runs
-  ahead of logging when both are ready.
+  ahead of logging when both are ready;
+* a subscription may name the event classes it acts on (``kinds``) and ask not to see events
+  marked ``ignored`` (``skip_ignored``): what it would only discard is never queued, so its lane
+  is not woken for it, and the order of what it does see is unchanged.
 
 Request/reply is addressed to exactly one responder per topic, fails at once with
 ``NoResponder`` when nobody answers that topic, and with ``asyncio.TimeoutError`` after the
@@ -71,7 +74,8 @@ class _Lane:
 
 class Subscription:
     def __init__(self, bus: "Bus", pattern: str, handler: Handler, *, owner: str, priority: int,
-                 max_queue: int, overflow: str, timeout: float | None):
+                 max_queue: int, overflow: str, timeout: float | None,
+                 kinds: frozenset | None = None, skip_ignored: bool = False):
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
         self.bus = bus
@@ -83,6 +87,8 @@ class Subscription:
         self.max_queue = max(1, max_queue)
         self.overflow = overflow
         self.timeout = timeout
+        self.kinds = kinds  # exact event classes wanted; None: every class on the topic
+        self.skip_ignored = skip_ignored
         self.lanes: dict[str, _Lane] = {}
         self.handled = 0
         self.errors = 0
@@ -117,15 +123,20 @@ class Bus:
 
     def subscribe(self, pattern: str, handler: Handler, *, owner: str = "?", priority: int = 0,
                   max_queue: int | None = None, overflow: str = "drop_oldest",
-                  timeout: float | None = 120.0) -> Subscription:
+                  timeout: float | None = 120.0, kinds: Any = None,
+                  skip_ignored: bool = False) -> Subscription:
         """Deliver events whose topic matches ``pattern`` (exact or glob) to ``handler``.
 
         ``timeout`` bounds one handler call: past it the call is cancelled, logged and counted,
-        and the lane moves on (a hung plugin must not hold its queue forever).
+        and the lane moves on (a hung plugin must not hold its queue forever). ``kinds`` (event
+        classes, matched exactly) narrows a pattern to the events the handler acts on;
+        ``skip_ignored`` leaves out events whose ``ignored`` is true (replayed history, own
+        echoes). Both filter at publish time, before anything is queued.
         """
         sub = Subscription(self, pattern, handler, owner=owner, priority=priority,
                            max_queue=max_queue or self.default_max_queue, overflow=overflow,
-                           timeout=timeout)
+                           timeout=timeout, kinds=frozenset(kinds) if kinds else None,
+                           skip_ignored=skip_ignored)
         self._subs.append(sub)
         self._subs.sort(key=lambda s: -s.priority)  # stable: equal priorities keep their order
         self._route_cache.clear()
@@ -163,7 +174,17 @@ class Bus:
         key = event.room_key
         self.stats.published += 1
         subs = self._route(topic)
+        kind = type(event)
+        ignored = None  # looked up once, if a subscriber asks
+        queued = 0
         for sub in subs:
+            if sub.kinds is not None and kind not in sub.kinds:
+                continue
+            if sub.skip_ignored:
+                if ignored is None:
+                    ignored = bool(getattr(event, "ignored", False))
+                if ignored:
+                    continue
             lane = sub.lanes.get(key)
             if lane is None:
                 lane = self._open_lane(sub, key)
@@ -181,9 +202,10 @@ class Bus:
                     continue
             queue.append(event)
             lane.wake.set()
+            queued += 1
         if self._watchdog is None and not self._closed:
             self._start_watchdog()
-        return len(subs)
+        return queued
 
     def _dropped(self, sub: Subscription, topic: str) -> None:
         self.stats.dropped[sub.owner] += 1

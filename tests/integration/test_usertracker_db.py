@@ -153,10 +153,10 @@ async def test_replayed_and_own_lines_are_not_activity(database):
     k = await start(database)
     t = time.time() - 60
     await feed(k, "addUser", user("hal"), t)
-    ev = await feed(k, "chatMsg", {"username": "hal", "msg": "old", "meta": {}, "time": 1},
-                    t + 30, settle=False)
-    ev.replayed = True
-    await k.bus.drain(10)
+    await feed(k, "chatMsg", {"username": "hal", "msg": "old", "meta": {}, "time": 1},
+               t + 30, marks={"replayed": True})
+    await feed(k, "chatMsg", {"username": "hal", "msg": "echo", "meta": {}, "time": 2},
+               t + 40, marks={"own": True})
     await k.plugin("usertracker").flush()
     last = await database.fetchval(f"SELECT last_activity FROM {S} WHERE username = 'hal'")
     assert abs(last.timestamp() - t) < 0.01

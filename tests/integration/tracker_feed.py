@@ -22,9 +22,14 @@ def event(kit, name: str, payload, t: float | None = None, room=None):
                        received_at=time.time() if t is None else t)
 
 
-async def feed(kit, name: str, payload, t: float | None = None, *, room=None, settle=True):
+async def feed(kit, name: str, payload, t: float | None = None, *, room=None, settle=True,
+               marks: dict | None = None):
+    """Apply and publish one event; ``marks`` (replayed, own, ...) are set before publishing,
+    as the room's intake does."""
     room = room or kit.room
     ev = event(kit, name, payload, t, room)
+    for mark, value in (marks or {}).items():
+        setattr(ev, mark, value)
     room.state.apply(ev)
     await kit.bus.publish(ev)
     if settle:

@@ -187,3 +187,34 @@ async def test_request_reply_one_responder_timeout_and_no_responder():
     with pytest.raises(asyncio.TimeoutError):
         await bus.request("slow", 1, timeout=0.05)
     await bus.close()
+
+
+async def test_kinds_and_skip_ignored_leave_events_out_before_queuing_and_keep_order():
+    from daz.cytube.events import parse_event
+
+    bus = Bus()
+    seen = []
+
+    async def handler(e):
+        seen.append((type(e).__name__, getattr(e, "msg", "")))
+
+    def chat(text, **flags):
+        e = parse_event("chatMsg", {"username": "u", "msg": text, "meta": {}, "time": 1},
+                        room_id="r", channel="c")
+        for k, v in flags.items():
+            setattr(e, k, v)
+        return e
+
+    join = parse_event("addUser", {"name": "v", "rank": 1}, room_id="r", channel="c")
+    sub = bus.subscribe("*", handler, owner="p", kinds=(type(join), type(chat("x"))),
+                        skip_ignored=True)
+    assert await bus.publish(chat("a")) == 1
+    assert await bus.publish(ev(1, room="r")) == 0  # a PluginEvent: not one of its kinds
+    assert await bus.publish(chat("old", replayed=True)) == 0
+    assert await bus.publish(chat("mine", own=True)) == 0
+    await bus.publish(join)
+    await bus.publish(chat("b"))
+    assert await bus.drain(2)
+    assert seen == [("ChatMessage", "a"), ("UserJoined", ""), ("ChatMessage", "b")]
+    assert sub.handled == 3
+    await bus.close()

@@ -109,3 +109,29 @@ async def test_duplicate_command_across_plugins_stops_start_up():
     m = manager()
     with pytest.raises(ConfigError, match="'counting' and 'other'"):
         await m.start(m.select({"counting": Counting, "other": Other}))
+
+
+async def test_kinds_named_by_a_class_attribute_limit_what_a_pattern_handler_gets():
+    from daz.cytube.events import UserJoined
+
+    class Picky(Plugin):
+        name = "picky"
+
+        async def setup(self):
+            self.seen = []
+
+        @on("*", kinds="_handlers")
+        async def event(self, event):
+            self.seen.append(type(event).__name__)
+
+        _handlers = {UserJoined: None}
+
+    m = manager()
+    await m.start(m.select({"picky": Picky}))
+    await m.bus.publish(chat("not for picky"))
+    await m.bus.publish(parse_event("addUser", {"name": "v", "rank": 1}, room_id="r",
+                                    channel="c"))
+    await m.bus.drain(2)
+    assert m.get("picky").seen == ["UserJoined"]
+    assert m.status()["picky"]["handled"] == 1
+    await m.stop()

@@ -69,6 +69,9 @@ class OnSpec:
     max_queue: int | None = None
     overflow: str = "drop_oldest"
     include_ignored: bool = False  # deliver replayed history / own echoes / [server] lines too
+    # Event classes the handler acts on (exact match); a str names a class attribute holding
+    # them (e.g. a dispatch dict keyed by class). Empty: every event on the topic.
+    kinds: tuple | str = ()
 
 
 @dataclass(frozen=True)
@@ -101,15 +104,19 @@ def command(name: str, *, aliases: tuple[str, ...] | list[str] = (), min_rank: f
 
 
 def on(what: type[Event] | str, *, priority: int = 0, max_queue: int | None = None,
-       overflow: str = "drop_oldest", include_ignored: bool = False) -> Callable:
+       overflow: str = "drop_oldest", include_ignored: bool = False,
+       kinds: tuple | str = ()) -> Callable:
     """Subscribe the method to an event class (its topic) or a topic pattern like ``cytube.*``.
 
     Chat lines and PMs nobody should react to (history replay, our own echoes, ``[server]``
     whispers, shadow-muted lines) are filtered out unless ``include_ignored=True``.
+    ``kinds`` narrows a pattern to the event classes the handler acts on (or names the class
+    attribute that lists them, such as a dispatch dict): the others are not even queued for it,
+    which spares a wake-up per event on a busy channel.
     """
     topic = what if isinstance(what, str) else _topic_of(what)
     spec = OnSpec(topic=topic, priority=priority, max_queue=max_queue, overflow=overflow,
-                  include_ignored=include_ignored)
+                  include_ignored=include_ignored, kinds=kinds)
 
     def mark(fn: Callable) -> Callable:
         fn.__daz_on__ = getattr(fn, "__daz_on__", ()) + (spec,)

@@ -156,15 +156,14 @@ class PluginManager:
         log.info("plugin %s started", plugin.name)
 
     def _subscribe(self, plugin: Plugin, method, spec: OnSpec):
-        handler = method
-        if not spec.include_ignored:
-            async def handler(event, _method=method):  # noqa: E306
-                if getattr(event, "ignored", False):
-                    return
-                await _method(event)
+        kinds = spec.kinds
+        if isinstance(kinds, str):
+            kinds = tuple(getattr(plugin, kinds))
         priority = spec.priority or (COMMAND_PRIORITY if plugin.name == "eventfilter" else 0)
-        return self.bus.subscribe(spec.topic, handler, owner=plugin.name, priority=priority,
-                                  max_queue=spec.max_queue, overflow=spec.overflow)
+        # Ignored lines are left out by the bus, before they are queued for this plugin.
+        return self.bus.subscribe(spec.topic, method, owner=plugin.name, priority=priority,
+                                  max_queue=spec.max_queue, overflow=spec.overflow,
+                                  kinds=kinds or None, skip_ignored=not spec.include_ignored)
 
     async def _run_timer(self, loaded: LoadedPlugin, attr: str, spec: EverySpec) -> None:
         method = getattr(loaded.plugin, attr)

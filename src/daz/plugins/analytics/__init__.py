@@ -153,7 +153,7 @@ class Analytics(Plugin):
 
     # ------------------------------------------------------------------ counting
 
-    @on("*", max_queue=100_000)
+    @on("*", max_queue=100_000, kinds=(ChatMessage, UserJoined, CommandExecuted, PluginEvent))
     async def event(self, event: Any) -> None:
         kind = type(event)
         if kind is ChatMessage:

@@ -114,7 +114,7 @@ class Greeter(Plugin):
 
     # ------------------------------------------------------------------ events (in room order)
 
-    @on("*", max_queue=50_000)
+    @on("*", max_queue=50_000, kinds="_handlers")
     async def event(self, event: Any) -> None:
         handler = self._handlers.get(type(event))
         if handler is not None:

@@ -78,7 +78,7 @@ class MediaTracker(Plugin):
 
     # One subscription for everything, so setCurrent, changeMedia, playlist edits and the
     # disconnect of one room are handled in the order they arrived.
-    @on("*", max_queue=100_000)
+    @on("*", max_queue=100_000, kinds="_handlers")
     async def event(self, event: Any) -> None:
         handler = self._handlers.get(type(event))
         if handler is not None:

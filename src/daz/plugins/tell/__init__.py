@@ -133,7 +133,8 @@ class Tell(Plugin):
 
     # ------------------------------------------------------------------ delivery triggers
 
-    @on("*", max_queue=50_000)
+    @on("*", max_queue=50_000,
+        kinds=(UserJoined, RoomJoined, UserLeft, ChatMessage, PrivateMessage))
     async def event(self, event: Any) -> None:
         kind = type(event)
         if kind is UserJoined:

@@ -80,7 +80,7 @@ class UserTracker(Plugin):
 
     # ------------------------------------------------------------------ events
 
-    @on("*", max_queue=100_000)
+    @on("*", max_queue=100_000, kinds="_handlers")
     async def event(self, event: Any) -> None:
         handler = self._handlers.get(type(event))
         if handler is not None:
