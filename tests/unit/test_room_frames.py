@@ -304,3 +304,27 @@ async def test_emit_is_refused_politely_when_not_joined(caplog):
     await room.emit("queue", {"id": "x"})
     assert conn.sent == [("queue", {"id": "x"})]
     await detach(room, bus)
+
+
+async def test_received_events_are_counted_per_type_with_unknown_types_capped_as_other():
+    from daz.cytube.intake import MAX_EVENT_TYPES
+
+    room, bus, seen = make_room()
+    await attach(room)
+    received = room.metrics.events_received
+    for _ in range(3):
+        feed(room, "usercount", 5)
+    for i in range(MAX_EVENT_TYPES + 5):
+        feed(room, f"madeUpEvent{i}", {})
+    feed(room, "madeUpEvent0", {})  # a type counted under its own name stays so
+    feed(room, f"madeUpEvent{MAX_EVENT_TYPES + 2}", {})  # past the cap: "other", every time
+    await settle(room, bus)
+    assert received.labels(room="testchan", type="usercount")._value.get() == 3
+    assert received.labels(room="testchan", type="madeUpEvent0")._value.get() == 2
+    labelled = {s.labels["type"] for m in room.metrics.registry.collect()
+                if m.name == "daz_events_received" for s in m.samples
+                if s.name.endswith("_total")}
+    assert len(labelled) == MAX_EVENT_TYPES + 1  # the capped names and "other"
+    others = received.labels(room="testchan", type="other")._value.get()
+    assert others == (MAX_EVENT_TYPES + 5) - (MAX_EVENT_TYPES - 1) + 1
+    await detach(room, bus)

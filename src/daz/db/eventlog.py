@@ -77,6 +77,7 @@ class EventLog:
         self.spill = SpillFile(spill_path) if spill_path else None
         self.rejected_path = Path(f"{spill_path}.rejected") if spill_path else None
         self.counts = dict.fromkeys(STAGES, 0)
+        self._counters: dict[str, Any] = {}
         self.duplicates = 0
         self.db_ok = True
         self.last_error: str | None = None
@@ -425,7 +426,10 @@ class EventLog:
     def _count(self, stage: str, n: int = 1) -> None:
         self.counts[stage] += n
         if self.metrics is not None:
-            self.metrics.eventlog.labels(stage=stage).inc(n)
+            counter = self._counters.get(stage)
+            if counter is None:  # labels() once per stage, not once per event
+                counter = self._counters[stage] = self.metrics.eventlog.labels(stage=stage)
+            counter.inc(n)
 
     def _gauge(self) -> None:
         if self.metrics is not None:
