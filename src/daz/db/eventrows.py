@@ -20,6 +20,7 @@ replayed from the spill file, is written exactly once.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -42,6 +43,9 @@ VIDEO_TYPE_WIDTH = 50
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _UID_NAMESPACE = uuid.UUID("6f1d2c3e-8a4b-5c6d-9e0f-a1b2c3d4e5f6")
+# Built once: json.dumps() with keyword arguments builds a new encoder on every call.
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+_UID_JSON = json.JSONEncoder(ensure_ascii=False)
 _EPOCH = datetime(1970, 1, 1)
 _INT32 = (-(2 ** 31), 2 ** 31 - 1)
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
@@ -84,13 +88,13 @@ def _storable(value: Any, depth: int = 0) -> Any:
 def clean_json(value: Any) -> str:
     """``value`` as JSON text that jsonb accepts (see the module docstring)."""
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text = _JSON.encode(value)
     except (TypeError, ValueError, RecursionError):
         text = None
     if text is not None and "\\u0000" not in text and not _UNSTORABLE.search(text):
         return text
     try:
-        return json.dumps(_storable(value), ensure_ascii=False, allow_nan=False)
+        return _JSON.encode(_storable(value))
     except (TypeError, ValueError, RecursionError):
         return json.dumps({"unstorable_payload": clean_text(repr(value)[:10_000])})
 
@@ -109,7 +113,13 @@ def clamp(value: Any, bounds: tuple[int, int]) -> int | None:
 def _natural_uid(*parts: str | int) -> str:
     # JSON keeps the parts apart whatever they contain (a separator character would let
     # ("a\x1f", "b") and ("a", "\x1fb") share a uid, and one of two lines be dropped).
-    return str(uuid.uuid5(_UID_NAMESPACE, json.dumps(parts, ensure_ascii=False)))
+    # uuid.uuid5(_UID_NAMESPACE, name), without building a UUID object only to format it.
+    name = _UID_JSON.encode(parts).encode("utf-8")
+    digest = bytearray(hashlib.sha1(_UID_NAMESPACE.bytes + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def chat_uid(channel: str, time_ms: int, username: str, message: str) -> str:
