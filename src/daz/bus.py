@@ -56,14 +56,16 @@ class BusStats:
 
 
 class _Lane:
-    __slots__ = ("sub", "key", "queue", "wake", "space", "task", "busy_since", "current",
+    __slots__ = ("sub", "key", "queue", "waiter", "space", "task", "busy_since", "current",
                  "reported_slow")
 
     def __init__(self, sub: "Subscription", key: str):
         self.sub = sub
         self.key = key
         self.queue: collections.deque = collections.deque()
-        self.wake = asyncio.Event()
+        # The future the idle drain task awaits; None while it runs. Lighter than an
+        # asyncio.Event, whose wait/set cost showed in profiles: every event wakes every lane.
+        self.waiter: asyncio.Future | None = None
         self.space = asyncio.Event()
         self.space.set()
         self.task: asyncio.Task | None = None
@@ -201,7 +203,9 @@ class Bus:
                     self._dropped(sub, topic)
                     continue
             queue.append(event)
-            lane.wake.set()
+            waiter = lane.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
             queued += 1
         if self._watchdog is None and not self._closed:
             self._start_watchdog()
@@ -227,10 +231,14 @@ class Bus:
         sub = lane.sub
         queue = lane.queue
         perf = time.perf_counter
+        loop = asyncio.get_running_loop()
         while sub.active:
             if not queue:
-                lane.wake.clear()
-                await lane.wake.wait()
+                lane.waiter = loop.create_future()
+                try:
+                    await lane.waiter
+                finally:
+                    lane.waiter = None
                 continue
             event = queue.popleft()
             if not lane.space.is_set():
