@@ -211,6 +211,27 @@ class Bus:
             self._start_watchdog()
         return queued
 
+    def publish_nowait(self, event: Event) -> bool:
+        """``publish`` for a caller that cannot wait: when no ``block`` lane that would take the
+        event is full, queue it exactly as ``publish`` does and return True; otherwise queue
+        nothing and return False (the caller then awaits ``publish``)."""
+        if not self._closed:
+            key = event.room_key
+            for sub in self._route(event.topic):
+                if sub.overflow == "block":
+                    lane = sub.lanes.get(key)
+                    if lane is not None and len(lane.queue) >= sub.max_queue:
+                        return False
+        # publish() suspends only on a full block lane, just ruled out: run it to completion
+        # here rather than keep a second copy of its delivery loop.
+        coro = self.publish(event)
+        try:
+            coro.send(None)
+        except StopIteration:
+            return True
+        coro.close()
+        raise RuntimeError("bus: publish() waited although no block lane was full")
+
     def _dropped(self, sub: Subscription, topic: str) -> None:
         self.stats.dropped[sub.owner] += 1
         if self.metrics is not None:

@@ -218,3 +218,30 @@ async def test_kinds_and_skip_ignored_leave_events_out_before_queuing_and_keep_o
     assert seen == [("ChatMessage", "a"), ("UserJoined", ""), ("ChatMessage", "b")]
     assert sub.handled == 3
     await bus.close()
+
+
+async def test_publish_nowait_queues_like_publish_or_nothing_when_a_block_lane_is_full():
+    bus = Bus()
+    release = asyncio.Event()
+    slow_seen, fast_seen = [], []
+
+    async def slow(e):
+        await release.wait()
+        slow_seen.append(e.data["n"])
+
+    async def fast(e):
+        fast_seen.append(e.data["n"])
+
+    bus.subscribe("t.*", slow, owner="slow", overflow="block", max_queue=2)
+    bus.subscribe("t.*", fast, owner="fast")
+    assert bus.publish_nowait(ev(0))
+    await asyncio.sleep(0.01)  # the slow lane takes 0 and waits inside its handler
+    assert bus.publish_nowait(ev(1)) and bus.publish_nowait(ev(2))
+    assert not bus.publish_nowait(ev(3))  # slow's lane is full: nothing queued anywhere
+    await asyncio.sleep(0.01)
+    assert fast_seen == [0, 1, 2]
+    release.set()
+    await bus.publish(ev(3))
+    assert await bus.drain(2)
+    assert slow_seen == [0, 1, 2, 3] and fast_seen == [0, 1, 2, 3]
+    await bus.close()

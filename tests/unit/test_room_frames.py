@@ -328,3 +328,72 @@ async def test_received_events_are_counted_per_type_with_unknown_types_capped_as
     others = received.labels(room="testchan", type="other")._value.get()
     assert others == (MAX_EVENT_TYPES + 5) - (MAX_EVENT_TYPES - 1) + 1
     await detach(room, bus)
+
+
+async def test_frames_keep_their_order_when_a_blocking_subscriber_pushes_back():
+    """Frames go to the bus at once while nothing waits, and through the inbox while a block
+    lane is full; either way every frame arrives, in the order received."""
+    bus = Bus()
+    seen: list = []
+    gate = asyncio.Event()
+
+    async def record(event):
+        if isinstance(event, ev.ChatMessage):
+            if not gate.is_set():
+                await gate.wait()
+            seen.append(event.msg)
+
+    bus.subscribe("cytube.event.*", record, owner="slow", overflow="block", max_queue=5)
+    config = RoomConfig(channel="testchan", username="dazbot", password="pw", enabled=True,
+                        server_url="http://127.0.0.1:1")
+    room = Room(config, bus, metrics=Metrics())
+    await attach(room)
+    await asyncio.sleep(0)  # the dispatch task is running
+    inbox_used = 0
+    for i in range(60):
+        feed(room, "chatMsg", {"username": "u", "msg": f"m{i}", "meta": {}, "time": i + 1})
+        inbox_used = max(inbox_used, len(room.intake.inbox))
+        if i % 7 == 0:
+            await asyncio.sleep(0)
+        if i == 30:
+            gate.set()
+    await settle(room, bus)
+    assert inbox_used > 0  # back-pressure was really applied
+    assert seen == [f"m{i}" for i in range(60)]
+    await detach(room, bus)
+
+
+async def test_a_frame_never_overtakes_one_the_dispatcher_is_still_publishing():
+    bus = Bus()
+    seen: list = []
+    turns = asyncio.Semaphore(0)
+
+    async def record(event):
+        if isinstance(event, ev.ChatMessage):
+            await turns.acquire()  # one event handled per release
+            seen.append(event.msg)
+
+    bus.subscribe("cytube.event.*", record, owner="slow", overflow="block", max_queue=5)
+    config = RoomConfig(channel="testchan", username="dazbot", password="pw", enabled=True,
+                        server_url="http://127.0.0.1:1")
+    room = Room(config, bus, metrics=Metrics())
+    await attach(room)
+    await asyncio.sleep(0)
+
+    def chat(i):
+        feed(room, "chatMsg", {"username": "u", "msg": f"m{i}", "meta": {}, "time": i + 1})
+
+    chat(0)
+    await asyncio.sleep(0.01)  # m0 is in the handler, the lane is empty
+    for i in range(1, 7):
+        chat(i)  # m1..m5 fill the lane; m6 waits in the dispatcher for space
+    await asyncio.sleep(0.01)
+    assert not room.intake.inbox
+    turns.release()  # m0 done, m1 taken: space, and the dispatcher is woken to queue m6 ...
+    await asyncio.sleep(0)
+    chat(7)  # ... but m7 arrives first: it must wait behind m6
+    for _ in range(8):
+        turns.release()
+    await settle(room, bus)
+    assert seen == [f"m{i}" for i in range(8)]
+    await detach(room, bus)
