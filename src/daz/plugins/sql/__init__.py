@@ -14,9 +14,11 @@ as a chatMsg echo). Writing is done by ``daz.db.eventlog.EventLog``: batched, de
 row by row when a batch is refused, spilled to ``<data_dir>/eventlog.spill`` while the database
 is away and replayed in order when it returns or at the next start.
 
-Config (``plugins.sql``; Go Daz keys, same defaults):
+Config (``plugins.sql``; Go Daz keys, same defaults but one):
 
-* ``core_event_batch_size`` (64): write as soon as this many events wait.
+* ``core_event_batch_size`` (256; Go Daz: 64): write as soon as this many events wait. Tuned by
+  measurement: under a chat flood 256 wrote ~7 % more events/s end to end than 64 (512 no
+  more than 256); below ~1,300 events/s the flush interval decides anyway.
 * ``core_event_flush_ms`` (200): ... or when the oldest waiting event is this old.
 * ``core_event_queue_size`` (4000): events held in memory while the database is slow or away;
   past that, new ones go to the spill file (nothing is dropped).
@@ -50,7 +52,7 @@ SPILL_NAME = "eventlog.spill"
 
 
 class SqlConfig(PluginConfig):
-    core_event_batch_size: int = Field(64, ge=1, le=100_000)
+    core_event_batch_size: int = Field(256, ge=1, le=100_000)
     core_event_flush_ms: float = Field(200, ge=0)
     core_event_queue_size: int = Field(4000, ge=1)
     core_event_max_batch: int | None = Field(None, ge=1, le=100_000)
