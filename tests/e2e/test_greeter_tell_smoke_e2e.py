@@ -1,12 +1,7 @@
 """Smoke test: greeter and tell in the whole bot, against the fake CyTube server (real sockets,
 real Room, real outbox). The detailed behaviour is covered in tests/integration."""
-import pytest
-
-pytest.importorskip("daz.cytube.room", reason="the room/connection layer is not committed yet")
-fake_cytube = pytest.importorskip("daz.sandbox.fake_cytube",
-                                  reason="the fake CyTube server is not committed yet")
-
-from tests.e2e.harness import BOT_NAME, running_bot, wait_until  # noqa: E402
+from daz.sandbox import fake_cytube
+from tests.e2e.harness import BOT_NAME, running_bot, wait_until
 
 PLUGINS = {
     "greeter": {"delay_min_seconds": 0, "delay_max_seconds": 0, "skip_probability": 0,

@@ -1,13 +1,8 @@
 """The whole bot with the ollama plugin, against the fake CyTube server and a fake Ollama."""
-import pytest
-
-pytest.importorskip("daz.cytube.room", reason="the room/connection layer is not committed yet")
-fake_cytube = pytest.importorskip("daz.sandbox.fake_cytube",
-                                  reason="the fake CyTube server is not committed yet")
-
-from daz.plugins.ollama import Ollama  # noqa: E402
-from tests.e2e.harness import BOT_NAME, running_bot, wait_until  # noqa: E402
-from tests.fakes.ollama import FakeOllama  # noqa: E402
+from daz.plugins.ollama import Ollama
+from daz.sandbox import fake_cytube
+from tests.e2e.harness import BOT_NAME, running_bot, wait_until
+from tests.fakes.ollama import FakeOllama
 
 
 async def test_named_in_real_chat_answers_once_and_remembers_its_own_line(migrated_dsn,

@@ -5,14 +5,11 @@ import time
 import pytest
 
 from daz.events import CommandExecuted
+from daz.plugins.analytics import Analytics, store
+from daz.plugins.analytics.counters import Batch
+from daz.plugins.mediatracker import MediaTracker
 from tests.integration.tracker_feed import command, feed, item, media, user
 from tests.plugin_kit import Kit
-
-pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
-
-from daz.plugins.analytics import Analytics, store  # noqa: E402
-from daz.plugins.analytics.counters import Batch  # noqa: E402
-from daz.plugins.mediatracker import MediaTracker  # noqa: E402
 
 MANUAL = {"analytics": {"flush_seconds": 3600}}
 HOUR = time.time() // 3600 * 3600 - 2 * 3600  # two hours ago, at the start of the hour

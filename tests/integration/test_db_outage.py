@@ -9,8 +9,6 @@ import asyncio
 import contextlib
 from urllib.parse import urlsplit
 
-import pytest
-
 from daz.plugins.analytics import Analytics
 from daz.plugins.base import Plugin
 from daz.plugins.basics import Basics
@@ -22,8 +20,6 @@ from tests.e2e.harness import wait_until
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.integration.tracker_feed import feed, user
 from tests.plugin_kit import Kit
-
-pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
 
 CUT_SECONDS = 2.0
 

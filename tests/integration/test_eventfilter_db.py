@@ -2,14 +2,10 @@
 rules from the table."""
 import json
 
-import pytest
-
 from daz.plugins.base import Plugin, command, on
 from daz.plugins.basics import Basics
 from daz.plugins.eventfilter import EventFilter
 from tests.plugin_kit import Kit
-
-pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
 
 SLOW_FLUSH = {"eventfilter": {"history_flush_seconds": 3600}}
 

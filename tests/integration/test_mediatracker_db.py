@@ -2,15 +2,10 @@
 import random
 import time
 
-import pytest
-
+from daz.plugins.mediatracker import MediaTracker
 from tests.fakes.room import RecordingRoom
 from tests.integration.tracker_feed import command, disconnect, feed, item, media
 from tests.plugin_kit import Kit
-
-pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
-
-from daz.plugins.mediatracker import MediaTracker  # noqa: E402
 
 P = "daz_mediatracker_plays"
 

@@ -8,8 +8,6 @@ from daz.cytube.events import Media
 from tests.integration.ollama_helpers import fake_ollama  # noqa: F401 (fixture)
 from tests.integration.ollama_helpers import BOT, chat, chat_event, done, start
 
-pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
-
 
 async def rows(database):
     return await database.fetch(

@@ -9,8 +9,6 @@ from daz.plugins.ollama.client import OllamaFailure
 from tests.integration.ollama_helpers import fake_ollama  # noqa: F401 (fixture)
 from tests.integration.ollama_helpers import chat, chat_event, done, start
 
-pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
-
 
 async def rewind(database, username, hours=2):
     await database.execute(

@@ -1,11 +1,8 @@
 """scripts/sql/031 on a database Go Daz created, applied twice, and read by daz's store."""
 import asyncpg
-import pytest
 
-pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
-
-from daz.db.migrate import run_script, sql_dir  # noqa: E402
-from daz.plugins.ollama.store import ResponseStore, message_hash  # noqa: E402
+from daz.db.migrate import run_script, sql_dir
+from daz.plugins.ollama.store import ResponseStore, message_hash
 
 # The tables as Go Daz's 031 left them (no functions), with a message it already answered.
 GO_031 = """

@@ -5,15 +5,11 @@ import contextlib
 import json
 from urllib.parse import urlsplit
 
-import pytest
-
 from daz.bus import Bus
 from daz.plugins.base import Plugin
 from daz.plugins.retry import Retry
 from tests.e2e.harness import wait_until
 from tests.plugin_kit import Kit
-
-pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
 
 MANUAL = {"retry": {"first_poll_seconds": 3600, "initial_delay_seconds": 0, "jitter": 0}}
 

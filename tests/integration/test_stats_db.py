@@ -9,8 +9,6 @@ from daz.plugins.base import Plugin, on
 from daz.plugins.stats import Stats
 from tests.plugin_kit import Kit
 
-pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
-
 MANUAL = {"stats": {"interval_seconds": 3600, "snapshot_seconds": 0.01}}
 
 

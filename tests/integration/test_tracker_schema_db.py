@@ -12,8 +12,6 @@ from daz.db.migrate import PLUGIN_ORDER, PLUGINS_DIR, migrate, migrations, run_s
 from tests.integration.tracker_feed import feed, item, media
 from tests.plugin_kit import Kit
 
-pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
-
 MEDIA = PLUGINS_DIR / "mediatracker" / "schema.sql"
 ANALYTICS = PLUGINS_DIR / "analytics" / "schema.sql"
 

@@ -2,14 +2,9 @@
 import asyncio
 import time
 
-import pytest
-
+from daz.plugins.usertracker import UserTracker, sessions
 from tests.integration.tracker_feed import command, disconnect, feed, user
 from tests.plugin_kit import Kit
-
-pytest.importorskip("daz.db.pool", reason="the database layer is not committed yet")
-
-from daz.plugins.usertracker import UserTracker, sessions  # noqa: E402
 
 S = "daz_user_tracker_sessions"
 FAST = {"usertracker": {"activity_flush_seconds": 3600}}  # flushes only when the test says
