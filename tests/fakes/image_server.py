@@ -8,6 +8,7 @@ and a "protected" one standing for internal services, which records every reques
 """
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ class ImageServer:
         self.port = 0
         self.requests: list[Recorded] = []
         self.routes: dict[str, tuple] = {}  # path -> (kind, arg)
+        self.delays: dict[str, float] = {}  # path -> seconds to wait before answering
         self.streamed_bytes = 0
         self._runner: web.AppRunner | None = None
 
@@ -46,6 +48,14 @@ class ImageServer:
 
     def no_head(self, path: str, head_status: int = 405) -> None:
         self.routes[path] = ("no_head", head_status)
+
+    def by_method(self, path: str, head: int, get: int) -> None:
+        """HEAD answers ``head`` and GET answers ``get`` (an image when 2xx, text otherwise)."""
+        self.routes[path] = ("by_method", (head, get))
+
+    def delay(self, path: str, seconds: float) -> None:
+        """Every request to ``path`` waits ``seconds`` before its answer."""
+        self.delays[path] = seconds
 
     def content_type(self, path: str, content_type: str) -> None:
         self.routes[path] = ("type", content_type)
@@ -62,7 +72,14 @@ class ImageServer:
     # server -------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(Recorded(request.method, request.path_qs, dict(request.headers)))
+        if request.path in self.delays:
+            await asyncio.sleep(self.delays[request.path])
         kind, arg = self.routes.get(request.path, ("image", None))
+        if kind == "by_method":
+            status = arg[0] if request.method == "HEAD" else arg[1]
+            if 200 <= status < 300:
+                return web.Response(status=status, body=PNG, content_type="image/png")
+            return web.Response(status=status, text="nope", content_type="text/plain")
         if kind == "redirect":
             status, location = arg
             return web.Response(status=status, headers={"Location": location})

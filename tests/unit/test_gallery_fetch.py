@@ -180,13 +180,76 @@ async def test_a_page_is_not_an_image(servers):
 
 
 @pytest.mark.parametrize("status, outcome", [(404, "failed"), (410, "failed"),
-                                             (401, "failed"), (500, "server_error"),
-                                             (503, "server_error")])
+                                             (400, "failed"), (401, "blocked"),
+                                             (403, "blocked"), (429, "blocked"),
+                                             (500, "server_error"), (503, "server_error")])
 async def test_status_outcomes(servers, status, outcome):
     images, _ = servers
     images.status("/x.png", status)
     result = await fetcher_for(images).check_image(images.url("/x.png"))
     assert (result.outcome, result.status) == (outcome, status)
+
+
+# ------------------------------------------------------------------ hotlink protection
+
+
+async def test_a_403_on_head_and_on_the_ranged_get_is_blocked_not_a_failure(servers):
+    images, _ = servers
+    images.status("/hotlinked.png", 403)  # HEAD and GET alike: a host that keeps bots out
+    result = await fetcher_for(images).check_image(images.url("/hotlinked.png"))
+    assert (result.outcome, result.status, result.methods) == ("blocked", 403, ["HEAD", "GET"])
+    assert result.reason == "blocked by the host (HTTP 403)"
+    assert [(r.method, r.headers.get("Range")) for r in images.requests] == \
+        [("HEAD", None), ("GET", "bytes=0-1023")]
+
+
+@pytest.mark.parametrize("head, get, outcome", [(403, 404, "failed"), (403, 410, "failed"),
+                                                (403, 429, "blocked"), (403, 206, "ok"),
+                                                (405, 403, "blocked")])
+async def test_after_a_refused_head_the_get_decides(servers, head, get, outcome):
+    images, _ = servers
+    images.by_method("/x.png", head, get)
+    result = await fetcher_for(images).check_image(images.url("/x.png"))
+    assert (result.outcome, result.status, result.methods) == (outcome, get, ["HEAD", "GET"])
+
+
+async def test_a_rate_limited_head_is_not_followed_by_a_get(servers):
+    images, _ = servers
+    images.status("/busy.png", 429)
+    result = await fetcher_for(images).check_image(images.url("/busy.png"))
+    assert (result.outcome, result.methods) == ("blocked", ["HEAD"])
+    assert [r.method for r in images.requests] == ["HEAD"]
+
+
+# ------------------------------------------------------------------ status and timing
+
+
+async def test_the_time_spent_on_the_requests_is_measured(servers):
+    images, _ = servers
+    images.no_head("/slow.png")
+    images.delay("/slow.png", 0.15)
+    result = await fetcher_for(images).check_image(images.url("/slow.png"))
+    assert (result.outcome, result.status, result.methods) == ("ok", 206, ["HEAD", "GET"])
+    # Both requests waited 0.15 s, and both are counted.
+    assert result.response_time_ms is not None and result.response_time_ms >= 300
+    quick = await fetcher_for(images).check_image(images.url("/quick.png"))
+    assert quick.status == 200 and isinstance(quick.response_time_ms, int)
+    assert quick.response_time_ms >= 0
+
+
+async def test_no_answer_has_no_status_and_no_request_has_no_time(servers):
+    images, protected = servers
+    refused = await fetcher_for(images).check_image("http://10.0.0.1/a.png")
+    assert (refused.outcome, refused.status, refused.response_time_ms) == ("failed", None, None)
+    unresolvable = await fetcher_for(images, table_resolver({})).check_image(
+        "https://nowhere.example/a.png")
+    assert (unresolvable.status, unresolvable.response_time_ms) == (None, None)
+    port = images.port
+    await images.__aexit__(None, None, None)
+    gone = await fetcher_for(images).check_image(f"http://127.0.0.1:{port}/a.png")
+    # A connection was attempted (so it took some time) but nothing answered.
+    assert gone.outcome == "failed" and gone.status is None
+    assert isinstance(gone.response_time_ms, int)
 
 
 async def test_a_redirect_between_allowed_places_is_followed(servers):
@@ -215,6 +278,8 @@ async def test_a_host_that_never_answers_fails_in_bounded_time():
         fetcher = SafeFetcher(FetchPolicy(unsafe_allow_hosts=(f"127.0.0.1:{port}",), timeout=0.3))
         result = await fetcher.check_image(f"http://127.0.0.1:{port}/slow.png")
         assert result.outcome == "failed" and result.reason.startswith("network error")
+        # The wait until the timeout is what the request cost; no HTTP status arrived.
+        assert result.status is None and result.response_time_ms >= 250
     finally:
         tarpit.close()
         await tarpit.wait_closed()

@@ -12,6 +12,23 @@ Chat users choose the URLs, so every request is treated as hostile:
 * no body is downloaded: HEAD, or where HEAD is refused a GET for ``bytes=0-1023`` whose
   response is closed after at most ``max_body_bytes``; proxies from the environment are ignored.
 
+What an answer means (``CheckResult.outcome``):
+
+* ``ok``: 2xx with an image Content-Type;
+* ``failed`` (counts towards death): 404, 410 and the other 4xx not listed below, a 2xx that is
+  not an image, too many redirects or one without a Location, an unsafe or unresolvable target,
+  and network errors (refused connection, timeout): the image is gone or cannot be reached;
+* ``blocked`` (never kills on its own): 401, 403 and 429, also when the ranged GET after a
+  refused HEAD says so. Many image hosts answer these to anything that is not a browser
+  (hotlink protection, bot walls, rate limits) while the picture still shows for people, so
+  they say nothing about the image; the health check backs off like for a 5xx;
+* ``server_error`` (never kills on its own): 5xx, the host's trouble rather than the image's.
+
+Every result also carries ``status``, the HTTP status of the last answer received (``None``
+when nothing answered: refused or unresolvable target, refused connection, timeout), and
+``response_time_ms``, the time spent on the requests sent, all hops and both methods
+(``None`` when no request was sent); the health log records both.
+
 ``unsafe_allow_hosts`` (off by default) exempts listed hosts (``host`` or exact ``host:port``)
 from the address check; it exists so tests can reach a local server and must stay empty in
 production.
@@ -21,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -36,6 +54,8 @@ log = logging.getLogger(__name__)
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 USER_AGENT = "daz-gallery/1.0 (image link check)"
 HEAD_REFUSED = frozenset({403, 405, 501})
+# Answers that show the host keeps us out, not that the image is gone (see the docstring).
+BLOCKED = frozenset({401, 403, 429})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -56,12 +76,24 @@ class FetchPolicy:
 
 @dataclass
 class CheckResult:
-    outcome: str  # "ok", "failed" (counts towards death) or "server_error" (5xx, backs off)
-    status: int = 0  # last HTTP status, 0 when there was no answer
+    outcome: str  # "ok", "failed", "blocked" or "server_error": see the module docstring
+    status: int | None = None  # last HTTP status received; None when nothing answered
     reason: str = ""
     content_type: str = ""
     final_url: str = ""
     methods: list[str] = field(default_factory=list)
+    response_time_ms: int | None = None  # time spent on the requests; None when none was sent
+
+
+class _Stopwatch:
+    """Adds up the time spent on requests over one check, including one cut off by a timeout."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.requests = 0
+
+    def ms(self) -> int | None:
+        return round(self.seconds * 1000) if self.requests else None
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -140,18 +172,22 @@ class SafeFetcher:
         The whole check, redirects included, ends within a few request timeouts, so a host
         that trickles its answers cannot hold a worker for long.
         """
+        watch = _Stopwatch()
         try:
-            return await asyncio.wait_for(self._check(url), self.policy.timeout * 3)
+            result = await asyncio.wait_for(self._check(url, watch), self.policy.timeout * 3)
         except asyncio.TimeoutError:
-            return CheckResult(outcome="failed", reason="network error: the check timed out")
-
-    async def _check(self, url: str) -> CheckResult:
-        result = await self._probe("HEAD", url)
-        if result.outcome != "ok" and result.status in HEAD_REFUSED:
-            result = await self._probe("GET", url, result.methods)
+            result = CheckResult(outcome="failed", reason="network error: the check timed out")
+        result.response_time_ms = watch.ms()
         return result
 
-    async def _probe(self, method: str, url: str, methods: list[str] | None = None) -> CheckResult:
+    async def _check(self, url: str, watch: _Stopwatch) -> CheckResult:
+        result = await self._probe("HEAD", url, watch)
+        if result.outcome != "ok" and result.status in HEAD_REFUSED:
+            result = await self._probe("GET", url, watch, result.methods)
+        return result
+
+    async def _probe(self, method: str, url: str, watch: _Stopwatch,
+                     methods: list[str] | None = None) -> CheckResult:
         result = CheckResult(outcome="failed", methods=list(methods or []) + [method])
         try:
             current = URL(url)
@@ -161,7 +197,7 @@ class SafeFetcher:
         for _hop in range(self.policy.max_redirects + 1):
             try:
                 addresses = await self.vet(current)
-                status, headers = await self._request(method, current, addresses)
+                status, headers = await self._request(method, current, addresses, watch)
             except Refused as exc:
                 log.debug("gallery: refused %s: %s", str(current)[:200], exc)
                 result.reason = str(exc)
@@ -186,7 +222,7 @@ class SafeFetcher:
         result.reason = f"more than {self.policy.max_redirects} redirects"
         return result
 
-    async def _request(self, method: str, url: URL, addresses: list[str]):
+    async def _request(self, method: str, url: URL, addresses: list[str], watch: _Stopwatch):
         policy = self.policy
         headers = {"User-Agent": policy.user_agent, "Accept": "image/*"}
         if method == "GET":
@@ -200,12 +236,17 @@ class SafeFetcher:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
                                          cookie_jar=aiohttp.DummyCookieJar()) as session:
             self.sent.append((method, str(url), pinned))
-            async with session.request(method, url, headers=headers, allow_redirects=False,
-                                       auto_decompress=False) as response:
-                if method == "GET":
-                    await _read_at_most(response, policy.max_body_bytes)
-                status, response_headers = response.status, response.headers.copy()
-                response.close()  # never drain the rest of a body
+            watch.requests += 1
+            started = time.perf_counter()
+            try:
+                async with session.request(method, url, headers=headers, allow_redirects=False,
+                                           auto_decompress=False) as response:
+                    if method == "GET":
+                        await _read_at_most(response, policy.max_body_bytes)
+                    status, response_headers = response.status, response.headers.copy()
+                    response.close()  # never drain the rest of a body
+            finally:
+                watch.seconds += time.perf_counter() - started
         return status, response_headers
 
 
@@ -221,8 +262,9 @@ def _judge(result: CheckResult, status: int, content_type: str) -> CheckResult:
     elif status >= 500:
         result.outcome = "server_error"
         result.reason = f"server error (HTTP {status})"
-    elif status == 403:
-        result.reason = "access denied (HTTP 403)"
+    elif status in BLOCKED:
+        result.outcome = "blocked"
+        result.reason = f"blocked by the host (HTTP {status})"
     else:
         result.reason = f"HTTP {status}"
     return result
