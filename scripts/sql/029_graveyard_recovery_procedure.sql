@@ -6,6 +6,13 @@
 -- (server_error_count) and backs off 15 min doubling to 24h, without killing the image.
 -- Bringing an image back (restore_dead_image) never takes a user over their limit; a healthy
 -- check alone never reactivates anything (Go's did, undoing the size limit).
+-- daz also sends 401/403/429 (hosts keeping bots out, not a missing image) the 5xx way.
+--
+-- Health log: status_code is the HTTP status the checker got (NULL when nothing answered: DNS
+-- failure, refused address, timeout, or a caller that does not say, such as the Go bot), and
+-- response_time_ms the time its requests took. Go wrote 0/200 and no time. Both are trailing
+-- parameters with defaults so the Go calls (2 and 3 arguments) still work; the old signatures
+-- are dropped first, or the short calls would become ambiguous between two functions.
 
 CREATE INDEX IF NOT EXISTS idx_gallery_recovery_check
     ON daz_gallery_images (is_active, next_check_at)
@@ -56,8 +63,11 @@ LANGUAGE sql STABLE AS $fn$
     LIMIT greatest(p_limit, 0);
 $fn$;
 
+DROP FUNCTION IF EXISTS mark_image_for_health_check(bigint, boolean, text);
 CREATE OR REPLACE FUNCTION mark_image_for_health_check(p_image_id bigint, p_failed boolean,
-                                                       p_error_message text DEFAULT NULL)
+                                                       p_error_message text DEFAULT NULL,
+                                                       p_status_code integer DEFAULT NULL,
+                                                       p_response_time_ms integer DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     v_before daz_gallery_images%ROWTYPE;
@@ -75,7 +85,7 @@ BEGIN
             next_check_at = now() + interval '3 hours'
                             * power(2, least(coalesce(failure_count, 0), 4))::int,
             server_error_count = 0,
-            last_status_code = 0,
+            last_status_code = p_status_code,
             state = CASE WHEN state = 'active' AND coalesce(failure_count, 0) + 1 >= 3
                          THEN 'dead' ELSE state END,
             pruned_reason = CASE WHEN state = 'active' AND coalesce(failure_count, 0) + 1 >= 3
@@ -89,14 +99,14 @@ BEGIN
         UPDATE daz_gallery_images
         SET failure_count = 0, first_failure_at = NULL, last_check_at = now(),
             next_check_at = CASE WHEN state = 'active' THEN NULL ELSE next_check_at END,
-            server_error_count = 0, last_status_code = 200, updated_at = now()
+            server_error_count = 0, last_status_code = p_status_code, updated_at = now()
         WHERE id = p_image_id
         RETURNING * INTO v_after;
     END IF;
 
-    INSERT INTO daz_gallery_health_log (image_id, status_code, error_message, previous_status,
-                                        new_status)
-    VALUES (p_image_id, CASE WHEN p_failed THEN 0 ELSE 200 END, p_error_message,
+    INSERT INTO daz_gallery_health_log (image_id, status_code, response_time_ms, error_message,
+                                        previous_status, new_status)
+    VALUES (p_image_id, p_status_code, p_response_time_ms, p_error_message,
             v_before.is_active, v_after.is_active);
     IF v_after.state IS DISTINCT FROM v_before.state THEN
         PERFORM daz_gallery_refresh_stats(v_after.username, v_after.channel);
@@ -104,11 +114,14 @@ BEGIN
 END
 $fn$;
 
--- A 5xx answer: back off (15 min doubling, at most 24 h) without counting a failure. Returns
--- when the image is due again.
+-- An answer that says nothing about the image (5xx, or 401/403/429 from a host keeping bots
+-- out): back off (15 min doubling, at most 24 h) without counting a failure. Returns when the
+-- image is due again.
+DROP FUNCTION IF EXISTS mark_image_server_error(bigint, integer, text);
 CREATE OR REPLACE FUNCTION mark_image_server_error(p_image_id bigint,
                                                    p_status_code integer DEFAULT 503,
-                                                   p_error_message text DEFAULT NULL)
+                                                   p_error_message text DEFAULT NULL,
+                                                   p_response_time_ms integer DEFAULT NULL)
 RETURNS timestamptz LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     v_next timestamptz;
@@ -125,9 +138,10 @@ BEGIN
     WHERE id = p_image_id
     RETURNING next_check_at, is_active INTO v_next, v_active;
     IF FOUND THEN
-        INSERT INTO daz_gallery_health_log (image_id, status_code, error_message,
-                                            previous_status, new_status)
-        VALUES (p_image_id, p_status_code, p_error_message, v_active, v_active);
+        INSERT INTO daz_gallery_health_log (image_id, status_code, response_time_ms,
+                                            error_message, previous_status, new_status)
+        VALUES (p_image_id, p_status_code, p_response_time_ms, p_error_message, v_active,
+                v_active);
     END IF;
     RETURN v_next;
 END
@@ -192,8 +206,8 @@ BEGIN
         END;
     END IF;
     GRANT EXECUTE ON FUNCTION
-        mark_image_for_health_check(bigint, boolean, text),
-        mark_image_server_error(bigint, integer, text),
+        mark_image_for_health_check(bigint, boolean, text, integer, integer),
+        mark_image_server_error(bigint, integer, text, integer),
         get_images_for_health_check(integer),
         get_images_for_recovery(integer),
         restore_dead_image(bigint, integer),

@@ -209,6 +209,10 @@ async def test_health_states_ok_failures_death_and_recovery(database):
         assert (await states(database))["gone.png"] == "active"
         log = await database.fetchval("SELECT count(*) FROM daz_gallery_health_log")
         assert log >= 8
+        codes = await database.fetch(
+            "SELECT h.status_code FROM daz_gallery_health_log h JOIN daz_gallery_images i"
+            " ON i.id = h.image_id WHERE i.url LIKE '%/gone.png' ORDER BY h.id")
+        assert [r["status_code"] for r in codes] == [404, 404, 404, 200]  # the restore too
         await k.stop()
 
 
@@ -232,6 +236,72 @@ async def test_server_errors_back_off_without_killing(database):
         await k.gallery.health.run()
         [row] = await rows(database)
         assert row["server_error_count"] == 0 and row["state"] == "active"
+        await k.stop()
+
+
+@pytest.mark.parametrize("status", [401, 403, 429])
+async def test_hosts_that_keep_bots_out_never_kill_an_image(database, status):
+    async with ImageServer() as images:
+        k = await start(database, images)
+        await post(k, "alice", images.url("/hotlinked.png"))
+        images.status("/hotlinked.png", status)  # HEAD and the ranged GET alike
+        for n in range(1, 6):
+            report = await k.gallery.health.run()
+            assert (report.checked, report.blocked, report.failed, report.died) == (1, 1, 0, 0)
+            [row] = await rows(database)
+            assert (row["state"], row["failure_count"], row["server_error_count"]) == \
+                ("active", 0, n)
+            assert (await k.gallery.health.run()).checked == 0  # backing off, not hammered
+            await make_due(database)
+        log = await database.fetch("SELECT status_code, error_message FROM daz_gallery_health_log"
+                                   " ORDER BY id")
+        assert [tuple(r) for r in log] == \
+            [(status, f"blocked by the host (HTTP {status})")] * 5
+        # A real "gone" after the refused HEAD still counts.
+        images.by_method("/hotlinked.png", 403, 404)
+        report = await k.gallery.health.run()
+        assert report.failed == 1
+        [row] = await rows(database)
+        assert (row["state"], row["failure_count"]) == ("active", 1)
+        await k.stop()
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_the_health_log_has_the_real_status_and_the_time_taken(database):
+    async with ImageServer() as images:
+        nobody = closed_port()
+        k = await start(database, images, unsafe_allow_hosts=[f"127.0.0.1:{images.port}",
+                                                               f"127.0.0.1:{nobody}"])
+        await post(k, "alice", images.url("/good.png"))
+        await post(k, "alice", images.url("/nohead.png"))
+        await post(k, "alice", images.url("/gone.png"))
+        await post(k, "alice", images.url("/flaky.png"))
+        await post(k, "alice", f"http://127.0.0.1:{nobody}/refused.png")
+        # A row from before the address rules (a Go database): refused without a request.
+        await k.gallery.store.add_image("alice", "http://10.0.0.1/inside.png", "testchan", 25)
+        images.no_head("/nohead.png")
+        images.status("/gone.png", 404)
+        images.status("/flaky.png", 503)
+        assert (await k.gallery.health.run()).checked == 6
+        log = {r["url"].rsplit("/", 1)[-1]: r for r in await database.fetch(
+            "SELECT i.url, h.status_code, h.response_time_ms FROM daz_gallery_health_log h"
+            " JOIN daz_gallery_images i ON i.id = h.image_id")}
+        assert {name: r["status_code"] for name, r in log.items()} == {
+            "good.png": 200, "nohead.png": 206, "gone.png": 404, "flaky.png": 503,
+            "refused.png": None, "inside.png": None}
+        for name in ("good.png", "nohead.png", "gone.png", "flaky.png", "refused.png"):
+            assert log[name]["response_time_ms"] is not None and \
+                log[name]["response_time_ms"] >= 0, name
+        assert log["inside.png"]["response_time_ms"] is None  # no request was sent
+        last = dict(await database.fetch("SELECT url, last_status_code FROM daz_gallery_images"))
+        assert last[images.url("/gone.png")] == 404 and last[images.url("/good.png")] == 200
         await k.stop()
 
 
@@ -287,8 +357,8 @@ async def test_gallery_check_is_for_admins_and_reports_counts(database):
         await k.chat("alice", "!gallery_check")
         assert images.requests == [] and not any("Gallery check" in s for s in k.room.said)
         await k.chat("boss", "!gallery_check")
-        assert k.room.said[-1] == ("Gallery check: 2 checked: 1 ok, 1 failed, 0 server errors; "
-                                   "0 died, 0 recovered.")
+        assert k.room.said[-1] == ("Gallery check: 2 checked: 1 ok, 1 failed, 0 server errors, "
+                                   "0 blocked; 0 died, 0 recovered.")
         # A manual run checks again at once (the hourly schedule is for the timer).
         k.clock.advance(10)
         await k.chat("boss", "!gallery_check")

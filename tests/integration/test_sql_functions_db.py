@@ -225,3 +225,77 @@ async def test_next_check_time_grows_with_time_since_the_first_failure(conns):
     assert round(await conns[0].fetchval(
         "SELECT extract(epoch FROM calculate_next_check_time(NULL::timestamptz))::float"
         " / 3600")) == 3
+
+
+async def health_log(conn, image_id: int) -> list[tuple]:
+    rows = await conn.fetch("SELECT status_code, response_time_ms, error_message, previous_status,"
+                            " new_status FROM daz_gallery_health_log WHERE image_id = $1"
+                            " ORDER BY id", image_id)
+    return [tuple(r) for r in rows]
+
+
+async def test_the_health_log_records_the_real_status_and_response_time(conns):
+    conn = conns[0]
+    image = await add(conn, "fay", "https://img.example/f.png")
+    await conn.execute("SELECT mark_image_for_health_check($1, false, NULL, 206, 87)", image)
+    await conn.execute("SELECT mark_image_for_health_check($1, true, 'HTTP 404', 404, 12)", image)
+    # No HTTP answer (DNS failure, timeout): no status, but the wait may be known.
+    await conn.execute("SELECT mark_image_for_health_check($1, true, 'network error', NULL,"
+                       " 10000)", image)
+    await conn.execute("SELECT mark_image_server_error($1, 403, 'blocked by the host', 33)",
+                       image)
+    assert await health_log(conn, image) == [
+        (206, 87, None, True, True), (404, 12, "HTTP 404", True, True),
+        (None, 10000, "network error", True, True),
+        (403, 33, "blocked by the host", True, True)]
+    assert await conn.fetchval("SELECT last_status_code FROM daz_gallery_images WHERE id = $1",
+                               image) == 403
+
+
+async def test_go_shaped_calls_still_work_and_invent_no_status(conns):
+    conn = conns[0]
+    image = await add(conn, "gus", "https://img.example/g.png")
+    # The Go bot calls with 2 and 3 arguments and knows no status: Go logged 0 or 200.
+    await conn.execute("SELECT mark_image_for_health_check($1, true, 'timeout')", image)
+    await conn.execute("SELECT mark_image_for_health_check($1, false)", image)
+    await conn.execute("SELECT mark_image_server_error($1, 502, 'bad gateway')", image)
+    assert await health_log(conn, image) == [
+        (None, None, "timeout", True, True), (None, None, None, True, True),
+        (502, None, "bad gateway", True, True)]
+
+
+async def function_signatures(conn, name: str) -> list[str]:
+    rows = await conn.fetch("SELECT pg_get_function_identity_arguments(p.oid) AS args"
+                            " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                            " WHERE n.nspname = 'public' AND p.proname = $1", name)
+    return sorted(r["args"] for r in rows)
+
+
+async def test_029_replaces_the_old_signatures_and_runs_again(conns):
+    from daz.db.migrate import run_script, sql_dir
+
+    conn = conns[0]
+    script = (sql_dir() / "029_graveyard_recovery_procedure.sql").read_text(encoding="utf-8")
+    # A database the Go bot (or an older daz) left: the three-argument forms.
+    await conn.execute("DROP FUNCTION mark_image_for_health_check(bigint, boolean, text,"
+                       " integer, integer)")
+    await conn.execute("DROP FUNCTION mark_image_server_error(bigint, integer, text, integer)")
+    await conn.execute("CREATE FUNCTION mark_image_for_health_check(p_image_id bigint,"
+                       " p_failed boolean, p_error_message text DEFAULT NULL) RETURNS void"
+                       " LANGUAGE sql AS 'SELECT NULL'")
+    await conn.execute("CREATE FUNCTION mark_image_server_error(p_image_id bigint,"
+                       " p_status_code integer DEFAULT 503, p_error_message text DEFAULT NULL)"
+                       " RETURNS timestamptz LANGUAGE sql AS 'SELECT now()'")
+    for _ in range(2):  # re-runnable
+        async with conn.transaction():
+            await run_script(conn, "029", script)
+    assert await function_signatures(conn, "mark_image_for_health_check") == [
+        "p_image_id bigint, p_failed boolean, p_error_message text, p_status_code integer,"
+        " p_response_time_ms integer"]
+    assert await function_signatures(conn, "mark_image_server_error") == [
+        "p_image_id bigint, p_status_code integer, p_error_message text,"
+        " p_response_time_ms integer"]
+    # One function each, so a three-argument call is not ambiguous, and it is the new body.
+    image = await add(conn, "hal", "https://img.example/h.png")
+    await conn.execute("SELECT mark_image_for_health_check($1, true, 'HTTP 410')", image)
+    assert await health_log(conn, image) == [(None, None, "HTTP 410", True, True)]

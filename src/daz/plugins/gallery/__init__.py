@@ -10,9 +10,11 @@ host does not resolve to public addresses is not collected.
 
 Checking (``fetch.py``, ``health.py``): every ``health_check_interval`` the due images are
 checked by HEAD (a ranged GET where HEAD is refused); the answer must be 2xx with an image
-Content-Type. Three failures make an image dead (shown in the graveyard); 5xx answers back off
-without killing it; a dead image that answers again comes back if its owner has room. Nothing
-internal is ever fetched (see ``fetch.py``).
+Content-Type. Three failures (404, 410, network errors, ...) make an image dead (shown in the
+graveyard); 5xx and 401/403/429 answers (hotlink protection, bot walls) back off without
+killing it; a dead image that answers again comes back if its owner has room. The health log
+records each check's real HTTP status and response time. Nothing internal is ever fetched
+(see ``fetch.py``).
 
 Commands: ``!gallery`` (link to your gallery), ``!gallery_lock`` / ``!gallery_unlock`` (per
 channel: a locked gallery is neither collected, shown nor checked), ``!gallery_check`` (admins:

@@ -8,8 +8,12 @@ functions of script 029:
   restored only if its owner has room under the limit, otherwise looked at again later;
 * failed (4xx, network error, refused as unsafe, not an image, too many redirects): counted;
   the third failure in a row makes the image dead, with 3/6/12/24/48 h backoff;
-* server error (5xx): counted apart with its own backoff (15 min doubling, at most 24 h),
-  never killing the image and never retried every run.
+* server error (5xx) and blocked (401/403/429: hotlink protection, bot walls, rate limits,
+  which keep the bot out while people still see the picture): counted apart with their own
+  backoff (15 min doubling, at most 24 h), never killing the image and never retried every run.
+
+Every check writes a health log row with the real HTTP status of the last answer (NULL when
+nothing answered) and the time the requests took in ms (NULL when none was sent).
 
 Runs never overlap: a second request waits for the one in progress.
 """
@@ -31,6 +35,7 @@ class RunReport:
     healthy: int = 0
     failed: int = 0
     server_errors: int = 0
+    blocked: int = 0
     died: int = 0
     recovered: int = 0
     still_dead: int = 0
@@ -39,7 +44,8 @@ class RunReport:
 
     def summary(self) -> str:
         return (f"{self.checked} checked: {self.healthy} ok, {self.failed} failed, "
-                f"{self.server_errors} server errors; {self.died} died, "
+                f"{self.server_errors} server errors, {self.blocked} blocked; "
+                f"{self.died} died, "
                 f"{self.recovered} recovered")
 
 
@@ -91,25 +97,30 @@ class HealthChecker:
     async def check_one(self, image: DueImage, report: RunReport) -> str:
         result = await self.fetcher.check_image(image.url)
         report.checked += 1
+        answer = {"status": result.status, "response_ms": result.response_time_ms}
         if result.outcome == "ok":
             report.healthy += 1
             if image.state == "dead":
-                if await self.store.restore(image.id, self.max_images):
+                if await self.store.restore(image.id, self.max_images, **answer):
                     report.recovered += 1
                     log.info("gallery: image %s of %s answers again and is back", image.id,
                              image.username)
                 else:
                     report.still_dead += 1
             else:
-                await self.store.mark_healthy(image.id)
-        elif result.outcome == "server_error":
-            report.server_errors += 1
-            await self.store.mark_server_error(image.id, result.status, result.reason)
+                await self.store.mark_healthy(image.id, **answer)
+        elif result.outcome in ("server_error", "blocked"):
+            if result.outcome == "blocked":
+                report.blocked += 1
+            else:
+                report.server_errors += 1
+            await self.store.mark_server_error(image.id, result.status, result.reason,
+                                               response_ms=result.response_time_ms)
         else:
             report.failed += 1
             key = result.reason.split(":")[0][:60]
             report.reasons[key] = report.reasons.get(key, 0) + 1
-            state = await self.store.mark_failed(image.id, result.reason)
+            state = await self.store.mark_failed(image.id, result.reason, **answer)
             if image.state == "active" and state == "dead":
                 report.died += 1
                 log.info("gallery: image %s of %s is dead: %s", image.id, image.username,

@@ -95,28 +95,37 @@ class GalleryStore:
         return [DueImage(r["id"], r["url"], r["username"], r["channel"], r["state"],
                          r["failures"]) for r in rows]
 
-    async def mark_healthy(self, image_id: int) -> None:
-        await self.db.execute("SELECT mark_image_for_health_check($1, false, NULL)", image_id)
+    # ``status`` is the HTTP status of the answer (None: nothing answered) and ``response_ms``
+    # the time the requests took (None: none was sent); both go to the health log.
 
-    async def mark_failed(self, image_id: int, reason: str) -> str:
+    async def mark_healthy(self, image_id: int, *, status: int | None = None,
+                           response_ms: int | None = None) -> None:
+        await self.db.execute("SELECT mark_image_for_health_check($1, false, NULL, $2, $3)",
+                              image_id, status, response_ms)
+
+    async def mark_failed(self, image_id: int, reason: str, *, status: int | None = None,
+                          response_ms: int | None = None) -> str:
         """Count a failure; returns the image's state afterwards."""
         async with self.db.acquire() as conn:
             async with conn.transaction():
-                await conn.execute("SELECT mark_image_for_health_check($1, true, $2)",
-                                   image_id, reason[:500])
+                await conn.execute("SELECT mark_image_for_health_check($1, true, $2, $3, $4)",
+                                   image_id, reason[:500], status, response_ms)
                 return await conn.fetchval(
                     "SELECT state FROM daz_gallery_images WHERE id = $1", image_id) or ""
 
-    async def mark_server_error(self, image_id: int, status: int, reason: str) -> None:
-        await self.db.execute("SELECT mark_image_server_error($1, $2, $3)", image_id, status,
-                              reason[:500])
+    async def mark_server_error(self, image_id: int, status: int | None, reason: str, *,
+                                response_ms: int | None = None) -> None:
+        """A 5xx or a blocked (401/403/429) answer: back off without counting a failure."""
+        await self.db.execute("SELECT mark_image_server_error($1, $2, $3, $4)", image_id,
+                              status, reason[:500], response_ms)
 
-    async def restore(self, image_id: int, max_images: int) -> bool:
+    async def restore(self, image_id: int, max_images: int, *, status: int | None = None,
+                      response_ms: int | None = None) -> bool:
         """Bring a dead image back if the user has room; otherwise look again later."""
         restored = await self.db.fetchval("SELECT restore_dead_image($1, $2)", image_id,
                                           max_images)
         if restored:
-            await self.mark_healthy(image_id)
+            await self.mark_healthy(image_id, status=status, response_ms=response_ms)
         else:
             await self.db.execute("SELECT update_dead_image_recovery($1)", image_id)
         return bool(restored)
