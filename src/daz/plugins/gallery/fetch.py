@@ -130,6 +130,15 @@ class SafeFetcher:
 
     # ------------------------------------------------------------------ vetting
 
+    def unsafe_by_name(self, url: str) -> str | None:
+        """Why ``url`` names a target that may never be fetched, from the URL alone (an internal
+        address literal, a local name, a port not allowed); None when only DNS can tell."""
+        try:
+            parsed = URL(url)
+        except (ValueError, TypeError) as exc:
+            return f"URL does not parse: {exc}"[:160]
+        return static_refusal(parsed, self.policy.allowed_ports, self.policy.unsafe_allow_hosts)
+
     async def vet(self, url: URL | str) -> list[str]:
         """The addresses ``url`` may be fetched from; raises ``Refused`` otherwise."""
         if isinstance(url, str):

@@ -7,7 +7,9 @@ functions of script 029:
 * ok (2xx with an image Content-Type): an active image's failures are reset; a dead image is
   restored only if its owner has room under the limit, otherwise looked at again later;
 * failed (4xx, network error, refused as unsafe, not an image, too many redirects): counted;
-  the third failure in a row makes the image dead, with 3/6/12/24/48 h backoff;
+  the third failure in a row makes the image dead, with 3/6/12/24/48 h backoff; a stored URL
+  that itself names an internal target (an address literal, a local name) is dead at once,
+  without a request;
 * server error (5xx) and blocked (401/403/429: hotlink protection, bot walls, rate limits,
   which keep the bot out while people still see the picture): counted apart with their own
   backoff (15 min doubling, at most 24 h), never killing the image and never retried every run.
@@ -95,6 +97,20 @@ class HealthChecker:
                 log.exception("gallery: checking image %s failed", image.id)
 
     async def check_one(self, image: DueImage, report: RunReport) -> str:
+        unsafe = self.fetcher.unsafe_by_name(image.url)
+        if unsafe:
+            # A row stored before these rules (by the Go bot, say) that names an internal
+            # address: waiting for three failed checks would keep it on the gallery page as an
+            # <img>, making every viewer's browser request that address meanwhile.
+            report.checked += 1
+            report.failed += 1
+            report.reasons["unsafe URL"] = report.reasons.get("unsafe URL", 0) + 1
+            if image.state == "active":
+                report.died += 1
+            await self.store.condemn(image.id, f"unsafe URL: {unsafe}")
+            log.warning("gallery: image %s of %s names an internal target (%s); it is dead",
+                        image.id, image.username, unsafe)
+            return "failed"
         result = await self.fetcher.check_image(image.url)
         report.checked += 1
         answer = {"status": result.status, "response_ms": result.response_time_ms}

@@ -119,6 +119,30 @@ class GalleryStore:
         await self.db.execute("SELECT mark_image_server_error($1, $2, $3, $4)", image_id,
                               status, reason[:500], response_ms)
 
+    async def condemn(self, image_id: int, reason: str) -> None:
+        """Dead at once, without a request: for a stored URL that names an internal target."""
+        async with self.db.acquire() as conn:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "SELECT username, channel, is_active FROM daz_gallery_images"
+                    " WHERE id = $1 FOR UPDATE", image_id)
+                if row is None:
+                    return
+                await conn.execute(
+                    "UPDATE daz_gallery_images SET state = 'dead', pruned_reason = $2,"
+                    " failure_count = greatest(coalesce(failure_count, 0), 3),"
+                    " first_failure_at = coalesce(first_failure_at, now()),"
+                    " last_check_at = now(), next_check_at = now() + interval '48 hours',"
+                    " last_status_code = NULL, updated_at = now() WHERE id = $1",
+                    image_id, reason[:500])
+                await conn.execute(
+                    "INSERT INTO daz_gallery_health_log (image_id, status_code, response_time_ms,"
+                    " error_message, previous_status, new_status)"
+                    " VALUES ($1, NULL, NULL, $2, $3, false)", image_id, reason[:500],
+                    row["is_active"])
+                await conn.execute("SELECT daz_gallery_refresh_stats($1, $2)", row["username"],
+                                   row["channel"])
+
     async def restore(self, image_id: int, max_images: int, *, status: int | None = None,
                       response_ms: int | None = None) -> bool:
         """Bring a dead image back if the user has room; otherwise look again later."""
