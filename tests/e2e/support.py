@@ -104,3 +104,18 @@ async def settle_quiet(seconds: float = 0.3) -> None:
     """A short pause for things that are *not* expected to happen (a second reply, a greeting)
     to have had their chance; the assertion after it checks they did not."""
     await asyncio.sleep(seconds)
+
+
+def pongs(server, channel: str = CHANNEL) -> int:
+    return bot_lines(server, channel).count("pong")
+
+
+async def room_matches_server(bot, server, channel: str = CHANNEL) -> bool:
+    """The bot's RoomState agrees with the server: joined, same users, same playlist order,
+    same current item."""
+    state = bot.room.state
+    fake = server.channel(channel)
+    return (bot.room.status()["joined"]
+            and set(state.users) == server_members(server, channel)
+            and state.order == [e.uid for e in fake.playlist]
+            and state.current_uid == fake.current_uid)
