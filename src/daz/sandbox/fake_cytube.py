@@ -74,6 +74,9 @@ class FakeCytubeServer(fake_control.ControlMixin):
         self.update_interval = update_interval
         self.end_grace = end_grace
         self.usercount_interval = usercount_interval
+        # What /socketconfig tells clients to connect to (default: base_url); a test puts a
+        # proxy in front of the server by advertising the proxy's address.
+        self.advertised_url: str | None = None
         self.accounts: dict[str, Account] = {}
         self.channels: dict[str, FakeChannel] = {}
         self.connections: dict[str, Connection] = {}
@@ -175,7 +178,8 @@ class FakeCytubeServer(fake_control.ControlMixin):
             conn.writer.cancel()
 
     async def _socketconfig(self, request: web.Request) -> web.Response:
-        return web.json_response({"servers": [{"url": self.base_url, "secure": False}]})
+        url = self.advertised_url or self.base_url
+        return web.json_response({"servers": [{"url": url, "secure": False}]})
 
     # ------------------------------------------------------------ connections
     async def _on_connect(self, sid: str, environ: dict, auth: Any = None) -> None:
