@@ -4,8 +4,12 @@ Tables (Go Daz names, ``schema.sql``): ``daz_core_events`` (every event: type, c
 sender, message HTML, CyTube ms time, media fields, the payload as received in ``raw_data``),
 ``daz_chat_log`` (public chat, with the sender's rank), ``daz_user_activity`` (joins, leaves,
 rank and AFK changes), ``daz_private_messages`` (PMs to and from the bot). Rows carry an
-``event_uid``; chat is also deduplicated on Go's key (channel, ms time, sender), so the history
-the server replays at every join is not stored twice.
+``event_uid``: for received chat and PMs with a CyTube time, derived from channel, ms time,
+sender (PMs: and recipient) and text; for the rest, including PMs daz sends, random and fixed on
+receipt. Chat is also unique on (channel, ms time, sender, md5 of the text):
+Go's key plus the text, so a sender's two different lines in one millisecond are both kept, and
+Go-era rows (no uid) still match. So the history the server replays at every join, and a batch
+retried or replayed from the spill file, is not stored twice.
 
 The plugin subscribes to ``cytube.event.*`` including what other plugins ignore (replayed
 history, our own echoes, ``[server]`` lines) with back-pressure instead of drops, plus
