@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,16 @@ class DatabaseConfig(_Section):
     min_connections: int = Field(1, ge=0)
     connect_timeout: float = Field(10.0, gt=0)
     command_timeout: float = Field(30.0, gt=0)
+
+    @field_validator("connect_timeout", "command_timeout", mode="before")
+    @classmethod
+    def _zero_means_default(cls, value: Any, info: ValidationInfo) -> Any:
+        # Go configs carry ``connect_timeout: 0`` for "not set" (Go then failed to start, reference
+        # daz-go-core §6.1); refusing such a config would stop a migration for nothing, so 0 takes
+        # the default. Negative values still fail on gt=0, naming the key.
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+            return cls.model_fields[info.field_name].default
+        return value
 
     def url(self) -> str:
         """The DSN to use, or '' when nothing is configured (then daz embeds PostgreSQL)."""

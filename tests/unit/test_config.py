@@ -96,3 +96,23 @@ def test_invalid_json_and_bad_channel_are_clear(tmp_path):
         load_config(p, env={})
     with pytest.raises(ConfigError, match=r"core\.rooms\[0\]\.channel"):
         load_config(None, env={}, overrides={"channel": "bad channel!"})
+
+
+def test_zero_database_timeouts_from_a_go_config_take_the_defaults(tmp_path):
+    # Go configs put connect_timeout under plugins.sql.database; 0 there means "not set".
+    data = json.loads(json.dumps(GO_CONFIG))
+    data["plugins"]["sql"]["database"] = {"connect_timeout": 0, "max_conn_lifetime": 3600}
+    data["core"]["database"]["command_timeout"] = 0.0
+    db = load_config(write(tmp_path, data), env={}).core.database
+    assert (db.connect_timeout, db.command_timeout) == (10.0, 30.0)
+    data["core"]["database"].update(connect_timeout=2.5, command_timeout=7)
+    db = load_config(write(tmp_path, data), env={}).core.database
+    assert (db.connect_timeout, db.command_timeout) == (2.5, 7.0)
+
+
+@pytest.mark.parametrize("key", ["connect_timeout", "command_timeout"])
+def test_negative_database_timeout_is_refused_naming_the_key(tmp_path, key):
+    data = json.loads(json.dumps(GO_CONFIG))
+    data["core"]["database"][key] = -1
+    with pytest.raises(ConfigError, match=rf"core\.database\.{key}: .*greater than 0"):
+        load_config(write(tmp_path, data), env={})
