@@ -245,3 +245,34 @@ async def test_publish_nowait_queues_like_publish_or_nothing_when_a_block_lane_i
     assert await bus.drain(2)
     assert slow_seen == [0, 1, 2, 3] and fast_seen == [0, 1, 2, 3]
     await bus.close()
+
+
+async def test_unsubscribe_stops_delivery_and_ends_the_lanes_while_others_go_on():
+    bus = Bus()
+    kept, gone = [], []
+
+    async def keep(e):
+        kept.append(e.data["n"])
+
+    async def leave(e):
+        gone.append(e.data["n"])
+
+    bus.subscribe("t.*", keep, owner="stays")
+    leaving = bus.subscribe("t.*", leave, owner="leaves")
+    for n in range(3):
+        await bus.publish(ev(n, room="r1"))
+        await bus.publish(ev(n, room="r2"))
+    assert await bus.drain(5)
+    lanes = [lane.task for lane in leaving.lanes.values()]
+    assert len(lanes) == 2
+
+    bus.unsubscribe(leaving)
+    assert leaving not in bus.subscriptions()
+    for n in range(3, 6):
+        assert await bus.publish(ev(n, room="r1")) == 1  # only the one that stayed
+    assert await bus.drain(5)
+    await asyncio.sleep(0)
+    assert all(task.done() for task in lanes)
+    assert sorted(gone) == [0, 0, 1, 1, 2, 2]
+    assert kept.count(5) == 1 and len(kept) == 9
+    await bus.close()
