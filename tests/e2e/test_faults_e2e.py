@@ -12,6 +12,7 @@ import asyncpg
 from daz.cytube.events import ChatMessage
 from daz.plugins.base import Plugin, on
 from daz.plugins.manager import available_plugins
+from daz.sandbox.fake_chat import MIN_ANTIFLOOD
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
 from tests.e2e.support import (CHANNEL, bot_lines, plugins, pongs, room_matches_server,
                                settle_quiet, wait_for_line)
@@ -34,11 +35,16 @@ async def chat_rows(dsn: str, channel: str = CHANNEL) -> list[tuple[str, str]]:
 
 
 async def chat_round_robin(users, lines_each: int, tag: str) -> list[tuple[str, str]]:
-    """Every user says ``lines_each`` lines, taking turns, back to back (one sender's different
-    lines in the same millisecond are distinct rows: the chat key includes the text). Returns
-    (name, text) in order."""
+    """Every user says ``lines_each`` lines, taking turns. Returns (name, text) in order.
+
+    Between rounds a pause of a little over the fake server's sustained flood interval: after
+    the steady chat of an outage each user is past the throttle's burst, and a faster line is
+    dropped by the server. (Not for the event log: one sender's different lines in the same
+    millisecond are distinct rows, the chat key includes the text.)"""
     said = []
     for i in range(lines_each):
+        if i:
+            await asyncio.sleep(1.2 / MIN_ANTIFLOOD["sustained"])
         for user in users:
             text = f"{tag} {user.name} {i}"
             await user.chat(text)
