@@ -3,9 +3,9 @@ keep files small.
 
 Frames are fed to the room's frame entry point (``room.intake.on_frame``, what the socket.io
 client calls for every received frame), which is where a real server's bytes arrive after
-decoding; generating raw socket.io packets through the fake server would test python-socketio,
-not daz. Every registered command gets hostile arguments from a bot admin (so admin-only and
-cooldown checks do not stop them). Checked: no handler or command raised, nothing the bot queued
+decoding (malformed bytes below that, on a real websocket: test_packet_fuzz_e2e.py). Every
+registered command gets hostile arguments from a bot admin (so admin-only and cooldown checks
+do not stop them). Checked: no handler or command raised, nothing the bot queued
 or sent is longer than the server's 320-character limit, every valid chat line mixed in is in
 daz_core_events exactly once, and the room still works afterwards.
 """

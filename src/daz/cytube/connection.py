@@ -87,6 +87,37 @@ async def discover(http: aiohttp.ClientSession, server_url: str, channel: str, *
 
 # --------------------------------------------------------------------------- the socket
 
+BAD_PACKETS_LOGGED = 10  # per connection at WARNING; the rest at DEBUG (a hostile server)
+
+
+class _GuardedClient(socketio.AsyncClient):
+    """python-socketio's client, kept listening after a packet it cannot decode.
+
+    Left alone, a packet it chokes on (truncated JSON, an event that is not a list, a binary
+    event whose placeholder points past its attachments) raises inside an engine.io task that
+    nobody awaits, and a broken or attachment-less binary event stays pending, so every later
+    frame is taken as its attachment: the room would be deaf for good while still connected.
+    Here such a packet is dropped with a log line and any half-built binary packet discarded.
+    (Relies on two internals of python-socketio 5: ``_handle_eio_message``, ``_binary_packet``.)
+    """
+
+    def __init__(self, *args: Any, on_bad_packet: Callable[[Exception | None, Any], None],
+                 **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._on_bad_packet = on_bad_packet
+
+    async def _handle_eio_message(self, data: Any) -> None:
+        try:
+            await super()._handle_eio_message(data)
+        except Exception as exc:
+            self._binary_packet = None
+            self._on_bad_packet(exc, data)
+            return
+        pending = self._binary_packet
+        if pending is not None and not pending.attachment_count:
+            self._binary_packet = None  # would swallow the next frame as its attachment
+            self._on_bad_packet(None, data)
+
 
 class Connection:
     """One socket.io session. Frames go to ``on_frame(event, payload)``, synchronously and in
@@ -105,9 +136,11 @@ class Connection:
         self._on_frame = on_frame
         self._server_error: str | None = None
         self._watchdog: asyncio.Task | None = None
+        self._ending: asyncio.Task | None = None
         # Reconnection is ours (lifecycle.py), so socket.io's own must stay off.
-        self.sio = socketio.AsyncClient(reconnection=False, logger=False,
-                                        engineio_logger=False)
+        self.bad_packets = 0
+        self.sio = _GuardedClient(reconnection=False, logger=False, engineio_logger=False,
+                                  on_bad_packet=self._bad_packet)
         self.sio.on("*", self._frame)
         self.sio.on("connect_error", self._connect_error)
         self.sio.on("disconnect", self._disconnected)
@@ -121,11 +154,26 @@ class Connection:
         except Exception:  # the room's handler is meant never to raise; belt and braces
             log.exception("room %s: frame handler failed on %.40r", self.name, event)
 
+    def _bad_packet(self, exc: Exception | None, data: Any) -> None:
+        self.bad_packets += 1
+        level = logging.WARNING if self.bad_packets <= BAD_PACKETS_LOGGED else logging.DEBUG
+        why = (f"{type(exc).__name__}: {str(exc)[:100]}" if exc
+               else "binary event without attachments")
+        log.log(level, "room %s: undecodable packet from the server dropped (%s): %.80r",
+                self.name, why, data)
+
     def _connect_error(self, data: Any = None, *_: Any) -> None:
         if isinstance(data, dict):
             self._server_error = str(data.get("message", data))[:200]
         elif data is not None:
             self._server_error = str(data)[:200]
+        if self.opened_at and not self.closed.is_set() and self._ending is None:
+            # A refusal after the connect: python-socketio drops the namespace but engine.io
+            # stays up, so frames would still arrive while nothing can be sent, for good.
+            # End the socket; the lifecycle starts a fresh one.
+            reason = f"server refused the session after connecting ({self._server_error})"
+            log.warning("room %s: %s", self.name, reason)
+            self._ending = asyncio.get_running_loop().create_task(self.close(reason))
 
     def _disconnected(self, reason: Any = None) -> None:
         self._mark_closed(f"disconnected ({reason})" if reason else "disconnected")
