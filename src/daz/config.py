@@ -76,12 +76,13 @@ class DatabaseConfig(_Section):
     connect_timeout: float = Field(10.0, gt=0)
     command_timeout: float = Field(30.0, gt=0)
 
-    @field_validator("connect_timeout", "command_timeout", mode="before")
+    @field_validator("connect_timeout", "command_timeout", "max_connections", mode="before")
     @classmethod
     def _zero_means_default(cls, value: Any, info: ValidationInfo) -> Any:
         # Go configs carry ``connect_timeout: 0`` for "not set" (Go then failed to start, reference
-        # daz-go-core §6.1); refusing such a config would stop a migration for nothing, so 0 takes
-        # the default. Negative values still fail on gt=0, naming the key.
+        # daz-go-core §6.1), and Go read ``max_connections: 0`` as its default of 10; refusing
+        # such a config would stop a migration for nothing, so 0 takes the default. Negative
+        # values still fail on their bounds, naming the key.
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
             return cls.model_fields[info.field_name].default
         return value

@@ -103,11 +103,19 @@ def test_zero_database_timeouts_from_a_go_config_take_the_defaults(tmp_path):
     data = json.loads(json.dumps(GO_CONFIG))
     data["plugins"]["sql"]["database"] = {"connect_timeout": 0, "max_conn_lifetime": 3600}
     data["core"]["database"]["command_timeout"] = 0.0
+    data["core"]["database"]["max_connections"] = 0
     db = load_config(write(tmp_path, data), env={}).core.database
-    assert (db.connect_timeout, db.command_timeout) == (10.0, 30.0)
-    data["core"]["database"].update(connect_timeout=2.5, command_timeout=7)
+    assert (db.connect_timeout, db.command_timeout, db.max_connections) == (10.0, 30.0, 10)
+    data["core"]["database"].update(connect_timeout=2.5, command_timeout=7, max_connections=3)
     db = load_config(write(tmp_path, data), env={}).core.database
-    assert (db.connect_timeout, db.command_timeout) == (2.5, 7.0)
+    assert (db.connect_timeout, db.command_timeout, db.max_connections) == (2.5, 7.0, 3)
+
+
+def test_negative_max_connections_is_refused_naming_the_key(tmp_path):
+    data = json.loads(json.dumps(GO_CONFIG))
+    data["core"]["database"]["max_connections"] = -2
+    with pytest.raises(ConfigError, match=r"core\.database\.max_connections"):
+        load_config(write(tmp_path, data), env={})
 
 
 @pytest.mark.parametrize("key", ["connect_timeout", "command_timeout"])
