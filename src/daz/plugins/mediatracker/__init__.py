@@ -22,13 +22,35 @@ What is fixed against Go Daz (reference daz-go-plugins §2, schema B13, B14, B17
 Each new play is announced on the bus as ``PluginEvent("plugin.mediatracker.play")`` (data:
 channel, media_id, media_type, title, play_id, started_at), which analytics counts.
 
+**When the database goes away** (``daz.db.held``): what a play is, and how long it played, is
+decided in memory from the server's events as always; only the writes wait. A play start, end
+or reopen that fails on the connection is held per room, in event order, with a snapshot of the
+play and the event's time, and applied in that order once the database answers, so a play that
+began or ended during the outage gets its row, its real start and end and its played time.
+Those writes are idempotent (``store.py``): applied again after a COMMIT whose reply was lost,
+they neither add a row nor count seconds twice. The playlist mirror is not replayed event by
+event: a held room keeps one pending "sync", which makes the table match ``RoomState`` (exact by
+uid) when it runs; the queue times of items added meanwhile are the real ones. At most
+``held_writes_limit`` writes per room are held (past that the oldest are dropped, logged as an
+error). At shutdown the held play writes are saved to ``<data_dir>/mediatracker-held.jsonl``
+and applied first at the next start (a file keeps their order; the mirror needs no saving, the
+first sync after a start rewrites it). If the very first media change after a start comes
+while the database is away, the channel's last play row cannot be read, so that change starts a
+new play even when it is the item that was playing before the restart.
+
+Config: ``stats_limit`` (5), ``held_writes_limit`` (10000 per room), ``held_retry_seconds`` (5:
+longest pause between attempts).
+
 Commands: ``!nowplaying``/``!np`` and ``!stats`` (top media of this channel).
 """
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from daz.commands import CommandContext
+from daz.db.held import HeldWrites, transient
 from daz.cytube.events import (CurrentChanged, MediaChanged, MediaDeleted, MediaMoved,
                                MediaQueued, MediaUpdate, PlaylistReplaced)
 from daz.events import PluginEvent, RoomDisconnected
@@ -54,6 +76,11 @@ def short(title: str, limit: int = 60) -> str:
 
 class MediaTrackerConfig(PluginConfig):
     stats_limit: int = 5
+    held_writes_limit: int = Field(10_000, ge=1)  # per room, while the database is away
+    held_retry_seconds: float = Field(5.0, gt=0)
+
+
+HELD_FILE = "mediatracker-held.jsonl"
 
 
 class MediaTracker(Plugin):
@@ -67,12 +94,24 @@ class MediaTracker(Plugin):
         self.uids: dict[str, int] = {}  # room id → uid from the last setCurrent
         self.looked_up: set[str] = set()  # rooms whose last play row was read after start
         self.mirrors: dict[str, Mirror] = {}
+        self.held = HeldWrites(plugin=self.name, db=self.ctx.db, apply=self._apply, log=self.log,
+                               limit=self.config.held_writes_limit, metrics=self.ctx.metrics,
+                               first_delay=min(0.5, self.config.held_retry_seconds),
+                               max_delay=self.config.held_retry_seconds)
+        if self.ctx.db is not None:
+            for room_id, op in self.held.load(self._held_path()):
+                await self.held.submit(room_id, op)
 
     async def teardown(self) -> None:
         now = self.ctx.clock.time()
-        for play in list(self.plays.values()):
+        for room_id, play in list(self.plays.items()):
             if play.open:
-                await self._end(play, now)
+                await self._end(room_id, play, now)
+        left = [(room, op) for room, op in await self.held.close() if op["op"] != "sync"]
+        self.held.save(self._held_path(), left)
+
+    def _held_path(self):
+        return self.ctx.data_dir / HELD_FILE if self.ctx.data_dir is not None else None
 
     # ------------------------------------------------------------------ events
 
@@ -96,30 +135,29 @@ class MediaTracker(Plugin):
         t = ev.received_at
         uid = self.uids.get(ev.room_id)
         play = self.plays.get(ev.room_id)
-        async with self.ctx.db.pool.acquire() as conn:
-            if play is None and ev.room_id not in self.looked_up:
-                self.looked_up.add(ev.room_id)
-                play = await store.last_play(conn, ev.channel)
-            if play is not None and play.continues(mtype, mid, uid, ev.current_time):
-                was_open = play.open
-                play.observe(ev.current_time, ev.paused, t)
-                if play.uid is None:
-                    play.uid = uid
-                if not was_open:
-                    await store.reopen_play(conn, play)
-                self.plays[ev.room_id] = play
-                return
-            if play is not None and play.open:
-                play.close(t)
-                await store.end_play(conn, play, t)
-            queued_by = db_text(self._queued_by(ev.room_id, uid), 255)
-            new = Play(channel=ev.channel, media_id=mid, media_type=mtype,
-                       title=db_text(media.title, TITLE_LIMIT),
-                       duration=db_seconds(media.seconds), uid=uid, started_at=t,
-                       queued_by=queued_by, at=t, paused=ev.paused,
-                       position=max(0.0, ev.current_time))
-            new.play_id = await store.start_play(conn, new)
+        if play is None and ev.room_id not in self.looked_up:
+            self.looked_up.add(ev.room_id)
+            play = await self._last_play(ev.room_id, ev.channel)
+        if play is not None and play.continues(mtype, mid, uid, ev.current_time):
+            was_open = play.open
+            play.observe(ev.current_time, ev.paused, t)
+            if play.uid is None:
+                play.uid = uid
+            self.plays[ev.room_id] = play
+            if not was_open:
+                await self.held.submit(ev.room_id, {"op": "reopen", "play": play.snapshot()})
+            return
+        if play is not None and play.open:
+            await self._end(ev.room_id, play, t)
+        queued_by = db_text(self._queued_by(ev.room_id, uid), 255)
+        new = Play(channel=ev.channel, media_id=mid, media_type=mtype,
+                   title=db_text(media.title, TITLE_LIMIT),
+                   duration=db_seconds(media.seconds), uid=uid, started_at=t,
+                   queued_by=queued_by, at=t, paused=ev.paused,
+                   position=max(0.0, ev.current_time))
         self.plays[ev.room_id] = new
+        # Applied now (the id is set before the announcement), or held: play_id stays None.
+        await self.held.submit(ev.room_id, {"op": "start", "play": new.snapshot()})
         await self.ctx.bus.publish(PluginEvent(
             name=PLAY_TOPIC, room_id=ev.room_id,
             data={"channel": ev.channel, "media_id": new.media_id, "media_type": new.media_type,
@@ -135,23 +173,68 @@ class MediaTracker(Plugin):
         if room is None or self.ctx.db is None:
             return
         mirror = self.mirrors.setdefault(ev.room_id, Mirror(ev.channel))
-        async with self.ctx.db.pool.acquire() as conn:
-            how = await mirror.sync(conn, room.state.playlist_items(), ev.received_at)
-        if how == "replaced":
-            self.log.debug("mediatracker %s: playlist mirror rewritten (%d items)", ev.channel,
-                           len(room.state.order))
+        for uid in room.state.playlist:  # queued now, even if written later
+            mirror.queued_at.setdefault(uid, ev.received_at)
+        last = self.held.last(ev.room_id)
+        if last is not None and last["op"] == "sync":
+            return  # a held sync reads RoomState when it runs: one is enough
+        await self.held.submit(ev.room_id, {"op": "sync", "room": ev.room_id,
+                                             "t": ev.received_at})
 
     async def _disconnected(self, ev: RoomDisconnected) -> None:
         play = self.plays.get(ev.room_id)
         if play is not None and play.open:
-            await self._end(play, ev.received_at)
+            await self._end(ev.room_id, play, ev.received_at)
 
-    async def _end(self, play: Play, t: float) -> None:
+    async def _end(self, room_id: str, play: Play, t: float) -> None:
         play.close(t)
-        if self.ctx.db is None or play.play_id is None:
+        if self.ctx.db is not None:
+            await self.held.submit(room_id, {"op": "end", "play": play.snapshot(), "t": t})
+
+    async def _last_play(self, room_id: str, channel: str) -> Play | None:
+        """The channel's newest play row (to carry on after a restart); None when the database
+        does not answer (and not even asked while the room's writes are held)."""
+        if self.ctx.db is None or self.held.holding(room_id):
+            return None
+        try:
+            async with self.ctx.db.acquire() as conn:
+                return await store.last_play(conn, channel)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            self.log.warning("mediatracker %s: could not read the last play (%s); a change now"
+                             " is a new play", channel, exc)
+            return None
+
+    async def _apply(self, conn, op: dict) -> None:
+        """Run one write (now, or later in order when it was held)."""
+        kind = op["op"]
+        if kind == "sync":
+            await self._sync_mirror(conn, op)
             return
-        async with self.ctx.db.pool.acquire() as conn:
-            await store.end_play(conn, play, t)
+        snap = Play.from_snapshot(op["play"])
+        if kind == "start":
+            play_id = await store.start_play(conn, snap)
+            for live in self.plays.values():
+                if (live.play_id is None and live.channel == snap.channel
+                        and live.key == snap.key and live.started_at == snap.started_at):
+                    live.play_id = play_id
+        elif kind == "end":
+            await store.end_play(conn, snap, op["t"])
+        elif kind == "reopen":
+            await store.reopen_play(conn, snap)
+        else:
+            raise ValueError(f"unknown mediatracker operation {kind!r}")
+
+    async def _sync_mirror(self, conn, op: dict) -> None:
+        room = self.ctx.rooms.get(op["room"])
+        if room is None:
+            return
+        mirror = self.mirrors.setdefault(room.id, Mirror(room.channel))
+        how = await mirror.sync(conn, room.state.playlist_items(), op["t"])
+        if how == "replaced":
+            self.log.debug("mediatracker %s: playlist mirror rewritten (%d items)", room.channel,
+                           len(room.state.order))
 
     _handlers = {
         CurrentChanged: _current, MediaChanged: _media, MediaUpdate: _update,

@@ -72,6 +72,18 @@ class Mirror:
         changed = 0 if self.rows is None else sum(
             1 for uid, row in want.items() if self.rows.get(uid) != row)
         removed = [] if self.rows is None else [u for u in self.rows if u not in want]
+        try:
+            how = await self._write(conn, items, want, changed, removed, now)
+        except BaseException:
+            # Rolled back, or committed with the reply lost: either way what the table holds is
+            # unknown now, and a diff against ``rows`` could insert a uid twice. Rewrite next time.
+            self.rows = None
+            raise
+        self.rows = want
+        self.queued_at = {uid: self.queued_at[uid] for uid in want}
+        return how
+
+    async def _write(self, conn, items, want, changed, removed, now) -> str:
         async with conn.transaction():
             if self.rows is None or changed > max(32, len(want) // 2):
                 await self._replace(conn, want)
@@ -82,8 +94,6 @@ class Mirror:
             new_media = [items[r.position] for uid, r in want.items()
                          if self.rows is None or uid not in self.rows]
             await add_to_library(conn, self.channel, new_media, now)
-        self.rows = want
-        self.queued_at = {uid: self.queued_at[uid] for uid in want}
         return how
 
     def _records(self, want: dict[int, Row], uids) -> list[tuple]:

@@ -14,7 +14,7 @@ per room.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 COMPLETED_FRACTION = 0.9
 TITLE_LIMIT = 1000  # titles come from users (custom media, raw files); the column is unbounded
@@ -142,4 +142,13 @@ class Play:
 
     def metadata(self) -> dict:
         return {"uid": self.uid, "position": round(self.position, 3),
-                "played": round(self.played, 3), **self.extra}
+                "played": round(self.played, 3), "credited": round(self.credited, 3),
+                **self.extra}
+
+    def snapshot(self) -> dict:
+        """The play as it is now, as JSON (a write held while the database is away)."""
+        return asdict(self)
+
+    @classmethod
+    def from_snapshot(cls, data: dict) -> "Play":
+        return cls(**data)

@@ -2,6 +2,12 @@
 
 Times go in as epoch seconds through ``to_timestamp`` (works for the Go schema's ``timestamp``
 columns, written as UTC wall clock, and for ``timestamptz``).
+
+Every write may be applied twice (the plugin re-applies writes held during a database outage,
+and one may have reached COMMIT before the connection died), so each is idempotent: a play is
+known by its channel, media and exact start time; the seconds already added to the stats are
+recorded in the play row (``metadata.credited``) in the same transaction, so ending a play
+again adds nothing.
 """
 from __future__ import annotations
 
@@ -14,9 +20,31 @@ ST = "daz_mediatracker_stats"
 L = "daz_mediatracker_library"
 
 
+async def find_play(conn, play: Play) -> int | None:
+    """The row of ``play``: its id when known, else by channel, media and start time."""
+    if play.play_id is not None:
+        return play.play_id
+    return await conn.fetchval(
+        f"SELECT id FROM {P} WHERE channel = $1 AND media_id = $2"
+        " AND started_at = to_timestamp($3) ORDER BY id LIMIT 1", play.channel,
+        play.media_id[:255], play.started_at)
+
+
 async def start_play(conn, play: Play) -> int:
-    """A new play: its row, +1 in the channel's stats and +1 in the library (one transaction)."""
+    """A new play: its row, +1 in the channel's stats and +1 in the library (one transaction).
+
+    Already written (applied again): its id, and nothing counted twice. A play of the channel
+    left open (its end was lost with a write the database refused) is closed first, at this
+    start at the latest, so the one-open-play index cannot refuse the new one."""
     async with conn.transaction():
+        existing = await find_play(conn, play)
+        if existing is not None:
+            return existing
+        await conn.execute(
+            f"UPDATE {P} SET ended_at = greatest(started_at, CASE WHEN duration > 0 THEN"
+            "   least(to_timestamp($2), started_at + make_interval(secs => duration))"
+            "   ELSE to_timestamp($2) END)"
+            " WHERE channel = $1 AND ended_at IS NULL", play.channel, play.started_at)
         play_id = await conn.fetchval(
             f"INSERT INTO {P} (channel, media_id, media_type, title, duration, started_at,"
             "   queued_by, completed, metadata)"
@@ -57,14 +85,27 @@ async def count_library_play(conn, play: Play) -> None:
 
 
 async def end_play(conn, play: Play, t: float) -> None:
-    """Close the row and add the newly played seconds to the stats (idempotent per second)."""
-    delta = int(round(play.played)) - int(round(play.credited))
+    """Close the row and add the newly played seconds to the stats (idempotent per second:
+    the row says how many were already added)."""
     async with conn.transaction():
+        play_id = await find_play(conn, play)
+        if play_id is None:
+            return
+        row = await conn.fetchrow(
+            f"SELECT metadata->>'credited' AS credited, metadata->>'played' AS played"
+            f" FROM {P} WHERE id = $1 FOR UPDATE", play_id)
+        if row is None:
+            return
+        # Rows written before 'credited' existed had their stats updated up to 'played'.
+        before = row["credited"] if row["credited"] is not None else row["played"]
+        credited = float(before) if before is not None else play.credited
+        delta = int(round(play.played)) - int(round(credited))
+        meta = {**play.metadata(), "credited": round(max(play.played, credited), 3)}
         await conn.execute(
             f"UPDATE {P} SET ended_at = to_timestamp($2), completed = $3,"
             " metadata = coalesce(metadata, '{}'::jsonb) || $4::jsonb WHERE id = $1",
-            play.play_id, t, play.completed, play.metadata())
-        if delta:
+            play_id, t, play.completed, meta)
+        if delta > 0:
             await conn.execute(
                 f"UPDATE {ST} SET total_duration = coalesce(total_duration, 0) + $3"
                 " WHERE channel = $1 AND media_id = $2", play.channel, play.media_id[:255],
@@ -74,8 +115,11 @@ async def end_play(conn, play: Play, t: float) -> None:
 
 async def reopen_play(conn, play: Play) -> None:
     """The play we closed when the room disconnected is still going after the reconnect."""
-    await conn.execute(f"UPDATE {P} SET ended_at = NULL, completed = false WHERE id = $1",
-                       play.play_id)
+    async with conn.transaction():
+        play_id = await find_play(conn, play)
+        if play_id is not None:
+            await conn.execute(f"UPDATE {P} SET ended_at = NULL, completed = false WHERE id = $1",
+                               play_id)
 
 
 async def last_play(conn, channel: str) -> Play | None:
@@ -100,13 +144,14 @@ async def last_play(conn, channel: str) -> Play | None:
     meta = meta if isinstance(meta, dict) else {}
     uid = meta.get("uid")
     played = float(meta.get("played") or 0)
+    credited = float(meta.get("credited") if meta.get("credited") is not None else played)
     play = Play(channel=channel, media_id=row["media_id"], media_type=row["media_type"],
                 title=row["title"], duration=int(row["duration"] or 0),
                 uid=uid if isinstance(uid, int) else None, started_at=row["started"],
                 queued_by=row["queued_by"] or "", play_id=row["id"],
                 position=float(meta.get("position") or 0),
                 at=row["ended"] if row["ended"] is not None else row["started"],
-                played=played, credited=played, open=row["ended"] is None)
+                played=played, credited=credited, open=row["ended"] is None)
     return play
 
 

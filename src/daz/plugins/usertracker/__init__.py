@@ -24,6 +24,24 @@ How presence is kept, and how it differs from Go Daz (reference daz-go-plugins Â
 
 All of a room's events are handled by one subscription, so a quick leave-and-rejoin, a rank
 change and a disconnect are applied in the order they happened.
+
+**When the database goes away** (``daz.db.held``): a join, leave, rank, AFK, user-list or
+own-session write that fails on the connection is not lost and does not fail the handler. The
+channel's writes are held in memory in event order (at most ``held_writes_limit``) and applied
+in that order, with their original times, once the database answers (retried every
+``held_retry_seconds`` at most). Replaying the events, rather than rebuilding sessions from the
+room's present user list, is what keeps *both* tables right: the history gets every join and
+leave that happened during the outage, and the sessions end exactly as the room is (someone who
+came and went has a closed session with real times, not none). Every write is idempotent
+(``sessions.py``), so one that reached COMMIT before the connection died is harmless to apply
+again. Chat activity of a holding channel waits too, so it never lands before the joins it
+belongs to. Only past the limit is something lost (logged as an error); the next user list
+repairs the sessions then. At shutdown, what is still held is saved to
+``<data_dir>/usertracker-held.jsonl`` and applied first at the next start: a file keeps the
+order, the retry queue would not.
+
+Config: ``activity_flush_seconds`` (5), ``join_dedupe_seconds`` (2), ``held_writes_limit``
+(10000 per channel), ``held_retry_seconds`` (5: longest pause between attempts).
 """
 from __future__ import annotations
 
@@ -33,6 +51,7 @@ from typing import Any
 from pydantic import Field
 
 from daz.commands import CommandContext
+from daz.db.held import HeldWrites
 from daz.cytube.events import (AfkChanged, ChatMessage, UserJoined, UserLeft, UserList,
                                UserRankChanged)
 from daz.events import RoomDisconnected
@@ -46,6 +65,10 @@ class UserTrackerConfig(PluginConfig):
     # A second join of the same user within this window is the same join (another daz process,
     # or a repeated frame), not a rejoin.
     join_dedupe_seconds: float = Field(2.0, ge=0)
+    held_writes_limit: int = Field(10_000, ge=1)  # per channel, while the database is away
+    held_retry_seconds: float = Field(5.0, gt=0)
+
+HELD_FILE = "usertracker-held.jsonl"
 
 
 class UserTracker(Plugin):
@@ -67,16 +90,27 @@ class UserTracker(Plugin):
                 None)
             self.afk_column = next((c for c in ("is_afk", "afk") if c in cols), None)
         self._flush_lock = asyncio.Lock()
+        self.held = HeldWrites(plugin=self.name, db=self.ctx.db, apply=self._apply, log=self.log,
+                               limit=self.config.held_writes_limit, metrics=self.ctx.metrics,
+                               first_delay=min(0.5, self.config.held_retry_seconds),
+                               max_delay=self.config.held_retry_seconds)
+        if self.ctx.db is not None:
+            for channel, op in self.held.load(self._held_path()):
+                await self.held.submit(channel, op)
         self._loop = asyncio.create_task(self._flush_loop(), name="usertracker:flush")
 
     async def teardown(self) -> None:
         self._loop.cancel()
         await asyncio.gather(self._loop, return_exceptions=True)
-        await self.flush()
+        await self._flush_logged()
         # daz is leaving every room: close its own sessions, which marks until when it watched.
         now = self.ctx.clock.time()
         for room in self.ctx.rooms:
             await self._close_own(room.channel, room.state.bot_name, now, "bot_stopped")
+        self.held.save(self._held_path(), await self.held.close())
+
+    def _held_path(self):
+        return self.ctx.data_dir / HELD_FILE if self.ctx.data_dir is not None else None
 
     # ------------------------------------------------------------------ events
 
@@ -86,44 +120,65 @@ class UserTracker(Plugin):
         if handler is not None:
             await handler(self, event)
 
+    # Each write is a JSON-able operation with the event's own time, so that it can wait in
+    # order while the database is away (and be saved at shutdown); ``_apply`` runs it.
+
+    async def _write(self, channel: str, op: dict) -> None:
+        if self.ctx.db is not None:
+            await self.held.submit(channel, op)
+
     async def _joined(self, ev: UserJoined) -> None:
-        if ev.username and self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
-                await sessions.join(conn, ev.channel, ev.username, ev.user.rank,
-                                    ev.received_at, self.config.join_dedupe_seconds)
+        if ev.username:
+            await self._write(ev.channel, {"op": "join", "channel": ev.channel,
+                                           "user": ev.username, "rank": ev.user.rank,
+                                           "t": ev.received_at})
 
     async def _left(self, ev: UserLeft) -> None:
         if not ev.username:
             return
         self.activity.get(ev.channel, {}).pop(ev.username.lower(), None)
-        if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
-                await sessions.leave(conn, ev.channel, ev.username, ev.received_at)
+        await self._write(ev.channel, {"op": "leave", "channel": ev.channel,
+                                       "user": ev.username, "t": ev.received_at})
 
     async def _userlist(self, ev: UserList) -> None:
-        if self.ctx.db is None:
-            return
         room = self.ctx.rooms.get(ev.room_id)
         bot = room.state.bot_name if room is not None else ""
-        users = [(u.name, u.rank) for u in ev.users if u.name]
-        async with self.ctx.db.pool.acquire() as conn:
-            opened, closed = await sessions.reconcile(conn, ev.channel, users, ev.received_at,
-                                                      bot, self.observed_column)
-        if opened or closed:
-            self.log.info("usertracker %s: resync opened %d, closed %d sessions", ev.channel,
-                          len(opened), len(closed))
+        users = [[u.name, u.rank] for u in ev.users if u.name]
+        await self._write(ev.channel, {"op": "resync", "channel": ev.channel, "users": users,
+                                       "t": ev.received_at, "bot": bot})
 
     async def _rank(self, ev: UserRankChanged) -> None:
-        if ev.username and self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
-                await sessions.rank_changed(conn, ev.channel, ev.username, ev.rank,
-                                            ev.received_at)
+        if ev.username:
+            await self._write(ev.channel, {"op": "rank", "channel": ev.channel,
+                                           "user": ev.username, "rank": ev.rank,
+                                           "t": ev.received_at})
 
     async def _afk(self, ev: AfkChanged) -> None:
-        if ev.username and self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
-                await sessions.afk_changed(conn, ev.channel, ev.username, ev.afk,
-                                           ev.received_at, self.afk_column)
+        if ev.username:
+            await self._write(ev.channel, {"op": "afk", "channel": ev.channel,
+                                           "user": ev.username, "afk": bool(ev.afk),
+                                           "t": ev.received_at})
+
+    async def _apply(self, conn, op: dict) -> None:
+        kind, channel, t = op["op"], op["channel"], op["t"]
+        if kind == "join":
+            await sessions.join(conn, channel, op["user"], op["rank"], t,
+                                self.config.join_dedupe_seconds)
+        elif kind == "leave":
+            await sessions.leave(conn, channel, op["user"], t, op.get("reason"))
+        elif kind == "resync":
+            users = [(name, rank) for name, rank in op["users"]]
+            opened, closed = await sessions.reconcile(conn, channel, users, t, op["bot"],
+                                                      self.observed_column)
+            if opened or closed:
+                self.log.info("usertracker %s: resync opened %d, closed %d sessions", channel,
+                              len(opened), len(closed))
+        elif kind == "rank":
+            await sessions.rank_changed(conn, channel, op["user"], op["rank"], t)
+        elif kind == "afk":
+            await sessions.afk_changed(conn, channel, op["user"], op["afk"], t, self.afk_column)
+        else:
+            raise ValueError(f"unknown usertracker operation {kind!r}")
 
     async def _chat(self, ev: ChatMessage) -> None:
         # A NUL or an endless name (only a broken server sends one) would make every later
@@ -138,7 +193,7 @@ class UserTracker(Plugin):
 
     async def _disconnected(self, ev: RoomDisconnected) -> None:
         # Everyone else keeps their session: the next user list settles who is still there.
-        await self.flush()
+        await self._flush_logged()
         room = self.ctx.rooms.get(ev.room_id)
         if room is not None:
             await self._close_own(ev.channel, room.state.bot_name, ev.received_at,
@@ -150,24 +205,23 @@ class UserTracker(Plugin):
     }
 
     async def _close_own(self, channel: str, bot_name: str, t: float, reason: str) -> None:
-        if not bot_name or self.ctx.db is None:
-            return
-        try:
-            async with self.ctx.db.pool.acquire() as conn:
-                await sessions.leave(conn, channel, bot_name, t, reason)
-        except Exception as exc:  # shutting down with the database gone: the next resync fixes it
-            self.log.warning("usertracker: could not close daz's own session in %s: %s",
-                             channel, exc)
+        if bot_name:
+            await self._write(channel, {"op": "leave", "channel": channel, "user": bot_name,
+                                        "t": t, "reason": reason})
 
     # ------------------------------------------------------------------ batched activity
 
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.activity_flush_seconds)
-            try:
-                await self.flush()
-            except Exception as exc:  # kept for the next pass
-                self.log.warning("usertracker: activity flush failed: %s", exc)
+            await self._flush_logged()
+
+    async def _flush_logged(self) -> None:
+        try:
+            await self.flush()
+        except Exception as exc:  # kept for the next pass
+            self.log.warning("usertracker: activity flush failed (kept for the next one): %s",
+                             exc)
 
     def _heartbeat(self) -> None:
         """daz's own presence counts as activity: it is what later bounds others' left_at."""
@@ -187,10 +241,14 @@ class UserTracker(Plugin):
             batch, self.activity = self.activity, {}
             touched = 0
             try:
-                async with self.ctx.db.pool.acquire() as conn:
-                    for channel in list(batch):
-                        touched += await sessions.touch(conn, channel, batch[channel])
-                        del batch[channel]
+                # A channel whose joins are held waits too: its activity must not land first
+                # (on no session, or on the one its held leave is about to close).
+                ready = [c for c in batch if not self.held.holding(c)]
+                if ready:
+                    async with self.ctx.db.acquire() as conn:
+                        for channel in ready:
+                            touched += await sessions.touch(conn, channel, batch[channel])
+                            del batch[channel]
             finally:
                 for channel, pending in batch.items():  # not written: merge back, newest wins
                     merged = self.activity.setdefault(channel, {})

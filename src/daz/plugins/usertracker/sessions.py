@@ -1,9 +1,11 @@
 """The SQL of the user tracker: sessions and history, one transaction per event.
 
-Every write is idempotent against a second daz process handling the same event: the partial
-unique index (one active session per channel and user) makes the second insert a no-op
-(``ON CONFLICT DO NOTHING``), and history rows are only written by whoever actually changed a
-session (``RETURNING`` tells). Times are passed as epoch seconds and turned into timestamps by
+Every write is idempotent against a second daz process handling the same event, and against
+being applied again after the connection died around its COMMIT (the plugin re-applies writes
+held during a database outage): the partial unique index (one active session per channel and
+user) makes the second insert a no-op (``ON CONFLICT DO NOTHING``), history rows are only
+written by whoever actually changed a session (``RETURNING`` tells), and an AFK row is known by
+its exact time. Times are passed as epoch seconds and turned into timestamps by
 PostgreSQL (``to_timestamp``), so the code works whether a column is ``timestamp`` (Go Daz,
 UTC wall clock; our sessions run in UTC) or ``timestamptz``.
 """
@@ -141,14 +143,25 @@ async def rank_changed(conn, channel: str, username: str, rank: float, t: float)
 
 
 async def afk_changed(conn, channel: str, username: str, afk: bool, t: float,
-                      afk_column: str | None) -> None:
-    """AFK is presence detail, never absence: the session stays open."""
+                      afk_column: str | None) -> bool:
+    """AFK is presence detail, never absence: the session stays open.
+
+    Applied again after a connection died around COMMIT, it writes nothing: the change is known
+    by its user, kind and exact time (the history index covers that lookup)."""
+    kind = "afk" if afk else "back"
     async with conn.transaction():
         if afk_column:
             await conn.execute(
                 f"UPDATE {S} SET {afk_column} = $3 WHERE channel = $1"
                 " AND lower(username) = lower($2) AND is_active", channel, username, afk)
-        await history(conn, [(channel, username, "afk" if afk else "back", t, {"afk": afk})])
+        written = await conn.fetchval(
+            f"INSERT INTO {H} (channel, username, event_type, timestamp, metadata)"
+            " SELECT $1::varchar, $2::varchar, $3::varchar, to_timestamp($4), $5::jsonb"
+            " WHERE NOT EXISTS ("
+            f"   SELECT 1 FROM {H} WHERE channel = $1 AND username = $2 AND event_type = $3"
+            "   AND timestamp = to_timestamp($4)) RETURNING id",
+            channel, username, kind, t, {"afk": afk})
+        return written is not None
 
 
 async def touch(conn, channel: str, activity: dict[str, tuple[str, float]]) -> int:
