@@ -15,7 +15,7 @@ from daz.plugins.manager import available_plugins
 from daz.sandbox.fake_chat import MIN_ANTIFLOOD
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
 from tests.e2e.support import (CHANNEL, bot_lines, plugins, pongs, room_matches_server,
-                               settle_quiet, wait_for_line)
+                               sessions_match_server, settle_quiet, wait_for_line)
 from tests.fakes.tcp_proxy import TcpProxy
 
 OTHER = "otherchan"
@@ -72,6 +72,19 @@ async def chat_steadily(users, tag: str, seconds: float, lines_per_second: float
         await user.sync()
 
 
+async def come_and_go(server, walkers: dict[str, list[str]], count: int) -> None:
+    """``count`` people join one after another; every other one leaves again at once.
+    ``walkers`` gets what each did (the history usertracker must end up with)."""
+    for i in range(count):
+        name = f"walker{i}"
+        walker = await server.user(name)
+        walkers[name] = ["join"]
+        if i % 2:
+            await walker.leave()
+            walkers[name].append("leave")
+        await asyncio.sleep(0.2)
+
+
 async def database_reported_down(bot) -> None:
     ok, details = await bot.health()
     assert not ok
@@ -105,8 +118,12 @@ async def test_database_gone_under_chat_loses_nothing_and_health_says_so(
             pinger = await server.user("pinger")
             said = await chat_round_robin(users, 3, "before")
             await wait_until(lambda: chat_rows(migrated_dsn), 10, "first rows")
-            await bot.settle()  # no join still being written when the database goes
 
+            # People come and go while the database goes: joins and leaves are in flight (some
+            # still being written) when the connections are cut, and more happen during it.
+            walkers: dict[str, list[str]] = {}
+            churn = asyncio.create_task(come_and_go(server, walkers, 8))
+            await wait_until(lambda: walkers, 5, "the first walker in")
             await proxy.block()
             loop = asyncio.get_running_loop()
             outage_ends = loop.time() + OUTAGE_SECONDS
@@ -127,8 +144,10 @@ async def test_database_gone_under_chat_loses_nothing_and_health_says_so(
                     await asyncio.sleep(2)
                 assert checks >= 10
                 await asyncio.wait_for(chatter, 10)
+                await asyncio.wait_for(churn, 10)
             finally:
                 chatter.cancel()
+                churn.cancel()
             status = bot.plugin("sql").status()
             assert status["spilled"] > 0 and not status["db_ok"], status
             await database_reported_down(bot)
@@ -149,6 +168,21 @@ async def test_database_gone_under_chat_loses_nothing_and_health_says_so(
                 return (await bot.health())[0]
 
             await wait_until(healthy, 10, "healthy again")
+            # usertracker held the joins and leaves of the outage and wrote them in order:
+            # one active session for exactly who is there, every join and leave once.
+            check = await asyncpg.connect(migrated_dsn, timeout=5)
+            try:
+                await wait_until(lambda: sessions_match_server(check, server), 20,
+                                 "sessions equal to the server's members")
+                rows = await check.fetch(
+                    "SELECT username, event_type FROM daz_user_tracker_history"
+                    " WHERE username LIKE 'walker%' ORDER BY id")
+            finally:
+                await check.close()
+            logged: dict[str, list[str]] = {}
+            for r in rows:
+                logged.setdefault(r["username"], []).append(r["event_type"])
+            assert logged == walkers
             status = bot.plugin("sql").status()
             assert status["db_ok"] and status["failed"] == 0 and status["in_spill_file"] == 0
             # The outage is logged as warnings; no handler failed on it.
