@@ -78,7 +78,7 @@ def transient(exc: BaseException) -> bool:
 class HeldWrites:
     def __init__(self, *, plugin: str, db, apply: Apply, log: logging.Logger, limit: int = 10_000,
                  metrics=None, first_delay: float = 0.5, max_delay: float = 5.0,
-                 op_timeout: float = 10.0):
+                 op_timeout: float = 30.0):
         self.plugin = plugin
         self.db = db
         self.apply = apply
@@ -203,17 +203,21 @@ class HeldWrites:
                 progressed = 0
             delay = self.first_delay if progressed else min(delay * 2, self.max_delay)
 
-    async def close(self) -> list[tuple[str, Op]]:
-        """Stop the background task, try once more, and return what is still held."""
+    async def close(self, timeout: float = 5.0) -> list[tuple[str, Op]]:
+        """Stop the background task, try once more (each write bounded by ``timeout``: shutdown
+        must not hang on a partitioned database), and return what is still held."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self.holding():
+            usual, self.op_timeout = self.op_timeout, min(self.op_timeout, timeout)
             try:
                 await self.drain()
             except Exception as exc:
                 self.log.warning("%s: last drain of held writes failed: %s", self.plugin, exc)
+            finally:
+                self.op_timeout = usual
         left = [(room, op) for room, q in self.queues.items() for op in q]
         self.queues.clear()
         self.metrics.waiting.labels(plugin=self.plugin).set(0)

@@ -1,0 +1,75 @@
+"""HeldWrites without a database server: which failures hold, order, the limit, the file."""
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from daz.db.held import HeldWrites, transient
+from daz.metrics import Metrics
+
+
+class Switch:
+    """Stands in for ``Database``: ``acquire()`` fails while ``down``."""
+
+    def __init__(self):
+        self.down = False
+
+    @contextlib.asynccontextmanager
+    async def _conn(self):
+        if self.down:
+            raise ConnectionRefusedError("refused")
+        yield object()
+
+    def acquire(self):
+        return self._conn()
+
+
+def test_transient_or_not():
+    assert transient(ConnectionResetError())
+    assert transient(TimeoutError())
+    assert transient(ConnectionError("database is not connected"))
+    assert transient(asyncpg.ConnectionDoesNotExistError("gone"))
+    assert transient(asyncpg.CannotConnectNowError("starting up"))
+    assert transient(asyncpg.InterfaceError("pool is closing"))
+    assert not transient(asyncpg.StringDataRightTruncationError("too long"))
+    assert not transient(asyncpg.UniqueViolationError("dup"))
+    assert not transient(ValueError("bad"))
+
+
+async def test_held_in_order_bounded_and_applied_when_back(caplog, tmp_path):
+    caplog.set_level(logging.INFO)
+    db, done = Switch(), []
+
+    async def apply(conn, op):
+        if op.get("bad"):
+            raise asyncpg.StringDataRightTruncationError("value too long")
+        done.append(op["n"])
+
+    metrics = Metrics()
+    held = HeldWrites(plugin="t", db=db, apply=apply, log=logging.getLogger("daz.test"),
+                      limit=5, metrics=metrics, first_delay=0.01, max_delay=0.02)
+    await held.submit("r", {"n": 0})
+    db.down = True
+    for n in range(1, 8):
+        await held.submit("r", {"n": n})
+    await held.submit("r", {"n": 99, "bad": True})  # 1 and 2, then 3, pushed out by the limit
+    assert held.waiting() == 5 and held.holding("r")
+    assert sum("holding its writes" in r.getMessage() for r in caplog.records) == 1
+    assert sum(r.levelno == logging.ERROR for r in caplog.records) == 1  # the limit, once
+    db.down = False
+    for _ in range(200):
+        if not held.holding():
+            break
+        await asyncio.sleep(0.01)
+    assert done == [0, 4, 5, 6, 7]  # in order; the bad one dropped, nothing after it blocked
+    assert any("dropped" in r.getMessage() for r in caplog.records)
+    sample = metrics.registry.get_sample_value
+    assert sample("daz_held_writes_total", {"plugin": "t", "outcome": "lost"}) == 3
+    assert sample("daz_held_writes_waiting", {"plugin": "t"}) == 0
+    db.down = True
+    await held.submit("r", {"n": 8})
+    left = await held.close()
+    held.save(tmp_path / "h.jsonl", left)
+    assert held.load(tmp_path / "h.jsonl") == [("r", {"n": 8})]
+    assert not (tmp_path / "h.jsonl").exists()
