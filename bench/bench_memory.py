@@ -4,13 +4,14 @@ Idle: a real ``daz run`` process (every default plugin, web server on) joined to
 channels on the fake CyTube server, RSS read from /proc after it has been idle for a few
 seconds. The fake server runs in this process, so the figure is daz's alone.
 
-1,000,000 events: too slow through the socket here (the whole path is CPU-bound near 3,000
-events/s on this machine, see bench_e2e_ingest), so the frames are fed in this process to the
-room's frame intake, ``Room.intake.on_frame`` (the very call the socket reader makes: parse →
-RoomState → marks → bus → every plugin → PostgreSQL), keeping at most WINDOW frames waiting,
-as a socket that reads only when the bot keeps up. The room is really joined to the fake
-server first. RSS of this process (bot + idle fake server) is sampled every 100,000 events;
-growth after the first 100,000 is what unbounded state would show.
+1,000,000 events: too slow through the socket (the whole path is CPU-bound, see
+bench_e2e_ingest), so the frames are fed in this process to the room's frame intake,
+``Room.intake.on_frame`` (the very call the socket reader makes: parse → RoomState → marks →
+bus → every plugin → PostgreSQL), keeping at most WINDOW frames waiting. The room is really
+joined to the fake server first. This feed outruns the database writer, so the sql plugin sends
+what its memory queue cannot hold to its spill file and replays it; the events/s figure is
+until the last row is committed. RSS of this process (bot + idle fake server) is sampled every
+100,000 events; growth after the first 100,000 is what unbounded state would show.
 """
 from __future__ import annotations
 
