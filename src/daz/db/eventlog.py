@@ -31,32 +31,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
-from daz.db import eventrows
+from daz.db import errors, eventrows
 from daz.db.eventrows import LogEntry
 from daz.db.spill import SpillFile
 
 log = logging.getLogger(__name__)
 
 STAGES = ("queued", "written", "spilled", "replayed", "failed")
-# SQLSTATE classes that mean "the database cannot take writes right now", not "this row is bad":
-# connection (08), resources (53), operator intervention (57), system (58), rollbacks (40),
-# lock not available (55), invalid transaction state (25), internal (XX).
-_TRANSIENT_CLASSES = {"08", "53", "57", "58", "40", "55", "25", "XX"}
-# Missing tables/columns/functions or privileges: the schema is not there yet; rows are fine.
-_TRANSIENT_CODES = {"42P01", "42703", "42883", "42501", "3D000", "3F000"}
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True when ``exc`` says the database is unavailable (retry later), not that a row is bad."""
-    if isinstance(exc, asyncpg.DataError):  # client-side encoding of a value failed
-        return False
-    if isinstance(exc, asyncpg.PostgresError):
-        code = getattr(exc, "sqlstate", "") or ""
-        return code[:2] in _TRANSIENT_CLASSES or code in _TRANSIENT_CODES
-    return isinstance(exc, (OSError, ConnectionError, asyncio.TimeoutError, TimeoutError,
-                            asyncpg.InterfaceError))
+    """True when ``exc`` says the database is unavailable (retry later), not that a row is bad.
+    A missing table or column counts too: the schema is not there yet, the rows are fine."""
+    return errors.is_transient(exc) or errors.schema_missing(exc)
 
 
 class EventLog:

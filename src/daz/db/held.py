@@ -35,8 +35,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Awaitable, Callable
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from daz.db.errors import is_transient
 
 Op = dict[str, Any]
 Apply = Callable[[Any, Op], Awaitable[Any]]
@@ -62,17 +63,7 @@ def held_metrics(metrics) -> SimpleNamespace:
 
 def transient(exc: BaseException) -> bool:
     """Would the same write work once the database answers again?"""
-    if isinstance(exc, (asyncpg.PostgresConnectionError, OSError, TimeoutError)):
-        return True  # ConnectionError, refused/reset sockets and timeouts are OSErrors too
-    state = getattr(exc, "sqlstate", None)
-    if isinstance(state, str) and state:
-        # 08 connection exception, 53 insufficient resources, 57 operator intervention (admin
-        # shutdown, cannot connect now, statement cancelled); 40 serialization/deadlock.
-        return state[:2] in ("08", "53", "57", "40")
-    if isinstance(exc, asyncpg.InterfaceError):
-        text = str(exc).lower()
-        return any(w in text for w in ("closed", "closing", "connection", "not connected"))
-    return False
+    return is_transient(exc)
 
 
 class HeldWrites:

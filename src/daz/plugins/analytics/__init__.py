@@ -37,6 +37,7 @@ from pydantic import Field
 
 from daz.commands import CommandContext
 from daz.cytube.events import ChatMessage, UserJoined
+from daz.db.errors import is_transient
 from daz.events import CommandExecuted, PluginEvent
 from daz.plugins.analytics import store
 from daz.plugins.analytics.counters import Batch
@@ -49,13 +50,6 @@ def _countable(name: object) -> bool:
     # CyTube names are 1-20 word characters; a NUL or an endless name can only come from a
     # broken or hostile server, and would make the whole batch unwritable.
     return isinstance(name, str) and 0 < len(name) <= 255 and "\x00" not in name
-
-
-def _rejected(exc: BaseException) -> bool:
-    """Did the database refuse the data (as opposed to being unreachable)?"""
-    state = getattr(exc, "sqlstate", None)
-    # 08 connection, 40 rollback (serialization, deadlock), 53 resources, 57 operator, 58 system
-    return isinstance(state, str) and state[:2] not in ("08", "40", "53", "57", "58")
 
 
 def _ago(then: datetime, now: datetime) -> str:
@@ -141,7 +135,7 @@ class Analytics(Plugin):
                             self.log.info("analytics: flush %s was already applied; skipped",
                                           self.pending.flush_id)
                 except Exception as exc:
-                    if not _rejected(exc):
+                    if is_transient(exc):
                         raise  # the database is away: kept, retried as it is
                     # The database refused the batch itself; retrying it would block every
                     # later count for good. Nothing of it was applied (one transaction).

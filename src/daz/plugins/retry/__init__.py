@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from daz.db.errors import is_transient
 from daz.plugins.base import Plugin, PluginConfig
 from daz.plugins.retry.metrics import retry_metrics
 
@@ -69,13 +70,9 @@ class DatabaseUnavailable(Exception):
 
 
 def transient(exc: BaseException) -> bool:
-    """Could this write work later unchanged (the database is down or restarting)?"""
-    state = getattr(exc, "sqlstate", None)
-    if isinstance(state, str):
-        # 08: connection exception, 53: insufficient resources, 57: operator intervention
-        # (admin shutdown, cannot connect now). Anything else is a bug in the row itself.
-        return state[:2] in ("08", "53", "57")
-    return True  # no SQLSTATE: a socket error, a timeout, a closed pool
+    """Could this write work later unchanged (the database is down or restarting)? An error
+    without an SQLSTATE is not enough: a value that cannot be encoded never will be."""
+    return is_transient(exc)
 
 
 class Retry(Plugin):
