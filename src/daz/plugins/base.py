@@ -200,13 +200,25 @@ class Plugin:
 
     # Retries ---------------------------------------------------------------------------
 
-    async def retry_operation(self, operation: str, payload: dict) -> None:
-        """Run an operation the retry queue hands back (override to use ``defer_retry``).
+    # Operation name → name of the ``async def m(self, payload)`` method that runs it again.
+    retry_operations: ClassVar[dict[str, str]] = {}
 
-        Raise to report another failure; return normally when it succeeded. Must be idempotent:
-        the queue guarantees at-least-once, the ``key`` given to ``defer_retry`` makes it once.
+    async def retry_operation(self, operation: str, payload: dict) -> None:
+        """Run an operation the retry queue hands back, by ``retry_operations``.
+
+        The method raises to report another failure and returns normally when it succeeded. It
+        must be idempotent: the queue guarantees at-least-once, the ``key`` given to
+        ``defer_retry`` makes it once. An operation the plugin does not know raises
+        NotImplementedError, which the retry queue dead-letters at once: retrying cannot help.
         """
-        raise NotImplementedError(f"{self.name} does not run retried operations")
+        method = self.retry_operations.get(operation)
+        if method is None:
+            raise NotImplementedError(f"{self.name} has no retried operation {operation!r}")
+        await getattr(self, method)(payload)
+
+    @classmethod
+    def runs_retried_operations(cls) -> bool:
+        return bool(cls.retry_operations) or cls.retry_operation is not Plugin.retry_operation
 
     async def defer_retry(self, operation: str, payload: dict, *, key: str, error: str = "",
                           max_retries: int | None = None, priority: int = 0) -> bool:

@@ -149,7 +149,7 @@ class PluginManager:
         for attr, spec in plugin.declared_timers():
             loaded.timers.append(asyncio.create_task(
                 self._run_timer(loaded, attr, spec), name=f"timer:{plugin.name}.{attr}"))
-        if type(plugin).retry_operation is not Plugin.retry_operation:
+        if plugin.runs_retried_operations():
             self.bus.respond(f"retry.run.{plugin.name}", self._retry_runner(plugin),
                              owner=plugin.name)
         loaded.started = True

@@ -70,6 +70,7 @@ class EventFilter(Plugin):
     description = "Runs chat commands (ranks, cooldowns, audit log) and forwards events by rule"
     schema = "schema.sql"
     Config = EventFilterConfig
+    retry_operations = {"save_enabled": "_retry_save_enabled"}
 
     async def setup(self) -> None:
         cfg = self.config
@@ -263,11 +264,9 @@ class EventFilter(Plugin):
         state = "on" if entry.enabled else "off"
         await ctx.reply(f"{self.prefix}{entry.name} is {state}.{note}")
 
-    async def retry_operation(self, operation: str, payload: dict) -> None:
+    async def _retry_save_enabled(self, payload: dict) -> None:
         """Run by the retry queue: save a switch the database missed. It writes the switch as
         it is *now*, so several queued saves of one command, in any order, end the same."""
-        if operation != "save_enabled":
-            raise NotImplementedError(f"eventfilter has no operation {operation!r}")
         entry = self.ctx.commands.resolve(str(payload.get("command", "")))
         if entry is None or self.ctx.db is None:
             return  # that command is gone: nothing left to save

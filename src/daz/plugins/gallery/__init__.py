@@ -51,6 +51,7 @@ class Gallery(Plugin):
     name = "gallery"
     description = "Galleries of the images linked in chat, with health checks"
     Config = GalleryConfig
+    retry_operations = {"add_image": "_retry_add_image"}
 
     async def setup(self) -> None:
         cfg: GalleryConfig = self.config
@@ -125,9 +126,9 @@ class Gallery(Plugin):
             self._last_collected = {k: t for k, t in self._last_collected.items() if t > horizon}
         self._last_collected[key] = now
 
-    async def retry_operation(self, operation: str, payload: dict) -> None:
-        if operation != "add_image" or self.store is None:
-            raise ValueError(f"gallery cannot retry {operation!r}")
+    async def _retry_add_image(self, payload: dict) -> None:
+        if self.store is None:
+            raise RuntimeError("gallery has no database to add the image to")
         if await self.store.is_locked(payload["username"], payload["channel"]):
             return
         await self.store.add_image(payload["username"], payload["url"], payload["channel"],

@@ -84,6 +84,7 @@ class Greeter(Plugin):
     description = "Greets people who arrive (first-timers too), with opt-out"
     schema = "schema.sql"
     Config = GreeterConfig
+    retry_operations = {"record_greeting": "_retry_record_greeting"}
 
     async def setup(self) -> None:
         self.random = random.Random()
@@ -296,9 +297,7 @@ class Greeter(Plugin):
                                    key=f"greeter:{greeting['metadata']['greeting_id']}",
                                    error=str(exc)[:500])
 
-    async def retry_operation(self, operation: str, payload: dict) -> None:
-        if operation != "record_greeting":
-            raise ValueError(f"greeter has no operation {operation!r}")
+    async def _retry_record_greeting(self, payload: dict) -> None:
         async with self.ctx.db.pool.acquire() as conn:
             await store.record(conn, payload)
 

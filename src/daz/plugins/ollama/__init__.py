@@ -94,6 +94,7 @@ class Ollama(Plugin):
     name = "ollama"
     description = "Answers in chat when addressed by name, using a local Ollama model"
     Config = OllamaConfig
+    retry_operations = {"record_reply": "_retry_record_reply"}
     enabled_by_default = False
 
     async def setup(self) -> None:
@@ -279,9 +280,7 @@ class Ollama(Plugin):
             await self.defer_retry("record_reply", payload, key=f"ollama:{digest}:{message_time}",
                                    error=f"{type(exc).__name__}: {exc}")
 
-    async def retry_operation(self, operation: str, payload: dict) -> None:
-        if operation != "record_reply":
-            raise ValueError(f"ollama has no operation {operation!r}")
+    async def _retry_record_reply(self, payload: dict) -> None:
         await self.store.record_reply(payload["channel"], payload["username"], payload["digest"],
                                       int(payload["message_time"]), payload["text"])
 

@@ -106,6 +106,7 @@ class Tell(Plugin):
     description = "Leave a message for someone who is not here"
     schema = "schema.sql"
     Config = TellConfig
+    retry_operations = {"confirm_delivery": "_retry_confirm_delivery"}
 
     async def setup(self) -> None:
         # Names this process's claims, so a confirmation or release touches only its own rows.
@@ -234,9 +235,7 @@ class Tell(Plugin):
                                    key=f"tell:{self.claimer}:{min(sent + unsent)}",
                                    error=str(exc)[:500])
 
-    async def retry_operation(self, operation: str, payload: dict) -> None:
-        if operation != "confirm_delivery":
-            raise ValueError(f"tell has no operation {operation!r}")
+    async def _retry_confirm_delivery(self, payload: dict) -> None:
         async with self.ctx.db.pool.acquire() as conn:  # both statements are idempotent
             if payload.get("sent"):
                 await store.mark_sent(conn, payload["sent"], payload["t"], payload["claimer"])
