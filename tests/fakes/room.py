@@ -22,6 +22,10 @@ class RecordingRoom:
     def bot_name(self) -> str:
         return self.state.bot_name
 
+    def is_self(self, name: str) -> bool:
+        mine = self.bot_name
+        return self.state.is_self(name) or (bool(mine) and name.lower() == mine.lower())
+
     async def say(self, text: str, *, user_input: bool = True) -> None:
         self.said.append(text)
 

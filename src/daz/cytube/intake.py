@@ -84,13 +84,9 @@ class FrameIntake:
                     self._replay_high_water = event.time
             elif 0 < event.time < self._replay_high_water:
                 event.replayed = True
-            event.own = self._is_own(event.username)
+            event.own = self.room.is_self(event.username)
         elif isinstance(event, ev.PrivateMessage):
-            event.own = self._is_own(event.username)
-
-    def _is_own(self, name: str) -> bool:
-        mine = self.room.bot_name
-        return bool(mine) and name.lower() == mine.lower()
+            event.own = self.room.is_self(event.username)
 
     def _react(self, event: ev.CytubeEvent) -> None:
         room = self.room

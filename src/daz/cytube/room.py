@@ -57,6 +57,12 @@ class Room:
     def bot_name(self) -> str:
         return self.state.bot_name or self.config.username
 
+    def is_self(self, name: str) -> bool:
+        """Whether ``name`` is this bot, case-insensitively (before login too: the configured
+        name). The one place plugins and the intake ask it."""
+        mine = self.bot_name
+        return self.state.is_self(name) or (bool(mine) and name.lower() == mine.lower())
+
     @property
     def connected(self) -> bool:
         conn = self.lifecycle.conn

@@ -167,7 +167,7 @@ class Greeter(Plugin):
         back_after = now - w.last_seen.pop(key, float("-inf"))
         w.present.add(key)
         room = self.ctx.rooms.get(ev.room_id)
-        if room is None or not w.live or self._is_bot(room, name):
+        if room is None or not w.live or room.is_self(name):
             return
         if plain(name, 100) != name:  # control characters: no CyTube server sends these
             self.log.warning("greeter %s: ignoring a join with an unusable name %r", ev.channel,
@@ -194,10 +194,6 @@ class Greeter(Plugin):
 
     _handlers = {RoomJoined: _room_joined, RoomDisconnected: _room_disconnected,
                  UserList: _user_list, UserLeft: _user_left, UserJoined: _user_joined}
-
-    @staticmethod
-    def _is_bot(room: Any, name: str) -> bool:
-        return room.state.is_self(name) or name.lower() == (room.bot_name or "").lower()
 
     # ------------------------------------------------------------------ one arrival
 
@@ -388,7 +384,7 @@ class Greeter(Plugin):
             await ctx.reply("That doesn't look like a CyTube username (1-20 letters, digits,"
                             " - or _).")
             return
-        if self._is_bot(ctx.room, name):
+        if ctx.room.is_self(name):
             await ctx.reply("I'm not going to greet myself.")
             return
         user = ctx.room.state.user(name)

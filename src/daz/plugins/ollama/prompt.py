@@ -89,8 +89,7 @@ class RoomContext:
 def room_context(room: Any, now: datetime) -> RoomContext:
     """Built from the room's live RoomState (no database round trip)."""
     state = room.state
-    bot = (room.bot_name or "").lower()
-    users = sorted((u.name for key, u in state.users.items() if key != bot and u.name),
+    users = sorted((u.name for u in state.users.values() if u.name and not room.is_self(u.name)),
                    key=str.lower)
     media = state.current_media
     playing = None

@@ -274,7 +274,7 @@ class Tell(Plugin):
             await ctx.reply("Usage: !tell <user> <message>")
             return
         state = ctx.room.state
-        if state.is_self(name) or name.lower() == (ctx.room.bot_name or "").lower():
+        if ctx.room.is_self(name):
             await ctx.reply("I can't leave a message for myself.")
             return
         if name.lower() == ctx.username.lower():
