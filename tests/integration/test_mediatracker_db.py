@@ -204,3 +204,22 @@ async def test_hostile_titles_and_durations_do_not_break_the_mirror_or_the_play(
         "SELECT count(*) FROM daz_mediatracker_library WHERE media_id = 'evilid'") == 1
     assert k.manager.status()["mediatracker"]["errors"] == 0
     await k.stop()
+
+
+async def test_a_lone_surrogate_in_a_title_is_stored_cleaned(database):
+    k = await start(database)
+    odd = item(1, "odd")
+    odd["media"]["title"] = "broken \ud83d emoji"
+    odd["queueby"] = "al\udc00ice"
+    await feed(k, "playlist", [odd, item(2, "fine")])
+    t = time.time()
+    await feed(k, "setCurrent", 1, t)
+    await feed(k, "changeMedia", {**odd["media"], "currentTime": -3.0, "paused": True}, t)
+    queue = await database.fetch("SELECT media_id, title, queued_by"
+                                 " FROM daz_mediatracker_queue ORDER BY position")
+    assert [r["media_id"] for r in queue] == ["odd", "fine"]
+    assert queue[0]["title"] == "broken \ufffd emoji" and queue[0]["queued_by"] == "al\ufffdice"
+    play = await database.fetchrow(f"SELECT media_id, title FROM {P}")
+    assert (play["media_id"], play["title"]) == ("odd", "broken \ufffd emoji")
+    assert k.manager.status()["mediatracker"]["errors"] == 0
+    await k.stop()

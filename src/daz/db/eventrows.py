@@ -23,11 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
+
+from daz.db.text import UNSTORABLE, clean_text  # clean_text re-exported for callers
 
 CORE = "daz_core_events"
 CHAT = "daz_chat_log"
@@ -41,7 +42,6 @@ NAME_WIDTH = 100
 VIDEO_ID_WIDTH = 255
 VIDEO_TYPE_WIDTH = 50
 
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _UID_NAMESPACE = uuid.UUID("6f1d2c3e-8a4b-5c6d-9e0f-a1b2c3d4e5f6")
 # Built once: json.dumps() with keyword arguments builds a new encoder on every call.
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
@@ -49,20 +49,6 @@ _UID_JSON = json.JSONEncoder(ensure_ascii=False)
 _EPOCH = datetime(1970, 1, 1)
 _INT32 = (-(2 ** 31), 2 ** 31 - 1)
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
-
-
-def clean_text(value: Any, width: int | None = None) -> str:
-    """Text PostgreSQL accepts: NUL and lone surrogates replaced, cut to ``width`` characters."""
-    if not isinstance(value, str):
-        value = "" if value is None else str(value)
-    if value.isascii():  # the common case: no surrogates possible, only NUL to look for
-        if "\x00" in value:
-            value = value.replace("\x00", "\ufffd")
-    elif _UNSTORABLE.search(value):
-        value = _UNSTORABLE.sub("\ufffd", value)
-    if width is not None and len(value) > width:
-        value = value[:width]
-    return value
 
 
 def clean_optional(value: Any, width: int | None = None) -> str | None:
@@ -91,7 +77,7 @@ def clean_json(value: Any) -> str:
         text = _JSON.encode(value)
     except (TypeError, ValueError, RecursionError):
         text = None
-    if text is not None and "\\u0000" not in text and not _UNSTORABLE.search(text):
+    if text is not None and "\\u0000" not in text and not UNSTORABLE.search(text):
         return text
     try:
         return _JSON.encode(_storable(value))

@@ -38,18 +38,13 @@ from pydantic import Field
 from daz.commands import CommandContext
 from daz.cytube.events import ChatMessage, UserJoined
 from daz.db.errors import is_transient
+from daz.db.text import storable_name
 from daz.events import CommandExecuted, PluginEvent
 from daz.plugins.analytics import store
 from daz.plugins.analytics.counters import Batch
 from daz.plugins.base import Plugin, PluginConfig, command, on
 
 PLAY_TOPIC = "plugin.mediatracker.play"  # announced by mediatracker for each actual play
-
-
-def _countable(name: object) -> bool:
-    # CyTube names are 1-20 word characters; a NUL or an endless name can only come from a
-    # broken or hostile server, and would make the whole batch unwritable.
-    return isinstance(name, str) and 0 < len(name) <= 255 and "\x00" not in name
 
 
 def _ago(then: datetime, now: datetime) -> str:
@@ -151,7 +146,7 @@ class Analytics(Plugin):
     async def event(self, event: Any) -> None:
         kind = type(event)
         if kind is ChatMessage:
-            if _countable(event.username) and not event.ignored \
+            if storable_name(event.username) and not event.ignored \
                     and not self._is_self(event, event.username):
                 self.current.message(event.channel, event.username, event.received_at)
         elif kind is UserJoined:

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from daz.db.text import clean_text
+
 COMPLETED_FRACTION = 0.9
 TITLE_LIMIT = 1000  # titles come from users (custom media, raw files); the column is unbounded
 _INT_MAX = 2**31 - 1  # the Go schema's INTEGER duration columns
 
 
 def db_text(value: object, limit: int) -> str:
-    """Text PostgreSQL accepts: no NUL characters (one would fail the whole playlist write),
-    and at most ``limit`` characters (the Go columns' lengths)."""
-    return str(value or "").replace("\x00", "")[:limit]
+    """Text PostgreSQL accepts: no NUL characters and no lone surrogates (either one would fail
+    the whole playlist write; NUL is dropped as before, a surrogate becomes U+FFFD), and at most
+    ``limit`` characters (the Go columns' lengths)."""
+    return clean_text(str(value or "").replace("\x00", ""), limit)
 
 
 def db_seconds(value: object) -> int:

@@ -52,6 +52,7 @@ from pydantic import Field
 
 from daz.commands import CommandContext
 from daz.db.held import HeldWrites
+from daz.db.text import storable_name
 from daz.cytube.events import (AfkChanged, ChatMessage, UserJoined, UserLeft, UserList,
                                UserRankChanged)
 from daz.events import RoomDisconnected
@@ -181,9 +182,9 @@ class UserTracker(Plugin):
             raise ValueError(f"unknown usertracker operation {kind!r}")
 
     async def _chat(self, ev: ChatMessage) -> None:
-        # A NUL or an endless name (only a broken server sends one) would make every later
-        # activity write of the channel fail: it is not batched.
-        if not ev.username or len(ev.username) > 255 or "\x00" in ev.username:
+        # A NUL, a lone surrogate or an endless name (only a broken server sends one) would
+        # make every later activity write of the channel fail: it is not batched.
+        if not storable_name(ev.username):
             return
         pending = self.activity.setdefault(ev.channel, {})
         key = ev.username.lower()
