@@ -153,3 +153,66 @@ async def test_a_history_batch_whose_commit_reply_was_lost_is_not_written_twice(
     assert await database.fetchval("SELECT count(*) FROM daz_eventfilter_history") == 4
     assert len(history) == 0
     await k.stop()
+
+
+async def test_lone_surrogates_in_a_command_are_stored_cleaned(database):
+    k = await start(database, sections=SLOW_FLUSH)
+    await k.chat("alice", "!tell bob broken \ud83d emoji")
+    assert await k.plugin("eventfilter").history.flush() == 1
+    await k.stop()
+    args = await database.fetchval("SELECT args FROM daz_eventfilter_history")
+    assert args == ["bob", "broken", "\ufffd", "emoji"]
+
+
+async def test_a_batch_the_database_refuses_does_not_stall_later_history(database, caplog):
+    k = await start(database, sections=SLOW_FLUSH)
+    history = k.plugin("eventfilter").history
+    history.batch = 4
+    await k.chat("alice", "!ping")
+    # Rows add() would never build (it cleans and cuts), as a future bug might: PostgreSQL
+    # refuses an over-long command and UTF-8 cannot encode a lone surrogate.
+    good = history.rows[0]
+    history.rows.append(("x" * 500,) + good[1:])
+    history.rows.append((good[0], "evil\udc00") + good[2:])
+    await k.chat("alice", "!nonsense")  # same first batch of 4, after the bad rows
+    for _ in range(5):
+        await k.chat("alice", "!ping")  # later batches, all good
+    with caplog.at_level("ERROR", logger="daz.plugins.eventfilter.history"):
+        assert await history.flush() == 7
+    assert len(history) == 0 and history.rejected == 2
+    refused = [r for r in caplog.records if "refuses" in r.getMessage()]
+    assert len(refused) == 2 and all(r.levelname == "ERROR" for r in refused)
+    rows = await database.fetch("SELECT command, username FROM daz_eventfilter_history"
+                                " ORDER BY id")
+    assert [r["command"] for r in rows] == ["ping", "nonsense"] + ["ping"] * 5
+    assert {r["username"] for r in rows} == {"alice"}
+    # And the next flush is not stuck on anything.
+    await k.chat("alice", "!ping")
+    assert await history.flush() == 1
+    await k.stop()
+
+
+async def test_a_refused_batch_keeps_its_rows_while_the_database_is_away(database):
+    k = await start(database, sections=SLOW_FLUSH)
+    history = k.plugin("eventfilter").history
+    await k.chat("alice", "!ping")
+    history.rows.append(("x" * 500,) + history.rows[0][1:])
+    await k.chat("alice", "!ping")
+    real = history._write
+    calls = 0
+
+    async def refused_then_away(conn, batch_id, chunk):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return await real(conn, batch_id, chunk)  # the real refusal of the whole batch
+        raise ConnectionResetError("database went away")
+
+    history._write = refused_then_away
+    assert await history.flush() == 0
+    assert len(history) == 3  # nothing dropped while the database is away
+    history._write = real
+    assert await history.flush() == 2
+    assert history.rejected == 1 and len(history) == 0
+    assert await database.fetchval("SELECT count(*) FROM daz_eventfilter_history") == 2
+    await k.stop()

@@ -10,6 +10,11 @@ Each chunk is written exactly once: it gets an id when it is taken from the buff
 goes into ``daz_eventfilter_history_batches`` in the same transaction as the COPY. A chunk whose
 commit reply was lost (the connection died after COMMIT) is retried with the same id and found
 already written, so no audit row is ever doubled.
+
+A chunk the database refuses for its data (not because it is away) is written again row by
+row, each row with an id derived from the chunk's: the good rows go in, each bad row is logged
+at error level with the reason and dropped. Retrying the same chunk forever would stall every
+later row until the buffer overflowed.
 """
 from __future__ import annotations
 
@@ -22,6 +27,9 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from daz.db.errors import is_transient, schema_missing
+from daz.db.text import clean_text
+
 log = logging.getLogger(__name__)
 
 COLUMNS = ("command", "username", "channel", "args", "executed_at", "success", "error_message")
@@ -30,7 +38,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def clean(text: str, limit: int) -> str:
-    return _CONTROL.sub("", text)[:limit]
+    """Storable audit text: control characters dropped, lone surrogates (which UTF-8 cannot
+    encode, failing the whole COPY) replaced, at most ``limit`` characters."""
+    return clean_text(_CONTROL.sub("", text), limit)
 
 
 class HistoryWriter:
@@ -42,6 +52,9 @@ class HistoryWriter:
         self.dropped = 0
         self.written = 0
         self.failures = 0
+        self.rejected = 0  # rows the database refused for their data; dropped with a log line
+        # Rows of a refused chunk, written one at a time: (row id, row), oldest first.
+        self.singles: collections.deque[tuple[uuid.UUID, tuple]] = collections.deque()
         # Go created executed_at as `timestamp` (no zone, UTC by our convention); COPY needs the
         # Python value to match the column type.
         self.naive_timestamps = naive_timestamps
@@ -65,14 +78,17 @@ class HistoryWriter:
             now, success, clean(error, 500)))
 
     def __len__(self) -> int:
-        return len(self.rows) + (len(self.inflight[1]) if self.inflight else 0)
+        return (len(self.rows) + len(self.singles)
+                + (len(self.inflight[1]) if self.inflight else 0))
 
     async def flush(self) -> int:
         """Write what is buffered; returns rows written. Never raises (rows stay on failure)."""
         if self.db is None or not len(self):
             return 0
         async with self._lock:
-            total = 0
+            total = await self._write_singles()
+            if self.singles:
+                return total  # the database is away again; the rest waits its turn
             while True:
                 if self.inflight is None:
                     if not self.rows:
@@ -84,11 +100,21 @@ class HistoryWriter:
                     async with self.db.pool.acquire() as conn:
                         fresh = await self._write(conn, batch_id, chunk)
                 except Exception as exc:
-                    # Kept as it is (same id); the next flush tries again.
                     self.failures += 1
-                    log.warning("eventfilter: could not write %d history rows (%s); will retry",
-                                len(chunk), exc)
-                    break
+                    if _keep(exc):  # kept as it is (same id); the next flush tries again
+                        log.warning("eventfilter: could not write %d history rows (%s);"
+                                    " will retry", len(chunk), exc)
+                        break
+                    log.error("eventfilter: the database refused a batch of %d history rows"
+                              " (%s); writing them one by one to keep the good ones",
+                              len(chunk), _short(exc))
+                    self.singles.extend((uuid.uuid5(batch_id, str(i)), row)
+                                        for i, row in enumerate(chunk))
+                    self.inflight = None
+                    total += await self._write_singles()
+                    if self.singles:
+                        break
+                    continue
                 self.inflight = None
                 if fresh:
                     total += len(chunk)
@@ -97,6 +123,31 @@ class HistoryWriter:
                     log.info("eventfilter: history batch %s was already written; skipped",
                              batch_id)
             return total
+
+    async def _write_singles(self) -> int:
+        """Write the rows of a refused chunk one by one; bad rows are logged and dropped.
+        Stops (keeping the rest) when the database is away."""
+        total = 0
+        while self.singles:
+            row_id, row = self.singles[0]
+            try:
+                async with self.db.pool.acquire() as conn:
+                    fresh = await self._write(conn, row_id, [row])
+            except Exception as exc:
+                self.failures += 1
+                if _keep(exc):
+                    log.warning("eventfilter: could not write a history row (%s); will retry",
+                                exc)
+                    return total
+                self.rejected += 1
+                log.error("eventfilter: dropped a history row the database refuses (%s):"
+                          " command=%r user=%r", _short(exc), row[0][:100], row[1][:100])
+            else:
+                if fresh:
+                    total += 1
+                    self.written += 1
+            self.singles.popleft()
+        return total
 
     async def _write(self, conn, batch_id: uuid.UUID, chunk: list[tuple]) -> bool:
         async with conn.transaction():
@@ -114,3 +165,13 @@ class HistoryWriter:
                     " WHERE written_at < now() - make_interval(secs => $1)",
                     float(self.retention_seconds))
         return True
+
+
+def _keep(exc: BaseException) -> bool:
+    """Will the same rows be accepted later (database away, schema not there yet)?"""
+    return is_transient(exc) or schema_missing(exc)
+
+
+def _short(exc: BaseException, width: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= width else text[: width - 3] + "..."
