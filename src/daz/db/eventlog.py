@@ -33,6 +33,7 @@ from typing import Any
 
 from daz.db import errors, eventrows
 from daz.db.eventrows import LogEntry
+from daz.db.pool import rows_affected
 from daz.db.spill import SpillFile
 
 log = logging.getLogger(__name__)
@@ -327,7 +328,7 @@ class EventLog:
                     for table in tables:
                         status = await conn.execute(eventrows.FROM_STAGE[table])
                         if table == eventrows.CORE:
-                            inserted = _rowcount(status)
+                            inserted = rows_affected(status)
             except BaseException:
                 # The staging table may be gone with the failed transaction or session.
                 self._staged.discard(pid)
@@ -355,7 +356,7 @@ class EventLog:
                     async with asyncio.timeout(self.write_timeout):
                         async with self._acquire() as conn:
                             status = await conn.execute(sql, *eventrows.columns_of([row]))
-                    if table == eventrows.CORE and _rowcount(status) == 0:
+                    if table == eventrows.CORE and rows_affected(status) == 0:
                         core_skipped = True
                         self.duplicates += 1
                 except Exception as exc:
@@ -443,13 +444,6 @@ class EventLog:
                 return True
             await asyncio.sleep(0.01)
         return False
-
-
-def _rowcount(status: str) -> int:
-    try:
-        return int(status.rsplit(" ", 1)[-1])
-    except (ValueError, AttributeError):
-        return 0
 
 
 def _short(exc: BaseException, width: int = 300) -> str:

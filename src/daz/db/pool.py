@@ -20,6 +20,15 @@ PING_TIMEOUT = 2.0
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
+def rows_affected(status: object) -> int:
+    """The row count of a command status ("UPDATE 3", "INSERT 0 5", "DELETE 0"); 0 for a
+    status without one (or none at all)."""
+    try:
+        return int(str(status).rsplit(" ", 1)[-1])
+    except ValueError:
+        return 0
+
+
 def redact(dsn: str) -> str:
     """The DSN without its password, for log lines."""
     try:

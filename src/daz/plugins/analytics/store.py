@@ -13,6 +13,7 @@ the day's ``unique_users`` is counted from the same table, ``peak_users`` is the
 """
 from __future__ import annotations
 
+from daz.db.pool import rows_affected
 from daz.plugins.analytics.counters import Batch
 
 HOURLY = "daz_analytics_hourly"
@@ -132,4 +133,4 @@ async def cleanup(conn, retention_days: int) -> int:
         flushes = await conn.execute(
             f"DELETE FROM {FLUSHES} WHERE applied_at < now() - make_interval(days => $1)",
             retention_days)
-    return int(names.split()[-1]) + int(flushes.split()[-1])
+    return rows_affected(names) + rows_affected(flushes)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import time
 
+from daz.db.pool import rows_affected
+
 CHANNEL_KEY = "*channel*"
 
 
@@ -79,14 +81,7 @@ class ResponseStore:
             "DELETE FROM daz_ollama_rate_limits"
             " WHERE last_response_at < localtimestamp - make_interval(secs => $1)",
             limit_hours * 3600.0)
-        return _count(responses), _count(limits)
-
-
-def _count(status: str) -> int:
-    try:
-        return int(status.split()[-1])
-    except (ValueError, IndexError, AttributeError):
-        return 0
+        return rows_affected(responses), rows_affected(limits)
 
 
 class MemoryStore:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 
+from daz.db.pool import rows_affected
+
 T = "daz_tell_messages"
 SESSIONS = "daz_user_tracker_sessions"
 COLUMNS = "id, from_user, to_user, message, is_pm, created_at, expires_at"
@@ -95,7 +97,7 @@ async def mark_sent(conn, ids: list[int], t: float, claimer: str) -> int:
     result = await conn.execute(
         f"UPDATE {T} SET sent_at = to_timestamp($2) WHERE id = ANY($1::int[])"
         " AND claimed_by = $3 AND sent_at IS NULL", ids, t, claimer[:64])
-    return int(result.split()[-1])
+    return rows_affected(result)
 
 
 async def release(conn, ids: list[int], claimer: str) -> int:
@@ -104,7 +106,7 @@ async def release(conn, ids: list[int], claimer: str) -> int:
         f"UPDATE {T} SET delivered = false, delivered_at = NULL, claimed_by = NULL"
         " WHERE id = ANY($1::int[]) AND claimed_by = $2 AND sent_at IS NULL", ids,
         claimer[:64])
-    return int(result.split()[-1])
+    return rows_affected(result)
 
 
 async def release_stale(conn, t: float, timeout: float) -> int:
@@ -114,12 +116,12 @@ async def release_stale(conn, t: float, timeout: float) -> int:
         " WHERE delivered AND sent_at IS NULL AND claimed_by IS NOT NULL"
         " AND delivered_at < to_timestamp($1 - $2::float8) AND expires_at > to_timestamp($1)",
         t, timeout)
-    return int(result.split()[-1])
+    return rows_affected(result)
 
 
 async def purge_expired(conn, t: float) -> int:
     result = await conn.execute(f"DELETE FROM {T} WHERE expires_at < to_timestamp($1)", t)
-    return int(result.split()[-1])
+    return rows_affected(result)
 
 
 async def pending_from(conn, channel: str, sender: str, t: float) -> list:
@@ -140,7 +142,7 @@ async def cancel_for(conn, channel: str, sender: str, recipient: str) -> int:
     result = await conn.execute(
         f"DELETE FROM {T} WHERE channel = $1 AND lower(from_user) = lower($2)"
         " AND lower(to_user) = lower($3) AND delivered = false", channel, sender, recipient)
-    return int(result.split()[-1])
+    return rows_affected(result)
 
 
 async def known_here(conn, channel: str, name: str) -> bool | None:

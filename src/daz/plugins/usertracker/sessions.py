@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from daz.db.pool import rows_affected
+
 S = "daz_user_tracker_sessions"
 H = "daz_user_tracker_history"
 
@@ -175,7 +177,7 @@ async def touch(conn, channel: str, activity: dict[str, tuple[str, float]]) -> i
         " FROM unnest($2::text[], $3::float8[]) AS u(name, t)"
         " WHERE s.channel = $1 AND s.is_active AND lower(s.username) = u.name", channel, keys,
         times)
-    return int(result.split()[-1])
+    return rows_affected(result)
 
 
 async def lookup(conn, channel: str, username: str):
