@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 from daz.commands import CommandContext
 from daz.cytube.events import ChatMessage
-from daz.db.eventlog import is_transient
+from daz.db.errors import is_transient
 from daz.plugins.base import Plugin, command, on
 from daz.plugins.gallery import detect
 from daz.plugins.gallery.fetch import FetchPolicy, Refused, SafeFetcher
