@@ -8,7 +8,6 @@ from hypothesis import given, strategies as st
 
 from daz.plugins.greeter import as_question, clean_generated
 from daz.plugins.greeter.greetings import DEFAULT_FILE, Greetings, fill, parse, zone
-from daz.plugins.tell import ago, clean_name, plain
 
 UTC = timezone.utc
 
@@ -86,14 +85,3 @@ def test_question_enforcement():
     assert as_question("how are you") == "how are you?"
     assert as_question("Welcome back, bob!") == "Welcome back, bob, how's it going?"
     assert as_question("you good?") == "you good?"
-
-
-def test_tell_names_and_text():
-    assert clean_name("@Bob:") == "Bob"
-    assert clean_name("bad/name") is None and clean_name("x" * 21) is None
-    assert clean_name("é") is None  # CyTube names are ASCII
-    assert plain("a\x00b\r\n c\u202e") == "a b c"
-    now = datetime(2027, 1, 15, tzinfo=UTC).timestamp()
-    assert ago(datetime(2027, 1, 14, 22, 0), now) == "2 hours ago"
-    assert ago(datetime(2027, 1, 14, 23, 59), now) == "1 minute ago"
-    assert ago(datetime(2027, 1, 16), now) == "just now"  # a writer's clock ahead of ours

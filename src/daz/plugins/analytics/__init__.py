@@ -30,7 +30,6 @@ Config: ``flush_seconds`` (30) between writes, ``retention_days`` (35) for the h
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import Field
@@ -40,22 +39,12 @@ from daz.cytube.events import ChatMessage, UserJoined
 from daz.db.errors import is_transient
 from daz.db.text import storable_name
 from daz.events import CommandExecuted, PluginEvent
+from daz.humanize import ago
 from daz.plugins.analytics import store
 from daz.plugins.analytics.counters import Batch
 from daz.plugins.base import Plugin, PluginConfig, command, on
 
 PLAY_TOPIC = "plugin.mediatracker.play"  # announced by mediatracker for each actual play
-
-
-def _ago(then: datetime, now: datetime) -> str:
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=timezone.utc)
-    s = max(0, int((now - then).total_seconds()))
-    for size, word in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if s >= size:
-            n = s // size
-            return f"{n} {word}{'s' if n != 1 else ''} ago"
-    return "just now"
 
 
 class AnalyticsConfig(PluginConfig):
@@ -193,5 +182,5 @@ class Analytics(Plugin):
         if place:
             text += f" (#{place} here)"
         if row is not None:
-            text += f", first seen {_ago(row['first_seen'], now)}"
+            text += f", first seen {ago(row['first_seen'], now)}"
         await ctx.reply(text + ".")

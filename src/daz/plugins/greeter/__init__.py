@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,16 +54,14 @@ from daz.bus import NoResponder
 from daz.commands import CommandContext
 from daz.cytube.events import UserJoined, UserLeft, UserList
 from daz.events import RoomDisconnected, RoomJoined
+from daz.humanize import clean_username, one_line
 from daz.plugins.base import Plugin, command, every, on
 from daz.plugins.greeter import store
 from daz.plugins.greeter.config import GreeterConfig
-from daz.plugins.greeter.greetings import (Greetings, as_question, clean_generated, plain,
+from daz.plugins.greeter.greetings import (NAME_CHARS, Greetings, as_question, clean_generated,
                                            zone)
 
 __all__ = ["Greeter", "GreeterConfig", "as_question", "clean_generated"]
-
-USERNAME = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
-
 
 @dataclass
 class RoomWatch:
@@ -91,7 +88,7 @@ class Greeter(Plugin):
         self.rooms: dict[str, RoomWatch] = {}
         self.greeted: dict[tuple[str, str], float] = {}  # (channel, name) → time, in memory
         self.last_text: dict[tuple[str, str], str] = {}
-        default = plain(self.config.default_greeting, 400).replace("%s", "{user}")
+        default = one_line(self.config.default_greeting, 400).replace("%s", "{user}")
         self.greetings = Greetings.load(self.config.greetings_file, zone(self.config.timezone),
                                         fallback=default or "Hi {user}!", rng=self.random)
         # Whether the usertracker's sessions table exists; asked at the first arrival, so a
@@ -169,7 +166,7 @@ class Greeter(Plugin):
         room = self.ctx.rooms.get(ev.room_id)
         if room is None or not w.live or room.is_self(name):
             return
-        if plain(name, 100) != name:  # control characters: no CyTube server sends these
+        if one_line(name, 100) != name:  # control characters: no CyTube server sends these
             self.log.warning("greeter %s: ignoring a join with an unusable name %r", ev.channel,
                              name[:40])
             return
@@ -318,7 +315,8 @@ class Greeter(Plugin):
         payload = {"purpose": "greeting", "channel": channel, "username": name,
                    "max_chars": self.config.max_chars,
                    "prompt": (f"Write one short, casual, friendly line welcoming the user "
-                              f"{plain(name)} who just joined the chat room {plain(channel)}. "
+                              f"{one_line(name, NAME_CHARS)} who just joined the chat room "
+                              f"{one_line(channel, NAME_CHARS)}. "
                               f"{visit} Reply with the greeting only.")}
         timeout = self.config.ollama_timeout_seconds
         try:
@@ -379,8 +377,8 @@ class Greeter(Plugin):
         if not ctx.is_admin:
             await ctx.reply("!greeter test is for bot admins only.")
             return
-        name = target.strip().lstrip("@").rstrip(":,")
-        if not USERNAME.match(name):
+        name = clean_username(target)
+        if name is None:
             await ctx.reply("That doesn't look like a CyTube username (1-20 letters, digits,"
                             " - or _).")
             return

@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 import random
 import re
-import unicodedata
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from daz.humanize import one_line
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ KNOWN = set(CATEGORIES) | {f"first-{tod}" for tod in CATEGORIES[2:]}
 _LINE = re.compile(r"^([a-z][a-z-]*)\s*:\s*(.*)$")
 _PLACEHOLDER = re.compile(r"\{user\}|\{channel\}|<user>")
 MAX_TEMPLATE = 400
+NAME_CHARS = 60  # a name or channel inserted into a greeting is cut to this
 FALLBACK = "Hi {user}, welcome to {channel}!"
 QUESTION_WORDS = {"how", "what", "who", "where", "when", "why", "which", "are", "is", "do",
                   "did", "have", "has", "can", "could", "would", "will", "you", "anyone"}
@@ -56,16 +58,10 @@ def zone(name: str) -> tzinfo:
         return timezone.utc
 
 
-def plain(text: str, limit: int = 60) -> str:
-    """One line of printable text: control characters (NUL, newlines, bidi marks) become spaces."""
-    out = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
-                  for ch in text)
-    return " ".join(out.split())[:limit]
-
-
 def fill(template: str, user: str, channel: str) -> str:
     """Insert the name and channel as plain text (one pass: inserted text is never re-read)."""
-    values = {"{user}": plain(user), "<user>": plain(user), "{channel}": plain(channel)}
+    values = {"{user}": one_line(user, NAME_CHARS), "<user>": one_line(user, NAME_CHARS),
+              "{channel}": one_line(channel, NAME_CHARS)}
     return _PLACEHOLDER.sub(lambda m: values[m.group(0)], template)
 
 
@@ -84,7 +80,7 @@ def parse(text: str, source: str = "greetings") -> dict[str, list[str]]:
                             number, match.group(1))
                 continue
             category, template = match.group(1), match.group(2).strip()
-        template = plain(template, MAX_TEMPLATE)
+        template = one_line(template, MAX_TEMPLATE)
         if template:
             out.setdefault(category, []).append(template)
     return out
@@ -139,7 +135,7 @@ def clean_generated(raw: Any, max_chars: int) -> str | None:
     if not isinstance(raw, str):
         return None
     for line in raw.splitlines():
-        text = plain(line, 2000).strip().strip('"').strip("'").strip()
+        text = one_line(line, 2000).strip().strip('"').strip("'").strip()
         text = text.lstrip("/").strip()  # the outbox neutralises it too; never rely on one guard
         if text:
             if len(text) > max_chars:

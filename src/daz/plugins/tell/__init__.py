@@ -47,11 +47,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import socket
-import unicodedata
 import uuid
-from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import Field
@@ -59,11 +56,11 @@ from pydantic import Field
 from daz.commands import CommandContext
 from daz.cytube.events import ChatMessage, PrivateMessage, UserJoined, UserLeft
 from daz.events import RoomJoined
+from daz.humanize import USERNAME, ago, clean_username, one_line
 from daz.plugins.base import Plugin, PluginConfig, command, every, on
 from daz.plugins.tell import store
 from daz.plugins.tell.hint import RecipientHint
 
-USERNAME = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
 LIST_LIMIT = 10
 USAGE = "!tell <user> <message> | !tell list | !tell cancel <id|user>"
 
@@ -76,29 +73,6 @@ class TellConfig(PluginConfig):
     join_delay_seconds: float = Field(2.0, ge=0)
     claim_timeout_seconds: float = Field(600.0, gt=0)
     recipient_refresh_seconds: float = Field(30.0, gt=0)
-
-
-def clean_name(text: str) -> str | None:
-    name = text.strip().lstrip("@").rstrip(":,")
-    return name if USERNAME.match(name) else None
-
-
-def plain(text: str) -> str:
-    """One line: control and format characters (NUL, newlines, bidi marks) become spaces."""
-    out = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
-                  for ch in text)
-    return " ".join(out.split())
-
-
-def ago(then: datetime, now: float) -> str:
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=timezone.utc)
-    seconds = max(0, int(now - then.timestamp()))
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size:
-            n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return "just now"
 
 
 class Tell(Plugin):
@@ -264,12 +238,12 @@ class Tell(Plugin):
 
     async def _store(self, ctx: CommandContext, target: str, message: str) -> None:
         cfg = self.config
-        name = clean_name(target)
+        name = clean_username(target)
         if name is None:
-            shown = plain(target)[:30]
+            shown = one_line(target, 30)
             await ctx.reply(f"\"{shown}\" isn't a CyTube username (1-20 letters, digits, - or _).")
             return
-        message = plain(message)
+        message = one_line(message)
         if not message:
             await ctx.reply("Usage: !tell <user> <message>")
             return
@@ -361,7 +335,7 @@ class Tell(Plugin):
             await ctx.reply("I can't do that right now, sorry.")
             return
         number = what.lstrip("#")
-        name = None if number.isdigit() else clean_name(what)
+        name = None if number.isdigit() else clean_username(what)
         if not number.isdigit() and name is None:
             await ctx.reply("Usage: !tell cancel <id|user> (an id from !tells, or a username)")
             return

@@ -56,9 +56,9 @@ from daz.db.text import storable_name
 from daz.cytube.events import (AfkChanged, ChatMessage, UserJoined, UserLeft, UserList,
                                UserRankChanged)
 from daz.events import RoomDisconnected
+from daz.humanize import ago, clean_username, stamp
 from daz.plugins.base import Plugin, PluginConfig, command, on
 from daz.plugins.usertracker import sessions
-from daz.plugins.usertracker.humanize import ago, clean_username, stamp
 
 
 class UserTrackerConfig(PluginConfig):
