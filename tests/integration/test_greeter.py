@@ -423,6 +423,22 @@ async def test_presence_is_the_live_user_list_not_the_session_table(database, gr
     await kit.stop()
 
 
+async def test_greeter_test_with_preferences_unreadable_says_so_without_the_error(
+        database, greetings_file, caplog):
+    kit = await start(database, greetings_file, admins=["boss"], channel_cooldown_seconds=0)
+    await room_joined(kit)
+    await arrive(kit, "alice")
+    kit.user("boss")
+    await database.execute("ALTER TABLE daz_greeter_preferences RENAME TO prefs_away")
+    said = len(kit.room.said)
+    await kit.chat("boss", "!greeter test alice")
+    assert kit.room.said[said:] == [
+        "I can't check alice's preferences right now; try again later."]
+    assert "daz_greeter_preferences" in caplog.text  # the database's words go to the log only
+    await database.execute("ALTER TABLE prefs_away RENAME TO daz_greeter_preferences")
+    await kit.stop()
+
+
 async def test_with_preferences_unreadable_nobody_is_greeted_and_nothing_breaks(database,
                                                                               greetings_file,
                                                                               caplog):

@@ -395,8 +395,11 @@ class Greeter(Plugin):
                     if await store.opted_out(conn, ctx.room.channel, user.name):
                         await ctx.reply(f"{user.name} has opted out of greetings.")
                         return
-            except Exception as exc:
-                await ctx.reply(f"I can't check {user.name}'s preferences right now ({exc}).")
+            except Exception as exc:  # the error may name tables or hosts: log it, not chat it
+                self.log.warning("greeter: !greeter test cannot check %s's opt-out: %r",
+                                 user.name, exc)
+                await ctx.reply(f"I can't check {user.name}'s preferences right now; try again"
+                                " later.")
                 return
         w = self.watch(ctx.room.id)
         async with w.lock:
