@@ -21,6 +21,11 @@ idempotent (a unique index, ``ON CONFLICT``, or a key derived from the event tim
 * A room holds at most ``limit`` operations; past that the oldest is dropped and counted
   ("lost", logged at error level once per outage).
 
+A plugin mixes ``HeldWritesConfig`` (``held_writes_limit``, ``held_retry_seconds``) into its
+config, builds its queue with ``HeldWrites.for_plugin(self, apply)``, and calls ``restore()`` in
+setup and ``shutdown()`` in teardown: what is still held when daz stops is saved to
+``<data_dir>/<plugin name>-held.jsonl`` and applied first at the next start.
+
 Prometheus: ``daz_held_writes_total{plugin, outcome}`` (held, applied, dropped, lost) and
 ``daz_held_writes_waiting{plugin}`` (operations waiting now).
 """
@@ -36,8 +41,10 @@ from types import SimpleNamespace
 from typing import Any, Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import BaseModel, Field
 
 from daz.db.errors import is_transient
+from daz.db.jsonlines import append_json_lines, take_json_lines
 
 Op = dict[str, Any]
 Apply = Callable[[Any, Op], Awaitable[Any]]
@@ -66,11 +73,19 @@ def transient(exc: BaseException) -> bool:
     return is_transient(exc)
 
 
+class HeldWritesConfig(BaseModel):
+    """The config keys of a plugin that holds its writes (mix into its ``PluginConfig``)."""
+
+    held_writes_limit: int = Field(10_000, ge=1)  # per room, while the database is away
+    held_retry_seconds: float = Field(5.0, gt=0)  # longest pause between attempts
+
+
 class HeldWrites:
     def __init__(self, *, plugin: str, db, apply: Apply, log: logging.Logger, limit: int = 10_000,
                  metrics=None, first_delay: float = 0.5, max_delay: float = 5.0,
-                 op_timeout: float = 30.0):
+                 op_timeout: float = 30.0, path: Path | None = None):
         self.plugin = plugin
+        self.path = path  # where shutdown() saves what is still held and restore() reads it
         self.db = db
         self.apply = apply
         self.log = log
@@ -82,6 +97,18 @@ class HeldWrites:
         self.dropped = 0
         self.metrics = held_metrics(metrics)
         self._task: asyncio.Task | None = None
+
+    @classmethod
+    def for_plugin(cls, plugin, apply: Apply) -> "HeldWrites":
+        """Held writes of ``plugin`` (config: ``HeldWritesConfig``), saved across restarts in
+        ``<data_dir>/<plugin name>-held.jsonl``."""
+        ctx, config = plugin.ctx, plugin.config
+        return cls(plugin=plugin.name, db=ctx.db, apply=apply, log=plugin.log,
+                   limit=config.held_writes_limit, metrics=ctx.metrics,
+                   first_delay=min(0.5, config.held_retry_seconds),
+                   max_delay=config.held_retry_seconds,
+                   path=ctx.data_dir / f"{plugin.name}-held.jsonl"
+                   if ctx.data_dir is not None else None)
 
     # ------------------------------------------------------------------ state
 
@@ -224,28 +251,34 @@ class HeldWrites:
             self.log.error("%s: %d held write(s) lost at shutdown (no data dir)", self.plugin,
                            len(left))
             return
-        with open(path, "a", encoding="utf-8") as f:
-            for room, op in left:
-                f.write(json.dumps({"room": room, "op": op}) + "\n")
+        append_json_lines(path, ({"room": room, "op": op} for room, op in left))
         self.log.warning("%s: database still away at shutdown; %d held write(s) saved to %s,"
                          " applied at the next start", self.plugin, len(left), path)
 
     def load(self, path: Path | None) -> list[tuple[str, Op]]:
         """Read (and remove) what a previous shutdown saved."""
-        if path is None or not path.exists():
-            return []
-        out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                item = json.loads(line)
-                out.append((str(item["room"]), dict(item["op"])))
-            except (ValueError, KeyError, TypeError):
-                self.log.error("%s: unreadable line in %s skipped", self.plugin, path)
-        path.unlink()
+        out = take_json_lines(path, _saved_item, log=self.log, owner=self.plugin)
         if out:
             self.log.info("%s: %d write(s) held at the last shutdown will be applied",
                           self.plugin, len(out))
         return out
+
+    async def restore(self) -> None:
+        """At start: apply (or hold again, in order) what the last shutdown saved to ``path``."""
+        if self.db is None:
+            return
+        for room, op in self.load(self.path):
+            await self.submit(room, op)
+
+    async def shutdown(self, keep: Callable[[Op], bool] | None = None) -> None:
+        """At stop: try the held writes once more and save the rest (those ``keep`` accepts) to
+        ``path`` for the next start."""
+        left = await self.close()
+        self.save(self.path, [(room, op) for room, op in left if keep is None or keep(op)])
+
+
+def _saved_item(item: Any) -> tuple[str, Op]:
+    return str(item["room"]), dict(item["op"])
 
 
 def _reason(exc: BaseException) -> str:

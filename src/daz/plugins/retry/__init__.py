@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from daz.db.errors import is_transient
+from daz.db.jsonlines import append_json_lines, take_json_lines
 from daz.plugins.base import Plugin, PluginConfig
 from daz.plugins.retry.metrics import retry_metrics
 
@@ -334,9 +335,7 @@ class Retry(Plugin):
             self.log.error("retry: %d held operation(s) lost at shutdown (no data dir)",
                            len(self.pending))
             return
-        with open(path, "a", encoding="utf-8") as f:
-            for item in self.pending:
-                f.write(json.dumps(item) + "\n")
+        append_json_lines(path, self.pending)
         self.log.warning("retry: database still down at shutdown; %d operation(s) saved to %s",
                          len(self.pending), path)
 
@@ -344,11 +343,10 @@ class Retry(Plugin):
         path = self._spill_path()
         if path is None or not path.exists():
             return
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                self.pending.append(json.loads(line))
-            except ValueError:
-                self.log.error("retry: unreadable line in %s skipped", path)
-        path.unlink()
+        self.pending.extend(take_json_lines(path, _as_is, log=self.log, owner="retry"))
         self.log.info("retry: %d operation(s) from the last shutdown will be queued",
                       len(self.pending))
+
+
+def _as_is(item: Any) -> Any:
+    return item
