@@ -47,10 +47,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
 from daz.commands import CommandContext
-from daz.db.held import HeldWrites, transient
+from daz.db.held import HeldWrites, HeldWritesConfig, transient
 from daz.cytube.events import (CurrentChanged, MediaChanged, MediaDeleted, MediaMoved,
                                MediaQueued, MediaUpdate, PlaylistReplaced)
 from daz.events import PluginEvent, RoomDisconnected
@@ -74,13 +72,8 @@ def short(title: str, limit: int = 60) -> str:
     return title if len(title) <= limit else title[: limit - 1] + "…"
 
 
-class MediaTrackerConfig(PluginConfig):
+class MediaTrackerConfig(PluginConfig, HeldWritesConfig):
     stats_limit: int = 5
-    held_writes_limit: int = Field(10_000, ge=1)  # per room, while the database is away
-    held_retry_seconds: float = Field(5.0, gt=0)
-
-
-HELD_FILE = "mediatracker-held.jsonl"
 
 
 class MediaTracker(Plugin):
@@ -94,24 +87,16 @@ class MediaTracker(Plugin):
         self.uids: dict[str, int] = {}  # room id → uid from the last setCurrent
         self.looked_up: set[str] = set()  # rooms whose last play row was read after start
         self.mirrors: dict[str, Mirror] = {}
-        self.held = HeldWrites(plugin=self.name, db=self.ctx.db, apply=self._apply, log=self.log,
-                               limit=self.config.held_writes_limit, metrics=self.ctx.metrics,
-                               first_delay=min(0.5, self.config.held_retry_seconds),
-                               max_delay=self.config.held_retry_seconds)
-        if self.ctx.db is not None:
-            for room_id, op in self.held.load(self._held_path()):
-                await self.held.submit(room_id, op)
+        self.held = HeldWrites.for_plugin(self, self._apply)
+        await self.held.restore()
 
     async def teardown(self) -> None:
         now = self.ctx.clock.time()
         for room_id, play in list(self.plays.items()):
             if play.open:
                 await self._end(room_id, play, now)
-        left = [(room, op) for room, op in await self.held.close() if op["op"] != "sync"]
-        self.held.save(self._held_path(), left)
-
-    def _held_path(self):
-        return self.ctx.data_dir / HELD_FILE if self.ctx.data_dir is not None else None
+        # The mirror needs no saving: the first sync after the next start rewrites it.
+        await self.held.shutdown(keep=lambda op: op["op"] != "sync")
 
     # ------------------------------------------------------------------ events
 

@@ -51,7 +51,7 @@ from typing import Any
 from pydantic import Field
 
 from daz.commands import CommandContext
-from daz.db.held import HeldWrites
+from daz.db.held import HeldWrites, HeldWritesConfig
 from daz.db.text import storable_name
 from daz.cytube.events import (AfkChanged, ChatMessage, UserJoined, UserLeft, UserList,
                                UserRankChanged)
@@ -61,15 +61,11 @@ from daz.plugins.base import Plugin, PluginConfig, command, on
 from daz.plugins.usertracker import sessions
 
 
-class UserTrackerConfig(PluginConfig):
+class UserTrackerConfig(PluginConfig, HeldWritesConfig):
     activity_flush_seconds: float = Field(5.0, gt=0)
     # A second join of the same user within this window is the same join (another daz process,
     # or a repeated frame), not a rejoin.
     join_dedupe_seconds: float = Field(2.0, ge=0)
-    held_writes_limit: int = Field(10_000, ge=1)  # per channel, while the database is away
-    held_retry_seconds: float = Field(5.0, gt=0)
-
-HELD_FILE = "usertracker-held.jsonl"
 
 
 class UserTracker(Plugin):
@@ -91,13 +87,8 @@ class UserTracker(Plugin):
                 None)
             self.afk_column = next((c for c in ("is_afk", "afk") if c in cols), None)
         self._flush_lock = asyncio.Lock()
-        self.held = HeldWrites(plugin=self.name, db=self.ctx.db, apply=self._apply, log=self.log,
-                               limit=self.config.held_writes_limit, metrics=self.ctx.metrics,
-                               first_delay=min(0.5, self.config.held_retry_seconds),
-                               max_delay=self.config.held_retry_seconds)
-        if self.ctx.db is not None:
-            for channel, op in self.held.load(self._held_path()):
-                await self.held.submit(channel, op)
+        self.held = HeldWrites.for_plugin(self, self._apply)
+        await self.held.restore()
         self._loop = asyncio.create_task(self._flush_loop(), name="usertracker:flush")
 
     async def teardown(self) -> None:
@@ -108,10 +99,7 @@ class UserTracker(Plugin):
         now = self.ctx.clock.time()
         for room in self.ctx.rooms:
             await self._close_own(room.channel, room.state.bot_name, now, "bot_stopped")
-        self.held.save(self._held_path(), await self.held.close())
-
-    def _held_path(self):
-        return self.ctx.data_dir / HELD_FILE if self.ctx.data_dir is not None else None
+        await self.held.shutdown()
 
     # ------------------------------------------------------------------ events
 
