@@ -9,7 +9,7 @@ from daz.clock import Clock
 from daz.config import ConfigError, load_config
 from daz.cytube.events import ChatMessage, parse_event
 from daz.cytube.rooms import Rooms
-from daz.plugins.base import Plugin, PluginConfig, command, every, on
+from daz.plugins.base import EverySpec, Plugin, PluginConfig, command, every, on
 from daz.plugins.manager import PluginManager
 
 
@@ -135,3 +135,66 @@ async def test_kinds_named_by_a_class_attribute_limit_what_a_pattern_handler_get
     assert m.get("picky").seen == ["UserJoined"]
     assert m.status()["picky"]["handled"] == 1
     await m.stop()
+
+
+class PacingConfig(PluginConfig):
+    tick_seconds: float = 3600.0  # the default would never tick during a test
+    first_seconds: float = 3600.0
+
+
+class Pacing(Plugin):
+    name = "pacing"
+    Config = PacingConfig
+
+    async def setup(self):
+        self.ticks = 0
+
+    @every(config="tick_seconds", initial_delay="first_seconds")
+    async def tick(self):
+        self.ticks += 1
+
+
+async def test_a_timer_takes_its_interval_and_first_delay_from_the_plugin_config():
+    m = manager({"pacing": {"tick_seconds": 0.02, "first_seconds": 0.01}})
+    await m.start(m.select({"pacing": Pacing}))
+    pacing = m.get("pacing")
+    assert m._resolved_timers(pacing) == [
+        ("tick", EverySpec(seconds=0.02, initial_delay=0.01))]
+    for _ in range(200):  # bounded: 2 s at most; with the 3600 s default it would never tick
+        if pacing.ticks >= 3:
+            break
+        await asyncio.sleep(0.01)
+    assert pacing.ticks >= 3
+    await m.stop()
+
+
+@pytest.mark.parametrize("section, key", [
+    ({"tick_seconds": 0}, "tick_seconds"),
+    ({"tick_seconds": -5}, "tick_seconds"),
+    ({"first_seconds": 0}, "first_seconds"),
+])
+async def test_a_timer_interval_from_config_that_is_not_positive_stops_start_up(section, key):
+    m = manager({"pacing": section})
+    with pytest.raises(ConfigError, match=rf"plugins\.pacing\.{key}: timer 'tick'"):
+        await m.start(m.select({"pacing": Pacing}))
+    assert m.loaded == {}  # refused before any plugin's setup ran
+
+
+async def test_a_timer_naming_a_config_key_that_does_not_exist_stops_start_up():
+    class Misnamed(Plugin):
+        name = "misnamed"
+
+        @every(config="refresh_seconds")
+        async def tick(self):
+            pass
+
+    m = manager()
+    with pytest.raises(ConfigError, match=r"plugins\.misnamed\.refresh_seconds: .*does not have"):
+        await m.start(m.select({"misnamed": Misnamed}))
+
+
+def test_every_takes_a_fixed_interval_or_a_config_key_not_both():
+    with pytest.raises(ValueError, match="not both"):
+        every(seconds=5, config="tick_seconds")
+    with pytest.raises(ValueError, match="positive"):
+        every()

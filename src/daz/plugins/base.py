@@ -77,7 +77,8 @@ class OnSpec:
 @dataclass(frozen=True)
 class EverySpec:
     seconds: float
-    initial_delay: float | None = None  # default: one interval
+    initial_delay: float | str | None = None  # default: one interval; a str names a config key
+    config: str | None = None  # the interval is this config key's value (resolved at start)
 
 
 def command(name: str, *, aliases: tuple[str, ...] | list[str] = (), min_rank: float = 0,
@@ -126,14 +127,23 @@ def on(what: type[Event] | str, *, priority: int = 0, max_queue: int | None = No
 
 
 def every(*, seconds: float = 0, minutes: float = 0, hours: float = 0,
-          initial_delay: float | None = None) -> Callable:
-    """Run the method periodically while the plugin runs (errors are logged, the timer goes on)."""
+          initial_delay: float | str | None = None, config: str | None = None) -> Callable:
+    """Run the method periodically while the plugin runs (errors are logged, the timer goes on).
+
+    ``config="key"`` takes the interval (seconds) from the plugin's validated config instead;
+    ``initial_delay`` may name a config key too. The manager reads them when the plugin starts,
+    and a missing key or a value <= 0 stops start-up with an error naming the key.
+    """
     interval = seconds + minutes * 60 + hours * 3600
-    if interval <= 0:
+    if config is not None:
+        if interval:
+            raise ValueError("every() takes either a fixed interval or config=, not both")
+    elif interval <= 0:
         raise ValueError("every() needs a positive interval")
 
     def mark(fn: Callable) -> Callable:
-        fn.__daz_every__ = EverySpec(seconds=interval, initial_delay=initial_delay)
+        fn.__daz_every__ = EverySpec(seconds=interval, initial_delay=initial_delay,
+                                     config=config)
         return fn
 
     return mark

@@ -122,6 +122,7 @@ class PluginManager:
                 clock=self.clock, commands=self.commands, metrics=self.metrics,
                 data_dir=self.data_dir, app_config=self.config)
             plugin = cls(ctx)
+            self._resolved_timers(plugin)  # a bad timer config key stops start-up here
             instances.append(plugin)
             for attr, spec in cls.declared_commands():
                 try:
@@ -146,7 +147,7 @@ class PluginManager:
             return
         for attr, spec in plugin.declared_handlers():
             loaded.subscriptions.append(self._subscribe(plugin, getattr(plugin, attr), spec))
-        for attr, spec in plugin.declared_timers():
+        for attr, spec in self._resolved_timers(plugin):
             loaded.timers.append(asyncio.create_task(
                 self._run_timer(loaded, attr, spec), name=f"timer:{plugin.name}.{attr}"))
         if plugin.runs_retried_operations():
@@ -164,6 +165,19 @@ class PluginManager:
         return self.bus.subscribe(spec.topic, method, owner=plugin.name, priority=priority,
                                   max_queue=spec.max_queue, overflow=spec.overflow,
                                   kinds=kinds or None, skip_ignored=not spec.include_ignored)
+
+    @staticmethod
+    def _resolved_timers(plugin: Plugin) -> list[tuple[str, EverySpec]]:
+        """The plugin's timers with config-named intervals and delays replaced by their values."""
+        resolved = []
+        for attr, spec in plugin.declared_timers():
+            seconds, delay = spec.seconds, spec.initial_delay
+            if spec.config is not None:
+                seconds = _timer_seconds(plugin, attr, spec.config)
+            if isinstance(delay, str):
+                delay = _timer_seconds(plugin, attr, delay)
+            resolved.append((attr, EverySpec(seconds=seconds, initial_delay=delay)))
+        return resolved
 
     async def _run_timer(self, loaded: LoadedPlugin, attr: str, spec: EverySpec) -> None:
         method = getattr(loaded.plugin, attr)
@@ -231,3 +245,15 @@ class PluginManager:
                 except Exception:
                     log.exception("plugin %s: web_routes failed", lp.name)
         return routes
+
+
+def _timer_seconds(plugin: Plugin, attr: str, key: str) -> float:
+    value = getattr(plugin.config, key, None)
+    where = f"plugins.{plugin.name}.{key}"
+    if value is None:
+        raise ConfigError(f"{where}: timer {attr!r} reads its seconds from this key, "
+                          "which the plugin's config does not have")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{where}: timer {attr!r} needs a positive number of seconds, "
+                          f"got {value!r}")
+    return float(value)
