@@ -42,7 +42,7 @@ from daz.events import CommandExecuted, PluginEvent
 from daz.humanize import ago
 from daz.plugins.analytics import store
 from daz.plugins.analytics.counters import Batch
-from daz.plugins.base import Plugin, PluginConfig, command, on
+from daz.plugins.base import Plugin, PluginConfig, command, every, on
 
 PLAY_TOPIC = "plugin.mediatracker.play"  # announced by mediatracker for each actual play
 
@@ -65,28 +65,26 @@ class Analytics(Plugin):
         self.dropped_batches = 0
         self._last_cleanup: float | None = None
         self._lock = asyncio.Lock()
-        self._loop = asyncio.create_task(self._flush_loop(), name="analytics:flush")
 
     async def teardown(self) -> None:
-        self._loop.cancel()
-        await asyncio.gather(self._loop, return_exceptions=True)
+        # The manager has stopped the flush timer by now, so this last flush runs alone.
         try:
             await self.flush()
         except Exception as exc:
             self.log.error("analytics: final flush failed, these counts are lost: %s", exc)
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.flush_seconds)
-            try:
-                await self.flush()
-            except Exception as exc:  # the batch stays pending and is retried as it is
-                self.log.warning("analytics: flush failed, will retry: %s", exc)
-                continue
-            try:
-                await self.cleanup_if_due()
-            except Exception as exc:
-                self.log.warning("analytics: cleanup of helper tables failed: %s", exc)
+    @every(config="flush_seconds")
+    async def flush_timer(self) -> None:
+        try:
+            await self.flush()
+        except Exception as exc:  # the batch stays pending and is retried as it is
+            self.log.warning("analytics: flush failed, will retry: %s", exc)
+            return
+        # Not a timer of its own: cleaning up is only worth it once the counts are written.
+        try:
+            await self.cleanup_if_due()
+        except Exception as exc:
+            self.log.warning("analytics: cleanup of helper tables failed: %s", exc)
 
     async def cleanup_if_due(self) -> int:
         """Once a day: drop helper rows older than the retention; returns rows deleted."""

@@ -87,16 +87,11 @@ class Tell(Plugin):
         self.claimer = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.waiting: dict[tuple[str, str], asyncio.Task] = {}  # delayed deliveries on join
         self.hint = RecipientHint()
-        self.refresher: asyncio.Task | None = None
         if self.ctx.db is not None:
             await self.refresh_hints()
-            # Not an @every timer: its interval is a config key.
-            self.refresher = asyncio.create_task(self._refresh_forever(), name="tell:hints")
 
     async def teardown(self) -> None:
         tasks = list(self.waiting.values())
-        if self.refresher is not None:
-            tasks.append(self.refresher)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -357,13 +352,12 @@ class Tell(Plugin):
 
     # ------------------------------------------------------------------ upkeep
 
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.recipient_refresh_seconds)
-            try:
-                await self.refresh_hints()
-            except Exception:  # the next round tries again; the hint stays as it was
-                self.log.exception("tell: reloading pending recipients failed")
+    @every(config="recipient_refresh_seconds")
+    async def refresh_timer(self) -> None:
+        try:
+            await self.refresh_hints()  # without a database: returns at once
+        except Exception:  # the next round tries again; the hint stays as it was
+            self.log.exception("tell: reloading pending recipients failed")
 
     async def refresh_hints(self, channels: list[str] | None = None) -> bool:
         """Reload who may have messages waiting (every room's channel unless ``channels``)."""
