@@ -109,23 +109,9 @@ class FrameCutProxy(TcpProxy):
         self._cut = asyncio.get_running_loop().create_future()
         return self._cut
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.blocked:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.connections += 1
-        self._writers.update((writer, up_writer))
-        pipes = (self._pipe(reader, up_writer),
-                 self._downstream(up_reader, writer, up_writer, DownstreamTracker(self)))
-        for coro in pipes:
-            task = asyncio.create_task(coro)
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
+    def _pipes_for(self, reader, writer, up_reader, up_writer) -> tuple:
+        return (self._pipe(reader, up_writer),
+                self._downstream(up_reader, writer, up_writer, DownstreamTracker(self)))
 
     async def _downstream(self, src: asyncio.StreamReader, client: asyncio.StreamWriter,
                           upstream: asyncio.StreamWriter, tracker: DownstreamTracker) -> None:

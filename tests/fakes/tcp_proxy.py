@@ -47,10 +47,14 @@ class TcpProxy:
             return
         self.connections += 1
         self._writers.update((writer, up_writer))
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst))
+        for coro in self._pipes_for(reader, writer, up_reader, up_writer):
+            task = asyncio.create_task(coro)
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
+
+    def _pipes_for(self, reader, writer, up_reader, up_writer) -> tuple:
+        """The two copying coroutines of one connection (a subclass may watch one direction)."""
+        return self._pipe(reader, up_writer), self._pipe(up_reader, writer)
 
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
