@@ -119,3 +119,24 @@ async def room_matches_server(bot, server, channel: str = CHANNEL) -> bool:
             and set(state.users) == server_members(server, channel)
             and state.order == [e.uid for e in fake.playlist]
             and state.current_uid == fake.current_uid)
+
+
+# The plugins and timings of the resync tests (a server restart, a stream cut mid-frame).
+RESYNC_ONLY = ["sql", "eventfilter", "basics", "usertracker", "mediatracker", "greeter", "tell"]
+
+
+async def before_a_resync(server, bot):
+    """What a resync must not repeat: alice leaves dave a tell, dave arrives and is told, and
+    alice's !ping (which the server replays on every join) is answered once; both are greeted.
+    Returns (alice, dave, the bot's lines so far)."""
+    alice = await server.user("alice")
+    await alice.chat("!tell dave welcome back")
+    await wait_for_line(server, lambda l: l.startswith("OK, I'll tell dave"), "stored")
+    dave = await server.user("dave")
+    await wait_for_line(server, lambda l: l.startswith("dave: alice left you"), "told")
+    await alice.chat("!ping")
+    await wait_until(lambda: pongs(server) == 1, 10, "pong")
+    await bot.settle()
+    await bot.plugin("greeter").idle()
+    assert await bot.db.fetchval("SELECT count(*) FROM daz_greeter_history") == 2
+    return alice, dave, bot_lines(server)

@@ -15,8 +15,8 @@ import asyncio
 import logging
 
 from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, running_bot, wait_until
-from tests.e2e.support import (CHANNEL, bot_lines, plugins, pongs, room_matches_server,
-                               settle_quiet, wait_for_line)
+from tests.e2e.support import (CHANNEL, RESYNC_ONLY, before_a_resync, bot_lines, plugins, pongs,
+                               room_matches_server, settle_quiet)
 from tests.fakes.frame_cut_proxy import FrameCutProxy
 
 BIG_FRAME = 100_000  # bytes of payload; only the 3,000-item playlist frame is this large
@@ -56,20 +56,9 @@ async def test_killed_mid_frame_reconnects_with_backoff_and_resyncs_without_repe
     config = plugins(greeter={"reconnect_grace_seconds": 1, "rejoin_window_minutes": 1})
     try:
         async with running_bot(server, migrated_dsn, tmp_path, plugins=config, rooms=[room],
-                               only=["sql", "eventfilter", "basics", "usertracker",
-                                     "mediatracker", "greeter", "tell"]) as bot:
+                               only=RESYNC_ONLY) as bot:
             assert proxy.connections >= 2  # discovery and the socket both went through it
-            alice = await server.user("alice")
-            await alice.chat("!tell dave welcome back")
-            await wait_for_line(server, lambda l: l.startswith("OK, I'll tell dave"), "stored")
-            dave = await server.user("dave")
-            await wait_for_line(server, lambda l: l.startswith("dave: alice left you"), "told")
-            await alice.chat("!ping")  # stays in the history the server replays on every join
-            await wait_until(lambda: pongs(server) == 1, 10, "pong")
-            await bot.settle()
-            await bot.plugin("greeter").idle()
-            lines_before = bot_lines(server)
-            assert await bot.db.fetchval("SELECT count(*) FROM daz_greeter_history") == 2
+            alice, dave, lines_before = await before_a_resync(server, bot)
 
             # The cut: half of the big playlist frame reaches the bot, then the stream ends.
             cut = proxy.cut_mid_frame(BIG_FRAME)

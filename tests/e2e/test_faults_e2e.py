@@ -14,8 +14,9 @@ from daz.plugins.base import Plugin, on
 from daz.plugins.manager import available_plugins
 from daz.sandbox.fake_chat import MIN_ANTIFLOOD
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
-from tests.e2e.support import (CHANNEL, bot_lines, plugins, pongs, room_matches_server,
-                               sessions_match_server, settle_quiet, wait_for_line)
+from tests.e2e.support import (CHANNEL, RESYNC_ONLY, before_a_resync, bot_lines, plugins, pongs,
+                               room_matches_server, sessions_match_server, settle_quiet,
+                               wait_for_line)
 from tests.fakes.tcp_proxy import TcpProxy
 
 OTHER = "otherchan"
@@ -205,20 +206,8 @@ async def test_server_restart_resyncs_without_repeats(fake_server, migrated_dsn,
                                          "type": "yt"} for i in range(5)])
     await server.play(CHANNEL, server.channel(CHANNEL).playlist[0].uid)
     async with running_bot(server, migrated_dsn, tmp_path, plugins=config,
-                           only=["sql", "eventfilter", "basics", "usertracker", "mediatracker",
-                                 "greeter", "tell"]) as bot:
-        alice = await server.user("alice")
-        await alice.chat("!tell dave welcome back")
-        await wait_for_line(server, lambda l: l.startswith("OK, I'll tell dave"), "stored")
-        dave = await server.user("dave")
-        await wait_for_line(server, lambda l: l.startswith("dave: alice left you"), "told")
-        await alice.chat("!ping")  # stays in the history the server replays on every join
-        await wait_until(lambda: pongs(server) == 1, 10, "pong")
-        await bot.settle()
-        await bot.plugin("greeter").idle()
-        lines_before = bot_lines(server)
-        greeted_before = await bot.db.fetchval("SELECT count(*) FROM daz_greeter_history")
-        assert greeted_before == 2  # alice and dave arrived after the bot
+                           only=RESYNC_ONLY) as bot:
+        alice, dave, lines_before = await before_a_resync(server, bot)
 
         # The server restarts (down for a moment): reconnect with backoff, full re-sync. (Dying
         # in the middle of a frame: test_cut_mid_frame_e2e.py.)

@@ -5,23 +5,11 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from daz.clock import FakeClock
-from tests.fakes.cytube import FakeCytubeServer, LoginRefused, SimulatedUser
+from tests.fakes.cytube import LoginRefused, SimulatedUser
 
 MOD_META_KEYS = {"afk", "muted", "smuted", "aliases", "ip"}
 
 
-@pytest.fixture
-async def server():
-    srv = FakeCytubeServer(clock=FakeClock())
-    await srv.start()
-    srv.add_account("alice", "alicepw1")
-    srv.add_account("bob", "bobpw1")
-    srv.set_channel_rank("testchan", "alice", 5)
-    try:
-        yield srv
-    finally:
-        await srv.stop()
 
 
 async def anonymous(server, channel="testchan") -> SimulatedUser:

@@ -8,21 +8,9 @@ import socket
 import pytest
 import socketio
 
-from daz.clock import FakeClock
 from tests.fakes.cytube import FakeCytubeServer, SimulatedUser
 
 
-@pytest.fixture
-async def server():
-    srv = FakeCytubeServer(clock=FakeClock())
-    await srv.start()
-    srv.add_account("alice", "alicepw1")
-    srv.add_account("bob", "bobpw1")
-    srv.set_channel_rank("testchan", "alice", 5)
-    try:
-        yield srv
-    finally:
-        await srv.stop()
 
 
 async def wait_count(user: SimulatedUser, event: str, count: int, timeout: float = 3.0) -> list:
