@@ -140,3 +140,16 @@ async def before_a_resync(server, bot):
     await bot.plugin("greeter").idle()
     assert await bot.db.fetchval("SELECT count(*) FROM daz_greeter_history") == 2
     return alice, dave, bot_lines(server)
+
+
+async def assert_nothing_repeated(server, bot, lines_before: list[str]) -> None:
+    """After a resync: no second pong for the replayed !ping, no greeting or tell again."""
+    await bot.settle()
+    await bot.plugin("greeter").idle()
+    await bot.plugin("tell").idle()
+    await settle_quiet(0.5)
+    assert pongs(server) == 1
+    assert bot_lines(server) == lines_before
+    assert await bot.db.fetchval("SELECT count(*) FROM daz_greeter_history") == 2
+    assert await bot.db.fetchval("SELECT count(*) FROM daz_tell_messages"
+                                 " WHERE sent_at IS NOT NULL") == 1

@@ -15,8 +15,8 @@ import asyncio
 import logging
 
 from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, running_bot, wait_until
-from tests.e2e.support import (CHANNEL, RESYNC_ONLY, before_a_resync, bot_lines, plugins, pongs,
-                               room_matches_server, settle_quiet)
+from tests.e2e.support import (CHANNEL, RESYNC_ONLY, assert_nothing_repeated, before_a_resync,
+                               plugins, pongs, room_matches_server)
 from tests.fakes.frame_cut_proxy import FrameCutProxy
 
 BIG_FRAME = 100_000  # bytes of payload; only the 3,000-item playlist frame is this large
@@ -91,15 +91,7 @@ async def test_killed_mid_frame_reconnects_with_backoff_and_resyncs_without_repe
 
             # Nothing repeated: the replayed !ping and !tell, and erin (in the join-time
             # userlist, so not an arrival the bot saw) get no reaction.
-            await bot.settle()
-            await bot.plugin("greeter").idle()
-            await bot.plugin("tell").idle()
-            await settle_quiet(0.5)
-            assert pongs(server) == 1
-            assert bot_lines(server) == lines_before
-            assert await bot.db.fetchval("SELECT count(*) FROM daz_greeter_history") == 2
-            assert await bot.db.fetchval("SELECT count(*) FROM daz_tell_messages"
-                                         " WHERE sent_at IS NOT NULL") == 1
+            await assert_nothing_repeated(server, bot, lines_before)
             tracebacks = [r for r in caplog.records if r.exc_info and r.name.startswith("daz")]
             assert not tracebacks, [(r.name, r.getMessage()[:200]) for r in tracebacks]
 

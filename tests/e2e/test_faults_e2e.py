@@ -14,8 +14,8 @@ from daz.plugins.base import Plugin, on
 from daz.plugins.manager import available_plugins
 from daz.sandbox.fake_chat import MIN_ANTIFLOOD
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
-from tests.e2e.support import (CHANNEL, RESYNC_ONLY, before_a_resync, bot_lines, plugins, pongs,
-                               room_matches_server, sessions_match_server, settle_quiet,
+from tests.e2e.support import (CHANNEL, RESYNC_ONLY, assert_nothing_repeated, before_a_resync,
+                               plugins, room_matches_server, sessions_match_server,
                                wait_for_line)
 from tests.fakes.tcp_proxy import TcpProxy
 
@@ -222,15 +222,7 @@ async def test_server_restart_resyncs_without_repeats(fake_server, migrated_dsn,
         assert reconnects <= 5  # backoff, not a hot loop, while the server was down
 
         # Nothing repeated: no second pong for the replayed !ping, no greeting or tell again.
-        await bot.settle()
-        await bot.plugin("greeter").idle()
-        await bot.plugin("tell").idle()
-        await settle_quiet(0.5)
-        assert pongs(server) == 1
-        assert bot_lines(server) == lines_before
-        assert await bot.db.fetchval("SELECT count(*) FROM daz_greeter_history") == 2
-        assert await bot.db.fetchval("SELECT count(*) FROM daz_tell_messages"
-                                     " WHERE sent_at IS NOT NULL") == 1
+        await assert_nothing_repeated(server, bot, lines_before)
         for user in (alice, dave):
             await user.leave()
 
