@@ -21,6 +21,8 @@ from typing import Any, Callable
 import aiohttp
 import socketio
 
+from daz.cytube.frame_reader import InlineFrameClient
+
 log = logging.getLogger(__name__)
 
 DISCOVERY_TIMEOUT = 10.0
@@ -106,6 +108,9 @@ class _GuardedClient(socketio.AsyncClient):
         super().__init__(*args, **kwargs)
         self._on_bad_packet = on_bad_packet
 
+    def _engineio_client_class(self) -> type:
+        return InlineFrameClient
+
     async def _handle_eio_message(self, data: Any) -> None:
         try:
             await super()._handle_eio_message(data)
@@ -145,8 +150,8 @@ class Connection:
         self.sio.on("connect_error", self._connect_error)
         self.sio.on("disconnect", self._disconnected)
 
-    # socket.io calls plain functions inline: keeping these synchronous preserves frame order
-    # (engine.io runs each message in its own task, and they start in arrival order).
+    # socket.io calls plain functions inline, and InlineFrameClient hands it each message
+    # inline: keeping these synchronous preserves frame order and lets the reader never wait.
     def _frame(self, event: Any, *args: Any) -> None:
         payload = args[0] if args else None
         try:

@@ -1,0 +1,122 @@
+"""engine.io's client with a leaner websocket reader: the socket layer's share of a chat flood.
+
+python-engineio 4 reads every frame through ``asyncio.wait_for`` (which in Python 3.11 wraps the
+read in a new task and arms a timer) and then hands every message to socket.io in yet another
+new task. Under a chat flood those two tasks and a timer per frame were the largest single cost
+of the bot's socket layer (about 9 µs of the ~60 µs a chat event cost end to end; measured with
+``bench/bench_e2e_ingest.py``). This reader
+
+* reads the websocket directly, without a timer per frame. engine.io's liveness rule is kept:
+  when nothing at all has arrived for pingInterval + pingTimeout (CyTube: 25 s + 120 s; the
+  server pings inside that window), the read is ended exactly as engine.io ends it on its own
+  timeout. One timer, re-armed every ``_SILENCE_CHECKS``-th of that window, checks it;
+* hands socket.io its messages inline, in arrival order. That is safe because daz's only
+  message handler (``Connection._frame`` through ``_GuardedClient``) never waits and catches its
+  own errors. A socket.io DISCONNECT packet is the exception: socket.io answers it by closing
+  engine.io, which waits for this very read loop, so that one message still gets a task of its
+  own (it is the last thing the server sends anyway).
+
+Pings, the close handshake, the write loop and the connect sequence stay engine.io's own. This
+relies on engine.io 4 internals (``_read_loop_websocket``, ``_receive_packet``, ``ws``,
+``queue``, ``write_loop_task``, ``_reset``), hence the version bound in pyproject.toml; the
+liveness, fault and fuzz tests under tests/e2e exercise every way out of the loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import engineio
+from engineio import base_client, packet
+
+log = logging.getLogger(__name__)
+
+_SILENCE_CHECKS = 8  # how often within one silence window the timer looks
+_SOCKETIO_DISCONNECT = "1"  # socket.io DISCONNECT (any namespace) inside an engine.io message
+
+
+class InlineFrameClient(engineio.AsyncClient):
+    """``engineio.AsyncClient`` whose websocket reader works as the module docstring says."""
+
+    _last_frame_at = 0.0
+    _silent = False
+
+    async def _read_loop_websocket(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.current_task()
+        window = self.ping_interval + self.ping_timeout
+        self._silent = False
+        self._last_frame_at = time.monotonic()
+        watch: asyncio.TimerHandle | None = None
+
+        def check_silence() -> None:
+            nonlocal watch
+            if time.monotonic() - self._last_frame_at > window:
+                self._silent = True
+                if reader is not None:
+                    reader.cancel()
+                return
+            watch = loop.call_later(window / _SILENCE_CHECKS, check_silence)
+
+        watch = loop.call_later(window / _SILENCE_CHECKS, check_silence)
+        on_message = self.handlers.get("message")
+        broken = False  # the loop ended on its own: tell the write loop to stop
+        try:
+            while self.state == "connected" and self.write_loop_task:
+                try:
+                    message = await self.ws.receive()
+                except asyncio.CancelledError:
+                    if not self._silent:
+                        raise
+                    if reader is not None:
+                        reader.uncancel()
+                    log.warning("engine.io: nothing from the server for %.0f s; dropping the"
+                                " connection", window)
+                    broken = True
+                    break
+                except Exception as exc:  # aiohttp's end-of-stream and socket errors
+                    log.info("engine.io: websocket read failed (%s: %s); connection ends",
+                             type(exc).__name__, exc)
+                    broken = True
+                    break
+                data = message.data
+                if not isinstance(data, (str, bytes)):  # close frame or closed stream
+                    broken = True
+                    break
+                self._last_frame_at = time.monotonic()
+                try:
+                    pkt = packet.Packet(encoded_packet=data)
+                except Exception as exc:
+                    log.info("engine.io: undecodable frame (%s); connection ends", exc)
+                    broken = True
+                    break
+                if (pkt.packet_type == packet.MESSAGE and on_message is not None
+                        and not (isinstance(pkt.data, str)
+                                 and pkt.data.startswith(_SOCKETIO_DISCONNECT))):
+                    try:
+                        await on_message(pkt.data)
+                    except Exception:  # as engine.io's task would: log it, keep reading
+                        log.exception("engine.io: message handler failed")
+                else:
+                    await self._receive_packet(pkt)
+        finally:
+            if watch is not None:
+                watch.cancel()
+        if broken:
+            await self.queue.put(None)
+        await self._end_read_loop()
+
+    async def _end_read_loop(self) -> None:
+        """What engine.io does when its reader stops: wait for the writer, then, unless a
+        disconnect is already under way, report a transport error and reset."""
+        if self.write_loop_task:
+            await self.write_loop_task
+        if self.state == "connected":
+            await self._trigger_event("disconnect", self.reason.TRANSPORT_ERROR,
+                                      run_async=False)
+            try:
+                base_client.connected_clients.remove(self)
+            except ValueError:
+                pass
+            await self._reset()
