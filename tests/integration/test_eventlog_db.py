@@ -3,6 +3,7 @@ text, and the spill file (nothing accepted is lost, nothing is written twice).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -284,3 +285,72 @@ async def test_without_a_database_or_spill_file_close_reports_the_loss(tmp_path,
         await log.close()
     assert any("1 event(s) could not be written" in r.getMessage() for r in caplog.records)
 
+
+
+async def test_fresh_batches_are_copied_straight_in_and_one_with_a_duplicate_goes_staged(
+        database, tmp_path):
+    log = EventLog(database, spill_path=tmp_path / "s", batch_size=10, flush_interval=0.01,
+                   direct_pause=3600)
+    await log.start()
+    for i in range(10):
+        log.put(chat(i))
+    assert await log.wait_idle(10)
+    assert (log.direct_batches, log.staged_batches) == (1, 0)
+    # The join replay re-sends lines 5..9 inside a batch with five new ones: the direct copy
+    # meets the unique index, is rolled back whole, and the batch goes staged.
+    for i in range(5, 15):
+        log.put(chat(i))
+    assert await log.wait_idle(10)
+    assert (log.direct_batches, log.staged_batches, log.direct_refused) == (1, 1, 1)
+    # Until the pause is over, fresh batches go staged too (a second daz logging the channel
+    # would otherwise cost a refused copy every batch).
+    for i in range(15, 25):
+        log.put(chat(i))
+    assert await log.wait_idle(10)
+    assert (log.direct_batches, log.staged_batches) == (1, 2)
+    log.direct_pause = 0
+    log._direct_after = 0.0  # the pause is over
+    for i in range(25, 35):
+        log.put(chat(i))
+    await log.close()
+    assert (log.direct_batches, log.staged_batches) == (2, 2)
+    assert await core_messages(database) == [f"line {i}" for i in range(35)]
+    chat_rows = await database.fetch("SELECT message FROM daz_chat_log ORDER BY id")
+    assert [r["message"] for r in chat_rows] == [f"line {i}" for i in range(35)]
+    assert log.duplicates == 5 and log.counts["failed"] == 0
+    raw = await database.fetchval("SELECT raw_data FROM daz_core_events WHERE message = 'line 3'")
+    assert raw == {"username": "alice", "msg": "line 3", "time": 1_700_000_000_003}
+
+
+class _AnswerLostOnce:
+    """A pool whose first connection drops right after its transaction committed: the writer
+    sees an error although its rows are stored (what a cut between COMMIT and its reply does)."""
+
+    def __init__(self, db):
+        self.db = db
+        self.dropped = False
+
+    @contextlib.asynccontextmanager
+    async def acquire(self):
+        async with self.db.acquire() as conn:
+            yield conn
+        if not self.dropped:
+            self.dropped = True
+            raise ConnectionResetError("connection lost after COMMIT")
+
+
+async def test_a_batch_retried_after_an_unknown_outcome_is_written_staged_exactly_once(
+        database, tmp_path):
+    log = EventLog(_AnswerLostOnce(database), spill_path=tmp_path / "s", batch_size=8,
+                   flush_interval=0.01, retry_max_delay=0.05)
+    await log.start()
+    entries = [chat(i) for i in range(4)] + [join(f"u{i}") for i in range(4)]
+    for entry in entries:
+        log.put(entry)
+    assert await log.wait_idle(10)
+    await log.close()
+    # The retry cannot know its rows are in, so it goes staged without trying a direct copy.
+    assert (log.direct_batches, log.staged_batches, log.direct_refused) == (0, 1, 0)
+    assert log.duplicates == 8 and log.counts["written"] == 8
+    for table, count in (("daz_core_events", 8), ("daz_chat_log", 4), ("daz_user_activity", 4)):
+        assert await database.fetchval(f"SELECT count(*) FROM {table}") == count, table

@@ -6,6 +6,12 @@ arrived). Each batch is one transaction: one COPY into a staging table, then one
 SELECT … ON CONFLICT DO NOTHING`` per target table (see ``eventrows``), so replayed chat and
 retried batches deduplicate.
 
+A batch of fresh events (from memory, never attempted before) is copied straight into its
+tables; one that might hold something already stored (a retry, the spill file, or a direct copy
+that met a duplicate) goes through the staging table, which skips duplicates. After a direct
+copy met a duplicate, batches go staged for ``direct_pause`` seconds (a second daz logging the
+same channel would otherwise cost a refused copy per batch).
+
 When a batch is refused because of its data, it is written again row by row: the good rows go
 in, each bad row gets a log line saying why and is appended to ``<spill>.rejected`` (JSON lines)
 so it can be inspected or fixed by hand. One bad row never costs its neighbours.
@@ -31,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from daz.db import errors, eventrows
 from daz.db.eventrows import LogEntry
 from daz.db.pool import rows_affected
@@ -39,6 +47,7 @@ from daz.db.spill import SpillFile
 log = logging.getLogger(__name__)
 
 STAGES = ("queued", "written", "spilled", "replayed", "failed")
+DIRECT_PAUSE = 60.0  # seconds of staged writes after a direct copy met a duplicate
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -52,7 +61,7 @@ class EventLog:
                  max_batch: int | None = None, flush_interval: float = 0.2,
                  max_queue: int = 4000, write_timeout: float = 10.0,
                  shutdown_timeout: float = 10.0, retry_max_delay: float = 5.0,
-                 metrics: Any = None) -> None:
+                 direct_pause: float = DIRECT_PAUSE, metrics: Any = None) -> None:
         self.db = db
         self.batch_size = max(1, batch_size)
         self.max_batch = max(self.batch_size, max_batch or self.batch_size * 16)
@@ -61,6 +70,7 @@ class EventLog:
         self.write_timeout = write_timeout
         self.shutdown_timeout = shutdown_timeout
         self.retry_max_delay = retry_max_delay
+        self.direct_pause = direct_pause
         self.metrics = metrics
         self.spill = SpillFile(spill_path) if spill_path else None
         self.rejected_path = Path(f"{spill_path}.rejected") if spill_path else None
@@ -83,6 +93,11 @@ class EventLog:
         self._refused = 0  # rows of the current batch rejected as bad (counted as failed)
         self._staged: set[int] = set()  # server pids whose session has the staging table
         self._delay = 0.0  # current wait between attempts while the database is away
+        self._retrying = False  # the head of memory was in an attempt that did not finish
+        self._direct_after = 0.0  # monotonic time from which direct copies are tried again
+        self.direct_batches = 0
+        self.staged_batches = 0
+        self.direct_refused = 0  # direct copies rolled back (a duplicate, or refused data)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -214,7 +229,8 @@ class EventLog:
         if not batch:
             more = await self._finish_spilling()
             return not (self._closing and not more)
-        done = await self._write(batch)
+        done = await self._write(batch, fresh=source == "memory" and not self._retrying)
+        self._retrying = done < len(batch)
         if done:
             self._consume(done, source, offsets)
             self._delay = 0.0
@@ -296,13 +312,14 @@ class EventLog:
             log.info("eventlog: spill file replayed; writing straight to the database again")
         return False
 
-    async def _write(self, batch: list[LogEntry]) -> int:
+    async def _write(self, batch: list[LogEntry], *, fresh: bool = False) -> int:
         """Write ``batch``; returns how many entries (from the front) are done: all of them,
-        a prefix (the database went away during the row-by-row fallback), or 0."""
+        a prefix (the database went away during the row-by-row fallback), or 0. ``fresh``: no
+        entry of it was in an earlier attempt, so a direct copy may be tried."""
         self._refused = 0
         try:
             async with asyncio.timeout(self.write_timeout):
-                inserted = await self._write_batch(batch)
+                inserted = await self._write_batch(batch, fresh=fresh)
         except Exception as exc:
             if is_transient(exc):
                 self._unavailable(exc)
@@ -314,7 +331,36 @@ class EventLog:
         self.duplicates += len(batch) - inserted
         return len(batch)
 
-    async def _write_batch(self, batch: list[LogEntry]) -> int:
+    async def _write_batch(self, batch: list[LogEntry], *, fresh: bool = False) -> int:
+        """One transaction; returns how many entries were new to daz_core_events."""
+        if fresh and time.monotonic() >= self._direct_after:
+            try:
+                return await self._copy_direct(batch)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise  # the database, not the rows: _write keeps the batch for later
+                self.direct_refused += 1
+                if isinstance(exc, asyncpg.UniqueViolationError):
+                    self._direct_after = time.monotonic() + self.direct_pause
+                    log.debug("eventlog: a batch of %d holds an event already stored (%s);"
+                              " writing it staged", len(batch), _short(exc))
+                else:
+                    log.info("eventlog: a direct copy of %d was refused (%s: %s); writing it"
+                             " staged", len(batch), type(exc).__name__, _short(exc))
+        return await self._copy_staged(batch)
+
+    async def _copy_direct(self, batch: list[LogEntry]) -> int:
+        rows = eventrows.table_records(batch)
+        async with self._acquire() as conn:
+            async with conn.transaction():
+                for table in eventrows.TABLES:  # core first, as staged: ids in arrival order
+                    if table in rows:
+                        await conn.copy_records_to_table(table, records=rows[table],
+                                                         columns=eventrows.COLUMNS[table])
+        self.direct_batches += 1
+        return len(batch)
+
+    async def _copy_staged(self, batch: list[LogEntry]) -> int:
         records, tables = eventrows.stage_records(batch)
         inserted = len(batch)
         async with self._acquire() as conn:
@@ -334,6 +380,7 @@ class EventLog:
                 self._staged.discard(pid)
                 raise
             self._staged.add(pid)  # temp tables survive the pool's reset on release
+        self.staged_batches += 1
         return inserted
 
     def _acquire(self):
@@ -432,6 +479,9 @@ class EventLog:
             "spilling": self._spilling,
             "spill_file": str(self.spill.path) if self.spill is not None else None,
             "duplicates_skipped": self.duplicates,
+            "direct_batches": self.direct_batches,
+            "staged_batches": self.staged_batches,
+            "direct_refused": self.direct_refused,
             "last_write_at": self.last_write_at,
             **self.counts,
         }

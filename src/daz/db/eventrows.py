@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
+from daz.db.pool import JsonText
 from daz.db.text import UNSTORABLE, clean_text  # clean_text re-exported for callers
 
 CORE = "daz_core_events"
@@ -193,10 +194,19 @@ def stamp(epoch_seconds: float) -> datetime:
 
 # ---------------------------------------------------------------------------- per table
 #
-# A batch is written with one binary COPY into a temporary staging table (one row per entry,
-# with a flag per target table), then one INSERT … SELECT … ON CONFLICT DO NOTHING per table.
-# Measured (bench/bench_eventlog.py) about twice as fast as INSERT … SELECT FROM unnest(<arrays>)
-# for 64-row batches.
+# A batch is written one of two ways, each in one transaction:
+#
+# * direct: one binary COPY straight into each target table. It cannot skip duplicates (COPY
+#   has no ON CONFLICT), so the writer uses it only for a batch of fresh, live events, where a
+#   duplicate is rare (the history CyTube replays at a join, a second daz logging the same
+#   channel); when one is there anyway, the unique index refuses the COPY, the transaction is
+#   rolled back and the batch is written staged. Measured with every default index: about
+#   17 µs of PostgreSQL CPU per chat event against about 24 µs staged (a chat line is two rows,
+#   daz_core_events and daz_chat_log).
+# * staged: one binary COPY into a temporary staging table (one row per entry, with a flag per
+#   target table), then one INSERT … SELECT … ON CONFLICT DO NOTHING per table. Measured
+#   (bench/bench_eventlog.py) about twice as fast as INSERT … SELECT FROM unnest(<arrays>) for
+#   64-row batches.
 #
 # Why ON CONFLICT has no target: daz_core_events has two unique keys that both mean "this event
 # is already stored": event_uid (our rows), and for chat idx_events_chatmsg_text_unique
@@ -300,6 +310,9 @@ ACTIVITY_COLUMNS = ("event_uid", "event_type", "username", "user_rank", "channel
 PRIVATE_COLUMNS = ("event_uid", "event_type", "from_user", "to_user", "message", "channel",
                    "message_time", "timestamp")
 
+COLUMNS = {CORE: CORE_COLUMNS, CHAT: CHAT_COLUMNS, ACTIVITY: ACTIVITY_COLUMNS,
+           PRIVATE: PRIVATE_COLUMNS}
+
 INSERT_SQL = {
     CORE: _insert(CORE, CORE_COLUMNS,
                   ("uuid", "text", "text", "timestamp", "text", "text", "bigint", "text", "text",
@@ -324,14 +337,26 @@ def row_for(table: str, e: LogEntry) -> tuple | None:
     if table == CORE:
         return (e.uid, e.event_type, e.channel, stamp(e.timestamp), e.username, e.message,
                 e.message_time, e.to_user, e.video_id, e.video_type, e.title, e.duration,
-                e.raw_json)
+                JsonText(e.raw_json))
     if table == CHAT:
         return (e.uid, e.username, e.message, e.rank, e.channel, stamp(e.timestamp))
     if table == ACTIVITY:
         return (e.uid, e.event_type, e.username, e.rank, e.channel, stamp(e.timestamp),
-                e.raw_json)
+                JsonText(e.raw_json))
     return (e.uid, e.event_type, e.username, e.to_user, e.message or "", e.channel,
             e.message_time or 0, stamp(e.timestamp))
+
+
+def table_records(batch: list[LogEntry]) -> dict[str, list[tuple]]:
+    """The rows of a batch per target table, in batch order (the direct COPY form; the
+    columns are ``COLUMNS[table]``)."""
+    out: dict[str, list[tuple]] = {}
+    for e in batch:
+        for table in e.tables:
+            row = row_for(table, e)
+            if row is not None:
+                out.setdefault(table, []).append(row)
+    return out
 
 
 def columns_of(rows: list[tuple]) -> list[list]:

@@ -43,11 +43,33 @@ def redact(dsn: str) -> str:
     return dsn
 
 
+class JsonText(str):
+    """JSON text that is already encoded (and storable): a json/jsonb parameter or COPY value
+    of this type is sent as it is instead of being encoded again."""
+
+    __slots__ = ()
+
+
+def _json_text(value: Any) -> bytes:
+    text = value if isinstance(value, JsonText) else json.dumps(value, ensure_ascii=False)
+    return text.encode("utf-8")
+
+
+def _jsonb_binary(value: Any) -> bytes:
+    return b"\x01" + _json_text(value)  # jsonb's binary form: format version 1, then the text
+
+
+def _from_jsonb_binary(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    # Python values in, Python values out; text-encoded so non-ASCII survives as is.
-    for type_name in ("jsonb", "json"):
-        await conn.set_type_codec(type_name, encoder=lambda v: json.dumps(v, ensure_ascii=False),
-                                  decoder=json.loads, schema="pg_catalog")
+    # Python values in, Python values out, non-ASCII as is. Binary format, because the event
+    # log's COPY into daz_core_events is binary, and a codec without a binary form refuses it.
+    await conn.set_type_codec("jsonb", encoder=_jsonb_binary, decoder=_from_jsonb_binary,
+                              schema="pg_catalog", format="binary")
+    await conn.set_type_codec("json", encoder=_json_text, decoder=json.loads,
+                              schema="pg_catalog", format="binary")
 
 
 class Database:
