@@ -354,3 +354,68 @@ async def test_a_batch_retried_after_an_unknown_outcome_is_written_staged_exactl
     assert log.duplicates == 8 and log.counts["written"] == 8
     for table, count in (("daz_core_events", 8), ("daz_chat_log", 4), ("daz_user_activity", 4)):
         assert await database.fetchval(f"SELECT count(*) FROM {table}") == count, table
+
+
+class _Gate:
+    """A pool that hands out connections only while ``open`` is set, and refuses them while
+    ``down`` (the database away)."""
+
+    def __init__(self, db):
+        self.db = db
+        self.open = asyncio.Event()
+        self.down = False
+
+    @contextlib.asynccontextmanager
+    async def acquire(self):
+        await self.open.wait()
+        if self.down:
+            raise ConnectionRefusedError("database down")
+        async with self.db.acquire() as conn:
+            yield conn
+
+
+async def test_a_burst_waits_in_memory_and_then_holds_the_caller_instead_of_spilling(
+        database, tmp_path):
+    gate = _Gate(database)  # a writing but slow database: the first batch hangs until opened
+    log = EventLog(gate, spill_path=tmp_path / "s", batch_size=10, max_batch=10, max_queue=10,
+                   burst_queue=50, flush_interval=0)
+    await log.start()
+
+    async def producer():
+        for i in range(200):
+            await log.admit(chat(i))
+
+    task = asyncio.create_task(producer())
+    await wait_until(lambda: log.status()["in_memory"] == 50, 5, "the burst allowance to fill")
+    await asyncio.sleep(0.2)
+    assert not task.done()  # held: back-pressure, not the spill file
+    assert log.counts["spilled"] == 0 and log.counts["queued"] == 50
+    gate.open.set()
+    await asyncio.wait_for(task, 10)
+    await log.close()
+    assert log.counts == {"queued": 200, "written": 200, "spilled": 0, "replayed": 0,
+                          "failed": 0}
+    assert await core_messages(database) == [f"line {i}" for i in range(200)]
+
+
+async def test_when_the_database_goes_away_what_waits_beyond_the_queue_moves_to_the_file(
+        database, tmp_path):
+    gate = _Gate(database)
+    log = EventLog(gate, spill_path=tmp_path / "s", batch_size=10, max_batch=10, max_queue=10,
+                   burst_queue=50, flush_interval=0, retry_max_delay=0.1)
+    await log.start()
+    for i in range(50):
+        await log.admit(chat(i))
+    gate.down = True
+    gate.open.set()  # the hanging batch now fails: the database is away
+    await wait_until(lambda: log.counts["spilled"] == 40, 5, "the excess to move to the file")
+    assert log.status()["in_memory"] == 10 and not log.db_ok
+    for i in range(50, 80):  # admit() no longer waits; these go behind the moved ones
+        await asyncio.wait_for(log.admit(chat(i)), 1)
+    assert log.counts["spilled"] == 70
+    gate.down = False
+    assert await log.wait_idle(20)
+    await log.close()
+    assert await core_messages(database) == [f"line {i}" for i in range(80)]
+    assert log.counts["written"] + log.counts["replayed"] == 80
+    assert log.counts["replayed"] == 70 and log.duplicates == 0

@@ -18,7 +18,14 @@ so it can be inspected or fixed by hand. One bad row never costs its neighbours.
 
 When the database is slow or gone, entries wait in memory; once ``max_queue`` entries wait, new
 entries go to the spill file instead (``spill.py``), and keep going there until the file has
-been replayed, so the order is always: memory first (older), then the file. Shutdown writes what
+been replayed, so the order is always: memory first (older), then the file. While the database
+is writing (a burst outruns it, which is not an outage), up to ``burst_queue`` entries may wait
+in memory instead, and a caller of ``admit()`` waits when that many do (back-pressure: the sql
+plugin's bus lane fills and the room reads its socket no faster than the database takes the
+events). Spilling and replaying costs more CPU than the writes it stands in for, so spilling
+under load would only slow the writer further. When the database then goes away, what waits
+beyond ``max_queue`` moves to the head of the spill file, so a crash during an outage loses no
+more than it would have without the burst allowance, and ``admit()`` stops waiting. Shutdown writes what
 it can within ``shutdown_timeout`` and puts the rest at the head of the spill file; the next
 start replays the file before anything newer.
 
@@ -59,7 +66,8 @@ def is_transient(exc: BaseException) -> bool:
 class EventLog:
     def __init__(self, db: Any, *, spill_path: Path | str | None = None, batch_size: int = 64,
                  max_batch: int | None = None, flush_interval: float = 0.2,
-                 max_queue: int = 4000, write_timeout: float = 10.0,
+                 max_queue: int = 4000, burst_queue: int | None = None,
+                 write_timeout: float = 10.0,
                  shutdown_timeout: float = 10.0, retry_max_delay: float = 5.0,
                  direct_pause: float = DIRECT_PAUSE, metrics: Any = None) -> None:
         self.db = db
@@ -67,6 +75,7 @@ class EventLog:
         self.max_batch = max(self.batch_size, max_batch or self.batch_size * 16)
         self.flush_interval = max(0.0, flush_interval)
         self.max_queue = max(self.max_batch, max_queue)
+        self.burst_queue = max(self.max_queue, burst_queue or 0)
         self.write_timeout = write_timeout
         self.shutdown_timeout = shutdown_timeout
         self.retry_max_delay = retry_max_delay
@@ -84,6 +93,7 @@ class EventLog:
         self._oldest_at = 0.0  # monotonic time the oldest entry in memory arrived
         self._spilling = False  # new entries go to the spill file until it is drained
         self._wake = asyncio.Event()
+        self._room = asyncio.Event()  # set when the writer has taken entries out of memory
         self._closing_event = asyncio.Event()
         self._closing = False
         self._closed = False
@@ -120,6 +130,7 @@ class EventLog:
         self._closing = True
         self._closing_event.set()
         self._wake.set()
+        self._room.set()
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), self.shutdown_timeout)
@@ -161,7 +172,8 @@ class EventLog:
         self._count("queued")
         if self._spilling or self._closing:
             self._to_spill(entry)
-        elif len(self._memory) >= self.max_queue and self.spill is not None:
+        elif self.spill is not None and len(self._memory) >= (
+                self.burst_queue if self.db_ok else self.max_queue):
             self._spilling = True
             log.warning("eventlog: %d events waiting for the database (%s); spilling new ones"
                         " to %s", len(self._memory), self.last_error or "slow", self.spill.path)
@@ -179,6 +191,16 @@ class EventLog:
             if len(self._memory) >= self.batch_size:
                 self._wake.set()
         self._gauge()
+
+    async def admit(self, entry: LogEntry) -> None:
+        """``put``, but while the database is writing and ``burst_queue`` entries already wait
+        in memory, first wait until the writer has taken some (back-pressure, see the module
+        docstring). Never waits while the database is away: then the entry spills."""
+        while (self.db_ok and not self._spilling and not self._closing
+               and len(self._memory) >= self.burst_queue):
+            self._room.clear()
+            await self._room.wait()
+        self.put(entry)
 
     def _to_spill(self, entry: LogEntry) -> None:
         if self.spill is None:
@@ -237,10 +259,33 @@ class EventLog:
             return True
         if self._closing:
             return False  # the database is away: close() saves the rest to the spill file
+        if not self.db_ok:
+            await self._shed_to_spill()
         self._delay = min(self.retry_max_delay, max(0.1, self._delay * 2))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._closing_event.wait(), self._delay)
         return True
+
+    async def _shed_to_spill(self) -> None:
+        """The database is away: keep at most ``max_queue`` entries in memory and put the
+        newest of the rest at the head of the spill file (memory is older than the file)."""
+        excess = len(self._memory) - self.max_queue
+        if self.spill is None or excess <= 0:
+            return
+        tail = [self._memory.pop() for _ in range(excess)]
+        tail.reverse()
+        self._spilling = True  # from now on new entries go behind them, into the file
+        try:
+            await self.spill.prepend([e.to_json() for e in tail])
+        except OSError as exc:
+            self._memory.extend(tail)  # still older than anything put into the file since
+            log.error("eventlog: cannot write %s (%s); %d event(s) stay in memory",
+                      self.spill.path, exc, len(self._memory))
+            return
+        self._count("spilled", excess)
+        log.warning("eventlog: database unavailable; %d event(s) moved from memory to %s",
+                    excess, self.spill.path)
+        self._gauge()
 
     async def _wait_for_work(self) -> None:
         while not self._closing:
@@ -289,6 +334,7 @@ class EventLog:
         if source == "memory":
             for _ in range(n):
                 self._memory.popleft()
+            self._room.set()
             self._count("written", n - self._refused)
             if self._memory:
                 self._oldest_at = time.monotonic()
@@ -441,6 +487,7 @@ class EventLog:
     # ------------------------------------------------------------------ health
 
     def _unavailable(self, exc: BaseException) -> None:
+        self._room.set()  # admit() stops waiting: entries spill while the database is away
         self.last_error = f"{type(exc).__name__}: {_short(exc)}"
         if self.db_ok:
             log.warning("eventlog: database unavailable (%s); events wait%s", self.last_error,

@@ -24,15 +24,19 @@ Config (``plugins.sql``; Go Daz keys, same defaults but one):
   measurement: under a chat flood 256 wrote ~7 % more events/s end to end than 64 (512 no
   more than 256); below ~1,300 events/s the flush interval decides anyway.
 * ``core_event_flush_ms`` (200): ... or when the oldest waiting event is this old.
-* ``core_event_queue_size`` (4000): events held in memory while the database is slow or away;
-  past that, new ones go to the spill file (nothing is dropped).
+* ``core_event_queue_size`` (4000): events held in memory while the database is away; past
+  that, new ones go to the spill file (nothing is dropped).
 * ``logger_rules`` (list): ``{event_pattern, table, enabled}``; which events go to which of the
   four tables (see ``rules.py``). When absent: every ``cytube.event.*`` to
   ``daz_core_events``, chat to ``daz_chat_log``, addUser/userLeave/setUserRank/setAFK to
   ``daz_user_activity``, pm and pm.sent to ``daz_private_messages``. When present, the rules
   alone decide (a Go config with its one core rule logs to ``daz_core_events`` only).
 
-daz additions: ``core_event_max_batch`` (batch_size × 16; a backlog is written in batches up to
+daz additions: ``core_event_burst_queue_size`` (20,000, about 12 MB at most): events held in
+memory while the database is writing but a burst outruns it; past that, the room reads its
+socket only as fast as the database writes (back-pressure through this plugin's bus lane)
+instead of spilling, which costs more CPU than the writes and would only slow the writer (see
+``daz.db.eventlog``); ``core_event_max_batch`` (batch_size × 16; a backlog is written in batches up to
 this size), ``spill_file`` (default ``<data_dir>/eventlog.spill``), ``write_timeout_seconds``
 (10), ``shutdown_timeout_seconds`` (10). Go keys that configured its own pool and lanes
 (``database``, ``max_connections``, ``background_*``, ``critical_lane_concurrency``,
@@ -59,6 +63,7 @@ class SqlConfig(PluginConfig):
     core_event_batch_size: int = Field(256, ge=1, le=100_000)
     core_event_flush_ms: float = Field(200, ge=0)
     core_event_queue_size: int = Field(4000, ge=1)
+    core_event_burst_queue_size: int = Field(20_000, ge=1)
     core_event_max_batch: int | None = Field(None, ge=1, le=100_000)
     logger_rules: list[LoggerRule] | None = None
     spill_file: str = ""
@@ -91,7 +96,8 @@ class Sql(Plugin):
         self.eventlog = EventLog(
             self.ctx.db, spill_path=self._spill_path(), batch_size=cfg.core_event_batch_size,
             max_batch=cfg.core_event_max_batch, flush_interval=cfg.core_event_flush_ms / 1000,
-            max_queue=cfg.core_event_queue_size, write_timeout=cfg.write_timeout_seconds,
+            max_queue=cfg.core_event_queue_size, burst_queue=cfg.core_event_burst_queue_size,
+            write_timeout=cfg.write_timeout_seconds,
             shutdown_timeout=cfg.shutdown_timeout_seconds, metrics=self.ctx.metrics)
         if self.ctx.db is None:
             self.log.warning("sql: no database; events are kept in the spill file only")
@@ -114,7 +120,7 @@ class Sql(Plugin):
             return
         room = self.ctx.rooms.get(event.room_id)
         rank_of = room.state.rank_of if room is not None else None
-        self.eventlog.put(entry_for_event(event, tables, rank_of))
+        await self.eventlog.admit(entry_for_event(event, tables, rank_of))
 
     @on(MessageSent, include_ignored=True, overflow="block", max_queue=10_000)
     async def record_sent(self, event: MessageSent) -> None:
