@@ -12,6 +12,7 @@ from daz.bus import Bus
 from daz.config import RoomConfig
 from daz.cytube import events as ev
 from daz.cytube import lifecycle as lifecycle_module
+from daz.cytube.intake import INBOX_LIMIT
 from daz.cytube.outbox import SLASH_GUARD
 from daz.cytube.room import Room
 from daz.events import MessageSent, RoomConnected, RoomDisconnected, RoomJoined
@@ -323,3 +324,54 @@ async def test_hostile_frames_from_the_server_never_break_the_room(server):
         assert any(e.malformed for e in rec.of(ev.CytubeEvent))
         await room.say("and I can talk")
         await alice.wait_for("chatMsg", lambda p: p["msg"] == "and I can talk")
+
+
+def flood(server, count: int, first_time: int = 1_800_000_000_000) -> None:
+    sid = next(m.sid for m in server.channel("testchan").members.values() if m.name == BOT)
+    for i in range(count):
+        server.send(sid, "chatMsg", {"username": "alice", "msg": f"flood {i}", "meta": {},
+                                     "time": first_time + i})
+
+
+async def test_a_lane_that_pushes_back_stops_the_socket_being_read_and_loses_nothing(server):
+    async with running_room(server.base_url) as (room, rec):
+        gate = asyncio.Event()
+        got: list[str] = []
+
+        async def slow_but_lossless(event) -> None:
+            await gate.wait()
+            got.append(event.msg)
+
+        room.bus.subscribe("cytube.event.chatMsg", slow_but_lossless, owner="slow",
+                           overflow="block", max_queue=100)
+        count = 4 * INBOX_LIMIT
+        flood(server, count)
+        await wait_until(lambda: len(room.intake.inbox) >= INBOX_LIMIT, 10, "the inbox to fill")
+        peak = 0
+        for _ in range(25):  # the reader waits: the rest stays in TCP buffers and the server
+            peak = max(peak, len(room.intake.inbox))
+            await asyncio.sleep(0.02)
+        assert peak <= INBOX_LIMIT + 2  # + the room's own events, if any
+        assert room.status()["connected"]
+        gate.set()
+        await wait_until(lambda: len(got) == count, 30, "every line")
+        assert got == [f"flood {i}" for i in range(count)]
+        assert room.status()["connected"] and not rec.of(RoomDisconnected)
+
+
+async def test_a_room_stops_promptly_while_its_reader_waits_for_the_bus(server):
+    async with running_room(server.base_url) as (room, rec):
+        never = asyncio.Event()
+
+        async def stuck(event) -> None:
+            await never.wait()
+
+        room.bus.subscribe("cytube.event.chatMsg", stuck, owner="stuck", overflow="block",
+                           max_queue=10)
+        flood(server, 2 * INBOX_LIMIT)
+        await wait_until(lambda: room.intake.backlogged, 10, "the reader to wait")
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(room.stop(), 15)
+        # (2 s of that is the room giving its dispatcher a chance to publish what is queued)
+        assert asyncio.get_running_loop().time() - started < 4
+        assert not room.status()["connected"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import aiohttp
 import socketio
@@ -124,13 +124,24 @@ class _GuardedClient(socketio.AsyncClient):
             self._on_bad_packet(None, data)
 
 
+class Pace(Protocol):
+    """What tells the reader to stop reading for a while (the room's intake)."""
+
+    @property
+    def backlogged(self) -> bool: ...
+
+    async def wait_for_room(self) -> None: ...
+
+
 class Connection:
     """One socket.io session. Frames go to ``on_frame(event, payload)``, synchronously and in
-    arrival order (the handler must not block); ``closed`` is set when the socket is gone."""
+    arrival order (the handler must not block); ``closed`` is set when the socket is gone.
+    After a frame, while ``pace.backlogged``, the socket is not read until
+    ``pace.wait_for_room()`` returns or the connection closes (back-pressure through TCP)."""
 
     def __init__(self, url: str, on_frame: Callable[[str, Any], None], *,
-                 headers: dict[str, str] | None = None, name: str = "",
-                 connect_timeout: float = CONNECT_TIMEOUT):
+                 pace: Pace | None = None, headers: dict[str, str] | None = None,
+                 name: str = "", connect_timeout: float = CONNECT_TIMEOUT):
         self.url = url
         self.name = name
         self.headers = dict(headers or {})
@@ -139,6 +150,8 @@ class Connection:
         self.close_reason = ""
         self.opened_at = 0.0
         self._on_frame = on_frame
+        self._pace = pace
+        self._closing = asyncio.Event()  # releases a reader waiting for the pace
         self._server_error: str | None = None
         self._watchdog: asyncio.Task | None = None
         self._ending: asyncio.Task | None = None
@@ -150,14 +163,25 @@ class Connection:
         self.sio.on("connect_error", self._connect_error)
         self.sio.on("disconnect", self._disconnected)
 
-    # socket.io calls plain functions inline, and InlineFrameClient hands it each message
-    # inline: keeping these synchronous preserves frame order and lets the reader never wait.
-    def _frame(self, event: Any, *args: Any) -> None:
+    # InlineFrameClient hands socket.io each message inline and socket.io awaits this inline,
+    # so frames are handled in arrival order and the reader reads nothing while this waits.
+    async def _frame(self, event: Any, *args: Any) -> None:
         payload = args[0] if args else None
         try:
             self._on_frame(event, payload)
         except Exception:  # the room's handler is meant never to raise; belt and braces
             log.exception("room %s: frame handler failed on %.40r", self.name, event)
+        if self._pace is not None and self._pace.backlogged and not self._closing.is_set():
+            await self._wait_for_room()
+
+    async def _wait_for_room(self) -> None:
+        room_made = asyncio.ensure_future(self._pace.wait_for_room())
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({room_made, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            room_made.cancel()
+            closing.cancel()
 
     def _bad_packet(self, exc: Exception | None, data: Any) -> None:
         self.bad_packets += 1
@@ -184,6 +208,7 @@ class Connection:
         self._mark_closed(f"disconnected ({reason})" if reason else "disconnected")
 
     def _mark_closed(self, reason: str) -> None:
+        self._closing.set()
         if not self.closed.is_set():
             self.close_reason = self.close_reason or reason
             self.closed.set()
@@ -243,6 +268,7 @@ class Connection:
             raise ConnectionError(str(exc)) from None
 
     async def close(self, reason: str = "closed by us") -> None:
+        self._closing.set()  # before engine.io waits for its reader, which may be pacing
         if not self.closed.is_set():
             self.close_reason = reason
         try:

@@ -10,11 +10,13 @@ of the bot's socket layer (about 9 µs of the ~60 µs a chat event cost end to e
   when nothing at all has arrived for pingInterval + pingTimeout (CyTube: 25 s + 120 s; the
   server pings inside that window), the read is ended exactly as engine.io ends it on its own
   timeout. One timer, re-armed every ``_SILENCE_CHECKS``-th of that window, checks it;
-* hands socket.io its messages inline, in arrival order. That is safe because daz's only
-  message handler (``Connection._frame`` through ``_GuardedClient``) never waits and catches its
-  own errors. A socket.io DISCONNECT packet is the exception: socket.io answers it by closing
-  engine.io, which waits for this very read loop, so that one message still gets a task of its
-  own (it is the last thing the server sends anyway).
+* hands socket.io its messages inline, in arrival order, and reads the next frame only when the
+  handler has returned. daz's handler (``Connection._frame`` through ``_GuardedClient``) catches
+  its own errors and waits only to pace the reader when the room cannot publish fast enough
+  (back-pressure: unread frames stay in TCP buffers and at the server, not in our memory); the
+  silence rule does not count such a wait. A socket.io DISCONNECT packet is the exception:
+  socket.io answers it by closing engine.io, which waits for this very read loop, so that one
+  message still gets a task of its own (it is the last thing the server sends anyway).
 
 Pings, the close handshake, the write loop and the connect sequence stay engine.io's own. This
 relies on engine.io 4 internals (``_read_loop_websocket``, ``_receive_packet``, ``ws``,
@@ -39,20 +41,23 @@ _SOCKETIO_DISCONNECT = "1"  # socket.io DISCONNECT (any namespace) inside an eng
 class InlineFrameClient(engineio.AsyncClient):
     """``engineio.AsyncClient`` whose websocket reader works as the module docstring says."""
 
-    _last_frame_at = 0.0
+    _waiting_since = 0.0  # when the current wait for a frame began
     _silent = False
+    _reading = False  # awaiting the websocket (not a handler)
 
     async def _read_loop_websocket(self) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.current_task()
         window = self.ping_interval + self.ping_timeout
         self._silent = False
-        self._last_frame_at = time.monotonic()
+        self._waiting_since = time.monotonic()
         watch: asyncio.TimerHandle | None = None
 
         def check_silence() -> None:
             nonlocal watch
-            if time.monotonic() - self._last_frame_at > window:
+            # Only while waiting for the server: a handler pacing the reader (back-pressure)
+            # is not the server's silence, and must not be cancelled.
+            if self._reading and time.monotonic() - self._waiting_since > window:
                 self._silent = True
                 if reader is not None:
                     reader.cancel()
@@ -64,6 +69,8 @@ class InlineFrameClient(engineio.AsyncClient):
         broken = False  # the loop ended on its own: tell the write loop to stop
         try:
             while self.state == "connected" and self.write_loop_task:
+                self._reading = True
+                self._waiting_since = time.monotonic()  # silence counts from here
                 try:
                     message = await self.ws.receive()
                 except asyncio.CancelledError:
@@ -80,11 +87,12 @@ class InlineFrameClient(engineio.AsyncClient):
                              type(exc).__name__, exc)
                     broken = True
                     break
+                finally:
+                    self._reading = False
                 data = message.data
                 if not isinstance(data, (str, bytes)):  # close frame or closed stream
                     broken = True
                     break
-                self._last_frame_at = time.monotonic()
                 try:
                     pkt = packet.Packet(encoded_packet=data)
                 except Exception as exc:

@@ -8,7 +8,10 @@ was right after their event.
 
 Publishing is a separate task (``dispatch``) so that a slow bus never blocks the socket, and so
 that events the room itself produces (RoomJoined, MessageSent, ...) take their place in the
-same per-room order.
+same per-room order. When a lane that must not lose anything (the event log's) pushes back for
+long enough that ``INBOX_LIMIT`` events wait here, the connection stops reading the socket
+until half of them are published (``backlogged``/``wait_for_room``): the server then holds what
+it has not sent, and the bot's memory stays bounded.
 
 Replayed history: the server replays up to 15 old chat lines on join, before the userlist. Every
 chat line before the join burst is over (logged in and userlist seen) is marked ``replayed``, and
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_EVENT_TYPES = 200  # distinct metric labels per room; a hostile server cannot blow up /metrics
+# Events waiting for the bus before the room stops reading its socket (see ``backlogged``).
+INBOX_LIMIT = 1000
 
 
 class FrameIntake:
@@ -39,6 +44,8 @@ class FrameIntake:
         self.seq = 0
         self.inbox: collections.deque[Event] = collections.deque()
         self._inbox_wake = asyncio.Event()
+        self._inbox_room = asyncio.Event()  # set when the inbox is down to half its limit
+        self._inbox_room.set()
         self._publishing = False  # the dispatch task holds an event the bus has not taken yet
         self._dispatching = False
         self._userlist_seen = False
@@ -162,6 +169,17 @@ class FrameIntake:
         self.inbox.append(event)
         self._inbox_wake.set()
 
+    @property
+    def backlogged(self) -> bool:
+        """Whether the socket reader should wait (``wait_for_room``) before the next frame."""
+        return len(self.inbox) >= INBOX_LIMIT
+
+    async def wait_for_room(self) -> None:
+        """Until the inbox is down to half its limit."""
+        while len(self.inbox) > INBOX_LIMIT // 2:
+            self._inbox_room.clear()
+            await self._inbox_room.wait()
+
     async def dispatch(self) -> None:
         inbox = self.inbox
         self._dispatching = True  # until then (a room not started) events wait in the inbox
@@ -172,6 +190,8 @@ class FrameIntake:
                     await self._inbox_wake.wait()
                     continue
                 event = inbox.popleft()
+                if len(inbox) <= INBOX_LIMIT // 2 and not self._inbox_room.is_set():
+                    self._inbox_room.set()
                 self._publishing = True  # a newer event must not overtake this one
                 try:
                     await self.room.bus.publish(event)

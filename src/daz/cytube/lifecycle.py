@@ -99,7 +99,7 @@ class RoomLifecycle:
             url = await discover(http, room.config.server_url, room.channel)
         except DiscoveryError as exc:
             return self._failed(str(exc)), False, 0.0
-        conn = Connection(url, room.intake.on_frame, name=room.id)
+        conn = Connection(url, room.intake.on_frame, pace=room.intake, name=room.id)
         self.conn = conn
         try:
             await conn.open()
