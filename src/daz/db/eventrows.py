@@ -330,21 +330,22 @@ CHAT_IF_IN_CORE_SQL = _insert(
     where=f"WHERE {_IN_CORE.format('x')} ")
 
 
-def row_for(table: str, e: LogEntry) -> tuple | None:
-    """The row ``e`` becomes in ``table`` (fallback form); None when it does not fit there."""
+def row_for(table: str, e: LogEntry, when: datetime | None = None) -> tuple | None:
+    """The row ``e`` becomes in ``table``; None when it does not fit there. ``when``: the
+    entry's ``stamp`` if the caller has it already (a chat line is two rows)."""
     if not fits(table, e):
         return None
+    if when is None:
+        when = stamp(e.timestamp)
     if table == CORE:
-        return (e.uid, e.event_type, e.channel, stamp(e.timestamp), e.username, e.message,
-                e.message_time, e.to_user, e.video_id, e.video_type, e.title, e.duration,
-                JsonText(e.raw_json))
+        return (e.uid, e.event_type, e.channel, when, e.username, e.message, e.message_time,
+                e.to_user, e.video_id, e.video_type, e.title, e.duration, JsonText(e.raw_json))
     if table == CHAT:
-        return (e.uid, e.username, e.message, e.rank, e.channel, stamp(e.timestamp))
+        return (e.uid, e.username, e.message, e.rank, e.channel, when)
     if table == ACTIVITY:
-        return (e.uid, e.event_type, e.username, e.rank, e.channel, stamp(e.timestamp),
-                JsonText(e.raw_json))
+        return (e.uid, e.event_type, e.username, e.rank, e.channel, when, JsonText(e.raw_json))
     return (e.uid, e.event_type, e.username, e.to_user, e.message or "", e.channel,
-            e.message_time or 0, stamp(e.timestamp))
+            e.message_time or 0, when)
 
 
 def table_records(batch: list[LogEntry]) -> dict[str, list[tuple]]:
@@ -352,8 +353,9 @@ def table_records(batch: list[LogEntry]) -> dict[str, list[tuple]]:
     columns are ``COLUMNS[table]``)."""
     out: dict[str, list[tuple]] = {}
     for e in batch:
+        when = stamp(e.timestamp)
         for table in e.tables:
-            row = row_for(table, e)
+            row = row_for(table, e, when)
             if row is not None:
                 out.setdefault(table, []).append(row)
     return out
