@@ -172,14 +172,54 @@ class Bus:
         """
         if self._closed:
             return 0
-        topic = event.topic
-        key = event.room_key
         self.stats.published += 1
-        subs = self._route(topic)
+        subs = self._route(event.topic)
+        queued, full_at = self._offer(event, subs, 0)
+        while full_at >= 0:
+            sub = subs[full_at]
+            lane = sub.lanes[event.room_key]
+            while len(lane.queue) >= sub.max_queue and sub.active and not self._closed:
+                lane.space.clear()
+                await lane.space.wait()
+            more, full_at = self._offer(event, subs, full_at, waited=True)
+            queued += more
+        if self._watchdog is None and not self._closed:
+            self._start_watchdog()
+        return queued
+
+    def publish_nowait(self, event: Event) -> bool:
+        """``publish`` for a caller that cannot wait: when no ``block`` lane that would take the
+        event is full, queue it exactly as ``publish`` does and return True; otherwise queue
+        nothing and return False (the caller then awaits ``publish``)."""
+        if self._closed:
+            return True
+        key = event.room_key
+        subs = self._route(event.topic)
+        for sub in subs:
+            if sub.overflow == "block":
+                lane = sub.lanes.get(key)
+                if lane is not None and len(lane.queue) >= sub.max_queue:
+                    return False
+        self.stats.published += 1
+        _, full_at = self._offer(event, subs, 0)
+        if full_at >= 0:  # ruled out just above; nothing runs in between
+            raise RuntimeError("bus: a block lane filled while publishing without waiting")
+        if self._watchdog is None:
+            self._start_watchdog()
+        return True
+
+    def _offer(self, event: Event, subs: list[Subscription], start: int, *,
+               waited: bool = False) -> tuple[int, int]:
+        """Queue ``event`` for ``subs[start:]``, in order, as the overflow policies say. Stops
+        at a full ``block`` lane and returns (queued so far, its index); else (queued, -1).
+        ``waited``: the caller waited for space in ``subs[start]``'s lane, which takes the event
+        even if it filled again meanwhile (or its subscriber is gone), as it always did."""
+        key = event.room_key
         kind = type(event)
         ignored = None  # looked up once, if a subscriber asks
         queued = 0
-        for sub in subs:
+        for i in range(start, len(subs)):
+            sub = subs[i]
             if sub.kinds is not None and kind not in sub.kinds:
                 continue
             if sub.skip_ignored:
@@ -191,46 +231,21 @@ class Bus:
             if lane is None:
                 lane = self._open_lane(sub, key)
             queue = lane.queue
-            if len(queue) >= sub.max_queue:
+            if len(queue) >= sub.max_queue and not (waited and i == start):
                 if sub.overflow == "block":
-                    while len(queue) >= sub.max_queue and sub.active and not self._closed:
-                        lane.space.clear()
-                        await lane.space.wait()
-                elif sub.overflow == "drop_oldest":
+                    return queued, i
+                if sub.overflow == "drop_oldest":
                     queue.popleft()
-                    self._dropped(sub, topic)
+                    self._dropped(sub, event.topic)
                 else:
-                    self._dropped(sub, topic)
+                    self._dropped(sub, event.topic)
                     continue
             queue.append(event)
             waiter = lane.waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
             queued += 1
-        if self._watchdog is None and not self._closed:
-            self._start_watchdog()
-        return queued
-
-    def publish_nowait(self, event: Event) -> bool:
-        """``publish`` for a caller that cannot wait: when no ``block`` lane that would take the
-        event is full, queue it exactly as ``publish`` does and return True; otherwise queue
-        nothing and return False (the caller then awaits ``publish``)."""
-        if not self._closed:
-            key = event.room_key
-            for sub in self._route(event.topic):
-                if sub.overflow == "block":
-                    lane = sub.lanes.get(key)
-                    if lane is not None and len(lane.queue) >= sub.max_queue:
-                        return False
-        # publish() suspends only on a full block lane, just ruled out: run it to completion
-        # here rather than keep a second copy of its delivery loop.
-        coro = self.publish(event)
-        try:
-            coro.send(None)
-        except StopIteration:
-            return True
-        coro.close()
-        raise RuntimeError("bus: publish() waited although no block lane was full")
+        return queued, -1
 
     def _dropped(self, sub: Subscription, topic: str) -> None:
         self.stats.dropped[sub.owner] += 1
