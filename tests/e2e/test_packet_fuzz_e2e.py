@@ -96,6 +96,10 @@ CORPUS: list[tuple[str, str, object]] = [
     ("deep list, 100000", "text", '42["chatMsg",' + deep(100_000) + "]"),
     ("deep meta, 400", "text", '42["chatMsg",{"username":"alice","msg":"deep","meta":'
                                + deep(400, '{"a":', "}") + ',"time":7}]'),
+    ("a 200-digit chat time", "text", '42["chatMsg",{"username":"alice","msg":"big",'
+                                      '"meta":{},"time":' + "9" * 200 + "}]"),
+    ("a 5,000-digit chat time (past Python's int limit)", "text",
+     '42["chatMsg",{"username":"alice","msg":"bigger","meta":{},"time":' + "9" * 5000 + "}]"),
     ("huge chat line, 3 MB", "text", chat("x" * 3_000_000, 8)),
     ("huge event name", "text", event_packet("e" * 1_000_000, {})),
     ("frame past the client's 4 MB limit", "text", chat("y" * 5_000_000, 9)),

@@ -14,6 +14,7 @@ transport stopped without our disconnect handler running.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any, Callable, Protocol
@@ -157,8 +158,12 @@ class Connection:
         self._ending: asyncio.Task | None = None
         # Reconnection is ours (lifecycle.py), so socket.io's own must stay off.
         self.bad_packets = 0
+        # json: the standard module. engine.io's default wrapper builds a new decoder on every
+        # call to pass a parse_int hook capping integers at 100 digits, a measurable share of a
+        # chat flood; Python itself refuses integers over 4,300 digits (the quadratic case that
+        # hook was for), and such a packet is then dropped as undecodable like any other.
         self.sio = _GuardedClient(reconnection=False, logger=False, engineio_logger=False,
-                                  on_bad_packet=self._bad_packet)
+                                  json=json, on_bad_packet=self._bad_packet)
         self.sio.on("*", self._frame)
         self.sio.on("connect_error", self._connect_error)
         self.sio.on("disconnect", self._disconnected)
