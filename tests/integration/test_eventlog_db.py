@@ -419,3 +419,41 @@ async def test_when_the_database_goes_away_what_waits_beyond_the_queue_moves_to_
     assert await core_messages(database) == [f"line {i}" for i in range(80)]
     assert log.counts["written"] + log.counts["replayed"] == 80
     assert log.counts["replayed"] == 70 and log.duplicates == 0
+
+
+async def test_a_hung_write_releases_admit_and_the_waiting_entry_spills(database, tmp_path):
+    gate = _Gate(database)  # the first batch hangs, yet no write has failed yet
+    log = EventLog(gate, spill_path=tmp_path / "s", batch_size=10, max_batch=10, max_queue=10,
+                   burst_queue=20, flush_interval=0, write_timeout=0.5)
+    await log.start()
+    for i in range(20):
+        await log.admit(chat(i))
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(log.admit(chat(20)), 5)  # the bus lane's handler must not hang
+    assert asyncio.get_running_loop().time() - started < 1.5
+    assert log.counts["spilled"] >= 1  # it went to the file rather than wait on
+    gate.open.set()
+    assert await log.wait_idle(20)
+    await log.close()
+    assert await core_messages(database) == [f"line {i}" for i in range(21)]
+
+
+async def test_admit_waits_at_most_twice_the_write_timeout_even_with_no_writer(
+        database, tmp_path):
+    log = EventLog(database, spill_path=tmp_path / "s", batch_size=10, max_batch=10,
+                   max_queue=10, burst_queue=20, flush_interval=3600, write_timeout=0.3)
+    await log.start()
+    log._task.cancel()  # a writer that is gone for whatever reason
+    await asyncio.gather(log._task, return_exceptions=True)
+    for i in range(20):
+        await log.admit(chat(i))
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(log.admit(chat(20)), 5)
+    assert 0.5 < asyncio.get_running_loop().time() - started < 1.5
+    assert log.counts["spilled"] == 1
+    await log.close()  # the 20 in memory go to the head of the file, before the spilled one
+    again = EventLog(database, spill_path=tmp_path / "s", batch_size=10, flush_interval=0.01)
+    await again.start()
+    assert await again.wait_idle(20)
+    await again.close()
+    assert await core_messages(database) == [f"line {i}" for i in range(21)]

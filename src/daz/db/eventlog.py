@@ -131,7 +131,7 @@ class EventLog:
         self._closing_event.set()
         self._wake.set()
         self._room.set()
-        if self._task is not None:
+        if self._task is not None and not self._task.done():  # a dead writer has no flush
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), self.shutdown_timeout)
             except (asyncio.TimeoutError, Exception):
@@ -195,11 +195,20 @@ class EventLog:
     async def admit(self, entry: LogEntry) -> None:
         """``put``, but while the database is writing and ``burst_queue`` entries already wait
         in memory, first wait until the writer has taken some (back-pressure, see the module
-        docstring). Never waits while the database is away: then the entry spills."""
+        docstring). Never waits while the database is away: then the entry spills. Waits at
+        most twice ``write_timeout`` (a write that takes longer marks the database away anyway),
+        so the caller's bus lane is never held until its handler timeout cancels it."""
+        deadline = None
         while (self.db_ok and not self._spilling and not self._closing
                and len(self._memory) >= self.burst_queue):
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + 2 * self.write_timeout
             self._room.clear()
-            await self._room.wait()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._room.wait()
+            except TimeoutError:
+                break  # put() spills it: the writer has not moved for too long
         self.put(entry)
 
     def _to_spill(self, entry: LogEntry) -> None:
