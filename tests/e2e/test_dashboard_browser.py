@@ -16,6 +16,8 @@ import aiohttp
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.browser import browser  # noqa: F401  (fixture)
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
@@ -245,4 +247,7 @@ async def login(browser, token: str) -> None:  # noqa: F811
         field.clear()
         field.send_keys(token)
         field.submit()
+        # submit() can return before the browser has left the page: wait for the answer page,
+        # or the next look at the location may still see the login form.
+        WebDriverWait(browser, 10).until(expected_conditions.staleness_of(field))
     await asyncio.to_thread(submit)
