@@ -230,8 +230,7 @@ async def test_dashboard_pages_in_chromium_match_the_database(fake_server, migra
 
         # ------------------------------------------------------------------ per-user, PMs
         await run(browser, "get", f"{base}/c/{CHANNEL}")
-        await asyncio.to_thread(lambda: browser.find_element(
-            By.LINK_TEXT, HOSTILE_NAME).click())
+        await asyncio.to_thread(follow_link, browser, HOSTILE_NAME)
         assert await text_of(browser, "h1") == f"{HOSTILE_NAME} in {CHANNEL}"
         assert (await text_of(browser, "#user-stats")).startswith("2 messages")
         await assert_nothing_ran(browser, "user")
@@ -239,6 +238,12 @@ async def test_dashboard_pages_in_chromium_match_the_database(fake_server, migra
         await run(browser, "get", f"{base}/c/{CHANNEL}/pms")
         assert await text_of(browser, "h1") == f"Private messages with daz in {CHANNEL}"
         await assert_nothing_ran(browser, "pms")
+
+
+def follow_link(browser, text: str) -> None:
+    link = browser.find_element(By.LINK_TEXT, text)
+    link.click()
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(link))  # as in login()
 
 
 async def login(browser, token: str) -> None:  # noqa: F811
