@@ -3,8 +3,9 @@
 python-engineio 4 reads every frame through ``asyncio.wait_for`` (which in Python 3.11 wraps the
 read in a new task and arms a timer) and then hands every message to socket.io in yet another
 new task. Under a chat flood those two tasks and a timer per frame were the largest single cost
-of the bot's socket layer (about 9 µs of the ~60 µs a chat event cost end to end; measured with
-``bench/bench_e2e_ingest.py``). This reader
+of the bot's socket layer, and the bus got one event per loop turn, so every plugin lane woke
+once per event. With this reader daz's CPU per chat event, end to end, fell from about 61 µs to
+about 38 µs (``bench/bench_e2e_ingest.py``; docs/performance.md). This reader
 
 * reads the websocket directly, without a timer per frame. engine.io's liveness rule is kept:
   when nothing at all has arrived for pingInterval + pingTimeout (CyTube: 25 s + 120 s; the

@@ -2,9 +2,9 @@
 
 ``put()`` never waits on the database. Entries go to a bounded in-memory queue that one writer
 task drains in batches (at ``batch_size`` entries, or ``flush_interval`` after the oldest one
-arrived). Each batch is one transaction: one COPY into a staging table, then one ``INSERT …
-SELECT … ON CONFLICT DO NOTHING`` per target table (see ``eventrows``), so replayed chat and
-retried batches deduplicate.
+arrived). Each batch is one transaction, written one of two ways (see ``eventrows``): COPY
+straight into its tables, or COPY into a staging table and one ``INSERT … SELECT … ON CONFLICT
+DO NOTHING`` per target table, so replayed chat and retried batches deduplicate.
 
 A batch of fresh events (from memory, never attempted before) is copied straight into its
 tables; one that might hold something already stored (a retry, the spill file, or a direct copy
@@ -16,18 +16,20 @@ When a batch is refused because of its data, it is written again row by row: the
 in, each bad row gets a log line saying why and is appended to ``<spill>.rejected`` (JSON lines)
 so it can be inspected or fixed by hand. One bad row never costs its neighbours.
 
-When the database is slow or gone, entries wait in memory; once ``max_queue`` entries wait, new
-entries go to the spill file instead (``spill.py``), and keep going there until the file has
-been replayed, so the order is always: memory first (older), then the file. While the database
+When the database is gone (a write fails, or takes longer than ``write_timeout``), entries
+wait in memory; once ``max_queue`` entries wait, new entries go to the spill file instead
+(``spill.py``), and keep going there until the file has been replayed, so the order is always:
+memory first (older), then the file. While the database
 is writing (a burst outruns it, which is not an outage), up to ``burst_queue`` entries may wait
 in memory instead, and a caller of ``admit()`` waits when that many do (back-pressure: the sql
 plugin's bus lane fills and the room reads its socket no faster than the database takes the
 events). Spilling and replaying costs more CPU than the writes it stands in for, so spilling
 under load would only slow the writer further. When the database then goes away, what waits
 beyond ``max_queue`` moves to the head of the spill file, so a crash during an outage loses no
-more than it would have without the burst allowance, and ``admit()`` stops waiting. Shutdown writes what
-it can within ``shutdown_timeout`` and puts the rest at the head of the spill file; the next
-start replays the file before anything newer.
+more than it would have without the burst allowance, and ``admit()`` stops waiting.
+
+Shutdown writes what it can within ``shutdown_timeout`` and puts the rest at the head of the
+spill file; the next start replays the file before anything newer.
 
 Stages (``metrics.eventlog{stage}`` and ``status()``): queued (accepted by ``put``), written
 (from memory to the database, duplicates included), spilled (to the file), replayed (from the
