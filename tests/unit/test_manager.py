@@ -9,7 +9,7 @@ from daz.clock import Clock
 from daz.config import ConfigError, load_config
 from daz.cytube.events import ChatMessage, parse_event
 from daz.cytube.rooms import Rooms
-from daz.plugins.base import EverySpec, Plugin, PluginConfig, command, every, on
+from daz.plugins.base import EverySpec, Plugin, PluginConfig, command, every, in_order, on
 from daz.plugins.manager import PluginManager
 
 
@@ -111,8 +111,8 @@ async def test_duplicate_command_across_plugins_stops_start_up():
         await m.start(m.select({"counting": Counting, "other": Other}))
 
 
-async def test_kinds_named_by_a_class_attribute_limit_what_a_pattern_handler_gets():
-    from daz.cytube.events import UserJoined
+async def test_in_order_handlers_get_only_the_classes_they_name_in_arrival_order():
+    from daz.cytube.events import UserJoined, UserLeft
 
     class Picky(Plugin):
         name = "picky"
@@ -120,20 +120,24 @@ async def test_kinds_named_by_a_class_attribute_limit_what_a_pattern_handler_get
         async def setup(self):
             self.seen = []
 
-        @on("*", kinds="_handlers")
-        async def event(self, event):
-            self.seen.append(type(event).__name__)
+        async def _joined(self, event):
+            await asyncio.sleep(0.01)  # a slower handler must not let the leave overtake it
+            self.seen.append(("joined", event.username))
 
-        _handlers = {UserJoined: None}
+        async def _left(self, event):
+            self.seen.append(("left", event.username))
+
+        event = in_order({UserJoined: _joined, UserLeft: _left})
 
     m = manager()
     await m.start(m.select({"picky": Picky}))
     await m.bus.publish(chat("not for picky"))
-    await m.bus.publish(parse_event("addUser", {"name": "v", "rank": 1}, room_id="r",
-                                    channel="c"))
+    for name, payload in (("addUser", {"name": "v", "rank": 1}), ("userLeave", {"name": "v"}),
+                          ("addUser", {"name": "w", "rank": 1})):
+        await m.bus.publish(parse_event(name, payload, room_id="r", channel="c"))
     await m.bus.drain(2)
-    assert m.get("picky").seen == ["UserJoined"]
-    assert m.status()["picky"]["handled"] == 1
+    assert m.get("picky").seen == [("joined", "v"), ("left", "v"), ("joined", "w")]
+    assert m.status()["picky"]["handled"] == 3  # the chat line was never queued for it
     await m.stop()
 
 

@@ -157,14 +157,11 @@ class PluginManager:
         log.info("plugin %s started", plugin.name)
 
     def _subscribe(self, plugin: Plugin, method, spec: OnSpec):
-        kinds = spec.kinds
-        if isinstance(kinds, str):
-            kinds = tuple(getattr(plugin, kinds))
         priority = spec.priority or (COMMAND_PRIORITY if plugin.name == "eventfilter" else 0)
         # Ignored lines are left out by the bus, before they are queued for this plugin.
         return self.bus.subscribe(spec.topic, method, owner=plugin.name, priority=priority,
                                   max_queue=spec.max_queue, overflow=spec.overflow,
-                                  kinds=kinds or None, skip_ignored=not spec.include_ignored)
+                                  kinds=spec.kinds or None, skip_ignored=not spec.include_ignored)
 
     @staticmethod
     def _resolved_timers(plugin: Plugin) -> list[tuple[str, EverySpec]]:

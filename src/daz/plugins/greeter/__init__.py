@@ -55,7 +55,7 @@ from daz.commands import CommandContext
 from daz.cytube.events import UserJoined, UserLeft, UserList
 from daz.events import RoomDisconnected, RoomJoined
 from daz.humanize import clean_username, one_line
-from daz.plugins.base import Plugin, command, every, on
+from daz.plugins.base import Plugin, command, every, in_order
 from daz.plugins.greeter import store
 from daz.plugins.greeter.config import GreeterConfig
 from daz.plugins.greeter.greetings import (NAME_CHARS, Greetings, as_question, clean_generated,
@@ -111,12 +111,6 @@ class Greeter(Plugin):
         return self.rooms.setdefault(room_id, RoomWatch())
 
     # ------------------------------------------------------------------ events (in room order)
-
-    @on("*", max_queue=50_000, kinds="_handlers")
-    async def event(self, event: Any) -> None:
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            await handler(self, event)
 
     async def _room_joined(self, ev: RoomJoined) -> None:
         w = self.watch(ev.room_id)
@@ -189,8 +183,9 @@ class Greeter(Plugin):
         task.add_done_callback(lambda t, k=key: w.pending.pop(k, None) if w.pending.get(k) is t
                                else None)
 
-    _handlers = {RoomJoined: _room_joined, RoomDisconnected: _room_disconnected,
-                 UserList: _user_list, UserLeft: _user_left, UserJoined: _user_joined}
+    event = in_order({RoomJoined: _room_joined, RoomDisconnected: _room_disconnected,
+                      UserList: _user_list, UserLeft: _user_left, UserJoined: _user_joined},
+                     max_queue=50_000)
 
     # ------------------------------------------------------------------ one arrival
 

@@ -52,7 +52,7 @@ from daz.db.held import HeldWrites, HeldWritesConfig, transient
 from daz.cytube.events import (CurrentChanged, MediaChanged, MediaDeleted, MediaMoved,
                                MediaQueued, MediaUpdate, PlaylistReplaced)
 from daz.events import PluginEvent, RoomDisconnected
-from daz.plugins.base import Plugin, PluginConfig, command, on
+from daz.plugins.base import Plugin, PluginConfig, command, in_order
 from daz.plugins.mediatracker import store
 from daz.plugins.mediatracker.playlist import Mirror
 from daz.plugins.mediatracker.plays import TITLE_LIMIT, Play, db_seconds, db_text, link
@@ -99,14 +99,6 @@ class MediaTracker(Plugin):
         await self.held.shutdown(keep=lambda op: op["op"] != "sync")
 
     # ------------------------------------------------------------------ events
-
-    # One subscription for everything, so setCurrent, changeMedia, playlist edits and the
-    # disconnect of one room are handled in the order they arrived.
-    @on("*", max_queue=100_000, kinds="_handlers")
-    async def event(self, event: Any) -> None:
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            await handler(self, event)
 
     async def _current(self, ev: CurrentChanged) -> None:
         if ev.uid >= 0:
@@ -221,11 +213,11 @@ class MediaTracker(Plugin):
             self.log.debug("mediatracker %s: playlist mirror rewritten (%d items)", room.channel,
                            len(room.state.order))
 
-    _handlers = {
+    event = in_order({
         CurrentChanged: _current, MediaChanged: _media, MediaUpdate: _update,
         PlaylistReplaced: _playlist, MediaQueued: _playlist, MediaDeleted: _playlist,
         MediaMoved: _playlist, RoomDisconnected: _disconnected,
-    }
+    }, max_queue=100_000)
 
     def _queued_by(self, room_id: str, uid: int | None) -> str:
         room = self.ctx.rooms.get(room_id)

@@ -46,7 +46,6 @@ Config: ``activity_flush_seconds`` (5), ``join_dedupe_seconds`` (2), ``held_writ
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from pydantic import Field
 
@@ -57,7 +56,7 @@ from daz.cytube.events import (AfkChanged, ChatMessage, UserJoined, UserLeft, Us
                                UserRankChanged)
 from daz.events import RoomDisconnected
 from daz.humanize import ago, clean_username, stamp
-from daz.plugins.base import Plugin, PluginConfig, command, on
+from daz.plugins.base import Plugin, PluginConfig, command, in_order
 from daz.plugins.usertracker import sessions
 
 
@@ -102,12 +101,6 @@ class UserTracker(Plugin):
         await self.held.shutdown()
 
     # ------------------------------------------------------------------ events
-
-    @on("*", max_queue=100_000, kinds="_handlers")
-    async def event(self, event: Any) -> None:
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            await handler(self, event)
 
     # Each write is a JSON-able operation with the event's own time, so that it can wait in
     # order while the database is away (and be saved at shutdown); ``_apply`` runs it.
@@ -188,10 +181,10 @@ class UserTracker(Plugin):
             await self._close_own(ev.channel, room.state.bot_name, ev.received_at,
                                   "bot_disconnected")
 
-    _handlers = {
+    event = in_order({
         UserJoined: _joined, UserLeft: _left, UserList: _userlist, UserRankChanged: _rank,
         AfkChanged: _afk, ChatMessage: _chat, RoomDisconnected: _disconnected,
-    }
+    }, max_queue=100_000)
 
     async def _close_own(self, channel: str, bot_name: str, t: float, reason: str) -> None:
         if bot_name:
