@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import asyncpg  # noqa: E402
 import socketio  # noqa: E402
 
-from bench.common import (Timer, postgres_cpu_seconds, report, rss_mib, run,  # noqa: E402
-                          scratch_database, test_dsn)
+from bench.common import (Timer, bare_copy_rate, postgres_cpu_seconds, report,  # noqa: E402
+                          rss_mib, run, scratch_database, test_dsn, wait_joined)
 from bench.flood_server import FloodServer, loop_name  # noqa: E402
 from daz.app import App  # noqa: E402
 from daz.db import eventrows  # noqa: E402
@@ -76,23 +76,11 @@ async def bare_client_rate(server: FloodServer) -> dict:
     return {"rate": EVENTS / t.seconds, "server_cpu": sent["cpu"], "cpu": cpu / t.seconds}
 
 
-async def bare_copy_rate(dsn: str) -> float:
+def bare_copy_records() -> list[tuple]:
     now = eventrows.stamp(time.time())
-    records = [(uuid.uuid4(), "cytube.event.chatMsg", CHANNEL, now, f"user{i % 50}",
-                f"message number {i}, nothing to see here", FIRST_TIME + i,
-                '{"msg": "x"}') for i in range(EVENTS)]
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("TRUNCATE daz_core_events")  # as empty as daz found it
-        with Timer() as t:
-            await conn.copy_records_to_table(
-                "daz_core_events", records=records,
-                columns=("event_uid", "event_type", "channel_name", "timestamp", "username",
-                         "message", "message_time", "raw_data"))
-        await conn.execute("TRUNCATE daz_core_events")
-    finally:
-        await conn.close()
-    return EVENTS / t.seconds
+    return [(uuid.uuid4(), "cytube.event.chatMsg", CHANNEL, now, f"user{i % 50}",
+             f"message number {i}, nothing to see here", FIRST_TIME + i, '{"msg": "x"}')
+            for i in range(EVENTS)]
 
 
 async def flood_rows(conn: asyncpg.Connection) -> int:
@@ -123,11 +111,7 @@ async def through_daz(server: FloodServer, dsn: str) -> dict:
         await app.start()
         try:
             room = next(iter(app.rooms))
-            deadline = time.monotonic() + 30
-            while not room.status()["joined"]:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"room did not join: {room.status()}")
-                await asyncio.sleep(0.05)
+            await wait_joined(room)
             plugins = sorted(app.plugins.loaded)
             sid = (await server.call("sid", channel=CHANNEL, name=BOT_NAME))["sid"]
             eventlog = app.plugins.get("sql").eventlog
@@ -172,7 +156,7 @@ async def main() -> None:
         bare = await bare_client_rate(server)
         socket_rate = bare["rate"]
         result = await through_daz(server, dsn)  # migrates the fresh database at start
-        copy_rate = await bare_copy_rate(dsn)
+        copy_rate = await bare_copy_rate(dsn, bare_copy_records())
     finally:
         await server.stop()
     print(f"  {EVENTS:,} chatMsg frames, 50 speakers; plugins on: {', '.join(result['plugins'])}")

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import asyncpg  # noqa: E402
 
-from bench.common import Timer, report, run, scratch_database, test_dsn  # noqa: E402
+from bench.common import (Timer, bare_copy_rate, report, run, scratch_database,  # noqa: E402
+                          test_dsn)
 from daz.bus import Bus  # noqa: E402
 from daz.clock import Clock  # noqa: E402
 from daz.config import load_config  # noqa: E402
@@ -58,21 +59,6 @@ def copy_records(n: int) -> list[tuple]:
     now = eventrows.stamp(time.time())
     return [(uuid.uuid4(), "cytube.event.chatMsg", CHANNEL, now, f"user{i % 50}",
              f"message number {i}", 1_900_000_000_000 + i, '{"msg": "x"}') for i in range(n)]
-
-
-async def bare_copy(dsn: str, n: int) -> float:
-    conn = await asyncpg.connect(dsn)
-    try:
-        records = copy_records(n)
-        with Timer() as t:
-            await conn.copy_records_to_table(
-                "daz_core_events", records=records,
-                columns=("event_uid", "event_type", "channel_name", "timestamp", "username",
-                         "message", "message_time", "raw_data"))
-        await conn.execute("TRUNCATE daz_core_events, daz_chat_log, daz_user_activity")
-        return n / t.seconds
-    finally:
-        await conn.close()
 
 
 WAYS = ("direct", "staging", "unnest")
@@ -165,7 +151,7 @@ async def main() -> None:
     print(f"  {EVENTS:,} events (85 % chat with links, joins, leaves, media updates);"
           " daz_core_events with its 7 indexes (Go's 5 + event_uid + pkey)")
 
-    copy_rate = await bare_copy(dsn, EVENTS)
+    copy_rate = await bare_copy_rate(dsn, copy_records(EVENTS))
     report("bare COPY into daz_core_events", copy_rate, "rows/s",
            "physical limit: one COPY, no dedup, no side tables")
 

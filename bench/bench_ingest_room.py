@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import socketio  # noqa: E402
 
-from bench.common import report, rss_mib, run, summary  # noqa: E402
+from bench.common import report, rss_mib, run, summary, wait_joined  # noqa: E402
 from bench.flood_server import FloodServer, loop_name  # noqa: E402
 from daz.bus import Bus  # noqa: E402
 from daz.config import RoomConfig  # noqa: E402
@@ -96,11 +96,7 @@ async def room_ingest(server: FloodServer) -> dict:
 
     room.intake.on_frame = timed_frame  # the lifecycle hands this to each new socket
     await room.start()
-    deadline = time.monotonic() + 10
-    while not room.status()["joined"]:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"room did not join: {room.status()}")
-        await asyncio.sleep(0.02)
+    await wait_joined(room, 10)
     frames_before = room.intake.seq
     sid = room.lifecycle.conn.sio.get_sid("/")
     started = time.perf_counter()

@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bench.common import report, rss_mib, run, scratch_database, test_dsn  # noqa: E402
+from bench.common import (report, rss_mib, run, scratch_database, test_dsn,  # noqa: E402
+                          wait_joined)
 from bench.daz_process import (DazProcess, free_port, prepare_server,  # noqa: E402
                                write_config)
 from daz.app import App  # noqa: E402
@@ -72,11 +73,7 @@ async def million(server: FakeCytubeServer, dsn: str, work: Path) -> dict:
     samples: list[tuple[int, float, float]] = []
     try:
         room = next(iter(app.rooms))
-        deadline = time.monotonic() + 30
-        while not room.status()["joined"]:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"room did not join: {room.status()}")
-            await asyncio.sleep(0.05)
+        await wait_joined(room)
         await asyncio.sleep(1)
         samples.append((0, rss_mib(), 0.0))
         inbox = room.intake.inbox

@@ -107,3 +107,33 @@ def postgres_cpu_seconds() -> float | None:
         seen = True
     return total / ticks if seen else None
 
+
+async def wait_joined(room: Any, timeout: float = 30.0) -> None:
+    """Until ``room`` has joined its channel; RuntimeError with its status after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not room.status()["joined"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"room did not join: {room.status()}")
+        await asyncio.sleep(0.02)
+
+
+CORE_COPY_COLUMNS = ("event_uid", "event_type", "channel_name", "timestamp", "username",
+                     "message", "message_time", "raw_data")
+
+
+async def bare_copy_rate(dsn: str, records: list[tuple]) -> float:
+    """rows/s of one COPY of ``records`` (``CORE_COPY_COLUMNS``) into an empty
+    ``daz_core_events``: the database's ceiling for one writer. Leaves the event tables empty."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("TRUNCATE daz_core_events, daz_chat_log, daz_user_activity")
+        with Timer() as t:
+            await conn.copy_records_to_table("daz_core_events", records=records,
+                                             columns=CORE_COPY_COLUMNS)
+        await conn.execute("TRUNCATE daz_core_events, daz_chat_log, daz_user_activity")
+    finally:
+        await conn.close()
+    return len(records) / t.seconds
+
