@@ -333,7 +333,7 @@ async def test_received_events_are_counted_per_type_with_unknown_types_capped_as
 async def test_frames_keep_their_order_when_a_blocking_subscriber_pushes_back():
     """Frames go to the bus at once while nothing waits, and through the inbox while a block
     lane is full; either way every frame arrives, in the order received."""
-    bus = Bus()
+    room, bus, _ = make_room()
     seen: list = []
     gate = asyncio.Event()
 
@@ -344,9 +344,6 @@ async def test_frames_keep_their_order_when_a_blocking_subscriber_pushes_back():
             seen.append(event.msg)
 
     bus.subscribe("cytube.event.*", record, owner="slow", overflow="block", max_queue=5)
-    config = RoomConfig(channel="testchan", username="dazbot", password="pw", enabled=True,
-                        server_url="http://127.0.0.1:1")
-    room = Room(config, bus, metrics=Metrics())
     await attach(room)
     await asyncio.sleep(0)  # the dispatch task is running
     inbox_used = 0
@@ -364,7 +361,7 @@ async def test_frames_keep_their_order_when_a_blocking_subscriber_pushes_back():
 
 
 async def test_a_frame_never_overtakes_one_the_dispatcher_is_still_publishing():
-    bus = Bus()
+    room, bus, _ = make_room()
     seen: list = []
     turns = asyncio.Semaphore(0)
 
@@ -374,9 +371,6 @@ async def test_a_frame_never_overtakes_one_the_dispatcher_is_still_publishing():
             seen.append(event.msg)
 
     bus.subscribe("cytube.event.*", record, owner="slow", overflow="block", max_queue=5)
-    config = RoomConfig(channel="testchan", username="dazbot", password="pw", enabled=True,
-                        server_url="http://127.0.0.1:1")
-    room = Room(config, bus, metrics=Metrics())
     await attach(room)
     await asyncio.sleep(0)
 
