@@ -6,7 +6,26 @@ of the Go version's defects.
 """
 from __future__ import annotations
 
+import weakref
+from typing import Any, Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_OWN_SERIES: "weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Any]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def own_series(metrics: Any, name: str, build: Callable[[CollectorRegistry], Any]) -> Any:
+    """Series that a part of daz declares itself (``build(registry)``), on the app's registry,
+    or on a registry of their own without one. Built once per registry and ``name``: a plugin
+    restarted in the same process gets the same series back, where a second registration of
+    the same metric names would be refused."""
+    registry = metrics.registry if metrics is not None else CollectorRegistry()
+    built = _OWN_SERIES.setdefault(registry, {})
+    found = built.get(name)
+    if found is None:
+        found = built[name] = build(registry)
+    return found
 
 
 class Metrics:

@@ -35,37 +35,29 @@ import asyncio
 import collections
 import json
 import logging
-import weakref
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Awaitable, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
 from daz.db.errors import is_transient
 from daz.db.jsonlines import append_json_lines, take_json_lines
+from daz.metrics import own_series
 
 Op = dict[str, Any]
 Apply = Callable[[Any, Op], Awaitable[Any]]
 
-_BY_REGISTRY: "weakref.WeakKeyDictionary[CollectorRegistry, SimpleNamespace]" = \
-    weakref.WeakKeyDictionary()
-
 
 def held_metrics(metrics) -> SimpleNamespace:
-    registry = metrics.registry if metrics is not None else CollectorRegistry()
-    found = _BY_REGISTRY.get(registry)
-    if found is None:
-        found = SimpleNamespace(
-            events=Counter("daz_held_writes_total",
-                           "Writes held while the database was away, and what became of them"
-                           " (held, applied, dropped, lost)", ["plugin", "outcome"],
-                           registry=registry),
-            waiting=Gauge("daz_held_writes_waiting", "Writes waiting for the database now",
-                          ["plugin"], registry=registry))
-        _BY_REGISTRY[registry] = found
-    return found
+    return own_series(metrics, "held_writes", lambda registry: SimpleNamespace(
+        events=Counter("daz_held_writes_total",
+                       "Writes held while the database was away, and what became of them"
+                       " (held, applied, dropped, lost)", ["plugin", "outcome"],
+                       registry=registry),
+        waiting=Gauge("daz_held_writes_waiting", "Writes waiting for the database now",
+                      ["plugin"], registry=registry)))
 
 
 def transient(exc: BaseException) -> bool:

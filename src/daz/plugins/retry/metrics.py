@@ -1,29 +1,21 @@
 """The retry queue's own Prometheus series, registered once per daz process (per registry)."""
 from __future__ import annotations
 
-import weakref
 from types import SimpleNamespace
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-_BY_REGISTRY: "weakref.WeakKeyDictionary[CollectorRegistry, SimpleNamespace]" = \
-    weakref.WeakKeyDictionary()
+from daz.metrics import own_series
 
 
 def retry_metrics(metrics) -> SimpleNamespace:
     """Counters on the app's registry; a plugin restart in the same process reuses them."""
-    registry = metrics.registry if metrics is not None else CollectorRegistry()
-    found = _BY_REGISTRY.get(registry)
-    if found is None:
-        found = SimpleNamespace(
-            events=Counter("daz_retry_operations_total",
-                           "Retry queue transitions (queued, held, lost, succeeded, retried, "
-                           "dead_letter, reclaimed)", ["plugin", "outcome"], registry=registry),
-            held=Gauge("daz_retry_held_in_memory",
-                       "Operations held in memory because the database is down",
-                       registry=registry),
-            seconds=Histogram("daz_retry_run_seconds", "Time to run one retried operation",
-                              ["plugin"], registry=registry),
-        )
-        _BY_REGISTRY[registry] = found
-    return found
+    return own_series(metrics, "retry", lambda registry: SimpleNamespace(
+        events=Counter("daz_retry_operations_total",
+                       "Retry queue transitions (queued, held, lost, succeeded, retried, "
+                       "dead_letter, reclaimed)", ["plugin", "outcome"], registry=registry),
+        held=Gauge("daz_retry_held_in_memory",
+                   "Operations held in memory because the database is down",
+                   registry=registry),
+        seconds=Histogram("daz_retry_run_seconds", "Time to run one retried operation",
+                          ["plugin"], registry=registry)))
