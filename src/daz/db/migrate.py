@@ -22,6 +22,7 @@ from typing import Any, AsyncIterator, Iterable
 
 import asyncpg
 
+from daz.db.pool import table_exists
 from daz.db.sqlsplit import Statement, split_sql
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None
 async def status(conn_or_pool: Any) -> list[MigrationStatus]:
     """Every known file with its state, then rows recorded for files that are not here."""
     async with _connection(conn_or_pool) as conn:
-        exists = await conn.fetchval("SELECT to_regclass('daz_schema_migrations') IS NOT NULL")
+        exists = await table_exists(conn, "daz_schema_migrations")
         recorded = await _recorded(conn) if exists else {}
     out = []
     for m in migrations():

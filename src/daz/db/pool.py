@@ -29,6 +29,12 @@ def rows_affected(status: object) -> int:
         return 0
 
 
+async def table_exists(conn: Any, name: str) -> bool:
+    """Whether ``name`` is a table (or view) the session can see: another plugin's table may
+    not be there when that plugin is off."""
+    return await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
+
+
 def redact(dsn: str) -> str:
     """The DSN without its password, for log lines."""
     try:

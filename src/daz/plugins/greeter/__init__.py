@@ -53,6 +53,7 @@ from typing import Any
 from daz.bus import NoResponder
 from daz.commands import CommandContext
 from daz.cytube.events import UserJoined, UserLeft, UserList
+from daz.db.pool import table_exists
 from daz.events import RoomDisconnected, RoomJoined
 from daz.humanize import clean_username, one_line
 from daz.plugins.base import Plugin, command, every, in_order
@@ -218,7 +219,7 @@ class Greeter(Plugin):
         try:
             async with self.ctx.db.pool.acquire() as conn:
                 if self.use_sessions is None:
-                    self.use_sessions = await store.has_table(conn, store.SESSIONS)
+                    self.use_sessions = await table_exists(conn, store.SESSIONS)
                 if await store.opted_out(conn, channel, name):
                     return None
                 window = self.config.rejoin_window_minutes * 60

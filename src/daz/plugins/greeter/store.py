@@ -13,10 +13,6 @@ SESSIONS = "daz_user_tracker_sessions"
 OPT_OUT_REASON = "User requested via !greeter command"
 
 
-async def has_table(conn, name: str) -> bool:
-    return await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
-
-
 async def opted_out(conn, channel: str, username: str) -> bool:
     return await conn.fetchval(
         f"SELECT EXISTS (SELECT 1 FROM {P} WHERE channel = $1 AND lower(username) = lower($2)"

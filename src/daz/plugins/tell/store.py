@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from daz.db.pool import rows_affected
+from daz.db.pool import rows_affected, table_exists
 
 T = "daz_tell_messages"
 SESSIONS = "daz_user_tracker_sessions"
@@ -147,7 +147,7 @@ async def cancel_for(conn, channel: str, sender: str, recipient: str) -> int:
 
 async def known_here(conn, channel: str, name: str) -> bool | None:
     """Whether the usertracker ever saw this name here; None when its table does not exist."""
-    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", SESSIONS):
+    if not await table_exists(conn, SESSIONS):
         return None
     return await conn.fetchval(
         f"SELECT EXISTS (SELECT 1 FROM {SESSIONS} WHERE channel = $1"
