@@ -102,11 +102,11 @@ class ControlMixin:
         lower = name.lower()
         return [(pm["from"], pm["text"]) for pm in self.pm_log if pm["to"].lower() == lower]
 
-    def shown_pms_to(self, name: str) -> list[tuple[str, str]]:
-        """(from, what the recipient reads) of the PMs delivered to ``name``."""
+    def shown_pms_from(self, name: str) -> list[tuple[str, str]]:
+        """(to, what the recipient reads) of the PMs ``name`` sent that were delivered."""
         lower = name.lower()
-        return [(pm["from"], shown_text(pm["msg"])) for pm in self.pm_log
-                if pm["to"].lower() == lower]
+        return [(pm["to"], shown_text(pm["msg"])) for pm in self.pm_log
+                if pm["from"].lower() == lower]
 
     def pms_from(self, name: str) -> list[tuple[str, str]]:
         """(to, text) of the PMs ``name`` sent that were delivered."""
