@@ -65,7 +65,8 @@ async def test_commands_read_what_people_typed_and_replies_read_as_meant(
         fake_server, migrated_dsn, tmp_path):
     async with running_bot(fake_server, migrated_dsn, tmp_path, plugins=PLUGINS, only=ONLY) as bot:
         meant = MeantLines(bot.room)
-        alice, bob, carol, dave = [await fake_server.user(n) for n in ("alice", "bob", "carol", "dave")]
+        alice, bob, carol, dave = [await fake_server.user(name)
+                                   for name in ("alice", "bob", "carol", "dave")]
         await bot.settle()
 
         # !tell to a name with underscores, a message with every marker in it
@@ -113,11 +114,13 @@ async def test_commands_read_what_people_typed_and_replies_read_as_meant(
         await bob.pm(BOT_NAME, "!seen cool_guy_99")
         await pm_said(fake_server, "bob", lambda t: t.startswith("cool_guy_99 was last seen"),
                       "!seen by PM")
-        assert not any("haven't seen" in t for t in bot_chat(fake_server) + bot_pms_to(fake_server, "bob"))
+        answers = bot_chat(fake_server) + bot_pms_to(fake_server, "bob")
+        assert not any("haven't seen" in t for t in answers)
 
         # !help by PM lists !gallery_lock and !gallery_unlock as they are spelled
         await carol.chat("!help")
-        help_text = await pm_said(fake_server, "carol", lambda t: t.startswith("Commands:"), "!help")
+        help_text = await pm_said(fake_server, "carol", lambda t: t.startswith("Commands:"),
+                                  "!help")
         assert "!gallery_lock" in help_text and "!gallery_unlock" in help_text
 
         # !np of a title with markers in it, and a link with underscores
@@ -154,5 +157,6 @@ async def test_a_channel_without_filters_shows_the_lines_unchanged(fake_server, 
         await bot.settle()
         await alice.chat("!tell cool_guy_99 *hi*")
         await alice.wait_for("chatMsg", lambda p: p["msg"] == "!tell cool_guy_99 *hi*")
-        line = await said(fake_server, lambda t: t.startswith("OK, I'll tell cool_guy_99"), "stored")
+        line = await said(fake_server, lambda t: t.startswith("OK, I'll tell cool_guy_99"),
+                          "stored")
         assert "cool_guy_99" in line

@@ -7,7 +7,9 @@ sanitize-html pass quotes, apostrophes and parentheses come out literal); links 
 channel's chat filters run over the text between them (cytube/chat_filters.py, the same engine
 daz uses to read and to disarm chat), the links go back as ``<a href=… target="_blank"
 rel="noopener noreferrer">`` when ``enable_link_regex`` is on, and the sanitizer closes what the
-filters left crossed or open, as htmlparser2 does.
+filters left crossed or open, as htmlparser2 does. The sanitizer's tag and attribute allow-list is
+not modelled: the default filters and links make only allowed tags, and a test that adds its own
+filter gets its tags as written.
 """
 from __future__ import annotations
 
