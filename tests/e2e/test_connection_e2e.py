@@ -13,7 +13,7 @@ from daz.config import RoomConfig
 from daz.cytube import events as ev
 from daz.cytube import lifecycle as lifecycle_module
 from daz.cytube.intake import INBOX_LIMIT
-from daz.cytube.outbox import SLASH_GUARD
+from daz.cytube.outgoing_text import SLASH_GUARD
 from daz.cytube.room import Room
 from daz.events import MessageSent, RoomConnected, RoomDisconnected, RoomJoined
 from daz.metrics import Metrics

@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from daz.cytube.payload_reader import PayloadReader, chat_text, read_number
+from daz.cytube.chat_filters import typed_text
+from daz.cytube.payload_reader import PayloadReader, read_number
 from daz.cytube.values import Media, PlaylistItem, User
 from daz.events import RoomEvent
 
@@ -66,8 +67,8 @@ class CytubeEvent(RoomEvent):
 class ChatMessage(CytubeEvent):
     name: ClassVar[str] = "chatMsg"
     username: str = ""
-    msg: str = ""  # the server's HTML, kept for logging
-    text: str = ""  # unescaped and tag-free, for command parsing
+    msg: str = ""  # the server's HTML (escaped, filtered, links as <a>), stored as it came
+    text: str = ""  # what the person typed (chat_filters.typed_text), for everything else
     meta: dict = field(default_factory=dict)
     time: int = 0  # epoch milliseconds
     # Set centrally by the connection, so no plugin has to work them out:
@@ -89,7 +90,7 @@ class ChatMessage(CytubeEvent):
         username = r.str("username")
         problems.extend(r.problems)
         return dict(
-            username=username, msg=msg, text=chat_text(msg), meta=meta, time=r.int("time"),
+            username=username, msg=msg, text=typed_text(msg), meta=meta, time=r.int("time"),
             whisper=username == "[server]" or meta.get("addClass") == "server-whisper",
             shadow=bool(meta.get("shadow")),
         )
@@ -116,7 +117,7 @@ class PrivateMessage(CytubeEvent):
     def parse_fields(cls, payload, problems):
         r = PayloadReader(payload)
         msg = r.str("msg")
-        out = dict(username=r.str("username"), to=r.str("to"), msg=msg, text=chat_text(msg),
+        out = dict(username=r.str("username"), to=r.str("to"), msg=msg, text=typed_text(msg),
                    meta=r.dict("meta"), time=r.int("time"))
         problems.extend(r.problems)
         return out

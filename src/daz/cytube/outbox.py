@@ -18,8 +18,9 @@ Why it looks like this (see reference/cytube-server-captures.md §6):
   the sender too, and sends PMs to both sides) or a ``cooldown``. So the oldest line still waiting
   for an answer when a ``cooldown`` arrives is the one the server dropped: it goes back to the
   front of the queue. Nothing is lost and nothing is sent twice.
-* Text is cut and guarded before it is queued (outgoing_text.py): 320 UTF-16 units a line, and
-  text that may carry user input never starts with "/".
+* Text is cut and guarded before it is queued (outgoing_text.py): 320 UTF-16 units a line,
+  the default chat filters disarmed so the room reads what we meant, and text that may carry
+  user input never starts with "/".
 """
 from __future__ import annotations
 
@@ -29,8 +30,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from daz.cytube.outgoing_text import (MAX_CHUNKS, MAX_LENGTH, SLASH_GUARD, comparable_text,
-                                      neutralise_command, split_text, utf16_len)
+from daz.cytube.outgoing_text import MAX_CHUNKS, MAX_LENGTH, comparable_text, outgoing_lines
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,9 @@ class Outbox:
     def _put(self, text: str, to: str | None, user_input: bool, now: float) -> int:
         if not isinstance(text, str):
             text = str(text)
-        # One unit kept free for the slash guard, so guarding never cuts a word.
-        limit = self.max_length - (utf16_len(SLASH_GUARD) if user_input else 0)
-        chunks = split_text(text, max_length=limit, max_chunks=self.max_chunks)
+        chunks = outgoing_lines(text, user_input=user_input, max_length=self.max_length,
+                                max_chunks=self.max_chunks)
         for chunk in chunks:
-            if user_input:
-                chunk = neutralise_command(chunk)
             # A raw "/command" (user_input=False) is consumed by the server without an echo.
             expects_echo = not chunk.startswith("/")
             self._append(Outgoing(text=chunk, to=to, queued_at=now, expects_echo=expects_echo,

@@ -4,20 +4,7 @@ event models (events.py) and the value objects inside them (values.py).
 """
 from __future__ import annotations
 
-import html
-import re
 from typing import Any
-
-_TAG = re.compile(r"<[^>]*>")
-
-
-def chat_text(raw: str) -> str:
-    """What a person typed, from the server's HTML (links are <a> tags, text is escaped)."""
-    if "<" in raw:
-        raw = _TAG.sub("", raw)
-    if "&" in raw:
-        raw = html.unescape(raw)
-    return raw
 
 
 class PayloadReader:

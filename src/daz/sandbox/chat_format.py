@@ -3,15 +3,23 @@
 Facts (captures §5-6 and the server's chat pipeline): the text is cut to the length limit in
 UTF-16 code units (JavaScript ``substring``) before escaping; ASCII control characters become a
 space unless the channel allows them; text is HTML-escaped (&, <, > — after CyTube's
-sanitize-html pass quotes, apostrophes and parentheses come out literal); URLs become
-``<a href=… target="_blank" rel="noopener noreferrer">`` links when ``enable_link_regex`` is on.
+sanitize-html pass quotes, apostrophes and parentheses come out literal); links are cut out, the
+channel's chat filters run over the text between them (cytube/chat_filters.py, the same engine
+daz uses to read and to disarm chat), the links go back as ``<a href=… target="_blank"
+rel="noopener noreferrer">`` when ``enable_link_regex`` is on, and the sanitizer closes what the
+filters left crossed or open, as htmlparser2 does. The sanitizer's tag and attribute allow-list is
+not modelled: the default filters and links make only allowed tags, and a test that adds its own
+filter gets its tags as written.
 """
 from __future__ import annotations
 
 import html
 import re
+from typing import Iterable
 
-LINK = re.compile(r"(\w+://(?:[^:/\[\]\s]+|\[[0-9a-f:]+\])(?::\d+)?(?:/[^/\s]*)*)", re.I)
+from daz.cytube.chat_filters import (DEFAULT_FILTERS, TAG, ChatFilter, apply_filters,
+                                     split_links)
+
 _CONTROL = re.compile(r"[\x00-\x1f]+")
 _LINK_SCHEMES = {"http", "https", "ftp", "mailto", "mumble"}
 _VALID_NAME = re.compile(r"[\w-]{1,20}", re.ASCII)
@@ -46,25 +54,58 @@ def escape_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def to_html(text: str, *, convert_links: bool = True) -> str:
-    """The ``msg`` field for typed ``text``."""
-    if not convert_links:
-        return escape_text(text)
+def to_html(text: str, *, convert_links: bool = True,
+            filters: Iterable[ChatFilter] = DEFAULT_FILTERS) -> str:
+    """The ``msg`` field for typed ``text``: escape, cut links out, filter what lies between
+    them, put the links back, sanitize."""
+    filters = tuple(filters)
     out: list[str] = []
-    pos = 0
-    for match in LINK.finditer(text):
-        out.append(escape_text(text[pos:match.start()]))
-        out.append(_link(match.group(1)))
-        pos = match.end()
-    out.append(escape_text(text[pos:]))
-    return "".join(out)
+    for piece, is_link in split_links(escape_text(text)):
+        if not is_link:
+            out.append(apply_filters(piece, filters))
+        elif convert_links:
+            out.append(_link(piece))
+        else:
+            out.append(piece)
+    return balance_tags("".join(out))
 
 
-def _link(url: str) -> str:
+def _link(escaped_url: str) -> str:
+    url = html.unescape(escaped_url)
     scheme = url.split(":", 1)[0].lower()
     href = f' href="{html.escape(url, quote=True)}"' if scheme in _LINK_SCHEMES else ""
-    return (f'<a{href} target="_blank" rel="noopener noreferrer">'
-            f"{escape_text(url)}</a>")
+    return f'<a{href} target="_blank" rel="noopener noreferrer">{escaped_url}</a>'
+
+
+_VOID = {"br", "img", "hr", "wbr"}
+
+
+def balance_tags(markup: str) -> str:
+    """What the sanitizer's parser makes of crossed or unclosed tags: a closing tag closes
+    everything opened after its element, a closing tag with no open element is dropped, and
+    whatever is still open at the end is closed (``<b>a<i>b</b>c</i>`` → ``<b>a<i>b</i></b>c``)."""
+    if "<" not in markup:
+        return markup
+    out: list[str] = []
+    open_tags: list[str] = []
+    pos = 0
+    for match in TAG.finditer(markup):
+        out.append(markup[pos:match.start()])
+        pos = match.end()
+        name = match.group(2).lower()
+        if not match.group(1):
+            out.append(match.group(0))
+            if name not in _VOID:
+                open_tags.append(name)
+        elif name in open_tags:
+            while True:
+                top = open_tags.pop()
+                out.append(f"</{top}>")
+                if top == name:
+                    break
+    out.append(markup[pos:])
+    out.extend(f"</{name}>" for name in reversed(open_tags))
+    return "".join(out)
 
 
 def js_number(value: float) -> int | float:

@@ -9,6 +9,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
+from daz.cytube.chat_filters import DEFAULT_FILTERS, ChatFilter
 from daz.sandbox.chat_format import format_duration
 from daz.sandbox.limits import ChatThrottle
 
@@ -109,6 +110,8 @@ class FakeChannel:
         self.permissions = dict(REGISTERED_PERMISSIONS if registered else UNREGISTERED_PERMISSIONS)
         self.options: dict[str, Any] = copy.deepcopy(DEFAULT_OPTIONS)
         self.motd = f"Welcome to <b>{name}</b>!"
+        # A new channel's chat filters, in order; its owner may change or remove them.
+        self.filters: list[ChatFilter] = list(DEFAULT_FILTERS)
         self.playlist_locked = registered
         self.members: dict[str, Member] = {}
         self.ranks: dict[str, float] = {}          # lower-case account name → channel rank

@@ -1,5 +1,6 @@
-"""Chat and PMs on the fake CyTube server: the length cut, escaping, links, greentext, the
-chat commands, and the flood throttle with its ``cooldown`` replies (captures §5-6)."""
+"""Chat and PMs on the fake CyTube server: the length cut, escaping, the channel's chat filters,
+links, greentext, the chat commands, and the flood throttle with its ``cooldown`` replies
+(captures §5-6)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
@@ -67,12 +68,18 @@ def _process(server: "FakeCytubeServer", channel: FakeChannel, member: Member, m
         server.send(member.sid, "noflood", {"action": "chat",
                                             "msg": "You have been muted on this channel."})
         return
-    html = to_html(msg, convert_links=bool(channel.options.get("enable_link_regex", True)))
+    html = channel_html(channel, msg)
     line = {"username": member.name, "msg": html, "meta": meta, "time": now}
     server.broadcast(channel, "chatMsg", line)
     channel.history.append(line)
     channel.chat_log.append({"username": member.name, "text": msg, "msg": html,
                              "meta": dict(meta), "time": now})
+
+
+def channel_html(channel: FakeChannel, msg: str) -> str:
+    """``msg`` as this channel broadcasts it: escaped, filtered, links made."""
+    return to_html(msg, convert_links=bool(channel.options.get("enable_link_regex", True)),
+                   filters=channel.filters)
 
 
 def _rest(msg: str) -> str:
@@ -150,7 +157,7 @@ def pm(server: "FakeCytubeServer", channel: FakeChannel, member: Member, msg: st
     meta = _modflair(member, client_meta)
     if msg.startswith(">"):
         meta["addClass"] = "greentext"
-    html = to_html(msg, convert_links=bool(channel.options.get("enable_link_regex", True)))
+    html = channel_html(channel, msg)
     now = server.clock.millis()
     line = {"username": member.name, "msg": html, "meta": meta, "time": now, "to": target.name}
     server.send(target.sid, "pm", line)

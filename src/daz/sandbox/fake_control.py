@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+from daz.cytube.chat_filters import ChatFilter, shown_text
 from daz.sandbox import fake_media, fake_users
 
 if TYPE_CHECKING:
@@ -51,6 +52,12 @@ class ControlMixin:
         found.options.update(copy.deepcopy(options))
         self.broadcast(found, "channelOpts", copy.deepcopy(found.options))
 
+    async def set_chat_filters(self, channel: str, filters: list[ChatFilter | dict]) -> None:
+        """Replace the channel's chat filters, as its owner can (an empty list: none at all).
+        A filter given in CyTube's JSON shape is checked (ValueError names the bad one)."""
+        self.channel(channel).filters = [
+            f if isinstance(f, ChatFilter) else ChatFilter.from_payload(f) for f in filters]
+
     async def set_motd(self, channel: str, motd: str) -> None:
         found = self.channel(channel)
         found.motd = motd
@@ -79,6 +86,13 @@ class ControlMixin:
         return [line["text"] for line in self.channel(channel).chat_log
                 if (line["username"] or "").lower() == lower]
 
+    def shown_chat_from(self, channel: str, name: str) -> list[str]:
+        """What the room reads of the chat lines from ``name``: the broadcast HTML as a browser
+        shows it (filter formatting is not text)."""
+        lower = name.lower()
+        return [shown_text(line["msg"]) for line in self.channel(channel).chat_log
+                if (line["username"] or "").lower() == lower]
+
     def dropped_from(self, channel: str, name: str) -> int:
         """Chat lines and PMs from ``name`` the flood throttle dropped."""
         return self.channel(channel).dropped[name.lower()]
@@ -87,6 +101,12 @@ class ControlMixin:
         """(from, text) of the PMs delivered to ``name``, in any channel."""
         lower = name.lower()
         return [(pm["from"], pm["text"]) for pm in self.pm_log if pm["to"].lower() == lower]
+
+    def shown_pms_from(self, name: str) -> list[tuple[str, str]]:
+        """(to, what the recipient reads) of the PMs ``name`` sent that were delivered."""
+        lower = name.lower()
+        return [(pm["to"], shown_text(pm["msg"])) for pm in self.pm_log
+                if pm["from"].lower() == lower]
 
     def pms_from(self, name: str) -> list[tuple[str, str]]:
         """(to, text) of the PMs ``name`` sent that were delivered."""

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import jinja2
 
-from daz.cytube.events import chat_text
+from daz.cytube.chat_filters import typed_text
 
 
 def plain(message: Any) -> str:
@@ -16,7 +16,7 @@ def plain(message: Any) -> str:
     Rendering the stored HTML as it is would either run it (never) or, escaped, show
     ``&lt;`` entities to the reader; the text itself, escaped once by the template, is right.
     """
-    return chat_text(message) if isinstance(message, str) else ""
+    return typed_text(message) if isinstance(message, str) else ""
 
 
 def rank(value: Any) -> str:
