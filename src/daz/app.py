@@ -23,6 +23,7 @@ from daz.cytube.rooms import Rooms
 from daz.metrics import Metrics
 from daz.plugins.base import Plugin
 from daz.plugins.manager import PluginManager
+from daz.private_files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class App:
 
     async def start(self) -> None:
         self.state = "starting"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._build_rooms()
         self.plugins = PluginManager(

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import secrets
 import time
 from pathlib import Path
 
 from aiohttp import web
+
+from daz.private_files import open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,8 @@ def load_or_create_token(configured: str, data_dir: Path | None) -> str:
         if token:
             return token
     token = secrets.token_urlsafe(24)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    private_dir(path.parent)
+    with open_private(path, "w") as f:
         f.write(token + "\n")
     # Printed once, on the run that created it; later runs read the file quietly.
     print(f"daz: web login token (saved in {path}): {token}", flush=True)
