@@ -106,6 +106,21 @@ class WebConfig(_Section):
     token: str = ""  # login token for pages with chat/PM content; generated when empty
     public_aggregates: bool = True  # dashboards without chat text need no login
     base_url: str = ""  # how users reach the pages (for !gallery links)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the real client: the
+    # login throttle counts that client, not the proxy everyone arrives through.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return [entry.strip() for entry in value]
 
 
 class CoreConfig(_Section):
