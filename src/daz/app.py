@@ -119,7 +119,13 @@ class App:
         from daz.web.server import WebServer
 
         self.web = WebServer(self)
-        await self.web.start(self.config.core.web.host, self.config.core.web.port)
+        host, port = self.config.core.web.host, self.config.core.web.port
+        try:
+            await self.web.start(host, port)
+        except OSError as exc:
+            from daz.preflight import web_port_error
+
+            raise web_port_error(host, port, exc) from None
 
     # ------------------------------------------------------------------ stop
 

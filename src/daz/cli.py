@@ -82,13 +82,21 @@ def run(config_path, channel, username, password, password_file, server, dsn, da
             "no enabled room: give --channel (and --username/--password), or a config file "
             "with core.rooms[] entries that have \"enabled\": true")
     prompt_missing_passwords(config)
-    from daz.app import App
+    from daz.app import App, default_data_dir
+    from daz.db.migrate import MigrationError
+    from daz.preflight import OperatorError, check_start
 
     _event_loop_policy()
     try:
+        asyncio.run(check_start(config, Path(config.core.data_dir or default_data_dir())))
         asyncio.run(App(config, data_dir=data_dir).run_forever())
     except ConfigError as exc:
         raise click.ClickException(f"bad configuration: {exc}") from None
+    except OperatorError as exc:
+        raise click.ClickException(str(exc)) from None
+    except MigrationError as exc:
+        raise click.ClickException(f"the database could not be brought to daz's schema: {exc}"
+                                   " (daz db migrate shows the same)") from None
     except KeyboardInterrupt:  # pragma: no cover - signal handler normally catches it
         pass
 

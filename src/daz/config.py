@@ -90,13 +90,29 @@ class DatabaseConfig(_Section):
     def url(self) -> str:
         """The DSN to use, or '' when nothing is configured (then daz embeds PostgreSQL)."""
         if self.dsn:
-            return self.dsn
+            return self._with_password(self.dsn)
         if not self.host or not self.database:
             return ""
         auth = quote(self.user, safe="")
         if self.password:
             auth += ":" + quote(self.password, safe="")
         return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+
+
+    def _with_password(self, dsn: str) -> str:
+        """A DSN without a password takes ``password`` (DAZ_DB_PASSWORD), so that the secret
+        need not be in a URL on the command line."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        try:
+            parts = urlsplit(dsn)
+        except ValueError:
+            return dsn
+        if not self.password or parts.password is not None or "@" not in parts.netloc:
+            return dsn
+        userinfo, host = parts.netloc.rsplit("@", 1)
+        netloc = f"{userinfo}:{quote(self.password, safe='')}@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
 
 
 class WebConfig(_Section):

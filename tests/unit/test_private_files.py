@@ -114,3 +114,11 @@ def test_a_terminal_is_asked_for_each_room_with_a_name_and_no_password():
     assert config.enabled_rooms[0].password == "typed secret"
     assert "bot" in asked[0] and "typed secret" not in asked[0]
     assert prompt_missing_passwords(config, ask=ask, interactive=True) == 0  # already has one
+
+
+def test_the_database_password_can_come_from_the_environment_instead_of_the_url():
+    env = {"DAZ_DATABASE_URL": "postgresql://daz_user@db.example/daz", "DAZ_DB_PASSWORD": "p w/@"}
+    assert load_config(None, env=env).core.database.url() == \
+        "postgresql://daz_user:p%20w%2F%40@db.example/daz"
+    env["DAZ_DATABASE_URL"] = "postgresql://daz_user:in-url@db.example/daz"  # the URL's wins
+    assert load_config(None, env=env).core.database.url() == env["DAZ_DATABASE_URL"]

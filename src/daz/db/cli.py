@@ -16,6 +16,7 @@ from typing import AsyncIterator
 import click
 
 from daz.config import ConfigError, load_config
+from daz.preflight import OperatorError, check_dsn, connect_refusal
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +65,23 @@ async def _connect(dsn: str | None, config_path: Path | None,
         embedded = EmbeddedPostgres(where)
         try:
             url = await embedded.start()
+        except OperatorError as exc:
+            raise click.ClickException(str(exc)) from None
         except Exception as exc:
             raise click.ClickException(f"no database configured and the embedded PostgreSQL"
                                        f" in {where} did not start: {exc}") from None
         click.echo(f"using the embedded PostgreSQL in {where}", err=True)
     try:
         try:
+            check_dsn(url)
             conn = await asyncpg.connect(url, timeout=config.core.database.connect_timeout,
                                          server_settings={"TimeZone": "UTC",
                                                           "application_name": "daz db"})
+        except OperatorError as exc:
+            raise click.ClickException(str(exc)) from None
         except Exception as exc:
-            raise click.ClickException(f"cannot connect to {redact(url)}: {exc}") from None
+            why = connect_refusal(exc, url) or f"cannot connect to {redact(url)}: {exc}"
+            raise click.ClickException(why) from None
         try:
             yield conn
         finally:

