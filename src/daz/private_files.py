@@ -4,6 +4,11 @@ The directory is made (or tightened to) 0700 and every file daz writes in it is 
 whatever the umask says; a file an older daz left readable by others is tightened the next time
 it is written. Renamed-into-place files are created private before anything is written to them,
 so there is no moment at which another user could open them.
+
+One exception: daz running as root with the embedded PostgreSQL. The cluster then belongs to
+the system user ``daz_postgres`` (PostgreSQL refuses root), which must pass through the data
+directory to reach ``postgres/``; the directory's group becomes that user's and gets traverse
+(0710), never read, and nothing for others.
 """
 from __future__ import annotations
 

@@ -109,7 +109,13 @@ class EmbeddedPostgres:
                 for name in [root, *(os.path.join(root, f) for f in dirs + files)]:
                     os.lchown(name, entry.pw_uid, entry.pw_gid)
         os.chmod(self.data_dir, 0o700)
+        home = self.data_dir.parent  # daz's data directory (0700, private_files.py): its group
+        if home.stat().st_uid == os.geteuid():  # may pass through to the cluster, nobody else
+            os.chown(home, -1, entry.pw_gid)
+            home.chmod(stat.S_IMODE(home.stat().st_mode) | stat.S_IXGRP)
         for parent in self.data_dir.parents:  # traverse only: o+x, never o+r
+            if parent == home and home.stat().st_mode & stat.S_IXGRP:
+                continue
             mode = parent.stat().st_mode
             if not mode & stat.S_IXOTH:
                 parent.chmod(mode | stat.S_IXOTH)
