@@ -111,11 +111,14 @@ def run(config_path, channel, username, password, password_file, server, dsn, da
 def sandbox(port, channel, dsn, data_dir, web_port, verbose) -> None:
     """Run daz against a local fake CyTube room with scripted users: no account needed."""
     _setup_logging(verbose)
+    from daz.preflight import OperatorError
     from daz.sandbox.runner import run_sandbox_bot
 
     try:
         asyncio.run(run_sandbox_bot(port=port, channel=channel, dsn=dsn, data_dir=data_dir,
                                     web_port=web_port))
+    except OperatorError as exc:
+        raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
 

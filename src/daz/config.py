@@ -98,7 +98,6 @@ class DatabaseConfig(_Section):
             auth += ":" + quote(self.password, safe="")
         return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
 
-
     def _with_password(self, dsn: str) -> str:
         """A DSN without a password takes ``password`` (DAZ_DB_PASSWORD), so that the secret
         need not be in a URL on the command line."""

@@ -6,7 +6,6 @@ exit and exactly one line on stderr, no traceback. What can heal (a refused conn
 retried instead, with /health saying why."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
