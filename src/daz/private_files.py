@@ -22,13 +22,22 @@ FILE_MODE = 0o600
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and its parents) if needed and make it 0700 when it is ours."""
+    """Create ``path`` (and its parents) if needed and make it 0700 when it is ours; files of
+    ours directly in it (an older daz's spill or held writes) become 0600."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    info = path.stat()
-    if info.st_uid == _uid() and stat.S_IMODE(info.st_mode) & 0o077:
-        path.chmod(stat.S_IMODE(info.st_mode) & ~0o077 & 0o7777)
+    _tighten(path, DIR_MODE)
+    for entry in os.scandir(path):
+        if entry.is_file(follow_symlinks=False):
+            _tighten(Path(entry.path), FILE_MODE)
     return path
+
+
+def _tighten(path: Path, allowed: int) -> None:
+    info = path.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid == _uid() and mode & ~allowed:
+        path.chmod(mode & allowed)
 
 
 def open_private(path: Path, mode: str = "a", *, encoding: str | None = "utf-8") -> IO:

@@ -36,8 +36,11 @@ def test_the_data_directory_is_made_or_tightened_to_0700(tmp_path):
     old = tmp_path / "old"
     old.mkdir(mode=0o755)
     old.chmod(0o755)
+    (old / "eventlog.spill").write_text("left by an older daz\n")
+    (old / "eventlog.spill").chmod(0o644)
+    (old / "postgres").mkdir()  # the cluster's own directory is PostgreSQL's business
     private_dir(old)
-    assert mode(old) == 0o700
+    assert mode(old) == 0o700 and mode(old / "eventlog.spill") == 0o600
 
 
 def test_open_private_creates_0600_and_tightens_a_file_left_readable(tmp_path):
