@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -59,7 +60,8 @@ def test_a_database_that_does_not_exist(pg_server_dsn, tmp_path):
 
 
 def test_a_role_that_does_not_exist(pg_server_dsn, tmp_path):
-    dsn = pg_server_dsn.replace("://", "://daz_no_such_role:pw@", 1).replace("root@", "", 1)
+    parts = urlsplit(pg_server_dsn)
+    dsn = urlunsplit(parts._replace(netloc=f"daz_no_such_role:pw@{parts.hostname}:{parts.port}"))
     line = assert_one_line_refusal(daz(*run_args(dsn, tmp_path)), "daz_no_such_role",
                                    "does not exist")
     assert ":pw@" not in line

@@ -2,7 +2,6 @@
 never refuses the right token, and behind a trusted reverse proxy it counts the real client."""
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from types import SimpleNamespace
@@ -119,8 +118,8 @@ def test_client_address_walks_the_forwarded_hops_from_the_right():
     assert client_address(request("2001:db8::1", "[2001:db9::5]:443"), trusted) == "2001:db9::5"
     assert client_address(request("10.1.2.3", "not-an-address"), trusted) == "10.1.2.3"
     assert client_address(request("10.1.2.3"), trusted) == "10.1.2.3"
+    # Only proxies in the header: the leftmost is where the chain began.
     assert client_address(request("10.1.2.3", "10.5.5.5"), trusted) == "10.5.5.5"
-    assert ipaddress.ip_address("10.1.2.3") in trusted[0]
 
 
 def test_trusted_proxies_must_be_addresses_or_networks(tmp_path):
