@@ -123,10 +123,26 @@ def web_port_error(host: str, port: int, exc: OSError) -> OperatorError:
     return OperatorError(f"the web server cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
+def check_data_dir(data_dir) -> None:
+    """daz keeps its spill files, held writes and the web token there: it must be writable."""
+    from daz.private_files import private_dir
+
+    try:
+        private_dir(data_dir)
+        probe = data_dir / ".daz-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OperatorError(f"cannot use the data directory {data_dir}:"
+                            f" {exc.strerror or exc}; choose another with --data-dir or"
+                            " DAZ_DATA_DIR") from None
+
+
 async def check_start(config, data_dir) -> str | None:
     """What ``daz run`` checks before it starts anything (so that nothing else is printed
     first): the web port, then the database or the embedded data directory. Raises
     OperatorError; returns why the database did not answer when that may heal."""
+    check_data_dir(data_dir)
     if config.core.web.enabled:
         check_web_port(config.core.web.host, config.core.web.port)
     dsn = config.core.database.url()

@@ -142,6 +142,24 @@ def test_an_embedded_data_directory_from_another_major_version(tmp_path):
     assert (cluster / "PG_VERSION").read_text() == "15\n"  # untouched
 
 
+def test_a_data_directory_daz_cannot_use(pg_server_dsn, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    args = run_args(pg_server_dsn, tmp_path)
+    args[args.index("--data-dir") + 1] = str(tmp_path / "a-file" / "data")
+    assert_one_line_refusal(daz(*args), "cannot use the data directory", "--data-dir")
+
+
+def test_a_broken_embedded_cluster_is_said_without_a_traceback(tmp_path):
+    cluster = tmp_path / "data" / "postgres"
+    cluster.mkdir(parents=True)
+    (cluster / "PG_VERSION").write_text(EmbeddedPostgres(cluster).server_major() + "\n")
+    result = daz("run", "--channel", "testchan", "--data-dir", str(tmp_path / "data"),
+                 "--web-port", "0")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: the embedded PostgreSQL in") and "server.log" in last
+
+
 def test_bench_without_a_database():
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))

@@ -50,6 +50,11 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path | str, *, database: str = "daz", user: str = "postgres",
                  host: str = "127.0.0.1", port: int | None = None) -> None:
@@ -178,7 +183,9 @@ class EmbeddedPostgres:
             result = self._run("initdb", "-D", str(self.data_dir), "-U", self.user,
                                "--auth=trust", "--encoding=UTF8", "--locale=C")
             if result.returncode != 0:
-                raise RuntimeError(f"initdb failed: {result.stdout.strip()[-2000:]}")
+                log.error("embedded postgres: initdb failed:\n%s", result.stdout.strip()[-2000:])
+                raise OperatorError(f"the embedded PostgreSQL could not be set up in"
+                                    f" {self.data_dir}: {_last_line(result.stdout)}")
         port = self._running_port()
         if port is not None:
             log.info("embedded postgres: already running on port %d", port)
@@ -198,7 +205,9 @@ class EmbeddedPostgres:
             log.warning("embedded postgres: start on port %d failed: %s", port, last[-500:])
         log_file = self.data_dir / "server.log"
         tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
-        raise RuntimeError(f"embedded PostgreSQL did not start: {last[-1000:]}\n{tail}")
+        log.error("embedded postgres: did not start: %s\n%s", last[-1000:], tail)
+        raise OperatorError(f"the embedded PostgreSQL in {self.data_dir} did not start:"
+                            f" {_last_line(tail) or _last_line(last)} (more in {log_file})")
 
     def _stop_server(self) -> None:
         if not (self.data_dir / "postmaster.pid").exists():
