@@ -29,10 +29,41 @@ def machine() -> str:
     return f"{platform.node()} · {os.cpu_count()} cores · {cpu} · Python {platform.python_version()}"
 
 
+def database_problem() -> str | None:
+    """Most benchmarks write to PostgreSQL; without one each would fail with a traceback after
+    minutes of set-up. One connection attempt first says so in a line."""
+    import asyncio
+
+    import asyncpg
+
+    sys.path.insert(0, str(HERE.parent))
+    from bench.common import test_dsn
+    from daz.db.pool import redact
+
+    dsn = test_dsn()
+
+    async def attempt() -> None:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        await conn.close()
+
+    try:
+        asyncio.run(attempt())
+    except Exception as exc:
+        return (f"daz bench needs a PostgreSQL it may create databases in: {redact(dsn)} does"
+                f" not answer ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
+                " start one, or set DAZ_TEST_DSN")
+    return None
+
+
 def main(argv: list[str]) -> int:
     wanted = argv[1:]
     scripts = sorted(p for p in HERE.glob("bench_*.py")
                      if not wanted or any(w in p.stem for w in wanted))
+    if any("test_dsn" in p.read_text(encoding="utf-8") for p in scripts):
+        problem = database_problem()
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
     rows: list[tuple[str, str, str, str, str]] = []
     print(f"daz benchmarks, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
     failed = 0

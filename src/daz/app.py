@@ -23,6 +23,7 @@ from daz.cytube.rooms import Rooms
 from daz.metrics import Metrics
 from daz.plugins.base import Plugin
 from daz.plugins.manager import PluginManager
+from daz.private_files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class App:
 
     async def start(self) -> None:
         self.state = "starting"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._build_rooms()
         self.plugins = PluginManager(
@@ -118,7 +119,13 @@ class App:
         from daz.web.server import WebServer
 
         self.web = WebServer(self)
-        await self.web.start(self.config.core.web.host, self.config.core.web.port)
+        host, port = self.config.core.web.host, self.config.core.web.port
+        try:
+            await self.web.start(host, port)
+        except OSError as exc:
+            from daz.preflight import web_port_error
+
+            raise web_port_error(host, port, exc) from None
 
     # ------------------------------------------------------------------ stop
 

@@ -42,7 +42,12 @@ def main() -> None:
               help="Go Daz style config.json (optional when --channel is given).")
 @click.option("--channel", help="Run one room on this channel, no config file needed.")
 @click.option("--username", help="Bot account name (omit for a read-only anonymous bot).")
-@click.option("--password", envvar="DAZ_CYTUBE_PASSWORD", help="Bot account password.")
+@click.option("--password", envvar="DAZ_CYTUBE_PASSWORD",
+              help="Bot account password (visible to ps: prefer DAZ_CYTUBE_PASSWORD,"
+                   " --password-file or the prompt).")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="DAZ_CYTUBE_PASSWORD_FILE",
+              help="Read the bot password from the first line of this file.")
 @click.option("--server", help="CyTube server URL (default https://cytu.be).")
 @click.option("--dsn", help="PostgreSQL URL; default: DAZ_DATABASE_URL, the config, "
                             "or an embedded PostgreSQL.")
@@ -51,10 +56,21 @@ def main() -> None:
 @click.option("--web-host", help="Listen address of the web server (default 127.0.0.1).")
 @click.option("--web-port", type=int, help="Port of the web server (default 8080).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def run(config_path, channel, username, password, server, dsn, data_dir, web_host, web_port,
-        verbose) -> None:
-    """Connect to the configured rooms and run the plugins until interrupted."""
+def run(config_path, channel, username, password, password_file, server, dsn, data_dir,
+        web_host, web_port, verbose) -> None:
+    """Connect to the configured rooms and run the plugins until interrupted.
+
+    With a username and no password (flag, DAZ_CYTUBE_PASSWORD, --password-file or the config),
+    daz asks for it when it runs on a terminal."""
+    from daz.password_input import (PasswordFileError, prompt_missing_passwords,
+                                    read_password_file)
+
     _setup_logging(verbose)
+    if password_file is not None and not password:
+        try:
+            password = read_password_file(password_file)
+        except PasswordFileError as exc:
+            raise click.ClickException(str(exc)) from None
     overrides = dict(channel=channel, username=username, password=password, server=server,
                      dsn=dsn, data_dir=data_dir, web_host=web_host, web_port=web_port)
     try:
@@ -65,13 +81,22 @@ def run(config_path, channel, username, password, server, dsn, data_dir, web_hos
         raise click.ClickException(
             "no enabled room: give --channel (and --username/--password), or a config file "
             "with core.rooms[] entries that have \"enabled\": true")
-    from daz.app import App
+    prompt_missing_passwords(config)
+    from daz.app import App, default_data_dir
+    from daz.db.migrate import MigrationError
+    from daz.preflight import OperatorError, check_start
 
     _event_loop_policy()
     try:
+        asyncio.run(check_start(config, Path(config.core.data_dir or default_data_dir())))
         asyncio.run(App(config, data_dir=data_dir).run_forever())
     except ConfigError as exc:
         raise click.ClickException(f"bad configuration: {exc}") from None
+    except OperatorError as exc:
+        raise click.ClickException(str(exc)) from None
+    except MigrationError as exc:
+        raise click.ClickException(f"the database could not be brought to daz's schema: {exc}"
+                                   " (daz db migrate shows the same)") from None
     except KeyboardInterrupt:  # pragma: no cover - signal handler normally catches it
         pass
 
@@ -86,11 +111,14 @@ def run(config_path, channel, username, password, server, dsn, data_dir, web_hos
 def sandbox(port, channel, dsn, data_dir, web_port, verbose) -> None:
     """Run daz against a local fake CyTube room with scripted users: no account needed."""
     _setup_logging(verbose)
+    from daz.preflight import OperatorError
     from daz.sandbox.runner import run_sandbox_bot
 
     try:
         asyncio.run(run_sandbox_bot(port=port, channel=channel, dsn=dsn, data_dir=data_dir,
                                     web_port=web_port))
+    except OperatorError as exc:
+        raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
 

@@ -90,13 +90,28 @@ class DatabaseConfig(_Section):
     def url(self) -> str:
         """The DSN to use, or '' when nothing is configured (then daz embeds PostgreSQL)."""
         if self.dsn:
-            return self.dsn
+            return self._with_password(self.dsn)
         if not self.host or not self.database:
             return ""
         auth = quote(self.user, safe="")
         if self.password:
             auth += ":" + quote(self.password, safe="")
         return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+
+    def _with_password(self, dsn: str) -> str:
+        """A DSN without a password takes ``password`` (DAZ_DB_PASSWORD), so that the secret
+        need not be in a URL on the command line."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        try:
+            parts = urlsplit(dsn)
+        except ValueError:
+            return dsn
+        if not self.password or parts.password is not None or "@" not in parts.netloc:
+            return dsn
+        userinfo, host = parts.netloc.rsplit("@", 1)
+        netloc = f"{userinfo}:{quote(self.password, safe='')}@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
 
 
 class WebConfig(_Section):
@@ -106,6 +121,21 @@ class WebConfig(_Section):
     token: str = ""  # login token for pages with chat/PM content; generated when empty
     public_aggregates: bool = True  # dashboards without chat text need no login
     base_url: str = ""  # how users reach the pages (for !gallery links)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the real client: the
+    # login throttle counts that client, not the proxy everyone arrives through.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return [entry.strip() for entry in value]
 
 
 class CoreConfig(_Section):

@@ -3,6 +3,7 @@ what is missing meanwhile, and the bot comes up by itself once the database answ
 from __future__ import annotations
 
 import asyncio
+import stat
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -76,6 +77,8 @@ async def test_with_no_database_configured_daz_runs_on_an_embedded_postgres(fake
             await app.start()
             assert app.embedded is not None
             assert (tmp_path / "postgres" / "PG_VERSION").exists()
+            # Private: others may not even pass; as root the cluster's own user's group may.
+            assert stat.S_IMODE(tmp_path.stat().st_mode) in (0o700, 0o710)
             await wait_until(lambda: all(r.status().get("joined") for r in app.rooms), 15,
                              "room joined")
             alice = await fake_server.user(f"alice{round_number}")

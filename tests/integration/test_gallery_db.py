@@ -87,6 +87,19 @@ async def test_non_images_unsafe_hosts_and_hostile_lines_are_not_collected(datab
     await k.stop()
 
 
+async def test_a_lone_surrogate_in_a_posted_url_is_not_collected_and_breaks_nothing(database):
+    k = await start(database)
+    errors_before = sum(k.bus.stats.errors.values())
+    for text in ("https://x.example/a\ud800b.png", "see https://i.imgur.com/\udfff",
+                 "https://x.example/ok.png?name=\udc80"):
+        await post(k, "mallory", text)
+    assert await rows(database) == []
+    assert sum(k.bus.stats.errors.values()) == errors_before  # the handler never raised
+    await post(k, "mallory", "fine https://x.example/ok.png")
+    assert list(await states(database)) == ["ok.png"]
+    await k.stop()
+
+
 async def test_replayed_and_own_lines_are_ignored(database):
     k = await start(database)
     await k.chat("alice", "https://x.example/old.png", replayed=True)

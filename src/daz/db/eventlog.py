@@ -52,6 +52,7 @@ from daz.db import errors, eventrows
 from daz.db.eventrows import LogEntry
 from daz.db.pool import rows_affected
 from daz.db.spill import SpillFile
+from daz.private_files import open_private
 
 log = logging.getLogger(__name__)
 
@@ -489,7 +490,7 @@ class EventLog:
         record = json.dumps({"rejected_at": time.time(), "why": why, "entry": line},
                             ensure_ascii=True)
         try:
-            with open(self.rejected_path, "a", encoding="ascii") as f:
+            with open_private(self.rejected_path, "a", encoding="ascii") as f:
                 f.write(record + "\n")
         except OSError as exc:
             log.error("eventlog: cannot record the rejected row in %s: %s",

@@ -11,12 +11,14 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
+from daz.private_files import open_private
+
 T = TypeVar("T")
 
 
 def append_json_lines(path: Path, items: Iterable[Any]) -> None:
     """Append each item as one JSON line."""
-    with open(path, "a", encoding="utf-8") as f:
+    with open_private(path, "a") as f:
         for item in items:
             f.write(json.dumps(item) + "\n")
 

@@ -8,7 +8,10 @@ starting together take turns instead of racing on the same DDL.
 
 Every file is written to be re-runnable (the Go bot, operators with ``psql -f`` and older daz
 versions may all have touched the database), so a file whose text changed since it was recorded
-is simply applied again: that is how a fixed function body reaches an existing database.
+is simply applied again: that is how a fixed function body reaches an existing database. A file
+whose functions someone replaced since (the Go scripts run again, ``db/functions.py``) is
+applied again too. The rows a file changes (Go-era duplicates it closes, merges or deletes,
+``db/adoption.py``) are counted in its transaction and reported.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from typing import Any, AsyncIterator, Iterable
 
 import asyncpg
 
+from daz.db import adoption, functions
 from daz.db.pool import table_exists
 from daz.db.sqlsplit import Statement, split_sql
 
@@ -162,32 +166,56 @@ async def run_script(conn: asyncpg.Connection, name: str, text: str) -> list[asy
     return rows
 
 
-async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
+async def _apply(conn: asyncpg.Connection, migration: Migration,
+                 changes: list[adoption.CountedChange]) -> None:
     text = migration.text()
     async with conn.transaction():
+        counted = await adoption.counted(conn, [migration.name])
         await run_script(conn, migration.name, text)
         await conn.execute(
             "INSERT INTO daz_schema_migrations (name, checksum, applied_at) VALUES ($1, $2, now())"
             " ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum,"
             " applied_at = EXCLUDED.applied_at", migration.name, migration.checksum())
+    for change in counted:
+        log.info("database: %s", change.describe(done=True))
+    changes += counted
 
 
-async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None) -> list[str]:
-    """Apply what is not applied yet (or changed since); returns the names applied, in order."""
+def _current(todo: list[Migration], recorded: dict[str, asyncpg.Record]) -> list[Migration]:
+    return [m for m in todo
+            if m.name in recorded and recorded[m.name]["checksum"] == m.checksum()]
+
+
+async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None,
+                  changes: list[adoption.CountedChange] | None = None) -> list[str]:
+    """Apply what is not applied yet, changed since, or whose functions were replaced; returns
+    the names applied, in order. ``changes`` receives the rows the files changed."""
     todo = list(files) if files is not None else migrations()
     applied: list[str] = []
+    changes = [] if changes is None else changes
     async with _connection(conn_or_pool) as conn:
         conn.add_log_listener(_forward_notices)
         try:
             async with _locked(conn):
-                await conn.execute(TABLE_DDL)
+                try:
+                    await conn.execute(TABLE_DDL)
+                except asyncpg.PostgresError as exc:  # e.g. no CREATE right on schema public
+                    raise MigrationError("daz_schema_migrations", None, exc) from exc
                 recorded = await _recorded(conn)
+                repair: dict[str, list[str]] = {}
+                for fault in await functions.drift(conn, _current(todo, recorded)):
+                    repair.setdefault(fault.migration, []).append(fault.describe())
                 for migration in todo:
                     row = recorded.get(migration.name)
                     if row is not None and row["checksum"] == migration.checksum():
-                        continue
-                    log.info("database: applying %s", migration.name)
-                    await _apply(conn, migration)
+                        if migration.name not in repair:
+                            continue
+                        log.warning("database: re-applying %s, whose functions were changed"
+                                    " by someone else: %s", migration.name,
+                                    "; ".join(repair[migration.name]))
+                    else:
+                        log.info("database: applying %s", migration.name)
+                    await _apply(conn, migration, changes)
                     applied.append(migration.name)
         finally:
             conn.remove_log_listener(_forward_notices)
@@ -208,6 +236,37 @@ async def status(conn_or_pool: Any) -> list[MigrationStatus]:
     for name, row in sorted(recorded.items()):
         out.append(MigrationStatus(name, None, None, row["checksum"], row["applied_at"]))
     return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``migrate`` would do now: files to apply, rows they change, functions to restore."""
+    to_apply: list[str]
+    changes: list[adoption.CountedChange]
+    drifted: list[functions.FunctionDrift]
+
+
+async def plan(conn_or_pool: Any) -> Plan:
+    """``migrate`` without changing anything (``daz db migrate --dry-run``)."""
+    todo = migrations()
+    async with _connection(conn_or_pool) as conn:
+        exists = await table_exists(conn, "daz_schema_migrations")
+        recorded = await _recorded(conn) if exists else {}
+        current = _current(todo, recorded)
+        drifted = await functions.drift(conn, current)
+        repair = {fault.migration for fault in drifted}
+        names = [m.name for m in todo if m not in current or m.name in repair]
+        changes = await adoption.counted(conn, names)
+    return Plan(names, changes, drifted)
+
+
+async def function_drift(conn_or_pool: Any) -> list[functions.FunctionDrift]:
+    """Functions of applied migrations that are no longer as daz installed them."""
+    todo = migrations()
+    async with _connection(conn_or_pool) as conn:
+        if not await table_exists(conn, "daz_schema_migrations"):
+            return []
+        return await functions.drift(conn, _current(todo, await _recorded(conn)))
 
 
 async def ensure_role(conn: asyncpg.Connection, role: str) -> bool:

@@ -126,6 +126,11 @@ class Database:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                from daz.preflight import OperatorError, connect_refusal
+
+                refusal = connect_refusal(exc, self.dsn)
+                if refusal:  # a wrong name or password never heals: no retry loop
+                    raise OperatorError(refusal) from None
                 attempt += 1
                 delay = min(max_delay, initial_delay * 2 ** (attempt - 1))
                 delay *= random.uniform(0.5, 1.0)  # processes restarted together spread out

@@ -23,6 +23,8 @@ import logging
 import os
 from pathlib import Path
 
+from daz.private_files import open_private
+
 log = logging.getLogger(__name__)
 
 
@@ -150,7 +152,7 @@ class SpillFile:
             middle = b""
         if middle and not middle.endswith(b"\n"):
             middle += b"\n"
-        with open(tmp, "wb") as f:
+        with open_private(tmp, "wb") as f:
             for part in (head, middle, tail):
                 f.write(part)
             f.flush()

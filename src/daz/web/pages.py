@@ -149,13 +149,14 @@ async def login(request: web.Request) -> web.Response:
     form = await request.post()
     target = _safe_next(form.get("next"))
     token = form.get("token")
-    if auth.refused(request.remote):
-        log.warning("web: login from %s refused, too many wrong tokens", request.remote)
-        return render(request, "login.html", status=429, next=target,
-                      error="Too many wrong tokens; try again in a minute.")
+    client = auth.client(request)
     if not isinstance(token, str) or not auth.check_token(token):
-        auth.record_failure(request.remote)
-        log.warning("web: failed login from %s", request.remote)
+        if auth.refused(client):
+            log.warning("web: login from %s refused, too many wrong tokens", client)
+            return render(request, "login.html", status=429, next=target,
+                          error="Too many wrong tokens; try again in a minute.")
+        auth.record_failure(client)
+        log.warning("web: failed login from %s", client)
         return render(request, "login.html", status=403, next=target, error="Wrong token.")
     response = web.HTTPFound(target)
     auth.set_cookie(response, auth.new_session(), secure=request.secure)
@@ -200,4 +201,5 @@ def page_routes() -> list:
 def make_auth(app) -> Auth:
     web_config = app.config.core.web
     token = load_or_create_token(web_config.token, getattr(app, "data_dir", None))
-    return Auth(token, public_aggregates=web_config.public_aggregates)
+    return Auth(token, public_aggregates=web_config.public_aggregates,
+                trusted_proxies=web_config.trusted_proxies)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from daz.db.text import UNSTORABLE
 from daz.web.keys import AUTH, DAZ_APP
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,6 +35,19 @@ async def security_headers(request: web.Request, handler: Callable) -> web.Strea
     return response
 
 
+@web.middleware
+async def refuse_unstorable_input(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """A NUL or a lone surrogate in a path or query (``/gallery/%00``) names nothing that can
+    exist: no channel, user or file holds one, and PostgreSQL refuses it in a query. Answered
+    here, so no handler ever sees one (it would have been a 500 and a traceback)."""
+    if any(UNSTORABLE.search(value) for value in request.match_info.values()):
+        raise web.HTTPNotFound(text="No such page.")
+    if any(UNSTORABLE.search(key) or UNSTORABLE.search(value)
+           for key, value in request.query.items()):
+        raise web.HTTPBadRequest(text="The query holds a NUL or an unpaired surrogate.")
+    return await handler(request)
+
+
 class WebServer:
     def __init__(self, app: "App"):
         self.app = app
@@ -49,7 +63,7 @@ class WebServer:
         return f"http://{self.host}:{self.port}"
 
     def build(self) -> web.Application:
-        webapp = web.Application(middlewares=[security_headers])
+        webapp = web.Application(middlewares=[security_headers, refuse_unstorable_input])
         webapp[DAZ_APP] = self.app
         webapp.router.add_get("/health", self.health)
         webapp.router.add_get("/health/live", self.live)

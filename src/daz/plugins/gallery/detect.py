@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from yarl import URL
 
+from daz.db.text import UNSTORABLE
 from daz.plugins.gallery.addresses import parse_address, refusal
 
 MAX_URL_LENGTH = 2048
@@ -124,6 +125,9 @@ def classify(raw: str, *, image_hosts=DEFAULT_IMAGE_HOSTS, allowed_ports=(80, 44
         return Verdict(raw, False, "longer than 2048 characters")
     if any(ord(c) < 0x21 or c == "\x7f" for c in raw):
         return Verdict(raw, False, "control characters or spaces")
+    if UNSTORABLE.search(raw):
+        # A lone surrogate can be neither stored nor sent in a request: never an image link.
+        return Verdict(raw.encode("utf-8", "replace").decode(), False, "a lone surrogate")
     try:
         url = URL(raw)
     except (ValueError, TypeError) as exc:

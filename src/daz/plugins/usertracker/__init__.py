@@ -20,7 +20,9 @@ How presence is kept, and how it differs from Go Daz (reference daz-go-plugins Â
   daz was watching: its ``last_activity`` is refreshed with every flush while it is in the
   room, and its session is closed when the room disconnects or daz stops. When a later user
   list shows someone gone, their ``left_at`` is the last moment daz was watching (not the time
-  of the resync, which may be hours later), so ``!seen`` does not claim "just now".
+  of the resync, which may be hours later), so ``!seen`` does not claim "just now". When that
+  moment is unknown (a database the Go bot wrote, a new bot name, an anonymous bot's first
+  start), it is their own last sign of life (``last_activity``).
 
 All of a room's events are handled by one subscription, so a quick leave-and-rejoin, a rank
 change and a disconnect are applied in the order they happened.
@@ -54,7 +56,7 @@ from daz.db.held import HeldWrites, HeldWritesConfig
 from daz.db.text import storable_name
 from daz.cytube.events import (AfkChanged, ChatMessage, UserJoined, UserLeft, UserList,
                                UserRankChanged)
-from daz.events import RoomDisconnected
+from daz.events import RoomConnected, RoomDisconnected
 from daz.humanize import ago, clean_username, stamp
 from daz.plugins.base import Plugin, PluginConfig, command, in_order
 from daz.plugins.usertracker import sessions
@@ -86,6 +88,10 @@ class UserTracker(Plugin):
                 None)
             self.afk_column = next((c for c in ("is_afk", "afk") if c in cols), None)
         self._flush_lock = asyncio.Lock()
+        # channel â†’ when the current connection came up / when this process last saw it drop:
+        # what bounds the left_at of people a later user list shows gone (sessions.reconcile).
+        self._watching_since: dict[str, float] = {}
+        self._watched_until: dict[str, float] = {}
         self.held = HeldWrites.for_plugin(self, self._apply)
         await self.held.restore()
         self._loop = asyncio.create_task(self._flush_loop(), name="usertracker:flush")
@@ -127,7 +133,9 @@ class UserTracker(Plugin):
         bot = room.state.bot_name if room is not None else ""
         users = [[u.name, u.rank] for u in ev.users if u.name]
         await self._write(ev.channel, {"op": "resync", "channel": ev.channel, "users": users,
-                                       "t": ev.received_at, "bot": bot})
+                                       "t": ev.received_at, "bot": bot,
+                                       "since": self._watching_since.get(ev.channel),
+                                       "until": self._watched_until.get(ev.channel)})
 
     async def _rank(self, ev: UserRankChanged) -> None:
         if ev.username:
@@ -150,8 +158,9 @@ class UserTracker(Plugin):
             await sessions.leave(conn, channel, op["user"], t, op.get("reason"))
         elif kind == "resync":
             users = [(name, rank) for name, rank in op["users"]]
-            opened, closed = await sessions.reconcile(conn, channel, users, t, op["bot"],
-                                                      self.observed_column)
+            opened, closed = await sessions.reconcile(
+                conn, channel, users, t, op["bot"], self.observed_column,
+                watched_until=op.get("until"), watching_since=op.get("since"))
             if opened or closed:
                 self.log.info("usertracker %s: resync opened %d, closed %d sessions", channel,
                               len(opened), len(closed))
@@ -173,8 +182,12 @@ class UserTracker(Plugin):
         if old is None or old[1] < ev.received_at:
             pending[key] = (ev.username, ev.received_at)
 
+    async def _connected(self, ev: RoomConnected) -> None:
+        self._watching_since[ev.channel] = ev.received_at
+
     async def _disconnected(self, ev: RoomDisconnected) -> None:
         # Everyone else keeps their session: the next user list settles who is still there.
+        self._watched_until[ev.channel] = ev.received_at
         await self._flush_logged()
         room = self.ctx.rooms.get(ev.room_id)
         if room is not None:
@@ -183,7 +196,8 @@ class UserTracker(Plugin):
 
     event = in_order({
         UserJoined: _joined, UserLeft: _left, UserList: _userlist, UserRankChanged: _rank,
-        AfkChanged: _afk, ChatMessage: _chat, RoomDisconnected: _disconnected,
+        AfkChanged: _afk, ChatMessage: _chat, RoomConnected: _connected,
+        RoomDisconnected: _disconnected,
     }, max_queue=100_000)
 
     async def _close_own(self, channel: str, bot_name: str, t: float, reason: str) -> None:

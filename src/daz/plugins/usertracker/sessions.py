@@ -84,15 +84,22 @@ async def leave(conn, channel: str, username: str, t: float, reason: str | None 
 
 
 async def reconcile(conn, channel: str, users: list[tuple[str, float]], t: float,
-                    bot_name: str, observed_column: str | None) -> tuple[list[str], list[str]]:
+                    bot_name: str, observed_column: str | None, *,
+                    watched_until: float | None = None,
+                    watching_since: float | None = None) -> tuple[list[str], list[str]]:
     """Make the open sessions of ``channel`` match a full user list seen at ``t``.
 
     * present with an open session: kept, joined_at untouched (rank refreshed);
     * present without one: opened at ``t`` (we did not see the join; flagged when the schema has
       a column for it, and the history row says ``from_userlist``);
-    * open but absent: closed. When they left is unknown; the best bound we have is the last time
-      daz itself was watching the channel (its own session's end or heartbeat), never earlier
-      than their own last sign of life. Without that, ``t``.
+    * open but absent: closed. When they left is unknown: they were there at their own last
+      sign of life, and may have stayed while daz was still watching, so they end at the later
+      of the two. Until when daz watched is ``watched_until`` (this process saw the room drop),
+      else the end of daz's own earlier session in the channel (one that began before
+      ``watching_since``, the current connection, says nothing about the gap). Without either
+      (a Go-era database, a new bot name, an anonymous bot's first start) they end at their
+      last sign of life, never at ``t``: that would make ``!seen`` say "just now" for someone
+      gone for hours.
     Returns (opened, closed) user names.
     """
     names = [n for n, _ in users]
@@ -104,12 +111,16 @@ async def reconcile(conn, channel: str, users: list[tuple[str, float]], t: float
                            channel)
         # The CTE reads daz's own sessions before this UPDATE may close a stale one of them.
         closed = await conn.fetch(
-            f"WITH w AS (SELECT max(coalesce(left_at, last_activity)) AS until FROM {S}"
-            "   WHERE channel = $1 AND $4 <> '' AND lower(username) = lower($4))"
+            f"WITH own AS (SELECT max(coalesce(left_at, last_activity)) AS until FROM {S}"
+            "   WHERE channel = $1 AND $4 <> '' AND lower(username) = lower($4)"
+            "   AND ($6::float8 IS NULL OR joined_at < to_timestamp($6::float8))),"
+            " bound AS (SELECT coalesce(to_timestamp($5::float8), (SELECT until FROM own))"
+            "   AS until)"
             f" UPDATE {S} SET is_active = false, left_at = greatest(joined_at, last_activity,"
-            "   least(to_timestamp($3), coalesce((SELECT until FROM w), to_timestamp($3))))"
+            "   (SELECT least(to_timestamp($3), until) FROM bound WHERE until IS NOT NULL))"
             " WHERE channel = $1 AND is_active AND NOT (lower(username) = ANY($2::text[]))"
-            " RETURNING username, left_at", channel, lowered, t, bot_name or "")
+            " RETURNING username, left_at", channel, lowered, t, bot_name or "", watched_until,
+            watching_since)
         await conn.execute(
             f"UPDATE {S} s SET rank = u.rank FROM unnest($2::text[], $3::int[]) AS u(name, rank)"
             " WHERE s.channel = $1 AND s.is_active AND lower(s.username) = u.name"
