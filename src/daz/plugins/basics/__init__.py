@@ -35,6 +35,7 @@ def format_duration(seconds: float, *, with_seconds: bool = True) -> str:
 
 class Basics(Plugin):
     name = "basics"
+    after = ("sql",)
     description = "Help, about, uptime and ping"
     Config = BasicsConfig
 

@@ -34,7 +34,7 @@ from pydantic import Field, model_validator
 from daz.commands import CommandContext, RegisteredCommand, UsageError, parse_command
 from daz.cytube.events import ChatMessage, PrivateMessage
 from daz.events import CommandExecuted, PluginEvent
-from daz.plugins.base import Plugin, PluginConfig, command, on
+from daz.plugins.base import COMMAND_PRIORITY, Plugin, PluginConfig, command, on
 from daz.plugins.eventfilter.guard import Cooldowns, NoticeLimiter
 from daz.plugins.eventfilter.history import HistoryWriter
 from daz.plugins.eventfilter.rules import Rule, RuleConfig, build_rule, targets_for
@@ -67,9 +67,11 @@ class EventFilterConfig(PluginConfig):
 
 class EventFilter(Plugin):
     name = "eventfilter"
+    after = ("sql", "retry")
     description = "Runs chat commands (ranks, cooldowns, audit log) and forwards events by rule"
     schema = "schema.sql"
     Config = EventFilterConfig
+    handler_priority = COMMAND_PRIORITY
     retry_operations = {"save_enabled": "_retry_save_enabled"}
 
     async def setup(self) -> None:

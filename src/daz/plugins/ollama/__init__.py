@@ -92,6 +92,7 @@ class OllamaConfig(PluginConfig):
 
 class Ollama(Plugin):
     name = "ollama"
+    after = ("sql", "retry")
     description = "Answers in chat when addressed by name, using a local Ollama model"
     Config = OllamaConfig
     retry_operations = {"record_reply": "_retry_record_reply"}
