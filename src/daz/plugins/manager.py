@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daz.commands import CommandConflict, CommandRegistry
+from daz.commands.dispatch import CommandDispatcher, command_settings
 from daz.config import ConfigError, validate_plugin_config
 from daz.plugins.base import EverySpec, OnSpec, Plugin, PluginContext
 from daz.plugins.registry import available_plugins, plugin_class_in
@@ -57,6 +58,7 @@ class PluginManager:
         # registry must be the one filled, or /help shows nothing.
         self.commands = commands if commands is not None else CommandRegistry()
         self.loaded: dict[str, LoadedPlugin] = {}
+        self.dispatcher: CommandDispatcher | None = None
 
     # ------------------------------------------------------------------ selection
 
@@ -67,6 +69,10 @@ class PluginManager:
         self._warn_about_unknown_sections(classes)
         chosen = []
         problems = []
+        try:
+            command_settings(self.config)
+        except ConfigError as exc:
+            problems.append(str(exc))
         for name, cls in classes.items():
             if only is not None and name not in only:
                 continue
@@ -111,6 +117,11 @@ class PluginManager:
                     raise ConfigError(str(exc)) from None
         for plugin in instances:
             await self._start_one(plugin)
+        # Dispatch is core: commands run whichever plugins declared them.
+        self.dispatcher = CommandDispatcher.from_config(
+            self.config, bus=self.bus, rooms=self.rooms, registry=self.commands,
+            clock=self.clock, metrics=self.metrics)
+        self.dispatcher.start()
 
     async def _start_one(self, plugin: Plugin) -> None:
         loaded = LoadedPlugin(name=plugin.name, plugin=plugin)
@@ -180,7 +191,10 @@ class PluginManager:
         return run
 
     async def stop(self, timeout: float = 15.0) -> None:
-        """Stop timers and subscriptions, let queued events drain, then teardown in reverse."""
+        """Stop commands, timers and subscriptions, let queued events drain, then teardown in
+        reverse."""
+        if self.dispatcher is not None:
+            await self.dispatcher.stop(timeout=min(timeout, 10.0))
         for loaded in self.loaded.values():
             for task in loaded.timers:
                 task.cancel()
