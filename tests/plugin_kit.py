@@ -38,9 +38,12 @@ class Kit:
     @classmethod
     async def start(cls, classes: dict, *, sections: dict | None = None,
                     admins: list[str] | None = None, db=None, clock: Clock | None = None,
-                    bus: Bus | None = None, commands=None, data_dir=None) -> "Kit":
+                    bus: Bus | None = None, commands=None, data_dir=None,
+                    core: dict | None = None) -> "Kit":
         config = load_config(None, env={}, overrides={"channel": "testchan"})
         config.plugins.update(sections or {})
+        for key, value in (core or {}).items():  # e.g. core={"commands": {"prefix": "$"}}
+            setattr(config.core, key, type(getattr(config.core, key)).model_validate(value))
         config.core.admin_users = list(admins or [])
         room = RecordingRoom(room_id="testchan", channel="testchan", bot_name="dazbot")
         metrics = Metrics()
@@ -82,12 +85,9 @@ class Kit:
 
     async def settle(self, timeout: float = 5.0) -> None:
         """Every queued event handled and every command task (and what it published) done."""
-        ef = self.manager.get("eventfilter")
         for _ in range(5):
             await self.bus.drain(timeout)
-            running = list(getattr(ef, "running", ()))
-            if running:
-                await asyncio.wait(running, timeout=timeout)
+            await self.manager.dispatcher.settle(timeout)
             await asyncio.sleep(0)
         await self.bus.drain(timeout)
 

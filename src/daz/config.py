@@ -138,12 +138,28 @@ class WebConfig(_Section):
         return [entry.strip() for entry in value]
 
 
+class CommandsConfig(_Section):
+    """``core.commands``: how chat lines become commands."""
+
+    prefix: str = Field("!", min_length=1, max_length=5,
+                        description="What a command starts with (Go: plugins.eventfilter."
+                                    "command_prefix)")
+    # Cooldown for commands that declare none; 0 leaves them without one. (Go applied 5 s to
+    # everything, aliases counted separately.)
+    default_cooldown: float = Field(0.0, ge=0, description="Seconds between two uses of a "
+                                    "command by one user, for commands that set none")
+    notice_interval: float = Field(10.0, ge=0, description="Seconds between two refusal PMs "
+                                   "to one user")
+    max_line_length: int = Field(1000, ge=16, description="Longer lines are not commands")
+
+
 class CoreConfig(_Section):
     rooms: list[RoomConfig] = Field(default_factory=list)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     data_dir: str = ""
     admin_users: list[str] = Field(default_factory=list)
     web: WebConfig = Field(default_factory=WebConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "CoreConfig":

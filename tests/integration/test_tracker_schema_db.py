@@ -8,7 +8,8 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from daz.db.migrate import PLUGIN_ORDER, PLUGINS_DIR, migrate, migrations, run_script
+from daz.db.migrate import PLUGINS_DIR, migrate, migrations, run_script
+from daz.plugins.registry import available_plugins
 from tests.integration.tracker_feed import feed, item, media
 from tests.plugin_kit import Kit
 
@@ -91,7 +92,7 @@ async def _indexes(conn, table):
 def test_plugin_order_applies_both_files():
     names = [m.name for m in migrations()]
     for plugin in ("mediatracker", "analytics"):
-        assert plugin in PLUGIN_ORDER
+        assert plugin in available_plugins()
         assert f"plugins/{plugin}/schema.sql" in names
     assert names.index("plugins/mediatracker/schema.sql") < names.index(
         "plugins/analytics/schema.sql")

@@ -27,7 +27,7 @@ async def kit(**kw):
 
 async def test_help_lists_only_what_the_caller_may_use_by_pm():
     k = await kit(admins=["root"])
-    k.user("root", 0)
+    k.user("root", 1)  # an admin counts only logged in with an account (rank 1 or more)
     await k.chat("alice", "!help")
     await k.chat("mia", "!help")
     await k.chat("root", "!help")

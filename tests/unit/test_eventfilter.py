@@ -1,4 +1,4 @@
-"""The command dispatcher: parsing from real events, permissions, cooldowns, refusals, rules."""
+"""The command dispatcher (core) with the eventfilter plugin: parsing from real events, permissions, cooldowns, refusals, rules."""
 import asyncio
 
 import pytest
@@ -142,6 +142,7 @@ async def _append(out, e):
 
 async def test_admins_from_core_and_plugin_config_case_insensitive():
     k = await kit(admins=["Mia"], sections={"eventfilter": {"admin_users": ["ALICE"]}})
+    k.user("alice", 1)  # admins count when logged in with an account
     await k.chat("alice", "!adm")
     await k.chat("MIA", "!adm")
     await k.chat("bob", "!adm")
@@ -272,7 +273,7 @@ def test_rule_matching_and_go_spelling():
 
 
 def test_cooldowns_and_notice_limiter():
-    from daz.plugins.eventfilter.guard import Cooldowns, NoticeLimiter
+    from daz.commands.limits import Cooldowns, NoticeLimiter
 
     c = Cooldowns()
     c.start("Alice", "tell", 5, now=100)

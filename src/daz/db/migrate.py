@@ -1,7 +1,8 @@
 """Bring a database to daz's schema: the Go Daz scripts (fixed) and each plugin's own tables.
 
-Order: the sql plugin's core tables, then ``scripts/sql/0*.sql`` by name, then the plugins'
-``schema.sql`` files (a fixed order first, then any other plugin, sorted). Every file is applied
+Order: the sql plugin's core tables, then ``scripts/sql/0*.sql`` by name, then the other
+plugins' schema files in the plugin registry's start order (``plugins/registry.py``: built-in
+and installed plugins alike, each after the plugins it declares in ``after``). Every file is applied
 in one transaction, statement by statement so that a failure names the statement, and recorded
 in ``daz_schema_migrations``. All of it runs under one advisory lock, so two daz processes
 starting together take turns instead of racing on the same DDL.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +35,6 @@ log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PLUGINS_DIR = PACKAGE_DIR / "plugins"
-PLUGIN_ORDER = ("eventfilter", "usertracker", "mediatracker", "analytics", "greeter", "tell")
 CLEANUP_SCRIPT = "cleanup-stale-sessions.sql"
 # Any fixed 64-bit number works; derived from a name so it is unlikely to collide with others.
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"daz schema migrations").digest()[:8], "big",
@@ -106,10 +107,20 @@ def migrations() -> list[Migration]:
     if core.is_file():
         out.append(Migration("plugins/sql/schema.sql", core))
     out += [Migration(f"scripts/sql/{p.name}", p) for p in sorted(sql_dir().glob("0*.sql"))]
-    found = {p.parent.name: p for p in PLUGINS_DIR.glob("*/schema.sql")}
-    found.pop("sql", None)
-    ordered = [n for n in PLUGIN_ORDER if n in found] + sorted(set(found) - set(PLUGIN_ORDER))
-    out += [Migration(f"plugins/{n}/schema.sql", found[n]) for n in ordered]
+    for name, path in plugin_schema_files().items():
+        if name != "sql":
+            out.append(Migration(f"plugins/{name}/{path.name}", path))
+    return out
+
+
+def plugin_schema_files() -> dict[str, Path]:
+    """Each plugin's own schema file, by plugin name, in the registry's start order."""
+    from daz.plugins.registry import available_plugins
+
+    out = {}
+    for name, cls in available_plugins().items():
+        if cls.schema:
+            out[name] = Path(inspect.getfile(cls)).resolve().parent / cls.schema
     return out
 
 

@@ -206,6 +206,11 @@ class PluginContext:
             self.logger.debug("could not write plugin log: %s", exc)
 
 
+# The command system's handlers run ahead of others when several lanes have work ready, so a
+# command is answered promptly on a busy channel.
+COMMAND_PRIORITY = 100
+
+
 class Plugin:
     """Base class of every plugin. Subclasses set ``name`` and declare handlers."""
 
@@ -214,6 +219,10 @@ class Plugin:
     schema: ClassVar[str | None] = None  # file in the plugin package, applied by db/migrate.py
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     enabled_by_default: ClassVar[bool] = True
+    # Plugins that must start (and have their tables) before this one; see plugins/registry.py.
+    after: ClassVar[tuple[str, ...]] = ()
+    # Lane priority of this plugin's handlers when several lanes have work ready.
+    handler_priority: ClassVar[int] = 0
 
     def __init__(self, ctx: PluginContext):
         self.ctx = ctx

@@ -1,7 +1,9 @@
 """Loads plugins, wires their declarations, and keeps one plugin's failure its own.
 
-* Which plugins run: every built-in in ``BUILTIN_PLUGINS`` whose config section does not say
-  ``"enabled": false`` (plus any extra classes a test passes in).
+* Which plugins run: every plugin the registry finds (``plugins/registry.py``: the packages in
+  ``daz.plugins`` and the ``daz.plugins`` entry points), in the order their ``after``
+  declarations give, whose config section does not say ``"enabled": false`` (a test may pass
+  its own classes instead). A config section that names no known plugin is a warning.
 * Config sections are validated before anything starts: a wrong type is a ``ConfigError``
   naming ``plugins.<name>.<key>``, and the bot does not start.
 * ``setup()`` failing disables that plugin (logged and counted); the rest start.
@@ -11,27 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from daz.commands import CommandConflict, CommandRegistry
+from daz.commands.dispatch import CommandDispatcher, command_settings
 from daz.config import ConfigError, validate_plugin_config
 from daz.plugins.base import EverySpec, OnSpec, Plugin, PluginContext
+from daz.plugins.registry import available_plugins, plugin_class_in
+
+__all__ = ["PluginManager", "available_plugins", "plugin_class"]
 
 log = logging.getLogger(__name__)
-
-# Start-up order: logging and retries first (others depend on them being there), the command
-# system next, then the plugins that know the channel, then the ones people talk to.
-BUILTIN_PLUGINS = (
-    "sql", "retry", "stats", "eventfilter", "usertracker", "mediatracker", "analytics",
-    "basics", "greeter", "tell", "gallery", "ollama",
-)
-
-# Handlers of these plugins run ahead of others when several have work ready.
-COMMAND_PRIORITY = 100
-
 
 @dataclass
 class LoadedPlugin:
@@ -46,27 +40,7 @@ class LoadedPlugin:
 
 def plugin_class(name: str) -> type[Plugin]:
     """The Plugin subclass defined in ``daz.plugins.<name>``."""
-    module = importlib.import_module(f"daz.plugins.{name}")
-    found = [obj for obj in vars(module).values()
-             if inspect.isclass(obj) and issubclass(obj, Plugin) and obj is not Plugin
-             and obj.__module__.startswith(module.__name__)]
-    if len(found) != 1:
-        raise ImportError(f"daz.plugins.{name} must define exactly one Plugin class, found "
-                          f"{[c.__name__ for c in found]}")
-    return found[0]
-
-
-def available_plugins() -> dict[str, type[Plugin]]:
-    """Built-in plugins that are importable (a plugin still being written is skipped)."""
-    out = {}
-    for name in BUILTIN_PLUGINS:
-        try:
-            out[name] = plugin_class(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"daz.plugins.{name}":
-                continue
-            raise
-    return out
+    return plugin_class_in(importlib.import_module(f"daz.plugins.{name}"))
 
 
 class PluginManager:
@@ -84,6 +58,7 @@ class PluginManager:
         # registry must be the one filled, or /help shows nothing.
         self.commands = commands if commands is not None else CommandRegistry()
         self.loaded: dict[str, LoadedPlugin] = {}
+        self.dispatcher: CommandDispatcher | None = None
 
     # ------------------------------------------------------------------ selection
 
@@ -91,8 +66,13 @@ class PluginManager:
                only: list[str] | None = None) -> list[tuple[type[Plugin], Any]]:
         """Choose enabled plugins and validate their config; raises ConfigError on bad config."""
         classes = classes if classes is not None else available_plugins()
+        self._warn_about_unknown_sections(classes)
         chosen = []
         problems = []
+        try:
+            command_settings(self.config)
+        except ConfigError as exc:
+            problems.append(str(exc))
         for name, cls in classes.items():
             if only is not None and name not in only:
                 continue
@@ -109,6 +89,12 @@ class PluginManager:
         if problems:
             raise ConfigError("; ".join(problems))
         return chosen
+
+    def _warn_about_unknown_sections(self, classes: dict[str, type[Plugin]]) -> None:
+        known = set(classes) | set(available_plugins())
+        for name in sorted(set(self.config.plugins) - known):
+            log.warning("config: plugins.%s names no installed plugin, so it is ignored "
+                        "(known plugins: %s)", name, ", ".join(sorted(known)))
 
     # ------------------------------------------------------------------ start / stop
 
@@ -131,6 +117,11 @@ class PluginManager:
                     raise ConfigError(str(exc)) from None
         for plugin in instances:
             await self._start_one(plugin)
+        # Dispatch is core: commands run whichever plugins declared them.
+        self.dispatcher = CommandDispatcher.from_config(
+            self.config, bus=self.bus, rooms=self.rooms, registry=self.commands,
+            clock=self.clock, metrics=self.metrics)
+        self.dispatcher.start()
 
     async def _start_one(self, plugin: Plugin) -> None:
         loaded = LoadedPlugin(name=plugin.name, plugin=plugin)
@@ -157,7 +148,7 @@ class PluginManager:
         log.info("plugin %s started", plugin.name)
 
     def _subscribe(self, plugin: Plugin, method, spec: OnSpec):
-        priority = spec.priority or (COMMAND_PRIORITY if plugin.name == "eventfilter" else 0)
+        priority = spec.priority or plugin.handler_priority
         # Ignored lines are left out by the bus, before they are queued for this plugin.
         return self.bus.subscribe(spec.topic, method, owner=plugin.name, priority=priority,
                                   max_queue=spec.max_queue, overflow=spec.overflow,
@@ -200,7 +191,10 @@ class PluginManager:
         return run
 
     async def stop(self, timeout: float = 15.0) -> None:
-        """Stop timers and subscriptions, let queued events drain, then teardown in reverse."""
+        """Stop commands, timers and subscriptions, let queued events drain, then teardown in
+        reverse."""
+        if self.dispatcher is not None:
+            await self.dispatcher.stop(timeout=min(timeout, 10.0))
         for loaded in self.loaded.values():
             for task in loaded.timers:
                 task.cancel()

@@ -17,6 +17,7 @@ import jinja2
 from aiohttp import web
 
 from daz import __version__
+from daz.commands.dispatch import command_prefix
 from daz.web import filters, queries
 from daz.web.auth import Auth, load_or_create_token
 from daz.web.keys import AUTH, DAZ_APP
@@ -136,7 +137,7 @@ async def help_page(request: web.Request) -> web.Response:
                          "description": spec.description, "min_rank": spec.min_rank,
                          "admin_only": spec.admin_only, "enabled": entry.enabled,
                          "plugin": entry.plugin, "cooldown": spec.cooldown})
-    prefix = app.config.plugin_section("eventfilter").get("command_prefix", "!")
+    prefix = command_prefix(app.config)
     return render(request, "help.html", commands=commands, prefix=prefix)
 
 

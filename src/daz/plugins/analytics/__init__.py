@@ -54,6 +54,7 @@ class AnalyticsConfig(PluginConfig):
 
 class Analytics(Plugin):
     name = "analytics"
+    after = ("sql", "mediatracker")  # its play counts follow the play records
     description = "Hourly and daily channel figures and per-user message counts; !mystats"
     schema = "schema.sql"
     Config = AnalyticsConfig

@@ -14,6 +14,7 @@ from pydantic import Field
 
 import daz
 from daz.commands import CommandContext, RegisteredCommand
+from daz.commands.dispatch import command_prefix
 from daz.plugins.base import Plugin, PluginConfig, command
 
 class BasicsConfig(PluginConfig):
@@ -35,6 +36,7 @@ def format_duration(seconds: float, *, with_seconds: bool = True) -> str:
 
 class Basics(Plugin):
     name = "basics"
+    after = ("sql",)
     description = "Help, about, uptime and ping"
     Config = BasicsConfig
 
@@ -42,8 +44,7 @@ class Basics(Plugin):
         # The plugin starts with the process; close enough to "the bot has been up".
         self.started = time.monotonic()
         app = self.ctx.app_config
-        section = app.plugin_section("eventfilter") if app is not None else {}
-        self.prefix = str(section.get("command_prefix") or "!")
+        self.prefix = command_prefix(app)
         self.base_url = (app.core.web.base_url.rstrip("/") if app is not None else "")
 
     # ------------------------------------------------------------------ ping

@@ -1,26 +1,21 @@
-"""eventfilter: turns chat lines and PMs into command calls, and forwards events by rule.
+"""eventfilter: the command audit log, the owner's command switch, and event routing rules.
 
-For each ``!name args`` line (chat or PM, already HTML-unescaped, never replayed history or our
-own echo) it resolves the command in the shared registry, then checks, in this order: enabled,
-PM-only, admin-only, rank (from the room's user list, PMs too), argument count, per-user cooldown
-(shared by aliases). A refusal gets one short PM saying why, at most one per user per
-``notice_interval`` seconds. An unknown command gets no answer at all.
+Command dispatch itself is core (``daz/commands/dispatch.py``); this plugin keeps what its Go
+tables are for:
 
-Commands run in their own task, so a slow command (a database lookup, an LLM call) never delays
-the next line's dispatch; ``!ping`` is answered while ``!weather`` waits. Each attempt is counted
-(``daz_commands_total``), timed, published as ``CommandExecuted`` and added to the batched audit
-log (``daz_eventfilter_history``).
+* the audit log: every ``CommandExecuted`` the dispatcher publishes is batched into
+  ``daz_eventfilter_history`` (one row per attempt: ran, refused or failed);
+* the owner's switch: the registry is mirrored into ``daz_eventfilter_commands`` at start-up; the
+  ``enabled`` column is the owner's decision (``!command disable x``) and is read back, so it
+  survives restarts and reaches other daz processes on the same database within
+  ``refresh_seconds``. A switch made while the database is down holds at once and is saved
+  through the retry queue (``defer_retry``) when the database is back;
+* routing rules (``rules``/``routing_rules``, and rows of ``daz_eventfilter_rules``): matching
+  CyTube events are forwarded to a plugin as ``plugin.<target>.forward`` (see rules.py).
 
-The registry is mirrored into ``daz_eventfilter_commands`` at start-up; the ``enabled`` column is
-the owner's switch (``!command disable x``) and is read back, so it survives restarts. A switch
-made while the database is down holds at once and is saved through the retry queue
-(``defer_retry``) when the database is back.
-
-Config keys: ``command_prefix`` ("!"), ``default_cooldown`` (0: commands set their own),
-``admin_users`` (added to the core list), ``notice_interval`` (10 s between refusal PMs to one
-user), ``max_line_length`` (1000), ``history`` (true), ``history_flush_seconds`` (2),
-``history_max_buffer`` (50,000), ``refresh_seconds`` (60, re-read switches and rules),
-``rules``/``routing_rules`` (see rules.py).
+Its section also still accepts the Go keys ``command_prefix``, ``default_cooldown`` and
+``admin_users`` (and daz's ``notice_interval``, ``max_line_length``): the core reads them when
+``core.commands`` / ``core.admin_users`` do not say otherwise.
 """
 from __future__ import annotations
 
@@ -31,25 +26,21 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from daz.commands import CommandContext, RegisteredCommand, UsageError, parse_command
-from daz.cytube.events import ChatMessage, PrivateMessage
+from daz.commands import CommandContext, RegisteredCommand, UsageError
+from daz.commands.dispatch import command_settings
 from daz.events import CommandExecuted, PluginEvent
 from daz.plugins.base import Plugin, PluginConfig, command, on
-from daz.plugins.eventfilter.guard import Cooldowns, NoticeLimiter
 from daz.plugins.eventfilter.history import HistoryWriter
 from daz.plugins.eventfilter.rules import Rule, RuleConfig, build_rule, targets_for
 
-UNKNOWN = "(unknown)"  # metric label for unknown names: user text must not become label values
-
 
 class EventFilterConfig(PluginConfig):
+    # Read by the core's command dispatcher (core.commands wins where it sets a key).
     command_prefix: str = Field("!", min_length=1, max_length=5)
-    # Cooldown for commands that declare none; 0 leaves them without one. (Go applied 5 s to
-    # everything, aliases counted separately.)
     default_cooldown: float = Field(0.0, ge=0)
     admin_users: list[str] = Field(default_factory=list)
     notice_interval: float = Field(10.0, ge=0)
-    max_line_length: int = Field(1000, ge=16)  # longer lines are not commands (Go: 512 bytes)
+    max_line_length: int = Field(1000, ge=16)
     history: bool = True
     history_flush_seconds: float = Field(2.0, gt=0)
     history_max_buffer: int = Field(50_000, ge=100)
@@ -67,21 +58,17 @@ class EventFilterConfig(PluginConfig):
 
 class EventFilter(Plugin):
     name = "eventfilter"
-    description = "Runs chat commands (ranks, cooldowns, audit log) and forwards events by rule"
+    after = ("sql", "retry")
+    description = "Command audit log, the owner's command switch, event routing rules"
     schema = "schema.sql"
     Config = EventFilterConfig
     retry_operations = {"save_enabled": "_retry_save_enabled"}
 
     async def setup(self) -> None:
         cfg = self.config
-        self.prefix = cfg.command_prefix
-        app = self.ctx.app_config
-        core_admins = list(app.core.admin_users) if app is not None else []
-        self.admins = {n.lower() for n in (*core_admins, *cfg.admin_users) if n}
-        self.cooldowns = Cooldowns()
-        self.notices = NoticeLimiter(cfg.notice_interval)
+        self.prefix = (command_settings(self.ctx.app_config)[0].prefix
+                       if self.ctx.app_config is not None else cfg.command_prefix)
         self.history = HistoryWriter(self.ctx.db, max_buffer=cfg.history_max_buffer)
-        self.running: set[asyncio.Task] = set()
         self.unsaved: set[str] = set()  # switched while the database was down (retry queued)
         self.config_rules: list[Rule] = []
         for i, rc in enumerate(cfg.rules):
@@ -104,129 +91,16 @@ class EventFilter(Plugin):
         if self._rules_sub is not None:
             self.ctx.bus.unsubscribe(self._rules_sub)
             self._rules_sub = None
-        if self.running:
-            await asyncio.wait(self.running, timeout=10)
         await self.history.flush()
 
-    # ------------------------------------------------------------------ dispatch
+    # ------------------------------------------------------------------ audit log
 
-    @on(ChatMessage, priority=100)
-    async def on_chat(self, event: ChatMessage) -> None:
-        await self.dispatch(event, via_pm=False)
-
-    @on(PrivateMessage, priority=100)
-    async def on_pm(self, event: PrivateMessage) -> None:
-        await self.dispatch(event, via_pm=True)
-
-    async def dispatch(self, event: ChatMessage | PrivateMessage, *, via_pm: bool) -> None:
-        text = event.text
-        if not text.startswith(self.prefix) or len(text) > self.config.max_line_length:
-            return  # the hot path: almost every line ends here
-        if event.ignored or event.own or not event.username:
-            return  # the @on wrapper drops these already; a command must never run twice
-        room = self.ctx.rooms.get(event.room_id)
-        if room is None or room.state.is_self(event.username):
-            return
-        parsed = parse_command(text, self.prefix)
-        if parsed is None:
-            return
-        user = event.username
-        entry = self.ctx.commands.resolve(parsed.name)
-        if entry is None:
-            self._finish(event, UNKNOWN, parsed.name, user, parsed.args, via_pm, "unknown")
-            return
-        is_admin = user.lower() in self.admins
-        # Rank comes from the user list (chat payloads carry none). Someone who can talk to us
-        # is at least a guest, so an absent entry (a join we have not seen yet) counts as 0.
-        rank = max(room.state.rank_of(user), 0)
-        refusal = self._check(entry, parsed.args, user, rank, is_admin, via_pm)
-        if refusal is not None:
-            outcome, why = refusal
-            self._finish(event, entry.name, entry.name, user, parsed.args, via_pm, outcome, why)
-            await self._notice(room, user, why)
-            return
-        ctx = CommandContext(room=room, event=event, command=entry, invoked_as=parsed.name,
-                             args=parsed.args, rest=parsed.rest, username=user, rank=rank,
-                             is_admin=is_admin, via_pm=via_pm)
-        task = asyncio.create_task(self._run(entry, ctx), name=f"command:{entry.name}")
-        self.running.add(task)
-        task.add_done_callback(self.running.discard)
-
-    def _check(self, entry: RegisteredCommand, args: list[str], user: str, rank: float,
-               is_admin: bool, via_pm: bool) -> tuple[str, str] | None:
-        """None when the command may run (and its cooldown is started), else (outcome, why)."""
-        name = entry.name
-        spec = entry.spec
-        if not entry.enabled:
-            return "disabled", f"{self.prefix}{name} is switched off."
-        if spec.pm_only and not via_pm:
-            return "pm_only", f"{self.prefix}{name} works only in a PM to me."
-        if spec.admin_only and not is_admin:
-            return "admin", f"{self.prefix}{name} is for bot admins only."
-        if rank < spec.min_rank and not is_admin:
-            return "rank", f"{self.prefix}{name} needs rank {spec.min_rank:g} (you have {rank:g})."
-        try:
-            entry.bind(args)
-        except UsageError as exc:
-            return "usage", f"Usage: {exc}"
-        cooldown = spec.cooldown or self.config.default_cooldown
-        if cooldown > 0 and not is_admin:
-            now = self.ctx.clock.monotonic()
-            left = self.cooldowns.remaining(user, name, now)
-            if left > 0:
-                return "cooldown", f"{self.prefix}{name}: wait {left:.0f}s." if left >= 1 \
-                    else f"{self.prefix}{name}: wait a moment."
-            # Started before the handler runs: a failing command still costs its cooldown,
-            # otherwise an error path becomes a way to spam.
-            self.cooldowns.start(user, name, cooldown, now)
-        return None
-
-    async def _run(self, entry: RegisteredCommand, ctx: CommandContext) -> None:
-        started = time.perf_counter()
-        outcome, detail = "ok", ""
-        try:
-            await entry.handler(ctx, *ctx.args)
-        except UsageError as exc:  # a handler may refuse its arguments itself
-            outcome, detail = "usage", f"Usage: {exc}"
-            await self._notice(ctx.room, ctx.username, detail)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            outcome, detail = "error", f"{type(exc).__name__}: {exc}"[:300]
-            self.log.exception("command %s (plugin %s) failed for %s", entry.name, entry.plugin,
-                               ctx.username)
-            try:
-                await ctx.reply_pm(f"Sorry, something went wrong with {self.prefix}{entry.name}.")
-            except Exception:
-                pass
-        seconds = time.perf_counter() - started
-        if self.ctx.metrics is not None:
-            self.ctx.metrics.command_latency.observe(seconds)
-        self._finish(ctx.event, entry.name, entry.name, ctx.username, ctx.args, ctx.via_pm,
-                     outcome, detail, seconds)
-
-    async def _notice(self, room: Any, user: str, text: str) -> None:
-        if not self.notices.allow(user, self.ctx.clock.monotonic()):
-            return
-        try:
-            await room.pm(user, text)
-        except Exception as exc:
-            self.log.debug("could not send refusal notice to %s: %s", user, exc)
-
-    def _finish(self, event: Any, label: str, name: str, user: str, args: list[str],
-                via_pm: bool, outcome: str, detail: str = "", seconds: float = 0.0) -> None:
-        if self.ctx.metrics is not None:
-            self.ctx.metrics.commands.labels(command=label, outcome=outcome).inc()
+    @on(CommandExecuted)
+    async def audit(self, done: CommandExecuted) -> None:
         if self.config.history:
-            self.history.add(name, user, event.channel, args, outcome == "ok",
-                             "" if outcome == "ok" else f"{outcome}: {detail}".rstrip(": "))
-        done = CommandExecuted(room_id=event.room_id, channel=event.channel, command=name,
-                               username=user, args=list(args), via_pm=via_pm, outcome=outcome,
-                               detail=detail, duration_ms=seconds * 1000)
-        # publish() only awaits for a full "block" subscriber; run it beside the hot path.
-        task = asyncio.ensure_future(self.ctx.bus.publish(done))
-        self.running.add(task)
-        task.add_done_callback(self.running.discard)
+            self.history.add(done.command, done.username, done.channel, done.args,
+                             done.outcome == "ok", "" if done.outcome == "ok"
+                             else f"{done.outcome}: {done.detail}".rstrip(": "))
 
     # ------------------------------------------------------------------ owner's switch
 
@@ -377,7 +251,6 @@ class EventFilter(Plugin):
         while True:
             await asyncio.sleep(self.config.history_flush_seconds)
             await self.history.flush()
-            self.cooldowns.prune(self.ctx.clock.monotonic())
             if self.ctx.db is not None and time.monotonic() - last_refresh >= \
                     self.config.refresh_seconds:
                 last_refresh = time.monotonic()

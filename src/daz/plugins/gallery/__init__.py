@@ -49,6 +49,7 @@ RATE_MEMORY = 10_000  # users remembered by the rate limit before old entries ar
 
 class Gallery(Plugin):
     name = "gallery"
+    after = ("sql", "retry")
     description = "Galleries of the images linked in chat, with health checks"
     Config = GalleryConfig
     retry_operations = {"add_image": "_retry_add_image"}

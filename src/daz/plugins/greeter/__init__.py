@@ -79,6 +79,7 @@ class RoomWatch:
 
 class Greeter(Plugin):
     name = "greeter"
+    after = ("sql", "retry")
     description = "Greets people who arrive (first-timers too), with opt-out"
     schema = "schema.sql"
     Config = GreeterConfig

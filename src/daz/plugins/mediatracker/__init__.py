@@ -78,6 +78,7 @@ class MediaTrackerConfig(PluginConfig, HeldWritesConfig):
 
 class MediaTracker(Plugin):
     name = "mediatracker"
+    after = ("sql",)
     description = "Plays, media stats, the playlist mirror and the media library; !np, !stats"
     schema = "schema.sql"
     Config = MediaTrackerConfig

@@ -37,7 +37,7 @@ Config (``plugins.ollama``; Go Daz key names where Go had the setting). Off unle
     ``system_prompt`` (persona; ``{bot_name}`` is replaced; empty = built in), ``aliases`` ([]),
     ``bot_name`` (Go's key: one more alias), ``ignored_users`` ([]: other bots),
     ``allowed_channels`` ([] = all), ``chat_replies`` (true; false = only ``ollama.generate``),
-    ``command_prefix`` (default: eventfilter's, else "!"), ``follow_up_enabled`` (true),
+    ``command_prefix`` (default: the core's, ``core.commands.prefix``), ``follow_up_enabled`` (true),
     ``follow_up_window_seconds`` (60), ``follow_up_max_messages`` (3 replies without the name),
     ``rate_limit_seconds`` (10, per user), ``channel_rate_limit_seconds`` (3),
     ``rate_limit_notice`` ("" = none; else said once when someone is limited),
@@ -51,6 +51,7 @@ import asyncio
 
 from pydantic import Field
 
+from daz.commands.dispatch import command_prefix
 from daz.cytube.events import ChatMessage
 from daz.events import MessageSent
 from daz.plugins.base import Plugin, PluginConfig, every, on
@@ -92,6 +93,7 @@ class OllamaConfig(PluginConfig):
 
 class Ollama(Plugin):
     name = "ollama"
+    after = ("sql", "retry")
     description = "Answers in chat when addressed by name, using a local Ollama model"
     Config = OllamaConfig
     retry_operations = {"record_reply": "_retry_record_reply"}
@@ -106,10 +108,8 @@ class Ollama(Plugin):
         self.history = ChatHistory(cfg.history_lines)
         self.follow_ups = FollowUps(cfg.follow_up_window_seconds if cfg.follow_up_enabled else 0,
                                     cfg.follow_up_max_messages)
-        prefix = cfg.command_prefix
-        if not prefix and self.ctx.app_config is not None:
-            prefix = self.ctx.app_config.plugin_section("eventfilter").get("command_prefix")
-        self.prefixes = tuple({prefix if isinstance(prefix, str) and prefix else "!", "/"})
+        prefix = cfg.command_prefix or command_prefix(self.ctx.app_config)
+        self.prefixes = tuple({prefix, "/"})
         self.ignored = {u.lower() for u in cfg.ignored_users}
         self.allowed = {c.lower() for c in cfg.allowed_channels}
         self.stats = {"replies": 0, "failures": 0, "limited": 0, "duplicates": 0, "stale": 0,

@@ -78,6 +78,7 @@ def transient(exc: BaseException) -> bool:
 
 class Retry(Plugin):
     name = "retry"
+    after = ("sql",)
     description = "Persistent retry queue for failed operations of other plugins"
     Config = RetryConfig
 

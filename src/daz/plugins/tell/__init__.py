@@ -77,6 +77,7 @@ class TellConfig(PluginConfig):
 
 class Tell(Plugin):
     name = "tell"
+    after = ("sql", "retry")
     description = "Leave a message for someone who is not here"
     schema = "schema.sql"
     Config = TellConfig

@@ -71,6 +71,7 @@ class UserTrackerConfig(PluginConfig, HeldWritesConfig):
 
 class UserTracker(Plugin):
     name = "usertracker"
+    after = ("sql",)
     description = "Who is in each channel, since when; join/leave history; !seen"
     schema = "schema.sql"
     Config = UserTrackerConfig
