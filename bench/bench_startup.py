@@ -19,12 +19,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from bench.common import sized  # noqa: E402
 from bench.common import report, run, scratch_database, test_dsn  # noqa: E402
 from bench.daz_process import (DazProcess, free_port, prepare_server,  # noqa: E402
                                write_config)
 from daz.sandbox.fake_cytube import FakeCytubeServer  # noqa: E402
 
-ROUNDS = 5
+ROUNDS = sized(5, 1)
 IMPORTS = ("import daz.cli, daz.app, daz.web.server, daz.web.pages; "
            "from daz.plugins.manager import available_plugins; available_plugins()")
 

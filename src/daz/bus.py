@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from daz.events import Event
+from daz.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,8 @@ class Bus:
         lane = _Lane(sub, key)
         sub.lanes[key] = lane
         lane.task = asyncio.get_running_loop().create_task(
-            self._drain(lane), name=f"bus:{sub.owner}:{sub.pattern}:{key}")
+            self._drain(lane), name=f"bus:{sub.owner}:{sub.pattern}:{key}",
+            context=log_context(room=key or None, plugin=sub.owner))
         return lane
 
     async def _drain(self, lane: _Lane) -> None:

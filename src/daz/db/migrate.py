@@ -186,7 +186,8 @@ async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None
                     row = recorded.get(migration.name)
                     if row is not None and row["checksum"] == migration.checksum():
                         continue
-                    log.info("database: applying %s", migration.name)
+                    # debug: the caller lists what was applied, once
+                    log.debug("database: applying %s", migration.name)
                     await _apply(conn, migration)
                     applied.append(migration.name)
         finally:
