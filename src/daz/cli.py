@@ -130,8 +130,10 @@ def bench(only, quick, dsn) -> None:
 def _register_optional_groups() -> None:
     """Sub-commands that live with the code they manage."""
     from daz.db.cli import db
+    from daz.init_cmd import init
 
     main.add_command(db)
+    main.add_command(init)
     try:
         from daz.plugins.gallery.cli import gallery
     except ImportError:

@@ -36,6 +36,9 @@ class RoomConfig(_Section):
     channel: str
     username: str = ""
     password: str = ""
+    # A file whose first line is the password (relative: to the config file's folder); read
+    # at load time when ``password`` is empty. ``daz init`` writes one, mode 0600.
+    password_file: str = ""
     enabled: bool = False  # Go semantics: a room must be switched on explicitly
     reconnect_attempts: int = Field(0, ge=0)  # 0: keep trying (with capped backoff)
     cooldown_minutes: float = Field(0, ge=0)  # cap on the wait between attempts; 0: 5 minutes
@@ -244,7 +247,26 @@ def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = 
         raise ConfigError(format_validation_error(exc)) from None
     for key in unknown_keys(config):
         log.warning("config: unknown key %s (ignored)", key)
+    _read_password_files(config, Path(path).parent if path is not None else Path.cwd())
     return config
+
+
+def _read_password_files(config: Config, base: Path) -> None:
+    for index, room in enumerate(config.core.rooms):
+        if room.password or not room.password_file:
+            continue
+        where = base / Path(room.password_file).expanduser()
+        key = f"core.rooms[{index}].password_file"
+        try:
+            lines = where.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"{key}: cannot read {where}: {reason}") from None
+        if not lines or not lines[0]:
+            raise ConfigError(f"{key}: {where} is empty")
+        if not room.username:
+            raise ConfigError(f"{key}: a password file is set but username is not")
+        room.password = lines[0]
 
 
 def _flag_overrides(raw: dict, flags: dict[str, Any]) -> None:
