@@ -378,6 +378,13 @@ class Bus:
     def pending(self) -> int:
         return sum(sub.depth for sub in self._subs)
 
+    def queued_by_owner(self) -> dict[str, int]:
+        """Events waiting for each subscriber (plugin), over all its lanes."""
+        out: collections.Counter = collections.Counter()
+        for sub in self._subs:
+            out[sub.owner] += sub.depth
+        return dict(out)
+
     async def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every lane is empty and idle (used at shutdown and in tests)."""
         deadline = time.monotonic() + timeout

@@ -131,9 +131,11 @@ def _register_optional_groups() -> None:
     """Sub-commands that live with the code they manage."""
     from daz.db.cli import db
     from daz.init_cmd import init
+    from daz.status_cmd import status
 
     main.add_command(db)
     main.add_command(init)
+    main.add_command(status)
     try:
         from daz.plugins.gallery.cli import gallery
     except ImportError:

@@ -55,6 +55,9 @@ class WebServer:
         webapp.router.add_get("/health/live", self.live)
         webapp.router.add_get("/health/ready", self.ready)
         webapp.router.add_get("/metrics", self.metrics)
+        from daz.web.status import status_page
+
+        webapp.router.add_get("/status", status_page)
         from daz.web.pages import make_auth, page_routes
 
         if self.auth is None:  # one Auth for the process: sessions survive the rebuild
