@@ -262,7 +262,7 @@ class Bus:
         sub.lanes[key] = lane
         lane.task = asyncio.get_running_loop().create_task(
             self._drain(lane), name=f"bus:{sub.owner}:{sub.pattern}:{key}",
-            context=log_context(room=key or None, plugin=sub.owner))
+            context=log_context(room=key, plugin=sub.owner))  # "": no room
         return lane
 
     async def _drain(self, lane: _Lane) -> None:

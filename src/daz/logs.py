@@ -33,7 +33,8 @@ _NOISY = ("socketio", "engineio", "aiohttp.access")
 
 def log_context(*, room: str | None = None, plugin: str | None = None) -> contextvars.Context:
     """A copy of the current context with the room and/or plugin set, for ``create_task(...,
-    context=...)``: the task and everything it starts log with those tags."""
+    context=...)``: the task and everything it starts log with those tags. ``room=""`` clears
+    a room the caller's context had."""
     context = contextvars.copy_context()
     if room is not None:
         context.run(current_room.set, room)
@@ -67,7 +68,7 @@ class _Tagger(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "room", None) is None:
-            record.room = current_room.get()
+            record.room = current_room.get() or None  # "": set to "no room" on purpose
         if getattr(record, "plugin", None) is None:
             plugin = current_plugin.get()
             if plugin is None and record.name.startswith(_PLUGIN_LOGGER):

@@ -40,7 +40,8 @@ async def test_status_prints_rooms_plugins_database_and_queues(fake_server, migr
     try:
         url = f"http://127.0.0.1:{app.web.port}"
         alice = await fake_server.user("alice", channel=CHANNEL)
-        await wait_until(lambda: next(iter(app.rooms)).state.user("alice") is not None, 10, "alice seen")
+        room = next(iter(app.rooms))
+        await wait_until(lambda: room.state.user("alice") is not None, 10, "alice seen")
         result = None
 
         async def healthy_answer() -> bool:
@@ -51,11 +52,11 @@ async def test_status_prints_rooms_plugins_database_and_queues(fake_server, migr
         out = result.output
         first = out.splitlines()[0]
         assert first.startswith("daz ") and ": running, up " in first and "healthy" in first
-        room = next(line for line in out.splitlines() if line.startswith(f"room {CHANNEL}"))
-        assert " joined " in room and f"as {BOT_NAME}" in room and "2 users" in room
-        assert f"held by {socket.gethostname()}:{os.getpid()}" in room
+        row = next(line for line in out.splitlines() if line.startswith(f"room {CHANNEL}"))
+        assert " joined " in row and f"as {BOT_NAME}" in row and "2 users" in row
+        assert f"held by {socket.gethostname()}:{os.getpid()}" in row
         for plugin in ("sql", "usertracker", "greeter"):
-            line = next(l for l in out.splitlines() if l.startswith(f"plugin {plugin} "))
+            line = next(row for row in out.splitlines() if row.startswith(f"plugin {plugin} "))
             assert " running " in line and "errors 0" in line
         database = next(line for line in out.splitlines() if line.startswith("database"))
         assert " ok " in database and migrated_dsn.rsplit("/", 1)[1] in database

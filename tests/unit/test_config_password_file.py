@@ -31,7 +31,8 @@ def test_a_password_in_the_config_wins_over_the_file(tmp_path):
 
 def test_a_missing_or_empty_password_file_names_the_key(tmp_path):
     path = _config(tmp_path, username="bot", password_file="missing")
-    with pytest.raises(ConfigError, match=r"core\.rooms\[0\]\.password_file: cannot read .*missing"):
+    with pytest.raises(ConfigError,
+                       match=r"core\.rooms\[0\]\.password_file: cannot read .*missing"):
         load_config(path, env={})
     (path.parent / "empty").write_text("")
     path = _config(tmp_path, username="bot", password_file="empty")
