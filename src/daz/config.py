@@ -251,22 +251,30 @@ def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = 
     return config
 
 
+def password_from_file(path: Path) -> str:
+    """The file's first line, without its line ending (spaces belong to the password);
+    ValueError saying why when it cannot be read or is empty."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"cannot read {path}: {reason}") from None
+    if not lines or not lines[0]:
+        raise ValueError(f"{path} is empty")
+    return lines[0]
+
+
 def _read_password_files(config: Config, base: Path) -> None:
     for index, room in enumerate(config.core.rooms):
         if room.password or not room.password_file:
             continue
-        where = base / Path(room.password_file).expanduser()
         key = f"core.rooms[{index}].password_file"
-        try:
-            lines = where.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConfigError(f"{key}: cannot read {where}: {reason}") from None
-        if not lines or not lines[0]:
-            raise ConfigError(f"{key}: {where} is empty")
         if not room.username:
             raise ConfigError(f"{key}: a password file is set but username is not")
-        room.password = lines[0]
+        try:
+            room.password = password_from_file(base / Path(room.password_file).expanduser())
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
 
 
 def _flag_overrides(raw: dict, flags: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from typing import Callable
 import click
 
 from daz import setup_checks as checks
-from daz.config import DEFAULT_SERVER
+from daz.config import DEFAULT_SERVER, password_from_file
 
 PASSWORD_FILE_NAME = "cytube-password"
 
@@ -245,10 +245,10 @@ def init(config_path: Path, server: str, channels: tuple[str, ...], username: st
                       admins=_split(" ".join(admins)), dsn=dsn, data_dir=data_dir,
                       web_port=web_port)
     if password_file is not None and not password:
-        lines = password_file.read_text(encoding="utf-8").splitlines()
-        answers.password = lines[0] if lines else ""
-        if not answers.password:
-            raise Refused(f"the password file {password_file} is empty")
+        try:
+            answers.password = password_from_file(password_file)
+        except ValueError as exc:
+            raise Refused(f"password file: {exc}") from None
     if config_path.exists() and not force:
         if non_interactive or not click.confirm(f"{config_path} exists. Replace it?"):
             raise Refused(f"{config_path} exists; give --force to replace it (nothing written)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import stat
 
 import pytest
@@ -15,6 +14,7 @@ from daz.app import App
 from daz.cli import main
 from daz.config import load_config
 from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, wait_until
+from tests.e2e.support import unused_http_address
 
 CHANNEL = "initchan"
 
@@ -77,6 +77,20 @@ async def test_non_interactive_writes_a_config_and_a_private_password_file_that_
         await app.stop()
 
 
+async def test_a_given_password_file_is_named_not_copied(server, tmp_path):
+    given = tmp_path / "pw"
+    given.write_text(BOT_PASSWORD + "\n")
+    args = [a for a in _flags(server, tmp_path) if a not in ("--password", BOT_PASSWORD)]
+    result = await _init(args + ["--password-file", str(given)])
+    assert result.exit_code == 0, result.output
+    room = json.loads((tmp_path / "etc" / "config.json").read_text())["core"]["rooms"][0]
+    assert room["password_file"] == str(given.resolve())
+    assert not (tmp_path / "etc" / "cytube-password").exists()
+    given.write_text("")
+    line = _one_line_error(await _init(args + ["--password-file", str(given), "--force"]))
+    assert "is empty" in line
+
+
 async def test_a_wrong_password_is_one_line_and_nothing_is_written(server, tmp_path):
     line = _one_line_error(await _init(_flags(server, tmp_path, **{"--password": "wrong"})))
     assert f"refused the login of {BOT_NAME!r}" in line
@@ -92,9 +106,7 @@ async def test_an_unknown_channel_is_one_line_and_nothing_is_written(server, tmp
 
 
 async def test_an_unreachable_server_is_one_line_and_nothing_is_written(tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    closed = unused_http_address()
     args = ["--non-interactive", "--config", str(tmp_path / "c.json"), "--server", closed,
             "--channel", CHANNEL, "--username", BOT_NAME, "--password", BOT_PASSWORD]
     line = _one_line_error(await _init(args))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
+from typing import AsyncIterator
 
 import aiohttp
 from click.testing import CliRunner
@@ -13,7 +15,7 @@ from click.testing import CliRunner
 from daz.app import App
 from daz.cli import main
 from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, bot_config, wait_until
-from tests.e2e.support import CHANNEL, plugins
+from tests.e2e.support import CHANNEL, plugins, unused_http_address
 
 TOKEN = "status-test-token-0123456789"
 
@@ -23,21 +25,25 @@ async def _status(*args: str):
     return await asyncio.to_thread(CliRunner().invoke, main, ["status", *args], env=env)
 
 
-async def _running_app(fake_server, dsn, tmp_path) -> App:
+@contextlib.asynccontextmanager
+async def running_app(fake_server, dsn, tmp_path) -> AsyncIterator[App]:
     fake_server.add_account(BOT_NAME, BOT_PASSWORD)
     fake_server.set_channel_rank(CHANNEL, BOT_NAME, 2)
     config = bot_config(fake_server.base_url, dsn, plugins=plugins(), web=True, web_port=0)
     config.core.web.token = TOKEN
     app = App(config, data_dir=tmp_path / "data", web=True)
-    await app.start()
-    await wait_until(lambda: all(r.status().get("joined") for r in app.rooms), 15, "joined")
-    return app
+    try:
+        await app.start()
+        await wait_until(lambda: all(r.status().get("joined") for r in app.rooms), 15,
+                         "joined")
+        yield app
+    finally:
+        await app.stop()
 
 
 async def test_status_prints_rooms_plugins_database_and_queues(fake_server, migrated_dsn,
                                                                tmp_path):
-    app = await _running_app(fake_server, migrated_dsn, tmp_path)
-    try:
+    async with running_app(fake_server, migrated_dsn, tmp_path) as app:
         url = f"http://127.0.0.1:{app.web.port}"
         alice = await fake_server.user("alice", channel=CHANNEL)
         room = next(iter(app.rooms))
@@ -74,39 +80,29 @@ async def test_status_prints_rooms_plugins_database_and_queues(fake_server, migr
         assert down.exit_code == 2, down.output
         assert "NOT healthy" in down.output and "problems:" in down.output
         await alice.leave()
-    finally:
-        await app.stop()
 
 
 async def test_status_finds_port_and_token_from_config_and_data_dir(fake_server, migrated_dsn,
                                                                     tmp_path):
-    app = await _running_app(fake_server, migrated_dsn, tmp_path)
-    try:
+    async with running_app(fake_server, migrated_dsn, tmp_path) as app:
         config = tmp_path / "config.json"
         config.write_text(json.dumps({"core": {"web": {"port": app.web.port}}}))
         (tmp_path / "data" / "web-token").write_text(TOKEN + "\n")
         result = await _status("--config", str(config), "--data-dir", str(tmp_path / "data"))
         assert result.exit_code in (0, 2), result.output
         assert f"room {CHANNEL}" in result.output
-    finally:
-        await app.stop()
 
 
 async def test_status_wants_the_token_and_says_when_nothing_answers(fake_server, migrated_dsn,
                                                                     tmp_path):
-    app = await _running_app(fake_server, migrated_dsn, tmp_path)
-    try:
+    async with running_app(fake_server, migrated_dsn, tmp_path) as app:
         url = f"http://127.0.0.1:{app.web.port}"
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{url}/status") as response:
                 assert response.status == 401
         refused = await _status("--url", url, "--token", "wrong")
         assert refused.exit_code == 1 and "refused the web login token" in refused.output
-    finally:
-        await app.stop()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    closed = unused_http_address()
     nobody = await _status("--url", closed, "--token", TOKEN)
     assert nobody.exit_code == 1
     assert f"no daz answers at {closed}" in nobody.output
