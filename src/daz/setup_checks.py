@@ -29,7 +29,6 @@ class JoinResult:
     with: "channel" or "login" (the account), or "server"."""
     problem: str | None = None
     about: str = ""
-    rank: float | None = None
 
 
 async def check_server(server_url: str, channel: str, *,
@@ -76,11 +75,6 @@ async def check_join(socket_url: str, server_url: str, channel: str, username: s
         seen["login"] = payload if isinstance(payload, dict) else {}
         login.set()
 
-    @client.on("rank")
-    async def _rank(value: Any = None, *_: Any) -> None:
-        if isinstance(value, (int, float)):
-            seen["rank"] = value
-
     @client.on("channelNotRegistered")
     async def _not_registered(*_: Any) -> None:
         not_registered.set()
@@ -119,7 +113,7 @@ async def check_join(socket_url: str, server_url: str, channel: str, username: s
             error = reply.get("error") or "no reason given"
             return JoinResult(f"{server_url} refused the login of {username!r}: {error}",
                               "login")
-        return JoinResult(rank=seen.get("rank"))
+        return JoinResult()
     finally:
         await client.disconnect()
 
