@@ -124,7 +124,7 @@ class FakeCytubeServer(fake_control.ControlMixin):
             raise
         self._runner = runner
         self.port = runner.addresses[0][1]
-        log.info("fake CyTube server listening on %s", self.base_url)
+        log.debug("fake CyTube server listening on %s", self.base_url)  # daz sandbox prints it
 
     async def stop(self) -> None:
         for user in list(self._simulated):
