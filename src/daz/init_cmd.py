@@ -76,16 +76,16 @@ async def problem_with_database(answers: Answers) -> str | None:
 
 
 def check_all(answers: Answers) -> None:
-    """Raise Refused with the first problem found."""
+    """Raise Refused with the first problem found (later checks are not made then)."""
     if not answers.channels:
         raise Refused("give at least one channel (--channel)")
     if not answers.username or not answers.password:
         raise Refused("the bot needs an account: give --username and its password (--password,"
                       " DAZ_CYTUBE_PASSWORD or --password-file)")
-    for problem in (problem_with_names(answers),
-                    asyncio.run(problem_with_server(answers)).problem,
-                    asyncio.run(problem_with_database(answers))):
-        if problem:
+    for check in (lambda: problem_with_names(answers),
+                  lambda: asyncio.run(problem_with_server(answers)).problem,
+                  lambda: asyncio.run(problem_with_database(answers))):
+        if problem := check():
             raise Refused(problem)
 
 
