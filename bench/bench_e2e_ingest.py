@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import asyncpg  # noqa: E402
 import socketio  # noqa: E402
 
+from bench.common import sized  # noqa: E402
 from bench.common import (Timer, bare_copy_rate, postgres_cpu_seconds, report,  # noqa: E402
                           rss_mib, run, scratch_database, test_dsn, wait_joined)
 from bench.flood_server import FloodServer, loop_name  # noqa: E402
@@ -39,7 +40,7 @@ from daz.app import App  # noqa: E402
 from daz.db import eventrows  # noqa: E402
 from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, bot_config  # noqa: E402
 
-EVENTS = 150_000
+EVENTS = sized(150_000, 10_000)
 WINDOW = 256  # frames the server may have queued for one socket
 CHANNEL = "benchchan"
 FIRST_TIME = 1_800_000_000_000  # CyTube ms times of the flood; unique, so no dedup applies

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import asyncpg  # noqa: E402
 
+from bench.common import sized  # noqa: E402
 from bench.common import (Timer, bare_copy_rate, report, run, scratch_database,  # noqa: E402
                           test_dsn)
 from daz.bus import Bus  # noqa: E402
@@ -33,7 +34,8 @@ from daz.db.pool import Database  # noqa: E402
 from daz.plugins.manager import PluginManager, plugin_class  # noqa: E402
 from tests.fakes.room import RecordingRoom  # noqa: E402
 
-EVENTS = 40_000
+EVENTS = sized(40_000, 4_000)
+STRATEGY_ROWS = sized(20_000, 2_000)  # rows per way and batch size in batch_strategies()
 CHANNEL = "benchchan"
 
 
@@ -174,7 +176,7 @@ async def main() -> None:
     report("lost events (64 cap)", lost, "events", "must be 0")
 
     for batch in (64, 1024):
-        rates = await batch_strategies(dsn, 20_000, batch)
+        rates = await batch_strategies(dsn, STRATEGY_ROWS, batch)
         report(f"COPY straight into the table, batches of {batch}", rates["direct"], "rows/s",
                "what the writer uses for fresh batches")
         report(f"COPY→staging + INSERT SELECT, batches of {batch}", rates["staging"], "rows/s",

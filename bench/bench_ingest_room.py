@@ -21,15 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import socketio  # noqa: E402
 
+from bench.common import sized  # noqa: E402
 from bench.common import report, rss_mib, run, summary, wait_joined  # noqa: E402
 from bench.flood_server import FloodServer, loop_name  # noqa: E402
 from daz.bus import Bus  # noqa: E402
 from daz.config import RoomConfig  # noqa: E402
 from daz.cytube.room import Room  # noqa: E402
 
-EVENTS = 30_000
+EVENTS = sized(30_000, 3_000)
 WINDOW = 256  # frames the server may have queued for the socket at once
-PACED = 2_000  # frames sent one at a time, for the latency of an idle room
+PACED = sized(2_000, 200)  # frames sent one at a time, for the latency of an idle room
 
 
 async def flood(server: FloodServer, sid: str, count: int, window: int = WINDOW) -> None:

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import aiohttp  # noqa: E402
 
+from bench.common import sized  # noqa: E402
 from bench.common import percentile, report, rss_mib, run, scratch_database, test_dsn  # noqa: E402
 from daz.bus import Bus  # noqa: E402
 from daz.clock import Clock  # noqa: E402
@@ -36,7 +37,7 @@ from daz.metrics import Metrics  # noqa: E402
 from daz.plugins.manager import PluginManager, available_plugins  # noqa: E402
 from tests.fakes.room import RecordingRoom  # noqa: E402
 
-PINGS = 400
+PINGS = sized(400, 60)
 GAP = 0.02  # seconds between one pong and the next ping
 LOAD_RATE = 2000  # background chat events per second
 TICK = 0.01  # the load is published in small bursts, as socket reads deliver frames

@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from bench.common import sized  # noqa: E402
 from bench.common import Timer, report, run, scratch_database, test_dsn  # noqa: E402
 from daz.bus import Bus  # noqa: E402
 from daz.clock import Clock  # noqa: E402
@@ -26,8 +27,8 @@ from daz.db.pool import Database  # noqa: E402
 from daz.plugins.manager import PluginManager, plugin_class  # noqa: E402
 from tests.fakes.room import RecordingRoom  # noqa: E402
 
-ITEMS = 4000
-ROUNDS = 5
+ITEMS = sized(4000, 1000)
+ROUNDS = sized(5, 2)
 
 
 def playlist(seed: int) -> list[dict]:
@@ -81,11 +82,12 @@ async def main() -> None:
         times.append(t.seconds)
         print(f"  round {r + 1}: {t.seconds * 1000:,.0f} ms")
     floor = await bare_copy_ms(db)
-    report("bare COPY of 4,000 rows into daz_mediatracker_queue", floor, "ms",
+    report(f"bare COPY of {ITEMS:,} rows into daz_mediatracker_queue", floor, "ms",
            "database floor for the mirror alone, same run")
-    report("playlist 4,000 items, join (empty mirror)", times[0] * 1000, "ms", "target < 2,000")
-    report("playlist 4,000 items, replace (median)", statistics.median(times[1:]) * 1000, "ms",
+    report(f"playlist {ITEMS:,} items, join (empty mirror)", times[0] * 1000, "ms",
            "target < 2,000")
+    report(f"playlist {ITEMS:,} items, replace (median)", statistics.median(times[1:]) * 1000,
+           "ms", "target < 2,000")
     library = await db.fetchval("SELECT count(*) FROM daz_mediatracker_library")
     print(f"  library rows: {library:,} (distinct media, counted once)")
     await manager.stop()

@@ -8,6 +8,7 @@ against, measured in the same run where possible.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import statistics
 import time
@@ -45,13 +46,27 @@ def summary(values: list[float]) -> dict[str, float]:
             "mean": statistics.fmean(values) if values else float("nan")}
 
 
+DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/postgres"
+QUICK = os.environ.get("DAZ_BENCH_QUICK") == "1"  # set by ``daz bench --quick``
+
+
+def sized(full: int, quick: int) -> int:
+    """A benchmark's size: ``full`` normally, ``quick`` under ``daz bench --quick`` (the whole
+    set then runs in well under a minute; figures are noisier, never comparable to full runs)."""
+    return quick if QUICK else full
+
+
 def test_dsn() -> str:
     """The same PostgreSQL choice as the tests: DAZ_TEST_DSN, else the local server."""
-    return os.environ.get("DAZ_TEST_DSN", "postgresql://root@127.0.0.1:5432/postgres")
+    return os.environ.get("DAZ_TEST_DSN", DEFAULT_DSN)
+
+
+_scratch: list[tuple[str, str]] = []
 
 
 async def scratch_database(base_dsn: str, name: str) -> str:
-    """A fresh, empty database for one benchmark run; returns its DSN."""
+    """A fresh, empty database for one benchmark run; returns its DSN. It is dropped again when
+    the benchmark's process ends (normally or by an exception)."""
     import asyncpg
     from urllib.parse import urlsplit, urlunsplit
 
@@ -61,8 +76,29 @@ async def scratch_database(base_dsn: str, name: str) -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+    if not _scratch:
+        atexit.register(_drop_scratch_databases)
+    _scratch.append((base_dsn, name))
     parts = urlsplit(base_dsn)
     return urlunsplit(parts._replace(path="/" + name))
+
+
+def _drop_scratch_databases() -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        for base_dsn, name in _scratch:
+            try:
+                conn = await asyncpg.connect(base_dsn, timeout=10)
+            except Exception as exc:
+                print(f"  could not drop scratch database {name}: {exc}", flush=True)
+                continue
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+    asyncio.run(drop())
 
 
 def run(main: Any) -> Any:

@@ -2,9 +2,14 @@
 
     python bench/run_all.py            # or: daz bench
     python bench/run_all.py ingest     # only benchmarks whose file name contains "ingest"
+    python bench/run_all.py --quick    # smaller sizes: the whole set in well under a minute
+
+The benchmarks need a PostgreSQL server in which they may create (and afterwards drop)
+databases named daz_bench_*: DAZ_TEST_DSN, else postgresql://root@127.0.0.1:5432/postgres.
 """
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -24,54 +29,55 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import os
-
     return f"{platform.node()} · {os.cpu_count()} cores · {cpu} · Python {platform.python_version()}"
 
 
-def database_problem() -> str | None:
-    """Most benchmarks write to PostgreSQL; without one each would fail with a traceback after
-    minutes of set-up. One connection attempt first says so in a line."""
+def postgres_answers(dsn: str) -> str | None:
+    """None when ``dsn`` accepts a connection, else why not."""
     import asyncio
 
     import asyncpg
 
-    sys.path.insert(0, str(HERE.parent))
-    from bench.common import test_dsn
-    from daz.db.pool import redact
-
-    dsn = test_dsn()
-
-    async def attempt() -> None:
+    async def probe() -> None:
         conn = await asyncpg.connect(dsn, timeout=5)
         await conn.close()
 
     try:
-        asyncio.run(attempt())
+        asyncio.run(probe())
     except Exception as exc:
-        return (f"daz bench needs a PostgreSQL it may create databases in: {redact(dsn)} does"
-                f" not answer ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''});"
-                " start one, or set DAZ_TEST_DSN")
+        return f"{type(exc).__name__}: {exc}"
     return None
 
 
 def main(argv: list[str]) -> int:
-    wanted = argv[1:]
+    sys.path.insert(0, str(HERE.parent))
+    from bench.common import DEFAULT_DSN
+    from daz.db.pool import redact
+
+    args = argv[1:]
+    quick = "--quick" in args
+    wanted = [a for a in args if a != "--quick"]
     scripts = sorted(p for p in HERE.glob("bench_*.py")
                      if not wanted or any(w in p.stem for w in wanted))
-    if any("test_dsn" in p.read_text(encoding="utf-8") for p in scripts):
-        problem = database_problem()
-        if problem:
-            print(problem, file=sys.stderr)
-            return 2
+    dsn = os.environ.get("DAZ_TEST_DSN", DEFAULT_DSN)
+    print(f"daz benchmarks{' (quick sizes)' if quick else ''}, "
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
+    print(f"PostgreSQL: {redact(dsn)} (set DAZ_TEST_DSN or --dsn for another); the benchmarks"
+          f" create scratch databases daz_bench_* there and drop them when done", flush=True)
+    problem = postgres_answers(dsn)
+    if problem is not None:
+        first = problem.splitlines()[0] if problem else ""
+        print(f"daz bench needs a PostgreSQL it may create databases in: {redact(dsn)} does not"
+              f" answer ({first}); start one, or set DAZ_TEST_DSN", file=sys.stderr)
+        return 2
     rows: list[tuple[str, str, str, str, str]] = []
-    print(f"daz benchmarks, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
+    env = {**os.environ, "DAZ_TEST_DSN": dsn, "DAZ_BENCH_QUICK": "1" if quick else "0"}
     failed = 0
     for script in scripts:
         print(f"\n== {script.name}", flush=True)
         started = time.monotonic()
         proc = subprocess.run([sys.executable, str(script)], cwd=HERE.parent, text=True,
-                              capture_output=True, timeout=1800)
+                              capture_output=True, timeout=1800, env=env)
         for line in proc.stdout.splitlines():
             if line.startswith("RESULT\t"):
                 _, name, value, unit, reference = (line.split("\t") + [""] * 5)[:5]

@@ -81,8 +81,19 @@ class App:
         for room in self.rooms:
             await room.start()
         self.state = "running"
-        log.info("daz running: %d room(s), %d plugin(s), %d command(s)", len(self.rooms),
-                 len(self.plugins.loaded), len(self.commands))
+        log.info("%s", self._running_line())
+
+    def _running_line(self) -> str:
+        """Start-up's one summary: what runs (each plugin named once, here, not one line each)."""
+        assert self.plugins is not None
+        running = [name for name, lp in self.plugins.loaded.items() if lp.started]
+        failed = [name for name, lp in self.plugins.loaded.items() if lp.failed]
+        rooms = ", ".join(room.id for room in self.rooms) or "none"
+        line = (f"daz running: room(s) {rooms}; {len(running)} plugin(s): "
+                f"{', '.join(running) or 'none'}; {len(self.commands)} command(s)")
+        if failed:
+            line += f"; failed to start: {', '.join(failed)}"
+        return line
 
     def _build_rooms(self) -> None:
         from daz.cytube.room import Room

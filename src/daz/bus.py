@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from daz.events import Event
+from daz.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,8 @@ class Bus:
         lane = _Lane(sub, key)
         sub.lanes[key] = lane
         lane.task = asyncio.get_running_loop().create_task(
-            self._drain(lane), name=f"bus:{sub.owner}:{sub.pattern}:{key}")
+            self._drain(lane), name=f"bus:{sub.owner}:{sub.pattern}:{key}",
+            context=log_context(room=key, plugin=sub.owner))  # "": no room
         return lane
 
     async def _drain(self, lane: _Lane) -> None:
@@ -375,6 +377,13 @@ class Bus:
 
     def pending(self) -> int:
         return sum(sub.depth for sub in self._subs)
+
+    def queued_by_owner(self) -> dict[str, int]:
+        """Events waiting for each subscriber (plugin), over all its lanes."""
+        out: collections.Counter = collections.Counter()
+        for sub in self._subs:
+            out[sub.owner] += sub.depth
+        return dict(out)
 
     async def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every lane is empty and idle (used at shutdown and in tests)."""

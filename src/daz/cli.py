@@ -2,25 +2,22 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
 import click
 
 from daz import __version__
+from daz.cli_help import WholeHelpGroup
 from daz.config import ConfigError, load_config
+from daz.logs import LOG_FORMATS, setup_logging
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-    )
-    # socket.io/engine.io log every packet at INFO; that is noise for a channel owner.
-    for noisy in ("socketio", "engineio", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+log_format_option = click.option(
+    "--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+    envvar="DAZ_LOG_FORMAT",
+    help="text for people; json: one object per line (time, level, room, plugin, message)"
+         " for a log collector.")
 
 
 def _event_loop_policy() -> None:
@@ -31,7 +28,7 @@ def _event_loop_policy() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=WholeHelpGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="daz")
 def main() -> None:
     """daz: a modular chat bot for CyTube channels, with PostgreSQL as its memory."""
@@ -56,8 +53,9 @@ def main() -> None:
 @click.option("--web-host", help="Listen address of the web server (default 127.0.0.1).")
 @click.option("--web-port", type=int, help="Port of the web server (default 8080).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@log_format_option
 def run(config_path, channel, username, password, password_file, server, dsn, data_dir,
-        web_host, web_port, verbose) -> None:
+        web_host, web_port, verbose, log_format) -> None:
     """Connect to the configured rooms and run the plugins until interrupted.
 
     With a username and no password (flag, DAZ_CYTUBE_PASSWORD, --password-file or the config),
@@ -65,7 +63,7 @@ def run(config_path, channel, username, password, password_file, server, dsn, da
     from daz.password_input import (PasswordFileError, prompt_missing_passwords,
                                     read_password_file)
 
-    _setup_logging(verbose)
+    setup_logging(verbose, log_format)
     if password_file is not None and not password:
         try:
             password = read_password_file(password_file)
@@ -102,15 +100,22 @@ def run(config_path, channel, username, password, password_file, server, dsn, da
 
 
 @main.command()
-@click.option("--port", default=8765, show_default=True, help="Port of the fake CyTube server.")
-@click.option("--channel", default="sandbox", show_default=True)
-@click.option("--dsn", help="PostgreSQL URL (default: embedded).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--web-port", default=8080, show_default=True, type=int)
-@click.option("-v", "--verbose", is_flag=True)
-def sandbox(port, channel, dsn, data_dir, web_port, verbose) -> None:
+@click.option("--port", default=8765, show_default=True,
+              help="Port of the fake CyTube server on 127.0.0.1 (0: any free port).")
+@click.option("--channel", default="sandbox", show_default=True,
+              help="Name of the fake channel the bot and the scripted users join.")
+@click.option("--dsn", help="PostgreSQL URL; default: an embedded PostgreSQL in the data"
+                            " directory.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the sandbox keeps its embedded database, spill files and web token"
+                   " (default: the sandbox/ folder of daz's data directory).")
+@click.option("--web-port", default=8080, show_default=True, type=int,
+              help="Port of daz's web pages on 127.0.0.1 (0: any free port).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@log_format_option
+def sandbox(port, channel, dsn, data_dir, web_port, verbose, log_format) -> None:
     """Run daz against a local fake CyTube room with scripted users: no account needed."""
-    _setup_logging(verbose)
+    setup_logging(verbose, log_format)
     from daz.preflight import OperatorError
     from daz.sandbox.runner import run_sandbox_bot
 
@@ -123,10 +128,18 @@ def sandbox(port, channel, dsn, data_dir, web_port, verbose) -> None:
         pass
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+@main.command()
 @click.argument("only", nargs=-1)
-def bench(only) -> None:
-    """Run the benchmarks in bench/ (from a source checkout) and print one table."""
+@click.option("--quick", is_flag=True,
+              help="Small sizes: every benchmark in well under a minute (figures are noisier;"
+                   " compare them only with other quick runs).")
+@click.option("--dsn", envvar="DAZ_TEST_DSN",
+              help="PostgreSQL server the benchmarks may create and drop daz_bench_* databases"
+                   " in  [default: DAZ_TEST_DSN, else postgresql://root@127.0.0.1:5432/postgres]")
+def bench(only, quick, dsn) -> None:
+    """Run the benchmarks in bench/ (from a source checkout) and print one table. ONLY: run
+    just the benchmarks whose file name contains one of these words (e.g. ingest)."""
+    import os
     import subprocess
 
     script = Path.cwd() / "bench" / "run_all.py"
@@ -134,14 +147,22 @@ def bench(only) -> None:
         script = Path(__file__).resolve().parents[2] / "bench" / "run_all.py"
     if not script.exists():
         raise click.ClickException("bench/ not found: run daz bench from a daz source checkout")
-    raise SystemExit(subprocess.call([sys.executable, str(script), *only]))
+    env = dict(os.environ)
+    if dsn:
+        env["DAZ_TEST_DSN"] = dsn
+    args = [sys.executable, str(script), *only, *(["--quick"] if quick else [])]
+    raise SystemExit(subprocess.call(args, env=env))
 
 
 def _register_optional_groups() -> None:
     """Sub-commands that live with the code they manage."""
     from daz.db.cli import db
+    from daz.init_cmd import init
+    from daz.status_cmd import status
 
     main.add_command(db)
+    main.add_command(init)
+    main.add_command(status)
     try:
         from daz.plugins.gallery.cli import gallery
     except ImportError:

@@ -36,6 +36,9 @@ class RoomConfig(_Section):
     channel: str
     username: str = ""
     password: str = ""
+    # A file whose first line is the password (relative: to the config file's folder); read
+    # at load time when ``password`` is empty. ``daz init`` writes one, mode 0600.
+    password_file: str = ""
     enabled: bool = False  # Go semantics: a room must be switched on explicitly
     reconnect_attempts: int = Field(0, ge=0)  # 0: keep trying (with capped backoff)
     cooldown_minutes: float = Field(0, ge=0)  # cap on the wait between attempts; 0: 5 minutes
@@ -290,7 +293,34 @@ def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = 
         raise ConfigError(format_validation_error(exc)) from None
     for key in unknown_keys(config):
         log.warning("config: unknown key %s (ignored)", key)
+    _read_password_files(config, Path(path).parent if path is not None else Path.cwd())
     return config
+
+
+def password_from_file(path: Path) -> str:
+    """The file's first line, without its line ending (spaces belong to the password);
+    ValueError saying why when it cannot be read or is empty."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"cannot read {path}: {reason}") from None
+    if not lines or not lines[0]:
+        raise ValueError(f"{path} is empty")
+    return lines[0]
+
+
+def _read_password_files(config: Config, base: Path) -> None:
+    for index, room in enumerate(config.core.rooms):
+        if room.password or not room.password_file:
+            continue
+        key = f"core.rooms[{index}].password_file"
+        if not room.username:
+            raise ConfigError(f"{key}: a password file is set but username is not")
+        try:
+            room.password = password_from_file(base / Path(room.password_file).expanduser())
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
 
 
 def _flag_overrides(raw: dict, flags: dict[str, Any]) -> None:

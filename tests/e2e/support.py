@@ -153,3 +153,12 @@ async def assert_nothing_repeated(server, bot, lines_before: list[str]) -> None:
     assert await bot.db.fetchval("SELECT count(*) FROM daz_greeter_history") == 2
     assert await bot.db.fetchval("SELECT count(*) FROM daz_tell_messages"
                                  " WHERE sent_at IS NOT NULL") == 1
+
+
+def unused_http_address() -> str:
+    """An http:// address on loopback where nothing listens (a port bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"

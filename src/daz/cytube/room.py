@@ -26,6 +26,7 @@ from daz.cytube.outbox import Outbox, Outgoing
 from daz.cytube.outbox_pump import OutboxPump
 from daz.cytube.reconnect_policy import Backoff
 from daz.cytube.state import RoomState
+from daz.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,13 @@ class Room:
         if self._tasks:
             return
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self.intake.dispatch(), name=f"room:{self.id}:dispatch"),
-                       loop.create_task(self.pump.run(), name=f"room:{self.id}:outbox"),
-                       loop.create_task(self.lifecycle.run(), name=f"room:{self.id}:connect")]
+        tagged = log_context(room=self.id)  # every line these tasks log names the room
+        self._tasks = [loop.create_task(self.intake.dispatch(), name=f"room:{self.id}:dispatch",
+                                        context=tagged.copy()),
+                       loop.create_task(self.pump.run(), name=f"room:{self.id}:outbox",
+                                        context=tagged.copy()),
+                       loop.create_task(self.lifecycle.run(), name=f"room:{self.id}:connect",
+                                        context=tagged.copy())]
 
     async def stop(self) -> None:
         if self._stopping:

@@ -15,6 +15,7 @@ from typing import AsyncIterator
 
 import click
 
+from daz.cli_help import WholeHelpGroup
 from daz.config import ConfigError, load_config
 from daz.preflight import OperatorError, check_dsn, connect_refusal
 
@@ -37,9 +38,44 @@ def _common(fn):
     return fn
 
 
-@click.group()
+@click.group(cls=WholeHelpGroup)
 def db() -> None:
     """Migrate, inspect and maintain daz's PostgreSQL database."""
+
+
+@contextlib.asynccontextmanager
+async def database_url(dsn: str | None, config_path: Path | None,
+                       data_dir: Path | None) -> AsyncIterator[tuple[str, float]]:
+    """(URL, connect timeout) of the database ``daz run`` would use with these settings; for
+    the embedded one, started for the block (and stopped after it unless it was running)."""
+    try:
+        config = load_config(config_path, overrides={"dsn": dsn, "data_dir": data_dir})
+    except ConfigError as exc:
+        raise click.ClickException(f"bad configuration: {exc}") from None
+    url = config.core.database.url()
+    timeout = config.core.database.connect_timeout
+    if url:
+        yield url, timeout
+        return
+    from daz.app import default_data_dir
+    from daz.db.embedded import EmbeddedPostgres
+
+    where = Path(data_dir or config.core.data_dir or default_data_dir()) / "postgres"
+    stop_after = not (where / "postmaster.pid").exists()
+    embedded = EmbeddedPostgres(where)
+    try:
+        url = await embedded.start()
+    except OperatorError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        raise click.ClickException(f"no database configured and the embedded PostgreSQL"
+                                   f" in {where} did not start: {exc}") from None
+    click.echo(f"using the embedded PostgreSQL in {where}", err=True)
+    try:
+        yield url, timeout
+    finally:
+        if stop_after:
+            await embedded.stop()
 
 
 @contextlib.asynccontextmanager
@@ -49,32 +85,10 @@ async def _connect(dsn: str | None, config_path: Path | None,
 
     from daz.db.pool import redact
 
-    try:
-        config = load_config(config_path, overrides={"dsn": dsn, "data_dir": data_dir})
-    except ConfigError as exc:
-        raise click.ClickException(f"bad configuration: {exc}") from None
-    url = config.core.database.url()
-    embedded = None
-    stop_after = False
-    if not url:
-        from daz.app import default_data_dir
-        from daz.db.embedded import EmbeddedPostgres
-
-        where = Path(data_dir or config.core.data_dir or default_data_dir()) / "postgres"
-        stop_after = not (where / "postmaster.pid").exists()
-        embedded = EmbeddedPostgres(where)
-        try:
-            url = await embedded.start()
-        except OperatorError as exc:
-            raise click.ClickException(str(exc)) from None
-        except Exception as exc:
-            raise click.ClickException(f"no database configured and the embedded PostgreSQL"
-                                       f" in {where} did not start: {exc}") from None
-        click.echo(f"using the embedded PostgreSQL in {where}", err=True)
-    try:
+    async with database_url(dsn, config_path, data_dir) as (url, timeout):
         try:
             check_dsn(url)
-            conn = await asyncpg.connect(url, timeout=config.core.database.connect_timeout,
+            conn = await asyncpg.connect(url, timeout=timeout,
                                          server_settings={"TimeZone": "UTC",
                                                           "application_name": "daz db"})
         except OperatorError as exc:
@@ -86,9 +100,6 @@ async def _connect(dsn: str | None, config_path: Path | None,
             yield conn
         finally:
             await conn.close()
-    finally:
-        if embedded is not None and stop_after:
-            await embedded.stop()
 
 
 def _run(coro) -> None:

@@ -225,7 +225,8 @@ async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None
                                     " by someone else: %s", migration.name,
                                     "; ".join(repair[migration.name]))
                     else:
-                        log.info("database: applying %s", migration.name)
+                        # debug: the caller lists what was applied, once
+                        log.debug("database: applying %s", migration.name)
                     await _apply(conn, migration, changes)
                     applied.append(migration.name)
         finally:

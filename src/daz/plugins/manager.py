@@ -20,6 +20,7 @@ from typing import Any
 from daz.commands import CommandConflict, CommandRegistry
 from daz.commands.dispatch import CommandDispatcher, command_settings
 from daz.config import ConfigError, validate_plugin_config
+from daz.logs import log_context
 from daz.plugins.base import EverySpec, OnSpec, Plugin, PluginContext
 from daz.plugins.registry import available_plugins, plugin_class_in
 
@@ -140,12 +141,13 @@ class PluginManager:
             loaded.subscriptions.append(self._subscribe(plugin, getattr(plugin, attr), spec))
         for attr, spec in self._resolved_timers(plugin):
             loaded.timers.append(asyncio.create_task(
-                self._run_timer(loaded, attr, spec), name=f"timer:{plugin.name}.{attr}"))
+                self._run_timer(loaded, attr, spec), name=f"timer:{plugin.name}.{attr}",
+                context=log_context(plugin=plugin.name)))
         if plugin.runs_retried_operations():
             self.bus.respond(f"retry.run.{plugin.name}", self._retry_runner(plugin),
                              owner=plugin.name)
         loaded.started = True
-        log.info("plugin %s started", plugin.name)
+        log.debug("plugin %s started", plugin.name)  # app.py names them all in one line
 
     def _subscribe(self, plugin: Plugin, method, spec: OnSpec):
         priority = spec.priority or plugin.handler_priority

@@ -124,7 +124,7 @@ class FakeCytubeServer(fake_control.ControlMixin):
             raise
         self._runner = runner
         self.port = runner.addresses[0][1]
-        log.info("fake CyTube server listening on %s", self.base_url)
+        log.debug("fake CyTube server listening on %s", self.base_url)  # daz sandbox prints it
 
     async def stop(self) -> None:
         for user in list(self._simulated):
@@ -289,10 +289,13 @@ class FakeCytubeServer(fake_control.ControlMixin):
         """Stored rank, as in channel_ranks; takes effect at the next login."""
         self.channel(channel).ranks[name.lower()] = rank
 
-    def channel(self, name: str) -> FakeChannel:
+    def channel(self, name: str, *, registered: bool = True) -> FakeChannel:
+        """The channel ``name``, made on first use: registered (an owner claimed it) unless
+        ``registered=False``, which is what the real server has for any name nobody claimed."""
         found = self.channels.get(name)
         if found is None:
-            found = self.channels[name] = FakeChannel(name, history_size=self.history_size)
+            found = self.channels[name] = FakeChannel(name, history_size=self.history_size,
+                                                      registered=registered)
         return found
 
     def next_ip(self) -> str:

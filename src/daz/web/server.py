@@ -69,6 +69,9 @@ class WebServer:
         webapp.router.add_get("/health/live", self.live)
         webapp.router.add_get("/health/ready", self.ready)
         webapp.router.add_get("/metrics", self.metrics)
+        from daz.web.status import status_page
+
+        webapp.router.add_get("/status", status_page)
         from daz.web.pages import make_auth, page_routes
 
         if self.auth is None:  # one Auth for the process: sessions survive the rebuild
@@ -78,7 +81,7 @@ class WebServer:
         webapp.router.add_routes(self.extra_routes)
         return webapp
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, announce: bool = True) -> None:
         self.host = host
         self.runner = web.AppRunner(self.build(), access_log=None)
         await self.runner.setup()
@@ -89,7 +92,8 @@ class WebServer:
             self.port = sockets[0][1] if sockets else 0
         else:
             self.port = port
-        log.info("web server on %s", self.base_url)
+        if announce:
+            log.info("web server on %s", self.base_url)
 
     def add_plugin_routes(self, routes: list) -> None:
         """Rebuild with the plugins' routes (scheduled; see the module docstring)."""
@@ -104,7 +108,7 @@ class WebServer:
         host, port = self.host, self.port
         if self.runner is not None:
             await self.runner.cleanup()
-        await self.start(host, port)
+        await self.start(host, port, announce=False)  # same address: said once already
 
     async def stop(self) -> None:
         rebuild = getattr(self, "_rebuild", None)
