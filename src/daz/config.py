@@ -299,14 +299,19 @@ def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = 
 
 def password_from_file(path: Path) -> str:
     """The file's first line, without its line ending (spaces belong to the password);
-    ValueError saying why when it cannot be read or is empty."""
+    ValueError saying why when it cannot be read or is empty. A file others may read is
+    accepted with a warning: refusing it would stop a bot over a chmod."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ValueError(f"cannot read {path}: {reason}") from None
+        raise ValueError(f"cannot read the password file {path}: {reason}") from None
     if not lines or not lines[0]:
-        raise ValueError(f"{path} is empty")
+        raise ValueError(f"the password file {path} is empty")
+    mode = Path(path).stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning("the password file %s can be read by other users (mode %o); chmod 600 it",
+                    path, mode)
     return lines[0]
 
 

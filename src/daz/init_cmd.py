@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,6 +18,7 @@ import click
 
 from daz import setup_checks as checks
 from daz.config import DEFAULT_SERVER, password_from_file
+from daz.private_files import open_private
 
 PASSWORD_FILE_NAME = "cytube-password"
 
@@ -165,12 +165,8 @@ def ask_interactively(answers: Answers) -> None:
 
 def _write_private(path: Path, text: str) -> None:
     """Create (or replace) ``path`` readable by its owner only, from the first byte on."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode("utf-8"))
-    finally:
-        os.close(fd)
+    with open_private(path, "w") as out:
+        out.write(text)
 
 
 def config_document(answers: Answers, password_file: str) -> dict:

@@ -9,12 +9,11 @@ with a username and no password anywhere, off a terminal, logs in as a guest wit
 from __future__ import annotations
 
 import logging
-import stat
 import sys
 from pathlib import Path
 from typing import Callable
 
-from daz.config import Config
+from daz.config import Config, password_from_file
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +25,9 @@ class PasswordFileError(ValueError):
 def read_password_file(path: Path) -> str:
     """The file's first line without its line ending (spaces are part of the password)."""
     try:
-        raw = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise PasswordFileError(f"cannot read the password file {path}: {reason}") from None
-    lines = raw.splitlines()
-    password = lines[0] if lines else ""
-    if not password:
-        raise PasswordFileError(f"the password file {path} is empty")
-    mode = stat.S_IMODE(Path(path).stat().st_mode)
-    if mode & 0o077:
-        log.warning("the password file %s can be read by other users (mode %o); chmod 600 it",
-                    path, mode)
-    return password
+        return password_from_file(path)
+    except ValueError as exc:
+        raise PasswordFileError(str(exc)) from None
 
 
 def prompt_missing_passwords(config: Config, *, ask: Callable[[str], str] | None = None,
