@@ -143,13 +143,14 @@ class Database:
                 except asyncio.TimeoutError:
                     pass
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 10.0) -> None:
+        """Close the pool gracefully within ``timeout`` seconds, else terminate it."""
         pool, self.pool = self.pool, None
         self._healthy = False
         if pool is None:
             return
         try:
-            await asyncio.wait_for(pool.close(), 10)
+            await asyncio.wait_for(pool.close(), timeout)
         except (asyncio.TimeoutError, Exception) as exc:
             log.warning("database: pool did not close cleanly (%s); terminating", exc)
             pool.terminate()

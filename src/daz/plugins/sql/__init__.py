@@ -113,6 +113,9 @@ class Sql(Plugin):
     async def teardown(self) -> None:
         await self.eventlog.close()
 
+    async def save_for_next_start(self) -> None:
+        await self.eventlog.save_to_spill()
+
     @on("cytube.event.*", include_ignored=True, overflow="block", max_queue=10_000)
     async def record(self, event: CytubeEvent) -> None:
         tables = self.router.tables("cytube.event." + event.event_name)
