@@ -21,6 +21,20 @@ def _setup_logging(verbose: bool) -> None:
     # socket.io/engine.io log every packet at INFO; that is noise for a channel owner.
     for noisy in ("socketio", "engineio", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # asyncpg's pool logs each failed reconnect during an outage with a traceback; the reason
+    # on one line says all a channel owner can act on (and /health says it too).
+    for name in ("asyncpg", "asyncpg.pool"):  # a filter sees only its own logger's records
+        logging.getLogger(name).addFilter(_one_line)
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    if record.exc_info and record.levelno < logging.ERROR:
+        exc = record.exc_info[1]
+        record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+    return True
 
 
 def _event_loop_policy() -> None:

@@ -107,8 +107,7 @@ class StopBudget:
         if task.done():
             if not task.cancelled() and task.exception() is not None:
                 exc = task.exception()
-                log.error("stopping: %s failed: %s: %s", what, type(exc).__name__, exc,
-                          exc_info=exc)
+                log.warning("stopping: %s failed: %s: %s", what, type(exc).__name__, exc)
             return True
         task.cancel()
         task.add_done_callback(_retrieve)  # it may end after we stopped watching
