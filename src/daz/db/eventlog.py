@@ -288,9 +288,11 @@ class EventLog:
         try:
             done = await self._write(batch, fresh=source == "memory" and not self._retrying)
         finally:
-            if source == "pending" and done < len(batch):  # also when cancelled mid-write
+            if source == "pending":
                 assert self.spill is not None
-                self.spill.give_back(self._taken[done:])
+                if done < len(batch):  # also when cancelled mid-write
+                    self.spill.give_back(self._taken[done:])
+                self._taken = []
         self._retrying = done < len(batch)
         if done:
             self._consume(done, source, offsets)
@@ -562,11 +564,12 @@ class EventLog:
             return 0 if self.db_ok else len(self._memory)
         if self.spill.write_error is None or self.db_ok:
             return 0
-        return len(self._memory) + self.spill.pending
+        return len(self._memory) + self.spill.pending + len(self._taken)
 
     @property
     def waiting(self) -> int:
-        return len(self._memory) + (self.spill.waiting if self.spill is not None else 0)
+        spill = self.spill.waiting + len(self._taken) if self.spill is not None else 0
+        return len(self._memory) + spill
 
     def _count(self, stage: str, n: int = 1) -> None:
         self.counts[stage] += n

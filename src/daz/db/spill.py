@@ -222,6 +222,7 @@ class SpillFile:
             await asyncio.to_thread(self._truncate)
             self._size = self._read_offset = 0
             self.unread = 0
+            self.write_error = None  # the file is gone; the next write tells again
             return True
 
     def _truncate(self) -> None:
