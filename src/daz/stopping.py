@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 HURRY_SECONDS = 1.5  # what is left of the budget after a second signal
 RESERVE_SHARE = 0.25  # of the budget, kept for saving to disk at the end (at most 2 s)
-CANCEL_GRACE = 0.5  # how long a step that ran out of time gets to finish being cancelled
+CANCEL_GRACE = 0.2  # how long a step that ran out of time gets to finish being cancelled
 
 
 def neutralise_socketio_sigint() -> None:
@@ -92,10 +92,16 @@ class StopBudget:
         """Run ``step`` for at most ``at_most`` seconds and never past the budget (less the
         reserve, unless ``keep_reserve`` is off); cancel it when its time is up. True when it
         finished in time (its exception, if any, is logged, never raised)."""
-        task = asyncio.ensure_future(step)
         limit = self.left(keep_reserve=keep_reserve)
         if at_most is not None:
             limit = min(limit, at_most)
+        if limit <= 0:
+            if asyncio.iscoroutine(step):
+                step.close()
+            self.overrun.append(what)
+            log.warning("stopping: no time left for %s", what)
+            return False
+        task = asyncio.ensure_future(step)
         hurried = asyncio.ensure_future(self._hurried.wait())
         try:
             await asyncio.wait({task, hurried}, timeout=limit,
@@ -111,7 +117,8 @@ class StopBudget:
             return True
         task.cancel()
         task.add_done_callback(_retrieve)  # it may end after we stopped watching
-        await asyncio.wait({task}, timeout=CANCEL_GRACE)
+        await asyncio.wait({task}, timeout=max(0.01, min(CANCEL_GRACE,
+                                                         self.left(keep_reserve=False))))
         self.overrun.append(what)
         log.warning("stopping: %s did not finish within its share of the %.0fs stop budget;"
                     " cut short", what, self.seconds)

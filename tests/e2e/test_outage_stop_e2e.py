@@ -1,4 +1,5 @@
-"""A bounded stop that keeps everything (issue 11 §3), with ``daz run`` as a real process.
+"""A bounded stop that keeps everything (issue 11 §3), with ``daz run`` as a real process (and
+in-process, with plugins that hang).
 
 The database is cut (the TCP proxy refuses and drops every connection); 12,000 chat lines with
 joins and leaves reach the bot; then SIGTERM, and SIGKILL 10 s later if it is still running
@@ -10,14 +11,19 @@ once, every join and leave once, every count once.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 
 import asyncpg
 
 from bench.daz_process import free_port
-from tests.e2e.harness import BOT_NAME, wait_until
+from daz.cytube.events import ChatMessage
+from daz.plugins.base import Plugin, on
+from daz.plugins.manager import available_plugins
+from tests.e2e.harness import BOT_NAME, running_bot, wait_until
 from tests.e2e.support import CHANNEL
+from tests.e2e.support import plugins as support_plugins
 from tests.e2e.test_shutdown_e2e import DazProcess
 from tests.fakes.tcp_proxy import TcpProxy
 
@@ -136,3 +142,64 @@ async def test_a_stop_during_an_outage_keeps_everything_for_the_next_start(
 
 async def _at_least(daz: DazProcess, n: int) -> bool:
     return await queued(daz) >= n
+
+
+# ---------------------------------------------------------------------------- stuck plugins
+
+
+class Stuck(Plugin):
+    """A plugin that hangs everywhere it can: on every chat line, and in its teardown."""
+
+    name = "stuck"
+
+    @on(ChatMessage)
+    async def chat(self, event: ChatMessage) -> None:
+        await asyncio.Event().wait()
+
+    async def teardown(self) -> None:
+        await asyncio.Event().wait()
+
+
+def stuck_plugin(n: int) -> type[Plugin]:
+    return type(f"Stuck{n}", (Stuck,), {"name": f"stuck{n}"})
+
+
+async def test_however_many_plugins_are_stuck_the_stop_keeps_its_budget_and_the_data(
+        fake_server, migrated_dsn, tmp_path):
+    """Three plugins hang in their handlers and their teardown, the database is cut: the stop
+    ends within core.stop_timeout_seconds (3 s here) and what is in memory is on disk."""
+    server = fake_server
+    proxy = await TcpProxy("127.0.0.1", 5432).start()
+    stuck = {f"stuck{i}": stuck_plugin(i) for i in range(3)}
+    only = ["sql", "usertracker", "analytics", *stuck]
+    data = tmp_path / "data"
+    try:
+        async with running_bot(server, proxy.dsn_for(migrated_dsn), data,
+                               plugins=support_plugins(), only=only,
+                               plugin_classes={**available_plugins(), **stuck}) as bot:
+            bot.config.core.stop_timeout_seconds = 3.0
+            await proxy.block()
+            sid = next(m.sid for m in server.channel(CHANNEL).members.values()
+                       if m.name == BOT_NAME)
+            for i in range(500):
+                server.send(sid, "chatMsg", {"username": f"user{i % 5}", "msg": f"stuck {i}",
+                                             "meta": {}, "time": FIRST_TIME + i})
+            server.send(sid, "addUser", {"name": "walker", "rank": 1, "meta": {}})
+            eventlog = bot.plugin("sql").eventlog
+            await wait_until(lambda: eventlog.counts["queued"] >= 501, 20, "lines received")
+            started = time.monotonic()
+            await bot.app.stop()
+            seconds = time.monotonic() - started
+        assert seconds < 3.5, seconds
+        assert {f"plugin stuck{i}: teardown" for i in range(3)} <= set(bot.app._budget.overrun)
+        spilled = [json.loads(line) for line in (data / "eventlog.spill").read_text().splitlines()]
+        chat = {e["message"] for e in spilled if e["event_type"] == "cytube.event.chatMsg"
+                and e["username"] != "[server]"}
+        assert chat == {f"stuck {i}" for i in range(500)}
+        counted = sum(h[2] for line in (data / "analytics-unsaved.jsonl").read_text().splitlines()
+                      for h in json.loads(line)["hours"])
+        assert counted == 500
+        held = (data / "usertracker-held.jsonl").read_text()
+        assert '"walker"' in held and '"join"' in held
+    finally:
+        await proxy.stop()
