@@ -29,7 +29,15 @@ beyond ``max_queue`` moves to the head of the spill file, so a crash during an o
 more than it would have without the burst allowance, and ``admit()`` stops waiting.
 
 Shutdown writes what it can within ``shutdown_timeout`` and puts the rest at the head of the
-spill file; the next start replays the file before anything newer.
+spill file; the next start replays the file before anything newer. When the database does not
+answer at stop (or the stop runs out of time), ``save_to_spill()`` does that at once, without
+another attempt.
+
+When the spill file cannot be written (a full disk), its lines wait in memory and, once the
+database answers, are written to it directly after what the file already holds: the disk is
+never retried in the database's place. While neither takes them, ``status()["at_risk"]`` says
+how many events exist only in memory (and /health says so); a failed write leaves no partial line
+and no temp file behind.
 
 Stages (``metrics.eventlog{stage}`` and ``status()``): queued (accepted by ``put``), written
 (from memory to the database, duplicates included), spilled (to the file), replayed (from the
