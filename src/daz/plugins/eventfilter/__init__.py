@@ -33,6 +33,7 @@ from pydantic import Field, model_validator
 
 from daz.commands import CommandContext, RegisteredCommand, UsageError, parse_command
 from daz.cytube.events import ChatMessage, PrivateMessage
+from daz.db.jsonlines import append_json_lines, take_json_lines
 from daz.events import CommandExecuted, PluginEvent
 from daz.plugins.base import Plugin, PluginConfig, command, on
 from daz.plugins.eventfilter.guard import Cooldowns, NoticeLimiter
@@ -40,6 +41,7 @@ from daz.plugins.eventfilter.history import HistoryWriter
 from daz.plugins.eventfilter.rules import Rule, RuleConfig, build_rule, targets_for
 
 UNKNOWN = "(unknown)"  # metric label for unknown names: user text must not become label values
+UNSAVED_HISTORY = "eventfilter-history-unsaved.jsonl"  # audit rows a stop could not write
 
 
 class EventFilterConfig(PluginConfig):
@@ -81,6 +83,8 @@ class EventFilter(Plugin):
         self.cooldowns = Cooldowns()
         self.notices = NoticeLimiter(cfg.notice_interval)
         self.history = HistoryWriter(self.ctx.db, max_buffer=cfg.history_max_buffer)
+        self.history.restore(take_json_lines(self._unsaved_path(), dict, log=self.log,
+                                             owner="eventfilter"))
         self.running: set[asyncio.Task] = set()
         self.unsaved: set[str] = set()  # switched while the database was down (retry queued)
         self.config_rules: list[Rule] = []
@@ -107,6 +111,19 @@ class EventFilter(Plugin):
         if self.running:
             await asyncio.wait(self.running, timeout=10)
         await self.history.flush()
+
+    def _unsaved_path(self):
+        return self.ctx.data_dir / UNSAVED_HISTORY if self.ctx.data_dir is not None else None
+
+    async def save_for_next_start(self) -> None:
+        chunks = self.history.take_unsaved()
+        path = self._unsaved_path()
+        if not chunks or path is None:
+            return
+        append_json_lines(path, chunks)
+        self.log.warning("eventfilter: %d command history row(s) the database did not take"
+                         " saved to %s, written at the next start",
+                         sum(len(c["rows"]) for c in chunks), path)
 
     # ------------------------------------------------------------------ dispatch
 
