@@ -17,7 +17,6 @@ import time
 
 import asyncpg
 
-from bench.daz_process import free_port
 from daz.cytube.events import ChatMessage
 from daz.plugins.base import Plugin, on
 from daz.plugins.manager import available_plugins
@@ -89,8 +88,8 @@ async def test_a_stop_during_an_outage_keeps_everything_for_the_next_start(
     proxy = await TcpProxy("127.0.0.1", 5432).start()
     data = tmp_path / "data"
     plugins = {"analytics": {"flush_seconds": 1}}  # counts are flushed (and fail) all along
-    first = DazProcess(server, proxy.dsn_for(migrated_dsn), data, plugins, web_port=free_port())
-    second = DazProcess(server, migrated_dsn, data, plugins, web_port=free_port())
+    first = DazProcess(server, proxy.dsn_for(migrated_dsn), data, plugins)
+    second = DazProcess(server, migrated_dsn, data, plugins)
     try:
         await first.start()
         before = await queued(first)

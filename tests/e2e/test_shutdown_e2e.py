@@ -28,18 +28,18 @@ from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, wait_until
 from tests.e2e.support import CHANNEL
 from tests.fakes.tcp_proxy import TcpProxy
 
+WEB_ADDRESS = re.compile(r"web server on (http://\S+)")
 LEFT_OVER = re.compile(r"eventlog: (\d+) event\(s\) left in (\S+) by an earlier run")
 
 
 class DazProcess:
     """``daz run`` in a child process; its log goes to a file the test can read."""
 
-    def __init__(self, server, dsn: str, data_dir: Path, plugins: dict, *, web_port: int = 0,
+    def __init__(self, server, dsn: str, data_dir: Path, plugins: dict, *,
                  core: dict | None = None):
         self.server = server
         self.dsn = dsn
         self.data_dir = data_dir
-        self.web_port = web_port
         self.config = data_dir / "config.json"
         self.config.parent.mkdir(parents=True, exist_ok=True)
         self.config.write_text(json.dumps({"core": core or {}, "plugins": plugins}))
@@ -55,7 +55,7 @@ class DazProcess:
                 sys.executable, "-m", "daz.cli", "run", "--config", str(self.config),
                 "--channel", CHANNEL, "--username", BOT_NAME, "--password", BOT_PASSWORD,
                 "--server", self.server.base_url, "--dsn", self.dsn,
-                "--data-dir", str(self.data_dir), "--web-port", str(self.web_port),
+                "--data-dir", str(self.data_dir), "--web-port", "0",
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         finally:
@@ -79,8 +79,10 @@ class DazProcess:
         return await asyncio.wait_for(self.proc.wait(), timeout)
 
     async def health(self) -> dict:
-        """/health's details (the web port must have been given)."""
-        url = f"http://127.0.0.1:{self.web_port}/health"
+        """/health's details (the web server's address is in the log)."""
+        found = WEB_ADDRESS.search(self.log())
+        assert found, "no web server address in the log"
+        url = f"{found.group(1)}/health"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
             async with http.get(url) as response:
                 return await response.json()

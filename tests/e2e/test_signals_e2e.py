@@ -13,16 +13,23 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from bench.daz_process import free_port
 from tests.e2e.harness import wait_until
 
 STOPPED_WITHIN = 2.0
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 async def blackhole() -> tuple[asyncio.base_events.Server, int, list]:
@@ -60,7 +67,7 @@ async def stop_and_time(proc, sig: int, timeout: float = 15.0) -> tuple[int, flo
 async def test_a_signal_stops_a_start_up_waiting_for_the_database(tmp_path, sig, database):
     server, held = None, []
     if database == "refused":
-        dsn = f"postgresql://root@127.0.0.1:{free_port()}/daz"  # nothing listens there
+        dsn = f"postgresql://root@127.0.0.1:{closed_port()}/daz"
     else:
         server, port, held = await blackhole()
         dsn = f"postgresql://root@127.0.0.1:{port}/daz"
