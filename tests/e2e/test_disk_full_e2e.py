@@ -1,7 +1,7 @@
 """Disk full during a database outage (issue 11 §4), in the whole bot.
 
-The data directory is a 1 MB tmpfs (a fault-injecting file layer when mounting is not
-allowed). The database is cut and 20,000 chat lines arrive: memory takes its share, the spill
+The data directory is a 512 KB tmpfs (a fault-injecting file layer when mounting is not
+allowed). The database is cut and 10,000 chat lines arrive: memory takes its share, the spill
 file fills the disk, the rest can only wait in memory. Meanwhile the log and /health say how
 many events are at risk and why. When the database answers again, what the disk could not take
 is written straight to the database (the writer used to keep retrying the full disk instead,
@@ -23,13 +23,13 @@ from tests.e2e.harness import BOT_NAME, running_bot, wait_until
 from tests.e2e.support import CHANNEL, plugins
 from tests.fakes.tcp_proxy import TcpProxy
 
-LINES = 20_000
-DISK = 1 << 20
+LINES = 10_000
+DISK = 1 << 19
 
 
 @pytest.fixture
 def small_disk(tmp_path, monkeypatch):
-    """A directory on a 1 MB disk: a tmpfs when this runs as root, else (or with
+    """A directory on a 512 KB disk: a tmpfs when this runs as root, else (or with
     DAZ_TEST_NO_MOUNT=1) a quota on the spill file's writes that fails with ENOSPC as a full
     disk would."""
     where = tmp_path / f"disk-{uuid.uuid4().hex[:8]}"
