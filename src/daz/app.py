@@ -24,8 +24,11 @@ from daz.metrics import Metrics
 from daz.plugins.base import Plugin
 from daz.plugins.manager import PluginManager
 from daz.private_files import private_dir
+from daz.stopping import StopBudget, stop_on_signals
 
 log = logging.getLogger(__name__)
+
+START_ABANDON_SECONDS = 1.5  # a stop request ends start-up within this (issue 11: 2 s)
 
 
 def default_data_dir() -> Path:
@@ -57,7 +60,8 @@ class App:
         self._only_plugins = only_plugins
         self._web_enabled = config.core.web.enabled if web is None else web
         self._migrate = migrate
-        self._stopping = asyncio.Event()
+        self.stop_requested = asyncio.Event()
+        self._budget: StopBudget | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -118,7 +122,7 @@ class App:
                            max_size=db_config.max_connections,
                            command_timeout=db_config.command_timeout,
                            connect_timeout=db_config.connect_timeout)
-        await self.db.connect_with_retry(self._stopping)
+        await self.db.connect_with_retry(self.stop_requested)
         if self._migrate:
             from daz.db.migrate import migrate
 
@@ -140,42 +144,80 @@ class App:
 
     # ------------------------------------------------------------------ stop
 
+    def request_stop(self, why: str = "stop requested") -> None:
+        """Ask the app to stop (a signal handler calls this). Start-up is abandoned within
+        ``START_ABANDON_SECONDS``; a second request while stopping cuts the stop short."""
+        if not self.stop_requested.is_set():
+            log.info("%s: shutting down (within %.0fs)", why, self.config.core.stop_timeout_seconds)
+            self.stop_requested.set()
+        elif self._budget is not None and not self._budget.hurried:
+            log.warning("%s again: stopping now; what is still in memory goes to disk", why)
+            self._budget.hurry()
+
     async def stop(self) -> None:
+        """Stop within ``core.stop_timeout_seconds`` however many plugins are stuck: rooms
+        leave (no new events), plugins flush and tear down (``PluginManager.stop``: what the
+        database does not take goes to disk), then the web server and the database close."""
         if self.state in ("stopping", "stopped"):
             return
         self.state = "stopping"
-        self._stopping.set()
-        await asyncio.gather(*(room.stop() for room in self.rooms), return_exceptions=True)
+        self.stop_requested.set()
+        budget = self._budget = StopBudget(self.config.core.stop_timeout_seconds)
+        if self.rooms:
+            await budget.within(self._stop_rooms(budget), "leaving the rooms",
+                                at_most=budget.seconds * 0.3)
         if self.plugins is not None:
-            await self.plugins.stop()
-        await self.bus.close()
+            database_up = self.db is not None and await self.db.ping(
+                timeout=min(1.0, max(0.1, budget.left())))
+            await self.plugins.stop(budget, database_up=database_up)
+        await budget.within(self.bus.close(), "closing the bus", keep_reserve=False)
         if self.web is not None:
-            await self.web.stop()
+            await budget.within(self.web.stop(), "stopping the web server", keep_reserve=False)
         if self.db is not None:
-            await self.db.close()
+            await self.db.close(timeout=max(0.1, budget.left(keep_reserve=False)))
         if self.embedded is not None:
-            await self.embedded.stop()
+            await self.embedded.stop()  # its own bounded pg_ctl stop: never leave it running
         if self.http is not None:
             await self.http.close()
         self.state = "stopped"
+        log.info("stopped in %.1fs%s", budget.elapsed,
+                 f" (cut short: {', '.join(budget.overrun)})" if budget.overrun else "")
+
+    async def _stop_rooms(self, budget: StopBudget) -> None:
+        timeout = max(0.1, budget.seconds * 0.25)  # inside its 0.3 share: ends on its own
+        await asyncio.gather(*(room.stop(timeout=timeout) for room in self.rooms),
+                             return_exceptions=True)
 
     async def run_forever(self) -> None:
-        """Run until SIGINT/SIGTERM, then shut down cleanly (flushing what is queued)."""
-        import signal
-
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        """Run until SIGINT/SIGTERM, then shut down cleanly (flushing what is queued). A signal
+        during start-up (a database that does not answer, a slow migration) stops it too."""
+        with stop_on_signals(self.request_stop):
             try:
-                loop.add_signal_handler(sig, stop.set)
-            except NotImplementedError:  # pragma: no cover - non-Unix
-                pass
+                if await self.start_unless_stopped():
+                    await self.stop_requested.wait()
+            finally:
+                await self.stop()
+
+    async def start_unless_stopped(self) -> bool:
+        """``start()``, abandoned when a stop is requested first; False then."""
+        starting = asyncio.ensure_future(self.start())
+        stopping = asyncio.ensure_future(self.stop_requested.wait())
         try:
-            await self.start()
-            await stop.wait()
-            log.info("shutting down")
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            await self.stop()
+            stopping.cancel()
+        if starting.done():
+            starting.result()  # a start-up error (bad config, ...) is the caller's to report
+            return True
+        log.info("start-up abandoned (%s)", self.state)
+        starting.cancel()
+        await asyncio.wait({starting}, timeout=START_ABANDON_SECONDS)
+        if not starting.done():
+            log.warning("start-up did not end within %.0fs of the stop request",
+                        START_ABANDON_SECONDS)
+        elif not starting.cancelled() and starting.exception() is not None:
+            log.info("start-up ended with %r", starting.exception())
+        return False
 
     # ------------------------------------------------------------------ health
 
@@ -219,7 +261,18 @@ class App:
         sql = self.plugins.get("sql") if self.plugins else None
         if sql is not None and hasattr(sql, "status"):
             try:
-                details["eventlog"] = sql.status()
+                details["eventlog"] = eventlog = sql.status()
             except Exception as exc:  # health must answer even if a plugin's status breaks
                 details["eventlog"] = {"error": repr(exc)}
+            else:
+                if eventlog.get("at_risk"):
+                    problems.append(
+                        f"eventlog: {eventlog['at_risk']} event(s) only in memory, lost if daz"
+                        f" stops now: the database does not answer and the spill file cannot"
+                        f" be written ({eventlog.get('spill_error')})")
+                elif eventlog.get("spill_error"):
+                    problems.append(f"eventlog: spill file cannot be written"
+                                    f" ({eventlog['spill_error']}); events go straight to the"
+                                    f" database while it answers")
+        details["status"] = "ok" if not problems else "unhealthy"
         return (not problems and self.state == "running"), details

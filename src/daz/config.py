@@ -163,6 +163,9 @@ class CoreConfig(_Section):
     admin_users: list[str] = Field(default_factory=list)
     web: WebConfig = Field(default_factory=WebConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    # The whole stop (SIGTERM/Ctrl-C to exit), however many plugins are stuck; under Docker's
+    # 10 s grace. What the database has not taken by then is saved to disk for the next start.
+    stop_timeout_seconds: float = Field(8.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "CoreConfig":

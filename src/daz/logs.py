@@ -131,4 +131,20 @@ def setup_logging(verbose: bool = False, log_format: str = "text",
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in _NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # asyncpg's pool logs each failed reconnect during an outage with a traceback; the reason
+    # on one line says all a channel owner can act on (and /health says it too).
+    for name in ("asyncpg", "asyncpg.pool"):  # a filter sees only its own logger's records
+        logger = logging.getLogger(name)
+        if _one_line not in logger.filters:
+            logger.addFilter(_one_line)
     return handler
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    if record.exc_info and record.levelno < logging.ERROR:
+        exc = record.exc_info[1]
+        record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+    return True

@@ -20,25 +20,29 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import asyncpg
+import pytest
 
 from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, wait_until
 from tests.e2e.support import CHANNEL
 from tests.fakes.tcp_proxy import TcpProxy
 
+WEB_ADDRESS = re.compile(r"web server on (http://\S+)")
 LEFT_OVER = re.compile(r"eventlog: (\d+) event\(s\) left in (\S+) by an earlier run")
 
 
 class DazProcess:
     """``daz run`` in a child process; its log goes to a file the test can read."""
 
-    def __init__(self, server, dsn: str, data_dir: Path, plugins: dict):
+    def __init__(self, server, dsn: str, data_dir: Path, plugins: dict, *,
+                 core: dict | None = None):
         self.server = server
         self.dsn = dsn
         self.data_dir = data_dir
         self.config = data_dir / "config.json"
         self.config.parent.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(json.dumps({"plugins": plugins}))
+        self.config.write_text(json.dumps({"core": core or {}, "plugins": plugins}))
         self.log_path = data_dir / f"daz-{time.monotonic_ns()}.log"
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -73,6 +77,15 @@ class DazProcess:
     async def signal(self, sig: int, timeout: float = 30.0) -> int:
         self.proc.send_signal(sig)
         return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    async def health(self) -> dict:
+        """/health's details (the web server's address is in the log)."""
+        found = WEB_ADDRESS.search(self.log())
+        assert found, "no web server address in the log"
+        url = f"{found.group(1)}/health"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            async with http.get(url) as response:
+                return await response.json()
 
     async def kill_if_running(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -113,8 +126,11 @@ def delivered_order(server, names: set[str]) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------- SIGTERM
 
 
-async def test_sigterm_under_load_writes_every_received_line(fake_server, migrated_dsn,
-                                                             tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_stop_signal_under_load_writes_every_received_line(fake_server, migrated_dsn,
+                                                                   tmp_path, sig):
+    """SIGTERM, and Ctrl-C (SIGINT): python-socketio's own SIGINT handler used to cancel
+    every task, so Ctrl-C exited 1 with a traceback and wrote nothing queued (issue 11 §1)."""
     server = fake_server
     # Everything stays in memory until shutdown: only the shutdown flush can write it.
     hold = {"sql": {"core_event_batch_size": 100_000, "core_event_max_batch": 100_000,
@@ -128,10 +144,11 @@ async def test_sigterm_under_load_writes_every_received_line(fake_server, migrat
         flooding = asyncio.create_task(flood(users, stop, said, "term"))
         await wait_until(lambda: len(said) >= 80, 10, "load")
         assert await logged_chat(migrated_dsn) == []  # held in memory, as configured
-        rc = await daz.signal(signal.SIGTERM)
+        rc = await daz.signal(sig)
         stop.set()
         await flooding
         assert rc == 0, daz.log()[-3000:]
+        assert "Traceback" not in daz.log() and "Error" not in daz.log(), daz.log()[-3000:]
 
         logged = await logged_chat(migrated_dsn)
         assert len(logged) == len(set(logged))  # once each

@@ -1,5 +1,6 @@
 """analytics on a real PostgreSQL: real counts, distinct users across restarts, exactly-once
 flushes, ignored lines, !mystats."""
+import json
 import time
 
 import pytest
@@ -192,3 +193,45 @@ async def test_a_batch_the_database_refuses_is_dropped_not_retried_for_ever(data
     assert await plugin.flush() == 1  # later counts are written again
     assert tuple(await hourly(database))[:2] == (1, 1)
     await k.stop()
+
+
+async def test_counts_the_database_did_not_take_at_stop_are_written_once_at_the_next_start(
+        database, tmp_path):
+    k = await Kit.start({"analytics": Analytics}, db=database, sections=MANUAL,
+                        data_dir=tmp_path)
+    a = k.plugin("analytics")
+    await chat(k, "alice", HOUR + 60)
+    await k.bus.drain(10)
+    a.pending, a.current = a.current, Batch()  # a flush whose outcome is unknown ...
+    applied_id = a.pending.flush_id
+    async with database.acquire() as conn:
+        assert await store.write(conn, a.pending)  # ... that did reach COMMIT
+    await chat(k, "bob", HOUR + 61)
+    await chat(k, "bob", HOUR + 62)
+    await k.bus.drain(10)
+    await a.save_for_next_start()  # the database does not answer at stop
+    saved = (tmp_path / "analytics-unsaved.jsonl").read_text().splitlines()
+    assert len(saved) == 2 and applied_id.hex in saved[0].replace("-", "")
+    assert not a.pending and not a.current
+    await k.stop()
+
+    again = await Kit.start({"analytics": Analytics}, db=database, sections=MANUAL,
+                            data_dir=tmp_path)
+    assert not (tmp_path / "analytics-unsaved.jsonl").exists()
+    assert tuple(await hourly(database))[:2] == (3, 2)  # alice once (not twice), bob twice
+    users = dict(await database.fetch(
+        "SELECT username, total_messages FROM daz_analytics_user_stats"
+        " WHERE channel = 'testchan'"))
+    assert users == {"alice": 1, "bob": 2}
+    await again.stop()
+
+
+def test_a_batch_survives_its_trip_through_a_file():
+    batch = Batch()
+    batch.message("chan", "alice", HOUR + 1)
+    batch.message("chan", "bob", HOUR + 3700)
+    batch.join("chan", HOUR + 2)
+    batch.play("chan", HOUR + 3)
+    batch.command("chan", HOUR + 4)
+    back = Batch.from_json(json.loads(json.dumps(batch.to_json())))
+    assert back == batch

@@ -457,3 +457,27 @@ async def test_admit_waits_at_most_twice_the_write_timeout_even_with_no_writer(
     assert await again.wait_idle(20)
     await again.close()
     assert await core_messages(database) == [f"line {i}" for i in range(21)]
+
+
+async def test_save_to_spill_puts_memory_first_and_what_follows_behind(migrated_dsn, tmp_path):
+    """At a stop with the database away: memory goes to the head of the file at once (the
+    writer is stopped, no attempt waits on the database), later entries go behind it."""
+    spill = tmp_path / "eventlog.spill"
+    down = Database(migrated_dsn)  # never started
+    log = EventLog(down, spill_path=spill, batch_size=10, max_batch=10, max_queue=20,
+                   flush_interval=0.01, retry_max_delay=0.05, write_timeout=30)
+    await log.start()
+    put = [chat(i) for i in range(30)]
+    for entry in put[:25]:
+        log.put(entry)
+    await asyncio.sleep(0.1)
+    assert log.status()["in_memory"] == 20
+    started = time.monotonic()
+    await log.save_to_spill()
+    assert time.monotonic() - started < 1.0
+    assert log.status()["in_memory"] == 0
+    for entry in put[25:]:
+        log.put(entry)
+    await log.close()
+    assert [json.loads(line)["uid"] for line in spill.read_text().splitlines()] == \
+        [e.uid for e in put]

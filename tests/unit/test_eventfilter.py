@@ -281,3 +281,25 @@ def test_cooldowns_and_notice_limiter():
     assert c.prune(106) == 1 and len(c) == 0
     n = NoticeLimiter(10)
     assert n.allow("Bob", 0) and not n.allow("bob", 9.9) and n.allow("BOB", 10)
+
+
+def test_history_not_written_at_a_stop_comes_back_in_order_under_the_same_ids():
+    import json
+    import uuid
+
+    from daz.plugins.eventfilter.history import HistoryWriter
+
+    writer = HistoryWriter(None, batch=2)
+    for i in range(5):
+        writer.add(f"cmd{i}", "alice", "chan", [f"arg{i}"], success=i % 2 == 0, error="")
+    first = writer.rows.popleft()
+    taken_id = uuid.uuid4()
+    writer.inflight = (taken_id, [first])  # taken by a flush whose outcome is unknown
+    rows = [first, *writer.rows]
+    saved = json.loads(json.dumps(writer.take_unsaved()))
+    assert len(writer) == 0
+    again = HistoryWriter(None, batch=2)
+    again.restore(saved)
+    assert again.saved[0] == (taken_id, [first])  # the same id: written once even if it was
+    assert [row for _, chunk in again.saved for row in chunk] == rows
+    assert len(again) == 5

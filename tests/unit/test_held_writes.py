@@ -73,3 +73,23 @@ async def test_held_in_order_bounded_and_applied_when_back(caplog, tmp_path):
     held.save(tmp_path / "h.jsonl", left)
     assert held.load(tmp_path / "h.jsonl") == [("r", {"n": 8})]
     assert not (tmp_path / "h.jsonl").exists()
+
+
+async def test_save_now_writes_what_is_held_without_trying_again_and_keeps_the_order(tmp_path):
+    db, tried = Switch(), []
+
+    async def apply(conn, op):
+        tried.append(op["n"])
+
+    held = HeldWrites(plugin="t", db=db, apply=apply, log=logging.getLogger("daz.test"),
+                      first_delay=0.01, path=tmp_path / "t-held.jsonl")
+    db.down = True
+    for n in range(3):
+        await held.submit("r", {"n": n})
+    await held.save_now()  # the database is away at stop: no attempt, straight to the file
+    await held.submit("r", {"n": 3})  # an event drained after it is held and saved behind
+    await held.save_now(keep=lambda op: op["n"] != 99)
+    db.down = False
+    assert tried == [] and not held.holding()
+    await held.restore()
+    assert tried == [0, 1, 2, 3]

@@ -162,8 +162,10 @@ class Connection:
         # call to pass a parse_int hook capping integers at 100 digits, a measurable share of a
         # chat flood; Python itself refuses integers over 4,300 digits (the quadratic case that
         # hook was for), and such a packet is then dropped as undecodable like any other.
+        # handle_sigint off: socket.io's own SIGINT handler cancels every task (daz.stopping).
         self.sio = _GuardedClient(reconnection=False, logger=False, engineio_logger=False,
-                                  json=json, on_bad_packet=self._bad_packet)
+                                  json=json, on_bad_packet=self._bad_packet,
+                                  handle_sigint=False)
         self.sio.on("*", self._frame)
         self.sio.on("connect_error", self._connect_error)
         self.sio.on("disconnect", self._disconnected)

@@ -93,13 +93,16 @@ class Room:
                        loop.create_task(self.lifecycle.run(), name=f"room:{self.id}:connect",
                                         context=tagged.copy())]
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float | None = None) -> None:
+        """Send what is queued, leave, and publish what was received; within ``timeout``
+        seconds when given (the app's stop budget)."""
         if self._stopping:
             return
         self._stopping = True
+        end = time.monotonic() + timeout if timeout is not None else float("inf")
         lifecycle, ready = self.lifecycle, self.pump.ready
         if ready.is_set() and self.outbox.depth:
-            deadline = time.monotonic() + self.flush_timeout
+            deadline = min(end, time.monotonic() + self.flush_timeout)
             while self.outbox.depth and ready.is_set() and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
         lifecycle.stop_requested.set()
@@ -109,7 +112,8 @@ class Room:
         supervisor = self._tasks[2] if len(self._tasks) == 3 else None
         if supervisor is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(supervisor), 5)
+                await asyncio.wait_for(asyncio.shield(supervisor),
+                                       max(0.1, min(5.0, end - time.monotonic())))
             except (asyncio.TimeoutError, Exception):
                 supervisor.cancel()
         for task in (*self._tasks[1:2], *lifecycle.side_tasks):
@@ -118,7 +122,7 @@ class Room:
         if left:
             log.warning("room %s: %d queued line(s) not sent before stopping", self.id, left)
         # Let the dispatcher publish what is queued (RoomDisconnected included), then end it.
-        deadline = time.monotonic() + 2
+        deadline = min(end, time.monotonic() + 2)
         while self.intake.inbox and time.monotonic() < deadline and self._tasks:
             await asyncio.sleep(0.01)
         for task in self._tasks:

@@ -30,6 +30,8 @@ def is_transient(exc: BaseException) -> bool:
     """True when ``exc`` says the database cannot take the write now, not that it is bad."""
     if isinstance(exc, (UnicodeError, asyncpg.DataError)):
         return False  # a value that cannot be encoded or sent will never be accepted
+    if is_connection_state_error(exc):
+        return True
     state = sqlstate(exc)
     if state:
         return state[:2] in TRANSIENT_CLASSES
@@ -42,6 +44,30 @@ def is_transient(exc: BaseException) -> bool:
         text = str(exc).lower()
         return any(w in text for w in ("closed", "closing", "connection", "not connected"))
     return False
+
+
+def is_connection_state_error(exc: BaseException) -> bool:
+    """The connection was left in the middle of an earlier operation (its server process was
+    killed under a COPY, a call was cancelled): asyncpg's "cannot switch to state …" and
+    "another operation is in progress". The connection is broken, the rows are fine."""
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and \
+        "another operation is in progress" in str(exc)
+
+
+def leaves_connection_unusable(exc: BaseException) -> bool:
+    """Whether a connection on which ``exc`` escaped must be closed rather than go back to the
+    pool. Only an error the server reported cleanly (bad data, a constraint, a missing table)
+    or a value refused before it was sent leaves the connection in a known state; anything
+    else (cancellation, a timeout, a lost socket, a client-side protocol error) may have left
+    an operation half done on it, and the next user would fail on that one."""
+    if isinstance(exc, (UnicodeError, asyncpg.DataError)):
+        return False
+    if isinstance(exc, asyncpg.PostgresError) \
+            and not isinstance(exc, asyncpg.PostgresConnectionError):
+        return sqlstate(exc)[:2] in ("08", "57", "XX")
+    return True
 
 
 def schema_missing(exc: BaseException) -> bool:

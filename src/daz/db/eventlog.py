@@ -29,7 +29,15 @@ beyond ``max_queue`` moves to the head of the spill file, so a crash during an o
 more than it would have without the burst allowance, and ``admit()`` stops waiting.
 
 Shutdown writes what it can within ``shutdown_timeout`` and puts the rest at the head of the
-spill file; the next start replays the file before anything newer.
+spill file; the next start replays the file before anything newer. When the database does not
+answer at stop (or the stop runs out of time), ``save_to_spill()`` does that at once, without
+another attempt.
+
+When the spill file cannot be written (a full disk), its lines wait in memory and, once the
+database answers, are written to it directly after what the file already holds: the disk is
+never retried in the database's place. While neither takes them, ``status()["at_risk"]`` says
+how many events exist only in memory (and /health says so); a failed write leaves no partial line
+and no temp file behind.
 
 Stages (``metrics.eventlog{stage}`` and ``status()``): queued (accepted by ``put``), written
 (from memory to the database, duplicates included), spilled (to the file), replayed (from the
@@ -104,6 +112,7 @@ class EventLog:
         self._spill_task: asyncio.Task | None = None
         self._unbounded_warned = False
         self._refused = 0  # rows of the current batch rejected as bad (counted as failed)
+        self._taken: list[str] = []  # spill lines the current batch took (the disk was full)
         self._staged: set[int] = set()  # server pids whose session has the staging table
         self._delay = 0.0  # current wait between attempts while the database is away
         self._retrying = False  # the head of memory was in an attempt that did not finish
@@ -147,6 +156,20 @@ class EventLog:
         self._closed = True
         self._gauge()
 
+    async def save_to_spill(self) -> None:
+        """Stop writing and put everything in memory at the head of the spill file, now; from
+        here on new entries go to the file too (daz is stopping and the database does not
+        answer, or the stop ran out of time: the next start replays the file)."""
+        if self._closed:
+            return
+        self._closing = True
+        self._closing_event.set()
+        self._room.set()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._save_leftovers()
+
     async def _save_leftovers(self) -> None:
         left = list(self._memory)
         if self.spill is None:
@@ -161,8 +184,9 @@ class EventLog:
                 self._count("spilled", len(left))
             await self.spill.flush()
         except OSError as exc:
-            log.error("eventlog: could not save %d event(s) to %s: %s; they are lost",
-                      len(left) + self.spill.pending, self.spill.path, exc)
+            log.error("eventlog: could not save %d event(s) to %s (%s) and the database did"
+                      " not take them: they are lost", len(self._memory) + self.spill.pending,
+                      self.spill.path, exc)
             return
         if self.spill.has_unread:
             log.warning("eventlog: %d event(s) kept in %s for the next start",
@@ -230,12 +254,18 @@ class EventLog:
             await asyncio.sleep(self.flush_interval or 0.05)
             if not self.spill.pending:
                 continue
+            failing = self.spill.write_error is not None
             try:
                 await self.spill.flush()
             except OSError as exc:
-                log.error("eventlog: cannot write %s (%s); %d event(s) held in memory",
-                          self.spill.path, exc, self.spill.pending)
+                if not failing:
+                    log.error("eventlog: cannot write %s (%s); %d event(s) held in memory and"
+                              " written to the database directly while it answers",
+                              self.spill.path, exc, self.spill.pending)
                 await asyncio.sleep(1.0)
+            else:
+                if failing:
+                    log.info("eventlog: %s is writable again", self.spill.path)
             self._wake.set()
 
     # ------------------------------------------------------------------ writing
@@ -263,7 +293,15 @@ class EventLog:
         if not batch:
             more = await self._finish_spilling()
             return not (self._closing and not more)
-        done = await self._write(batch, fresh=source == "memory" and not self._retrying)
+        done = 0
+        try:
+            done = await self._write(batch, fresh=source == "memory" and not self._retrying)
+        finally:
+            if source == "pending":
+                assert self.spill is not None
+                if done < len(batch):  # also when cancelled mid-write
+                    self.spill.give_back(self._taken[done:])
+                self._taken = []
         self._retrying = done < len(batch)
         if done:
             self._consume(done, source, offsets)
@@ -282,8 +320,8 @@ class EventLog:
         """The database is away: keep at most ``max_queue`` entries in memory and put the
         newest of the rest at the head of the spill file (memory is older than the file)."""
         excess = len(self._memory) - self.max_queue
-        if self.spill is None or excess <= 0:
-            return
+        if self.spill is None or excess <= 0 or self.spill.write_error is not None:
+            return  # (a full disk: the flusher finds out when it can be written again)
         tail = [self._memory.pop() for _ in range(excess)]
         tail.reverse()
         self._spilling = True  # from now on new entries go behind them, into the file
@@ -318,11 +356,18 @@ class EventLog:
                 await self._wake.wait()
 
     async def _next_batch(self) -> tuple[list[LogEntry], str, list[int]]:
+        """Memory first (oldest), then the file, then what could not be written to the file
+        (a full disk): that goes to the database directly, which may answer."""
         if self._memory:
             n = min(len(self._memory), self.max_batch)
             return [self._memory[i] for i in range(n)], "memory", []
-        if self.spill is None or not self.spill.has_unread:
+        if self.spill is None:
             return [], "", []
+        if not self.spill.has_unread:
+            if self.spill.write_error is None or not self.spill.pending:
+                return [], "", []
+            self._taken = self.spill.take_pending(self.max_batch)
+            return [LogEntry.from_json(line) for line in self._taken], "pending", []
         lines = await asyncio.to_thread(self.spill.read, self.max_batch)
         entries: list[LogEntry] = []
         offsets: list[int] = []
@@ -350,9 +395,11 @@ class EventLog:
             self._count("written", n - self._refused)
             if self._memory:
                 self._oldest_at = time.monotonic()
-        else:
+        elif source == "spill":
             assert self.spill is not None
             self.spill.consume(offsets[n - 1], n)
+            self._count("replayed", n - self._refused)
+        else:  # taken from the spill file's unwritten lines; given back if not written
             self._count("replayed", n - self._refused)
         self._gauge()
 
@@ -361,7 +408,12 @@ class EventLog:
         if self.spill is None or not self._spilling or self._memory:
             return False
         if self.spill.pending:
-            await self.spill.flush()
+            if self.spill.write_error is not None:
+                return True  # the next batch takes them (the disk is full)
+            try:
+                await self.spill.flush()
+            except OSError:
+                pass  # write_error is set: they go to the database from now on
             return True
         if self.spill.has_unread:
             return True
@@ -514,8 +566,19 @@ class EventLog:
         self.last_write_at = time.time()
 
     @property
+    def at_risk(self) -> int:
+        """Events held only in memory because neither the database nor the spill file takes
+        them (lost if daz stops or dies now)."""
+        if self.spill is None:
+            return 0 if self.db_ok else len(self._memory)
+        if self.spill.write_error is None or self.db_ok:
+            return 0
+        return len(self._memory) + self.spill.pending + len(self._taken)
+
+    @property
     def waiting(self) -> int:
-        return len(self._memory) + (self.spill.waiting if self.spill is not None else 0)
+        spill = self.spill.waiting + len(self._taken) if self.spill is not None else 0
+        return len(self._memory) + spill
 
     def _count(self, stage: str, n: int = 1) -> None:
         self.counts[stage] += n
@@ -537,6 +600,8 @@ class EventLog:
             "in_spill_file": self.spill.waiting if self.spill is not None else 0,
             "spilling": self._spilling,
             "spill_file": str(self.spill.path) if self.spill is not None else None,
+            "spill_error": self.spill.write_error if self.spill is not None else None,
+            "at_risk": self.at_risk,
             "duplicates_skipped": self.duplicates,
             "direct_batches": self.direct_batches,
             "staged_batches": self.staged_batches,

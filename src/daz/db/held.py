@@ -216,10 +216,7 @@ class HeldWrites:
     async def close(self, timeout: float = 5.0) -> list[tuple[str, Op]]:
         """Stop the background task, try once more (each write bounded by ``timeout``: shutdown
         must not hang on a partitioned database), and return what is still held."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._stop_draining()
         if self.holding():
             usual, self.op_timeout = self.op_timeout, min(self.op_timeout, timeout)
             try:
@@ -228,6 +225,15 @@ class HeldWrites:
                 self.log.warning("%s: last drain of held writes failed: %s", self.plugin, exc)
             finally:
                 self.op_timeout = usual
+        return self._take_all()
+
+    async def _stop_draining(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def _take_all(self) -> list[tuple[str, Op]]:
         left = [(room, op) for room, q in self.queues.items() for op in q]
         self.queues.clear()
         self.metrics.waiting.labels(plugin=self.plugin).set(0)
@@ -266,6 +272,13 @@ class HeldWrites:
         """At stop: try the held writes once more and save the rest (those ``keep`` accepts) to
         ``path`` for the next start."""
         left = await self.close()
+        self.save(self.path, [(room, op) for room, op in left if keep is None or keep(op)])
+
+    async def save_now(self, keep: Callable[[Op], bool] | None = None) -> None:
+        """At stop, with the database away: no more attempts, everything held (that ``keep``
+        accepts) goes to ``path`` now. Writes held after this are saved by a later call."""
+        await self._stop_draining()
+        left = self._take_all()
         self.save(self.path, [(room, op) for room, op in left if keep is None or keep(op)])
 
 

@@ -7,12 +7,15 @@ trying with capped, jittered backoff until it gets a pool or is told to stop. ``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
-from typing import Any
+from typing import Any, AsyncIterator
 
 import asyncpg
+
+from daz.db.errors import leaves_connection_unusable
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +148,14 @@ class Database:
                 except asyncio.TimeoutError:
                     pass
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 10.0) -> None:
+        """Close the pool gracefully within ``timeout`` seconds, else terminate it."""
         pool, self.pool = self.pool, None
         self._healthy = False
         if pool is None:
             return
         try:
-            await asyncio.wait_for(pool.close(), 10)
+            await asyncio.wait_for(pool.close(), timeout)
         except (asyncio.TimeoutError, Exception) as exc:
             log.warning("database: pool did not close cleanly (%s); terminating", exc)
             pool.terminate()
@@ -213,9 +217,22 @@ class Database:
                        timeout: float | None = None) -> Any:
         return await self._require_pool().fetchval(query, *args, column=column, timeout=timeout)
 
-    def acquire(self, timeout: float | None = None):
-        """``async with db.acquire() as conn:`` for work that needs one connection."""
-        return self._require_pool().acquire(timeout=timeout)
+    @contextlib.asynccontextmanager
+    async def acquire(self, timeout: float | None = None) -> AsyncIterator[Any]:
+        """``async with db.acquire() as conn:`` for work that needs one connection. A
+        connection an error or a cancellation may have left mid-operation is closed instead
+        of going back to the pool (``errors.leaves_connection_unusable``)."""
+        pool = self._require_pool()
+        conn = await pool.acquire(timeout=timeout)
+        try:
+            yield conn
+        except BaseException as exc:
+            if leaves_connection_unusable(exc):
+                with contextlib.suppress(asyncpg.InterfaceError):  # already detached: closed
+                    conn.terminate()
+            raise
+        finally:
+            await pool.release(conn)
 
     async def log(self, plugin_name: str, level: str, message: str,
                   data: dict | None = None) -> None:

@@ -35,6 +35,7 @@ class SpillFile:
         self._read_offset = 0  # bytes of the file already consumed
         self._size = 0  # bytes written (and synced) so far
         self.unread = 0  # lines written and not consumed yet
+        self.write_error: str | None = None  # why the last write failed (a full disk), if it did
         self._lock = asyncio.Lock()
         self._flushing = False
 
@@ -87,6 +88,16 @@ class SpillFile:
 
     # ------------------------------------------------------------------ writing
 
+    def take_pending(self, max_lines: int) -> list[str]:
+        """Take up to ``max_lines`` of the oldest lines not yet on disk, for the caller to
+        write elsewhere (the database, while the disk is full); ``give_back`` what it could
+        not."""
+        taken, self._pending = self._pending[:max_lines], self._pending[max_lines:]
+        return taken
+
+    def give_back(self, lines: list[str]) -> None:
+        self._pending[:0] = lines
+
     def append(self, line: str) -> None:
         if "\n" in line:  # JSON never has a raw newline; keep the one-line-per-entry rule
             line = line.replace("\n", "\\n")
@@ -102,14 +113,20 @@ class SpillFile:
             try:
                 data = ("\n".join(lines) + "\n").encode("utf-8")
                 await asyncio.to_thread(self._append_bytes, data)
-            except BaseException:
+            except BaseException as exc:
                 self._pending[:0] = lines  # still ours; nothing is lost
+                self._failed(exc)
                 raise
             finally:
                 self._flushing = False
+            self.write_error = None
             self._size += len(data)
             self.unread += len(lines)
             return len(lines)
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, OSError):
+            self.write_error = f"{type(exc).__name__}: {exc}"
 
     def _append_bytes(self, data: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +137,15 @@ class SpillFile:
                 written = os.write(fd, view)
                 view = view[written:]
             os.fsync(fd)
+        except OSError:
+            # A full disk may have taken part of the group: cut the file back to the last
+            # whole line written before, so nothing half-written is ever read (the group
+            # stays pending and is written again, whole).
+            try:
+                os.ftruncate(fd, self._size)
+            except OSError:
+                pass  # then the torn line is set aside at the next start, as after a crash
+            raise
         finally:
             os.close(fd)
 
@@ -134,9 +160,11 @@ class SpillFile:
             tail = ("\n".join(pending) + "\n").encode() if pending else b""
             try:
                 size = await asyncio.to_thread(self._rewrite, head, tail)
-            except BaseException:
+            except BaseException as exc:
                 self._pending[:0] = pending
+                self._failed(exc)
                 raise
+            self.write_error = None
             self.unread += len(lines) + len(pending)
             self._size = size
             self._read_offset = 0
@@ -152,12 +180,16 @@ class SpillFile:
             middle = b""
         if middle and not middle.endswith(b"\n"):
             middle += b"\n"
-        with open_private(tmp, "wb") as f:
-            for part in (head, middle, tail):
-                f.write(part)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open_private(tmp, "wb") as f:
+                for part in (head, middle, tail):
+                    f.write(part)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-written copy behind
+            raise
         _sync_dir(self.path.parent)
         return len(head) + len(middle) + len(tail)
 
@@ -191,6 +223,7 @@ class SpillFile:
             await asyncio.to_thread(self._truncate)
             self._size = self._read_offset = 0
             self.unread = 0
+            self.write_error = None  # the file is gone; the next write tells again
             return True
 
     def _truncate(self) -> None:

@@ -233,7 +233,15 @@ class Plugin:
         """Called once at start-up, after migrations and before rooms connect."""
 
     async def teardown(self) -> None:
-        """Called once at shutdown, after rooms disconnected: flush what is buffered."""
+        """Called once at shutdown, after rooms disconnected: flush what is buffered. It may be
+        cut short (the stop has a time budget); ``save_for_next_start`` runs after it anyway."""
+
+    async def save_for_next_start(self) -> None:
+        """Put what this plugin holds in memory for the database (counts, held writes, queued
+        rows) in its file under ``ctx.data_dir``, to be written at the next start; clear it
+        from memory. Called at stop before teardown when the database does not answer, and
+        after teardown in every case (then usually with nothing left). Must be quick, must
+        not need the database, and may be called more than once."""
 
     # Retries ---------------------------------------------------------------------------
 

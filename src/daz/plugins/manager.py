@@ -23,6 +23,7 @@ from daz.config import ConfigError, validate_plugin_config
 from daz.logs import log_context
 from daz.plugins.base import EverySpec, OnSpec, Plugin, PluginContext
 from daz.plugins.registry import available_plugins, plugin_class_in
+from daz.stopping import StopBudget
 
 __all__ = ["PluginManager", "available_plugins", "plugin_class"]
 
@@ -192,27 +193,43 @@ class PluginManager:
             await plugin.retry_operation(request["operation"], request.get("payload") or {})
         return run
 
-    async def stop(self, timeout: float = 15.0) -> None:
-        """Stop commands, timers and subscriptions, let queued events drain, then teardown in
-        reverse."""
+    async def stop(self, budget: StopBudget | None = None, *, database_up: bool = True) -> None:
+        """Stop commands and timers, let queued events drain, tear down in reverse order, and
+        save what is left in memory to disk, all within ``budget`` (see ``daz.stopping``). When
+        the database does not answer, every plugin first saves what it holds (the event log
+        first: it holds the most), so a stuck plugin or a SIGKILL after the grace period costs
+        nothing."""
+        budget = budget or StopBudget(15.0)
         if self.dispatcher is not None:
-            await self.dispatcher.stop(timeout=min(timeout, 10.0))
+            await budget.within(self.dispatcher.stop(timeout=budget.seconds * 0.25),
+                                "finishing running commands", at_most=2.0)
         for loaded in self.loaded.values():
             for task in loaded.timers:
                 task.cancel()
-        await asyncio.gather(*(t for lp in self.loaded.values() for t in lp.timers),
-                             return_exceptions=True)
-        await self.bus.drain(timeout=min(timeout, 5.0))
+        timers = [t for lp in self.loaded.values() for t in lp.timers]
+        if timers:
+            await budget.within(asyncio.gather(*timers, return_exceptions=True),
+                                "stopping timers", at_most=1.0)
+        started = [lp for lp in self.loaded.values() if lp.started]
+        if not database_up:
+            log.warning("database not answering at stop: what plugins hold goes to disk first")
+            await self._save_all(started, budget)
+        await budget.within(self.bus.drain(timeout=budget.seconds * 0.4), "draining the bus")
         for loaded in reversed(list(self.loaded.values())):
             for sub in loaded.subscriptions:
                 self.bus.unsubscribe(sub)
             self.bus.stop_responding(f"retry.run.{loaded.name}")
-            if not loaded.started:
-                continue
-            try:
-                await asyncio.wait_for(loaded.plugin.teardown(), timeout)
-            except Exception:
-                log.exception("plugin %s failed to shut down cleanly", loaded.name)
+        for loaded in reversed(started):
+            await budget.within(loaded.plugin.teardown(), f"plugin {loaded.name}: teardown",
+                                at_most=max(1.0, budget.seconds * 0.25))
+        await self._save_all(started, budget)
+
+    @staticmethod
+    async def _save_all(started: list[LoadedPlugin], budget: StopBudget) -> None:
+        for loaded in started:
+            await budget.within(loaded.plugin.save_for_next_start(),
+                                f"plugin {loaded.name}: saving for the next start",
+                                keep_reserve=False)
 
     # ------------------------------------------------------------------ introspection
 

@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 from daz.config import load_config
+from daz.stopping import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -38,35 +39,23 @@ async def run_sandbox_bot(*, port: int = 8765, channel: str = "sandbox", dsn: st
         "data_dir": str(data_dir or default_data_dir() / "sandbox")})
     app = App(config)
     script = ScriptedRoom(server, channel, bot_name=BOT_NAME, speed=speed)
-    stop = _stop_on_signals()
     scripted: asyncio.Future | None = None
-    try:
-        await app.start()
-        shown_port = app.web.port if app.web is not None else web_port
-        print(f"daz is running: open http://127.0.0.1:{shown_port}/c/{channel}  (Ctrl-C stops)")
-        scripted = asyncio.ensure_future(script.run())
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({scripted, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if scripted.done():
-            scripted.result()  # a script that died says why
-    finally:
-        await script.stop()
-        if scripted is not None and not scripted.done():
-            scripted.cancel()
-        await app.stop()
-        await server.stop()
-
-
-def _stop_on_signals() -> asyncio.Event:
-    """SIGTERM as well as Ctrl-C: either way the embedded PostgreSQL is stopped, not left behind."""
-    import signal
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    with stop_on_signals(app.request_stop):
         try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-            pass
-    return stop
+            if not await app.start_unless_stopped():
+                return
+            shown_port = app.web.port if app.web is not None else web_port
+            print(f"daz is running: open http://127.0.0.1:{shown_port}/c/{channel}"
+                  "  (Ctrl-C stops)")
+            scripted = asyncio.ensure_future(script.run())
+            stopping = asyncio.ensure_future(app.stop_requested.wait())
+            await asyncio.wait({scripted, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if scripted.done():
+                scripted.result()  # a script that died says why
+        finally:
+            await script.stop()
+            if scripted is not None and not scripted.done():
+                scripted.cancel()
+            await app.stop()
+            await server.stop()

@@ -36,7 +36,7 @@ class SimulatedUser:
         self._returned: set[int] = set()
         self._changed = asyncio.Event()
         self.client = socketio.AsyncClient(reconnection=False, logger=False,
-                                           engineio_logger=False)
+                                           engineio_logger=False, handle_sigint=False)
         self.client.on("*", self._record)
         self.client.on("disconnect", self._on_disconnect)
 

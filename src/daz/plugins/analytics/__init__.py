@@ -12,8 +12,9 @@ synchronous row per chat line. Here:
 * Counting happens in memory as events arrive (chat lines, real joins, commands that ran, and
   plays announced by mediatracker), and is flushed every ``flush_seconds`` and at shutdown in
   one transaction (see ``store.py``). A failed flush is retried with the same flush id; it is
-  applied exactly once. A crash loses at most the last ``flush_seconds`` of counts, never adds
-  any twice.
+  applied exactly once. When the database does not take the counts at a stop, they are saved
+  (flush ids included) to ``<data_dir>/analytics-unsaved.jsonl`` and written at the next
+  start. A crash loses at most the last ``flush_seconds`` of counts, never adds any twice.
 * "Active users" of an hour are the *distinct* people who chatted in it. The names are kept in
   the database per hour, so after a restart within an hour the new process's chatters are
   merged with those already stored, not added to a count (which would count a person twice).
@@ -30,6 +31,7 @@ Config: ``flush_seconds`` (30) between writes, ``retention_days`` (35) for the h
 from __future__ import annotations
 
 import asyncio
+import collections
 from typing import Any
 
 from pydantic import Field
@@ -37,6 +39,7 @@ from pydantic import Field
 from daz.commands import CommandContext
 from daz.cytube.events import ChatMessage, UserJoined
 from daz.db.errors import is_transient
+from daz.db.jsonlines import append_json_lines, take_json_lines
 from daz.db.text import storable_name
 from daz.events import CommandExecuted, PluginEvent
 from daz.humanize import ago
@@ -45,6 +48,7 @@ from daz.plugins.analytics.counters import Batch
 from daz.plugins.base import Plugin, PluginConfig, command, every, on
 
 PLAY_TOPIC = "plugin.mediatracker.play"  # announced by mediatracker for each actual play
+UNSAVED_FILE = "analytics-unsaved.jsonl"  # batches a stop could not write, for the next start
 
 
 class AnalyticsConfig(PluginConfig):
@@ -62,17 +66,48 @@ class Analytics(Plugin):
     async def setup(self) -> None:
         self.current = Batch()  # counting into
         self.pending: Batch | None = None  # taken for writing, not yet confirmed
+        # Batches an earlier run saved at its stop, written (under their own flush ids) first.
+        self.saved: collections.deque[Batch] = collections.deque(
+            take_json_lines(self._unsaved_path(), Batch.from_json, log=self.log,
+                            owner="analytics"))
+        if self.saved:
+            self.log.info("analytics: %d batch(es) of counts saved at the last stop will be"
+                          " written", len(self.saved))
         self.flushes = 0
         self.dropped_batches = 0
         self._last_cleanup: float | None = None
         self._lock = asyncio.Lock()
+        if self.saved:
+            try:
+                await self.flush()
+            except Exception as exc:  # kept; the flush timer tries again
+                self.log.warning("analytics: saved counts not written yet: %s", exc)
 
     async def teardown(self) -> None:
         # The manager has stopped the flush timer by now, so this last flush runs alone.
         try:
             await self.flush()
-        except Exception as exc:
-            self.log.error("analytics: final flush failed, these counts are lost: %s", exc)
+        except Exception as exc:  # save_for_next_start keeps them
+            self.log.warning("analytics: final flush failed (%s); the counts are saved for the"
+                             " next start", exc)
+
+    def _unsaved_path(self):
+        return self.ctx.data_dir / UNSAVED_FILE if self.ctx.data_dir is not None else None
+
+    async def save_for_next_start(self) -> None:
+        batches = [b for b in (self.pending, *self.saved, self.current) if b]
+        self.pending, self.current = None, Batch()
+        self.saved.clear()
+        if not batches:
+            return
+        path = self._unsaved_path()
+        if path is None:
+            self.log.error("analytics: %d batch(es) of counts not written and no data dir:"
+                           " lost", len(batches))
+            return
+        append_json_lines(path, (b.to_json() for b in batches))
+        self.log.warning("analytics: database not answering at stop; %d batch(es) of counts"
+                         " saved to %s, written at the next start", len(batches), path)
 
     @every(config="flush_seconds")
     async def flush_timer(self) -> None:
@@ -107,9 +142,14 @@ class Analytics(Plugin):
         async with self._lock:
             while True:
                 if self.pending is None:
-                    if not self.current or self.ctx.db is None:
+                    if self.ctx.db is None:
                         return applied
-                    self.pending, self.current = self.current, Batch()
+                    if self.saved:
+                        self.pending = self.saved.popleft()
+                    elif self.current:
+                        self.pending, self.current = self.current, Batch()
+                    else:
+                        return applied
                 try:
                     async with self.ctx.db.pool.acquire() as conn:
                         if await store.write(conn, self.pending):
@@ -161,7 +201,7 @@ class Analytics(Plugin):
     async def mystats(self, ctx: CommandContext) -> None:
         channel = ctx.room.channel
         unsaved = 0
-        for batch in (self.pending, self.current):
+        for batch in (self.pending, *self.saved, self.current):
             if batch is not None:
                 u = batch.users.get((channel, ctx.username))
                 unsaved += u.messages if u else 0

@@ -76,3 +76,22 @@ class Batch:
 
     def days(self) -> set[tuple[str, date]]:
         return {(channel, day_of(hour)) for channel, hour in self.hours}
+
+    def to_json(self) -> dict:
+        """A JSON-able copy (saved at a stop the database did not see; same flush id)."""
+        return {"flush_id": str(self.flush_id),
+                "hours": [[channel, hour, c.messages, c.joins, c.plays, c.commands,
+                           sorted(c.users)] for (channel, hour), c in self.hours.items()],
+                "users": [[channel, name, c.messages, c.first, c.last]
+                          for (channel, name), c in self.users.items()]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Batch":
+        batch = cls(flush_id=uuid.UUID(data["flush_id"]))
+        for channel, hour, messages, joins, plays, commands, users in data["hours"]:
+            batch.hours[(str(channel), int(hour))] = HourCounts(
+                int(messages), int(joins), int(plays), int(commands), set(map(str, users)))
+        for channel, name, messages, first, last in data["users"]:
+            batch.users[(str(channel), str(name))] = UserCounts(int(messages), float(first),
+                                                                float(last))
+        return batch

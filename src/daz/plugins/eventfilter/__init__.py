@@ -28,10 +28,13 @@ from pydantic import Field, model_validator
 
 from daz.commands import CommandContext, RegisteredCommand, UsageError
 from daz.commands.dispatch import command_settings
+from daz.db.jsonlines import append_json_lines, take_json_lines
 from daz.events import CommandExecuted, PluginEvent
 from daz.plugins.base import Plugin, PluginConfig, command, on
 from daz.plugins.eventfilter.history import HistoryWriter
 from daz.plugins.eventfilter.rules import Rule, RuleConfig, build_rule, targets_for
+
+UNSAVED_HISTORY = "eventfilter-history-unsaved.jsonl"  # audit rows a stop could not write
 
 
 class EventFilterConfig(PluginConfig):
@@ -69,6 +72,8 @@ class EventFilter(Plugin):
         self.prefix = (command_settings(self.ctx.app_config)[0].prefix
                        if self.ctx.app_config is not None else cfg.command_prefix)
         self.history = HistoryWriter(self.ctx.db, max_buffer=cfg.history_max_buffer)
+        self.history.restore(take_json_lines(self._unsaved_path(), dict, log=self.log,
+                                             owner="eventfilter"))
         self.unsaved: set[str] = set()  # switched while the database was down (retry queued)
         self.config_rules: list[Rule] = []
         for i, rc in enumerate(cfg.rules):
@@ -92,6 +97,19 @@ class EventFilter(Plugin):
             self.ctx.bus.unsubscribe(self._rules_sub)
             self._rules_sub = None
         await self.history.flush()
+
+    def _unsaved_path(self):
+        return self.ctx.data_dir / UNSAVED_HISTORY if self.ctx.data_dir is not None else None
+
+    async def save_for_next_start(self) -> None:
+        chunks = self.history.take_unsaved()
+        path = self._unsaved_path()
+        if not chunks or path is None:
+            return
+        append_json_lines(path, chunks)
+        self.log.warning("eventfilter: %d command history row(s) the database did not take"
+                         " saved to %s, written at the next start",
+                         sum(len(c["rows"]) for c in chunks), path)
 
     # ------------------------------------------------------------------ audit log
 

@@ -59,6 +59,8 @@ class HistoryWriter:
         # Python value to match the column type.
         self.naive_timestamps = naive_timestamps
         self.inflight: tuple[uuid.UUID, list[tuple]] | None = None  # taken, not yet confirmed
+        # Chunks a previous run saved at its stop, each written under its own id first.
+        self.saved: collections.deque[tuple[uuid.UUID, list[tuple]]] = collections.deque()
         self.retention_seconds = 7 * 86400  # batch ids are only needed while a retry can come
         self._last_cleanup = 0.0
         self._lock = asyncio.Lock()
@@ -78,8 +80,31 @@ class HistoryWriter:
             now, success, clean(error, 500)))
 
     def __len__(self) -> int:
-        return (len(self.rows) + len(self.singles)
+        return (len(self.rows) + len(self.singles) + sum(len(c) for _, c in self.saved)
                 + (len(self.inflight[1]) if self.inflight else 0))
+
+    def take_unsaved(self) -> list[dict]:
+        """Everything not written yet, oldest first, as JSON-able chunks (each with the id it
+        is written under, so a chunk that did reach COMMIT is not written twice); cleared."""
+        chunks = [(row_id, [row]) for row_id, row in self.singles]
+        chunks.extend(self.saved)
+        if self.inflight is not None:
+            chunks.append(self.inflight)
+        rows = list(self.rows)
+        chunks.extend((uuid.uuid4(), rows[i:i + self.batch])
+                      for i in range(0, len(rows), self.batch))
+        self.singles.clear()
+        self.saved.clear()
+        self.inflight = None
+        self.rows.clear()
+        return [{"id": str(chunk_id), "rows": [_row_to_json(r) for r in chunk]}
+                for chunk_id, chunk in chunks]
+
+    def restore(self, chunks: list[dict]) -> None:
+        """Take back what ``take_unsaved`` gave a previous run; written before newer rows."""
+        for chunk in chunks:
+            self.saved.append((uuid.UUID(chunk["id"]),
+                               [_row_from_json(r, self.naive_timestamps) for r in chunk["rows"]]))
 
     async def flush(self) -> int:
         """Write what is buffered; returns rows written. Never raises (rows stay on failure)."""
@@ -91,10 +116,14 @@ class HistoryWriter:
                 return total  # the database is away again; the rest waits its turn
             while True:
                 if self.inflight is None:
-                    if not self.rows:
+                    if self.saved:
+                        self.inflight = self.saved.popleft()
+                    elif not self.rows:
                         break
-                    chunk = [self.rows.popleft() for _ in range(min(self.batch, len(self.rows)))]
-                    self.inflight = (uuid.uuid4(), chunk)
+                    else:
+                        chunk = [self.rows.popleft()
+                                 for _ in range(min(self.batch, len(self.rows)))]
+                        self.inflight = (uuid.uuid4(), chunk)
                 batch_id, chunk = self.inflight
                 try:
                     async with self.db.pool.acquire() as conn:
@@ -165,6 +194,23 @@ class HistoryWriter:
                     " WHERE written_at < now() - make_interval(secs => $1)",
                     float(self.retention_seconds))
         return True
+
+
+def _row_to_json(row: tuple) -> list:
+    command, username, channel, args, executed_at, success, error = row
+    return [command, username, channel, args, executed_at.isoformat(), success, error]
+
+
+def _row_from_json(item: list, naive: bool) -> tuple:
+    command, username, channel, args, executed_at, success, error = item
+    when = datetime.fromisoformat(executed_at)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    if naive:
+        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return (str(command), str(username), str(channel),
+            [str(a) for a in args] if args is not None else None, when, bool(success),
+            str(error))
 
 
 def _keep(exc: BaseException) -> bool:

@@ -96,8 +96,10 @@ class MediaTracker(Plugin):
         for room_id, play in list(self.plays.items()):
             if play.open:
                 await self._end(room_id, play, now)
-        # The mirror needs no saving: the first sync after the next start rewrites it.
-        await self.held.shutdown(keep=lambda op: op["op"] != "sync")
+        await self.held.shutdown(keep=_worth_saving)
+
+    async def save_for_next_start(self) -> None:
+        await self.held.save_now(keep=_worth_saving)
 
     # ------------------------------------------------------------------ events
 
@@ -268,3 +270,8 @@ class MediaTracker(Plugin):
             n = r["play_count"]
             parts.append(f"{i}. {short(r['title'], 40)} ({n} play{'s' if n != 1 else ''})")
         await ctx.reply("Most played here: " + " · ".join(parts))
+
+
+def _worth_saving(op: dict) -> bool:
+    """The mirror needs no saving: the first sync after the next start rewrites it."""
+    return op["op"] != "sync"

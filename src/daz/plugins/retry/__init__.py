@@ -101,6 +101,9 @@ class Retry(Plugin):
         await self._flush_pending()
         self._spill()
 
+    async def save_for_next_start(self) -> None:
+        self._spill()
+
     # ------------------------------------------------------------------ enqueue
 
     def _policy(self, operation: str) -> dict[str, Any]:
@@ -339,6 +342,7 @@ class Retry(Plugin):
         append_json_lines(path, self.pending)
         self.log.warning("retry: database still down at shutdown; %d operation(s) saved to %s",
                          len(self.pending), path)
+        self.pending.clear()  # saved once: a later call appends only what came after
 
     def _load_spill(self) -> None:
         path = self._spill_path()

@@ -38,7 +38,9 @@ socket only as fast as the database writes (back-pressure through this plugin's 
 instead of spilling, which costs more CPU than the writes and would only slow the writer (see
 ``daz.db.eventlog``); ``core_event_max_batch`` (batch_size × 16; a backlog is written in
 batches up to this size), ``spill_file`` (default ``<data_dir>/eventlog.spill``),
-``write_timeout_seconds`` (10), ``shutdown_timeout_seconds`` (10). Go keys that configured its own pool and lanes
+``write_timeout_seconds`` (10), ``shutdown_timeout_seconds`` (10; the stop's own budget,
+``core.stop_timeout_seconds``, comes first: what is not written by then is kept in the spill
+file). Go keys that configured its own pool and lanes
 (``database``, ``max_connections``, ``background_*``, ``critical_lane_concurrency``,
 ``enable_pg_stat_statements``, ...) are accepted and have no effect: the database is
 ``core.database``.
@@ -112,6 +114,9 @@ class Sql(Plugin):
 
     async def teardown(self) -> None:
         await self.eventlog.close()
+
+    async def save_for_next_start(self) -> None:
+        await self.eventlog.save_to_spill()
 
     @on("cytube.event.*", include_ignored=True, overflow="block", max_queue=10_000)
     async def record(self, event: CytubeEvent) -> None:

@@ -107,6 +107,17 @@ class UserTracker(Plugin):
             await self._close_own(room.channel, room.state.bot_name, now, "bot_stopped")
         await self.held.shutdown()
 
+    async def save_for_next_start(self) -> None:
+        await self.held.save_now()
+        # Last-chat times the database has not taken are saved behind the joins they belong
+        # to, so the next start applies them in that order.
+        now = self.ctx.clock.time()
+        touches = [(channel, {"op": "touch", "channel": channel, "t": now,
+                              "users": {key: list(value) for key, value in users.items()}})
+                   for channel, users in self.activity.items() if users]
+        self.activity = {}
+        self.held.save(self.held.path, touches)
+
     # ------------------------------------------------------------------ events
 
     # Each write is a JSON-able operation with the event's own time, so that it can wait in
@@ -169,6 +180,9 @@ class UserTracker(Plugin):
             await sessions.rank_changed(conn, channel, op["user"], op["rank"], t)
         elif kind == "afk":
             await sessions.afk_changed(conn, channel, op["user"], op["afk"], t, self.afk_column)
+        elif kind == "touch":  # batched last-chat times saved at a stop
+            await sessions.touch(conn, channel, {key: (name, when)
+                                                 for key, (name, when) in op["users"].items()})
         else:
             raise ValueError(f"unknown usertracker operation {kind!r}")
 
