@@ -172,7 +172,7 @@ async def test_opt_out_is_respected_case_insensitively_and_can_be_undone(databas
     await arrive(kit, "ALICE")
     assert len(kit.room.said) == said
     # An admin's test greeting does not override it either (Go's !greeter test did).
-    kit.user("boss")
+    kit.user("boss", 2)
     await kit.chat("boss", "!greeter test alice")
     assert kit.room.said[-1] == "ALICE has opted out of greetings."
     clock.advance(10)
@@ -283,9 +283,9 @@ async def test_greeter_test_is_for_admins_and_bypasses_cooldowns(database, greet
     await room_joined(kit)
     await arrive(kit, "alice")
     kit.user("pleb")
-    kit.user("boss")
+    kit.user("boss", 2)
     await kit.chat("pleb", "!greeter test alice")
-    assert kit.room.said[-1] == "!greeter test is for bot admins only."
+    assert kit.room.pms[-1] == ("pleb", "!greeter test is for bot admins only.")
     await kit.chat("boss", "!greeter test @alice")
     assert kit.room.said[-1] == "HELLO alice in testchan"
     await kit.chat("boss", "!greeter test ghost")
@@ -296,7 +296,7 @@ async def test_greeter_test_is_for_admins_and_bypasses_cooldowns(database, greet
     assert "doesn't look like a CyTube username" in kit.room.said[-1]
     kit.user("other")
     await kit.chat("other", "!greeter")
-    assert kit.room.said[-1].startswith("Usage:")
+    assert kit.room.pms[-1][0] == "other" and kit.room.pms[-1][1].startswith("Usage:")
     assert [r["greeting_type"] for r in await history(database)] == ["first_time", "test"]
     await kit.stop()
 
@@ -428,7 +428,7 @@ async def test_greeter_test_with_preferences_unreadable_says_so_without_the_erro
     kit = await start(database, greetings_file, admins=["boss"], channel_cooldown_seconds=0)
     await room_joined(kit)
     await arrive(kit, "alice")
-    kit.user("boss")
+    kit.user("boss", 2)
     await database.execute("ALTER TABLE daz_greeter_preferences RENAME TO prefs_away")
     said = len(kit.room.said)
     await kit.chat("boss", "!greeter test alice")

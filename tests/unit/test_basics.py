@@ -27,7 +27,7 @@ async def kit(**kw):
 
 async def test_help_lists_only_what_the_caller_may_use_by_pm():
     k = await kit(admins=["root"])
-    k.user("root", 0)
+    k.user("root", 1)
     await k.chat("alice", "!help")
     await k.chat("mia", "!help")
     await k.chat("root", "!help")

@@ -4,7 +4,13 @@ For each ``!name args`` line (chat or PM, already HTML-unescaped, never replayed
 own echo) it resolves the command in the shared registry, then checks, in this order: enabled,
 PM-only, admin-only, rank (from the room's user list, PMs too), argument count, per-user cooldown
 (shared by aliases). A refusal gets one short PM saying why, at most one per user per
-``notice_interval`` seconds. An unknown command gets no answer at all.
+``notice_interval`` seconds; so does a handler's own refusal (``CommandRefused``), never public
+chat. An unknown command gets no answer at all.
+
+Who is a bot admin: a name listed in ``admin_users`` (core and this section) that is in the room
+now, logged in to a registered account (rank >= 1), compared as CyTube compares names (ASCII
+letters case-insensitively, anything else never matches). A guest (rank 0) who took an admin's
+unregistered name is not an admin, nor is a look-alike name with a non-ASCII letter.
 
 Commands run in their own task, so a slow command (a database lookup, an LLM call) never delays
 the next line's dispatch; ``!ping`` is answered while ``!weather`` waits. Each attempt is counted
@@ -31,8 +37,10 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from daz.commands import CommandContext, RegisteredCommand, UsageError, parse_command
+from daz.commands import (CommandContext, CommandRefused, RegisteredCommand, UsageError,
+                          parse_command)
 from daz.cytube.events import ChatMessage, PrivateMessage
+from daz.cytube.state import RoomState, name_key
 from daz.events import CommandExecuted, PluginEvent
 from daz.plugins.base import Plugin, PluginConfig, command, on
 from daz.plugins.eventfilter.guard import Cooldowns, NoticeLimiter
@@ -77,7 +85,12 @@ class EventFilter(Plugin):
         self.prefix = cfg.command_prefix
         app = self.ctx.app_config
         core_admins = list(app.core.admin_users) if app is not None else []
-        self.admins = {n.lower() for n in (*core_admins, *cfg.admin_users) if n}
+        listed = [n for n in (*core_admins, *cfg.admin_users) if n]
+        for name in listed:
+            if not name.isascii():
+                self.log.warning("admin_users: %r can never match a CyTube name (names are"
+                                 " ASCII); ignored", name)
+        self.admins = {name_key(n) for n in listed if n.isascii()}
         self.cooldowns = Cooldowns()
         self.notices = NoticeLimiter(cfg.notice_interval)
         self.history = HistoryWriter(self.ctx.db, max_buffer=cfg.history_max_buffer)
@@ -135,7 +148,7 @@ class EventFilter(Plugin):
         if entry is None:
             self._finish(event, UNKNOWN, parsed.name, user, parsed.args, via_pm, "unknown")
             return
-        is_admin = user.lower() in self.admins
+        is_admin = self.is_admin(room.state, user)
         # Rank comes from the user list (chat payloads carry none). Someone who can talk to us
         # is at least a guest, so an absent entry (a join we have not seen yet) counts as 0.
         rank = max(room.state.rank_of(user), 0)
@@ -151,6 +164,13 @@ class EventFilter(Plugin):
         task = asyncio.create_task(self._run(entry, ctx), name=f"command:{entry.name}")
         self.running.add(task)
         task.add_done_callback(self.running.discard)
+
+    def is_admin(self, state: RoomState, user: str) -> bool:
+        """Listed, present, and logged in to a registered account (see the module docstring)."""
+        if not user.isascii() or name_key(user) not in self.admins:
+            return False
+        present = state.user(user)
+        return present is not None and present.rank >= 1
 
     def _check(self, entry: RegisteredCommand, args: list[str], user: str, rank: float,
                is_admin: bool, via_pm: bool) -> tuple[str, str] | None:
@@ -188,6 +208,9 @@ class EventFilter(Plugin):
             await entry.handler(ctx, *ctx.args)
         except UsageError as exc:  # a handler may refuse its arguments itself
             outcome, detail = "usage", f"Usage: {exc}"
+            await self._notice(ctx.room, ctx.username, detail)
+        except CommandRefused as exc:  # ... or the caller (admins only, a locked gallery...)
+            outcome, detail = "refused", str(exc)
             await self._notice(ctx.room, ctx.username, detail)
         except asyncio.CancelledError:
             raise
@@ -246,8 +269,7 @@ class EventFilter(Plugin):
             await ctx.reply(f"There is no command {name!r}.")
             return
         if entry.name == "command":
-            await ctx.reply("That would lock everyone out of this switch; not doing it.")
-            return
+            raise CommandRefused("That would lock everyone out of this switch; not doing it.")
         entry.enabled = action == "enable"
         note = ""
         if self.ctx.db is None:

@@ -34,7 +34,7 @@ import asyncio
 import hashlib
 from urllib.parse import quote
 
-from daz.commands import CommandContext
+from daz.commands import CommandContext, CommandRefused
 from daz.cytube.events import ChatMessage
 from daz.db.errors import is_transient
 from daz.plugins.base import Plugin, command, on
@@ -192,8 +192,8 @@ class Gallery(Plugin):
     @command("gallery_check", admin_only=True, usage="!gallery_check",
              description="Check the gallery images now (admins)")
     async def gallery_check(self, ctx: CommandContext) -> None:
-        if not ctx.is_admin:
-            return
+        if not ctx.is_admin:  # the dispatcher refuses non-admins first; this is a second lock
+            raise CommandRefused("!gallery_check is for bot admins only.")
         if self.health is None:
             await ctx.reply("The gallery has no database right now.")
             return
