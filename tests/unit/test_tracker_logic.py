@@ -67,6 +67,22 @@ def test_repeats_on_join_continue_a_play_and_a_loop_starts_a_new_one():
     assert not p.continues("cu", "m", 14, -3)  # played again from the lead-in
 
 
+def test_after_a_gap_a_renumbered_item_a_few_seconds_back_is_the_same_play():
+    p = _play(duration=600, paused=False)
+    p.observe(340, False, 1340.0)
+    p.close(1346.0)  # the server restarted: our socket dropped at 346 s
+    # Reloaded: uid 14 came back as uid 0, the item at 338 s (captures §5).
+    assert p.continues("cu", "m", 0, 338.0)
+    assert p.continues("cu", "m", 0, 320.0)
+    assert not p.continues("cu", "m", 0, 300.0)  # further back than a restart puts it
+    assert not p.continues("cu", "m", 0, -3)  # played again from its start
+    assert not p.continues("cu", "other", 0, 338.0)
+    early = _play(duration=600, paused=False)
+    early.observe(4, False, 1004.0)
+    early.close(1005.0)
+    assert early.continues("cu", "m", 3, 0)  # restarted 5 s in: back at 0, still this play
+
+
 def test_live_media_is_never_completed_and_elapsed_grows():
     p = _play(duration=0, paused=False)
     assert p.elapsed(1030.0) == 30.0

@@ -19,6 +19,11 @@ from dataclasses import asdict, dataclass, field
 from daz.db.text import clean_text
 
 COMPLETED_FRACTION = 0.9
+# How far back an item may come back after we were away and still be the same play. A restarted
+# CyTube reloads the channel from its saved state: the item continues a few seconds behind where
+# it was (reference captures §5 "Server restart": 346 s came back as 338 s), with new uids.
+RESUME_REWIND = 30.0
+JOIN_REPEAT_REWIND = 5.0  # the join-time repeat of a socket we never lost: the exact position
 TITLE_LIMIT = 1000  # titles come from users (custom media, raw files); the column is unbounded
 _INT_MAX = 2**31 - 1  # the Go schema's INTEGER duration columns
 
@@ -132,15 +137,26 @@ class Play:
         """Is a ``changeMedia`` for this item the same play (join/reconnect repeat) or a new
         one (the same item played again)?
 
-        Same item (type, id and playlist uid when both are known) whose position has not gone
-        back to the start: CyTube repeats ``setCurrent``/``changeMedia`` on every join, with
-        the current position. A replay starts again at the lead-in (≤ 0).
+        While we watch (the play is open), the same item (type, id and playlist uid when both
+        are known) whose position has not gone back: CyTube repeats ``setCurrent``/
+        ``changeMedia`` on every join, with the current position. A replay starts again at the
+        lead-in (≤ 0).
+
+        After we were away (the play was closed by a disconnect, or read back after daz's own
+        restart), the server may have restarted meanwhile: it renumbers the playlist and puts
+        the item back a few seconds. So the uid is not compared, and the position may be up to
+        ``RESUME_REWIND`` behind (at most half the item); a replay from the start is further
+        back than that unless the play had only just begun.
         """
         if (media_type, media_id) != self.key:
             return False
-        if uid is not None and self.uid is not None and uid != self.uid:
-            return False
-        tolerance = 5.0 if self.duration <= 0 else min(5.0, self.duration / 2)
+        if self.open:
+            if uid is not None and self.uid is not None and uid != self.uid:
+                return False
+            rewind = JOIN_REPEAT_REWIND
+        else:
+            rewind = RESUME_REWIND
+        tolerance = rewind if self.duration <= 0 else min(rewind, self.duration / 2)
         return max(0.0, position) >= self.position - tolerance
 
     def metadata(self) -> dict:
