@@ -94,9 +94,6 @@ def test_links():
     assert media_url("yt", "abc") == "https://www.youtube.com/watch?v=abc"
     assert media_url("vm", "1") == "https://vimeo.com/1"
     assert media_url("zz", "1") == "zz:1"
-    assert link("vi", "9") == "https://vimeo.com/9"
-    assert link("cu", "cu:Zm9v") == "cu:Zm9v"
-    assert link("rt", "rtmp://example.com/live/key") == "rt:rtmp://example.com/live/key"
 
 
 def test_counters_keep_distinct_users_per_utc_hour():
@@ -115,3 +112,16 @@ def test_counters_keep_distinct_users_per_utc_hour():
     assert (u.messages, u.first, u.last) == (3, t + 10, t + 3600)
     assert b.days() == {("c", day_of(hour_of(t)))}
     assert Batch().flush_id != b.flush_id and not Batch()
+
+
+def test_links_are_the_pages_cytube_links_and_never_a_raw_id():
+    assert link("yt", "dQw4w9WgXcQ") == "https://youtu.be/dQw4w9WgXcQ"
+    assert link("vi", "76979871") == "https://vimeo.com/76979871"
+    assert link("dm", "x7tgad0") == "https://dailymotion.com/video/x7tgad0"
+    assert link("tw", "somestreamer") == "https://twitch.tv/somestreamer"
+    assert link("sc", "https://soundcloud.com/a/b") == "https://soundcloud.com/a/b"
+    assert link("fi", "https://example.com/v.mp4") == "https://example.com/v.mp4"
+    assert link("cu", "cu:7vf7ZhUXdkdihPYsi0awztwtrvkSXOjOSBFoa94Eanc=") == ""
+    assert link("rt", "rtmp://example.com/live/key") == ""  # no page to open
+    assert link("yt", "a b<script>") == ""  # not an id a page can have
+    assert link("zz", "whatever") == ""

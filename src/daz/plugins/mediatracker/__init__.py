@@ -45,7 +45,9 @@ new play even when it is the item that was playing before the restart.
 Config: ``stats_limit`` (5), ``held_writes_limit`` (10000 per room), ``held_retry_seconds`` (5:
 longest pause between attempts).
 
-Commands: ``!nowplaying``/``!np`` and ``!stats`` (top media of this channel).
+Commands: ``!nowplaying``/``!np`` (the title, where it is, and the item's page as CyTube links it
+for media types that have one: yt, vi, dm, tw, sc, ...; never the raw media id) and ``!stats``
+(top media of this channel).
 """
 from __future__ import annotations
 
@@ -250,8 +252,9 @@ class MediaTracker(Plugin):
             await ctx.reply("Nothing is playing right now.")
             return
         length = clock_text(duration) if duration > 0 else "live"
-        text = (f"Now playing: {short(title)} [{link(mtype, mid)}]"
-                f" {clock_text(elapsed)} / {length}")
+        url = link(mtype, mid)
+        text = f"Now playing: {short(title)}{f' [{url}]' if url else ''}" \
+               f" {clock_text(elapsed)} / {length}"
         if queued_by:
             text += f", queued by {queued_by}"
         await ctx.reply(text)

@@ -14,6 +14,7 @@ per room.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from daz.db.text import clean_text
@@ -62,16 +63,33 @@ def media_url(media_type: str, media_id: str) -> str:
     return f"{media_type}:{media_id}"
 
 
+# CyTube's own page links per media type, built from the id as its formatLink does (the server's
+# utilities; "{id}" alone: the id is itself the URL). Types with no page (a custom embed, an id
+# that needs the item's metadata) are left out: people get the title only.
+_PAGE_LINKS = {
+    "yt": "https://youtu.be/{id}", "vi": "https://vimeo.com/{id}",
+    "dm": "https://dailymotion.com/video/{id}", "sc": "{id}", "li": "https://livestream.com/{id}",
+    "tw": "https://twitch.tv/{id}", "im": "https://imgur.com/a/{id}",
+    "us": "https://ustream.tv/channel/{id}", "gd": "https://docs.google.com/file/d/{id}",
+    "fi": "{id}", "hl": "{id}", "sb": "https://streamable.com/{id}",
+    "tc": "https://clips.twitch.tv/{id}", "cm": "{id}",
+    "bc": "https://www.bitchute.com/video/{id}/", "bn": "https://www.brighteon.com/{id}",
+    "nv": "https://www.nicovideo.jp/watch/{id}",
+}
+_SAFE_ID = re.compile(r"[\w.-]{1,100}", re.ASCII)
+_SAFE_URL = re.compile(r"https?://[^\s<>\"]{1,300}", re.I)
+
+
 def link(media_type: str, media_id: str) -> str:
-    """What to show people: a clickable URL where there is one, else ``type:id``."""
-    if media_type == "vi":  # CyTube's own code for Vimeo (the Go mapping only knew "vm")
-        return f"https://vimeo.com/{media_id}"
-    url = media_url(media_type, media_id)
-    if url.startswith("https://"):
-        return url
-    # Custom embeds arrive with ids that already carry their type ("cu:<hash>").
-    shown = media_id if media_id.startswith(f"{media_type}:") else f"{media_type}:{media_id}"
-    return shown[:80]
+    """The page people can open for a media item, as CyTube links it; "" when there is none
+    (a custom embed, a raw rtmp:// stream, an id that cannot be a page's). The raw id is never
+    shown: it means nothing to people."""
+    pattern = _PAGE_LINKS.get(media_type)
+    if pattern is None:
+        return ""
+    if pattern == "{id}":
+        return media_id if _SAFE_URL.fullmatch(media_id) else ""
+    return pattern.format(id=media_id) if _SAFE_ID.fullmatch(media_id) else ""
 
 
 @dataclass
