@@ -26,6 +26,7 @@ async def test_a_posted_image_is_collected_checked_and_shown(server, migrated_ds
                                only=["eventfilter", "gallery"],
                                plugins={"gallery": section}) as bot:
             alice = await server.user("alice")
+            server.add_account("boss", "bosspw1")  # admins are registered and logged in
             boss = await server.user("boss")
             await alice.chat(f"my cat {images.url('/cat.png')} and {images.url('/dog.png')}")
             await wait_until(lambda: bot.db.fetchval(

@@ -26,6 +26,7 @@ async def test_internal_image_links_are_never_fetched(fake_server, migrated_dsn,
                                only=["eventfilter", "gallery"],
                                plugins={"gallery": section}) as bot:
             mallory = await fake_server.user("mallory")
+            fake_server.add_account("boss", "bosspw1")  # admins are registered, logged in
             boss = await fake_server.user("boss")
             for url in internal:
                 await mallory.chat(f"look {url}")
