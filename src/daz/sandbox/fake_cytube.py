@@ -28,6 +28,7 @@ from daz.sandbox import fake_control, fake_media, fake_users
 from daz.sandbox.fake_channel import FakeChannel, Member
 from daz.sandbox.fake_handlers import ClientEvents
 from daz.sandbox.limits import ChatThrottle, TokenBucket
+from daz.sandbox.serve import serve
 
 log = logging.getLogger(__name__)
 
@@ -113,17 +114,7 @@ class FakeCytubeServer(fake_control.ControlMixin):
         app = web.Application()
         app.router.add_get("/socketconfig/{channel}.json", self._socketconfig)
         self._sio.attach(app)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                               shutdown_timeout=0.25)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self._runner, self.port = await serve(app, self.host, self.port, shutdown_timeout=0.25)
         log.info("fake CyTube server listening on %s", self.base_url)
 
     async def stop(self) -> None:

@@ -14,6 +14,8 @@ import zlib
 
 from aiohttp import web
 
+from daz.sandbox.serve import serve
+
 WIDTH, HEIGHT = 160, 120
 
 
@@ -70,16 +72,7 @@ class SandboxImages:
     async def start(self) -> "SandboxImages":
         app = web.Application()
         app.router.add_get(r"/img/{name:[\w-]{1,64}}.png", self._image)  # HEAD too
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self._runner, self.port = await serve(app, self.host, self.port)
         return self
 
     async def stop(self) -> None:
