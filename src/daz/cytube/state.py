@@ -22,12 +22,6 @@ def name_key(name: str) -> str:
     return name.translate(_ASCII_LOWER)
 
 
-def same_name(a: str, b: str) -> bool:
-    """Whether two names are one CyTube user. A real CyTube name is ASCII ([A-Za-z0-9_-]), so a
-    name with anything else is no one's name but its own, and never matches a listed one."""
-    return a.isascii() and b.isascii() and name_key(a) == name_key(b)
-
-
 @dataclass
 class UserState:
     name: str
@@ -118,8 +112,9 @@ class RoomState:
         u = e.user
         if not u.name:
             return
-        self.users[name_key(u.name)] = UserState(name=u.name, rank=u.rank, afk=u.afk, muted=u.muted,
-                                               smuted=u.smuted, profile=u.profile)
+        self.users[name_key(u.name)] = UserState(name=u.name, rank=u.rank, afk=u.afk,
+                                                 muted=u.muted, smuted=u.smuted,
+                                                 profile=u.profile)
 
     def _user_left(self, e: ev.UserLeft) -> None:
         self.users.pop(name_key(e.username), None)

@@ -187,8 +187,7 @@ class Analytics(Plugin):
             self.current.message(event.channel, event.username, event.received_at)
         elif mark is not None and event.time > 0 \
                 and mark.take(event.time, event.username, event.msg):
-            said = min(event.time / 1000, event.received_at)
-            self.current.message(event.channel, event.username, said)
+            self.current.message(event.channel, event.username, event.said_at)
 
     def _is_self(self, event: Any, name: str) -> bool:
         room = self.ctx.rooms.get(event.room_id)

@@ -99,7 +99,7 @@ def entry_for_event(event: ev.CytubeEvent, tables: tuple[str, ...],
     uid = None
     timestamp = event.received_at
     if isinstance(event, ev.ChatMessage):
-        timestamp = said_at(event)
+        timestamp = event.said_at
         fields = dict(username=event.username, message=event.msg,
                       message_time=event.time if event.time > 0 else None)
         if rank_of is not None and event.username:
@@ -132,15 +132,6 @@ def entry_for_event(event: ev.CytubeEvent, tables: tuple[str, ...],
                       duration=media.seconds, username=event.item.queueby or None)
     return LogEntry.build(uid=uid or random_uid(), event_type=event_type, channel=event.channel,
                           timestamp=timestamp, payload=event.payload, tables=tables, **fields)
-
-
-def said_at(event: ev.ChatMessage) -> float:
-    """When a chat line was said, in epoch seconds. A live line: when we received it (as Go
-    did). A line from the join-time history replay was said earlier, maybe while daz was away:
-    its CyTube time (never later than we received it, whatever the server's clock says)."""
-    if event.replayed and event.time > 0:
-        return min(event.time / 1000, event.received_at)
-    return event.received_at
 
 
 def entry_for_sent_pm(event: MessageSent, bot_name: str, tables: tuple[str, ...]) -> LogEntry:
