@@ -217,13 +217,8 @@ class Connection:
     def _disconnected(self, reason: Any = None) -> None:
         # engine.io says only "transport error"; its reader knows what really ended the socket
         # (a frame over the size limit, the server's close code, a reset).
-        detail = getattr(self.sio.eio, "end_reason", "")
-        if reason and detail:
-            self._mark_closed(f"disconnected ({reason}: {detail})")
-        elif reason or detail:
-            self._mark_closed(f"disconnected ({reason or detail})")
-        else:
-            self._mark_closed("disconnected")
+        detail = getattr(self.sio.eio, "end_reason", "") or reason
+        self._mark_closed(f"disconnected ({detail})" if detail else "disconnected")
 
     def _mark_closed(self, reason: str) -> None:
         self._closing.set()
