@@ -43,6 +43,9 @@ class RoomConfig(_Section):
     reconnect_attempts: int = Field(0, ge=0)  # 0: keep trying (with capped backoff)
     cooldown_minutes: float = Field(0, ge=0)  # cap on the wait between attempts; 0: 5 minutes
     server_url: str = DEFAULT_SERVER
+    # Largest websocket message accepted. aiohttp's default (4 MiB) is below what a busy room
+    # sends on join: a 50,000-person userlist or a 20,000-item playlist is one frame.
+    max_frame_mib: float = Field(64, ge=1, le=4096)
 
     @field_validator("channel")
     @classmethod

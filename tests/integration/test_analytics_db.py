@@ -22,11 +22,8 @@ async def start(database, extra=None):
 
 
 async def chat(k, name, t, text="hi", **flags):
-    ev = await feed(k, "chatMsg", {"username": name, "msg": text, "meta": {},
-                                   "time": int(t * 1000)}, t, settle=False)
-    for key, value in flags.items():
-        setattr(ev, key, value)
-    return ev
+    return await feed(k, "chatMsg", {"username": name, "msg": text, "meta": {},
+                                     "time": int(t * 1000)}, t, settle=False, marks=flags)
 
 
 async def hourly(database, hour=HOUR):
@@ -68,9 +65,18 @@ async def test_counts_per_hour_and_day_are_real(database):
     await k.stop()
 
 
+async def store_chat(database, name, t, text="hi"):
+    """A chat line as the event log stored it (said while daz was here)."""
+    await database.execute(
+        "INSERT INTO daz_core_events (event_type, channel_name, timestamp, username, message,"
+        " message_time, raw_data) VALUES ('cytube.event.chatMsg', 'testchan', to_timestamp($1),"
+        " $2, $3, $4, '{}')", t, name, text, int(t * 1000))
+
+
 async def test_ignored_lines_never_count(database):
+    await store_chat(database, "bob", HOUR + 10)
     k = await start(database)
-    await chat(k, "alice", HOUR + 1, replayed=True)
+    await chat(k, "alice", HOUR + 1, replayed=True)  # older than a stored line: counted then
     await chat(k, "alice", HOUR + 2, own=True)
     await chat(k, "[server]", HOUR + 3, "alice joined")
     await chat(k, "dazbot", HOUR + 4)  # our own name, even if not flagged as an echo
@@ -78,6 +84,30 @@ async def test_ignored_lines_never_count(database):
     await k.bus.drain(10)
     await k.plugin("analytics").flush()
     assert await hourly(database) is None
+    await k.stop()
+
+
+async def test_replayed_history_never_stored_counts_once_when_it_was_said(database):
+    await store_chat(database, "alice", HOUR + 100, "here")
+    await store_chat(database, "bob", HOUR + 100, "me too")  # the same millisecond
+    k = await start(database)
+    joined_at = HOUR + 3 * 3600  # daz rejoins hours later; the replay comes then
+    replay = [("carol", HOUR + 50, "old"), ("alice", HOUR + 100, "here"),
+              ("bob", HOUR + 100, "me too"), ("dave", HOUR + 100, "same ms, never stored"),
+              ("erin", HOUR + 3600 + 7, "while daz was away")]
+    for name, said, text in replay:
+        await chat(k, name, said, text, replayed=True, received_at=joined_at)
+    for name, said, text in replay:  # a second join replays the same buffer: nothing new
+        await chat(k, name, said, text, replayed=True, received_at=joined_at + 60)
+    await k.bus.drain(10)
+    await k.plugin("analytics").flush()
+    assert tuple(await hourly(database))[:2] == (1, 1)  # dave, in the hour he said it
+    assert tuple(await hourly(database, HOUR + 3600))[:2] == (1, 1)  # erin
+    assert await hourly(database, joined_at // 3600 * 3600) is None
+    first = await database.fetchval(
+        "SELECT extract(epoch FROM first_seen) FROM daz_analytics_user_stats"
+        " WHERE username = 'erin'")
+    assert abs(float(first) - (HOUR + 3600 + 7)) < 1
     await k.stop()
 
 

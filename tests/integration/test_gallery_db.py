@@ -25,6 +25,7 @@ async def start(database, images=None, **section):
     k = await Kit.start({"eventfilter": EventFilter, "gallery": Gallery}, db=database,
                         sections={"gallery": section}, admins=["boss"], clock=clock)
     k.clock = clock
+    k.user("boss", 2)
     k.gallery = k.plugin("gallery")
     k.gallery.fetcher.resolver = public_resolver
     return k

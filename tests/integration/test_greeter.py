@@ -285,7 +285,7 @@ async def test_greeter_test_is_for_admins_and_bypasses_cooldowns(database, greet
     kit.user("pleb")
     kit.user("boss", rank=1)  # admins count logged in with an account
     await kit.chat("pleb", "!greeter test alice")
-    assert kit.room.said[-1] == "!greeter test is for bot admins only."
+    assert kit.room.pms[-1] == ("pleb", "!greeter test is for bot admins only.")
     await kit.chat("boss", "!greeter test @alice")
     assert kit.room.said[-1] == "HELLO alice in testchan"
     await kit.chat("boss", "!greeter test ghost")
@@ -296,7 +296,7 @@ async def test_greeter_test_is_for_admins_and_bypasses_cooldowns(database, greet
     assert "doesn't look like a CyTube username" in kit.room.said[-1]
     kit.user("other")
     await kit.chat("other", "!greeter")
-    assert kit.room.said[-1].startswith("Usage:")
+    assert kit.room.pms[-1][0] == "other" and kit.room.pms[-1][1].startswith("Usage:")
     assert [r["greeting_type"] for r in await history(database)] == ["first_time", "test"]
     await kit.stop()
 

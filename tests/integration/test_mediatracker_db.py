@@ -180,7 +180,7 @@ async def test_nowplaying_and_stats_commands(database):
     await change(k, "abc123", t - 65, uid=1, seconds=245, current=0, paused=False, mtype="yt")
     await tick(k, 60, t - 5)
     reply = (await command(k, "nowplaying", "alice"))[0]
-    assert reply.startswith("Now playing: title abc123 [https://www.youtube.com/watch?v=abc123]")
+    assert reply.startswith("Now playing: title abc123 [https://youtu.be/abc123] ")
     assert " / 4:05, queued by bob" in reply and " 1:0" in reply  # about 1:05 in
     assert await command(k, "stats", "alice") == ["Most played here: 1. title abc123 (1 play)"]
     await k.stop()

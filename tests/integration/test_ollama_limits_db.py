@@ -55,13 +55,14 @@ async def test_per_channel_rate_limit_does_not_use_up_the_users_window(database,
         await kit.stop()
 
 
-async def test_rate_limit_notice_is_said_once(database, fake_ollama):
+async def test_rate_limit_notice_is_sent_once_by_pm(database, fake_ollama):
     kit = await start(database, fake_ollama.url, rate_limit_seconds=3600,
                       rate_limit_notice="one at a time, mate")
     try:
         for text in ("daz one", "daz two", "daz three", "daz four"):
             await chat(kit, "alice", text)
-        assert kit.room.said == ["g'day mate", "alice: one at a time, mate"]
+        assert kit.room.said == ["g'day mate"]
+        assert kit.room.pms == [("alice", "one at a time, mate")]
     finally:
         await kit.stop()
 

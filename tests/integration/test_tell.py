@@ -102,8 +102,10 @@ async def test_names_are_case_insensitive_and_invalid_ones_get_a_clear_reply(dat
         "isn't a CyTube username (1-20 letters, digits, - or _).")
     assert await command(kit, "alice", "!tell bob", clock=clock) == [
         "Usage: !tell <user> <message>"]
+    clock.advance(5)  # refusals are PMs, one per user per notice_interval (10 s)
     assert await command(kit, "alice", "!tell bob \x00\n", clock=clock) == [
         "Usage: !tell <user> <message>"]
+    clock.advance(5)
     assert (await command(kit, "alice", "!tell", clock=clock))[0].startswith("Usage: !tell")
     await command(kit, "alice", "!tell BoB: mixed case", clock=clock)
     assert await pending(database) == [("alice", "BoB", "mixed case", False)]

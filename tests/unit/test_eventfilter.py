@@ -151,6 +151,33 @@ async def test_admins_from_core_and_plugin_config_case_insensitive():
     await k.stop()
 
 
+async def test_an_admin_must_be_here_and_logged_in_to_a_registered_account():
+    k = await kit(admins=["kate", "zed"])
+    k.user("kate", 0)  # a guest who took the admin's (unregistered) name
+    await k.chat("kate", "!adm")
+    await k.pm("zed", "!adm")  # listed, but not in the room
+    k.user("kate", 1)  # the registered kate logged in
+    await k.chat("kate", "!adm", settle=True)
+    assert k.room.said == ["admin ok"]
+    assert k.room.pms == [("kate", "!adm is for bot admins only."),
+                          ("zed", "!adm is for bot admins only.")]
+    await k.stop()
+
+
+async def test_admin_names_compare_as_cytube_compares_them():
+    kelvin_kate = "\u212aate"  # "Kate" with a Kelvin sign: str.lower() makes it "kate"
+    k = await kit(admins=["Kate", "\u212aarl"])
+    k.user("kate", 3)
+    k.user(kelvin_kate, 3)
+    k.user("karl", 3)
+    await k.chat(kelvin_kate, "!adm")
+    await k.chat("karl", "!adm")  # a non-ASCII name in the config never matches anyone
+    assert k.room.said == []
+    await k.chat("KATE", "!adm")
+    assert k.room.said == ["admin ok"]
+    await k.stop()
+
+
 async def test_handler_error_is_reported_counted_and_isolated():
     k = await kit()
     seen = []
@@ -201,6 +228,7 @@ async def test_a_slow_command_does_not_delay_the_next_one():
 
 async def test_disable_and_enable_in_memory_without_database():
     k = await kit(admins=["mia"])
+    k.user("mia", 2)
     await k.chat("mia", "!command disable !tell")
     assert k.room.said[-1] == "!tell is off. (not saved: no database, it lasts until a restart)"
     await k.chat("alice", "!msg bob hi")
@@ -208,7 +236,7 @@ async def test_disable_and_enable_in_memory_without_database():
     await k.chat("mia", "!command list")
     assert k.room.said[-1] == "Switched off: !tell"
     await k.chat("mia", "!command disable command")
-    assert "not doing it" in k.room.said[-1]
+    assert "not doing it" in k.room.pms[-1][1]
     await k.chat("mia", "!command enable msg")
     await k.chat("bob", "!tell alice hi")
     assert k.room.said[-1] == "alice: hi"

@@ -235,6 +235,25 @@ async def test_restart_drops_everyone_and_comes_back_on_the_same_port(server):
     assert ("alice", "before the restart") in again.chats()       # history survives
 
 
+async def test_restart_reloads_the_channel_with_new_uids_and_the_item_a_few_seconds_back(server):
+    await server.set_playlist("testchan", [
+        {"media": {"id": "a", "title": "A", "seconds": 600, "type": "cu"}},
+        {"media": {"id": "somestreamer", "title": "Live", "seconds": 0, "type": "tw"}},
+        {"media": {"id": "c", "title": "C", "seconds": 600, "type": "cu"}}])
+    channel = server.channel("testchan")
+    old = [e.uid for e in channel.playlist]
+    await server.play("testchan", old[2], current_time=346)
+    await server.restart(behind=8)
+    assert [e.uid for e in channel.playlist] == [0, 1, 2] != old  # captures §5
+    alice = await server.user("alice")
+    assert alice.received("setCurrent") == [2, 2]
+    change = alice.received("changeMedia")[-1]
+    assert change["title"] == "C" and change["currentTime"] == 338
+    listed = alice.received("playlist")[-1]
+    assert [item["uid"] for item in listed] == [0, 1, 2]
+    assert listed[1]["media"]["duration"] == "00:00"  # a reloaded live item, as observed
+
+
 async def test_kill_connections_cuts_sockets_without_a_kick(server):
     alice = await server.user("alice")
     bob = await server.user("bob")

@@ -12,7 +12,8 @@ async def test_script_runs_rounds_with_chat_commands_afk_and_media():
     server = FakeCytubeServer(auto_playback=True, lead_in=0.05, update_interval=0.2,
                               end_grace=0.05, usercount_interval=0.1)
     await server.start()
-    script = ScriptedRoom(server, "sandbox", bot_name="dazbot", speed=400)
+    script = ScriptedRoom(server, "sandbox", bot_name="dazbot", speed=400,
+                          image_url=lambda name: f"http://images.test/img/{name}.png")
     server.add_account("dazbot", "pw")
     server.set_channel_rank("sandbox", "dazbot", 2)
     bot = await server.user("dazbot", channel="sandbox")
@@ -24,11 +25,11 @@ async def test_script_runs_rounds_with_chat_commands_afk_and_media():
             await asyncio.sleep(0.05)
         said = {name: server.chat_from("sandbox", name) for name in ("alice", "bob", "carol")}
         assert "!ping" in said["bob"] and "!help" in said["carol"]
-        assert any("picsum.photos" in line for line in said["alice"])
+        assert any("http://images.test/img/daz1.png" in line for line in said["alice"])
         assert any(line.startswith("!tell carol") for line in said["alice"])
         messages = [msg for _, msg in bot.chats()]
         assert any("&lt;b&gt;is this bold?&lt;/b&gt;" in msg for msg in messages)
-        assert any('<a href="https://picsum.photos/' in msg for msg in messages)
+        assert any('<a href="http://images.test/img/daz' in msg for msg in messages)
         assert {"name": "bob", "afk": True} in bot.received("setAFK")
         assert {"name": "bob", "afk": False} in bot.received("setAFK")
         assert {"name": "carol"} in bot.received("userLeave")

@@ -67,6 +67,22 @@ def test_repeats_on_join_continue_a_play_and_a_loop_starts_a_new_one():
     assert not p.continues("cu", "m", 14, -3)  # played again from the lead-in
 
 
+def test_after_a_gap_a_renumbered_item_a_few_seconds_back_is_the_same_play():
+    p = _play(duration=600, paused=False)
+    p.observe(340, False, 1340.0)
+    p.close(1346.0)  # the server restarted: our socket dropped at 346 s
+    # Reloaded: uid 14 came back as uid 0, the item at 338 s (captures §5).
+    assert p.continues("cu", "m", 0, 338.0)
+    assert p.continues("cu", "m", 0, 320.0)
+    assert not p.continues("cu", "m", 0, 300.0)  # further back than a restart puts it
+    assert not p.continues("cu", "m", 0, -3)  # played again from its start
+    assert not p.continues("cu", "other", 0, 338.0)
+    early = _play(duration=600, paused=False)
+    early.observe(4, False, 1004.0)
+    early.close(1005.0)
+    assert early.continues("cu", "m", 3, 0)  # restarted 5 s in: back at 0, still this play
+
+
 def test_live_media_is_never_completed_and_elapsed_grows():
     p = _play(duration=0, paused=False)
     assert p.elapsed(1030.0) == 30.0
@@ -78,9 +94,6 @@ def test_links():
     assert media_url("yt", "abc") == "https://www.youtube.com/watch?v=abc"
     assert media_url("vm", "1") == "https://vimeo.com/1"
     assert media_url("zz", "1") == "zz:1"
-    assert link("vi", "9") == "https://vimeo.com/9"
-    assert link("cu", "cu:Zm9v") == "cu:Zm9v"
-    assert link("rt", "rtmp://example.com/live/key") == "rt:rtmp://example.com/live/key"
 
 
 def test_counters_keep_distinct_users_per_utc_hour():
@@ -99,3 +112,16 @@ def test_counters_keep_distinct_users_per_utc_hour():
     assert (u.messages, u.first, u.last) == (3, t + 10, t + 3600)
     assert b.days() == {("c", day_of(hour_of(t)))}
     assert Batch().flush_id != b.flush_id and not Batch()
+
+
+def test_links_are_the_pages_cytube_links_and_never_a_raw_id():
+    assert link("yt", "dQw4w9WgXcQ") == "https://youtu.be/dQw4w9WgXcQ"
+    assert link("vi", "76979871") == "https://vimeo.com/76979871"
+    assert link("dm", "x7tgad0") == "https://dailymotion.com/video/x7tgad0"
+    assert link("tw", "somestreamer") == "https://twitch.tv/somestreamer"
+    assert link("sc", "https://soundcloud.com/a/b") == "https://soundcloud.com/a/b"
+    assert link("fi", "https://example.com/v.mp4") == "https://example.com/v.mp4"
+    assert link("cu", "cu:7vf7ZhUXdkdihPYsi0awztwtrvkSXOjOSBFoa94Eanc=") == ""
+    assert link("rt", "rtmp://example.com/live/key") == ""  # no page to open
+    assert link("yt", "a b<script>") == ""  # not an id a page can have
+    assert link("zz", "whatever") == ""

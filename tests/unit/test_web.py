@@ -45,12 +45,17 @@ class Helpful(Plugin):
     async def tell(self, ctx, user, *message):
         pass
 
+    @command("command", admin_only=True, usage="!command list")
+    async def manage(self, ctx, action):
+        pass
+
 
 @pytest.fixture
 async def client(tmp_path):
     app = StubApp(tmp_path)
     plugin = Helpful.__new__(Helpful)
-    app.commands.register("helpful", Helpful.declared_commands()[0][1], plugin.tell)
+    for attr, spec in Helpful.declared_commands():
+        app.commands.register("helpful", spec, getattr(plugin, attr))
     server = WebServer(app)
     test_server = TestServer(server.build())
     async with TestClient(test_server) as c:
@@ -79,6 +84,14 @@ async def test_help_lists_commands_from_the_registry_escaped(client):
     html = await (await client.get("/help")).text()
     assert "!tell" in html and "!tell &lt;user&gt; &lt;message&gt;" in html and "msg" in html
     assert "Leave a &lt;b&gt;message&lt;/b&gt;" in html
+    assert '<td class="rank">1</td>' in html
+
+
+async def test_help_shows_admin_only_commands_as_such(client):
+    html = await (await client.get("/help")).text()
+    row = html[html.index("!command"):]
+    row = row[:row.index("</tr>")]
+    assert '<td class="rank">bot admins</td>' in row and "rank\">0<" not in row
 
 
 async def test_dashboard_escapes_hostile_names_and_has_a_strict_csp(client):

@@ -26,6 +26,11 @@ class UsageError(ValueError):
     """Wrong number of arguments; the dispatcher answers with the usage line."""
 
 
+class CommandRefused(Exception):
+    """A handler turns the caller away (e.g. a subcommand for admins only). The dispatcher
+    answers with this text in one PM, as for every other refusal, never in public chat."""
+
+
 # ---------------------------------------------------------------------------- parsing
 
 # A quoted group starts only at the beginning of a word and ends at a matching quote followed by

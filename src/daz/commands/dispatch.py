@@ -25,7 +25,8 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from daz.commands import CommandContext, RegisteredCommand, UsageError, parse_command
+from daz.commands import (CommandContext, CommandRefused, RegisteredCommand, UsageError,
+                          parse_command)
 from daz.commands.limits import Cooldowns, NoticeLimiter
 from daz.cytube.events import ChatMessage, PrivateMessage
 from daz.events import CommandExecuted
@@ -66,10 +67,18 @@ def command_settings(app_config: Any) -> tuple[CommandsConfig, frozenset[str]]:
         settings = CommandsConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, prefix="core.commands")) from None
-    names = [*core.admin_users, *(section.get("admin_users") or [])]
-    admins = frozenset(key for n in names if isinstance(n, str) and n
-                       for key in [ascii_name_key(n)] if key is not None)
+    names = [n for n in (*core.admin_users, *(section.get("admin_users") or []))
+             if isinstance(n, str) and n]
+    admins = frozenset(key for n in names for key in [ascii_name_key(n)] if key is not None)
     return settings, admins
+
+
+def warn_about_impossible_admins(app_config: Any) -> None:
+    section = app_config.plugin_section("eventfilter")
+    for name in (*app_config.core.admin_users, *(section.get("admin_users") or [])):
+        if isinstance(name, str) and name and ascii_name_key(name) is None:
+            log.warning("admin_users: %r can never match a CyTube name (names are ASCII);"
+                        " ignored", name)
 
 
 def command_prefix(app_config: Any) -> str:
@@ -105,6 +114,7 @@ class CommandDispatcher:
 
     @classmethod
     def from_config(cls, app_config: Any, **parts: Any) -> "CommandDispatcher":
+        warn_about_impossible_admins(app_config)
         settings, admins = command_settings(app_config)
         return cls(settings=settings, admins=admins, **parts)
 
@@ -212,6 +222,9 @@ class CommandDispatcher:
             await entry.handler(ctx, *ctx.args)
         except UsageError as exc:  # a handler may refuse its arguments itself
             outcome, detail = "usage", f"Usage: {exc}"
+            await self._notice(ctx.room, ctx.username, detail)
+        except CommandRefused as exc:  # ... or the caller (admins only, a locked gallery...)
+            outcome, detail = "refused", str(exc)
             await self._notice(ctx.room, ctx.username, detail)
         except asyncio.CancelledError:
             raise

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 DISCOVERY_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 15.0
+MAX_FRAME_BYTES = 64 * 1024 * 1024  # RoomConfig.max_frame_mib's default
 
 
 class DiscoveryError(Exception):
@@ -142,7 +143,8 @@ class Connection:
 
     def __init__(self, url: str, on_frame: Callable[[str, Any], None], *,
                  pace: Pace | None = None, headers: dict[str, str] | None = None,
-                 name: str = "", connect_timeout: float = CONNECT_TIMEOUT):
+                 name: str = "", connect_timeout: float = CONNECT_TIMEOUT,
+                 max_frame_bytes: int = MAX_FRAME_BYTES):
         self.url = url
         self.name = name
         self.headers = dict(headers or {})
@@ -163,9 +165,12 @@ class Connection:
         # chat flood; Python itself refuses integers over 4,300 digits (the quadratic case that
         # hook was for), and such a packet is then dropped as undecodable like any other.
         # handle_sigint off: socket.io's own SIGINT handler cancels every task (daz.stopping).
+        # max_msg_size: a frame over it ends the socket (close code 1009), so a room whose join
+        # burst is bigger could never join; see RoomConfig.max_frame_mib.
         self.sio = _GuardedClient(reconnection=False, logger=False, engineio_logger=False,
                                   json=json, on_bad_packet=self._bad_packet,
-                                  handle_sigint=False)
+                                  handle_sigint=False,
+                                  websocket_extra_options={"max_msg_size": max_frame_bytes})
         self.sio.on("*", self._frame)
         self.sio.on("connect_error", self._connect_error)
         self.sio.on("disconnect", self._disconnected)
@@ -212,7 +217,10 @@ class Connection:
             self._ending = asyncio.get_running_loop().create_task(self.close(reason))
 
     def _disconnected(self, reason: Any = None) -> None:
-        self._mark_closed(f"disconnected ({reason})" if reason else "disconnected")
+        # engine.io says only "transport error"; its reader knows what really ended the socket
+        # (a frame over the size limit, the server's close code, a reset).
+        detail = getattr(self.sio.eio, "end_reason", "") or reason
+        self._mark_closed(f"disconnected ({detail})" if detail else "disconnected")
 
     def _mark_closed(self, reason: str) -> None:
         self._closing.set()

@@ -82,6 +82,15 @@ class ChatMessage(CytubeEvent):
         """True for lines nobody should react to (they are still logged)."""
         return self.replayed or self.own or self.whisper or self.shadow
 
+    @property
+    def said_at(self) -> float:
+        """When the line was said, in epoch seconds. A live line: when we received it (as Go
+        did). A line from the join-time history replay was said earlier, maybe while daz was
+        away: its CyTube time (never later than we received it, whatever the server's clock)."""
+        if self.replayed and self.time > 0:
+            return min(self.time / 1000, self.received_at)
+        return self.received_at
+
     @classmethod
     def parse_fields(cls, payload, problems):
         r = PayloadReader(payload)

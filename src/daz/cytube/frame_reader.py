@@ -23,6 +23,9 @@ Pings, the close handshake, the write loop and the connect sequence stay engine.
 relies on engine.io 4 internals (``_read_loop_websocket``, ``_receive_packet``, ``ws``,
 ``queue``, ``write_loop_task``, ``_reset``), hence the version bound in pyproject.toml; the
 liveness, fault and fuzz tests under tests/e2e exercise every way out of the loop.
+
+Every way out of the loop leaves ``end_reason`` (engine.io itself reports only "transport
+error"): a frame over the size limit, the server's close code and reason, a read error, silence.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import asyncio
 import logging
 import time
 
+import aiohttp
 import engineio
 from engineio import base_client, packet
 
@@ -45,12 +49,14 @@ class InlineFrameClient(engineio.AsyncClient):
     _waiting_since = 0.0  # when the current wait for a frame began
     _silent = False
     _reading = False  # awaiting the websocket (not a handler)
+    end_reason = ""  # why the read loop ended, in words (see the module docstring)
 
     async def _read_loop_websocket(self) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.current_task()
         window = self.ping_interval + self.ping_timeout
         self._silent = False
+        self.end_reason = ""
         self._waiting_since = time.monotonic()
         watch: asyncio.TimerHandle | None = None
 
@@ -79,25 +85,31 @@ class InlineFrameClient(engineio.AsyncClient):
                         raise
                     if reader is not None:
                         reader.uncancel()
-                    log.warning("engine.io: nothing from the server for %.0f s; dropping the"
-                                " connection", window)
+                    self.end_reason = f"nothing from the server for {window:.0f} s"
+                    log.warning("engine.io: %s; dropping the connection", self.end_reason)
                     broken = True
                     break
                 except Exception as exc:  # aiohttp's end-of-stream and socket errors
-                    log.info("engine.io: websocket read failed (%s: %s); connection ends",
-                             type(exc).__name__, exc)
+                    self.end_reason = f"websocket read failed ({type(exc).__name__}: {exc})"
+                    log.info("engine.io: %s; connection ends", self.end_reason)
                     broken = True
                     break
                 finally:
                     self._reading = False
                 data = message.data
-                if not isinstance(data, (str, bytes)):  # close frame or closed stream
+                if not isinstance(data, (str, bytes)):  # close frame, error or closed stream
+                    self.end_reason = websocket_end(message, self.ws)
+                    # CLOSED also follows our own close: only the server's doing is a warning.
+                    level = logging.INFO if message.type == aiohttp.WSMsgType.CLOSED \
+                        else logging.WARNING
+                    log.log(level, "engine.io: connection ends: %s", self.end_reason)
                     broken = True
                     break
                 try:
                     pkt = packet.Packet(encoded_packet=data)
                 except Exception as exc:
-                    log.info("engine.io: undecodable frame (%s); connection ends", exc)
+                    self.end_reason = f"undecodable engine.io frame ({exc})"
+                    log.info("engine.io: %s; connection ends", self.end_reason)
                     broken = True
                     break
                 if (pkt.packet_type == packet.MESSAGE and on_message is not None
@@ -129,3 +141,29 @@ class InlineFrameClient(engineio.AsyncClient):
             except ValueError:
                 pass
             await self._reset()
+
+
+def websocket_end(message: aiohttp.WSMessage, ws: aiohttp.ClientWebSocketResponse | None) -> str:
+    """What a non-data websocket message says about why the socket ends."""
+    kind = message.type
+    if kind == aiohttp.WSMsgType.ERROR:
+        error = message.data
+        code = getattr(error, "code", None)
+        if code is None and ws is not None:
+            code = ws.close_code
+        return f"websocket error{_code_text(code)}: {error}"
+    if kind == aiohttp.WSMsgType.CLOSE:
+        extra = f": {message.extra}" if message.extra else ""
+        return f"the server closed the websocket{_code_text(message.data)}{extra}"
+    code = ws.close_code if ws is not None else None
+    return f"the websocket closed{_code_text(code)}"
+
+
+def _code_text(code: object) -> str:
+    if not isinstance(code, int):
+        return ""
+    try:
+        name = aiohttp.WSCloseCode(code).name.lower().replace("_", " ")
+    except ValueError:
+        return f" (code {code})"
+    return f" (code {code}, {name})"

@@ -99,7 +99,8 @@ class RoomLifecycle:
             url = await discover(http, room.config.server_url, room.channel)
         except DiscoveryError as exc:
             return self._failed(str(exc)), False, 0.0
-        conn = Connection(url, room.intake.on_frame, pace=room.intake, name=room.id)
+        conn = Connection(url, room.intake.on_frame, pace=room.intake, name=room.id,
+                          max_frame_bytes=int(room.config.max_frame_mib * 1024 * 1024))
         self.conn = conn
         try:
             await conn.open()

@@ -2,7 +2,8 @@
 
 The connection applies every event here *before* publishing it, so a plugin handling an event
 sees the state that includes it (a command's rank comes from here, never from the chat payload,
-which has no rank). Names are compared case-insensitively, as CyTube does.
+which has no rank). Names are compared as CyTube compares them: ASCII letters case-insensitively,
+nothing else folded (``name_key``).
 """
 from __future__ import annotations
 
@@ -10,6 +11,15 @@ import time
 from dataclasses import dataclass, field
 
 from daz.cytube import events as ev
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def name_key(name: str) -> str:
+    """How CyTube tells names apart: case-insensitive for ASCII letters only. ``str.lower``
+    would also fold e.g. the Kelvin sign (U+212A) to "k", so "\u212aate" would pass for "kate"."""
+    return name.translate(_ASCII_LOWER)
 
 
 @dataclass
@@ -49,18 +59,18 @@ class RoomState:
     # ------------------------------------------------------------------ queries
 
     def user(self, name: str) -> UserState | None:
-        return self.users.get(name.lower())
+        return self.users.get(name_key(name))
 
     def is_present(self, name: str) -> bool:
-        return name.lower() in self.users
+        return name_key(name) in self.users
 
     def rank_of(self, name: str) -> float:
         """Rank of a user in the room; -1 when they are not here."""
-        user = self.users.get(name.lower())
+        user = self.users.get(name_key(name))
         return user.rank if user else -1
 
     def is_self(self, name: str) -> bool:
-        return bool(self.bot_name) and name.lower() == self.bot_name.lower()
+        return bool(self.bot_name) and name_key(name) == name_key(self.bot_name)
 
     @property
     def antiflood(self) -> tuple[int, float] | None:
@@ -93,8 +103,8 @@ class RoomState:
         previous = self.users
         self.users = {}
         for u in e.users:
-            old = previous.get(u.name.lower())
-            self.users[u.name.lower()] = UserState(
+            old = previous.get(name_key(u.name))
+            self.users[name_key(u.name)] = UserState(
                 name=u.name, rank=u.rank, afk=u.afk, muted=u.muted, smuted=u.smuted,
                 profile=u.profile, seen_since=old.seen_since if old else time.time())
 
@@ -102,26 +112,27 @@ class RoomState:
         u = e.user
         if not u.name:
             return
-        self.users[u.name.lower()] = UserState(name=u.name, rank=u.rank, afk=u.afk, muted=u.muted,
-                                               smuted=u.smuted, profile=u.profile)
+        self.users[name_key(u.name)] = UserState(name=u.name, rank=u.rank, afk=u.afk,
+                                                 muted=u.muted, smuted=u.smuted,
+                                                 profile=u.profile)
 
     def _user_left(self, e: ev.UserLeft) -> None:
-        self.users.pop(e.username.lower(), None)
+        self.users.pop(name_key(e.username), None)
 
     def _rank(self, e: ev.UserRankChanged) -> None:
-        user = self.users.get(e.username.lower())
+        user = self.users.get(name_key(e.username))
         if user:
             user.rank = e.rank
         if self.is_self(e.username):
             self.bot_rank = e.rank
 
     def _afk(self, e: ev.AfkChanged) -> None:
-        user = self.users.get(e.username.lower())
+        user = self.users.get(name_key(e.username))
         if user:
             user.afk = e.afk
 
     def _meta(self, e: ev.UserMetaChanged) -> None:
-        user = self.users.get(e.username.lower())
+        user = self.users.get(name_key(e.username))
         if user:
             for key in ("afk", "muted", "smuted"):
                 if isinstance(e.meta.get(key), bool):

@@ -74,6 +74,13 @@ class ControlMixin:
             raise KeyError(f"{name} is not in {channel}")
         fake_users.kick(self, found, member, reason)
 
+    async def add_crowd(self, channel: str, count: int, *, prefix: str = "viewer",
+                        rank: float = 0) -> list[str]:
+        """``count`` logged-in people with no socket (``prefix`` + number); returns the names."""
+        names = [f"{prefix}{n}" for n in range(count)]
+        fake_users.add_crowd(self, self.channel(channel), names, rank)
+        return names
+
     async def whisper(self, channel: str, text: str) -> None:
         """A ``[server]`` line to the channel's rank >= 2 users."""
         fake_users.whisper(self, self.channel(channel), text)

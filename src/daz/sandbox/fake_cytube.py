@@ -24,10 +24,11 @@ import socketio
 from aiohttp import web
 
 from daz.clock import Clock
-from daz.sandbox import fake_control, fake_users
+from daz.sandbox import fake_control, fake_media, fake_users
 from daz.sandbox.fake_channel import FakeChannel, Member
 from daz.sandbox.fake_handlers import ClientEvents
 from daz.sandbox.limits import ChatThrottle, TokenBucket
+from daz.sandbox.serve import serve
 
 log = logging.getLogger(__name__)
 
@@ -113,17 +114,7 @@ class FakeCytubeServer(fake_control.ControlMixin):
         app = web.Application()
         app.router.add_get("/socketconfig/{channel}.json", self._socketconfig)
         self._sio.attach(app)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                               shutdown_timeout=0.25)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self._runner, self.port = await serve(app, self.host, self.port, shutdown_timeout=0.25)
         log.debug("fake CyTube server listening on %s", self.base_url)  # daz sandbox prints it
 
     async def stop(self) -> None:
@@ -133,13 +124,20 @@ class FakeCytubeServer(fake_control.ControlMixin):
         self._simulated.clear()
         await self._shut_down()
 
-    async def restart(self, down_for: float = 0.0) -> None:
-        """Like the process dying and coming back: sockets cut, limits reset, channel state kept."""
+    async def restart(self, down_for: float = 0.0, *, behind: float = 8.0) -> None:
+        """Like the process dying and coming back (captures §5 "Server restart"): sockets cut,
+        limits reset, and each channel reloaded from its saved state: the playlist with new
+        uids, the current item continuing ``behind`` seconds before where it was, the chat
+        history kept (replayed on join), ranks, options and MOTD kept."""
+        positions = {name: fake_media.position_now(channel)
+                     for name, channel in self.channels.items()}
         await self._shut_down()
         if down_for > 0:
             await asyncio.sleep(down_for)
         self._connect_buckets.clear()
         self._guest_logins.clear()
+        for name, channel in self.channels.items():
+            fake_media.reload(self, channel, positions[name] - behind)
         await self.start()
 
     async def kill_connections(self) -> None:

@@ -127,6 +127,33 @@ def clear(server: "FakeCytubeServer", channel: FakeChannel) -> None:
     server.broadcast(channel, "setPlaylistMeta", channel.playlist_meta())
 
 
+def position_now(channel: FakeChannel) -> float:
+    """Where the current item is: by the playback clock while it runs, else as last set."""
+    if channel.playback_timer is not None and not channel.paused:
+        return _loop_time() - channel.playback_origin
+    return channel.current_time
+
+
+def reload(server: "FakeCytubeServer", channel: FakeChannel, position: float) -> None:
+    """The channel as a restarted server loads it from its saved state: every item gets a new
+    uid (0, 1, ... in playlist order), live items' duration reads "00:00", and the current item
+    continues at ``position`` (never before its start)."""
+    current = channel.current
+    for uid, entry in enumerate(channel.playlist):
+        entry.uid = uid
+        if not entry.media.get("seconds"):
+            entry.media["duration"] = "00:00"
+    channel.next_uid = len(channel.playlist)
+    channel.playback_timer = None
+    if current is None:
+        channel.current_uid = None
+        return
+    channel.current_uid = current.uid
+    channel.current_time = max(0.0, round(position, 3))
+    if server.auto_playback and (current.media.get("seconds") or 0) > 0 and not channel.paused:
+        _run_clock(server, channel)
+
+
 def _stop(server: "FakeCytubeServer", channel: FakeChannel) -> None:
     server.cancel_timer(channel.playback_timer)
     channel.playback_timer = None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from daz.sandbox.chat_format import is_valid_channel_name, is_valid_user_name, js_number
 from daz.sandbox.fake_channel import EMPTY_HASH, FakeChannel, Member
+from daz.sandbox.limits import ChatThrottle
 
 if TYPE_CHECKING:
     from daz.sandbox.fake_cytube import Connection, FakeCytubeServer
@@ -138,6 +139,24 @@ def _announce(server: "FakeCytubeServer", channel: FakeChannel, member: Member) 
         server.send(member.sid, "playlist", channel.playlist_payload())
         server.broadcast(channel, "setUserRank", {"name": member.name, "rank": js_number(member.rank)})
     whisper(server, channel, f"{member.name} joined (aliases: {member.name})")
+
+
+def add_crowd(server: "FakeCytubeServer", channel: FakeChannel, names: list[str],
+              rank: float) -> None:
+    """Logged-in people without a socket of their own (a test needs 50,000 of them, not 50,000
+    sockets): in the userlist and usercount, announced to those present like any arrival."""
+    # Only sockets are told (a crowd member has none): one check, not one per member.
+    watched = any(sid in server.connections for sid in channel.members)
+    for name in names:
+        member = Member(sid=f"crowd:{channel.name}:{name.lower()}", ip=server.next_ip(),
+                        throttle=ChatThrottle(server.clock),
+                        queue_throttle=ChatThrottle(server.clock), name=name, rank=rank,
+                        guest=rank < 1)
+        channel.members[member.sid] = member
+        if watched:
+            server.broadcast_each(channel, "addUser",
+                                  lambda viewer, m=member: channel.user_payload(m, viewer.rank))
+    usercount_changed(server, channel)
 
 
 def whisper(server: "FakeCytubeServer", channel: FakeChannel, text: str, min_rank: float = 2) -> None:

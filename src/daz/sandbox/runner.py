@@ -1,7 +1,10 @@
 """``daz sandbox``: the fake CyTube room with scripted users, and daz running in it.
 
-A newcomer sees the bot work with no CyTube account: the fake server runs on loopback, a bot
-account is created for daz, simulated users chat and use commands, and the dashboard shows it.
+A newcomer sees the bot work with no CyTube account and no internet: the fake server runs on
+loopback, a bot account is created for daz, simulated users chat and use commands, post pictures
+from the sandbox's own image host (``images.py``), and the dashboard shows it. The gallery is
+told to trust that one origin (``plugins.gallery.unsafe_allow_hosts``, empty unless set here);
+its SSRF guard stays closed for every other loopback or private address.
 """
 from __future__ import annotations
 
@@ -20,14 +23,17 @@ BOT_NAME = "daz"
 
 async def run_sandbox_bot(*, port: int = 8765, channel: str = "sandbox", dsn: str | None = None,
                           data_dir: Path | None = None, web_port: int = 8080,
-                          speed: float = 1.0) -> None:
+                          speed: float = 1.0, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set (default: SIGINT or SIGTERM)."""
     from daz.app import App, default_data_dir
     from daz.sandbox.fake_cytube import FakeCytubeServer
+    from daz.sandbox.images import SandboxImages
     from daz.sandbox.script import ScriptedRoom
 
     # auto_playback: queued media plays, ticks and advances by itself, like on a real server
     server = FakeCytubeServer(host="127.0.0.1", port=port, auto_playback=True)
     await server.start()
+    images = await SandboxImages().start()
     password = secrets.token_urlsafe(12)
     server.add_account(BOT_NAME, password)
     server.set_channel_rank(channel, BOT_NAME, 2)
@@ -37,8 +43,9 @@ async def run_sandbox_bot(*, port: int = 8765, channel: str = "sandbox", dsn: st
         "channel": channel, "username": BOT_NAME, "password": password,
         "server": server.base_url, "dsn": dsn or "", "web_port": web_port,
         "data_dir": str(data_dir or default_data_dir() / "sandbox")})
+    trust_sandbox_images(config, images.origin)
     app = App(config)
-    script = ScriptedRoom(server, channel, bot_name=BOT_NAME, speed=speed)
+    script = ScriptedRoom(server, channel, bot_name=BOT_NAME, speed=speed, image_url=images.url)
     scripted: asyncio.Future | None = None
     with stop_on_signals(app.request_stop):
         try:
@@ -48,9 +55,12 @@ async def run_sandbox_bot(*, port: int = 8765, channel: str = "sandbox", dsn: st
             print(f"daz is running: open http://127.0.0.1:{shown_port}/c/{channel}"
                   "  (Ctrl-C stops)")
             scripted = asyncio.ensure_future(script.run())
-            stopping = asyncio.ensure_future(app.stop_requested.wait())
-            await asyncio.wait({scripted, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
+            waits = {asyncio.ensure_future(app.stop_requested.wait())}
+            if stop is not None:
+                waits.add(asyncio.ensure_future(stop.wait()))
+            await asyncio.wait({scripted, *waits}, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
             if scripted.done():
                 scripted.result()  # a script that died says why
         finally:
@@ -59,3 +69,11 @@ async def run_sandbox_bot(*, port: int = 8765, channel: str = "sandbox", dsn: st
                 scripted.cancel()
             await app.stop()
             await server.stop()
+            await images.stop()
+
+
+def trust_sandbox_images(config, origin: str) -> None:
+    """Let the gallery fetch from the sandbox's own image host, and from nothing else that
+    its SSRF guard refuses."""
+    section = config.plugins.setdefault("gallery", {})
+    section["unsafe_allow_hosts"] = [origin]

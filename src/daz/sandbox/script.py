@@ -32,9 +32,17 @@ VIDEOS = [
 ]
 
 
+def remote_image(name: str) -> str:
+    """A picture on the internet, for a script run without the sandbox's own image host."""
+    return f"https://picsum.photos/seed/{name}/400/300.jpg"
+
+
 class ScriptedRoom:
     def __init__(self, server: "FakeCytubeServer", channel: str, *, bot_name: str = "daz",
-                 speed: float = 1.0):
+                 speed: float = 1.0, image_url: Callable[[str], str] = remote_image):
+        """``image_url(name)``: the link to a picture for the people to post (``daz sandbox``
+        passes its own loopback image host, so the gallery fills with no internet)."""
+        self.image_url = image_url
         self.server = server
         self.channel = channel
         self.bot_name = bot_name
@@ -122,8 +130,7 @@ class ScriptedRoom:
             lambda: self.say("bob", "hey alice, it's been a while", 2),
             lambda: self.say("bob", "!ping", 3),
             lambda: self.say("carol", "what's this room about? <b>is this bold?</b>", 3),
-            lambda: self.say("alice", f"look at this https://picsum.photos/seed/daz{n}/400/300.jpg",
-                             3),
+            lambda: self.say("alice", f"look at this {self.image_url(f'daz{n}')}", 3),
             lambda: self.say("dave", '"quotes", \'apostrophes\' & <script>alert(1)</script> '
                              "should all come through fine", 2),
             lambda: self.say("carol", "!help", 4),

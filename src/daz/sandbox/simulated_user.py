@@ -35,8 +35,11 @@ class SimulatedUser:
         self.events: list[tuple[str, Any]] = []
         self._returned: set[int] = set()
         self._changed = asyncio.Event()
+        # max_msg_size 0: no limit, so a simulated user in a huge room gets its join burst
+        # (aiohttp's default, 4 MiB, is less than a 50,000-person userlist).
         self.client = socketio.AsyncClient(reconnection=False, logger=False,
-                                           engineio_logger=False, handle_sigint=False)
+                                           engineio_logger=False, handle_sigint=False,
+                                           websocket_extra_options={"max_msg_size": 0})
         self.client.on("*", self._record)
         self.client.on("disconnect", self._on_disconnect)
 

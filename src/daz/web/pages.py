@@ -128,13 +128,21 @@ async def user_page(request: web.Request) -> web.Response:
                   present=present, **history)
 
 
+def who_may_use(spec) -> str:
+    """The help page's "who" column: an admin-only command is no one's by rank (the dispatcher
+    checks admin first), so it never reads "rank 0"."""
+    if spec.admin_only:
+        return "bot admins"
+    return f"{spec.min_rank:g}"
+
+
 async def help_page(request: web.Request) -> web.Response:
     app = request.app[DAZ_APP]
     commands = []
     for entry in app.commands.all():
         spec = entry.spec
         commands.append({"name": spec.name, "aliases": spec.aliases, "usage": spec.usage,
-                         "description": spec.description, "min_rank": spec.min_rank,
+                         "description": spec.description, "who": who_may_use(spec),
                          "admin_only": spec.admin_only, "enabled": entry.enabled,
                          "plugin": entry.plugin, "cooldown": spec.cooldown})
     prefix = command_prefix(app.config)

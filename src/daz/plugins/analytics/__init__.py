@@ -20,9 +20,16 @@ synchronous row per chat line. Here:
   merged with those already stored, not added to a count (which would count a person twice).
   A day's active users are the distinct chatters of its hours; ``peak_users`` is the busiest
   hour; ``active_hours`` the hours with at least one line.
-* Hours and days are UTC, by when daz received the event.
-* Never counted: replayed history, daz's own lines and joins, ``[server]`` whispers and
-  shadow-muted lines (the plugin manager filters the first ones; daz's name is checked too).
+* Hours and days are UTC, by when daz received the event; a backfilled line (below) by when it
+  was said.
+* History backfill: the chat history CyTube replays at every join holds lines said while daz
+  was away. A replayed line newer than every chat line of the channel daz has stored or counted
+  (its CyTube ``time`` above the newest ``message_time`` in ``daz_core_events``, read at start,
+  then kept in memory) is counted once, in the hour it was said. Older replayed lines were
+  counted when they were said. Without that table (or a database) at start, replayed lines are
+  not counted until a live line has set the mark.
+* Never counted: replayed history already counted, daz's own lines and joins, ``[server]``
+  whispers and shadow-muted lines (daz's name is checked too).
 * The two helper tables are kept ``retention_days``: hourly chatter names are only needed while
   an hour or day can still receive counts, flush ids only while a flush can still be retried.
 
@@ -40,11 +47,12 @@ from daz.commands import CommandContext
 from daz.cytube.events import ChatMessage, UserJoined
 from daz.db.errors import is_transient
 from daz.db.jsonlines import append_json_lines, take_json_lines
+from daz.db.pool import table_exists
 from daz.db.text import storable_name
 from daz.events import CommandExecuted, PluginEvent
 from daz.humanize import ago
 from daz.plugins.analytics import store
-from daz.plugins.analytics.counters import Batch
+from daz.plugins.analytics.counters import Batch, ChatMark
 from daz.plugins.base import Plugin, PluginConfig, command, every, on
 
 PLAY_TOPIC = "plugin.mediatracker.play"  # announced by mediatracker for each actual play
@@ -82,6 +90,22 @@ class Analytics(Plugin):
                 await self.flush()
             except Exception as exc:  # kept; the flush timer tries again
                 self.log.warning("analytics: saved counts not written yet: %s", exc)
+        # channel → the newest chat line stored or counted (the backfill mark)
+        self.chat_seen: dict[str, ChatMark] = {}
+        await self._read_chat_marks()
+
+    async def _read_chat_marks(self) -> None:
+        if self.ctx.db is None:
+            return
+        try:
+            async with self.ctx.db.pool.acquire() as conn:
+                if not await table_exists(conn, "daz_core_events"):
+                    return
+                for channel in self.ctx.rooms.channels():
+                    self.chat_seen[channel] = await store.newest_chat(conn, channel)
+        except Exception as exc:  # replayed lines are then not counted: never twice
+            self.log.warning("analytics: could not read the newest stored chat line (%s);"
+                             " history replayed at the next join is not counted", exc)
 
     async def teardown(self) -> None:
         # The manager has stopped the flush timer by now, so this last flush runs alone.
@@ -170,13 +194,14 @@ class Analytics(Plugin):
 
     # ------------------------------------------------------------------ counting
 
-    @on("*", max_queue=100_000, kinds=(ChatMessage, UserJoined, CommandExecuted, PluginEvent))
+    @on("*", max_queue=100_000, kinds=(ChatMessage, UserJoined, CommandExecuted, PluginEvent),
+        include_ignored=True)
     async def event(self, event: Any) -> None:
         kind = type(event)
         if kind is ChatMessage:
-            if storable_name(event.username) and not event.ignored \
-                    and not self._is_self(event, event.username):
-                self.current.message(event.channel, event.username, event.received_at)
+            self._chat(event)
+        elif getattr(event, "ignored", False):
+            return
         elif kind is UserJoined:
             if event.username and not self._is_self(event, event.username):
                 self.current.join(event.channel, event.received_at)
@@ -189,6 +214,21 @@ class Analytics(Plugin):
             if isinstance(channel, str) and channel:
                 t = started if isinstance(started, (int, float)) else self.ctx.clock.time()
                 self.current.play(channel, t)
+
+    def _chat(self, event: ChatMessage) -> None:
+        if event.own or event.whisper or event.shadow or not storable_name(event.username) \
+                or self._is_self(event, event.username):
+            return
+        mark = self.chat_seen.get(event.channel)
+        if not event.replayed:
+            if event.time > 0:
+                if mark is None:
+                    mark = self.chat_seen[event.channel] = ChatMark()
+                mark.take(event.time, event.username, event.msg)
+            self.current.message(event.channel, event.username, event.received_at)
+        elif mark is not None and event.time > 0 \
+                and mark.take(event.time, event.username, event.msg):
+            self.current.message(event.channel, event.username, event.said_at)
 
     def _is_self(self, event: Any, name: str) -> bool:
         room = self.ctx.rooms.get(event.room_id)

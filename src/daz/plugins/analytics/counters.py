@@ -95,3 +95,23 @@ class Batch:
             batch.users[(str(channel), str(name))] = UserCounts(int(messages), float(first),
                                                                 float(last))
         return batch
+
+@dataclass
+class ChatMark:
+    """The newest chat line of a channel stored or counted: its CyTube ms time and the lines
+    (sender, message) said in exactly that millisecond (two people can share one)."""
+    time: int = 0
+    lines: set[tuple[str, str]] = field(default_factory=set)
+
+    def take(self, time: int, username: str, message: str) -> bool:
+        """Whether the line is newer than the mark; the mark moves to include it."""
+        if time < self.time:
+            return False
+        key = (username, message)
+        if time == self.time:
+            if key in self.lines:
+                return False
+            self.lines.add(key)
+            return True
+        self.time, self.lines = time, {key}
+        return True

@@ -14,7 +14,7 @@ the day's ``unique_users`` is counted from the same table, ``peak_users`` is the
 from __future__ import annotations
 
 from daz.db.pool import rows_affected
-from daz.plugins.analytics.counters import Batch
+from daz.plugins.analytics.counters import Batch, ChatMark
 
 HOURLY = "daz_analytics_hourly"
 DAILY = "daz_analytics_daily"
@@ -134,3 +134,17 @@ async def cleanup(conn, retention_days: int) -> int:
             f"DELETE FROM {FLUSHES} WHERE applied_at < now() - make_interval(days => $1)",
             retention_days)
     return rows_affected(names) + rows_affected(flushes)
+
+
+async def newest_chat(conn, channel: str) -> ChatMark:
+    """The channel's newest stored chat lines: their CyTube ms time and (sender, message) of
+    each said in that millisecond (the partial unique index on chat rows finds them)."""
+    rows = await conn.fetch(
+        "SELECT message_time, username, message FROM daz_core_events"
+        " WHERE channel_name = $1 AND event_type = 'cytube.event.chatMsg' AND message_time = ("
+        "   SELECT max(message_time) FROM daz_core_events"
+        "   WHERE channel_name = $1 AND event_type = 'cytube.event.chatMsg')", channel)
+    if not rows:
+        return ChatMark()
+    return ChatMark(rows[0]["message_time"], {(r["username"] or "", r["message"] or "")
+                                              for r in rows})

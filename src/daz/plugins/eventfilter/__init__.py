@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from daz.commands import CommandContext, RegisteredCommand, UsageError
+from daz.commands import CommandContext, CommandRefused, RegisteredCommand, UsageError
 from daz.commands.dispatch import command_settings
 from daz.db.jsonlines import append_json_lines, take_json_lines
 from daz.events import CommandExecuted, PluginEvent
@@ -138,8 +138,7 @@ class EventFilter(Plugin):
             await ctx.reply(f"There is no command {name!r}.")
             return
         if entry.name == "command":
-            await ctx.reply("That would lock everyone out of this switch; not doing it.")
-            return
+            raise CommandRefused("That would lock everyone out of this switch; not doing it.")
         entry.enabled = action == "enable"
         note = ""
         if self.ctx.db is None:

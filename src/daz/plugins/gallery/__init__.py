@@ -25,7 +25,8 @@ Config (``plugins.gallery``): ``max_images_per_user`` (25), ``rate_limit_seconds
 ``health_check_batch`` (50), ``recovery_batch`` (10), ``manual_check_batch`` (500),
 ``health_check_workers`` (5), ``recovery_days`` (30), ``image_hosts``, ``allowed_ports``
 ([80, 443]), ``request_timeout`` (10 s), ``max_redirects`` (3), and ``unsafe_allow_hosts``
-(empty; "host" or "host:port" the fetcher may reach although not public: for tests only).
+(empty; "host" or "host:port" the fetcher may reach although not public: the one exception to
+the SSRF guard, set by ``daz sandbox`` for its own image host and by tests; leave it empty).
 Links use ``core.web.base_url`` (else the web server's own address).
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ import asyncio
 import hashlib
 from urllib.parse import quote
 
-from daz.commands import CommandContext
+from daz.commands import CommandContext, CommandRefused
 from daz.cytube.events import ChatMessage
 from daz.db.errors import is_transient
 from daz.plugins.base import Plugin, command, on
@@ -62,7 +63,7 @@ class Gallery(Plugin):
             max_redirects=cfg.max_redirects, timeout=cfg.request_timeout))
         if cfg.unsafe_allow_hosts:
             self.log.warning("gallery: unsafe_allow_hosts is set (%s): these hosts are fetched "
-                             "although they are not public; use this only in tests",
+                             "although they are not public (meant for daz sandbox and tests only)",
                              ", ".join(cfg.unsafe_allow_hosts))
         self.store = GalleryStore(self.ctx.db) if self.ctx.db is not None else None
         self.health = (HealthChecker(self.store, self.fetcher,
@@ -193,8 +194,8 @@ class Gallery(Plugin):
     @command("gallery_check", admin_only=True, usage="!gallery_check",
              description="Check the gallery images now (admins)")
     async def gallery_check(self, ctx: CommandContext) -> None:
-        if not ctx.is_admin:
-            return
+        if not ctx.is_admin:  # the dispatcher refuses non-admins first; this is a second lock
+            raise CommandRefused("!gallery_check is for bot admins only.")
         if self.health is None:
             await ctx.reply("The gallery has no database right now.")
             return

@@ -30,8 +30,8 @@ when nothing answered: refused or unresolvable target, refused connection, timeo
 (``None`` when no request was sent); the health log records both.
 
 ``unsafe_allow_hosts`` (off by default) exempts listed hosts (``host`` or exact ``host:port``)
-from the address check; it exists so tests can reach a local server and must stay empty in
-production.
+from the address check; it exists so tests and ``daz sandbox`` can reach a local server (the
+sandbox names its own image host) and must stay empty in a real channel.
 """
 from __future__ import annotations
 

@@ -58,7 +58,8 @@ class GalleryConfig(PluginConfig):
     request_timeout: float = Field(10.0, gt=0, le=120)
     max_redirects: int = Field(3, ge=0, le=10)
     # UNSAFE: hosts ("host" or "host:port") the fetcher may reach although they are not public
-    # addresses. Only for tests against a local server; leave empty.
+    # addresses. Off (empty) by default; `daz sandbox` names its own loopback image host here,
+    # tests their local servers. Leave it empty in a real channel.
     unsafe_allow_hosts: list[str] = Field(default_factory=list)
     # Go Daz keys with no meaning here (the pages are served live and exported with
     # `daz gallery export`); accepted so an old config loads without warnings.

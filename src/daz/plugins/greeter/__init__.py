@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daz.bus import NoResponder
-from daz.commands import CommandContext
+from daz.commands import CommandContext, CommandRefused, UsageError
 from daz.cytube.events import UserJoined, UserLeft, UserList
 from daz.db.pool import table_exists
 from daz.events import RoomDisconnected, RoomJoined
@@ -340,13 +340,12 @@ class Greeter(Plugin):
         action = action.lower()
         if action in ("on", "off"):
             if target:
-                await ctx.reply("Usage: !greeter on|off (it changes your own greetings)")
-                return
+                raise UsageError("!greeter on|off (it changes your own greetings)")
             await self._opt(ctx, out=action == "off")
         elif action == "test":
             await self._test(ctx, target or ctx.username)
         else:
-            await ctx.reply("Usage: !greeter on|off, or !greeter test [user] for admins")
+            raise UsageError("!greeter on|off, or !greeter test [user] for admins")
 
     async def _opt(self, ctx: CommandContext, *, out: bool) -> None:
         if self.ctx.db is None:
@@ -372,8 +371,7 @@ class Greeter(Plugin):
 
     async def _test(self, ctx: CommandContext, target: str) -> None:
         if not ctx.is_admin:
-            await ctx.reply("!greeter test is for bot admins only.")
-            return
+            raise CommandRefused("!greeter test is for bot admins only.")
         name = clean_username(target)
         if name is None:
             await ctx.reply("That doesn't look like a CyTube username (1-20 letters, digits,"

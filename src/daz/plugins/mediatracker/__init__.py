@@ -13,7 +13,11 @@ What is fixed against Go Daz (reference daz-go-plugins §2, schema B13, B14, B17
   after every reconnect; the same item still playing (same type, id and playlist uid, position
   not back at the start) continues the current play. After a restart the channel's newest play
   row is picked up again the same way, and a play closed when the room disconnected is reopened
-  if it is still going. The same item played again (a loop, a re-queue) is a new play.
+  if it is still going. A restarted CyTube server reloads the channel with new playlist uids
+  and the item a few seconds back: after any gap in watching, the uid is not compared and the
+  item may come back up to 30 s behind (``plays.RESUME_REWIND``) and still be the same play,
+  with one row and one count. The same item played again (a loop, a re-queue) from its start
+  is a new play.
 * Only ``changeMedia`` starts plays; ``setCurrent`` only tells us the playlist uid.
 * Time played comes from the server's positions (see ``plays.py``); a play is closed by the next
   change, a disconnect, or daz stopping.
@@ -41,7 +45,9 @@ new play even when it is the item that was playing before the restart.
 Config: ``stats_limit`` (5), ``held_writes_limit`` (10000 per room), ``held_retry_seconds`` (5:
 longest pause between attempts).
 
-Commands: ``!nowplaying``/``!np`` and ``!stats`` (top media of this channel).
+Commands: ``!nowplaying``/``!np`` (the title, where it is, and the item's page as CyTube links it
+for media types that have one: yt, vi, dm, tw, sc, ...; never the raw media id) and ``!stats``
+(top media of this channel).
 """
 from __future__ import annotations
 
@@ -121,8 +127,8 @@ class MediaTracker(Plugin):
         if play is not None and play.continues(mtype, mid, uid, ev.current_time):
             was_open = play.open
             play.observe(ev.current_time, ev.paused, t)
-            if play.uid is None:
-                play.uid = uid
+            if uid is not None:
+                play.uid = uid  # a restarted server renumbers its playlist
             self.plays[ev.room_id] = play
             if not was_open:
                 await self.held.submit(ev.room_id, {"op": "reopen", "play": play.snapshot()})
@@ -249,8 +255,9 @@ class MediaTracker(Plugin):
             await ctx.reply("Nothing is playing right now.")
             return
         length = clock_text(duration) if duration > 0 else "live"
-        text = (f"Now playing: {short(title)} [{link(mtype, mid)}]"
-                f" {clock_text(elapsed)} / {length}")
+        url = link(mtype, mid)
+        text = f"Now playing: {short(title)}{f' [{url}]' if url else ''}" \
+               f" {clock_text(elapsed)} / {length}"
         if queued_by:
             text += f", queued by {queued_by}"
         await ctx.reply(text)

@@ -14,11 +14,17 @@ per room.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from daz.db.text import clean_text
 
 COMPLETED_FRACTION = 0.9
+# How far back an item may come back after we were away and still be the same play. A restarted
+# CyTube reloads the channel from its saved state: the item continues a few seconds behind where
+# it was (reference captures §5 "Server restart": 346 s came back as 338 s), with new uids.
+RESUME_REWIND = 30.0
+JOIN_REPEAT_REWIND = 5.0  # the join-time repeat of a socket we never lost: the exact position
 TITLE_LIMIT = 1000  # titles come from users (custom media, raw files); the column is unbounded
 _INT_MAX = 2**31 - 1  # the Go schema's INTEGER duration columns
 
@@ -57,16 +63,33 @@ def media_url(media_type: str, media_id: str) -> str:
     return f"{media_type}:{media_id}"
 
 
+# CyTube's own page links per media type, built from the id as its formatLink does (the server's
+# utilities; "{id}" alone: the id is itself the URL). Types with no page (a custom embed, an id
+# that needs the item's metadata) are left out: people get the title only.
+_PAGE_LINKS = {
+    "yt": "https://youtu.be/{id}", "vi": "https://vimeo.com/{id}",
+    "dm": "https://dailymotion.com/video/{id}", "sc": "{id}", "li": "https://livestream.com/{id}",
+    "tw": "https://twitch.tv/{id}", "im": "https://imgur.com/a/{id}",
+    "us": "https://ustream.tv/channel/{id}", "gd": "https://docs.google.com/file/d/{id}",
+    "fi": "{id}", "hl": "{id}", "sb": "https://streamable.com/{id}",
+    "tc": "https://clips.twitch.tv/{id}", "cm": "{id}",
+    "bc": "https://www.bitchute.com/video/{id}/", "bn": "https://www.brighteon.com/{id}",
+    "nv": "https://www.nicovideo.jp/watch/{id}",
+}
+_SAFE_ID = re.compile(r"[\w.-]{1,100}", re.ASCII)
+_SAFE_URL = re.compile(r"https?://[^\s<>\"]{1,300}", re.I)
+
+
 def link(media_type: str, media_id: str) -> str:
-    """What to show people: a clickable URL where there is one, else ``type:id``."""
-    if media_type == "vi":  # CyTube's own code for Vimeo (the Go mapping only knew "vm")
-        return f"https://vimeo.com/{media_id}"
-    url = media_url(media_type, media_id)
-    if url.startswith("https://"):
-        return url
-    # Custom embeds arrive with ids that already carry their type ("cu:<hash>").
-    shown = media_id if media_id.startswith(f"{media_type}:") else f"{media_type}:{media_id}"
-    return shown[:80]
+    """The page people can open for a media item, as CyTube links it; "" when there is none
+    (a custom embed, a raw rtmp:// stream, an id that cannot be a page's). The raw id is never
+    shown: it means nothing to people."""
+    pattern = _PAGE_LINKS.get(media_type)
+    if pattern is None:
+        return ""
+    if pattern == "{id}":
+        return media_id if _SAFE_URL.fullmatch(media_id) else ""
+    return pattern.format(id=media_id) if _SAFE_ID.fullmatch(media_id) else ""
 
 
 @dataclass
@@ -132,15 +155,26 @@ class Play:
         """Is a ``changeMedia`` for this item the same play (join/reconnect repeat) or a new
         one (the same item played again)?
 
-        Same item (type, id and playlist uid when both are known) whose position has not gone
-        back to the start: CyTube repeats ``setCurrent``/``changeMedia`` on every join, with
-        the current position. A replay starts again at the lead-in (≤ 0).
+        While we watch (the play is open), the same item (type, id and playlist uid when both
+        are known) whose position has not gone back: CyTube repeats ``setCurrent``/
+        ``changeMedia`` on every join, with the current position. A replay starts again at the
+        lead-in (≤ 0).
+
+        After we were away (the play was closed by a disconnect, or read back after daz's own
+        restart), the server may have restarted meanwhile: it renumbers the playlist and puts
+        the item back a few seconds. So the uid is not compared, and the position may be up to
+        ``RESUME_REWIND`` behind (at most half the item); a replay from the start is further
+        back than that unless the play had only just begun.
         """
         if (media_type, media_id) != self.key:
             return False
-        if uid is not None and self.uid is not None and uid != self.uid:
-            return False
-        tolerance = 5.0 if self.duration <= 0 else min(5.0, self.duration / 2)
+        if self.open:
+            if uid is not None and self.uid is not None and uid != self.uid:
+                return False
+            rewind = JOIN_REPEAT_REWIND
+        else:
+            rewind = RESUME_REWIND
+        tolerance = rewind if self.duration <= 0 else min(rewind, self.duration / 2)
         return max(0.0, position) >= self.position - tolerance
 
     def metadata(self) -> dict:

@@ -40,7 +40,7 @@ Config (``plugins.ollama``; Go Daz key names where Go had the setting). Off unle
     ``command_prefix`` (default: the core's, ``core.commands.prefix``), ``follow_up_enabled`` (true),
     ``follow_up_window_seconds`` (60), ``follow_up_max_messages`` (3 replies without the name),
     ``rate_limit_seconds`` (10, per user), ``channel_rate_limit_seconds`` (3),
-    ``rate_limit_notice`` ("" = none; else said once when someone is limited),
+    ``rate_limit_notice`` ("" = none; else sent once by PM when someone is limited),
     ``history_lines`` (20 per room), ``max_message_age_seconds`` (30),
     ``max_pending_per_room`` (3 addressed lines waiting; more are dropped with a log line),
     ``generate_concurrency`` (2 ``ollama.generate`` model calls at once).
@@ -268,7 +268,8 @@ class Ollama(Plugin):
         key = (room.id, user.lower())
         if which == "user" and self.config.rate_limit_notice and key not in self._noticed:
             self._noticed.add(key)
-            await room.say(f"{user}: {self.config.rate_limit_notice}", user_input=True)
+            # A refusal: by PM, like every other one (README), never in public chat.
+            await room.pm(user, self.config.rate_limit_notice)
 
     async def _record(self, channel: str, user: str, digest: str, message_time: int,
                       reply: str) -> None:

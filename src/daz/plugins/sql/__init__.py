@@ -9,7 +9,9 @@ sender (PMs: and recipient) and text; for the rest, including PMs daz sends, ran
 receipt. Chat is also unique on (channel, ms time, sender, md5 of the text):
 Go's key plus the text, so a sender's two different lines in one millisecond are both kept, and
 Go-era rows (no uid) still match. So the history the server replays at every join, and a batch
-retried or replayed from the spill file, is not stored twice.
+retried or replayed from the spill file, is not stored twice. A replayed line that was never
+stored (said while daz was away) is stored once, with the time it was said (its CyTube ``time``)
+as ``timestamp`` in every table, not the time daz rejoined.
 
 The plugin subscribes to ``cytube.event.*`` including what other plugins ignore (replayed
 history, our own echoes, ``[server]`` lines) with back-pressure instead of drops, plus

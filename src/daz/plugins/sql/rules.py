@@ -97,7 +97,9 @@ def entry_for_event(event: ev.CytubeEvent, tables: tuple[str, ...],
     event_type = "cytube.event." + event.event_name
     fields: dict[str, Any] = {}
     uid = None
+    timestamp = event.received_at
     if isinstance(event, ev.ChatMessage):
+        timestamp = event.said_at
         fields = dict(username=event.username, message=event.msg,
                       message_time=event.time if event.time > 0 else None)
         if rank_of is not None and event.username:
@@ -129,8 +131,7 @@ def entry_for_event(event: ev.CytubeEvent, tables: tuple[str, ...],
         fields = dict(video_id=media.id, video_type=media.type, title=media.title,
                       duration=media.seconds, username=event.item.queueby or None)
     return LogEntry.build(uid=uid or random_uid(), event_type=event_type, channel=event.channel,
-                          timestamp=event.received_at, payload=event.payload, tables=tables,
-                          **fields)
+                          timestamp=timestamp, payload=event.payload, tables=tables, **fields)
 
 
 def entry_for_sent_pm(event: MessageSent, bot_name: str, tables: tuple[str, ...]) -> LogEntry:

@@ -53,7 +53,7 @@ from typing import Any
 
 from pydantic import Field
 
-from daz.commands import CommandContext
+from daz.commands import CommandContext, UsageError
 from daz.cytube.events import ChatMessage, PrivateMessage, UserJoined, UserLeft
 from daz.events import RoomJoined
 from daz.humanize import USERNAME, ago, clean_username, one_line
@@ -220,7 +220,7 @@ class Tell(Plugin):
         rest = rest.strip()
         word = first.lower()
         if not first:
-            await ctx.reply(f"Usage: {USAGE}")
+            raise UsageError(USAGE)
         elif word == "list" and not rest:
             await self._list(ctx)
         elif word == "cancel" and rest and len(rest.split()) == 1:
@@ -241,8 +241,7 @@ class Tell(Plugin):
             return
         message = one_line(message)
         if not message:
-            await ctx.reply("Usage: !tell <user> <message>")
-            return
+            raise UsageError("!tell <user> <message>")
         state = ctx.room.state
         if ctx.room.is_self(name):
             await ctx.reply("I can't leave a message for myself.")
@@ -333,8 +332,7 @@ class Tell(Plugin):
         number = what.lstrip("#")
         name = None if number.isdigit() else clean_username(what)
         if not number.isdigit() and name is None:
-            await ctx.reply("Usage: !tell cancel <id|user> (an id from !tells, or a username)")
-            return
+            raise UsageError("!tell cancel <id|user> (an id from !tells, or a username)")
         try:
             async with self.ctx.db.pool.acquire() as conn:
                 if name is None:
