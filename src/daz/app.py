@@ -47,6 +47,7 @@ class App:
         self.rooms = Rooms()
         self.db = None
         self.embedded = None
+        self.index_builds = None
         self.http: aiohttp.ClientSession | None = None
         self.plugins: PluginManager | None = None
         self.web = None
@@ -79,6 +80,8 @@ class App:
             self.web.add_plugin_routes(self.plugins.web_routes())
         for room in self.rooms:
             await room.start()
+        if self.index_builds is not None:
+            self.index_builds.start()
         self.state = "running"
         log.info("daz running: %d room(s), %d plugin(s), %d command(s)", len(self.rooms),
                  len(self.plugins.loaded), len(self.commands))
@@ -108,11 +111,14 @@ class App:
                            connect_timeout=db_config.connect_timeout)
         await self.db.connect_with_retry(self._stopping)
         if self._migrate:
-            from daz.db.migrate import migrate
+            from daz.db.migrate import migrate, online_steps
+            from daz.db.online import BackgroundBuilds
 
-            applied = await migrate(self.db.pool)
+            applied = await migrate(self.db.pool, build_indexes=False)
             if applied:
                 log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
+            self.index_builds = BackgroundBuilds(self.db.pool, online_steps())
+            await self.index_builds.before_serving()
 
     async def _start_web(self) -> None:
         from daz.web.server import WebServer
@@ -128,6 +134,8 @@ class App:
         self.state = "stopping"
         self._stopping.set()
         await asyncio.gather(*(room.stop() for room in self.rooms), return_exceptions=True)
+        if self.index_builds is not None:
+            await self.index_builds.stop()
         if self.plugins is not None:
             await self.plugins.stop()
         await self.bus.close()
@@ -198,6 +206,8 @@ class App:
             "slow_handlers": slow,
             "uptime_seconds": round(time.time() - self.started_at, 1),
         }
+        if self.index_builds is not None:
+            details["indexes"] = self.index_builds.status()
         sql = self.plugins.get("sql") if self.plugins else None
         if sql is not None and hasattr(sql, "status"):
             try:

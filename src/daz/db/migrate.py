@@ -22,6 +22,7 @@ from typing import Any, AsyncIterator, Iterable
 
 import asyncpg
 
+from daz.db import online
 from daz.db.pool import table_exists
 from daz.db.sqlsplit import Statement, split_sql
 
@@ -148,9 +149,15 @@ async def _recorded(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
 
 async def run_script(conn: asyncpg.Connection, name: str, text: str) -> list[asyncpg.Record]:
     """Run a script statement by statement in the caller's transaction; returns the rows of the
-    last statement. Raises MigrationError naming the statement that failed."""
+    last statement. Raises MigrationError naming the statement that failed. CONCURRENTLY
+    statements cannot run in a transaction: they are left out (online.build runs them)."""
+    return await _run_statements(
+        conn, name, [s for s in split_sql(text) if not online.is_online(s)])
+
+
+async def _run_statements(conn: asyncpg.Connection, name: str,
+                          statements: list[Statement]) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = []
-    statements = split_sql(text)
     for i, statement in enumerate(statements):
         try:
             if i == len(statements) - 1:
@@ -163,17 +170,25 @@ async def run_script(conn: asyncpg.Connection, name: str, text: str) -> list[asy
 
 
 async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
-    text = migration.text()
     async with conn.transaction():
-        await run_script(conn, migration.name, text)
+        await run_script(conn, migration.name, migration.text())
         await conn.execute(
             "INSERT INTO daz_schema_migrations (name, checksum, applied_at) VALUES ($1, $2, now())"
             " ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum,"
             " applied_at = EXCLUDED.applied_at", migration.name, migration.checksum())
 
 
-async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None) -> list[str]:
-    """Apply what is not applied yet (or changed since); returns the names applied, in order."""
+def online_steps(files: Iterable[Migration] | None = None) -> list[online.OnlineStep]:
+    """Every file's CONCURRENTLY statements (applied files too: a build may have been cut)."""
+    return [step for m in (files if files is not None else migrations())
+            for step in online.steps_in(m.name, m.text())]
+
+
+async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None,
+                  build_indexes: bool = True) -> list[str]:
+    """Apply what is not applied yet (or changed since); returns the names applied, in order.
+    Then, unless ``build_indexes`` is off (``daz run`` builds them while it serves), build the
+    online indexes that are missing or were left invalid (see online.py)."""
     todo = list(files) if files is not None else migrations()
     applied: list[str] = []
     async with _connection(conn_or_pool) as conn:
@@ -189,9 +204,24 @@ async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None
                     log.info("database: applying %s", migration.name)
                     await _apply(conn, migration)
                     applied.append(migration.name)
+            if build_indexes:
+                await build_online_indexes(conn, todo)
         finally:
             conn.remove_log_listener(_forward_notices)
     return applied
+
+
+async def build_online_indexes(conn: asyncpg.Connection,
+                               files: Iterable[Migration] | None = None) -> online.BuildReport:
+    """Build every online index now (concurrently: writers elsewhere keep going); raises
+    MigrationError naming the first one that failed."""
+    steps = online_steps(files)
+    report = await online.build(conn, steps)
+    for step in steps:
+        if step.index in report.failed:
+            raise MigrationError(step.source, step.statement,
+                                 RuntimeError(report.failed[step.index]))
+    return report
 
 
 async def status(conn_or_pool: Any) -> list[MigrationStatus]:
