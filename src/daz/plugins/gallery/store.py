@@ -156,18 +156,32 @@ class GalleryStore:
 
     # ------------------------------------------------------------------ pages
 
-    async def channel_images(self, channel: str, limit: int = 2000) -> list:
+    async def channel_images(self, channel: str, limit: int = 100, offset: int = 0) -> list:
         return await self.db.fetch(
             f"""SELECT {IMAGE_COLUMNS} FROM daz_gallery_images i
                 WHERE i.channel = $1 AND i.state = 'active' AND NOT {LOCKED}
-                ORDER BY i.posted_at DESC, i.id DESC LIMIT $2""", channel, limit)
+                ORDER BY i.posted_at DESC, i.id DESC LIMIT $2 OFFSET $3""",
+            channel, limit, offset)
 
-    async def user_images(self, channel: str, username: str, limit: int = 500) -> list:
+    async def count_channel_images(self, channel: str) -> int:
+        return int(await self.db.fetchval(
+            f"""SELECT count(*) FROM daz_gallery_images i
+                WHERE i.channel = $1 AND i.state = 'active' AND NOT {LOCKED}""", channel) or 0)
+
+    async def user_images(self, channel: str, username: str, limit: int = 100,
+                          offset: int = 0) -> list:
         return await self.db.fetch(
             f"""SELECT {IMAGE_COLUMNS} FROM daz_gallery_images i
                 WHERE i.channel = $1 AND lower(i.username) = lower($2) AND i.state = 'active'
                   AND NOT {LOCKED}
-                ORDER BY i.posted_at DESC, i.id DESC LIMIT $3""", channel, username, limit)
+                ORDER BY i.posted_at DESC, i.id DESC LIMIT $3 OFFSET $4""",
+            channel, username, limit, offset)
+
+    async def count_user_images(self, channel: str, username: str) -> int:
+        return int(await self.db.fetchval(
+            f"""SELECT count(*) FROM daz_gallery_images i
+                WHERE i.channel = $1 AND lower(i.username) = lower($2) AND i.state = 'active'
+                  AND NOT {LOCKED}""", channel, username) or 0)
 
     async def graveyard(self, channel: str, username: str | None = None,
                         limit: int = 100) -> list:
