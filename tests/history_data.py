@@ -17,7 +17,7 @@ from datetime import datetime
 
 import asyncpg
 
-CHANNEL = "history"
+CHANNEL = "testchan"  # the channel of tests/plugin_kit.py's room
 OTHER_CHANNEL = "elsewhere"  # a tenth of the rows, so every lookup has to filter by channel
 END = datetime(2026, 12, 1)  # naive UTC, as the Go schema stores times
 YEARS = 3
