@@ -48,6 +48,7 @@ class App:
         self.db = None
         self.embedded = None
         self.index_builds = None
+        self.retention = None
         self.http: aiohttp.ClientSession | None = None
         self.plugins: PluginManager | None = None
         self.web = None
@@ -82,6 +83,11 @@ class App:
             await room.start()
         if self.index_builds is not None:
             self.index_builds.start()
+        if self.db is not None:
+            from daz.db.retention import RetentionTask
+
+            self.retention = RetentionTask(self.db, self.config.core.retention, self.clock)
+            self.retention.start()
         self.state = "running"
         log.info("daz running: %d room(s), %d plugin(s), %d command(s)", len(self.rooms),
                  len(self.plugins.loaded), len(self.commands))
@@ -134,8 +140,9 @@ class App:
         self.state = "stopping"
         self._stopping.set()
         await asyncio.gather(*(room.stop() for room in self.rooms), return_exceptions=True)
-        if self.index_builds is not None:
-            await self.index_builds.stop()
+        for background in (self.index_builds, self.retention):
+            if background is not None:
+                await background.stop()
         if self.plugins is not None:
             await self.plugins.stop()
         await self.bus.close()
