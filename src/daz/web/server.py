@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from daz.web.keys import AUTH, DAZ_APP
+from daz.web.keys import AUTH, DAZ_APP, LIVE
 
 if TYPE_CHECKING:  # pragma: no cover
     from daz.app import App
@@ -43,6 +43,7 @@ class WebServer:
         self.port = 0
         self.extra_routes: list = []
         self.auth = None
+        self.live_feed = None
 
     @property
     def base_url(self) -> str:
@@ -60,6 +61,12 @@ class WebServer:
         if self.auth is None:  # one Auth for the process: sessions survive the rebuild
             self.auth = make_auth(self.app)
         webapp[AUTH] = self.auth
+        if self.live_feed is None:  # one feed for the process, like Auth
+            from daz.web.live import LiveFeed
+
+            self.live_feed = LiveFeed(getattr(self.app, "bus", None))
+            self.live_feed.start()
+        webapp[LIVE] = self.live_feed
         webapp.router.add_routes(page_routes())
         webapp.router.add_routes(self.extra_routes)
         return webapp
@@ -88,6 +95,8 @@ class WebServer:
 
     async def _restart(self) -> None:
         host, port = self.host, self.port
+        if self.live_feed is not None:
+            self.live_feed.close_streams()
         if self.runner is not None:
             await self.runner.cleanup()
         await self.start(host, port)
@@ -99,6 +108,9 @@ class WebServer:
                 await rebuild
             except Exception:
                 log.exception("web server rebuild failed")
+        if self.live_feed is not None:
+            self.live_feed.close_streams()
+            self.live_feed.stop()
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
