@@ -14,7 +14,6 @@ work (the greeter's checks, tell's claim), repeated ``--repeat`` times: p50 and 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import tempfile
 import time
@@ -28,7 +27,6 @@ import asyncpg  # noqa: E402
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 from bench.common import percentile, report, run, scratch_database, test_dsn  # noqa: E402
-from daz.bus import Bus  # noqa: E402
 from daz.commands import CommandRegistry  # noqa: E402
 from daz.config import load_config  # noqa: E402
 from daz.cytube.rooms import Rooms  # noqa: E402

@@ -128,7 +128,8 @@ async def main() -> None:
         "SELECT count(*) FROM daz_core_events WHERE username = 'liveuser'")
     distinct = await writer_conn.fetchval(
         "SELECT count(DISTINCT message) FROM daz_core_events WHERE username = 'liveuser'")
-    print(f"  background builds: {', '.join(f'{n} {s:.1f} s' for n, s in builds.report.seconds.items())}")
+    took = ", ".join(f"{n} {s:.1f} s" for n, s in builds.report.seconds.items())
+    print(f"  background builds: {took}")
     report("online: time until daz serves", serving, "s", "17 s before (issue 14)")
     report("online: background index builds", built, "s", "while daz serves")
     report("online: writer worst wait until serving", worst_until_serving[0], "ms", "< 1000 ms")

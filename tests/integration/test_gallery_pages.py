@@ -291,7 +291,8 @@ async def test_channel_page_shows_at_most_a_page_of_images_with_links_to_the_res
     assert 'id="graveyard"' not in last and "/gallery/testchan" in hrefs(last)
     every = set()
     for number in (1, 2, 3):
-        every |= set(image_sources(await (await site.get(f"/gallery/testchan?page={number}")).text()))
+        page = await site.get(f"/gallery/testchan?page={number}")
+        every |= set(image_sources(await page.text()))
     assert len(every) == 250  # no image is on two pages, none is missing
     missing = await site.get("/gallery/testchan?page=4")
     assert missing.status == 404 and "3 page(s)" in await missing.text()

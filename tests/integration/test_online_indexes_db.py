@@ -71,8 +71,9 @@ async def test_a_drop_waits_until_its_replacement_is_valid(conn, tmp_path):
     await conn.execute("CREATE TABLE t (v int)")
     await conn.execute("INSERT INTO t VALUES (1), (1)")
     await conn.execute("CREATE INDEX idx_t_old ON t (v)")
-    steps = sql_steps(tmp_path, "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_t_new ON t (v);\n"
-                                "DROP INDEX CONCURRENTLY IF EXISTS idx_t_old;\n")
+    steps = sql_steps(tmp_path,
+                      "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_t_new ON t (v);\n"
+                      "DROP INDEX CONCURRENTLY IF EXISTS idx_t_old;\n")
     report = await online.build(conn, steps)
     assert "idx_t_new" in report.failed and report.pending == ["idx_t_new", "idx_t_old"]
     assert await online.index_state(conn, "idx_t_old") == "valid"  # still there

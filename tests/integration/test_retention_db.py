@@ -52,7 +52,8 @@ async def counts(db) -> dict[str, int]:
     queries = {
         "mediaUpdate": "SELECT count(*) FROM daz_core_events"
                        " WHERE event_type = 'cytube.event.mediaUpdate'",
-        "chat events": "SELECT count(*) FROM daz_core_events WHERE event_type = 'cytube.event.chatMsg'",
+        "chat events": "SELECT count(*) FROM daz_core_events"
+                       " WHERE event_type = 'cytube.event.chatMsg'",
         "pm events": "SELECT count(*) FROM daz_core_events WHERE event_type = 'cytube.event.pm'",
         "joins": "SELECT count(*) FROM daz_core_events WHERE event_type = 'cytube.event.addUser'",
         "chat": "SELECT count(*) FROM daz_chat_log",
