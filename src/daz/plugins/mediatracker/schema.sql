@@ -102,3 +102,8 @@ CREATE INDEX IF NOT EXISTS idx_library_channel ON daz_mediatracker_library (chan
 -- CONCURRENTLY: built outside the transaction without stopping writers (daz/db/online.py).
 CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_mediatracker_plays_queued_by
     ON daz_mediatracker_plays (channel, lower(queued_by), started_at DESC);
+
+-- The dashboard's "most played": the ten first in this order, straight from the index (ties
+-- on play_count are common, and sorting every media of a channel for them is what it avoided).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_mediatracker_stats_top
+    ON daz_mediatracker_stats (channel, play_count DESC, title);
