@@ -119,8 +119,7 @@ async def gallery_context(store: GalleryStore, channel: str, user: str | None,
     the first page the graveyard); the same for the live page and the export."""
     offset = (page - 1) * per_page
     if user is None:
-        total = await store.count_channel_images(channel)
-        rows = await store.channel_images(channel, per_page, offset) if offset < total else []
+        total, rows = await store.channel_page(channel, per_page, offset)
         locked = False
     else:
         total = await store.count_user_images(channel, user)

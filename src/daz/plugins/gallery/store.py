@@ -6,6 +6,7 @@ Locks are per (user, channel): a locked gallery is not collected, not shown and 
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,20 +165,32 @@ class GalleryStore:
                                    " WHERE channel = $1 AND is_locked", channel)
         return [r["username"] for r in rows]
 
-    async def channel_images(self, channel: str, limit: int = 100, offset: int = 0) -> list:
+    async def channel_images(self, channel: str, limit: int = 100, offset: int = 0,
+                             locked: list[str] | None = None) -> list:
+        if locked is None:
+            locked = await self._locked_names(channel)
         return await self.db.fetch(
             f"""SELECT {IMAGE_COLUMNS} FROM daz_gallery_images i WHERE i.id = ANY(ARRAY(
                     SELECT id FROM daz_gallery_images
                     WHERE channel = $1 AND state = 'active' AND NOT (username = ANY($4::text[]))
                     ORDER BY posted_at DESC, id DESC LIMIT $2 OFFSET $3))
-                ORDER BY i.posted_at DESC, i.id DESC""",
-            channel, limit, offset, await self._locked_names(channel))
+                ORDER BY i.posted_at DESC, i.id DESC""", channel, limit, offset, locked)
 
-    async def count_channel_images(self, channel: str) -> int:
+    async def count_channel_images(self, channel: str, locked: list[str] | None = None) -> int:
+        if locked is None:
+            locked = await self._locked_names(channel)
         return int(await self.db.fetchval(
             """SELECT count(*) FROM daz_gallery_images
                WHERE channel = $1 AND state = 'active' AND NOT (username = ANY($2::text[]))""",
-            channel, await self._locked_names(channel)) or 0)
+            channel, locked) or 0)
+
+    async def channel_page(self, channel: str, limit: int, offset: int) -> tuple[int, list]:
+        """(active images in the channel, the ``limit`` from ``offset``): both read the same
+        index, on two connections at once, so a page costs the longer of the two."""
+        locked = await self._locked_names(channel)
+        total, rows = await asyncio.gather(self.count_channel_images(channel, locked),
+                                           self.channel_images(channel, limit, offset, locked))
+        return total, rows if offset < total else []
 
     async def user_images(self, channel: str, username: str, limit: int = 100,
                           offset: int = 0) -> list:
