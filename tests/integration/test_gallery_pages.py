@@ -308,3 +308,24 @@ async def test_a_persons_page_is_paged_too(site, database):
     assert "/gallery/testchan/alice?page=3" in hrefs(page)
     third = await (await site.get("/gallery/testchan/alice?page=3")).text()
     assert len(image_sources(third)) == 30
+
+
+async def test_an_image_count_is_reused_for_half_a_minute_then_counted_again():
+    from daz.plugins.gallery.pages import ImageCounts
+
+    now = [100.0]
+    calls = []
+
+    async def count():
+        calls.append(now[0])
+        return len(calls) * 10
+
+    counts = ImageCounts(lambda: now[0])
+    assert await counts.get("c", None, count) == 10
+    now[0] += 29
+    assert await counts.get("c", None, count) == 10  # reused
+    assert await counts.get("c", "Alice", count) == 20  # each gallery its own
+    assert await counts.get("c", "alice", count) == 20  # names ignore case
+    now[0] += 2
+    assert await counts.get("c", None, count) == 30  # 31 s old: counted again
+    assert len(calls) == 3

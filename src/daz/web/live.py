@@ -63,6 +63,8 @@ class LiveFeed:
             self.chat_lines[channel] += 1
         elif isinstance(event, UserJoined) and event.username:
             self.joined_at[(channel, event.username.lower())] = datetime.now(timezone.utc)
+        elif isinstance(event, UserLeft) and event.username:
+            self.joined_at.pop((channel, event.username.lower()), None)  # no growth over years
         self.changed(channel)
 
     def close_streams(self) -> None:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import quote
 
 import jinja2
@@ -91,6 +91,32 @@ def _image(row) -> dict:
 
 PAGE_SIZE = 100  # images a page shows; a channel with years of history has 100 k
 EXPORT_PAGE_SIZE = 2000  # the static export is one file per gallery
+COUNT_SECONDS = 30.0  # how long a gallery's image count is reused
+
+
+class ImageCounts:
+    """How many images each gallery has, remembered for ``COUNT_SECONDS``. Counting a channel's
+    100 k images costs tens of milliseconds, on every page of it; a count half a minute old
+    only shifts the page boundaries by the images posted meanwhile (pages are newest first,
+    so nothing becomes unreachable: the last page may miss them until the count is redone)."""
+
+    def __init__(self, monotonic: Callable[[], float], seconds: float = COUNT_SECONDS):
+        self.monotonic = monotonic
+        self.seconds = seconds
+        self._known: dict[tuple[str, str | None], tuple[float, int]] = {}
+
+    async def get(self, channel: str, user: str | None,
+                  count: Callable[[], Awaitable[int]]) -> int:
+        key = (channel, user.lower() if user else None)
+        now = self.monotonic()
+        known = self._known.get(key)
+        if known is not None and now - known[0] < self.seconds:
+            return known[1]
+        if len(self._known) > 10_000:  # one entry per gallery viewed: never unbounded
+            self._known.clear()
+        total = await count()
+        self._known[key] = (now, total)
+        return total
 
 
 @dataclass(frozen=True)
@@ -114,15 +140,22 @@ def page_links(page: int, pages: int, href: Callable[[int], str]) -> list[PageLi
 async def gallery_context(store: GalleryStore, channel: str, user: str | None,
                           user_link: Callable[[str], str], back_link: str = "", page: int = 1,
                           per_page: int = PAGE_SIZE,
-                          page_href: Callable[[int], str] | None = None) -> dict:
+                          page_href: Callable[[int], str] | None = None,
+                          counts: ImageCounts | None = None) -> dict:
     """What a gallery page shows (page ``page`` of the active images, newest first, then on
     the first page the graveyard); the same for the live page and the export."""
     offset = (page - 1) * per_page
     if user is None:
-        total, rows = await store.channel_page(channel, per_page, offset)
+        def count() -> Awaitable[int]:
+            return store.count_channel_images(channel)
+    else:
+        def count() -> Awaitable[int]:
+            return store.count_user_images(channel, user)
+    total = await (counts.get(channel, user, count) if counts is not None else count())
+    if user is None:
+        rows = await store.channel_images(channel, per_page, offset) if offset < total else []
         locked = False
     else:
-        total = await store.count_user_images(channel, user)
         rows = await store.user_images(channel, user, per_page, offset) if offset < total else []
         locked = not total and await store.user_locked_anywhere_named(channel, user)
     galleries: dict[str, UserGallery] = {}
@@ -159,6 +192,8 @@ def routes(plugin) -> list:
     """aiohttp routes for the plugin's pages (public like the channel dashboards)."""
     from daz.web.keys import AUTH, DAZ_APP
 
+    counts = ImageCounts(plugin.ctx.clock.monotonic)
+
     async def page(request: web.Request) -> web.Response:
         auth = request.app[AUTH]
         if not auth.may_see_aggregates(request):
@@ -174,7 +209,7 @@ def routes(plugin) -> list:
             GalleryStore(plugin.ctx.db), channel, user,
             user_link=lambda name: f"{channel_path}/{quote(name, safe='')}",
             back_link=channel_path if user else "", page=number,
-            page_href=lambda n: here if n == 1 else f"{here}?page={n}")
+            page_href=lambda n: here if n == 1 else f"{here}?page={n}", counts=counts)
         if number > context["pages"]:
             raise web.HTTPNotFound(text=f"there is no page {number}: this gallery has"
                                         f" {context['pages']} page(s)")

@@ -6,7 +6,6 @@ Locks are per (user, channel): a locked gallery is not collected, not shown and 
 """
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,14 +182,6 @@ class GalleryStore:
             """SELECT count(*) FROM daz_gallery_images
                WHERE channel = $1 AND state = 'active' AND NOT (username = ANY($2::text[]))""",
             channel, locked) or 0)
-
-    async def channel_page(self, channel: str, limit: int, offset: int) -> tuple[int, list]:
-        """(active images in the channel, the ``limit`` from ``offset``): both read the same
-        index, on two connections at once, so a page costs the longer of the two."""
-        locked = await self._locked_names(channel)
-        total, rows = await asyncio.gather(self.count_channel_images(channel, locked),
-                                           self.channel_images(channel, limit, offset, locked))
-        return total, rows if offset < total else []
 
     async def user_images(self, channel: str, username: str, limit: int = 100,
                           offset: int = 0) -> list:
