@@ -138,3 +138,36 @@ async def test_daz_run_builds_small_tables_first_and_big_ones_while_it_serves(mi
         assert await online.index_state(conn, "idx_chat_channel_user_time") == "valid"
     finally:
         await db.close()
+
+
+async def test_a_migration_waiting_for_a_lock_does_not_queue_writers(migrated_dsn, conn,
+                                                                     tmp_path):
+    """A long read holds the table; the migration's ALTER TABLE gives up its place in the lock
+    queue after a second (so inserts behind it go on), and is applied once the read ends."""
+    path = tmp_path / "alter.sql"
+    path.write_text("ALTER TABLE daz_chat_log ADD COLUMN IF NOT EXISTS note text;\n")
+    reader = await asyncpg.connect(migrated_dsn)
+    migrator = await asyncpg.connect(migrated_dsn)
+    try:
+        tx = reader.transaction()
+        await tx.start()
+        await reader.fetchval("SELECT count(*) FROM daz_chat_log")  # holds ACCESS SHARE
+        migrating = asyncio.create_task(
+            migrate(migrator, files=[Migration("plugins/x/alter.sql", path)]))
+        await asyncio.sleep(0.3)
+        waits = []
+        for i in range(15):
+            started = time.monotonic()
+            await conn.execute("INSERT INTO daz_chat_log (username, message, channel, timestamp)"
+                               " VALUES ('w', $1, 'c', now())", f"line {i}", timeout=10)
+            waits.append(time.monotonic() - started)
+            await asyncio.sleep(0.1)
+        assert max(waits) < 1.5, waits  # never the reader's whole 2 s and more
+        assert not migrating.done()
+        await tx.commit()
+        assert await asyncio.wait_for(migrating, 30) == ["plugins/x/alter.sql"]
+    finally:
+        await reader.close()
+        await migrator.close()
+    assert await conn.fetchval("SELECT count(*) FROM information_schema.columns"
+                               " WHERE table_name = 'daz_chat_log' AND column_name = 'note'") == 1

@@ -12,6 +12,7 @@ is simply applied again: that is how a fixed function body reaches an existing d
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -36,6 +37,8 @@ CLEANUP_SCRIPT = "cleanup-stale-sessions.sql"
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"daz schema migrations").digest()[:8], "big",
                           signed=True)
 STATEMENT_TIMEOUT = 3600.0  # an index on a big Go-era table may take a while
+LOCK_TIMEOUT_MS = 1000  # the longest a migration statement may make writers queue behind it
+LOCK_ATTEMPTS = 60  # about 5 minutes of retries, then the migration fails naming the statement
 
 TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS daz_schema_migrations (
@@ -170,12 +173,28 @@ async def _run_statements(conn: asyncpg.Connection, name: str,
 
 
 async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
-    async with conn.transaction():
-        await run_script(conn, migration.name, migration.text())
-        await conn.execute(
-            "INSERT INTO daz_schema_migrations (name, checksum, applied_at) VALUES ($1, $2, now())"
-            " ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum,"
-            " applied_at = EXCLUDED.applied_at", migration.name, migration.checksum())
+    # An ALTER TABLE waiting for its lock behind a long read makes every writer queue behind
+    # it. So a statement waits at most LOCK_TIMEOUT for a lock; then the file is rolled back,
+    # the writers go on, and it is tried again a little later.
+    for attempt in range(1, LOCK_ATTEMPTS + 1):
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
+                await run_script(conn, migration.name, migration.text())
+                await conn.execute(
+                    "INSERT INTO daz_schema_migrations (name, checksum, applied_at)"
+                    " VALUES ($1, $2, now()) ON CONFLICT (name) DO UPDATE SET"
+                    " checksum = EXCLUDED.checksum, applied_at = EXCLUDED.applied_at",
+                    migration.name, migration.checksum())
+            return
+        except MigrationError as exc:
+            if not isinstance(exc.cause, asyncpg.LockNotAvailableError) \
+                    or attempt == LOCK_ATTEMPTS:
+                raise
+            log.warning("database: %s waited over %d ms for a lock (%s); trying again",
+                        migration.name, LOCK_TIMEOUT_MS, exc.statement.summary(80)
+                        if exc.statement else "")
+            await asyncio.sleep(min(5.0, 0.2 * attempt))
 
 
 def online_steps(files: Iterable[Migration] | None = None) -> list[online.OnlineStep]:
