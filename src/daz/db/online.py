@@ -120,8 +120,9 @@ async def table_bytes(conn: asyncpg.Connection, table: str) -> int | None:
 async def build(conn: asyncpg.Connection, steps: list[OnlineStep], *,
                 big_table_bytes: int | None = None, wait_for_lock: bool = True) -> BuildReport:
     """Run the steps that are not done yet. With ``big_table_bytes``, a build on a bigger table
-    (and what follows it in its file) is left for later. Only one process builds at a time:
-    without ``wait_for_lock`` a process that finds another one building leaves everything."""
+    is left for later (and so are its file's drops). Only one process builds at a time (an
+    advisory lock, which a process killed mid-build keeps until its build ends): without
+    ``wait_for_lock`` a process that finds another one building leaves everything to it."""
     report = BuildReport()
     if not steps:
         return report
