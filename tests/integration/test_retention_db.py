@@ -81,8 +81,9 @@ async def test_defaults_remove_old_media_updates_and_health_checks_only(database
     assert len(naps) >= 3  # one row a batch, a pause between batches
     after = await counts(database)
     assert after["mediaUpdate"] == 1 and after["health"] == 2
-    assert after == {**after, "chat events": 4, "pm events": 4, "joins": 4, "chat": 4, "pms": 4,
-                     "sessions": 5, "plays": 4, "images": 4, "hourly": 4}
+    kept = {"chat events": 4, "pm events": 4, "joins": 4, "chat": 4, "pms": 4, "sessions": 5,
+            "plays": 4, "images": 4, "hourly": 4}
+    assert {name: after[name] for name in kept} == kept
     lines = retention.describe(outcomes, dry_run=False)
     assert any("chat lines" in line and "kept forever" in line for line in lines)
     assert any("removed 3 row(s) older than 30 days" in line for line in lines)
