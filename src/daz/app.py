@@ -51,6 +51,8 @@ class App:
         self.rooms = Rooms()
         self.db = None
         self.embedded = None
+        self.index_builds = None
+        self.retention = None
         self.http: aiohttp.ClientSession | None = None
         self.plugins: PluginManager | None = None
         self.web = None
@@ -84,6 +86,13 @@ class App:
             self.web.add_plugin_routes(self.plugins.web_routes())
         for room in self.rooms:
             await room.start()
+        if self.index_builds is not None:
+            self.index_builds.start()
+        if self.db is not None:
+            from daz.db.retention import RetentionTask
+
+            self.retention = RetentionTask(self.db, self.config.core.retention, self.clock)
+            self.retention.start()
         self.state = "running"
         log.info("%s", self._running_line())
 
@@ -124,11 +133,14 @@ class App:
                            connect_timeout=db_config.connect_timeout)
         await self.db.connect_with_retry(self.stop_requested)
         if self._migrate:
-            from daz.db.migrate import migrate
+            from daz.db.migrate import migrate, online_steps
+            from daz.db.online import BackgroundBuilds
 
-            applied = await migrate(self.db.pool)
+            applied = await migrate(self.db.pool, build_indexes=False)
             if applied:
                 log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
+            self.index_builds = BackgroundBuilds(self.db.pool, online_steps())
+            await self.index_builds.before_serving()
 
     async def _start_web(self) -> None:
         from daz.web.server import WebServer
@@ -166,6 +178,10 @@ class App:
         if self.rooms:
             await budget.within(self._stop_rooms(budget), "leaving the rooms",
                                 at_most=budget.seconds * 0.3)
+        for background in (self.index_builds, self.retention):
+            if background is not None:
+                await budget.within(background.stop(), "stopping background database work",
+                                    at_most=1.0)
         if self.plugins is not None:
             database_up = self.db is not None and await self.db.ping(
                 timeout=min(1.0, max(0.1, budget.left())))
@@ -258,6 +274,8 @@ class App:
             "slow_handlers": slow,
             "uptime_seconds": round(time.time() - self.started_at, 1),
         }
+        if self.index_builds is not None:
+            details["indexes"] = self.index_builds.status()
         sql = self.plugins.get("sql") if self.plugins else None
         if sql is not None and hasattr(sql, "status"):
             try:

@@ -159,6 +159,21 @@ class CommandsConfig(_Section):
     max_line_length: int = Field(1000, ge=16, description="Longer lines are not commands")
 
 
+class RetentionConfig(_Section):
+    """How many days each kind of logged row is kept; 0 keeps it forever (daz/db/retention.py).
+    Aggregates (analytics, stats, the library) are never pruned."""
+    chat_days: int = Field(0, ge=0)  # daz_chat_log and chat core events
+    private_messages_days: int = Field(0, ge=0)  # daz_private_messages and PM core events
+    sessions_days: int = Field(0, ge=0)  # closed usertracker sessions
+    plays_days: int = Field(0, ge=0)  # finished mediatracker plays
+    media_update_events_days: int = Field(30, ge=0)
+    gallery_health_log_days: int = Field(90, ge=0)
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    pause_seconds: float = Field(0.2, ge=0)  # between batches, so other writers go first
+    interval_hours: float = Field(24, gt=0)  # how often the running bot prunes
+    first_run_minutes: float = Field(10, ge=0)  # after start-up, not during it
+
+
 class CoreConfig(_Section):
     rooms: list[RoomConfig] = Field(default_factory=list)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -169,6 +184,7 @@ class CoreConfig(_Section):
     # The whole stop (SIGTERM/Ctrl-C to exit), however many plugins are stuck; under Docker's
     # 10 s grace. What the database has not taken by then is saved to disk for the next start.
     stop_timeout_seconds: float = Field(8.0, gt=0, le=600)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "CoreConfig":

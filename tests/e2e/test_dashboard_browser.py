@@ -46,10 +46,11 @@ async def text_of(browser, css: str) -> str:  # noqa: F811
 
 
 async def rows_of(browser, css: str) -> list[list[str]]:  # noqa: F811
-    def read():
-        return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
-                for row in browser.find_elements(By.CSS_SELECTOR, css)]
-    return await asyncio.to_thread(read)
+    # Read in one script: the live view may replace the rows between two WebDriver calls.
+    return await asyncio.to_thread(browser.execute_script, """
+        return Array.from(document.querySelectorAll(arguments[0])).map(
+            row => Array.from(row.querySelectorAll('td')).map(cell => cell.innerText.trim()));
+        """, css)
 
 
 async def assert_nothing_ran(browser, page: str) -> None:  # noqa: F811
@@ -159,14 +160,22 @@ async def test_dashboard_pages_in_chromium_match_the_database(fake_server, migra
             "SELECT sum(message_count) FROM daz_analytics_hourly WHERE channel = $1", CHANNEL)
         assert int(await text_of(browser, "#messages-7d")) == messages_7d == sum(sent.values())
         assert int(await text_of(browser, "#active-users-7d")) == len(sent)
-        hourly = await run(browser, "execute_script",
-                           "return document.getElementById('hourly-chart').dataset")
-        daily = await run(browser, "execute_script",
-                          "return document.getElementById('daily-chart').dataset")
+        # A channel that started today: the chart picks its last 24 hours, not 90 empty days.
+        chart = await run(browser, "execute_script",
+                          "return document.getElementById('activity-chart').dataset")
+        assert (chart["range"], chart["points"], int(chart["messages"])) == \
+            ("24h", "24", messages_7d)
         day_total = await db.fetchval(
             "SELECT sum(total_messages) FROM daz_analytics_daily WHERE channel = $1", CHANNEL)
-        assert (hourly["points"], int(hourly["messages"])) == ("168", messages_7d)
-        assert (daily["points"], int(daily["messages"])) == ("90", day_total)
+        await run(browser, "execute_script",
+                  "document.querySelector('#chart-ranges [data-range=\"90d\"]').click()")
+        await wait_until(lambda: asyncio.to_thread(
+            browser.execute_script, "return document.getElementById('activity-chart')"
+            ".dataset.range === '90d' && document.body.dataset.chartsReady === '1'"), 10,
+            "the 90 days chart")
+        chart = await run(browser, "execute_script",
+                          "return document.getElementById('activity-chart').dataset")
+        assert (chart["points"], int(chart["messages"])) == ("90", day_total)
 
         top = await db.fetch("SELECT username, total_messages FROM daz_analytics_user_stats"
                              " WHERE channel = $1 ORDER BY total_messages DESC, username",

@@ -279,3 +279,67 @@ async def test_the_page_in_chromium_shows_the_images_and_the_graveyard(database,
         finally:
             await server.stop()
             await k.stop()
+
+
+async def many(database, user, count, channel="testchan", minutes_ago=0):
+    await database.execute(
+        "INSERT INTO daz_gallery_images (username, url, channel, posted_at)"
+        " SELECT $1::text, 'https://img.example/' || $1::text || '/' || g || '.png', $3,"
+        "        now() - (g + $4) * interval '1 minute' FROM generate_series(1, $2) g",
+        user, count, channel, minutes_ago)
+
+
+async def test_channel_page_shows_at_most_a_page_of_images_with_links_to_the_rest(site, database):
+    await many(database, "alice", 150)
+    await many(database, "bob", 100, minutes_ago=1000)
+    await add(database, "carol", "https://img.example/dead.png", state="dead", reason="HTTP 404")
+    first = await (await site.get("/gallery/testchan")).text()
+    sources = image_sources(first)
+    assert len(sources) == 100 and sources[0] == "https://img.example/alice/1.png"
+    assert "250 images" in first and "page 1 of 3" in first
+    links = hrefs(first)
+    assert "/gallery/testchan?page=2" in links and "/gallery/testchan?page=3" in links
+    assert 'id="graveyard"' in first  # the graveyard ends the first page only
+    last = await (await site.get("/gallery/testchan?page=3")).text()
+    assert len(image_sources(last)) == 50 and "showing 201–250" in last
+    assert 'id="graveyard"' not in last and "/gallery/testchan" in hrefs(last)
+    every = set()
+    for number in (1, 2, 3):
+        page = await site.get(f"/gallery/testchan?page={number}")
+        every |= set(image_sources(await page.text()))
+    assert len(every) == 250  # no image is on two pages, none is missing
+    missing = await site.get("/gallery/testchan?page=4")
+    assert missing.status == 404 and "3 page(s)" in await missing.text()
+    for bad in ("0", "-1", "abc", "1e3"):
+        r = await site.get(f"/gallery/testchan?page={bad}")
+        assert r.status == 400 and "whole number" in await r.text()
+
+
+async def test_a_persons_page_is_paged_too(site, database):
+    await many(database, "Alice", 230)
+    page = await (await site.get("/gallery/testchan/alice")).text()
+    assert len(image_sources(page)) == 100 and "page 1 of 3" in page
+    assert "/gallery/testchan/alice?page=3" in hrefs(page)
+    third = await (await site.get("/gallery/testchan/alice?page=3")).text()
+    assert len(image_sources(third)) == 30
+
+
+async def test_an_image_count_is_reused_for_half_a_minute_then_counted_again():
+    from daz.plugins.gallery.pages import ImageCounts
+
+    now = [100.0]
+    calls = []
+
+    async def count():
+        calls.append(now[0])
+        return len(calls) * 10
+
+    counts = ImageCounts(lambda: now[0])
+    assert await counts.get("c", None, count) == 10
+    now[0] += 29
+    assert await counts.get("c", None, count) == 10  # reused
+    assert await counts.get("c", "Alice", count) == 20  # each gallery its own
+    assert await counts.get("c", "alice", count) == 20  # names ignore case
+    now[0] += 2
+    assert await counts.get("c", None, count) == 30  # 31 s old: counted again
+    assert len(calls) == 3

@@ -28,16 +28,52 @@ async def seed(db) -> None:
                          name, count, HOUR)
 
 
-async def test_chart_series_cover_exactly_7_days_and_90_days_with_zeros(database):
+async def test_chart_ranges_cover_exactly_their_span_with_zeros(database):
     await seed(database)
-    series = await queries.chart_series(database, "c", NOW)
-    hourly, daily = series["hourly"], series["daily"]
-    assert len(hourly) == 168 and len(daily) == 90
+    hourly = (await queries.chart_series(database, "c", NOW, "7d"))["points"]
+    assert len(hourly) == 168
     assert hourly[-1] == {"t": "03-10 15:00", "messages": 5, "users": 2}
     assert hourly[-4]["messages"] == 7 and hourly[0]["messages"] == 11  # 167 h ago is in
     assert sum(p["messages"] for p in hourly) == 5 + 7 + 11  # 168 h ago and 'other' are not
-    assert sum(p["messages"] for p in daily) == 12 + 30 and daily[0]["t"] == "2025-12-11"
     assert sum(1 for p in hourly if p["messages"] == 0) == 165
+    day = await queries.chart_series(database, "c", NOW, "24h")
+    assert (day["unit"], len(day["points"])) == ("hour", 24)
+    assert sum(p["messages"] for p in day["points"]) == 5 + 7
+    daily = await queries.chart_series(database, "c", NOW, "90d")
+    assert (daily["unit"], len(daily["points"])) == ("day", 90)
+    assert sum(p["messages"] for p in daily["points"]) == 12 + 30
+    assert daily["points"][0]["t"] == "2025-12-11"
+    everything = await queries.chart_series(database, "c", NOW, "all")
+    assert everything["points"][0]["t"] == "2026-03-03"  # the first counted hour's day
+    assert everything["points"][-1]["t"] == "2026-03-10"
+
+
+async def test_the_default_range_is_one_that_shows_the_history(database):
+    async def hour(hours_ago, messages=3):
+        at = HOUR - timedelta(hours=hours_ago)
+        await database.execute(
+            "INSERT INTO daz_analytics_hourly (channel, hour_start, message_count, unique_users)"
+            " VALUES ('new', $1, $2, 1)", at, messages)
+        await database.execute(
+            "INSERT INTO daz_analytics_daily (channel, day_date, total_messages, unique_users)"
+            " VALUES ('new', $1, $2, 1) ON CONFLICT (channel, day_date) DO UPDATE"
+            " SET total_messages = daz_analytics_daily.total_messages + EXCLUDED.total_messages",
+            at.date(), messages)
+    assert await queries.pick_range(database, "new", NOW) == "24h"  # nothing at all yet
+    await hour(2)  # a channel that started two hours ago: its hours, not 89 empty days
+    series = await queries.chart_series(database, "new", NOW)
+    assert series["range"] == "24h" and sum(p["messages"] for p in series["points"]) == 3
+    await hour(50)
+    assert await queries.pick_range(database, "new", NOW) == "7d"
+    await hour(24 * 30)
+    assert await queries.pick_range(database, "new", NOW) == "90d"
+    await hour(24 * 400)
+    assert await queries.pick_range(database, "new", NOW) == "90d"  # old, but active lately
+    await database.execute("DELETE FROM daz_analytics_daily WHERE channel = 'new'"
+                           " AND day_date > $1", (HOUR - timedelta(days=300)).date())
+    assert await queries.pick_range(database, "new", NOW) == "all"  # quiet for months
+    weekly = await queries.chart_series(database, "new", NOW, "all")
+    assert weekly["unit"] == "week" and sum(p["messages"] for p in weekly["points"]) == 3
 
 
 async def test_dashboard_figures_totals_and_top_lists(database):
@@ -62,4 +98,5 @@ async def test_user_history_ignores_case_and_a_missing_database_gives_empty_page
     assert len(history["sessions"]) == 1 and history["stats"] is None
     assert await queries.chat_lines(None, "c") == []
     empty = await queries.chart_series(None, "c", NOW)
-    assert len(empty["hourly"]) == 168 and all(p["messages"] == 0 for p in empty["hourly"])
+    assert empty["range"] == "24h" and len(empty["points"]) == 24
+    assert all(p["messages"] == 0 for p in empty["points"])

@@ -266,3 +266,29 @@ def cleanup_sessions(dsn, config_path, data_dir, verbose) -> None:
         click.echo(f"closed {closed} duplicate session(s)")
 
     _run(go())
+
+
+@db.command()
+@_common
+@click.option("--dry-run", is_flag=True, help="Count what would go; remove nothing.")
+def prune(dsn, config_path, data_dir, verbose, dry_run) -> None:
+    """Remove logged rows older than core.retention allows (defaults: mediaUpdate core events
+    30 days, gallery health checks 90 days; chat, PMs, sessions and plays forever), in small
+    batches that a running bot does not notice. Aggregates are never pruned."""
+    from daz.db import retention
+
+    _logging(verbose)
+    try:
+        settings = load_config(config_path, overrides={"dsn": dsn, "data_dir": data_dir})
+    except ConfigError as exc:
+        raise click.ClickException(f"bad configuration: {exc}") from None
+
+    async def go() -> None:
+        async with _connect(dsn, config_path, data_dir) as conn:
+            outcomes = await retention.prune(conn, settings.core.retention, dry_run=dry_run)
+        for line in retention.describe(outcomes, dry_run):
+            click.echo(line)
+        total = sum(o.rows for o in outcomes)
+        click.echo(f"{'would remove' if dry_run else 'removed'} {total:,} row(s) in all")
+
+    _run(go())

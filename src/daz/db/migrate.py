@@ -16,6 +16,7 @@ applied again too. The rows a file changes (Go-era duplicates it closes, merges 
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import inspect
@@ -28,6 +29,7 @@ from typing import Any, AsyncIterator, Iterable
 import asyncpg
 
 from daz.db import adoption, functions
+from daz.db import online
 from daz.db.pool import table_exists
 from daz.db.sqlsplit import Statement, split_sql
 
@@ -40,6 +42,8 @@ CLEANUP_SCRIPT = "cleanup-stale-sessions.sql"
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"daz schema migrations").digest()[:8], "big",
                           signed=True)
 STATEMENT_TIMEOUT = 3600.0  # an index on a big Go-era table may take a while
+LOCK_TIMEOUT_MS = 1000  # the longest a migration statement may make writers queue behind it
+LOCK_ATTEMPTS = 60  # about 5 minutes of retries, then the migration fails naming the statement
 
 TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS daz_schema_migrations (
@@ -163,9 +167,15 @@ async def _recorded(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
 
 async def run_script(conn: asyncpg.Connection, name: str, text: str) -> list[asyncpg.Record]:
     """Run a script statement by statement in the caller's transaction; returns the rows of the
-    last statement. Raises MigrationError naming the statement that failed."""
+    last statement. Raises MigrationError naming the statement that failed. CONCURRENTLY
+    statements cannot run in a transaction: they are left out (online.build runs them)."""
+    return await _run_statements(
+        conn, name, [s for s in split_sql(text) if not online.is_online(s)])
+
+
+async def _run_statements(conn: asyncpg.Connection, name: str,
+                          statements: list[Statement]) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = []
-    statements = split_sql(text)
     for i, statement in enumerate(statements):
         try:
             if i == len(statements) - 1:
@@ -179,14 +189,29 @@ async def run_script(conn: asyncpg.Connection, name: str, text: str) -> list[asy
 
 async def _apply(conn: asyncpg.Connection, migration: Migration,
                  changes: list[adoption.CountedChange]) -> None:
-    text = migration.text()
-    async with conn.transaction():
-        counted = await adoption.counted(conn, [migration.name])
-        await run_script(conn, migration.name, text)
-        await conn.execute(
-            "INSERT INTO daz_schema_migrations (name, checksum, applied_at) VALUES ($1, $2, now())"
-            " ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum,"
-            " applied_at = EXCLUDED.applied_at", migration.name, migration.checksum())
+    # An ALTER TABLE waiting for its lock behind a long read makes every writer queue behind
+    # it. So a statement waits at most LOCK_TIMEOUT for a lock; then the file is rolled back,
+    # the writers go on, and it is tried again a little later.
+    for attempt in range(1, LOCK_ATTEMPTS + 1):
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
+                counted = await adoption.counted(conn, [migration.name])
+                await run_script(conn, migration.name, migration.text())
+                await conn.execute(
+                    "INSERT INTO daz_schema_migrations (name, checksum, applied_at)"
+                    " VALUES ($1, $2, now()) ON CONFLICT (name) DO UPDATE SET"
+                    " checksum = EXCLUDED.checksum, applied_at = EXCLUDED.applied_at",
+                    migration.name, migration.checksum())
+            break
+        except MigrationError as exc:
+            if not isinstance(exc.cause, asyncpg.LockNotAvailableError) \
+                    or attempt == LOCK_ATTEMPTS:
+                raise
+            log.warning("database: %s waited over %d ms for a lock (%s); trying again",
+                        migration.name, LOCK_TIMEOUT_MS, exc.statement.summary(80)
+                        if exc.statement else "")
+            await asyncio.sleep(min(5.0, 0.2 * attempt))
     for change in counted:
         log.info("database: %s", change.describe(done=True))
     changes += counted
@@ -197,10 +222,19 @@ def _current(todo: list[Migration], recorded: dict[str, asyncpg.Record]) -> list
             if m.name in recorded and recorded[m.name]["checksum"] == m.checksum()]
 
 
+def online_steps(files: Iterable[Migration] | None = None) -> list[online.OnlineStep]:
+    """Every file's CONCURRENTLY statements (applied files too: a build may have been cut)."""
+    return [step for m in (files if files is not None else migrations())
+            for step in online.steps_in(m.name, m.text())]
+
+
 async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None,
-                  changes: list[adoption.CountedChange] | None = None) -> list[str]:
+                  changes: list[adoption.CountedChange] | None = None,
+                  build_indexes: bool = True) -> list[str]:
     """Apply what is not applied yet, changed since, or whose functions were replaced; returns
-    the names applied, in order. ``changes`` receives the rows the files changed."""
+    the names applied, in order. ``changes`` receives the rows the files changed. Then, unless
+    ``build_indexes`` is off (``daz run`` builds them while it serves), build the online
+    indexes that are missing or were left invalid (see online.py)."""
     todo = list(files) if files is not None else migrations()
     applied: list[str] = []
     changes = [] if changes is None else changes
@@ -229,9 +263,24 @@ async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None
                         log.debug("database: applying %s", migration.name)
                     await _apply(conn, migration, changes)
                     applied.append(migration.name)
+            if build_indexes:
+                await build_online_indexes(conn, todo)
         finally:
             conn.remove_log_listener(_forward_notices)
     return applied
+
+
+async def build_online_indexes(conn: asyncpg.Connection,
+                               files: Iterable[Migration] | None = None) -> online.BuildReport:
+    """Build every online index now (concurrently: writers elsewhere keep going); raises
+    MigrationError naming the first one that failed."""
+    steps = online_steps(files)
+    report = await online.build(conn, steps)
+    for step in steps:
+        if step.index in report.failed:
+            raise MigrationError(step.source, step.statement,
+                                 RuntimeError(report.failed[step.index]))
+    return report
 
 
 async def status(conn_or_pool: Any) -> list[MigrationStatus]:

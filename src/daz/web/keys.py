@@ -5,3 +5,4 @@ from daz.web.auth import Auth
 
 DAZ_APP: web.AppKey = web.AppKey("daz", object)  # the running daz.app.App
 AUTH: web.AppKey[Auth] = web.AppKey("auth", Auth)
+LIVE: web.AppKey = web.AppKey("live", object)  # the LiveFeed of web/live.py

@@ -18,9 +18,9 @@ from aiohttp import web
 
 from daz import __version__
 from daz.commands.dispatch import command_prefix
-from daz.web import filters, queries
+from daz.web import filters, live, queries
 from daz.web.auth import Auth, load_or_create_token
-from daz.web.keys import AUTH, DAZ_APP
+from daz.web.keys import AUTH, DAZ_APP, LIVE
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,21 @@ def _has_gallery(request: web.Request) -> bool:
 async def dashboard_data(request: web.Request) -> web.Response:
     _require(request, aggregate=True)
     app, room = _room_for(request)
-    body = {"channel": room.channel,
-            **await queries.chart_series(app.db, room.channel, datetime.now(timezone.utc))}
+    wanted = request.query.get("range", "auto")
+    if wanted not in queries.RANGES and wanted != "auto":
+        raise web.HTTPBadRequest(text=f"range must be one of {', '.join(queries.RANGES)}")
+    body = {"channel": room.channel, **await queries.chart_series(
+        app.db, room.channel, datetime.now(timezone.utc), wanted)}
     return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def dashboard_live(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: the room's people, media and message counter as they change."""
+    _require(request, aggregate=True)
+    app, room = _room_for(request)
+    base = await queries.live_base(app.db, room.channel, datetime.now(timezone.utc))
+    return await live.stream(request, room, request.app[LIVE], base["here_since"],
+                             base["messages_7d"])
 
 
 async def chat_page(request: web.Request) -> web.Response:
@@ -196,6 +208,7 @@ def page_routes() -> list:
         web.get("/", index),
         web.get("/c/{channel}", dashboard),
         web.get("/c/{channel}/data.json", dashboard_data),
+        web.get("/c/{channel}/live", dashboard_live),
         web.get("/c/{channel}/chat", chat_page),
         web.get("/c/{channel}/pms", pms_page),
         web.get("/c/{channel}/u/{user}", user_page),

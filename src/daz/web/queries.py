@@ -14,7 +14,6 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 HOURS_SHOWN = 7 * 24
-DAYS_SHOWN = 90
 CHAT_LINES_SHOWN = 200
 TOP_SHOWN = 10
 
@@ -38,7 +37,6 @@ def hour_floor(now: datetime) -> datetime:
 
 
 async def dashboard_figures(db, channel: str, now: datetime) -> dict[str, Any]:
-    since_7d = hour_floor(now) - timedelta(hours=HOURS_SHOWN - 1)
     recent = await fetch(db, """
         SELECT title, media_type, media_id, started_at, duration, completed, queued_by
         FROM daz_mediatracker_plays WHERE channel = $1
@@ -50,54 +48,110 @@ async def dashboard_figures(db, channel: str, now: datetime) -> dict[str, Any]:
         SELECT username, total_messages, last_seen FROM daz_analytics_user_stats
         WHERE channel = $1 AND total_messages > 0
         ORDER BY total_messages DESC, username LIMIT $2""", channel, TOP_SHOWN)
+    since_7d = hour_floor(now) - timedelta(hours=HOURS_SHOWN - 1)
+    # DISTINCT in a subquery is hashed; count(DISTINCT ...) sorts (twice as slow on a busy
+    # channel's week of 10,000+ hour-by-person rows).
+    active = await fetch(db, """
+        SELECT count(*) AS users FROM (SELECT DISTINCT lower(username)
+        FROM daz_analytics_hourly_users WHERE channel = $1 AND hour_start >= $2) AS people""",
+                         channel, since_7d)
+    return {
+        "recent": recent, "top_media": top_media, "top_chatters": top_chatters,
+        "active_users_7d": int(active[0]["users"]) if active else 0,
+        **await live_base(db, channel, now),
+    }
+
+
+async def live_base(db, channel: str, now: datetime) -> dict[str, Any]:
+    """What the live view starts from: messages of the last 7 days (as analytics has written
+    them) and since when each person here has been here."""
+    since_7d = hour_floor(now) - timedelta(hours=HOURS_SHOWN - 1)
     totals = await fetch(db, """
         SELECT coalesce(sum(message_count), 0) AS messages FROM daz_analytics_hourly
-        WHERE channel = $1 AND hour_start >= $2""", channel, since_7d)
-    active = await fetch(db, """
-        SELECT count(DISTINCT lower(username)) AS users FROM daz_analytics_hourly_users
         WHERE channel = $1 AND hour_start >= $2""", channel, since_7d)
     sessions = await fetch(db, """
         SELECT lower(username) AS key, joined_at, observed_at_join
         FROM daz_user_tracker_sessions WHERE channel = $1 AND is_active""", channel)
-    return {
-        "recent": recent, "top_media": top_media, "top_chatters": top_chatters,
-        "messages_7d": int(totals[0]["messages"]) if totals else 0,
-        "active_users_7d": int(active[0]["users"]) if active else 0,
-        "here_since": {row["key"]: (row["joined_at"], row["observed_at_join"])
-                       for row in sessions},
-    }
+    return {"messages_7d": int(totals[0]["messages"]) if totals else 0,
+            "here_since": {row["key"]: (row["joined_at"], row["observed_at_join"])
+                           for row in sessions}}
 
 
-async def chart_series(db, channel: str, now: datetime) -> dict[str, list[dict]]:
-    """Hourly (7 days) and daily (90 days) counts, with the empty hours and days as zeros."""
-    last_hour = hour_floor(now)
-    first_hour = last_hour - timedelta(hours=HOURS_SHOWN - 1)
-    last_day = naive_utc(now).date()
-    first_day = last_day - timedelta(days=DAYS_SHOWN - 1)
-    hourly = await fetch(db, """
-        SELECT hour_start, message_count, unique_users FROM daz_analytics_hourly
-        WHERE channel = $1 AND hour_start >= $2 AND hour_start <= $3""",
-                         channel, first_hour, last_hour)
-    daily = await fetch(db, """
-        SELECT day_date, total_messages, unique_users FROM daz_analytics_daily
-        WHERE channel = $1 AND day_date >= $2 AND day_date <= $3""",
-                        channel, first_day, last_day)
-    by_hour = {row["hour_start"]: row for row in hourly}
-    by_day = {row["day_date"]: row for row in daily}
-    hours = [first_hour + timedelta(hours=i) for i in range(HOURS_SHOWN)]
-    days = [first_day + timedelta(days=i) for i in range(DAYS_SHOWN)]
-    return {
-        "hourly": [_point(h.strftime("%m-%d %H:00"), by_hour.get(h), "message_count")
-                   for h in hours],
-        "daily": [_point(d.isoformat(), by_day.get(d), "total_messages") for d in days],
-    }
+# name → (how far back, bar size); "all" starts at the channel's first counted day.
+RANGES = {"24h": (timedelta(hours=24), "hour"), "7d": (timedelta(days=7), "hour"),
+          "90d": (timedelta(days=90), "day"), "all": (None, "day")}
+WEEKLY_AFTER_DAYS = 366  # "all" of a channel older than a year has a bar per week
 
 
-def _point(label: str, row: Any, messages_column: str) -> dict[str, Any]:
+async def first_counted_hour(db, channel: str) -> datetime | None:
+    rows = await fetch(db, """
+        SELECT hour_start FROM daz_analytics_hourly WHERE channel = $1
+        ORDER BY hour_start LIMIT 1""", channel)
+    return rows[0]["hour_start"] if rows else None
+
+
+async def pick_range(db, channel: str, now: datetime) -> str:
+    """The shortest range that holds the whole history (a channel that started today shows
+    its hours, not 89 empty days); for an older channel 90 days, or everything when those
+    90 days are empty."""
+    first = await first_counted_hour(db, channel)
+    if first is None:
+        return "24h"
+    age = hour_floor(now) - first
+    for name in ("24h", "7d", "90d"):
+        if age < RANGES[name][0]:
+            return name
+    recent = await fetch(db, """
+        SELECT 1 FROM daz_analytics_daily WHERE channel = $1 AND day_date >= $2 LIMIT 1""",
+                         channel, naive_utc(now).date() - timedelta(days=89))
+    return "90d" if recent else "all"
+
+
+async def chart_series(db, channel: str, now: datetime, range_name: str = "auto"
+                       ) -> dict[str, Any]:
+    """Messages and active users per bar over ``range_name`` ("auto": ``pick_range``), with
+    the empty bars as zeros."""
+    if range_name not in RANGES:
+        range_name = await pick_range(db, channel, now)
+    span, unit = RANGES[range_name]
+    if unit == "hour":
+        last = hour_floor(now)
+        count = int(span / timedelta(hours=1))
+        first = last - timedelta(hours=count - 1)
+        rows = await fetch(db, """
+            SELECT hour_start AS at, message_count AS messages, unique_users AS users
+            FROM daz_analytics_hourly WHERE channel = $1 AND hour_start >= $2
+              AND hour_start <= $3""", channel, first, last)
+        steps = [first + timedelta(hours=i) for i in range(count)]
+        label = "%m-%d %H:00"
+    else:
+        last_day = naive_utc(now).date()
+        if span is None:
+            first_hour = await first_counted_hour(db, channel)
+            first_day = first_hour.date() if first_hour else last_day
+        else:
+            first_day = last_day - timedelta(days=span.days - 1)
+        weekly = (last_day - first_day).days > WEEKLY_AFTER_DAYS
+        if weekly:
+            unit = "week"
+            first_day -= timedelta(days=first_day.weekday())  # Mondays, as date_trunc
+        rows = await fetch(db, """
+            SELECT date_trunc($4, day_date)::date AS at, sum(total_messages) AS messages,
+                   max(unique_users) AS users
+            FROM daz_analytics_daily WHERE channel = $1 AND day_date >= $2 AND day_date <= $3
+            GROUP BY 1""", channel, first_day, last_day, unit)
+        step = timedelta(days=7 if weekly else 1)
+        steps = [first_day + step * i for i in range((last_day - first_day) // step + 1)]
+        label = "%Y-%m-%d"
+    by_step = {row["at"]: row for row in rows}
+    points = [_point(at.strftime(label), by_step.get(at)) for at in steps]
+    return {"range": range_name, "unit": unit, "ranges": list(RANGES), "points": points}
+
+
+def _point(label: str, row: Any) -> dict[str, Any]:
     if row is None:
         return {"t": label, "messages": 0, "users": 0}
-    return {"t": label, "messages": int(row[messages_column] or 0),
-            "users": int(row["unique_users"] or 0)}
+    return {"t": label, "messages": int(row["messages"] or 0), "users": int(row["users"] or 0)}
 
 
 async def chat_lines(db, channel: str) -> list:

@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from daz.db.text import UNSTORABLE
-from daz.web.keys import AUTH, DAZ_APP
+from daz.web.keys import AUTH, DAZ_APP, LIVE
 
 if TYPE_CHECKING:  # pragma: no cover
     from daz.app import App
@@ -57,6 +57,7 @@ class WebServer:
         self.port = 0
         self.extra_routes: list = []
         self.auth = None
+        self.live_feed = None
 
     @property
     def base_url(self) -> str:
@@ -77,6 +78,12 @@ class WebServer:
         if self.auth is None:  # one Auth for the process: sessions survive the rebuild
             self.auth = make_auth(self.app)
         webapp[AUTH] = self.auth
+        if self.live_feed is None:  # one feed for the process, like Auth
+            from daz.web.live import LiveFeed
+
+            self.live_feed = LiveFeed(getattr(self.app, "bus", None))
+            self.live_feed.start()
+        webapp[LIVE] = self.live_feed
         webapp.router.add_routes(page_routes())
         webapp.router.add_routes(self.extra_routes)
         return webapp
@@ -106,6 +113,8 @@ class WebServer:
 
     async def _restart(self) -> None:
         host, port = self.host, self.port
+        if self.live_feed is not None:
+            self.live_feed.close_streams()
         if self.runner is not None:
             await self.runner.cleanup()
         await self.start(host, port, announce=False)  # same address: said once already
@@ -117,6 +126,9 @@ class WebServer:
                 await rebuild
             except Exception:
                 log.exception("web server rebuild failed")
+        if self.live_feed is not None:
+            self.live_feed.close_streams()
+            self.live_feed.stop()
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

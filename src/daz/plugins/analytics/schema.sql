@@ -72,3 +72,7 @@ CREATE TABLE IF NOT EXISTS daz_analytics_flushes (
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS idx_analytics_flushes_applied ON daz_analytics_flushes (applied_at);
+
+-- One person's figures (the user page matches lower(username)).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_analytics_user_stats_lower
+    ON daz_analytics_user_stats (channel, lower(username));

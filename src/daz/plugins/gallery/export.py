@@ -17,7 +17,8 @@ import shutil
 from pathlib import Path
 from urllib.parse import quote
 
-from daz.plugins.gallery.pages import STATIC, gallery_context, render, slug
+from daz.plugins.gallery.pages import (EXPORT_PAGE_SIZE, STATIC, gallery_context, render,
+                                      slug)
 from daz.plugins.gallery.store import GalleryStore
 
 EXPORT_CSP = ("default-src 'none'; img-src http: https:; style-src 'self'; script-src 'none'; "
@@ -47,12 +48,13 @@ async def export(store: GalleryStore, target: Path, channels: list[str] | None =
         folder.mkdir(parents=True, exist_ok=True)
         common = dict(csp=EXPORT_CSP, assets="../assets/", channel_links=links)
         context = await gallery_context(store, channel, None,
-                                        user_link=lambda name: f"{quote(slug(name))}.html")
+                                        user_link=lambda name: f"{quote(slug(name))}.html",
+                                        per_page=EXPORT_PAGE_SIZE)
         _write(folder / "index.html", render("gallery_export.html", **common, **context))
         written.append(folder / "index.html")
         for user in await store.users(channel):
             context = await gallery_context(store, channel, user, user_link=lambda name: "",
-                                            back_link="index.html")
+                                            back_link="index.html", per_page=EXPORT_PAGE_SIZE)
             path = folder / f"{slug(user)}.html"
             _write(path, render("gallery_export.html", **common, **context))
             written.append(path)

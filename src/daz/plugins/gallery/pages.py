@@ -1,8 +1,9 @@
 """Gallery pages: served live by daz's web server, and written out as static files.
 
 ``/gallery/<channel>`` shows everyone's active images posted there (people ordered by their
-newest post), ``/gallery/<channel>/<user>`` one person's; both end with the graveyard of dead
-images (listed as text, never loaded). Locked galleries are not shown.
+newest post), ``/gallery/<channel>/<user>`` one person's, ``PAGE_SIZE`` images a page
+(``?page=N``, with links to the others); the first page ends with the graveyard of dead images
+(listed as text, never loaded). Locked galleries are not shown.
 
 Everything in a page came from chat, so it is treated as hostile: Jinja2 autoescapes every
 value (attributes are always quoted), a URL is only ever put in ``src``/``href`` when it parses
@@ -16,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import quote
 
 import jinja2
@@ -88,15 +89,75 @@ def _image(row) -> dict:
             "reason": row["pruned_reason"] or ""}
 
 
+PAGE_SIZE = 100  # images a page shows; a channel with years of history has 100 k
+EXPORT_PAGE_SIZE = 2000  # the static export is one file per gallery
+COUNT_SECONDS = 30.0  # how long a gallery's image count is reused
+
+
+class ImageCounts:
+    """How many images each gallery has, remembered for ``COUNT_SECONDS``. Counting a channel's
+    100 k images costs tens of milliseconds, on every page of it; a count half a minute old
+    only shifts the page boundaries by the images posted meanwhile (pages are newest first,
+    so nothing becomes unreachable: the last page may miss them until the count is redone)."""
+
+    def __init__(self, monotonic: Callable[[], float], seconds: float = COUNT_SECONDS):
+        self.monotonic = monotonic
+        self.seconds = seconds
+        self._known: dict[tuple[str, str | None], tuple[float, int]] = {}
+
+    async def get(self, channel: str, user: str | None,
+                  count: Callable[[], Awaitable[int]]) -> int:
+        key = (channel, user.lower() if user else None)
+        now = self.monotonic()
+        known = self._known.get(key)
+        if known is not None and now - known[0] < self.seconds:
+            return known[1]
+        if len(self._known) > 10_000:  # one entry per gallery viewed: never unbounded
+            self._known.clear()
+        total = await count()
+        self._known[key] = (now, total)
+        return total
+
+
+@dataclass(frozen=True)
+class PageLink:
+    number: int
+    href: str
+    current: bool
+
+
+def page_links(page: int, pages: int, href: Callable[[int], str]) -> list[PageLink | None]:
+    """First, last, and the pages around the current one; None marks a gap."""
+    wanted = sorted({1, pages, *range(max(1, page - 2), min(pages, page + 2) + 1)})
+    out: list[PageLink | None] = []
+    for previous, number in zip([0] + wanted, wanted):
+        if number - previous > 1:
+            out.append(None)
+        out.append(PageLink(number, href(number), number == page))
+    return out
+
+
 async def gallery_context(store: GalleryStore, channel: str, user: str | None,
-                          user_link: Callable[[str], str], back_link: str = "") -> dict:
-    """What a gallery page shows; the same for the live page and the export."""
+                          user_link: Callable[[str], str], back_link: str = "", page: int = 1,
+                          per_page: int = PAGE_SIZE,
+                          page_href: Callable[[int], str] | None = None,
+                          counts: ImageCounts | None = None) -> dict:
+    """What a gallery page shows (page ``page`` of the active images, newest first, then on
+    the first page the graveyard); the same for the live page and the export."""
+    offset = (page - 1) * per_page
     if user is None:
-        rows = await store.channel_images(channel)
+        def count() -> Awaitable[int]:
+            return store.count_channel_images(channel)
+    else:
+        def count() -> Awaitable[int]:
+            return store.count_user_images(channel, user)
+    total = await (counts.get(channel, user, count) if counts is not None else count())
+    if user is None:
+        rows = await store.channel_images(channel, per_page, offset) if offset < total else []
         locked = False
     else:
-        rows = await store.user_images(channel, user)
-        locked = not rows and await store.user_locked_anywhere_named(channel, user)
+        rows = await store.user_images(channel, user, per_page, offset) if offset < total else []
+        locked = not total and await store.user_locked_anywhere_named(channel, user)
     galleries: dict[str, UserGallery] = {}
     for row in rows:  # newest first, so people come out ordered by their newest post
         name = row["username"]
@@ -104,11 +165,23 @@ async def gallery_context(store: GalleryStore, channel: str, user: str | None,
             galleries[name] = UserGallery(name=name, link=user_link(name) if user is None else "",
                                           anchor=slug(name))
         galleries[name].images.append(_image(row))
-    graveyard = [] if locked else [_image(r) for r in await store.graveyard(channel, user)]
+    show_graveyard = page == 1 and not locked
+    graveyard = [_image(r) for r in await store.graveyard(channel, user)] if show_graveyard \
+        else []
+    pages = max(1, -(-total // per_page))
     title = f"{user}'s gallery in {channel}" if user else f"Gallery of {channel}"
     return {"title": title, "channel": channel, "users": list(galleries.values()),
-            "image_count": len(rows), "graveyard": graveyard, "locked": locked,
+            "image_count": total, "shown_from": offset + 1 if rows else 0,
+            "shown_to": offset + len(rows), "page": page, "pages": pages,
+            "page_links": page_links(page, pages, page_href) if page_href and pages > 1 else [],
+            "graveyard": graveyard, "show_graveyard": show_graveyard, "locked": locked,
             "back_link": back_link}
+
+
+def _page_number(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 1_000_000:
+        raise web.HTTPBadRequest(text=f"page must be a whole number from 1, not {text[:20]!r}")
+    return int(text)
 
 
 def render(template: str, **values: Any) -> str:
@@ -119,19 +192,27 @@ def routes(plugin) -> list:
     """aiohttp routes for the plugin's pages (public like the channel dashboards)."""
     from daz.web.keys import AUTH, DAZ_APP
 
+    counts = ImageCounts(plugin.ctx.clock.monotonic)
+
     async def page(request: web.Request) -> web.Response:
         auth = request.app[AUTH]
         if not auth.may_see_aggregates(request):
-            raise web.HTTPFound(f"/login?next={quote(request.path, safe='/')}")
+            raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='/')}")
         channel = request.match_info["channel"]
         user = request.match_info.get("user")
+        number = _page_number(request.query.get("page", "1"))
         if plugin.ctx.db is None:
             raise web.HTTPServiceUnavailable(text="the gallery has no database")
         channel_path = "/gallery/" + quote(channel, safe="")
+        here = f"{channel_path}/{quote(user, safe='')}" if user else channel_path
         context = await gallery_context(
             GalleryStore(plugin.ctx.db), channel, user,
             user_link=lambda name: f"{channel_path}/{quote(name, safe='')}",
-            back_link=channel_path if user else "")
+            back_link=channel_path if user else "", page=number,
+            page_href=lambda n: here if n == 1 else f"{here}?page={n}", counts=counts)
+        if number > context["pages"]:
+            raise web.HTTPNotFound(text=f"there is no page {number}: this gallery has"
+                                        f" {context['pages']} page(s)")
         app = request.app[DAZ_APP]
         html = render("gallery_page.html", logged_in=auth.logged_in(request),
                       channels=[room.channel for room in app.rooms], **context)

@@ -156,18 +156,47 @@ class GalleryStore:
 
     # ------------------------------------------------------------------ pages
 
-    async def channel_images(self, channel: str, limit: int = 2000) -> list:
-        return await self.db.fetch(
-            f"""SELECT {IMAGE_COLUMNS} FROM daz_gallery_images i
-                WHERE i.channel = $1 AND i.state = 'active' AND NOT {LOCKED}
-                ORDER BY i.posted_at DESC, i.id DESC LIMIT $2""", channel, limit)
+    # The channel page reads up to 100 k rows to find page N and to count them: only from the
+    # index (it carries the name), with the few locked names passed in rather than looked up
+    # row by row, so even the last page costs an index scan, not a walk through the table.
+    async def _locked_names(self, channel: str) -> list[str]:
+        rows = await self.db.fetch("SELECT username FROM daz_gallery_locks"
+                                   " WHERE channel = $1 AND is_locked", channel)
+        return [r["username"] for r in rows]
 
-    async def user_images(self, channel: str, username: str, limit: int = 500) -> list:
+    async def channel_images(self, channel: str, limit: int = 100, offset: int = 0,
+                             locked: list[str] | None = None) -> list:
+        if locked is None:
+            locked = await self._locked_names(channel)
+        return await self.db.fetch(
+            f"""SELECT {IMAGE_COLUMNS} FROM daz_gallery_images i WHERE i.id = ANY(ARRAY(
+                    SELECT id FROM daz_gallery_images
+                    WHERE channel = $1 AND state = 'active' AND NOT (username = ANY($4::text[]))
+                    ORDER BY posted_at DESC, id DESC LIMIT $2 OFFSET $3))
+                ORDER BY i.posted_at DESC, i.id DESC""", channel, limit, offset, locked)
+
+    async def count_channel_images(self, channel: str, locked: list[str] | None = None) -> int:
+        if locked is None:
+            locked = await self._locked_names(channel)
+        return int(await self.db.fetchval(
+            """SELECT count(*) FROM daz_gallery_images
+               WHERE channel = $1 AND state = 'active' AND NOT (username = ANY($2::text[]))""",
+            channel, locked) or 0)
+
+    async def user_images(self, channel: str, username: str, limit: int = 100,
+                          offset: int = 0) -> list:
         return await self.db.fetch(
             f"""SELECT {IMAGE_COLUMNS} FROM daz_gallery_images i
                 WHERE i.channel = $1 AND lower(i.username) = lower($2) AND i.state = 'active'
                   AND NOT {LOCKED}
-                ORDER BY i.posted_at DESC, i.id DESC LIMIT $3""", channel, username, limit)
+                ORDER BY i.posted_at DESC, i.id DESC LIMIT $3 OFFSET $4""",
+            channel, username, limit, offset)
+
+    async def count_user_images(self, channel: str, username: str) -> int:
+        return int(await self.db.fetchval(
+            f"""SELECT count(*) FROM daz_gallery_images i
+                WHERE i.channel = $1 AND lower(i.username) = lower($2) AND i.state = 'active'
+                  AND NOT {LOCKED}""", channel, username) or 0)
 
     async def graveyard(self, channel: str, username: str | None = None,
                         limit: int = 100) -> list:

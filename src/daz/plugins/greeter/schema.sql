@@ -49,3 +49,7 @@ CREATE TABLE IF NOT EXISTS daz_greeter_state (
     updated_at           TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 CREATE INDEX IF NOT EXISTS idx_greeter_state_channel ON daz_greeter_state (channel);
+
+-- The opt-out check on every join matches lower(username).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_greeter_preferences_lower
+    ON daz_greeter_preferences (channel, lower(username));

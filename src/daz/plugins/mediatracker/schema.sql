@@ -97,3 +97,13 @@ CREATE TABLE IF NOT EXISTS daz_mediatracker_library (
 -- Go also created idx_library_url and idx_library_media, exact copies of the two unique
 -- indexes above; they only slow writes, so they are not created here (nothing refers to them).
 CREATE INDEX IF NOT EXISTS idx_library_channel ON daz_mediatracker_library (channel);
+
+-- What a person queued, newest first (the user page matches lower(queued_by)).
+-- CONCURRENTLY: built outside the transaction without stopping writers (daz/db/online.py).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_mediatracker_plays_queued_by
+    ON daz_mediatracker_plays (channel, lower(queued_by), started_at DESC);
+
+-- The dashboard's "most played": the ten first in this order, straight from the index (ties
+-- on play_count are common, and sorting every media of a channel for them is what it avoided).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_mediatracker_stats_top
+    ON daz_mediatracker_stats (channel, play_count DESC, title);

@@ -31,7 +31,12 @@ ALTER TABLE daz_core_events ADD COLUMN IF NOT EXISTS duration INTEGER;
 -- ON CONFLICT DO NOTHING. NULL (Go-era rows, writers that do not care) never
 -- conflicts, so the index is a plain (non-partial) unique index that ON CONFLICT can infer.
 ALTER TABLE daz_core_events ADD COLUMN IF NOT EXISTS event_uid UUID;
-CREATE UNIQUE INDEX IF NOT EXISTS idx_events_event_uid ON daz_core_events (event_uid);
+-- CONCURRENTLY (here and below): on a Go-era table of millions of rows the build takes seconds
+-- to minutes, and it must not stop the bot's writes; daz/db/online.py runs these statements
+-- outside the transaction, resumes an interrupted one, and on a big table lets the bot serve
+-- meanwhile. This one first: the event logger's staged path looks rows up by event_uid.
+CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_events_event_uid
+    ON daz_core_events (event_uid);
 
 -- The join replay re-sends recent chat, so chat needs a natural key that also covers Go-era rows
 -- (they have no event_uid). Go keyed a line on (channel_name, message_time, username) only, in
@@ -39,13 +44,15 @@ CREATE UNIQUE INDEX IF NOT EXISTS idx_events_event_uid ON daz_core_events (event
 -- the same millisecond (CyTube stamps chat with Date.now()). The key here adds the text; md5
 -- because a btree entry cannot hold a 100 kB message. The replay re-sends the same text, so it
 -- still matches. Go rows are unique under the narrower key, so building this one cannot fail.
--- It is created before the Go index is dropped, so chat is never without a key. A Go bot
+-- It is built before the Go index is dropped, so chat is never without a key. A Go bot
 -- writing here again would need idx_events_chatmsg_unique back: its ON CONFLICT names those
 -- columns (docs/architecture.md, "Differences").
-CREATE UNIQUE INDEX IF NOT EXISTS idx_events_chatmsg_text_unique
+-- While it builds, the Go key still refuses a replayed line, so nothing is doubled meanwhile;
+-- the drop runs only once the new index is valid (online.py holds a file's drops until then).
+CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_events_chatmsg_text_unique
     ON daz_core_events (channel_name, message_time, username, md5(message))
     WHERE event_type = 'cytube.event.chatMsg';
-DROP INDEX IF EXISTS idx_events_chatmsg_unique;
+DROP INDEX CONCURRENTLY IF EXISTS idx_events_chatmsg_unique;
 CREATE INDEX IF NOT EXISTS idx_events_timestamp ON daz_core_events (timestamp);
 CREATE INDEX IF NOT EXISTS idx_events_channel_type ON daz_core_events (channel_name, event_type);
 CREATE INDEX IF NOT EXISTS idx_events_username ON daz_core_events (username);
@@ -109,8 +116,21 @@ CREATE INDEX IF NOT EXISTS idx_pm_timestamp ON daz_private_messages (timestamp);
 
 -- The same idempotency key for the side tables the event logger may fill (same rules as above).
 ALTER TABLE daz_chat_log ADD COLUMN IF NOT EXISTS event_uid UUID;
-CREATE UNIQUE INDEX IF NOT EXISTS idx_chat_event_uid ON daz_chat_log (event_uid);
+CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_chat_event_uid ON daz_chat_log (event_uid);
 ALTER TABLE daz_user_activity ADD COLUMN IF NOT EXISTS event_uid UUID;
-CREATE UNIQUE INDEX IF NOT EXISTS idx_user_activity_event_uid ON daz_user_activity (event_uid);
+CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_user_activity_event_uid ON daz_user_activity (event_uid);
 ALTER TABLE daz_private_messages ADD COLUMN IF NOT EXISTS event_uid UUID;
-CREATE UNIQUE INDEX IF NOT EXISTS idx_pm_event_uid ON daz_private_messages (event_uid);
+CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_pm_event_uid ON daz_private_messages (event_uid);
+
+-- Lookups by person and by time (the user page, !seen-style history, the chat and PM pages) go
+-- by channel, lower(username) and newest first; the Go indexes on plain username cannot serve
+-- lower(username), so such a page read every row of the channel.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_chat_channel_user_time
+    ON daz_chat_log (channel, lower(username), timestamp DESC, id DESC);
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_chat_channel_time
+    ON daz_chat_log (channel, timestamp DESC, id DESC);
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_pm_channel_time
+    ON daz_private_messages (channel, timestamp DESC, id DESC);
+-- Retention deletes old mediaUpdate events in batches, oldest first (daz/db/retention.py).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_events_media_update_time
+    ON daz_core_events (timestamp) WHERE event_type = 'cytube.event.mediaUpdate';

@@ -105,3 +105,9 @@ BEGIN
     RETURN QUERY SELECT v_id, false;
 END
 $fn$;
+
+-- A person's stays, newest first (!seen, the greeter's first-visit and back-soon checks, the
+-- user page): every reader matches lower(username), which the Go indexes cannot serve.
+-- CONCURRENTLY: built outside the transaction without stopping writers (daz/db/online.py).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_usertracker_sessions_user_time
+    ON daz_user_tracker_sessions (channel, lower(username), joined_at DESC);
