@@ -187,7 +187,7 @@ class Signature:
                 raise ArgumentError("")
             if len(args) < self.min_args:
                 missing = [p.shown for p in self.params if p.required][len(args):]
-                raise ArgumentError(f"{' '.join(missing)} missing")
+                raise ArgumentError(f"missing {' '.join(missing)}")
             extra = args[self.max_args or 0:]
             raise ArgumentError(f"{'one word' if len(extra) == 1 else f'{len(extra)} words'} too"
                                 f" many: {_quoted(' '.join(extra))}")

@@ -127,8 +127,10 @@ class Basics(Plugin):
             parts.append(f"({'; '.join(notes)})")
         subs = [sub for sub in entry.subcommands if ctx is None or self._visible_sub(sub, ctx)]
         if subs:
-            parts.append("Subcommands: " + "; ".join(self.describe_subcommand(sub).rstrip(".")
-                                                      for sub in subs) + ".")
+            # The usage line shows their arguments already; here what each one does.
+            parts.append("Subcommands: " + "; ".join(
+                sub.name + (f" - {sub.spec.description}" if sub.spec.description else "")
+                for sub in subs) + ".")
         if spec.examples:
             lines = [self.shown(e.line) for e in spec.examples]
             parts.append(f"Example{'s' if len(lines) > 1 else ''}: {' · '.join(lines)}")

@@ -352,8 +352,8 @@ class Greeter(Plugin):
         await self._opt(ctx, out=True)
 
     @greeter.subcommand("test", description="Greet someone who is here now, as a test (admins)")
-    async def greeter_test(self, ctx: CommandContext, target: str = "") -> None:
-        await self._test(ctx, target or ctx.username)
+    async def greeter_test(self, ctx: CommandContext, user: str = "") -> None:
+        await self._test(ctx, user or ctx.username)
 
     async def _opt(self, ctx: CommandContext, *, out: bool) -> None:
         if self.ctx.db is None:
