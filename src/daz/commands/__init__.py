@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from daz.commands.arguments import ArgumentError, Signature, User
+from daz.commands.arguments import ArgumentError, Signature, User, quoted
 from daz.plugins.base import CommandSpec, SubcommandSpec
 
 __all__ = ["CommandContext", "CommandConflict", "CommandDeclarationError", "CommandRegistry",
@@ -157,7 +157,7 @@ class RegisteredCommand:
         if sub is None:
             if self.spec.require_subcommand:
                 words = ", ".join(s.name for s in self.subcommands)
-                raise UsageError(self.usage, f"{_quote(args[0])} is not one of {words}"
+                raise UsageError(self.usage, f"{quoted(args[0])} is not one of {words}"
                                  if args else "")
             return None, args
         if (not sub.signature.fits(len(args) - 1) and not self.spec.require_subcommand
@@ -169,10 +169,6 @@ class RegisteredCommand:
         """The converted arguments for the command's own handler (UsageError if they do not
         fit). ``state`` is the room's ``RoomState``, for ``User`` arguments."""
         return _convert(self.signature, args, state, self.usage)
-
-
-def _quote(word: str) -> str:
-    return '"' + " ".join(word.split())[:30] + '"'
 
 
 def _convert(signature: Signature, args: list[str], state: Any, usage: str) -> list[Any]:

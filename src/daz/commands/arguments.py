@@ -49,7 +49,8 @@ class User(str):
         return obj
 
 
-def _quoted(word: str) -> str:
+def quoted(word: str) -> str:
+    """A word someone typed, quoted for a reply: one line, at most 30 characters."""
     return '"' + one_line(word, 30) + '"'
 
 
@@ -59,14 +60,14 @@ _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?"
 
 def to_int(word: str, state: "RoomState | None") -> int:
     if not _INT.fullmatch(word):
-        raise ArgumentError(f"{_quoted(word)} is not a whole number")
+        raise ArgumentError(f"{quoted(word)} is not a whole number")
     return int(word)
 
 
 def to_float(word: str, state: "RoomState | None") -> float:
     value = float(word) if _FLOAT.fullmatch(word) and len(word) <= 40 else math.nan
     if not math.isfinite(value):
-        raise ArgumentError(f"{_quoted(word)} is not a number")
+        raise ArgumentError(f"{quoted(word)} is not a number")
     return value
 
 
@@ -77,7 +78,7 @@ def to_str(word: str, state: "RoomState | None") -> str:
 def to_user(word: str, state: "RoomState | None") -> User:
     name = word.strip().lstrip("@").rstrip(NAME_TRAILERS)
     if not USERNAME.match(name):  # ASCII only: CyTube names are, and so is its comparison
-        raise ArgumentError(f"{_quoted(word)} is not a CyTube name (1-20 letters, digits,"
+        raise ArgumentError(f"{quoted(word)} is not a CyTube name (1-20 letters, digits,"
                             " _ or -)")
     here = state.user(name) if state is not None else None
     if here is not None and here.name.isascii() and here.name.lower() == name.lower():
@@ -93,7 +94,7 @@ def _choices(values: tuple[Any, ...]) -> Callable[[str, "RoomState | None"], Any
         try:
             return by_key[word.lower()]
         except KeyError:
-            raise ArgumentError(f"{_quoted(word)} is not one of {listed}") from None
+            raise ArgumentError(f"{quoted(word)} is not one of {listed}") from None
 
     return to_choice
 
@@ -190,7 +191,7 @@ class Signature:
                 raise ArgumentError(f"missing {' '.join(missing)}")
             extra = args[self.max_args or 0:]
             raise ArgumentError(f"{'one word' if len(extra) == 1 else f'{len(extra)} words'} too"
-                                f" many: {_quoted(' '.join(extra))}")
+                                f" many: {quoted(' '.join(extra))}")
         out: list[Any] = []
         for i, word in enumerate(args):
             param = self.params[min(i, len(self.params) - 1)]

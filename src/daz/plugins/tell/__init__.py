@@ -236,7 +236,8 @@ class Tell(Plugin):
         await self._cancel(ctx, what)
 
     @command("tells", cooldown=3, usage="!tells", description="Your messages not yet delivered",
-             examples=[("!tells", "You have no messages waiting to be delivered.")])
+             examples=[Example("!tells", "You have no messages waiting to be delivered.",
+                               pm=True)])
     async def tells(self, ctx: CommandContext) -> None:
         await self._list(ctx)
 
