@@ -106,8 +106,9 @@ _SIMPLE: dict[Any, Callable[[str, "RoomState | None"], Any]] = {
 
 def converter_for(annotation: Any) -> tuple[Callable[[str, "RoomState | None"], Any], str]:
     """(converter, how the usage line shows it: "" for the parameter's name, or the choices)."""
-    if annotation in _SIMPLE:
-        return _SIMPLE[annotation], ""
+    simple = _SIMPLE.get(annotation) if isinstance(annotation, typing.Hashable) else None
+    if simple is not None:
+        return simple, ""
     origin = typing.get_origin(annotation)
     if origin is Literal:
         values = typing.get_args(annotation)
