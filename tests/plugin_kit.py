@@ -12,6 +12,7 @@ published on the real bus, so the manager's filtering, priorities and lanes all 
 from __future__ import annotations
 
 import asyncio
+import html
 import itertools
 
 from daz.bus import Bus
@@ -94,3 +95,40 @@ class Kit:
     async def stop(self) -> None:
         await self.manager.stop()
         await self.bus.close()
+
+
+# Who types a command's examples (``daz.plugins.base.Example``): a registered user.
+EXAMPLE_USER = "alice"
+
+
+async def answers_to_example(classes: dict, example, **kit_args) -> list[tuple[str, str]]:
+    """Start a Kit with ``classes``, set the room up as ``example`` declares, type its line
+    (HTML-escaped, as the server sends it) and return every answer in order: ("chat", text) or
+    ("pm", text) for PMs to the example's user."""
+    kit = await Kit.start(classes, admins=[EXAMPLE_USER] if example.admin else [], **kit_args)
+    try:
+        kit.user(EXAMPLE_USER, rank=1)
+        for name in example.present:
+            kit.user(name, rank=1)
+        answers: list[tuple[str, str]] = []
+        room = kit.room
+        say, pm = room.say, room.pm
+
+        async def record_say(text: str, **kw) -> None:
+            answers.append(("chat", text))
+            await say(text, **kw)
+
+        async def record_pm(to: str, text: str, **kw) -> None:
+            if to == EXAMPLE_USER:
+                answers.append(("pm", text))
+            await pm(to, text, **kw)
+
+        room.say, room.pm = record_say, record_pm
+        typed = html.escape(example.line)
+        if example.pm:
+            await kit.pm(EXAMPLE_USER, typed)
+        else:
+            await kit.chat(EXAMPLE_USER, typed)
+        return answers
+    finally:
+        await kit.stop()

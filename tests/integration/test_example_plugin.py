@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from daz.plugins.registry import available_plugins
-from tests.plugin_kit import Kit
+from tests.plugin_kit import Kit, answers_to_example
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "daz-roll"
 
@@ -45,5 +45,25 @@ async def test_a_plugin_installed_with_pip_is_found_and_runs_its_command(install
         await kit.chat("alice", "!roll")  # inside the 3 s cooldown: refused by PM, not said
         assert len(kit.room.said) == 1
         assert kit.commands.resolve("roll").plugin == "roll"  # listed by !help like any other
+        assert kit.commands.resolve("roll").usage == "!roll [sides]"  # from `sides: int = 6`
+    finally:
+        await kit.stop()
+
+
+async def test_the_installed_plugins_examples_hold_and_a_bad_number_gets_the_usage_line(
+        installed_example, database):
+    roll = available_plugins()["roll"]
+    [(_, spec)] = roll.declared_commands()
+    assert spec.examples
+    for example in spec.examples:
+        answers = await answers_to_example({"roll": roll}, example, db=database)
+        assert answers and example.matches(answers[0][1]), (example, answers)
+    kit = await Kit.start({"roll": roll}, db=database)
+    try:
+        kit.user("alice", rank=1)
+        await kit.chat("alice", "!roll many")
+        assert kit.room.said == []
+        assert kit.room.pms == [("alice", 'Usage: !roll [sides] (sides: "many" is not a whole'
+                                          ' number)')]
     finally:
         await kit.stop()

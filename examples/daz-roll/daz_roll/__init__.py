@@ -1,5 +1,6 @@
 """``!roll [sides]``: a third-party daz plugin in one file, found through its entry point."""
 import random
+import re
 
 from daz.commands import CommandContext
 from daz.plugins.base import Plugin, command
@@ -9,9 +10,10 @@ class Roll(Plugin):
     name = "roll"
     description = "Rolls a die"
 
-    @command("roll", cooldown=3, usage="!roll [sides]", description="Roll a die (default d6)")
-    async def roll(self, ctx: CommandContext, sides: str = "6") -> None:
-        if not sides.isdigit() or not 2 <= int(sides) <= 1000:
-            await ctx.reply("Usage: !roll [sides], with 2 to 1000 sides")
+    @command("roll", cooldown=3, description="Roll a die (default d6)",
+             examples=[("!roll 20", re.compile(r"alice rolls a d20: \d+"))])
+    async def roll(self, ctx: CommandContext, sides: int = 6) -> None:
+        if not 2 <= sides <= 1000:
+            await ctx.reply("A die has 2 to 1000 sides.")
             return
-        await ctx.reply(f"{ctx.username} rolls a d{sides}: {random.randint(1, int(sides))}")
+        await ctx.reply(f"{ctx.username} rolls a d{sides}: {random.randint(1, sides)}")

@@ -1,29 +1,47 @@
 """The command registry, the command-line parser and the context a command handler gets.
 
 The registry is built from every loaded plugin's ``@command`` declarations (a name or alias
-declared twice is an error naming both plugins). The eventfilter plugin decides *whether* a
-command runs (rank, cooldown, enabled); this module knows *what* a command is and how to call it.
+declared twice is an error naming both plugins), with their subcommands and the argument
+conversions their handlers' annotations ask for (``daz.commands.arguments``). The dispatcher
+decides *whether* a command runs (rank, cooldown, enabled); this module knows *what* a command
+is and how to call it.
 """
 from __future__ import annotations
 
-import inspect
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from daz.plugins.base import CommandSpec
+from daz.commands.arguments import ArgumentError, Signature, User, quoted
+from daz.plugins.base import CommandSpec, SubcommandSpec
+
+__all__ = ["CommandContext", "CommandConflict", "CommandDeclarationError", "CommandRegistry",
+           "RegisteredCommand", "Subcommand", "UsageError", "User", "parse_command"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from daz.cytube.events import ChatMessage, PrivateMessage
     from daz.cytube.room import Room
 
 
-class CommandConflict(ValueError):
+class CommandDeclarationError(ValueError):
+    """A plugin's ``@command`` cannot be registered; start-up stops with this message."""
+
+
+class CommandConflict(CommandDeclarationError):
     pass
 
 
 class UsageError(ValueError):
-    """Wrong number of arguments; the dispatcher answers with the usage line."""
+    """The line does not fit the command; the dispatcher answers with the usage line and, when
+    known, what was wrong (``problem``)."""
+
+    def __init__(self, usage: str, problem: str = "") -> None:
+        super().__init__(usage)
+        self.usage = usage
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"{self.usage} ({self.problem})" if self.problem else self.usage
 
 
 class CommandRefused(Exception):
@@ -68,7 +86,28 @@ def parse_command(text: str, prefix: str = "!") -> ParsedCommand | None:
     return ParsedCommand(name=name, args=args, rest=rest)
 
 
+def after_first_word(text: str) -> str:
+    """``"cancel  #5 now"`` → ``"#5 now"``: the text after a subcommand word, as typed."""
+    found = _FIRST_WORD.match(text.strip())
+    return found.group(3).strip() if found else ""
+
+
 # ---------------------------------------------------------------------------- registry
+
+
+@dataclass
+class Subcommand:
+    spec: SubcommandSpec
+    handler: Callable[..., Awaitable[Any]]  # bound method: handler(ctx, *args)
+    signature: Signature
+    usage: str  # declared, or made from the signature: "!greeter test [user]"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def bind(self, args: list[str], state: Any = None) -> list[Any]:
+        return _convert(self.signature, args, state, self.usage)
 
 
 @dataclass
@@ -77,32 +116,97 @@ class RegisteredCommand:
     plugin: str
     handler: Callable[..., Awaitable[Any]]  # bound method: handler(ctx, *args)
     enabled: bool = True
-    min_args: int = 0
-    max_args: int | None = 0  # None: unlimited
+    signature: Signature = None  # type: ignore[assignment]  # made from handler when not given
+    subcommands: list[Subcommand] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.signature is None:
+            self.signature = Signature(self.handler)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    def bind(self, args: list[str]) -> list[str]:
-        if len(args) < self.min_args or (self.max_args is not None and len(args) > self.max_args):
-            raise UsageError(self.spec.usage or f"!{self.spec.name}")
-        return args
+    @property
+    def min_args(self) -> int:
+        return self.signature.min_args
+
+    @property
+    def max_args(self) -> int | None:  # None: unlimited
+        return self.signature.max_args
+
+    @property
+    def usage(self) -> str:
+        """Declared, or made from the subcommands' and the handler's signatures."""
+        if self.spec.usage:
+            return self.spec.usage
+        if self.subcommands:
+            return " | ".join(sub.usage for sub in self.subcommands)
+        return self.signature.usage(f"!{self.spec.name}")
+
+    def subcommand(self, word: str) -> Subcommand | None:
+        word = word.lower()
+        for sub in self.subcommands:
+            if word == sub.name or word in sub.spec.aliases:
+                return sub
+        return None
+
+    def route(self, args: list[str]) -> tuple[Subcommand | None, list[str]]:
+        """Which handler a line's words go to (None: the command's own), and its words.
+
+        A first word naming a subcommand picks it. When the words after it do not fit that
+        subcommand but the whole line fits the command's own handler, the handler gets the
+        line: ``!tell list me later`` is a message for someone called list.
+        """
+        sub = self.subcommand(args[0]) if args else None
+        if sub is None:
+            if self.spec.require_subcommand:
+                words = ", ".join(s.name for s in self.subcommands)
+                raise UsageError(self.usage, f"{quoted(args[0])} is not one of {words}"
+                                 if args else "")
+            return None, args
+        if (not sub.signature.fits(len(args) - 1) and not self.spec.require_subcommand
+                and self.signature.fits(len(args))):
+            return None, args
+        return sub, args[1:]
+
+    def bind(self, args: list[str], state: Any = None) -> list[Any]:
+        """The converted arguments for the command's own handler (UsageError if they do not
+        fit). ``state`` is the room's ``RoomState``, for ``User`` arguments."""
+        return _convert(self.signature, args, state, self.usage)
 
 
-def _arity(handler: Callable) -> tuple[int, int | None]:
-    params = list(inspect.signature(handler).parameters.values())[1:]  # skip ctx
-    required = 0
-    maximum: int | None = 0
-    for p in params:
-        if p.kind == p.VAR_POSITIONAL:
-            maximum = None
-        elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            if p.default is p.empty:
-                required += 1
-            if maximum is not None:
-                maximum += 1
-    return required, maximum
+def _convert(signature: Signature, args: list[str], state: Any, usage: str) -> list[Any]:
+    try:
+        return signature.convert(args, state)
+    except ArgumentError as exc:
+        raise UsageError(usage, str(exc)) from None
+
+
+def _subcommands(plugin: str, spec: CommandSpec, handler: Callable) -> list[Subcommand]:
+    """The subcommands declared under ``handler``, bound to the same plugin instance."""
+    owner = getattr(handler, "__self__", None)
+    declared = getattr(getattr(handler, "__func__", handler), "__daz_subcommands__", ())
+    out: list[Subcommand] = []
+    taken: set[str] = set()
+    for sub_spec, fn in declared:
+        bound = fn.__get__(owner, type(owner)) if owner is not None else fn
+        for word in (sub_spec.name, *sub_spec.aliases):
+            if word in taken:
+                raise CommandDeclarationError(
+                    f"subcommand {spec.name} {word!r} is declared twice in plugin {plugin!r}")
+            taken.add(word)
+        try:
+            signature = Signature(bound)
+        except TypeError as exc:
+            raise CommandDeclarationError(
+                f"command {spec.name} {sub_spec.name} (plugin {plugin!r}): {exc}") from None
+        usage = sub_spec.usage or signature.usage(f"!{spec.name} {sub_spec.name}")
+        out.append(Subcommand(spec=sub_spec, handler=bound, signature=signature, usage=usage))
+    if spec.require_subcommand and not out:
+        raise CommandDeclarationError(
+            f"command {spec.name} (plugin {plugin!r}) requires a subcommand but declares none")
+    return out
 
 
 class CommandRegistry:
@@ -116,9 +220,14 @@ class CommandRegistry:
             if taken is not None:
                 raise CommandConflict(
                     f"command {word!r} is declared by both {taken.plugin!r} and {plugin!r}")
-        lo, hi = _arity(handler)
+        try:
+            signature = Signature(handler)
+        except TypeError as exc:
+            raise CommandDeclarationError(
+                f"command {spec.name} (plugin {plugin!r}): {exc}") from None
         entry = RegisteredCommand(spec=spec, plugin=plugin, handler=handler,
-                                  enabled=spec.enabled, min_args=lo, max_args=hi)
+                                  enabled=spec.enabled, signature=signature,
+                                  subcommands=_subcommands(plugin, spec, handler))
         self._by_name[spec.name] = entry
         for word in (spec.name, *spec.aliases):
             self._lookup[word] = entry
@@ -160,6 +269,7 @@ class CommandContext:
     is_admin: bool
     via_pm: bool
     replies: list[str] = field(default_factory=list)
+    subcommand: str | None = None  # the subcommand that runs; args and rest are what follows it
 
     @property
     def channel(self) -> str:

@@ -2,8 +2,9 @@
 
 For each ``!name args`` line (chat or PM, plain text, never replayed history or our own echo)
 it resolves the command in the registry, then checks, in this order: enabled, PM-only,
-admin-only, rank (from the room's user list, PMs too), argument count, per-user cooldown
-(shared by aliases). A refusal gets one short PM saying why, at most one per user per
+admin-only, rank (from the room's user list, PMs too), the subcommand's admin-only and rank,
+the arguments (count, and conversion to the handler's annotations), per-user cooldown (shared
+by aliases and subcommands). A refusal gets one short PM saying why, at most one per user per
 ``notice_interval`` seconds; never a line in public chat. An unknown command gets no answer.
 
 Commands run in their own task, so a slow command (a database lookup, an LLM call) never delays
@@ -21,12 +22,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from pydantic import ValidationError
 
-from daz.commands import (CommandContext, CommandRefused, RegisteredCommand, UsageError,
-                          parse_command)
+from daz.commands import (CommandContext, CommandRefused, ParsedCommand, RegisteredCommand,
+                          UsageError, after_first_word, parse_command)
 from daz.commands.limits import Cooldowns, NoticeLimiter
 from daz.cytube.events import ChatMessage, PrivateMessage
 from daz.events import CommandExecuted
@@ -92,6 +93,17 @@ def command_prefix(app_config: Any) -> str:
 class Refusal:
     outcome: str  # "disabled", "pm_only", "admin", "rank", "usage", "cooldown"
     why: str
+
+
+@dataclass
+class Call:
+    """What runs when the checks pass: the handler with its converted arguments."""
+
+    handler: Callable[..., Awaitable[Any]]
+    values: list[Any]
+    subcommand: str | None
+    args: list[str]  # the words after the subcommand word (all of them without one)
+    rest: str
 
 
 class CommandDispatcher:
@@ -166,16 +178,17 @@ class CommandDispatcher:
         # is at least a guest, so an absent entry (a join we have not seen yet) counts as 0.
         rank = max(room.state.rank_of(user), 0)
         is_admin = self.is_admin(room, user)
-        refusal = self.check(entry, parsed.args, user, rank, is_admin, via_pm)
-        if refusal is not None:
+        call = self.check(entry, parsed, user, rank, is_admin, via_pm, room.state)
+        if isinstance(call, Refusal):
             self._finish(event, entry.name, entry.name, user, parsed.args, via_pm,
-                         refusal.outcome, refusal.why)
-            await self._notice(room, user, refusal.why)
+                         call.outcome, call.why)
+            await self._notice(room, user, call.why)
             return
         ctx = CommandContext(room=room, event=event, command=entry, invoked_as=parsed.name,
-                             args=parsed.args, rest=parsed.rest, username=user, rank=rank,
-                             is_admin=is_admin, via_pm=via_pm)
-        self._track(asyncio.create_task(self._run(entry, ctx), name=f"command:{entry.name}"))
+                             args=call.args, rest=call.rest, username=user, rank=rank,
+                             is_admin=is_admin, via_pm=via_pm, subcommand=call.subcommand)
+        self._track(asyncio.create_task(self._run(entry, ctx, call, parsed.args),
+                                        name=f"command:{entry.name}"))
 
     def is_admin(self, room: Any, user: str) -> bool:
         key = ascii_name_key(user)
@@ -185,9 +198,9 @@ class CommandDispatcher:
         # A guest may take an unregistered admin name; only a logged-in account counts.
         return present is not None and ascii_name_key(present.name) == key and present.rank >= 1
 
-    def check(self, entry: RegisteredCommand, args: list[str], user: str, rank: float,
-              is_admin: bool, via_pm: bool) -> Refusal | None:
-        """None when the command may run (and its cooldown is started), else why not."""
+    def check(self, entry: RegisteredCommand, parsed: ParsedCommand, user: str, rank: float,
+              is_admin: bool, via_pm: bool, state: Any = None) -> Call | Refusal:
+        """The call to make (and its cooldown is started), or why not."""
         name = entry.name
         spec = entry.spec
         shown = f"{self.prefix}{name}"
@@ -200,7 +213,18 @@ class CommandDispatcher:
         if rank < spec.min_rank and not is_admin:
             return Refusal("rank", f"{shown} needs rank {spec.min_rank:g} (you have {rank:g}).")
         try:
-            entry.bind(args)
+            sub, words = entry.route(parsed.args)
+            if sub is None:
+                call = Call(entry.handler, entry.bind(words, state), None, words, parsed.rest)
+            else:
+                shown = f"{shown} {sub.name}"
+                if sub.spec.admin_only and not is_admin:
+                    return Refusal("admin", f"{shown} is for bot admins only.")
+                if rank < sub.spec.min_rank and not is_admin:
+                    return Refusal("rank", f"{shown} needs rank {sub.spec.min_rank:g}"
+                                   f" (you have {rank:g}).")
+                call = Call(sub.handler, sub.bind(words, state), sub.name, words,
+                            after_first_word(parsed.rest))
         except UsageError as exc:
             return Refusal("usage", f"Usage: {exc}")
         cooldown = spec.cooldown or self.settings.default_cooldown
@@ -213,13 +237,14 @@ class CommandDispatcher:
             # Started before the handler runs: a failing command still costs its cooldown,
             # otherwise an error path becomes a way to spam.
             self.cooldowns.start(user, name, cooldown, now)
-        return None
+        return call
 
-    async def _run(self, entry: RegisteredCommand, ctx: CommandContext) -> None:
+    async def _run(self, entry: RegisteredCommand, ctx: CommandContext, call: Call,
+                   words: list[str]) -> None:
         started = time.perf_counter()
         outcome, detail = "ok", ""
         try:
-            await entry.handler(ctx, *ctx.args)
+            await call.handler(ctx, *call.values)
         except UsageError as exc:  # a handler may refuse its arguments itself
             outcome, detail = "usage", f"Usage: {exc}"
             await self._notice(ctx.room, ctx.username, detail)
@@ -239,7 +264,7 @@ class CommandDispatcher:
         seconds = time.perf_counter() - started
         if self.metrics is not None:
             self.metrics.command_latency.observe(seconds)
-        self._finish(ctx.event, entry.name, entry.name, ctx.username, ctx.args, ctx.via_pm,
+        self._finish(ctx.event, entry.name, entry.name, ctx.username, words, ctx.via_pm,
                      outcome, detail, seconds)
 
     async def _notice(self, room: Any, user: str, text: str) -> None:

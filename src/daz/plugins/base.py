@@ -23,8 +23,9 @@ import each other and talk through bus events or request/reply.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -60,6 +61,45 @@ class CommandSpec:
     enabled: bool = True
     reply_to: str = "origin"  # "origin" (chat→chat, PM→PM), "pm" or "chat"
     pm_only: bool = False
+    examples: tuple["Example", ...] = ()
+    # Without a subcommand word the line gets the usage; else the handler runs (a plain command
+    # line, or one whose first word names no subcommand).
+    require_subcommand: bool = False
+
+
+@dataclass(frozen=True)
+class Example:
+    """A line someone may type and the first answer it gets, shown by ``!help`` and run by the
+    test suite (tests/integration/test_command_examples.py) against a real database.
+
+    ``reply`` is the exact text, or a compiled ``re.Pattern`` the whole answer must match (for
+    answers with numbers or times in them). The line is typed in chat by ``alice`` (rank 1), or
+    in a PM with ``pm=True``; ``admin=True`` makes her a bot admin; ``present`` names others in
+    the room when she types it.
+    """
+
+    line: str
+    reply: "str | re.Pattern[str]"
+    pm: bool = False
+    admin: bool = False
+    present: tuple[str, ...] = ()
+
+    def matches(self, text: str) -> bool:
+        if isinstance(self.reply, str):
+            return text == self.reply
+        return self.reply.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class SubcommandSpec:
+    """``!group word args``: declared with ``@group.subcommand("word")`` under a command."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    usage: str = ""
+    description: str = ""
+    min_rank: float = 0
+    admin_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,21 +123,46 @@ class EverySpec:
 def command(name: str, *, aliases: tuple[str, ...] | list[str] = (), min_rank: float = 0,
             cooldown: float = 0.0, usage: str = "", description: str = "",
             admin_only: bool = False, enabled: bool = True, reply_to: str = "origin",
-            pm_only: bool = False) -> Callable:
+            pm_only: bool = False, examples: Iterable[Example | tuple] = (),
+            require_subcommand: bool = False) -> Callable:
     """Declare a chat command. The handler is ``async def h(self, ctx, *args)``.
 
-    Positional parameters after ``ctx`` are the command's arguments; a ``*rest`` parameter takes
-    the remainder. Calls with too few or too many arguments get the usage line instead.
+    Positional parameters after ``ctx`` are the command's arguments, converted from their
+    annotations (``int``, ``float``, ``Literal["a", "b"]``, ``daz.commands.User``, ``str``);
+    defaults make them optional and a ``*rest`` parameter takes the remainder. A line that does
+    not fit gets the usage line, naming what was wrong. ``examples`` are ``Example``s or
+    ``(line, reply)`` pairs. Subcommands are declared under the handler with
+    ``@handler.subcommand("word")``.
     """
     if reply_to not in ("origin", "pm", "chat"):
         raise ValueError("reply_to must be 'origin', 'pm' or 'chat'")
     spec = CommandSpec(name=name.lower(), aliases=tuple(a.lower() for a in aliases),
                        min_rank=min_rank, cooldown=cooldown, usage=usage,
                        description=description, admin_only=admin_only, enabled=enabled,
-                       reply_to=reply_to, pm_only=pm_only)
+                       reply_to=reply_to, pm_only=pm_only,
+                       examples=tuple(e if isinstance(e, Example) else Example(*e)
+                                      for e in examples),
+                       require_subcommand=require_subcommand)
 
     def mark(fn: Callable) -> Callable:
+        subcommands: list[tuple[SubcommandSpec, Callable]] = []
+
+        def subcommand(word: str, *, aliases: tuple[str, ...] | list[str] = (), usage: str = "",
+                       description: str = "", min_rank: float = 0,
+                       admin_only: bool = False) -> Callable:
+            sub = SubcommandSpec(name=word.lower(), aliases=tuple(a.lower() for a in aliases),
+                                 usage=usage, description=description, min_rank=min_rank,
+                                 admin_only=admin_only)
+
+            def mark_sub(sub_fn: Callable) -> Callable:
+                subcommands.append((sub, sub_fn))
+                return sub_fn
+
+            return mark_sub
+
         fn.__daz_command__ = spec
+        fn.__daz_subcommands__ = subcommands  # filled by the class body below the command
+        fn.subcommand = subcommand
         return fn
 
     return mark

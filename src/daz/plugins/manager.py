@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from daz.commands import CommandConflict, CommandRegistry
+from daz.commands import CommandDeclarationError, CommandRegistry
 from daz.commands.dispatch import CommandDispatcher, command_settings
 from daz.config import ConfigError, validate_plugin_config
 from daz.logs import log_context
@@ -115,7 +115,7 @@ class PluginManager:
             for attr, spec in cls.declared_commands():
                 try:
                     self.commands.register(cls.name, spec, getattr(plugin, attr))
-                except CommandConflict as exc:
+                except CommandDeclarationError as exc:
                     raise ConfigError(str(exc)) from None
         for plugin in instances:
             await self._start_one(plugin)

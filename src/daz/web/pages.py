@@ -153,7 +153,10 @@ async def help_page(request: web.Request) -> web.Response:
     commands = []
     for entry in app.commands.all():
         spec = entry.spec
-        commands.append({"name": spec.name, "aliases": spec.aliases, "usage": spec.usage,
+        commands.append({"name": spec.name, "aliases": spec.aliases, "usage": entry.usage,
+                         "examples": [e.line for e in spec.examples],
+                         "subcommands": [(sub.usage, sub.spec.description)
+                                         for sub in entry.subcommands],
                          "description": spec.description, "who": who_may_use(spec),
                          "admin_only": spec.admin_only, "enabled": entry.enabled,
                          "plugin": entry.plugin, "cooldown": spec.cooldown})

@@ -237,7 +237,8 @@ class Analytics(Plugin):
     # ------------------------------------------------------------------ !mystats
 
     @command("mystats", cooldown=10,
-             description="Your own message count and first/last seen in this channel")
+             description="Your own message count and first/last seen in this channel",
+             examples=[("!mystats", "alice: 1 line in this channel (#1 here).")])
     async def mystats(self, ctx: CommandContext) -> None:
         channel = ctx.room.channel
         unsaved = 0

@@ -8,14 +8,19 @@ that page was down.)
 """
 from __future__ import annotations
 
+import re
 import time
 
 from pydantic import Field
 
 import daz
-from daz.commands import CommandContext, RegisteredCommand
+from daz.commands import CommandContext, RegisteredCommand, Subcommand
 from daz.commands.dispatch import command_prefix
 from daz.plugins.base import Plugin, PluginConfig, command
+
+# A "!" that starts a command word in a usage line or example ("!tell list | !tell cancel").
+_BANG = re.compile(r"(?<![\w!])!(?=\w)")
+
 
 class BasicsConfig(PluginConfig):
     source_url: str = ""  # where people can read the code; shown by !about when set
@@ -49,7 +54,8 @@ class Basics(Plugin):
 
     # ------------------------------------------------------------------ ping
 
-    @command("ping", cooldown=5, description="Check the bot is listening (answers pong)")
+    @command("ping", cooldown=5, description="Check the bot is listening (answers pong)",
+             examples=[("!ping", "pong")])
     async def ping(self, ctx: CommandContext) -> None:
         await ctx.reply("pong")
 
@@ -64,8 +70,12 @@ class Basics(Plugin):
         return not spec.admin_only and ctx.rank >= spec.min_rank
 
     @command("help", aliases=("commands",), cooldown=10, reply_to="pm",
-             usage="!help [command]", description="List the commands you can use, or explain one")
-    async def help(self, ctx: CommandContext, name: str = "") -> None:
+             usage="!help [command] [subcommand]",
+             description="List the commands you can use, or explain one",
+             examples=[("!help ping", "!ping - Check the bot is listening (answers pong)."
+                                      " (once per 5s) Example: !ping"),
+                       ("!help", re.compile(r"Commands: !about, !help, !ping, !uptime\. .*"))])
+    async def help(self, ctx: CommandContext, name: str = "", subcommand: str = "") -> None:
         p = self.prefix
         if name:
             wanted = name.removeprefix(p).lower()
@@ -74,7 +84,14 @@ class Basics(Plugin):
                 await ctx.reply(f"No command called {p}{wanted or name}." if wanted
                                 else f"Which command? Try {p}help ping.")
                 return
-            await ctx.reply(self.describe(entry))
+            if subcommand:
+                sub = entry.subcommand(subcommand)
+                if sub is None or not self._visible_sub(sub, ctx):
+                    await ctx.reply(f"{p}{entry.name} has no subcommand {subcommand}.")
+                    return
+                await ctx.reply(self.describe_subcommand(sub))
+                return
+            await ctx.reply(self.describe(entry, ctx))
             return
         names = [f"{p}{e.name}" for e in self.ctx.commands.all() if self._visible(e, ctx)]
         text = f"Commands: {', '.join(names)}. {p}help <command> tells more."
@@ -82,13 +99,17 @@ class Basics(Plugin):
             text += f" All commands: {self.base_url}/help"
         await ctx.reply(text)
 
-    def describe(self, entry: RegisteredCommand) -> str:
+    def _visible_sub(self, sub: Subcommand, ctx: CommandContext) -> bool:
+        return ctx.is_admin or (not sub.spec.admin_only and ctx.rank >= sub.spec.min_rank)
+
+    def shown(self, text: str) -> str:
+        """Usage lines and examples are written with ``!``; show them with the real prefix."""
+        return text if self.prefix == "!" else _BANG.sub(lambda _: self.prefix, text)
+
+    def describe(self, entry: RegisteredCommand, ctx: CommandContext | None = None) -> str:
         spec = entry.spec
         p = self.prefix
-        usage = spec.usage or f"!{spec.name}"
-        if usage.startswith("!") and p != "!":
-            usage = p + usage[1:]
-        parts = [usage]
+        parts = [self.shown(entry.usage)]
         if spec.description:
             parts.append(f"- {spec.description}.")
         notes = []
@@ -104,7 +125,26 @@ class Basics(Plugin):
             notes.append("PM only")
         if notes:
             parts.append(f"({'; '.join(notes)})")
+        subs = [sub for sub in entry.subcommands if ctx is None or self._visible_sub(sub, ctx)]
+        if subs:
+            # The usage line shows their arguments already; here what each one does.
+            parts.append("Subcommands: " + "; ".join(
+                sub.name + (f" - {sub.spec.description}" if sub.spec.description else "")
+                for sub in subs) + ".")
+        if spec.examples:
+            lines = [self.shown(e.line) for e in spec.examples]
+            parts.append(f"Example{'s' if len(lines) > 1 else ''}: {' · '.join(lines)}")
         return " ".join(parts).replace("..", ".")
+
+    def describe_subcommand(self, sub: Subcommand) -> str:
+        text = self.shown(sub.usage)
+        if sub.spec.description:
+            text += f" - {sub.spec.description}."
+        if sub.spec.admin_only:
+            text += " (bot admins only)"
+        elif sub.spec.min_rank > 0:
+            text += f" (rank {sub.spec.min_rank:g}+)"
+        return text
 
     # ------------------------------------------------------------------ about / uptime
 
@@ -112,7 +152,8 @@ class Basics(Plugin):
         return time.monotonic() - self.started
 
     @command("about", aliases=("version",), cooldown=10,
-             description="What this bot is, its version, and where its code lives")
+             description="What this bot is, its version, and where its code lives",
+             examples=[("!about", re.compile(r"daz \S+, a bot for this CyTube channel\. Up .*"))])
     async def about(self, ctx: CommandContext) -> None:
         text = (f"daz {daz.__version__}, {self.config.description}. "
                 f"Up {format_duration(self.uptime_seconds(), with_seconds=False)}.")
@@ -122,6 +163,7 @@ class Basics(Plugin):
                  else " Free software (MIT).")
         await ctx.reply(text)
 
-    @command("uptime", aliases=("up",), cooldown=10, description="How long the bot has been up")
+    @command("uptime", aliases=("up",), cooldown=10, description="How long the bot has been up",
+             examples=[("!uptime", re.compile(r"Up (\d+[dhm] )*\d+s\."))])
     async def uptime(self, ctx: CommandContext) -> None:
         await ctx.reply(f"Up {format_duration(self.uptime_seconds())}.")

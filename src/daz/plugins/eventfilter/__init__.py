@@ -20,17 +20,18 @@ Its section also still accepts the Go keys ``command_prefix``, ``default_cooldow
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from typing import Any
 
 from pydantic import Field, model_validator
 
-from daz.commands import CommandContext, CommandRefused, RegisteredCommand, UsageError
+from daz.commands import CommandContext, CommandRefused, RegisteredCommand
 from daz.commands.dispatch import command_settings
 from daz.db.jsonlines import append_json_lines, take_json_lines
 from daz.events import CommandExecuted, PluginEvent
-from daz.plugins.base import Plugin, PluginConfig, command, on
+from daz.plugins.base import Example, Plugin, PluginConfig, command, on
 from daz.plugins.eventfilter.history import HistoryWriter
 from daz.plugins.eventfilter.rules import Rule, RuleConfig, build_rule, targets_for
 
@@ -123,23 +124,38 @@ class EventFilter(Plugin):
     # ------------------------------------------------------------------ owner's switch
 
     @command("command", admin_only=True, usage="!command list | enable <name> | disable <name>",
-             description="Switch commands off and on (kept across restarts); list the ones off")
-    async def manage(self, ctx: CommandContext, action: str, name: str = "") -> None:
-        action = action.lower()
-        if action == "list":
-            off = [f"{self.prefix}{c.name}" for c in self.ctx.commands.all() if not c.enabled]
-            await ctx.reply("Switched off: " + ", ".join(off) if off
-                            else f"All {len(self.ctx.commands)} commands are on.")
-            return
-        if action not in ("enable", "disable") or not name:
-            raise UsageError(ctx.command.spec.usage)
+             description="Switch commands off and on (kept across restarts); list the ones off",
+             require_subcommand=True,
+             examples=[Example("!command list", re.compile(r"All \d+ commands are on\."),
+                               admin=True),
+                       Example("!command disable command",
+                               "That would lock everyone out of this switch; not doing it.",
+                               admin=True)])
+    async def manage(self, ctx: CommandContext) -> None:
+        """Never runs: the command needs one of its subcommands."""
+
+    @manage.subcommand("list", description="The commands switched off")
+    async def manage_list(self, ctx: CommandContext) -> None:
+        off = [f"{self.prefix}{c.name}" for c in self.ctx.commands.all() if not c.enabled]
+        await ctx.reply("Switched off: " + ", ".join(off) if off
+                        else f"All {len(self.ctx.commands)} commands are on.")
+
+    @manage.subcommand("enable", description="Switch a command back on")
+    async def manage_enable(self, ctx: CommandContext, name: str) -> None:
+        await self._switch(ctx, name, True)
+
+    @manage.subcommand("disable", description="Switch a command off")
+    async def manage_disable(self, ctx: CommandContext, name: str) -> None:
+        await self._switch(ctx, name, False)
+
+    async def _switch(self, ctx: CommandContext, name: str, enable: bool) -> None:
         entry = self.ctx.commands.resolve(name.removeprefix(self.prefix))
         if entry is None:
             await ctx.reply(f"There is no command {name!r}.")
             return
         if entry.name == "command":
             raise CommandRefused("That would lock everyone out of this switch; not doing it.")
-        entry.enabled = action == "enable"
+        entry.enabled = enable
         note = ""
         if self.ctx.db is None:
             note = " (not saved: no database, it lasts until a restart)"

@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from urllib.parse import quote
 
 from daz.commands import CommandContext, CommandRefused
 from daz.cytube.events import ChatMessage
 from daz.db.errors import is_transient
-from daz.plugins.base import Plugin, command, on
+from daz.plugins.base import Example, Plugin, command, on
 from daz.plugins.gallery import detect
 from daz.plugins.gallery.fetch import FetchPolicy, Refused, SafeFetcher
 from daz.plugins.gallery.health import HealthChecker
@@ -159,7 +160,9 @@ class Gallery(Plugin):
             base = f"http://{web.host}:{web.port}"
         return f"{base}/gallery/{quote(channel, safe='')}/{quote(username, safe='')}"
 
-    @command("gallery", cooldown=5, usage="!gallery", description="Link to your image gallery")
+    @command("gallery", cooldown=5, usage="!gallery", description="Link to your image gallery",
+             examples=[("!gallery", re.compile(r"alice's gallery: https?://\S+/gallery/testchan/"
+                                               r"alice \(0 images here, 0 of \d+ in all\)"))])
     async def gallery(self, ctx: CommandContext) -> None:
         url = self.gallery_url(ctx.channel, ctx.username)
         if self.store is None:
@@ -174,12 +177,15 @@ class Gallery(Plugin):
         await ctx.reply(text)
 
     @command("gallery_lock", cooldown=5, usage="!gallery_lock",
-             description="Stop collecting and hide your gallery in this channel")
+             description="Stop collecting and hide your gallery in this channel",
+             examples=[("!gallery_lock", "Your gallery in testchan is now locked: nothing is"
+                                         " collected or shown.")])
     async def gallery_lock(self, ctx: CommandContext) -> None:
         await self._set_lock(ctx, True)
 
     @command("gallery_unlock", cooldown=5, usage="!gallery_unlock",
-             description="Collect and show your gallery in this channel again")
+             description="Collect and show your gallery in this channel again",
+             examples=[("!gallery_unlock", "Your gallery in testchan is now unlocked.")])
     async def gallery_unlock(self, ctx: CommandContext) -> None:
         await self._set_lock(ctx, False)
 
@@ -192,7 +198,8 @@ class Gallery(Plugin):
                         f"{'locked: nothing is collected or shown' if locked else 'unlocked'}.")
 
     @command("gallery_check", admin_only=True, usage="!gallery_check",
-             description="Check the gallery images now (admins)")
+             description="Check the gallery images now (admins)",
+             examples=[Example("!gallery_check", "Gallery check started.", admin=True)])
     async def gallery_check(self, ctx: CommandContext) -> None:
         if not ctx.is_admin:  # the dispatcher refuses non-admins first; this is a second lock
             raise CommandRefused("!gallery_check is for bot admins only.")

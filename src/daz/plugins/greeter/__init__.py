@@ -56,7 +56,7 @@ from daz.cytube.events import UserJoined, UserLeft, UserList
 from daz.db.pool import table_exists
 from daz.events import RoomDisconnected, RoomJoined
 from daz.humanize import clean_username, one_line
-from daz.plugins.base import Plugin, command, every, in_order
+from daz.plugins.base import Example, Plugin, command, every, in_order
 from daz.plugins.greeter import store
 from daz.plugins.greeter.config import GreeterConfig
 from daz.plugins.greeter.greetings import (NAME_CHARS, Greetings, as_question, clean_generated,
@@ -335,17 +335,25 @@ class Greeter(Plugin):
     # ------------------------------------------------------------------ commands
 
     @command("greeter", cooldown=5, usage="!greeter on|off | !greeter test [user] (admins)",
-             description="Switch greetings for you on or off in this channel")
-    async def greeter(self, ctx: CommandContext, action: str = "", target: str = "") -> None:
-        action = action.lower()
-        if action in ("on", "off"):
-            if target:
-                raise UsageError("!greeter on|off (it changes your own greetings)")
-            await self._opt(ctx, out=action == "off")
-        elif action == "test":
-            await self._test(ctx, target or ctx.username)
-        else:
-            raise UsageError("!greeter on|off, or !greeter test [user] for admins")
+             description="Switch greetings for you on or off in this channel",
+             examples=[("!greeter off", "OK alice, no more greetings for you in this channel"
+                                        " (!greeter on to undo)."),
+                       ("!greeter on", "OK alice, I'll greet you again in this channel."),
+                       Example("!greeter test ghost", "ghost isn't here.", admin=True)])
+    async def greeter(self, ctx: CommandContext) -> None:
+        raise UsageError("!greeter on|off, or !greeter test [user] for admins")
+
+    @greeter.subcommand("on", description="Greet me again in this channel")
+    async def greeter_on(self, ctx: CommandContext) -> None:
+        await self._opt(ctx, out=False)
+
+    @greeter.subcommand("off", description="No more greetings for me in this channel")
+    async def greeter_off(self, ctx: CommandContext) -> None:
+        await self._opt(ctx, out=True)
+
+    @greeter.subcommand("test", description="Greet someone who is here now, as a test (admins)")
+    async def greeter_test(self, ctx: CommandContext, user: str = "") -> None:
+        await self._test(ctx, user or ctx.username)
 
     async def _opt(self, ctx: CommandContext, *, out: bool) -> None:
         if self.ctx.db is None:

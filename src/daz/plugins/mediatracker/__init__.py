@@ -238,7 +238,8 @@ class MediaTracker(Plugin):
     # ------------------------------------------------------------------ commands
 
     @command("nowplaying", aliases=("np",), cooldown=5,
-             description="What is playing in this channel right now")
+             description="What is playing in this channel right now",
+             examples=[("!np", "Nothing is playing right now.")])
     async def nowplaying(self, ctx: CommandContext) -> None:
         play = self.plays.get(ctx.room.id)
         state = ctx.room.state
@@ -263,7 +264,8 @@ class MediaTracker(Plugin):
         await ctx.reply(text)
 
     @command("stats", aliases=("mediastats", "topmedia"), cooldown=10,
-             description="The most played media in this channel")
+             description="The most played media in this channel",
+             examples=[("!stats", "No plays recorded in this channel yet.")])
     async def stats(self, ctx: CommandContext) -> None:
         rows = []
         if self.ctx.db is not None:

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import uuid
 from typing import Any
@@ -57,7 +58,7 @@ from daz.commands import CommandContext, UsageError
 from daz.cytube.events import ChatMessage, PrivateMessage, UserJoined, UserLeft
 from daz.events import RoomJoined
 from daz.humanize import USERNAME, ago, clean_username, one_line
-from daz.plugins.base import Plugin, PluginConfig, command, every, on
+from daz.plugins.base import Example, Plugin, PluginConfig, command, every, on
 from daz.plugins.tell import store
 from daz.plugins.tell.hint import RecipientHint
 
@@ -214,21 +215,29 @@ class Tell(Plugin):
 
     # ------------------------------------------------------------------ commands
 
-    @command("tell", cooldown=3, usage=USAGE, description="Leave a message for someone")
-    async def tell(self, ctx: CommandContext, *args: str) -> None:
+    @command("tell", cooldown=3, usage=USAGE, description="Leave a message for someone",
+             examples=[Example("!tell bob see you at eight",
+                               re.compile(r"OK, I'll tell bob in chat when they're next around"
+                                          r" \(#\d+, kept for 7 days\)\..*")),
+                       ("!tell list", "You have no messages waiting to be delivered."),
+                       ("!tell cancel bob", "You have no undelivered messages for bob.")])
+    async def tell(self, ctx: CommandContext, user: str, *message: str) -> None:
+        # The message as typed (quotes, apostrophes), not the words the parser split it into.
         first, _, rest = ctx.rest.strip().partition(" ")
-        rest = rest.strip()
-        word = first.lower()
-        if not first:
-            raise UsageError(USAGE)
-        elif word == "list" and not rest:
-            await self._list(ctx)
-        elif word == "cancel" and rest and len(rest.split()) == 1:
-            await self._cancel(ctx, rest)
-        else:
-            await self._store(ctx, first, rest)
+        await self._store(ctx, first, rest.strip())
 
-    @command("tells", cooldown=3, usage="!tells", description="Your messages not yet delivered")
+    @tell.subcommand("list", description="Your messages not yet delivered (by PM)")
+    async def tell_list(self, ctx: CommandContext) -> None:
+        await self._list(ctx)
+
+    @tell.subcommand("cancel", usage="!tell cancel <id|user>",
+                     description="Take back an undelivered message, by its id or recipient")
+    async def tell_cancel(self, ctx: CommandContext, what: str) -> None:
+        await self._cancel(ctx, what)
+
+    @command("tells", cooldown=3, usage="!tells", description="Your messages not yet delivered",
+             examples=[Example("!tells", "You have no messages waiting to be delivered.",
+                               pm=True)])
     async def tells(self, ctx: CommandContext) -> None:
         await self._list(ctx)
 

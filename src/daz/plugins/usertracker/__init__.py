@@ -58,7 +58,7 @@ from daz.cytube.events import (AfkChanged, ChatMessage, UserJoined, UserLeft, Us
                                UserRankChanged)
 from daz.events import RoomConnected, RoomDisconnected
 from daz.humanize import ago, clean_username, stamp
-from daz.plugins.base import Plugin, PluginConfig, command, in_order
+from daz.plugins.base import Example, Plugin, PluginConfig, command, in_order
 from daz.plugins.usertracker import sessions
 
 
@@ -271,7 +271,9 @@ class UserTracker(Plugin):
     # ------------------------------------------------------------------ !seen
 
     @command("seen", aliases=("lastseen",), cooldown=3, usage="!seen <user>",
-             description="When someone was last in this channel")
+             description="When someone was last in this channel",
+             examples=[Example("!seen bob", "bob is here now.", present=("bob",)),
+                       ("!seen nobody", "I haven't seen nobody in this channel.")])
     async def seen(self, ctx: CommandContext, user: str) -> None:
         name = clean_username(user)
         if name is None:
