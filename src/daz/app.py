@@ -46,6 +46,7 @@ class App:
         self.commands = CommandRegistry()
         self.rooms = Rooms()
         self.db = None
+        self.holder = None  # scaleout.holder.RoomHolder: joins the rooms leased to us
         self.embedded = None
         self.http: aiohttp.ClientSession | None = None
         self.plugins: PluginManager | None = None
@@ -64,7 +65,6 @@ class App:
         self.state = "starting"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        self._build_rooms()
         self.plugins = PluginManager(
             config=self.config, bus=self.bus, rooms=self.rooms, db=None, http=self.http,
             clock=self.clock, metrics=self.metrics, data_dir=self.data_dir,
@@ -77,18 +77,25 @@ class App:
         await self.plugins.start(chosen)
         if self.web is not None:
             self.web.add_plugin_routes(self.plugins.web_routes())
-        for room in self.rooms:
-            await room.start()
+        await self._hold_rooms()
         self.state = "running"
         log.info("daz running: %d room(s), %d plugin(s), %d command(s)", len(self.rooms),
                  len(self.plugins.loaded), len(self.commands))
 
-    def _build_rooms(self) -> None:
+    async def _hold_rooms(self) -> None:
+        """Join the rooms this instance gets a lease for (all of them when it runs alone)."""
         from daz.cytube.room import Room
+        from daz.scaleout.holder import RoomHolder
 
-        for room_config in self.config.enabled_rooms:
-            self.rooms.add(Room(room_config, self.bus, metrics=self.metrics, http=self.http,
-                                clock=self.clock))
+        core = self.config.core
+        self.holder = RoomHolder(
+            dsn=self.db.dsn, room_configs=self.config.enabled_rooms, rooms=self.rooms,
+            make_room=lambda cfg: Room(cfg, self.bus, metrics=self.metrics, http=self.http,
+                                       clock=self.clock),
+            max_rooms=core.max_rooms, renew_seconds=core.leases.renew_seconds,
+            lease_seconds=core.leases.lease_seconds, metrics=self.metrics,
+            web_url=lambda: self.web.base_url if self.web is not None else "")
+        await self.holder.start()
 
     async def _start_database(self) -> None:
         from daz.db.pool import Database
@@ -127,6 +134,8 @@ class App:
             return
         self.state = "stopping"
         self._stopping.set()
+        if self.holder is not None:
+            await self.holder.stop()
         await asyncio.gather(*(room.stop() for room in self.rooms), return_exceptions=True)
         if self.plugins is not None:
             await self.plugins.stop()
@@ -187,6 +196,12 @@ class App:
         for name, st in plugins.items():
             if st.get("failed"):
                 problems.append(f"plugin {name}: {st['failed']}")
+        if self.holder is not None:
+            details_leases = self.holder.status()
+            if self.holder.last_error:
+                problems.append(f"leases: {self.holder.last_error}")
+        else:
+            details_leases = None
         slow = self.bus.slow_handlers()
         details = {
             "status": "ok" if not problems else "unhealthy",
@@ -194,6 +209,7 @@ class App:
             "problems": problems,
             "database": {"ok": db_ok},
             "rooms": rooms,
+            "leases": details_leases,
             "plugins": plugins,
             "slow_handlers": slow,
             "uptime_seconds": round(time.time() - self.started_at, 1),

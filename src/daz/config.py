@@ -108,8 +108,31 @@ class WebConfig(_Section):
     base_url: str = ""  # how users reach the pages (for !gallery links)
 
 
+class LeaseConfig(_Section):
+    """How instances sharing one database share the rooms (docs/scale-out.md)."""
+
+    renew_seconds: float = Field(1.0, gt=0)
+    lease_seconds: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> "LeaseConfig":
+        if self.lease_seconds < 3 * self.renew_seconds:
+            raise ValueError("lease_seconds must be at least 3 × renew_seconds")
+        return self
+
+
+class NatsConfig(_Section):
+    """The Kryten bridge (docs/scale-out.md): off while ``url`` is empty."""
+
+    url: str = ""
+    domain: str = ""  # the CyTube domain Kryten clients name; default: each room's server host
+
+
 class CoreConfig(_Section):
     rooms: list[RoomConfig] = Field(default_factory=list)
+    max_rooms: int = Field(0, ge=0)  # rooms this instance joins at most; 0: no cap
+    leases: LeaseConfig = Field(default_factory=LeaseConfig)
+    nats: NatsConfig = Field(default_factory=NatsConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     data_dir: str = ""
     admin_users: list[str] = Field(default_factory=list)
@@ -213,6 +236,8 @@ def _env_overrides(raw: dict, env: dict[str, str]) -> None:
         for room in core.get("rooms") or []:
             if isinstance(room, dict):
                 room["server_url"] = env["DAZ_SERVER_URL"]
+    if env.get("DAZ_NATS_URL"):
+        core.setdefault("nats", {})["url"] = env["DAZ_NATS_URL"]
     if env.get("DAZ_WEB_PORT"):
         core.setdefault("web", {})["port"] = env["DAZ_WEB_PORT"]
 
@@ -221,7 +246,8 @@ def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = 
                 overrides: dict[str, Any] | None = None) -> Config:
     """File, then DAZ_* environment, then flags (``overrides``), then validation.
 
-    ``overrides`` keys: channel, username, password, server, dsn, data_dir, web_host, web_port.
+    ``overrides`` keys: channel, username, password, server, dsn, data_dir, web_host, web_port,
+    nats.
     """
     env = dict(os.environ) if env is None else env
     raw: dict[str, Any] = {}
@@ -266,6 +292,8 @@ def _flag_overrides(raw: dict, flags: dict[str, Any]) -> None:
                 room["server_url"] = flags["server"]
     if flags.get("dsn"):
         core.setdefault("database", {})["dsn"] = flags["dsn"]
+    if flags.get("nats"):
+        core.setdefault("nats", {})["url"] = flags["nats"]
     if flags.get("data_dir"):
         core["data_dir"] = str(flags["data_dir"])
     web = core.setdefault("web", {})

@@ -53,6 +53,12 @@ class Metrics:
                                   registry=r)
         self.room_connected = Gauge("daz_room_connected", "1 when the room is joined",
                                     ["room"], registry=r)
+        self.room_held = Gauge("daz_room_held", "1 for each room this instance holds the lease of",
+                               ["room", "instance"], registry=r)
+        self.rooms_unheld = Gauge("daz_rooms_unheld",
+                                  "Configured rooms no live instance holds", registry=r)
+        self.lease_instances = Gauge("daz_instances_live",
+                                     "daz instances alive on this database", registry=r)
         self.db_pool_size = Gauge("daz_db_pool_size", "Connections in the pool", registry=r)
         self.db_pool_idle = Gauge("daz_db_pool_idle", "Idle connections in the pool", registry=r)
         self.db_up = Gauge("daz_db_up", "1 when the database answers", registry=r)
