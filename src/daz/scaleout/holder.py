@@ -195,8 +195,8 @@ class RoomHolder:
         rooms = {}
         for key, wanted in self.wanted.items():
             holder = self.snapshot.holders.get(key)
-            rooms[wanted.room_id] = {"channel": wanted.channel,
-                                     "holder": holder[1] if holder else None,
+            name = self.name if key in self.held else holder[1] if holder else None
+            rooms[wanted.room_id] = {"channel": wanted.channel, "holder": name,
                                      "here": key in self.held}
         return {"instance": self.name, "instance_id": str(self.instance_id),
                 "holding": len(self.held), "share": self.share,
