@@ -47,6 +47,7 @@ class App:
         self.rooms = Rooms()
         self.db = None
         self.holder = None  # scaleout.holder.RoomHolder: joins the rooms leased to us
+        self.bridge = None  # bridge.KrytenBridge, when core.nats.url is set
         self.embedded = None
         self.http: aiohttp.ClientSession | None = None
         self.plugins: PluginManager | None = None
@@ -58,6 +59,7 @@ class App:
         self._web_enabled = config.core.web.enabled if web is None else web
         self._migrate = migrate
         self._stopping = asyncio.Event()
+        self._shutdown_requested = asyncio.Event()
 
     # ------------------------------------------------------------------ start
 
@@ -77,7 +79,14 @@ class App:
         await self.plugins.start(chosen)
         if self.web is not None:
             self.web.add_plugin_routes(self.plugins.web_routes())
+        if self.config.core.nats.url:
+            from daz.bridge import KrytenBridge
+
+            self.bridge = KrytenBridge(self)
+            self.bridge.attach()  # before the rooms start: it mirrors their join burst
         await self._hold_rooms()
+        if self.bridge is not None:
+            await self.bridge.start()
         self.state = "running"
         log.info("daz running: %d room(s), %d plugin(s), %d command(s)", len(self.rooms),
                  len(self.plugins.loaded), len(self.commands))
@@ -137,6 +146,8 @@ class App:
         if self.holder is not None:
             await self.holder.stop()
         await asyncio.gather(*(room.stop() for room in self.rooms), return_exceptions=True)
+        if self.bridge is not None:
+            await self.bridge.stop()
         if self.plugins is not None:
             await self.plugins.stop()
         await self.bus.close()
@@ -155,7 +166,7 @@ class App:
         import signal
 
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop = self._shutdown_requested
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, stop.set)
@@ -167,6 +178,11 @@ class App:
             log.info("shutting down")
         finally:
             await self.stop()
+
+    def request_shutdown(self, reason: str) -> None:
+        """Stop as SIGTERM would (run_forever returns); used by the Kryten group restart."""
+        log.warning("shutdown requested: %s", reason)
+        self._shutdown_requested.set()
 
     # ------------------------------------------------------------------ health
 
@@ -202,6 +218,9 @@ class App:
                 problems.append(f"leases: {self.holder.last_error}")
         else:
             details_leases = None
+        if self.bridge is not None and not self.bridge.connected:
+            problems.append(f"nats: not connected to {self.bridge.url}"
+                            f" ({self.bridge.last_error or 'connecting'})")
         slow = self.bus.slow_handlers()
         details = {
             "status": "ok" if not problems else "unhealthy",
@@ -210,6 +229,7 @@ class App:
             "database": {"ok": db_ok},
             "rooms": rooms,
             "leases": details_leases,
+            "nats": self.bridge.status() if self.bridge is not None else None,
             "plugins": plugins,
             "slow_handlers": slow,
             "uptime_seconds": round(time.time() - self.started_at, 1),
