@@ -5,11 +5,11 @@
 * State: the room's CyTube objects (mirror.py) in the JetStream KV buckets
   ``kryten_{channel}_{userlist,playlist,emotes,state}``, written at most every
   ``KV_FLUSH_SECONDS`` per key with the latest value, and all again after a NATS reconnect.
-* Commands: ``kryten.robot.command`` in the queue group ``daz-bridge``, so exactly one daz
-  instance receives each request and exactly one reply goes back. The request names its room in
+* Commands: ``kryten.robot.command`` in a queue group of this deployment (``queue_group``), so
+  exactly one daz instance receives each request and exactly one reply goes back. The request names its room in
   ``meta.channel``; the receiver runs it when it holds that room, else forwards it (same reply
   subject) to the holder's own subject ``daz.bridge.<instance>.command``, else answers that no
-  instance is in that room.
+  instance is in that room. A channel daz is not configured for gets no answer from daz.
 * Lifecycle: ``kryten.lifecycle.robot.*`` and the service registry (lifecycle.py);
   ``kryten.lifecycle.group.restart`` stops daz after its delay, as it stops the old bridge
   (run daz under a supervisor that starts it again).
@@ -39,7 +39,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-QUEUE_GROUP = "daz-bridge"
+
+
+class NotOurs(LookupError):
+    """The request names a channel this daz does not run: another bridge on the same NATS
+    server may, so this one stays silent (an error reply could beat that bridge's answer)."""
+
+
+def queue_group(room_configs: list) -> str:
+    """Instances with the same rooms (one deployment) share one queue group, so each request
+    reaches one of them; another deployment on the same NATS server has a group of its own."""
+    import hashlib
+
+    from daz.scaleout.leases import lease_key
+
+    keys = sorted(lease_key(c.server_url, c.channel, c.username) for c in room_configs)
+    return "daz-bridge-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
 
 
 class KrytenBridge:
@@ -64,6 +79,7 @@ class KrytenBridge:
         self._bus_subs: list[Any] = []
         self._tasks: set[asyncio.Task] = set()
         self._connector: asyncio.Task | None = None
+        self._closing = False
 
     # ------------------------------------------------------------------ names
 
@@ -95,6 +111,7 @@ class KrytenBridge:
         self.kv.start()
 
     async def stop(self) -> None:
+        self._closing = True
         for sub in self._bus_subs:
             self.app.bus.unsubscribe(sub)
         if self._connector is not None:
@@ -141,7 +158,8 @@ class KrytenBridge:
         nc = self.nc
         holder_id = self.app.holder.instance_id if self.app.holder is not None else "solo"
         self._subs = [
-            await nc.subscribe(wire.COMMAND_SUBJECT, queue=QUEUE_GROUP, cb=self._on_request),
+            await nc.subscribe(wire.COMMAND_SUBJECT, queue=queue_group(
+                self.app.config.enabled_rooms), cb=self._on_request),
             await nc.subscribe(f"daz.bridge.{holder_id}.command", cb=self._on_forwarded),
             await nc.subscribe(f"{LIFECYCLE}.*.*", cb=self._on_lifecycle),
         ]
@@ -162,7 +180,7 @@ class KrytenBridge:
         self.last_error = f"{type(exc).__name__}: {exc}"
 
     async def _nats_disconnected(self) -> None:
-        if self.connected:
+        if self.connected and not self._closing:
             log.warning("bridge: NATS connection lost; reconnecting")
         self.connected = False
 
@@ -255,6 +273,9 @@ class KrytenBridge:
                 return  # forwarded: the holder replies
             self.counts["commands"] += 1
             reply = {"service": "robot", "command": command, "success": True, "data": data}
+        except NotOurs as exc:
+            log.debug("bridge: %s", exc)
+            return
         except CommandError as exc:
             reply = {"service": "robot", "command": command, "success": False, "error": str(exc)}
             self.counts["command_errors"] += 1
@@ -310,7 +331,7 @@ class KrytenBridge:
                     not domain or domain == self._room_domain(config)):
                 return config
         where = f" on {domain}" if domain else ""
-        raise CommandError(f"daz has no room for channel {channel!r}{where}")
+        raise NotOurs(f"no room for channel {channel!r}{where}: left to other bridges")
 
     def _held_room(self, config: Any) -> Any:
         room = self.app.rooms.get(config.id)

@@ -1,0 +1,199 @@
+"""Unmodified Kryten clients against daz's bridge (issue 13, items 2 and 3).
+
+kryten-py 0.17 and the ``kryten`` command talk to the whole bot (fake CyTube server, real
+PostgreSQL, real NATS with JetStream): events reach the client, its commands reach the room,
+queries and the KV buckets answer with the room's state.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import nats
+import pytest
+from kryten import KrytenClient
+
+from daz.app import App
+from daz.config import NatsConfig
+from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, RunningBot, bot_config, wait_until
+from tests.nats_server import nats_server
+
+DOMAIN = "127.0.0.1"  # what daz names the fake server's rooms (its host)
+
+
+@pytest.fixture
+def nats_url():
+    with nats_server() as url:
+        yield url
+
+
+@pytest.fixture
+def channel():
+    return f"kr{uuid.uuid4().hex[:10]}"
+
+
+async def delete_buckets(url: str, channel: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for kind in ("userlist", "playlist", "emotes", "state"):
+            try:
+                await js.delete_key_value(f"kryten_{channel}_{kind}")
+            except Exception:
+                pass
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def bridged(fake_server, migrated_dsn, tmp_path, nats_url, channel):
+    fake_server.add_account(BOT_NAME, BOT_PASSWORD)
+    fake_server.set_channel_rank(channel, BOT_NAME, 2)
+    config = bot_config(fake_server.base_url, migrated_dsn, channel=channel,
+                        plugins={"greeter": {"enabled": False}})
+    config.core.nats = NatsConfig(url=nats_url)
+    app = App(config, data_dir=tmp_path, only_plugins=["sql", "eventfilter", "basics"],
+              web=False)
+    bot = RunningBot(app)
+    try:
+        await app.start()
+        await bot.wait_joined()
+        await wait_until(lambda: app.bridge.connected, 10, "bridge connected to NATS")
+        yield bot
+    finally:
+        await app.stop()
+        await delete_buckets(nats_url, channel)
+
+
+@pytest.fixture
+async def kryten(nats_url, channel):
+    client = KrytenClient({"nats": {"servers": [nats_url]},
+                           "channels": [{"domain": DOMAIN, "channel": channel}]})
+    received: list = []
+    for name in ("chatmsg", "adduser", "changemedia", "userlist"):
+        client.on(name)(lambda event, name=name: _note(received, name, event))
+    await client.connect()
+    client.received = received
+    try:
+        yield client
+    finally:
+        await client.disconnect()
+
+
+async def _note(received: list, name: str, event) -> None:
+    received.append((name, event))
+
+
+def seen(client, name: str) -> list:
+    return [event for kind, event in client.received if kind == name]
+
+
+async def test_kryten_client_sees_the_room_and_drives_it(bridged, kryten, fake_server, channel):
+    alice = await fake_server.user("alice", channel=channel)
+    await wait_until(lambda: any(e.username == "alice" for e in seen(kryten, "adduser")), 10,
+                     "adduser for alice")
+    await alice.chat("hello kryten")
+    chat = await wait_until(lambda: [e for e in seen(kryten, "chatmsg")
+                                     if e.message == "hello kryten"], 10, "chat event")
+    assert chat[0].username == "alice" and chat[0].channel == channel
+    uid = await fake_server.queue_media(channel, {"id": "dQw4w9WgXcQ", "title": "Song",
+                                                  "seconds": 213, "type": "yt"})
+    await fake_server.play(channel, uid)
+    media = await wait_until(lambda: seen(kryten, "changemedia"), 10, "changemedia event")
+    assert media[0].media_id == "dQw4w9WgXcQ" and media[0].title == "Song"
+
+    await kryten.send_chat(channel, "hello from kryten")
+    await wait_until(lambda: "hello from kryten" in fake_server.chat_from(channel, BOT_NAME), 10,
+                     "the bot says what the client asked")
+    await kryten.send_pm(channel, "alice", "psst alice")
+    await wait_until(lambda: ("dazbot", "psst alice") in [
+        (who.lower(), text) for who, text in fake_server.pms_to("alice")], 10, "PM delivered")
+
+    refused = await kryten.add_media(channel, "yt", "9bZkp7q19f0")  # no API key on the server
+    assert refused["data"]["success"] is False and "API key" in refused["data"]["error"]
+    added = await kryten.add_media(channel, "tw", "somestreamer")
+    assert added["success"] is True and added["data"]["success"] is True, added
+    new_uid = added["data"]["uid"]
+    assert new_uid in [entry.uid for entry in fake_server.channel(channel).playlist]
+
+    user = await kryten.get_user(channel, "alice")
+    assert user and user["name"] == "alice"
+    from daz import __version__
+    assert await kryten.get_version() == __version__
+    channels = await kryten.get_channels()
+    assert [c["channel"] for c in channels] == [channel] and channels[0]["connected"]
+
+    # The KV buckets hold the room's state, as the old bridge's clients read them.
+    items = await wait_until(lambda: _kv_has(kryten, channel, new_uid), 10, "playlist KV")
+    assert [i["media"]["id"] for i in items] == ["dQw4w9WgXcQ", "somestreamer"]
+    users = await kryten.kv_get(f"kryten_{channel}_userlist", "users", parse_json=True)
+    assert {u["name"] for u in users} >= {"alice", BOT_NAME}
+    current = await kryten.get_state_current_media(channel)
+    assert current["id"] == "dQw4w9WgXcQ" and current["uid"] == uid
+
+
+async def _kv_has(client, channel: str, uid: int):
+    items = await client.get_state_playlist_items(channel)
+    return items if any(i.get("uid") == uid for i in items) else None
+
+
+async def replies(url: str, request: dict, wait: float = 1.0) -> list[dict]:
+    """Every reply to one request within ``wait`` seconds (exactly one is right)."""
+    nc = await nats.connect(url)
+    got: list[dict] = []
+    try:
+        inbox = nc.new_inbox()
+
+        async def note(msg) -> None:
+            got.append(json.loads(msg.data))
+
+        sub = await nc.subscribe(inbox, cb=note)
+        await nc.publish("kryten.robot.command", json.dumps(request).encode(), reply=inbox)
+        await asyncio.sleep(wait)
+        await sub.unsubscribe()
+    finally:
+        await nc.close()
+    return got
+
+
+async def test_one_reply_each_and_errors_instead_of_silence(bridged, nats_url, channel):
+    meta = {"channel": channel, "domain": DOMAIN}
+    for command in ("system.ping", "system.health", "state.userlist"):
+        answers = await replies(nats_url, {"command": command, "meta": meta})
+        assert len(answers) == 1 and answers[0]["success"] is True, (command, answers)
+    unknown = await replies(nats_url, {"command": "fly", "args": {}, "meta": meta})
+    assert len(unknown) == 1 and unknown[0]["success"] is False
+    assert "unknown command" in unknown[0]["error"]
+    missing = await replies(nats_url, {"args": {}, "meta": meta})
+    assert len(missing) == 1 and missing[0]["success"] is False
+    bad_uid = await replies(nats_url, {"command": "rmvideo", "args": {"uid": "x7"},
+                                       "meta": meta})
+    assert bad_uid[0]["success"] is False and "number" in bad_uid[0]["error"]
+    # A channel daz does not run is left to whichever bridge runs it: no answer from daz.
+    assert await replies(nats_url, {"command": "say", "args": {"message": "hi"},
+                                    "meta": {"channel": "elsewhere", "domain": DOMAIN}}) == []
+
+
+async def test_numeric_and_string_uids_both_work(bridged, kryten, fake_server, channel):
+    first = await fake_server.queue_media(channel, {"id": "aaaaaaaaaaa", "title": "A",
+                                                    "seconds": 60, "type": "yt"})
+    second = await fake_server.queue_media(channel, {"id": "bbbbbbbbbbb", "title": "B",
+                                                     "seconds": 60, "type": "yt"})
+    await kryten.delete_media(channel, first)  # an int, as kryten-py sends it
+    await kryten.send_command("robot", "rmvideo", {"uid": str(second)}, DOMAIN, channel)
+    await wait_until(lambda: not fake_server.channel(channel).playlist, 10,
+                     "both items deleted")
+
+
+async def test_kryten_cli_say_reaches_the_room(bridged, fake_server, nats_url, channel):
+    kryten_cli = Path(sys.executable).with_name("kryten")
+    result = subprocess.run([str(kryten_cli), "--channel", channel, "--domain", DOMAIN,
+                             "--nats", nats_url, "say", "hello from the cli"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    await wait_until(lambda: "hello from the cli" in fake_server.chat_from(channel, BOT_NAME),
+                     10, "the CLI's line in the room")
