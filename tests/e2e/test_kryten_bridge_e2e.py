@@ -197,3 +197,48 @@ async def test_kryten_cli_say_reaches_the_room(bridged, fake_server, nats_url, c
     assert result.returncode == 0, result.stderr
     await wait_until(lambda: "hello from the cli" in fake_server.chat_from(channel, BOT_NAME),
                      10, "the CLI's line in the room")
+
+
+async def test_rooms_keep_working_while_nats_is_down(fake_server, migrated_dsn, tmp_path,
+                                                     channel):
+    from tests.nats_server import own_nats_server
+
+    with own_nats_server() as natsd:
+        fake_server.add_account(BOT_NAME, BOT_PASSWORD)
+        fake_server.set_channel_rank(channel, BOT_NAME, 2)
+        config = bot_config(fake_server.base_url, migrated_dsn, channel=channel)
+        config.core.nats = NatsConfig(url=natsd.url)
+        app = App(config, data_dir=tmp_path, only_plugins=["sql", "eventfilter", "basics"],
+                  web=False)
+        bot = RunningBot(app)
+        try:
+            await app.start()
+            await bot.wait_joined()
+            await wait_until(lambda: app.bridge.connected, 10, "bridge connected")
+            natsd.stop()
+            await wait_until(lambda: not app.bridge.connected, 10, "bridge sees NATS gone")
+            healthy, details = await app.health()
+            assert not healthy and any(p.startswith("nats:") for p in details["problems"])
+            alice = await fake_server.user("alice", channel=channel)
+            await alice.chat("!ping")  # the room and its plugins carry on without NATS
+            await wait_until(lambda: "pong" in fake_server.chat_from(channel, BOT_NAME), 10,
+                             "pong while NATS is down")
+            natsd.start()
+            await wait_until(lambda: app.bridge.connected, 20, "bridge reconnected")
+            # Whatever changed meanwhile is in the KV once NATS is back.
+            nc = await nats.connect(natsd.url)
+            try:
+                async def alice_listed():
+                    try:
+                        kv = await nc.jetstream().key_value(f"kryten_{channel}_userlist")
+                        users = json.loads((await kv.get("users")).value)
+                    except Exception:  # JetStream still recovering its store
+                        return False
+                    return "alice" in {u["name"] for u in users}
+                await wait_until(alice_listed, 10, "userlist KV rewritten after the outage")
+            finally:
+                await nc.close()
+            healthy, details = await app.health()
+            assert not any(p.startswith("nats:") for p in details["problems"])
+        finally:
+            await app.stop()
