@@ -131,3 +131,23 @@ async def test_sigterm_hands_rooms_over_and_max_rooms_caps(server, migrated_dsn,
         assert server.duplicate_logins == {}
     finally:
         await crowd.stop_all()
+
+
+async def test_three_instances_twelve_rooms_survive_sigkills(migrated_dsn, tmp_path):
+    """Issue 13 item 4 as a test (bench_scaleout runs five rounds and prints the times)."""
+    from bench.scaleout_scenario import failover_rounds
+
+    fake = FakeCytubeServer(connect_burst=1000, connect_refill_per_s=100)
+    await fake.start()
+    try:
+        outcome = await failover_rounds(fake, migrated_dsn, tmp_path, rounds=2,
+                                        leases={"renew_seconds": 0.5, "lease_seconds": 3})
+    finally:
+        await fake.stop()
+    assert outcome.failover_seconds  # the killed instances held rooms
+    assert set(outcome.pongs.values()) == {outcome.pings}  # every !ping answered once
+    assert set(outcome.stored_pings.values()) == {outcome.pings}  # and stored once
+    # Regulars and each round's newcomer: greeted once, however often their room changed hands.
+    assert {"new0", "new1"} <= set(outcome.greetings)
+    assert set(outcome.greetings.values()) == {1}
+    assert outcome.duplicate_logins == 0
