@@ -35,6 +35,7 @@ class Crowd:
                  leases: dict | None = None) -> None:
         self.server, self.workdir, self.channels = server, workdir, channels
         prepare_server(server, channels)
+        workdir.mkdir(parents=True, exist_ok=True)
         core = {"leases": leases} if leases else {}
         self.config = write_config(workdir / "config.json", server.base_url, dsn, channels, 0,
                                    core=core, plugins=FAST_PLUGINS)
