@@ -36,7 +36,10 @@ class Crowd:
         self.server, self.workdir, self.channels = server, workdir, channels
         prepare_server(server, channels)
         workdir.mkdir(parents=True, exist_ok=True)
-        core = {"leases": leases} if leases else {}
+        # The fake server's connect limit is lifted, and so is daz's pacing to it.
+        core: dict = {"join_pacing": {"interval_seconds": 0}}
+        if leases:
+            core["leases"] = leases
         self.config = write_config(workdir / "config.json", server.base_url, dsn, channels, 0,
                                    core=core, plugins=FAST_PLUGINS)
         self.procs: list[DazProcess] = []

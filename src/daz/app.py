@@ -47,6 +47,7 @@ class App:
         self.rooms = Rooms()
         self.db = None
         self.holder = None  # scaleout.holder.RoomHolder: joins the rooms leased to us
+        self.join_pacer = None  # cytube.join_pacer.JoinPacer: connects under CyTube's limit
         self.bridge = None  # bridge.KrytenBridge, when core.nats.url is set
         self.embedded = None
         self.http: aiohttp.ClientSession | None = None
@@ -93,14 +94,19 @@ class App:
 
     async def _hold_rooms(self) -> None:
         """Join the rooms this instance gets a lease for (all of them when it runs alone)."""
+        from daz.cytube.join_pacer import JoinPacer
         from daz.cytube.room import Room
         from daz.scaleout.holder import RoomHolder
 
+        from daz.scaleout.limits import raise_open_file_limit
+
         core = self.config.core
+        raise_open_file_limit(min(len(self.config.enabled_rooms), core.max_rooms or 10**9))
+        self.join_pacer = JoinPacer(core.join_pacing.burst, core.join_pacing.interval_seconds)
         self.holder = RoomHolder(
             dsn=self.db.dsn, room_configs=self.config.enabled_rooms, rooms=self.rooms,
             make_room=lambda cfg: Room(cfg, self.bus, metrics=self.metrics, http=self.http,
-                                       clock=self.clock),
+                                       clock=self.clock, pacer=self.join_pacer),
             max_rooms=core.max_rooms, renew_seconds=core.leases.renew_seconds,
             lease_seconds=core.leases.lease_seconds, metrics=self.metrics,
             web_url=lambda: self.web.base_url if self.web is not None else "")
@@ -230,6 +236,7 @@ class App:
             "rooms": rooms,
             "leases": details_leases,
             "nats": self.bridge.status() if self.bridge is not None else None,
+            "join_queue": self.join_pacer.status() if self.join_pacer is not None else {},
             "plugins": plugins,
             "slow_handlers": slow,
             "uptime_seconds": round(time.time() - self.started_at, 1),

@@ -121,6 +121,13 @@ class LeaseConfig(_Section):
         return self
 
 
+class JoinPacingConfig(_Section):
+    """Socket connects per server address: CyTube allows 5, then one per 10 s."""
+
+    burst: int = Field(5, ge=1)
+    interval_seconds: float = Field(10.0, ge=0)  # 0: no pacing (a server without the limit)
+
+
 class NatsConfig(_Section):
     """The Kryten bridge (docs/scale-out.md): off while ``url`` is empty."""
 
@@ -132,6 +139,7 @@ class CoreConfig(_Section):
     rooms: list[RoomConfig] = Field(default_factory=list)
     max_rooms: int = Field(0, ge=0)  # rooms this instance joins at most; 0: no cap
     leases: LeaseConfig = Field(default_factory=LeaseConfig)
+    join_pacing: JoinPacingConfig = Field(default_factory=JoinPacingConfig)
     nats: NatsConfig = Field(default_factory=NatsConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     data_dir: str = ""

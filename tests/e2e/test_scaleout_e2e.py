@@ -35,6 +35,7 @@ class Instances:
         self.server, self.tmp_path = server, tmp_path
         self.config = write_config(tmp_path / "config.json", server.base_url, dsn, CHANNELS, 0,
                                    core={"leases": {"renew_seconds": 0.5, "lease_seconds": 3},
+                                         "join_pacing": {"interval_seconds": 0},  # lifted
                                          **(core or {})},
                                    plugins=FAST_PLUGINS)
         self.started: list[DazProcess] = []
