@@ -206,6 +206,18 @@ class RoomHolder:
                               for i in self.snapshot.instances.values()},
                 "rooms": rooms, "last_error": self.last_error}
 
+    def elsewhere(self, channel: str) -> tuple[str, str] | None:
+        """(instance name, its web address) of the instance holding ``channel``, when that is
+        another instance; the pages send visitors there."""
+        for key, wanted in self.wanted.items():
+            if wanted.channel.lower() != channel.lower() or key in self.held:
+                continue
+            holder = self.snapshot.holders.get(key)
+            if holder is not None:
+                found = self.snapshot.instances.get(holder[0])
+                return holder[1], found.web_url if found else ""
+        return None
+
     def _publish_metrics(self) -> None:
         if self.metrics is None:
             return
