@@ -123,6 +123,7 @@ async def test_sigterm_hands_rooms_over_and_max_rooms_caps(server, migrated_dsn,
         assert sum(1 for info in body["leases"]["rooms"].values() if info["holder"]) == 3
         second = crowd.start()
         await crowd.split([first, second], [2, 2])
+        await shows_who_holds_what(first, second, await crowd.holdings(second))
         loop = asyncio.get_running_loop()
         started = loop.time()
         await first.stop()
@@ -152,3 +153,27 @@ async def test_three_instances_twelve_rooms_survive_sigkills(migrated_dsn, tmp_p
     assert {"new0", "new1"} <= set(outcome.greetings)
     assert set(outcome.greetings.values()) == {1}
     assert outcome.duplicate_logins == 0
+
+
+async def shows_who_holds_what(first: DazProcess, second: DazProcess, seconds: set[str]) -> None:
+    """/metrics, the channel list and the room pages say which instance holds which room."""
+    import aiohttp
+
+    second_name = (await second.health())["leases"]["instance"]
+    base = f"http://127.0.0.1:{first.web_port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + "/metrics") as response:
+            metrics = await response.text()
+        held = [line for line in metrics.splitlines()
+                if line.startswith("daz_room_held{") and line.endswith(" 1.0")]
+        assert len(held) == 2 and not any(f'room="{room}"' in line
+                                          for line in held for room in seconds)
+        async def page_lists_both() -> bool:  # the page reads the last lease tick
+            async with http.get(base + "/") as response:
+                return (await response.text()).count(f"held by {second_name}") == 2
+        await wait_until(page_lists_both, 5, "the channel list names the other instance")
+        room = sorted(seconds)[0]
+        async with http.get(f"{base}/c/{room}", allow_redirects=False) as response:
+            assert response.status == 302
+            assert response.headers["Location"] == (
+                f"http://127.0.0.1:{second.web_port}/c/{room}")

@@ -213,7 +213,7 @@ class RoomHolder:
             if wanted.channel.lower() != channel.lower() or key in self.held:
                 continue
             holder = self.snapshot.holders.get(key)
-            if holder is not None:
+            if holder is not None and holder[0] != str(self.instance_id):  # not a stale look
                 found = self.snapshot.instances.get(holder[0])
                 return holder[1], found.web_url if found else ""
         return None
