@@ -7,7 +7,7 @@ event name in CyTube's casing, the channel and domain as configured, and the pay
 from __future__ import annotations
 
 import json
-import uuid
+import random
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,10 +31,17 @@ def subject_token(text: str) -> str:
     return token
 
 
+_SUBJECTS: dict[tuple[str, str], str] = {}  # rooms × event names seen: bounded by both
+
+
 def event_subject(channel: str, event_name: str) -> str:
-    subject = f"{EVENT_PREFIX}.{subject_token(channel)}.{subject_token(event_name)}"
-    if len(subject) > 255:
-        raise BadToken(f"subject for {event_name!r} is longer than 255 characters")
+    subject = _SUBJECTS.get((channel, event_name))
+    if subject is None:
+        subject = f"{EVENT_PREFIX}.{subject_token(channel)}.{subject_token(event_name)}"
+        if len(subject) > 255:
+            raise BadToken(f"subject for {event_name!r} is longer than 255 characters")
+        if len(_SUBJECTS) < 100_000:
+            _SUBJECTS[(channel, event_name)] = subject
     return subject
 
 
@@ -47,14 +54,44 @@ def envelope(event_name: str, payload: Any, channel: str, domain: str,
              flags: tuple[str, ...] = ()) -> bytes:
     """The six-field envelope; ``flags`` (daz's own marks, e.g. ``own`` for the bot's echo)
     ride in a seventh field, which Kryten clients ignore."""
-    body: dict[str, Any] = {
-        "event_name": event_name, "payload": payload, "channel": channel, "domain": domain,
-        "timestamp": datetime.now(timezone.utc).isoformat(),
-        "correlation_id": str(uuid.uuid4()),
-    }
+    # Assembled from encoded parts: one json.dumps of the payload instead of a whole dict's
+    # (this runs for every event of every room).
+    text = (f'{{"event_name":{_encoded(event_name)},"payload":{_encode(payload)},'
+            f'"channel":{_encoded(channel)},"domain":{_encoded(domain)},'
+            f'"timestamp":"{datetime.now(timezone.utc).isoformat()}",'
+            f'"correlation_id":"{correlation_id()}"')
     if flags:
-        body["daz_flags"] = list(flags)
-    return json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+        text += f',"daz_flags":{_encode(list(flags))}'
+    return (text + "}").encode("utf-8")
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_ENCODED: dict[str, str] = {}
+
+
+def _encoded(name: str) -> str:
+    """Event names, channels and domains: few, and the same on every event."""
+    found = _ENCODED.get(name)
+    if found is None:
+        found = _encode(name)
+        if len(_ENCODED) < 100_000:
+            _ENCODED[name] = found
+    return found
+
+
+_VERSION_4 = (0x4 << 76) | (0x2 << 62)
+_KEEP = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+
+
+def correlation_id() -> str:
+    """A random (version 4) UUID as text. It only has to be unique, not secret: drawn from
+    ``random`` instead of ``os.urandom``, which took a third of the envelope's time."""
+    value = (_random_bits(128) & _KEEP) | _VERSION_4
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_random_bits = random.getrandbits
 
 
 def leave_out(event: Any) -> bool:
