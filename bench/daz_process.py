@@ -20,6 +20,9 @@ BOT_PASSWORD = "dazbot-pw"
 
 
 def daz_command() -> list[str]:
+    wrapper = os.environ.get("DAZ_BENCH_WRAPPER")  # a script that runs daz.cli, for profiling
+    if wrapper:
+        return [sys.executable, wrapper]
     script = Path(sys.executable).with_name("daz")
     if script.exists():
         return [str(script)]

@@ -97,7 +97,6 @@ class App:
         from daz.cytube.join_pacer import JoinPacer
         from daz.cytube.room import Room
         from daz.scaleout.holder import RoomHolder
-
         from daz.scaleout.limits import raise_open_file_limit
 
         core = self.config.core
