@@ -7,6 +7,7 @@ queries and the KV buckets answer with the room's state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -49,14 +50,14 @@ async def delete_buckets(url: str, channel: str) -> None:
         await nc.close()
 
 
-@pytest.fixture
-async def bridged(fake_server, migrated_dsn, tmp_path, nats_url, channel):
-    fake_server.add_account(BOT_NAME, BOT_PASSWORD)
-    fake_server.set_channel_rank(channel, BOT_NAME, 2)
-    config = bot_config(fake_server.base_url, migrated_dsn, channel=channel,
-                        plugins={"greeter": {"enabled": False}})
-    config.core.nats = NatsConfig(url=nats_url)
-    app = App(config, data_dir=tmp_path, only_plugins=["sql", "eventfilter", "basics"],
+@contextlib.asynccontextmanager
+async def bridged_bot(server, dsn: str, data_dir, channel: str, url: str):
+    """The bot (sql, eventfilter, basics) in ``channel``, bridged to NATS at ``url``."""
+    server.add_account(BOT_NAME, BOT_PASSWORD)
+    server.set_channel_rank(channel, BOT_NAME, 2)
+    config = bot_config(server.base_url, dsn, channel=channel)
+    config.core.nats = NatsConfig(url=url)
+    app = App(config, data_dir=data_dir, only_plugins=["sql", "eventfilter", "basics"],
               web=False)
     bot = RunningBot(app)
     try:
@@ -66,6 +67,14 @@ async def bridged(fake_server, migrated_dsn, tmp_path, nats_url, channel):
         yield bot
     finally:
         await app.stop()
+
+
+@pytest.fixture
+async def bridged(fake_server, migrated_dsn, tmp_path, nats_url, channel):
+    try:
+        async with bridged_bot(fake_server, migrated_dsn, tmp_path, channel, nats_url) as bot:
+            yield bot
+    finally:
         await delete_buckets(nats_url, channel)
 
 
@@ -204,17 +213,8 @@ async def test_rooms_keep_working_while_nats_is_down(fake_server, migrated_dsn, 
     from tests.nats_server import own_nats_server
 
     with own_nats_server() as natsd:
-        fake_server.add_account(BOT_NAME, BOT_PASSWORD)
-        fake_server.set_channel_rank(channel, BOT_NAME, 2)
-        config = bot_config(fake_server.base_url, migrated_dsn, channel=channel)
-        config.core.nats = NatsConfig(url=natsd.url)
-        app = App(config, data_dir=tmp_path, only_plugins=["sql", "eventfilter", "basics"],
-                  web=False)
-        bot = RunningBot(app)
-        try:
-            await app.start()
-            await bot.wait_joined()
-            await wait_until(lambda: app.bridge.connected, 10, "bridge connected")
+        async with bridged_bot(fake_server, migrated_dsn, tmp_path, channel, natsd.url) as bot:
+            app = bot.app
             natsd.stop()
             await wait_until(lambda: not app.bridge.connected, 10, "bridge sees NATS gone")
             healthy, details = await app.health()
@@ -240,5 +240,3 @@ async def test_rooms_keep_working_while_nats_is_down(fake_server, migrated_dsn, 
                 await nc.close()
             healthy, details = await app.health()
             assert not any(p.startswith("nats:") for p in details["problems"])
-        finally:
-            await app.stop()
