@@ -240,3 +240,34 @@ async def test_rooms_keep_working_while_nats_is_down(fake_server, migrated_dsn, 
                 await nc.close()
             healthy, details = await app.health()
             assert not any(p.startswith("nats:") for p in details["problems"])
+
+
+async def test_service_registry_and_group_restart(fake_server, migrated_dsn, tmp_path, channel):
+    from tests.nats_server import own_nats_server
+
+    # A private server: a group restart goes to every bridge on the server it is sent to.
+    with own_nats_server() as natsd:
+        async with bridged_bot(fake_server, migrated_dsn, tmp_path, channel, natsd.url) as bot:
+            nc = await nats.connect(natsd.url)
+            try:
+                await nc.publish("kryten.lifecycle.probe.startup", json.dumps(
+                    {"service": "probe", "version": "1.0", "hostname": "h",
+                     "metadata": {"endpoints": {"health": {"port": 9, "path": "/h"}}}}).encode())
+                await nc.flush()
+
+                async def listed():
+                    answers = await replies(natsd.url, {"command": "system.services"}, wait=0.3)
+                    services = answers[0]["data"]["services"] if answers else []
+                    return [s for s in services if s["name"] == "probe"]
+                probe = (await wait_until(listed, 10, "probe in system.services"))[0]
+                assert probe["status"] == "active" and probe["version"] == "1.0"
+                assert probe["endpoints"]["health"]["port"] == 9
+                # The group restart stops daz (a supervisor starts it again), as it stops the
+                # robot.
+                await nc.publish("kryten.lifecycle.group.restart", json.dumps(
+                    {"initiator": "test", "reason": "new config", "delay_seconds": 0}).encode())
+                await nc.flush()
+                await wait_until(lambda: bot.app._shutdown_requested.is_set(), 10,
+                                 "shutdown requested")
+            finally:
+                await nc.close()
