@@ -4,10 +4,10 @@
   bridge's bus subscription drops its oldest events rather than ever slowing a room down.
 * State: the room's CyTube objects (mirror.py) in the JetStream KV buckets
   ``kryten_{channel}_{userlist,playlist,emotes,state}``, written at most every
-  ``KV_FLUSH_SECONDS`` per key with the latest value, and all again after a NATS reconnect.
+  ``kv.FLUSH_SECONDS`` per key with the latest value, and all again after a NATS reconnect.
 * Commands: ``kryten.robot.command`` in a queue group of this deployment (``queue_group``), so
-  exactly one daz instance receives each request and exactly one reply goes back. The request names its room in
-  ``meta.channel``; the receiver runs it when it holds that room, else forwards it (same reply
+  exactly one daz instance receives each request and exactly one reply goes back. The request
+  names its room in ``meta.channel``; the receiver runs it when it holds that room, else forwards it (same reply
   subject) to the holder's own subject ``daz.bridge.<instance>.command``, else answers that no
   instance is in that room. A channel daz is not configured for gets no answer from daz.
 * Lifecycle: ``kryten.lifecycle.robot.*`` and the service registry (lifecycle.py);
@@ -30,7 +30,8 @@ from daz.bridge import wire
 from daz.bridge.actions import CommandError, Waiters, known
 from daz.bridge.commands import ActionRunner
 from daz.bridge.kv import KvWriter
-from daz.bridge.lifecycle import DISCOVERY_POLL, GROUP_RESTART, LIFECYCLE, Lifecycle, ServiceRegistry
+from daz.bridge.lifecycle import (DISCOVERY_POLL, GROUP_RESTART, LIFECYCLE, Lifecycle,
+                                  ServiceRegistry)
 from daz.bridge.mirror import RoomMirror
 from daz.bridge.queries import state_query, system_query
 

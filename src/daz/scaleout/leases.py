@@ -85,7 +85,8 @@ class LeaseStore:
             self._conn = None
             conn = await asyncpg.connect(
                 self.dsn, timeout=self.timeout,
-                server_settings={"TimeZone": "UTC", "application_name": f"daz leases {self.name}"[:63]})
+                server_settings={"TimeZone": "UTC",
+                                 "application_name": f"daz leases {self.name}"[:63]})
             self._conn = conn
         return conn
 
