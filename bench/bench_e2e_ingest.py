@@ -91,22 +91,26 @@ async def flood_rows(conn: asyncpg.Connection) -> int:
         CHANNEL, FIRST_TIME)
 
 
-async def wait_for_rows(conn: asyncpg.Connection, stall_seconds: float = 10.0) -> int:
+async def wait_for_rows(conn: asyncpg.Connection, events: int = EVENTS,
+                        stall_seconds: float = 10.0) -> int:
     """Until every flood row is committed, or the count has not moved for ``stall_seconds``."""
     stored, moved = 0, time.monotonic()
     while True:
         now_stored = await flood_rows(conn)
         if now_stored != stored:
             stored, moved = now_stored, time.monotonic()
-        if stored >= EVENTS or time.monotonic() - moved > stall_seconds:
+        if stored >= events or time.monotonic() - moved > stall_seconds:
             return stored
         await asyncio.sleep(0.05)
 
 
-async def through_daz(server: FloodServer, dsn: str) -> dict:
+async def through_daz(server: FloodServer, dsn: str, *, events: int = EVENTS,
+                      nats_url: str = "") -> dict:
+    """``nats_url``: with the Kryten bridge on, publishing every event there."""
     await server.call("account", name=BOT_NAME, password=BOT_PASSWORD)
     await server.call("rank", channel=CHANNEL, name=BOT_NAME, rank=2)
     config = bot_config(server.base_url, dsn, channel=CHANNEL)
+    config.core.nats.url = nats_url
     with tempfile.TemporaryDirectory() as data_dir:
         app = App(config, data_dir=Path(data_dir), web=False)
         await app.start()
@@ -130,8 +134,8 @@ async def through_daz(server: FloodServer, dsn: str) -> dict:
             try:
                 cpu, pg_cpu = time.process_time(), postgres_cpu_seconds()
                 with Timer() as t:
-                    sent = await flood(server, sid, EVENTS)
-                    stored = await wait_for_rows(conn)
+                    sent = await flood(server, sid, events)
+                    stored = await wait_for_rows(conn, events)
                 cpu = time.process_time() - cpu
                 pg_after = postgres_cpu_seconds()
                 pg_cpu = None if pg_cpu is None or pg_after is None else pg_after - pg_cpu
@@ -140,12 +144,13 @@ async def through_daz(server: FloodServer, dsn: str) -> dict:
                 await conn.close()
             status = eventlog.status()
             rss = rss_mib()
+            bridge = app.bridge.status() if app.bridge is not None else None
         finally:
             await app.stop()
-    return {"rate": EVENTS / t.seconds, "lost": EVENTS - stored, "plugins": plugins,
+    return {"rate": events / t.seconds, "lost": events - stored, "plugins": plugins,
             "rss": rss, "status": status, "peak_inbox": peak_inbox, "peak_waiting": peak_waiting,
             "server_cpu": sent["cpu"], "cpu": cpu / t.seconds, "seconds": t.seconds,
-            "pg_cpu": pg_cpu}
+            "pg_cpu": pg_cpu, "bridge": bridge}
 
 
 async def main() -> None:

@@ -20,6 +20,9 @@ BOT_PASSWORD = "dazbot-pw"
 
 
 def daz_command() -> list[str]:
+    wrapper = os.environ.get("DAZ_BENCH_WRAPPER")  # a script that runs daz.cli, for profiling
+    if wrapper:
+        return [sys.executable, wrapper]
     script = Path(sys.executable).with_name("daz")
     if script.exists():
         return [str(script)]
@@ -39,7 +42,9 @@ def prepare_server(server, channels: list[str]) -> None:
 
 
 def write_config(path: Path, server_url: str, dsn: str, channels: list[str],
-                 web_port: int) -> Path:
+                 web_port: int, *, core: dict | None = None,
+                 plugins: dict | None = None) -> Path:
+    """``core`` keys are merged into the core section, ``plugins`` is the plugins section."""
     raw = {
         "core": {
             "rooms": [{"id": ch, "channel": ch, "username": BOT_NAME, "password": BOT_PASSWORD,
@@ -49,8 +54,9 @@ def write_config(path: Path, server_url: str, dsn: str, channels: list[str],
             "web": {"enabled": True, "host": "127.0.0.1", "port": web_port,
                     "token": "benchmark-only-token"},
         },
-        "plugins": {},
+        "plugins": plugins or {},
     }
+    raw["core"].update(core or {})
     path.write_text(json.dumps(raw), encoding="utf-8")
     return path
 
@@ -97,6 +103,23 @@ class DazProcess:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
         return float("nan")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as when a machine goes away."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+
+    async def health(self) -> dict:
+        """/health's body (any status), or {} while it does not answer."""
+        url = f"http://127.0.0.1:{self.web_port}/health"
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+                async with http.get(url) as response:
+                    return await response.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return {}
 
     async def stop(self, timeout: float = 30.0) -> int:
         if self.proc is None or self.proc.poll() is not None:

@@ -50,6 +50,9 @@ class App:
         self.commands = CommandRegistry()
         self.rooms = Rooms()
         self.db = None
+        self.holder = None  # scaleout.holder.RoomHolder: joins the rooms leased to us
+        self.join_pacer = None  # cytube.join_pacer.JoinPacer: connects under CyTube's limit
+        self.bridge = None  # bridge.KrytenBridge, when core.nats.url is set
         self.embedded = None
         self.index_builds = None
         self.retention = None
@@ -71,7 +74,6 @@ class App:
         self.state = "starting"
         private_dir(self.data_dir)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        self._build_rooms()
         self.plugins = PluginManager(
             config=self.config, bus=self.bus, rooms=self.rooms, db=None, http=self.http,
             clock=self.clock, metrics=self.metrics, data_dir=self.data_dir,
@@ -84,8 +86,14 @@ class App:
         await self.plugins.start(chosen)
         if self.web is not None:
             self.web.add_plugin_routes(self.plugins.web_routes())
-        for room in self.rooms:
-            await room.start()
+        if self.config.core.nats.url:
+            from daz.bridge import KrytenBridge
+
+            self.bridge = KrytenBridge(self)
+            self.bridge.attach()  # before the rooms start: it mirrors their join burst
+        await self._hold_rooms()
+        if self.bridge is not None:
+            await self.bridge.start()
         if self.index_builds is not None:
             self.index_builds.start()
         if self.db is not None:
@@ -108,12 +116,24 @@ class App:
             line += f"; failed to start: {', '.join(failed)}"
         return line
 
-    def _build_rooms(self) -> None:
+    async def _hold_rooms(self) -> None:
+        """Join the rooms this instance gets a lease for (all of them when it runs alone)."""
+        from daz.cytube.join_pacer import JoinPacer
         from daz.cytube.room import Room
+        from daz.scaleout.holder import RoomHolder
+        from daz.scaleout.limits import raise_open_file_limit
 
-        for room_config in self.config.enabled_rooms:
-            self.rooms.add(Room(room_config, self.bus, metrics=self.metrics, http=self.http,
-                                clock=self.clock))
+        core = self.config.core
+        raise_open_file_limit(min(len(self.config.enabled_rooms), core.max_rooms or 10**9))
+        self.join_pacer = JoinPacer(core.join_pacing.burst, core.join_pacing.interval_seconds)
+        self.holder = RoomHolder(
+            dsn=self.db.dsn, room_configs=self.config.enabled_rooms, rooms=self.rooms,
+            make_room=lambda cfg: Room(cfg, self.bus, metrics=self.metrics, http=self.http,
+                                       clock=self.clock, pacer=self.join_pacer),
+            max_rooms=core.max_rooms, renew_seconds=core.leases.renew_seconds,
+            lease_seconds=core.leases.lease_seconds, metrics=self.metrics,
+            web_url=lambda: self.web.base_url if self.web is not None else "")
+        await self.holder.start()
 
     async def _start_database(self) -> None:
         from daz.db.pool import Database
@@ -175,9 +195,15 @@ class App:
         self.state = "stopping"
         self.stop_requested.set()
         budget = self._budget = StopBudget(self.config.core.stop_timeout_seconds)
+        if self.holder is not None:
+            # Leaves our rooms and hands their leases over (other instances take them at once).
+            await budget.within(self.holder.stop(), "handing the rooms over",
+                                at_most=budget.seconds * 0.3)
         if self.rooms:
             await budget.within(self._stop_rooms(budget), "leaving the rooms",
                                 at_most=budget.seconds * 0.3)
+        if self.bridge is not None:
+            await budget.within(self.bridge.stop(), "stopping the NATS bridge", at_most=1.0)
         for background in (self.index_builds, self.retention):
             if background is not None:
                 await budget.within(background.stop(), "stopping background database work",
@@ -235,6 +261,11 @@ class App:
             log.info("start-up ended with %r", starting.exception())
         return False
 
+    def request_shutdown(self, reason: str) -> None:
+        """Stop as SIGTERM would (run_forever returns); used by the Kryten group restart."""
+        log.warning("shutdown requested: %s", reason)
+        self.request_stop(reason)
+
     # ------------------------------------------------------------------ health
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
@@ -263,6 +294,15 @@ class App:
         for name, st in plugins.items():
             if st.get("failed"):
                 problems.append(f"plugin {name}: {st['failed']}")
+        if self.holder is not None:
+            details_leases = self.holder.status()
+            if self.holder.last_error:
+                problems.append(f"leases: {self.holder.last_error}")
+        else:
+            details_leases = None
+        if self.bridge is not None and not self.bridge.connected:
+            problems.append(f"nats: not connected to {self.bridge.url}"
+                            f" ({self.bridge.last_error or 'connecting'})")
         slow = self.bus.slow_handlers()
         details = {
             "status": "ok" if not problems else "unhealthy",
@@ -270,6 +310,9 @@ class App:
             "problems": problems,
             "database": {"ok": db_ok},
             "rooms": rooms,
+            "leases": details_leases,
+            "nats": self.bridge.status() if self.bridge is not None else None,
+            "join_queue": self.join_pacer.status() if self.join_pacer is not None else {},
             "plugins": plugins,
             "slow_handlers": slow,
             "uptime_seconds": round(time.time() - self.started_at, 1),

@@ -297,14 +297,14 @@ class Bus:
                 log.error("bus: %s timed out handling %s after %.1fs; skipped", sub.owner,
                           getattr(event, "topic", event), perf() - lane.busy_since)
                 if self.metrics is not None:
-                    self.metrics.handler_errors.labels(plugin=sub.owner).inc()
+                    self.metrics.count_handler_error(sub.owner)
             except Exception:
                 sub.errors += 1
                 self.stats.errors[sub.owner] += 1
                 log.exception("bus: %s failed handling %s", sub.owner,
                               getattr(event, "topic", event))
                 if self.metrics is not None:
-                    self.metrics.handler_errors.labels(plugin=sub.owner).inc()
+                    self.metrics.count_handler_error(sub.owner)
             finally:
                 elapsed = perf() - lane.busy_since
                 sub.total_seconds += elapsed

@@ -52,10 +52,12 @@ def main() -> None:
               help="Where daz keeps its embedded database and spill files.")
 @click.option("--web-host", help="Listen address of the web server (default 127.0.0.1).")
 @click.option("--web-port", type=int, help="Port of the web server (default 8080).")
+@click.option("--nats", help="NATS server URL: bridge every room to Kryten clients "
+                             "(default: DAZ_NATS_URL, core.nats.url).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @log_format_option
 def run(config_path, channel, username, password, password_file, server, dsn, data_dir,
-        web_host, web_port, verbose, log_format) -> None:
+        web_host, web_port, nats, verbose, log_format) -> None:
     """Connect to the configured rooms and run the plugins until interrupted.
 
     With a username and no password (flag, DAZ_CYTUBE_PASSWORD, --password-file or the config),
@@ -70,7 +72,8 @@ def run(config_path, channel, username, password, password_file, server, dsn, da
         except PasswordFileError as exc:
             raise click.ClickException(str(exc)) from None
     overrides = dict(channel=channel, username=username, password=password, server=server,
-                     dsn=dsn, data_dir=data_dir, web_host=web_host, web_port=web_port)
+                     dsn=dsn, data_dir=data_dir, web_host=web_host, web_port=web_port,
+                     nats=nats)
     try:
         config = load_config(config_path, overrides=overrides)
     except ConfigError as exc:

@@ -174,8 +174,39 @@ class RetentionConfig(_Section):
     first_run_minutes: float = Field(10, ge=0)  # after start-up, not during it
 
 
+class LeaseConfig(_Section):
+    """How instances sharing one database share the rooms (docs/scale-out.md)."""
+
+    renew_seconds: float = Field(1.0, gt=0)
+    lease_seconds: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> "LeaseConfig":
+        if self.lease_seconds < 3 * self.renew_seconds:
+            raise ValueError("lease_seconds must be at least 3 × renew_seconds")
+        return self
+
+
+class JoinPacingConfig(_Section):
+    """Socket connects per server address: CyTube allows 5, then one per 10 s."""
+
+    burst: int = Field(5, ge=1)
+    interval_seconds: float = Field(10.0, ge=0)  # 0: no pacing (a server without the limit)
+
+
+class NatsConfig(_Section):
+    """The Kryten bridge (docs/scale-out.md): off while ``url`` is empty."""
+
+    url: str = ""
+    domain: str = ""  # the CyTube domain Kryten clients name; default: each room's server host
+
+
 class CoreConfig(_Section):
     rooms: list[RoomConfig] = Field(default_factory=list)
+    max_rooms: int = Field(0, ge=0)  # rooms this instance joins at most; 0: no cap
+    leases: LeaseConfig = Field(default_factory=LeaseConfig)
+    join_pacing: JoinPacingConfig = Field(default_factory=JoinPacingConfig)
+    nats: NatsConfig = Field(default_factory=NatsConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     data_dir: str = ""
     admin_users: list[str] = Field(default_factory=list)
@@ -284,6 +315,8 @@ def _env_overrides(raw: dict, env: dict[str, str]) -> None:
         for room in core.get("rooms") or []:
             if isinstance(room, dict):
                 room["server_url"] = env["DAZ_SERVER_URL"]
+    if env.get("DAZ_NATS_URL"):
+        core.setdefault("nats", {})["url"] = env["DAZ_NATS_URL"]
     if env.get("DAZ_WEB_PORT"):
         core.setdefault("web", {})["port"] = env["DAZ_WEB_PORT"]
 
@@ -292,7 +325,8 @@ def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = 
                 overrides: dict[str, Any] | None = None) -> Config:
     """File, then DAZ_* environment, then flags (``overrides``), then validation.
 
-    ``overrides`` keys: channel, username, password, server, dsn, data_dir, web_host, web_port.
+    ``overrides`` keys: channel, username, password, server, dsn, data_dir, web_host, web_port,
+    nats.
     """
     env = dict(os.environ) if env is None else env
     raw: dict[str, Any] = {}
@@ -369,6 +403,8 @@ def _flag_overrides(raw: dict, flags: dict[str, Any]) -> None:
                 room["server_url"] = flags["server"]
     if flags.get("dsn"):
         core.setdefault("database", {})["dsn"] = flags["dsn"]
+    if flags.get("nats"):
+        core.setdefault("nats", {})["url"] = flags["nats"]
     if flags.get("data_dir"):
         core["data_dir"] = str(flags["data_dir"])
     web = core.setdefault("web", {})

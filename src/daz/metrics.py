@@ -36,6 +36,7 @@ class Metrics:
         self.events_dropped = Counter("daz_events_dropped_total",
                                       "Events a bus subscriber dropped because it fell behind",
                                       ["subscriber"], registry=r)
+        self.handler_error_counts: dict[str, int] = {}
         self.handler_errors = Counter("daz_handler_errors_total",
                                       "Plugin handler calls that raised or timed out",
                                       ["plugin"], registry=r)
@@ -53,6 +54,12 @@ class Metrics:
                                   registry=r)
         self.room_connected = Gauge("daz_room_connected", "1 when the room is joined",
                                     ["room"], registry=r)
+        self.room_held = Gauge("daz_room_held", "1 for each room this instance holds the lease of",
+                               ["room", "instance"], registry=r)
+        self.rooms_unheld = Gauge("daz_rooms_unheld",
+                                  "Configured rooms no live instance holds", registry=r)
+        self.lease_instances = Gauge("daz_instances_live",
+                                     "daz instances alive on this database", registry=r)
         self.db_pool_size = Gauge("daz_db_pool_size", "Connections in the pool", registry=r)
         self.db_pool_idle = Gauge("daz_db_pool_idle", "Idle connections in the pool", registry=r)
         self.db_up = Gauge("daz_db_up", "1 when the database answers", registry=r)
@@ -74,6 +81,13 @@ class Metrics:
         self.command_latency = Histogram("daz_command_seconds", "Command handling time",
                                          registry=r,
                                          buckets=(.001, .0025, .005, .01, .025, .05, .1, .5, 1, 5))
+
+    def count_handler_error(self, plugin: str) -> None:
+        """One failed handler or timer call of ``plugin``. The count is also kept in a plain
+        dict: reading it back through the registry rebuilds every series, which grows with
+        rooms × event types and froze the loop for seconds at 1,000 rooms (issue 13)."""
+        self.handler_errors.labels(plugin=plugin).inc()
+        self.handler_error_counts[plugin] = self.handler_error_counts.get(plugin, 0) + 1
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -99,6 +99,9 @@ class RoomLifecycle:
             url = await discover(http, room.config.server_url, room.channel)
         except DiscoveryError as exc:
             return self._failed(str(exc)), False, 0.0
+        pacer = room.pacer
+        if pacer is not None and not await pacer.turn(url, room.id, self.stop_requested):
+            return Verdict(reason="stopping"), False, 0.0
         conn = Connection(url, room.intake.on_frame, pace=room.intake, name=room.id,
                           max_frame_bytes=int(room.config.max_frame_mib * 1024 * 1024))
         self.conn = conn
@@ -112,6 +115,8 @@ class RoomLifecycle:
             self.conn = None
             if exc.banned:
                 return Verdict(fatal=True, reason=str(exc)), False, 0.0
+            if exc.rate_limited and pacer is not None:
+                pacer.refused(url)
             return self._failed(str(exc), RATE_LIMIT_WAIT if exc.rate_limited else 0.0), \
                 False, 0.0
         try:

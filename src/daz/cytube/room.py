@@ -36,11 +36,12 @@ class Room:
     flush_timeout = 5.0  # stop() waits this long for queued lines to go out
 
     def __init__(self, config, bus, *, metrics=None, http: aiohttp.ClientSession | None = None,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, pacer=None):
         self.config = config
         self.bus = bus
         self.metrics = metrics
         self.clock = clock or Clock()
+        self.pacer = pacer  # cytube.join_pacer.JoinPacer shared by the process's rooms, or None
         self.id: str = config.id
         self.channel: str = config.channel
         self.state = RoomState(config.channel)

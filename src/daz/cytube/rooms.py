@@ -18,6 +18,9 @@ class Rooms:
             raise ValueError(f"two rooms have the id {room.id!r}")
         self._rooms[room.id] = room
 
+    def remove(self, room_id: str) -> None:
+        self._rooms.pop(room_id, None)
+
     def get(self, room_id: str) -> "Room | None":
         return self._rooms.get(room_id)
 

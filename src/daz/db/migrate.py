@@ -110,6 +110,7 @@ def migrations() -> list[Migration]:
     core = PLUGINS_DIR / "sql" / "schema.sql"
     if core.is_file():
         out.append(Migration("plugins/sql/schema.sql", core))
+    out.append(Migration("scaleout/schema.sql", PACKAGE_DIR / "scaleout" / "schema.sql"))
     out += [Migration(f"scripts/sql/{p.name}", p) for p in sorted(sql_dir().glob("0*.sql"))]
     for name, path in plugin_schema_files().items():
         if name != "sql":

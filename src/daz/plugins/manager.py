@@ -136,7 +136,7 @@ class PluginManager:
                           plugin.name)
             self.commands.unregister_plugin(plugin.name)
             if self.metrics is not None:
-                self.metrics.handler_errors.labels(plugin=plugin.name).inc()
+                self.metrics.count_handler_error(plugin.name)
             return
         for attr, spec in plugin.declared_handlers():
             loaded.subscriptions.append(self._subscribe(plugin, getattr(plugin, attr), spec))
@@ -185,7 +185,7 @@ class PluginManager:
                 log.exception("plugin %s: timer %s failed; it will run again in %.0fs",
                               loaded.name, attr, spec.seconds)
                 if self.metrics is not None:
-                    self.metrics.handler_errors.labels(plugin=loaded.name).inc()
+                    self.metrics.count_handler_error(loaded.name)
 
     @staticmethod
     def _retry_runner(plugin: Plugin):

@@ -83,6 +83,8 @@ class FakeCytubeServer(fake_control.ControlMixin):
         self.connections: dict[str, Connection] = {}
         self.pm_log: list[dict] = []
         self.refused_connects = 0
+        # channel → logins that kicked the same account's older socket: two bots in one room
+        self.duplicate_logins: dict[str, int] = {}
         self._connect_buckets: dict[str, TokenBucket] = {}
         self._guest_logins: dict[str, float] = {}
         self._ip_counter = itertools.count(1)

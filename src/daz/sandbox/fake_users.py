@@ -219,6 +219,7 @@ def kick(server: "FakeCytubeServer", channel: FakeChannel, member: Member, reaso
 def _kick_duplicate(server: "FakeCytubeServer", channel: FakeChannel, member: Member) -> None:
     old = channel.find(member.name or "")
     if old is not None and old.sid != member.sid:
+        server.duplicate_logins[channel.name] = server.duplicate_logins.get(channel.name, 0) + 1
         kick(server, channel, old, "Duplicate login")
 
 

@@ -41,7 +41,7 @@ def render(request: web.Request, template: str, status: int = 200, **values: Any
     auth: Auth = request.app[AUTH]
     html = _templates.get_template(template).render(
         version=__version__, logged_in=auth.logged_in(request),
-        channels=[room.channel for room in app.rooms], **values)
+        channels=[room.channel for room in app.config.enabled_rooms], **values)
     return web.Response(text=html, status=status, content_type="text/html",
                         headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})
 
@@ -51,8 +51,19 @@ def _room_for(request: web.Request):
     channel = request.match_info["channel"]
     room = app.rooms.by_channel(channel)
     if room is None:
+        holder = _holder_of(app, channel)
+        if holder is not None and holder[1]:  # another instance of this daz is in it
+            raise web.HTTPFound(holder[1] + request.path_qs)
+        if holder is not None:
+            raise web.HTTPNotFound(text=f"{channel[:40]!r} is held by the daz instance "
+                                        f"{holder[0]}, which has no web server")
         raise web.HTTPNotFound(text=f"daz is not in a channel called {channel[:40]!r}")
     return app, room
+
+
+def _holder_of(app: Any, channel: str) -> tuple[str, str] | None:
+    holder = getattr(app, "holder", None)
+    return holder.elsewhere(channel) if holder is not None else None
 
 
 def _require(request: web.Request, aggregate: bool) -> None:
@@ -68,11 +79,20 @@ def _require(request: web.Request, aggregate: bool) -> None:
 async def index(request: web.Request) -> web.Response:
     app = request.app[DAZ_APP]
     rooms = []
-    for room in app.rooms:
-        state = room.state
-        rooms.append({"channel": room.channel, "joined": room.status().get("joined"),
-                      "users": len(state.users),
-                      "playing": state.current_media.title if state.current_media else ""})
+    here = app.holder.name if getattr(app, "holder", None) is not None else ""
+    for config in app.config.enabled_rooms:
+        room = app.rooms.by_channel(config.channel)
+        if room is not None:
+            state = room.state
+            rooms.append({"channel": room.channel, "joined": room.status().get("joined"),
+                          "users": len(state.users), "instance": here,
+                          "playing": state.current_media.title if state.current_media else ""})
+            continue
+        holder = _holder_of(app, config.channel)
+        rooms.append({"channel": config.channel, "elsewhere": True,
+                      "instance": holder[0] if holder else "",
+                      "url": (holder[1] + "/c/" + quote(config.channel)) if holder and holder[1]
+                      else ""})
     return render(request, "index.html", rooms=rooms)
 
 

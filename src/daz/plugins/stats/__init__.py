@@ -101,10 +101,9 @@ class Stats(Plugin):
         if metrics is not None:
             # Timer and setup failures are counted there, not on any subscription.
             for name, t in out.items():
-                counted = metrics.registry.get_sample_value("daz_handler_errors_total",
-                                                            {"plugin": name})
-                if counted is not None and counted > t.errors:
-                    t.errors = int(counted)
+                counted = metrics.handler_error_counts.get(name, 0)
+                if counted > t.errors:
+                    t.errors = counted
         return out
 
     def update_metrics(self, totals: dict[str, Totals]) -> None:

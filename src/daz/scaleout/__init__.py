@@ -1,0 +1,1 @@
+"""Running several daz instances on one database: room leases (and the Kryten bridge hook)."""
