@@ -122,7 +122,7 @@ async def test_commands_read_what_people_typed_and_replies_read_as_meant(
                                   "!help")
         assert "!gallery_lock" in help_text and "!gallery_unlock" in help_text
 
-        # !np of a title with markers in it, and a link with underscores
+        # !np of a title with markers in it, and its link (CyTube-style youtu.be) with underscores
         uid = await fake_server.queue_media(CHANNEL, {"id": "ab_cd_ef_gh", "type": "yt",
                                                  "title": "*Best* of `2024` _live_",
                                                  "seconds": 600})
@@ -131,7 +131,7 @@ async def test_commands_read_what_people_typed_and_replies_read_as_meant(
         await dave.chat("!np")
         np = await said(fake_server, lambda t: t.startswith("Now playing:"), "!np")
         assert "*Best* of `2024` _live_" in np
-        assert "https://www.youtube.com/watch?v=ab_cd_ef_gh" in np
+        assert "https://youtu.be/ab_cd_ef_gh" in np
 
         # Every line the bot sent reads, after the filters, as what it meant; none is formatted
         room = bot.room
