@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -32,6 +33,23 @@ def _event_loop_policy() -> None:
 @click.version_option(__version__, prog_name="daz")
 def main() -> None:
     """daz: a modular chat bot for CyTube channels, with PostgreSQL as its memory."""
+
+
+async def _check_then_run(app, check) -> None:
+    """The pre-start checks, then the app; a signal during the checks stops daz cleanly too."""
+    from daz.stopping import stop_on_signals
+
+    with stop_on_signals(app.request_stop):
+        checking = asyncio.ensure_future(check)
+        stopping = asyncio.ensure_future(app.stop_requested.wait())
+        await asyncio.wait({checking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not checking.done():
+            checking.cancel()
+            logging.getLogger("daz.app").info("start-up abandoned (checking the set-up)")
+            return
+        checking.result()
+    await app.run_forever()
 
 
 @main.command()
@@ -89,8 +107,8 @@ def run(config_path, channel, username, password, password_file, server, dsn, da
 
     _event_loop_policy()
     try:
-        asyncio.run(check_start(config, Path(config.core.data_dir or default_data_dir())))
-        asyncio.run(App(config, data_dir=data_dir).run_forever())
+        asyncio.run(_check_then_run(App(config, data_dir=data_dir), check_start(
+            config, Path(config.core.data_dir or default_data_dir()))))
     except ConfigError as exc:
         raise click.ClickException(f"bad configuration: {exc}") from None
     except OperatorError as exc:

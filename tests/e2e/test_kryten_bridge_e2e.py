@@ -267,7 +267,7 @@ async def test_service_registry_and_group_restart(fake_server, migrated_dsn, tmp
                 await nc.publish("kryten.lifecycle.group.restart", json.dumps(
                     {"initiator": "test", "reason": "new config", "delay_seconds": 0}).encode())
                 await nc.flush()
-                await wait_until(lambda: bot.app._shutdown_requested.is_set(), 10,
+                await wait_until(lambda: bot.app.stop_requested.is_set(), 10,
                                  "shutdown requested")
             finally:
                 await nc.close()

@@ -101,7 +101,11 @@ class Analytics(Plugin):
             async with self.ctx.db.pool.acquire() as conn:
                 if not await table_exists(conn, "daz_core_events"):
                     return
-                for channel in self.ctx.rooms.channels():
+                # The configured channels: rooms are built later, as their leases are won.
+                app = self.ctx.app_config
+                channels = ({room.channel for room in app.enabled_rooms} if app is not None
+                            else set(self.ctx.rooms.channels()))
+                for channel in sorted(channels):
                     self.chat_seen[channel] = await store.newest_chat(conn, channel)
         except Exception as exc:  # replayed lines are then not counted: never twice
             self.log.warning("analytics: could not read the newest stored chat line (%s);"
