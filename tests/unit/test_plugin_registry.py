@@ -78,3 +78,13 @@ def test_an_entry_point_naming_something_else_than_a_plugin_is_left_out(monkeypa
     with caplog.at_level(logging.ERROR, logger="daz.plugins.registry"):
         assert "odd" not in available_plugins()
     assert "not a daz Plugin class" in caplog.text
+
+
+def test_every_schema_file_in_a_plugin_package_is_migrated():
+    from pathlib import Path
+
+    from daz.db.migrate import PLUGINS_DIR, migrations
+
+    names = {m.name for m in migrations()}
+    on_disk = {f"plugins/{p.parent.name}/schema.sql" for p in Path(PLUGINS_DIR).glob("*/schema.sql")}
+    assert on_disk and on_disk <= names, on_disk - names
