@@ -22,6 +22,7 @@ async def test_np_names_the_title_and_links_the_page(fake_server, migrated_dsn, 
         stream = await server.queue_media(CHANNEL, {"id": "somestreamer", "type": "tw",
                                                     "title": "Twitch.tv - somestreamer"})
         await server.play(CHANNEL, stream)
+        await bot.settle()  # the bot has seen the media change before anyone asks
         alice = await server.user("alice")
         line = await now_playing(server, alice, 0)
         assert line.startswith("Now playing: Twitch.tv - somestreamer"
