@@ -29,9 +29,10 @@ from pydantic import ValidationError
 from daz.commands import (CommandContext, CommandRefused, ParsedCommand, RegisteredCommand,
                           UsageError, after_first_word, parse_command)
 from daz.commands.limits import Cooldowns, NoticeLimiter
-from daz.cytube.events import ChatMessage, PrivateMessage
-from daz.events import CommandExecuted
 from daz.config import CommandsConfig, ConfigError, format_validation_error
+from daz.cytube.events import ChatMessage, PrivateMessage
+from daz.cytube.state import name_key
+from daz.events import CommandExecuted
 from daz.plugins.base import COMMAND_PRIORITY
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,14 @@ GO_KEYS = {"prefix": "command_prefix", "default_cooldown": "default_cooldown",
 
 
 def ascii_name_key(name: str) -> str | None:
-    """How CyTube compares user names: ASCII case-insensitively. Non-ASCII never matches."""
-    if not name.isascii():
-        return None
-    return name.lower()
+    """``name_key`` for a name CyTube could have; None for a non-ASCII one, which never matches."""
+    return name_key(name) if name.isascii() else None
+
+
+def _listed_admins(app_config: Any) -> list[str]:
+    section = app_config.plugin_section("eventfilter")
+    return [n for n in (*app_config.core.admin_users, *(section.get("admin_users") or []))
+            if isinstance(n, str) and n]
 
 
 def command_settings(app_config: Any) -> tuple[CommandsConfig, frozenset[str]]:
@@ -68,16 +73,14 @@ def command_settings(app_config: Any) -> tuple[CommandsConfig, frozenset[str]]:
         settings = CommandsConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, prefix="core.commands")) from None
-    names = [n for n in (*core.admin_users, *(section.get("admin_users") or []))
-             if isinstance(n, str) and n]
-    admins = frozenset(key for n in names for key in [ascii_name_key(n)] if key is not None)
+    admins = frozenset(key for n in _listed_admins(app_config)
+                       for key in [ascii_name_key(n)] if key is not None)
     return settings, admins
 
 
 def warn_about_impossible_admins(app_config: Any) -> None:
-    section = app_config.plugin_section("eventfilter")
-    for name in (*app_config.core.admin_users, *(section.get("admin_users") or [])):
-        if isinstance(name, str) and name and ascii_name_key(name) is None:
+    for name in _listed_admins(app_config):
+        if ascii_name_key(name) is None:
             log.warning("admin_users: %r can never match a CyTube name (names are ASCII);"
                         " ignored", name)
 

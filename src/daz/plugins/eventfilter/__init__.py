@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from daz.commands import CommandContext, CommandRefused, RegisteredCommand
-from daz.commands.dispatch import command_settings
+from daz.commands.dispatch import command_prefix
 from daz.db.jsonlines import append_json_lines, take_json_lines
 from daz.events import CommandExecuted, PluginEvent
 from daz.plugins.base import Example, Plugin, PluginConfig, command, on
@@ -70,8 +70,7 @@ class EventFilter(Plugin):
 
     async def setup(self) -> None:
         cfg = self.config
-        self.prefix = (command_settings(self.ctx.app_config)[0].prefix
-                       if self.ctx.app_config is not None else cfg.command_prefix)
+        self.prefix = command_prefix(self.ctx.app_config)
         self.history = HistoryWriter(self.ctx.db, max_buffer=cfg.history_max_buffer)
         self.history.restore(take_json_lines(self._unsaved_path(), dict, log=self.log,
                                              owner="eventfilter"))
