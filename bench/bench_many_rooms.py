@@ -7,13 +7,19 @@ over the rooms send ``!ping`` one after another for ``WINDOW`` seconds, while /m
 scraped and the stats plugin writes every 10 s, the two things that once froze the loop.
 Figures: time until every room is joined, RSS, the process's CPU share, and the ``!ping``
 round trip (chat line sent → the bot's ``pong`` at the server) p50/p99/max, also per 10 s
-slice, since the goal is p99 < 50 ms at every moment, not on average.
+slice, since the goal is p99 < 50 ms at every moment, not on average. Every slice is printed.
+
+``DAZ_BENCH_ROOMS`` (1000) and ``DAZ_BENCH_WINDOW`` (60 s) size the run; with
+``DAZ_BENCH_PYSPY=out.txt`` the daz process is sampled by py-spy during the window (only the
+CPU it spends, as collapsed stacks); with ``out.json``, every sample in order, idle ones too, in
+speedscope's format (a timeline: what the loop did during a slow ``!ping``).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +37,7 @@ from daz.sandbox.fake_cytube import FakeCytubeServer  # noqa: E402
 
 ROOMS = int(os.environ.get("DAZ_BENCH_ROOMS", "1000"))
 PINGERS = 20
-WINDOW = 60.0
+WINDOW = float(os.environ.get("DAZ_BENCH_WINDOW", "60"))
 BACKGROUND_EVERY = 10.0
 SLICE = 10.0
 GAP = 0.35  # between pings: each pinger's room is asked every 7 s (!ping's cooldown is 5 s)
@@ -41,6 +47,17 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_profiler(pid: int) -> subprocess.Popen | None:
+    out = os.environ.get("DAZ_BENCH_PYSPY")
+    if not out:
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    form = "speedscope" if out.endswith(".json") else "raw"
+    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--format", form,
+                             "--rate", "200", *(["--idle"] if form == "speedscope" else []), "--duration", str(int(WINDOW)), "--output", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def background(server: FakeCytubeServer, channels: list[str], stop: asyncio.Event):
@@ -81,6 +98,7 @@ async def main() -> None:
                               plugins={"stats": {"interval_seconds": 10}})
         daz = DazProcess(config, work / "data", port, work / "daz.log")
         daz.start()
+        profiler = None
         try:
             joined = await daz.wait_healthy(timeout=900)
             pingers = [await server.user(f"pinger{i}", channel=channels[i * ROOMS // PINGERS])
@@ -88,13 +106,15 @@ async def main() -> None:
             stop = asyncio.Event()
             scrapes: list[float] = []
             spans: list[tuple[float, float]] = []  # scrapes, in seconds since wall0
+            load_before = os.getloadavg()
+            profiler = start_profiler(daz.proc.pid)
             cpu0, wall0 = cpu_seconds(daz.proc.pid), time.monotonic()
+            own_cpu0 = time.process_time()
+            perf0 = time.perf_counter()
             side = [asyncio.create_task(background(server, channels, stop)),
-                    asyncio.create_task(scrape(port, stop, scrapes, spans,
-                                               time.perf_counter()))]
+                    asyncio.create_task(scrape(port, stop, scrapes, spans, perf0))]
             samples: list[tuple[float, float]] = []  # (when, round trip)
             n = unanswered = 0
-            perf0 = time.perf_counter()
             while time.monotonic() - wall0 < WINDOW:
                 user = pingers[n % PINGERS]
                 channel = user.channel
@@ -110,11 +130,15 @@ async def main() -> None:
                 n += 1
                 await asyncio.sleep(GAP)
             cpu = (cpu_seconds(daz.proc.pid) - cpu0) / (time.monotonic() - wall0)
+            own_cpu = (time.process_time() - own_cpu0) / (time.monotonic() - wall0)
+            load_after = os.getloadavg()
             rss = daz.rss_mib()
             stop.set()
             await asyncio.gather(*side, return_exceptions=True)
             health = await daz.health()
         finally:
+            if profiler is not None:
+                profiler.wait()
             await daz.stop()
             await server.stop()
     times = [rt for _, rt in samples]
@@ -129,6 +153,15 @@ async def main() -> None:
     joined_rooms = sum(1 for r in (health.get("rooms") or {}).values() if r.get("joined"))
     print(f"  {ROOMS} rooms, one daz process; {PINGERS} pingers, a background line per room "
           f"every {BACKGROUND_EVERY:.0f} s, /metrics every 15 s, stats writes every 10 s")
+    print(f"  machine: {os.cpu_count()} cores, load average {load_before[0]:.1f} before the "
+          f"window, {load_after[0]:.1f} after; the bench process (fake server and pingers) "
+          f"used {own_cpu * 100:.0f} % of a core")
+    for index in sorted(slices):
+        part = slices[index]
+        scraped = any(a <= (index + 1) * SLICE and b >= index * SLICE for a, b in spans)
+        print(f"  slice {index * SLICE:4.0f}-{(index + 1) * SLICE:3.0f} s: {len(part):3d} pings, "
+              f"p50 {percentile(part, 50) * 1000:6.1f} ms, p99 {percentile(part, 99) * 1000:6.1f}"
+              f" ms, max {max(part) * 1000:6.1f} ms" + ("  (a /metrics scrape)" if scraped else ""))
     report("time until every room joined (/health 200)", joined, "s", f"{ROOMS} rooms")
     report("rooms joined at the end", joined_rooms, "rooms", f"of {ROOMS}")
     report("RSS of the daz process", rss, "MiB", "target < 300 MiB")
@@ -142,6 +175,11 @@ async def main() -> None:
            f"{len(during)} pings; outside: p99 {percentile(outside, 99) * 1000:.0f} ms, "
            f"max {max(outside) * 1000:.0f} ms")
     report("!ping unanswered within 10 s", unanswered, "pings", "must be 0")
+    heap = health.get("heap") or {}
+    print(f"  heap keeper: {heap.get('complete_collections', 0)} complete collection(s), the "
+          f"longest {heap.get('longest_complete_ms', 0):.0f} ms, the last "
+          f"{heap.get('last_complete_ms', 0):.0f} ms; {heap.get('full_collections_frozen', 0)} "
+          f"full collection(s) of the young heap froze their survivors")
     report("/metrics scrape, slowest", max(scrapes) * 1000 if scrapes else float("nan"), "ms",
            f"{len(scrapes)} scrapes; rendered off the event loop")
 

@@ -41,7 +41,7 @@ class App:
     def __init__(self, config: Config, *, data_dir: Path | None = None,
                  plugin_classes: dict[str, type[Plugin]] | None = None,
                  only_plugins: list[str] | None = None, clock: Clock | None = None,
-                 web: bool | None = None, migrate: bool = True):
+                 web: bool | None = None, migrate: bool = True, keep_heap: bool = False):
         self.config = config
         self.data_dir = Path(data_dir or config.core.data_dir or default_data_dir())
         self.clock = clock or Clock()
@@ -59,6 +59,9 @@ class App:
         self.http: aiohttp.ClientSession | None = None
         self.plugins: PluginManager | None = None
         self.web = None
+        # scaleout.heap.HeapKeeper: the collector's pauses bounded; `daz run` only (keep_heap)
+        self.heap = None
+        self._keep_heap = keep_heap
         self.started_at = time.time()
         self.state = "created"
         self._plugin_classes = plugin_classes
@@ -84,6 +87,11 @@ class App:
         await self._start_database()
         self.plugins.db = self.db
         await self.plugins.start(chosen)
+        if self._keep_heap:
+            from daz.scaleout.heap import HeapKeeper
+
+            self.heap = HeapKeeper()
+            self.heap.start()  # before the rooms: its first complete collection is short
         if self.web is not None:
             self.web.add_plugin_routes(self.plugins.web_routes())
         if self.config.core.nats.url:
@@ -221,6 +229,8 @@ class App:
             await self.embedded.stop()  # its own bounded pg_ctl stop: never leave it running
         if self.http is not None:
             await self.http.close()
+        if self.heap is not None:
+            await self.heap.stop()
         self.state = "stopped"
         log.info("stopped in %.1fs%s", budget.elapsed,
                  f" (cut short: {', '.join(budget.overrun)})" if budget.overrun else "")
@@ -313,6 +323,7 @@ class App:
             "leases": details_leases,
             "nats": self.bridge.status() if self.bridge is not None else None,
             "join_queue": self.join_pacer.status() if self.join_pacer is not None else {},
+            "heap": self.heap.status() if self.heap is not None else None,
             "plugins": plugins,
             "slow_handlers": slow,
             "uptime_seconds": round(time.time() - self.started_at, 1),

@@ -107,7 +107,7 @@ def run(config_path, channel, username, password, password_file, server, dsn, da
 
     _event_loop_policy()
     try:
-        asyncio.run(_check_then_run(App(config, data_dir=data_dir), check_start(
+        asyncio.run(_check_then_run(App(config, data_dir=data_dir, keep_heap=True), check_start(
             config, Path(config.core.data_dir or default_data_dir()))))
     except ConfigError as exc:
         raise click.ClickException(f"bad configuration: {exc}") from None

@@ -82,7 +82,8 @@ async def test_connects_logs_in_and_sees_the_users(server):
         assert rec.events.index(connected[0]) < rec.events.index(joined[0])
         await alice.leave()
         await wait_until(lambda: not room.state.is_present("alice"), 5, "alice to leave")
-        assert room.metrics.room_connected.labels(room="testchan")._value.get() == 1
+        shown = room.metrics.render(room.metrics.room_snapshot([room])).decode()
+        assert 'daz_room_connected{room="testchan"} 1\n' in shown
 
 
 async def test_receives_live_chat_and_replies_through_the_outbox(server):
@@ -140,7 +141,8 @@ async def test_survives_a_server_restart_and_says_so(server):
         assert len(gone) == 1 and gone[0].will_retry
         assert rec.of(RoomJoined)[1].reconnect and rec.of(RoomConnected)[1].reconnect
         assert room.status()["reconnects"] >= 1 and room.status()["joined"]
-        assert room.metrics.reconnects.labels(room="testchan")._value.get() >= 1
+        shown = room.metrics.render(room.metrics.room_snapshot([room])).decode()
+        assert f'daz_reconnects_total{{room="testchan"}} {room.status()["reconnects"]}\n' in shown
         bob = await server.user("bob")
         await room.say("back again")
         await bob.wait_for("chatMsg", lambda p: p["username"] == BOT and p["msg"] == "back again")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from daz.cytube.state import RoomState
+from daz.metrics import RoomCounts
 
 
 class RecordingRoom:
@@ -17,6 +18,7 @@ class RecordingRoom:
         self.pms: list[tuple[str, str]] = []
         self.emitted: list[tuple[str, object]] = []
         self.connected = True
+        self.counts = RoomCounts()
 
     @property
     def bot_name(self) -> str:

@@ -245,7 +245,7 @@ async def test_pump_sends_in_order_publishes_message_sent_and_resends_a_dropped_
     await settle(room, bus)
     sent = [(e.text, e.to) for e in seen if isinstance(e, MessageSent)]
     assert sent == [(f"line {i}", None) for i in range(5)] + [("psst", "alice"), ("line 1", None)]
-    assert room.metrics.outbox_sent.labels(room="testchan", kind="chat")._value.get() == 6
+    assert (room.counts.chat_sent, room.counts.pm_sent) == (6, 1)
     await detach(room, bus)
 
 
@@ -290,7 +290,7 @@ async def test_malformed_frames_are_published_and_logged_once(caplog):
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING
                 and "malformed addUser" in r.getMessage()]
     assert len(warnings) == 1 and "expected an object" in warnings[0].getMessage()
-    counted = room.metrics.events_received.labels(room="testchan", type="addUser")._value.get()
+    counted = room.metrics.events_received.labels(type="addUser")._value.get()
     assert counted == 3
     await detach(room, bus)
 
@@ -307,7 +307,7 @@ async def test_emit_is_refused_politely_when_not_joined(caplog):
 
 
 async def test_received_events_are_counted_per_type_with_unknown_types_capped_as_other():
-    from daz.cytube.intake import MAX_EVENT_TYPES
+    from daz.metrics import MAX_EVENT_TYPES
 
     room, bus, seen = make_room()
     await attach(room)
@@ -319,14 +319,15 @@ async def test_received_events_are_counted_per_type_with_unknown_types_capped_as
     feed(room, "madeUpEvent0", {})  # a type counted under its own name stays so
     feed(room, f"madeUpEvent{MAX_EVENT_TYPES + 2}", {})  # past the cap: "other", every time
     await settle(room, bus)
-    assert received.labels(room="testchan", type="usercount")._value.get() == 3
-    assert received.labels(room="testchan", type="madeUpEvent0")._value.get() == 2
+    assert received.labels(type="usercount")._value.get() == 3
+    assert received.labels(type="madeUpEvent0")._value.get() == 2
     labelled = {s.labels["type"] for m in room.metrics.registry.collect()
                 if m.name == "daz_events_received" for s in m.samples
                 if s.name.endswith("_total")}
     assert len(labelled) == MAX_EVENT_TYPES + 1  # the capped names and "other"
-    others = received.labels(room="testchan", type="other")._value.get()
+    others = received.labels(type="other")._value.get()
     assert others == (MAX_EVENT_TYPES + 5) - (MAX_EVENT_TYPES - 1) + 1
+    assert room.counts.events_received == 3 + MAX_EVENT_TYPES + 5 + 2  # the room counts all
     await detach(room, bus)
 
 

@@ -3,6 +3,7 @@ import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from daz.bus import Bus
 from daz.commands import CommandRegistry
@@ -74,10 +75,19 @@ async def test_health_is_503_with_the_reason_and_live_is_200(client):
 
 
 async def test_metrics_exposition(client):
-    client.daz.metrics.events_received.labels(room="testchan", type="chatMsg").inc(3)
+    client.daz.metrics.count_event("chatMsg").inc(3)
+    client.daz.room.counts.events_received = 5
+    client.daz.room.counts.chat_sent = 2
     body = await (await client.get("/metrics")).text()
-    assert 'daz_events_received_total{room="testchan",type="chatMsg"} 3.0' in body
-    assert 'daz_room_connected{room="test"} 1.0' in body  # labelled by room id
+    assert 'daz_events_received_total{type="chatMsg"} 3.0' in body
+    assert 'daz_room_connected{room="test"} 1' in body  # labelled by room id
+    assert 'daz_room_events_received_total{room="test"} 5' in body
+    assert 'daz_outbox_sent_total{room="test",kind="chat"} 2' in body
+    families = {f.name: f for f in text_string_to_metric_families(body)}  # valid exposition
+    assert families["daz_reconnects"].type == "counter"
+    assert [(s.name, s.labels, s.value) for s in families["daz_outbox_sent"].samples] == [
+        ("daz_outbox_sent_total", {"room": "test", "kind": "chat"}, 2.0),
+        ("daz_outbox_sent_total", {"room": "test", "kind": "pm"}, 0.0)]
 
 
 async def test_help_lists_commands_from_the_registry_escaped(client):

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_EVENT_TYPES = 200  # distinct metric labels per room; a hostile server cannot blow up /metrics
+MAX_WARNED_TYPES = 200  # malformed types warned about once each; a hostile server cannot flood
 # Events waiting for the bus before the room stops reading its socket (see ``backlogged``).
 INBOX_LIMIT = 1000
 
@@ -51,9 +51,6 @@ class FrameIntake:
         self._userlist_seen = False
         self._replay_high_water = 0
         self._warned: set[str] = set()
-        self._types: set[str] = set()
-        self._counted_in: Any = None
-        self._counters: dict[str, Any] = {}
 
     def new_session(self) -> None:
         """A new socket: the server will send a whole join burst (and its history) again."""
@@ -120,7 +117,7 @@ class FrameIntake:
         self.room.lifecycle.joined()
 
     def _log_malformed(self, event: ev.CytubeEvent) -> None:
-        first = event.event_name not in self._warned and len(self._warned) < MAX_EVENT_TYPES
+        first = event.event_name not in self._warned and len(self._warned) < MAX_WARNED_TYPES
         if first:
             self._warned.add(event.event_name)
         log.log(logging.WARNING if first else logging.DEBUG,
@@ -128,29 +125,12 @@ class FrameIntake:
                 event.malformed)
 
     def _count(self, event: ev.CytubeEvent) -> None:
-        metrics = self.room.metrics
-        if metrics is None:
-            return
-        if metrics is not self._counted_in:  # the labelled counters belong to that registry
-            self._counted_in, self._counters = metrics, {}
-        counter = self._counters.get(event.event_name)
-        if counter is None:
-            counter = self._counter(metrics, event.event_name)
-        counter.inc()
-
-    def _counter(self, metrics: Any, kind: str) -> Any:
-        """The labelled child for one event type, looked up once (labels() per event was a
-        measurable share of the ingest path)."""
-        label = kind
-        if kind not in self._types:
-            if len(self._types) >= MAX_EVENT_TYPES:
-                label = "other"
-            else:
-                self._types.add(kind)
-        counter = metrics.events_received.labels(room=self.room.id, type=label)
-        if label == kind:
-            self._counters[kind] = counter
-        return counter
+        """The room's own count, and the process's per type (never per room and type: that
+        grew with rooms × types, see metrics.py)."""
+        room = self.room
+        room.counts.events_received += 1
+        if room.metrics is not None:
+            room.metrics.count_event(event.event_name).inc()
 
     # ------------------------------------------------------------------ publishing
 

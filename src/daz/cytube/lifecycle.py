@@ -60,8 +60,6 @@ class RoomLifecycle:
         while not room.stopping:
             if attempt:
                 self.reconnects += 1
-                if room.metrics is not None:
-                    room.metrics.reconnects.labels(room=room.id).inc()
             attempt += 1
             verdict, was_connected, joined_for = await self._attempt(http)
             if room.stopping:
@@ -137,7 +135,6 @@ class RoomLifecycle:
             pass  # closed while we were sending the join; the reason is on conn
         finally:
             room.pump.pause()
-            self.report_connected(False)
             if not conn.closed.is_set():
                 await conn.close("stopping")
             self.conn = None
@@ -185,7 +182,6 @@ class RoomLifecycle:
         room.intake.publish(RoomJoined(room_id=room.id, channel=room.channel,
                                        bot_name=room.bot_name, reconnect=self._joins > 1))
         log.info("room %s: joined %s as %s", room.id, room.channel, room.bot_name or "anonymous")
-        self.report_connected(True)
         room.pump.resume()
 
     def login_result(self, event: ev.LoginResult) -> None:
@@ -238,11 +234,6 @@ class RoomLifecycle:
         task = asyncio.get_running_loop().create_task(coro)
         self.side_tasks.add(task)
         task.add_done_callback(self.side_tasks.discard)
-
-    def report_connected(self, up: bool) -> None:
-        metrics = self.room.metrics
-        if metrics is not None:
-            metrics.room_connected.labels(room=self.room.id).set(1 if up else 0)
 
     async def close_http(self) -> None:
         if self._own_http is not None:

@@ -40,9 +40,6 @@ class OutboxPump:
         self.ready.clear()
 
     def outbox_changed(self) -> None:
-        metrics = self.room.metrics
-        if metrics is not None:
-            metrics.outbox_depth.labels(room=self.room.id).set(self.room.outbox.depth)
         self._wake.set()
 
     def apply_limits(self) -> None:
@@ -109,8 +106,9 @@ class OutboxPump:
                 outbox.unsent(message)
                 await asyncio.sleep(0.05)
                 continue
-            if room.metrics is not None:
-                room.metrics.outbox_sent.labels(room=room.id, kind=message.kind).inc()
-                room.metrics.outbox_depth.labels(room=room.id).set(outbox.depth)
+            if message.to is None:
+                room.counts.chat_sent += 1
+            else:
+                room.counts.pm_sent += 1
             room.intake.publish(MessageSent(room_id=room.id, channel=room.channel,
                                             text=message.text, to=message.to))

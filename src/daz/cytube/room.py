@@ -27,6 +27,7 @@ from daz.cytube.outbox_pump import OutboxPump
 from daz.cytube.reconnect_policy import Backoff
 from daz.cytube.state import RoomState
 from daz.logs import log_context
+from daz.metrics import RoomCounts
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Room:
         self.id: str = config.id
         self.channel: str = config.channel
         self.state = RoomState(config.channel)
+        self.counts = RoomCounts()  # read by /metrics and /health
         self.outbox = Outbox(room=self.id, on_drop=self._outbox_dropped)
         self.intake = FrameIntake(self)
         self.pump = OutboxPump(self)
@@ -130,7 +132,6 @@ class Room:
             task.cancel()
         await asyncio.gather(*self._tasks, *lifecycle.side_tasks, return_exceptions=True)
         await lifecycle.close_http()
-        lifecycle.report_connected(False)
 
     async def say(self, text: str, *, user_input: bool = True) -> None:
         if not self._may_send("chat", text):
@@ -164,7 +165,9 @@ class Room:
         return {"connected": self.connected, "logged_in": self.state.logged_in,
                 "joined": self.state.joined and self.pump.ready.is_set(),
                 "gave_up": lifecycle.gave_up, "last_error": lifecycle.last_error,
-                "reconnects": lifecycle.reconnects, "outbox_depth": self.outbox.depth}
+                "reconnects": lifecycle.reconnects, "outbox_depth": self.outbox.depth,
+                "events_received": self.counts.events_received,
+                "outbox_dropped": self.counts.outbox_dropped}
 
     # ------------------------------------------------------------------ refusing to queue
 
@@ -174,11 +177,9 @@ class Room:
             why = ("stopping" if self._stopping else f"gave up: {gave_up}"
                    if gave_up else "read-only (no username)")
             log.warning("room %s: %s not sent (%s): %.60r", self.id, kind, why, text)
-            if self.metrics is not None:
-                self.metrics.outbox_dropped.labels(room=self.id).inc()
+            self.counts.outbox_dropped += 1
             return False
         return True
 
     def _outbox_dropped(self, message: Outgoing) -> None:
-        if self.metrics is not None:
-            self.metrics.outbox_dropped.labels(room=self.id).inc()
+        self.counts.outbox_dropped += 1
