@@ -46,7 +46,7 @@ class App:
         self.data_dir = Path(data_dir or config.core.data_dir or default_data_dir())
         self.clock = clock or Clock()
         self.metrics = Metrics()
-        self.bus = Bus(metrics=self.metrics)
+        self.bus = Bus(metrics=self.metrics, clock=self.clock)
         self.commands = CommandRegistry()
         self.rooms = Rooms()
         self.db = None

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from daz.clock import Clock
 from daz.events import Event
 from daz.logs import log_context
 
@@ -58,7 +59,7 @@ class BusStats:
 
 class _Lane:
     __slots__ = ("sub", "key", "queue", "waiter", "space", "task", "busy_since", "current",
-                 "reported_slow")
+                 "reported_slow", "timed_out")
 
     def __init__(self, sub: "Subscription", key: str):
         self.sub = sub
@@ -73,6 +74,9 @@ class _Lane:
         self.busy_since = 0.0
         self.current: Any = None
         self.reported_slow = False
+        # Set by the watchdog just before it cancels the handler: only that cancel is a
+        # timeout; any other (a stop, a test's teardown) ends the lane.
+        self.timed_out = False
 
 
 class Subscription:
@@ -111,7 +115,7 @@ class Subscription:
 
 class Bus:
     def __init__(self, *, default_max_queue: int = 10_000, slow_after: float = 5.0,
-                 metrics: Any = None):
+                 metrics: Any = None, clock: Clock | None = None):
         self._subs: list[Subscription] = []
         self._route_cache: dict[str, list[Subscription]] = {}
         self._responders: dict[str, tuple[str, Callable[[Any], Awaitable[Any]]]] = {}
@@ -119,6 +123,8 @@ class Bus:
         self.slow_after = slow_after
         self.stats = BusStats()
         self.metrics = metrics
+        # The watchdog's time (handler timeouts, slow handlers): a test's FakeClock moves it.
+        self.clock = clock or Clock()
         self._watchdog: asyncio.Task | None = None
         self._closed = False
 
@@ -269,6 +275,7 @@ class Bus:
         sub = lane.sub
         queue = lane.queue
         perf = time.perf_counter
+        monotonic = self.clock.monotonic
         loop = asyncio.get_running_loop()
         while sub.active:
             if not queue:
@@ -282,20 +289,17 @@ class Bus:
             if not lane.space.is_set():
                 lane.space.set()
             lane.current = event
-            lane.busy_since = perf()
+            started = perf()
+            lane.busy_since = monotonic()
             try:
                 await sub.handler(event)
             except asyncio.CancelledError:
-                if not sub.active or self._closed:
+                if not self._timeout_only(lane):
                     raise
-                # Cancelled by the watchdog: the handler overran its timeout.
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
                 sub.errors += 1
                 self.stats.timeouts[sub.owner] += 1
                 log.error("bus: %s timed out handling %s after %.1fs; skipped", sub.owner,
-                          getattr(event, "topic", event), perf() - lane.busy_since)
+                          getattr(event, "topic", event), monotonic() - lane.busy_since)
                 if self.metrics is not None:
                     self.metrics.count_handler_error(sub.owner)
             except Exception:
@@ -306,13 +310,25 @@ class Bus:
                 if self.metrics is not None:
                     self.metrics.count_handler_error(sub.owner)
             finally:
-                elapsed = perf() - lane.busy_since
-                sub.total_seconds += elapsed
+                if lane.timed_out:  # the handler swallowed the watchdog's cancel
+                    self._timeout_only(lane)
+                sub.total_seconds += perf() - started
                 sub.handled += 1
                 lane.busy_since = 0.0
                 lane.current = None
                 lane.reported_slow = False
                 self.stats.delivered += 1
+
+    def _timeout_only(self, lane: _Lane) -> bool:
+        """Take back the watchdog's cancel of ``lane``'s handler; True when nothing else asked
+        the lane's task to stop (a stop, an unsubscribe, a cancel from outside), so the lane
+        goes on with the next event. False: the cancel must end the task."""
+        timed_out, lane.timed_out = lane.timed_out, False
+        task = asyncio.current_task()
+        if timed_out and task is not None:
+            if task.uncancel() > 0:
+                return False
+        return timed_out and lane.sub.active and not self._closed
 
     # ------------------------------------------------------------------ watchdog
 
@@ -323,15 +339,17 @@ class Bus:
             self._watchdog = None
 
     async def _watch(self) -> None:
+        clock = self.clock
         while not self._closed:
-            await asyncio.sleep(min(1.0, self.slow_after / 2))
-            now = time.perf_counter()
+            await clock.sleep(min(1.0, self.slow_after / 2))
+            now = clock.monotonic()
             for sub in list(self._subs):
                 for lane in list(sub.lanes.values()):
-                    if not lane.busy_since:
+                    if not lane.busy_since or lane.timed_out:
                         continue
                     running = now - lane.busy_since
                     if sub.timeout is not None and running > sub.timeout and lane.task:
+                        lane.timed_out = True
                         lane.task.cancel()
                     elif running > self.slow_after and not lane.reported_slow:
                         lane.reported_slow = True
@@ -344,7 +362,7 @@ class Bus:
 
     def slow_handlers(self) -> list[dict]:
         """Handlers currently running longer than ``slow_after`` (for /health and tests)."""
-        now = time.perf_counter()
+        now = self.clock.monotonic()
         out = []
         for sub in self._subs:
             for lane in sub.lanes.values():

@@ -174,7 +174,7 @@ class PluginManager:
         method = getattr(loaded.plugin, attr)
         delay = spec.initial_delay if spec.initial_delay is not None else spec.seconds
         while True:
-            await asyncio.sleep(delay)
+            await self.clock.sleep(delay)  # a test's FakeClock runs timers in virtual time
             delay = spec.seconds
             try:
                 await method()
