@@ -339,26 +339,29 @@ class Bus:
             self._watchdog = None
 
     async def _watch(self) -> None:
-        clock = self.clock
         while not self._closed:
-            await clock.sleep(min(1.0, self.slow_after / 2))
-            now = clock.monotonic()
-            for sub in list(self._subs):
-                for lane in list(sub.lanes.values()):
-                    if not lane.busy_since or lane.timed_out:
-                        continue
-                    running = now - lane.busy_since
-                    if sub.timeout is not None and running > sub.timeout and lane.task:
-                        lane.timed_out = True
-                        lane.task.cancel()
-                    elif running > self.slow_after and not lane.reported_slow:
-                        lane.reported_slow = True
-                        self.stats.slow[sub.owner] += 1
-                        if self.metrics is not None:
-                            self.metrics.handler_slow.labels(plugin=sub.owner).inc()
-                        log.warning("bus: %s is slow: %.1fs on %s in room %r (%d queued)",
-                                    sub.owner, running, getattr(lane.current, "topic", "?"),
-                                    lane.key, len(lane.queue))
+            await self.clock.sleep(min(1.0, self.slow_after / 2))
+            self.check_handlers()
+
+    def check_handlers(self) -> None:
+        """One look of the watchdog: cancel handlers past their timeout, report slow ones."""
+        now = self.clock.monotonic()
+        for sub in list(self._subs):
+            for lane in list(sub.lanes.values()):
+                if not lane.busy_since or lane.timed_out:
+                    continue
+                running = now - lane.busy_since
+                if sub.timeout is not None and running > sub.timeout and lane.task:
+                    lane.timed_out = True
+                    lane.task.cancel()
+                elif running > self.slow_after and not lane.reported_slow:
+                    lane.reported_slow = True
+                    self.stats.slow[sub.owner] += 1
+                    if self.metrics is not None:
+                        self.metrics.handler_slow.labels(plugin=sub.owner).inc()
+                    log.warning("bus: %s is slow: %.1fs on %s in room %r (%d queued)",
+                                sub.owner, running, getattr(lane.current, "topic", "?"),
+                                lane.key, len(lane.queue))
 
     def slow_handlers(self) -> list[dict]:
         """Handlers currently running longer than ``slow_after`` (for /health and tests)."""

@@ -1,9 +1,9 @@
 """Time, in one place, so tests can control it. All wall-clock values are UTC.
 
 Code that waits for time to pass (the bus watchdog, plugin timers) waits with ``clock.sleep`` /
-``clock.wait``, so a test with a ``FakeClock`` moves time itself: ``advance`` jumps and wakes
-whatever is due, ``await run(seconds)`` walks through every wake-up in order and lets each
-woken task do its work before the next one, with no real waiting.
+``clock.wait``, so a test with a ``FakeClock`` moves time itself: ``await run(seconds)`` walks
+through every wake-up in order and lets each woken task do its work before the next one, with
+no real waiting; ``advance`` only moves the time (what is due then wakes at the next ``run``).
 """
 from __future__ import annotations
 
@@ -131,11 +131,11 @@ class FakeClock(Clock):
     # ------------------------------------------------------------------ moving time
 
     def advance(self, seconds: float) -> None:
-        """Jump ``seconds`` ahead and wake every sleeper now due; they run when the caller next
-        awaits. (``run`` also lets each finish what it woke up for, in order.)"""
+        """Jump ``seconds`` ahead without running anything: what the code reads as now
+        changes, and sleepers that became due wake at the next ``run`` (a test that fakes
+        "a week later" does not want every timer to fire behind its back)."""
         self._now += seconds
         self._mono_ns += _ns(seconds)
-        self._wake_due()
 
     async def run(self, seconds: float, *, settle_timeout: float = 5.0) -> None:
         """Move ``seconds`` ahead one wake-up at a time: at each due time, wake the sleepers due

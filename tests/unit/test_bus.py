@@ -6,19 +6,11 @@ import pytest
 from daz.bus import Bus, DuplicateResponder, NoResponder
 from daz.clock import FakeClock
 from daz.events import PluginEvent
+from tests.e2e.harness import wait_until
 
 
 def ev(n, room="r1", name="t.x"):
     return PluginEvent(name=name, room_id=room, data={"n": n})
-
-
-async def until(condition, seconds=5.0):
-    """Wait (in real time, polling) until ``condition()`` holds; fail after ``seconds``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not condition():
-        assert loop.time() < deadline, "the condition never held"
-        await asyncio.sleep(0.001)
 
 
 async def test_events_of_one_room_arrive_in_publish_order_across_topics():
@@ -77,8 +69,9 @@ async def test_a_hung_handler_does_not_delay_other_plugins_or_other_rooms():
     for n in range(3):
         await bus.publish(ev(n, room="r1"))
         await bus.publish(ev(n, room="r2"))
-    await until(lambda: len(fast_seen) == 6)  # the other plugin saw everything
-    await until(lambda: slow_seen.count("r2") == 3)  # the slow plugin still serves room r2
+    await wait_until(lambda: len(fast_seen) == 6, what="the other plugin seeing everything")
+    await wait_until(lambda: slow_seen.count("r2") == 3,
+                     what="the slow plugin still serving the other room")
     await clock.run(0.15)
     assert not bus.slow_handlers() and not bus.stats.slow  # not slow yet: 0.15 s < 0.2 s
     await clock.run(0.45)
@@ -154,10 +147,10 @@ async def test_a_cancel_from_outside_during_a_timeout_still_ends_the_lane():
     await entered.wait()
     task = lane_task(bus, "p")
     (lane,) = bus.subscriptions()[0].lanes.values()
-    clock.advance(0.5)  # the watchdog is due ...
-    await asyncio.sleep(0)
-    assert lane.timed_out  # ... and has cancelled the handler, which has not yet seen it,
-    task.cancel()  # when a stop cancels the lane in the same moment
+    clock.advance(0.5)
+    bus.check_handlers()  # the watchdog cancels the handler for its timeout ...
+    assert lane.timed_out
+    task.cancel()  # ... and a stop cancels the lane before the handler has seen the first
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 2)
     assert task.cancelled()
@@ -333,10 +326,10 @@ async def test_publish_nowait_queues_like_publish_or_nothing_when_a_block_lane_i
     bus.subscribe("t.*", fast, owner="fast")
     assert bus.publish_nowait(ev(0))
     (slow_lane,) = bus.subscriptions()[0].lanes.values()
-    await until(lambda: slow_lane.busy_since)  # the slow lane takes 0 and waits in its handler
+    await wait_until(lambda: slow_lane.busy_since, what="the slow lane waiting in its handler")
     assert bus.publish_nowait(ev(1)) and bus.publish_nowait(ev(2))
     assert not bus.publish_nowait(ev(3))  # slow's lane is full: nothing queued anywhere
-    await until(lambda: len(fast_seen) >= 3)
+    await wait_until(lambda: len(fast_seen) >= 3)
     assert fast_seen == [0, 1, 2]
     release.set()
     await bus.publish(ev(3))
