@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from daz.events import Event
 
@@ -43,10 +43,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class PluginConfig(BaseModel):
-    """Base for a plugin's config section. Unknown keys are kept (and warned about)."""
+    """Base for a plugin's config section. Unknown keys are kept (and warned about). Give
+    every key a ``Field(description=...)``: docs/config.md is generated from it."""
 
     model_config = ConfigDict(extra="allow")
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run this plugin (plugins that are off by default "
+                                            "say so in their section)")
 
 
 @dataclass(frozen=True)
