@@ -300,19 +300,24 @@ async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None
         try:
             async with _locked(conn):
                 try:
-                    await conn.execute(TABLE_DDL)
-                    await conn.execute(COMMENT)
+                    if not await table_exists(conn, TABLE):
+                        async with conn.transaction():
+                            await conn.execute(TABLE_DDL)
+                            await conn.execute(COMMENT)
                 except asyncpg.PostgresError as exc:  # e.g. no CREATE right on schema public
                     raise MigrationError(TABLE, None, exc) from exc
                 found = await survey(conn, order)
                 if found.changed:
                     raise MigrationChanged(found.changed)
                 recognisable = {m.name for m in found.recognisable}
+                if recognisable:
+                    log.info("database: %d migration(s) an earlier daz applied, recorded"
+                             " without running them again: %s", len(recognisable),
+                             ", ".join(m.name for m in found.todo(order)
+                                       if m.name in recognisable))
                 for migration in found.todo(order):
                     if migration.name in recognisable:
                         await _record(conn, migration, recognised=True)
-                        log.info("database: %s was applied by an earlier daz; recorded",
-                                 migration.name)
                         continue
                     log.debug("database: applying %s", migration.name)  # the caller lists them
                     await _apply(conn, migration, changes)
