@@ -228,3 +228,27 @@ async def test_a_go_database_is_adopted_by_applying_every_baseline_once(fresh_ds
         await check_documented_schema(conn)
     finally:
         await conn.close()
+
+
+def test_db_commands_say_what_an_earlier_daz_applied(fresh_dsn):
+    async def earlier():
+        conn = await asyncpg.connect(fresh_dsn)
+        try:
+            await as_an_earlier_daz_left_it(conn)
+        finally:
+            await conn.close()
+    run_sync(earlier)
+
+    status = cli("db", "status", "--dsn", fresh_dsn)
+    assert status.exit_code == 0, status.output
+    assert status.output.strip().endswith(f"{len(EVERYTHING)} to record"), status.output
+    dry = cli("db", "migrate", "--dry-run", "--dsn", fresh_dsn)
+    assert f"would record {len(EVERYTHING)} migration(s) an earlier daz applied" in dry.output
+    assert "would apply" not in dry.output and "no rows would change" in dry.output
+    done = cli("db", "migrate", "--dsn", fresh_dsn)
+    assert done.exit_code == 0, done.output
+    assert f"recorded {len(EVERYTHING)} migration(s) an earlier daz applied" in done.output
+    assert "applied 0" not in done.output and "database is up to date" not in done.output
+    after = cli("db", "status", "--dsn", fresh_dsn)
+    assert after.output.strip().endswith("up to date"), after.output
+    assert "recognised" in after.output

@@ -133,17 +133,22 @@ def migrate(dsn, config_path, data_dir, verbose, dry_run) -> None:
                 _show_plan(await migrations.plan(conn))
                 return
             changes: list = []
-            drifted = await migrations.function_drift(conn)
             try:
+                earlier = [r.name for r in await migrations.status(conn)
+                           if r.state == "earlier"]
+                drifted = await migrations.function_drift(conn)
                 applied = await migrations.migrate(conn, changes=changes)
             except (migrations.MigrationError, OperatorError) as exc:
                 raise click.ClickException(str(exc)) from None
             left = await migrations.function_drift(conn)
+        if earlier:
+            click.echo(f"recorded {len(earlier)} migration(s) an earlier daz applied (not run"
+                       " again)")
         if applied:
             click.echo(f"applied {len(applied)} migration(s):")
             for name in applied:
                 click.echo(f"  {name}")
-        else:
+        elif not earlier:
             click.echo("database is up to date")
         _show_rows(changes, done=True)
         restored = [fault for fault in drifted if fault not in left]
