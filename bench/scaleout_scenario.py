@@ -15,8 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.daz_process import (BOT_NAME, DazProcess, free_port, prepare_server,
-                               write_config)
+from bench.daz_process import BOT_NAME, DazProcess, free_port, prepare_server, write_config
 from tests.e2e.support import FAST_PLUGINS
 
 

@@ -26,8 +26,9 @@ import collections
 import fnmatch
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from daz.events import Event
 from daz.logs import log_context
@@ -57,10 +58,19 @@ class BusStats:
 
 
 class _Lane:
-    __slots__ = ("sub", "key", "queue", "waiter", "space", "task", "busy_since", "current",
-                 "reported_slow")
+    __slots__ = (
+        "busy_since",
+        "current",
+        "key",
+        "queue",
+        "reported_slow",
+        "space",
+        "sub",
+        "task",
+        "waiter",
+    )
 
-    def __init__(self, sub: "Subscription", key: str):
+    def __init__(self, sub: Subscription, key: str):
         self.sub = sub
         self.key = key
         self.queue: collections.deque = collections.deque()
@@ -76,7 +86,7 @@ class _Lane:
 
 
 class Subscription:
-    def __init__(self, bus: "Bus", pattern: str, handler: Handler, *, owner: str, priority: int,
+    def __init__(self, bus: Bus, pattern: str, handler: Handler, *, owner: str, priority: int,
                  max_queue: int, overflow: str, timeout: float | None,
                  kinds: frozenset | None = None, skip_ignored: bool = False):
         if overflow not in OVERFLOW_POLICIES:

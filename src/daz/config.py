@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,7 @@ class RoomConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _defaults(self) -> "RoomConfig":
+    def _defaults(self) -> RoomConfig:
         if not self.id:
             self.id = self.channel
         if bool(self.username) != bool(self.password) and self.password:
@@ -181,7 +188,7 @@ class LeaseConfig(_Section):
     lease_seconds: float = Field(5.0, gt=0)
 
     @model_validator(mode="after")
-    def _renew_within_lease(self) -> "LeaseConfig":
+    def _renew_within_lease(self) -> LeaseConfig:
         if self.lease_seconds < 3 * self.renew_seconds:
             raise ValueError("lease_seconds must be at least 3 × renew_seconds")
         return self
@@ -218,7 +225,7 @@ class CoreConfig(_Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "CoreConfig":
+    def _unique_ids(self) -> CoreConfig:
         seen: set[str] = set()
         for room in self.rooms:
             if room.id in seen:

@@ -7,11 +7,12 @@ of the Go version's defects.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-_OWN_SERIES: "weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Any]]" = \
+_OWN_SERIES: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Any]] = \
     weakref.WeakKeyDictionary()
 
 

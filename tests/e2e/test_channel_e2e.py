@@ -12,9 +12,17 @@ from daz.commands import CommandContext
 from daz.plugins.base import Plugin, command
 from daz.plugins.manager import available_plugins
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
-from tests.e2e.support import (CHANNEL, bot_lines, flush_all, pm_texts, plugins,
-                               server_members, sessions_match_server, settle_quiet,
-                               wait_for_line)
+from tests.e2e.support import (
+    CHANNEL,
+    bot_lines,
+    flush_all,
+    plugins,
+    pm_texts,
+    server_members,
+    sessions_match_server,
+    settle_quiet,
+    wait_for_line,
+)
 from tests.fakes.cytube import FakeCytubeServer
 
 CHANNEL_PLUGINS = ["sql", "retry", "eventfilter", "usertracker", "mediatracker", "analytics",

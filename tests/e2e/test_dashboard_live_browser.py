@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import pytest
+
 from tests.browser import browser  # noqa: F401  (fixture)
 from tests.e2e.harness import running_bot, wait_until
 from tests.e2e.support import CHANNEL, plugins

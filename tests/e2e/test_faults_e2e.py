@@ -14,9 +14,16 @@ from daz.plugins.base import Plugin, on
 from daz.plugins.manager import available_plugins
 from daz.sandbox.fake_chat import MIN_ANTIFLOOD
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
-from tests.e2e.support import (CHANNEL, RESYNC_ONLY, assert_nothing_repeated, before_a_resync,
-                               plugins, room_matches_server, sessions_match_server,
-                               wait_for_line)
+from tests.e2e.support import (
+    CHANNEL,
+    RESYNC_ONLY,
+    assert_nothing_repeated,
+    before_a_resync,
+    plugins,
+    room_matches_server,
+    sessions_match_server,
+    wait_for_line,
+)
 from tests.fakes.tcp_proxy import TcpProxy
 
 OTHER = "otherchan"
@@ -278,7 +285,7 @@ async def test_a_hung_handler_is_reported_and_stalls_nothing_else(fake_server, m
                 "the line after the hang logged")
 
             async def reported():
-                ok, details = await bot.health()
+                _ok, details = await bot.health()
                 return [s for s in details["slow_handlers"] if s["plugin"] == "hangs"]
 
             slow = await wait_until(reported, 10, "the hung handler reported")

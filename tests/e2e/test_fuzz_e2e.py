@@ -155,7 +155,7 @@ async def test_hostile_frames_and_commands_break_nothing(fake_server, migrated_d
         rows = await bot.db.fetch(
             "SELECT message, count(*) AS n FROM daz_core_events WHERE username = $1"
             " AND event_type = 'cytube.event.chatMsg' GROUP BY message", STEADY)
-        assert {r["message"]: r["n"] for r in rows} == {text: 1 for text in valid}
+        assert {r["message"]: r["n"] for r in rows} == dict.fromkeys(valid, 1)
 
         # The room still works with a real person in it.
         # Undo what fuzzed frames legitimately set: sane channel options again (a fuzzed

@@ -8,8 +8,7 @@ import contextlib
 from daz.plugins.manager import available_plugins
 from daz.plugins.ollama import Ollama
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
-from tests.e2e.support import (CHANNEL, bot_lines, pm_texts, plugins, settle_quiet,
-                               wait_for_line)
+from tests.e2e.support import CHANNEL, bot_lines, plugins, pm_texts, settle_quiet, wait_for_line
 from tests.fakes.image_server import ImageServer
 from tests.fakes.ollama import FakeOllama
 

@@ -213,7 +213,7 @@ async def test_a_batch_the_database_refuses_is_dropped_not_retried_for_ever(data
     await chat(k, "bad\x00name", HOUR + 1)  # never counted: it would poison the batch
     await chat(k, "alice", HOUR + 2)
     await k.bus.drain(10)
-    assert set(u for _, u in plugin.current.users) == {"alice"}
+    assert {u for _, u in plugin.current.users} == {"alice"}
     plugin.current.message("testchan", "x" * 300, HOUR + 3)  # too long for the column
     assert await plugin.flush() == 0  # refused: dropped, logged, nothing half-applied
     assert plugin.dropped_batches == 1 and plugin.pending is None

@@ -207,7 +207,7 @@ async def test_health_states_ok_failures_death_and_recovery(database):
         for expected_failures in (2, 3):
             await make_due(database)
             report = await health.run()
-            gone = [r for r in await rows(database) if r["url"].endswith("/gone.png")][0]
+            gone = next(r for r in await rows(database) if r["url"].endswith("/gone.png"))
             assert gone["failure_count"] == expected_failures
         assert report.died == 2
         by_url = {r["url"].rsplit("/", 1)[-1]: r for r in await rows(database)}

@@ -1,7 +1,8 @@
 """Event models: the captured payloads parse exactly; anything else never raises or drops."""
 import json
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daz.cytube import events as ev
 from daz.cytube.state import RoomState

@@ -11,8 +11,6 @@ import socketio
 from tests.fakes.cytube import FakeCytubeServer, SimulatedUser
 
 
-
-
 async def wait_count(user: SimulatedUser, event: str, count: int, timeout: float = 3.0) -> list:
     for _ in range(count):
         await user.wait_for(event, timeout=timeout)

@@ -1,13 +1,18 @@
 """Outbox: splitting, slash neutralising, the send schedule under the server's flood limits,
 cooldown handling (nothing lost, nothing twice), and the bounded queue. All with explicit times."""
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from daz.sandbox.limits import ChatThrottle
 from daz.cytube.outbox import Outbox, safe_limits
-from daz.cytube.outgoing_text import (ELLIPSIS, SLASH_GUARD, neutralise_command, split_text,
-                                      utf16_len)
-
+from daz.cytube.outgoing_text import (
+    ELLIPSIS,
+    SLASH_GUARD,
+    neutralise_command,
+    split_text,
+    utf16_len,
+)
+from daz.sandbox.limits import ChatThrottle
 
 # --------------------------------------------------------------------------- splitting
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from daz.bus import Bus
 from daz.config import RoomConfig

@@ -30,8 +30,13 @@ from daz.bridge import wire
 from daz.bridge.actions import CommandError, Waiters, known
 from daz.bridge.commands import ActionRunner
 from daz.bridge.kv import KvWriter
-from daz.bridge.lifecycle import (DISCOVERY_POLL, GROUP_RESTART, LIFECYCLE, Lifecycle,
-                                  ServiceRegistry)
+from daz.bridge.lifecycle import (
+    DISCOVERY_POLL,
+    GROUP_RESTART,
+    LIFECYCLE,
+    Lifecycle,
+    ServiceRegistry,
+)
 from daz.bridge.mirror import RoomMirror
 from daz.bridge.queries import state_query, system_query
 
@@ -59,7 +64,7 @@ def queue_group(room_configs: list) -> str:
 
 
 class KrytenBridge:
-    def __init__(self, app: "App") -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
         nats = app.config.core.nats
         self.url = nats.url

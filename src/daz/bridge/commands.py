@@ -12,8 +12,7 @@ import json
 import re
 from typing import Any
 
-from daz.bridge.actions import (ASKS, EMITS, SLASH, CommandError, Waiters, arg, as_int,
-                                canonical)
+from daz.bridge.actions import ASKS, EMITS, SLASH, CommandError, Waiters, arg, as_int, canonical
 from daz.bridge.wire import envelope
 
 ADD_TIMEOUT = 8.0

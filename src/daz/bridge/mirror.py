@@ -8,7 +8,8 @@ key) pairs; the KV writer coalesces them, so a burst of joins is one write of th
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 USERS = ("userlist", "users")
 ITEMS = ("playlist", "items")

@@ -9,14 +9,24 @@ is and how to call it.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from daz.commands.arguments import ArgumentError, Signature, User, quoted
 from daz.plugins.base import CommandSpec, SubcommandSpec
 
-__all__ = ["CommandContext", "CommandConflict", "CommandDeclarationError", "CommandRegistry",
-           "RegisteredCommand", "Subcommand", "UsageError", "User", "parse_command"]
+__all__ = [
+    "CommandConflict",
+    "CommandContext",
+    "CommandDeclarationError",
+    "CommandRegistry",
+    "RegisteredCommand",
+    "Subcommand",
+    "UsageError",
+    "User",
+    "parse_command",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from daz.cytube.events import ChatMessage, PrivateMessage
@@ -258,8 +268,8 @@ class CommandRegistry:
 class CommandContext:
     """What a command handler gets: who asked, where, and how to answer."""
 
-    room: "Room"
-    event: "ChatMessage | PrivateMessage"
+    room: Room
+    event: ChatMessage | PrivateMessage
     command: RegisteredCommand
     invoked_as: str
     args: list[str]

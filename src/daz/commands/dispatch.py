@@ -21,13 +21,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
-from daz.commands import (CommandContext, CommandRefused, ParsedCommand, RegisteredCommand,
-                          UsageError, after_first_word, parse_command)
+from daz.commands import (
+    CommandContext,
+    CommandRefused,
+    ParsedCommand,
+    RegisteredCommand,
+    UsageError,
+    after_first_word,
+    parse_command,
+)
 from daz.commands.limits import Cooldowns, NoticeLimiter
 from daz.config import CommandsConfig, ConfigError, format_validation_error
 from daz.cytube.events import ChatMessage, PrivateMessage
@@ -128,7 +136,7 @@ class CommandDispatcher:
         self._subscriptions: list = []
 
     @classmethod
-    def from_config(cls, app_config: Any, **parts: Any) -> "CommandDispatcher":
+    def from_config(cls, app_config: Any, **parts: Any) -> CommandDispatcher:
         warn_about_impossible_admins(app_config)
         settings, admins = command_settings(app_config)
         return cls(settings=settings, admins=admins, **parts)

@@ -27,8 +27,8 @@ from __future__ import annotations
 import collections
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from daz.cytube.outgoing_text import MAX_CHUNKS, MAX_LENGTH, comparable_text, outgoing_lines
 
@@ -44,7 +44,7 @@ def safe_limits(burst: int, rate: float,
     """(burst, rate/s, quiet seconds) for a server limit of (burst, rate/s, cooldown s):
     comfortably under it. The server's cooldown defaults to burst/rate."""
     rate = max(0.05, float(rate))
-    if cooldown is None or not (cooldown == cooldown) or cooldown <= 0:
+    if cooldown is None or cooldown != cooldown or cooldown <= 0:
         cooldown = burst / rate
     return (max(1, math.floor(burst * 0.75)), max(0.05, rate * 0.8),
             min(120.0, float(cooldown) * 1.25 + 0.25))

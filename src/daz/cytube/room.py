@@ -115,7 +115,7 @@ class Room:
             try:
                 await asyncio.wait_for(asyncio.shield(supervisor),
                                        max(0.1, min(5.0, end - time.monotonic())))
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 supervisor.cancel()
         for task in (*self._tasks[1:2], *lifecycle.side_tasks):
             task.cancel()

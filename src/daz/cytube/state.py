@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from daz.cytube import events as ev
 
-
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 

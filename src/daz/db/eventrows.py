@@ -153,7 +153,7 @@ class LogEntry:
               tables: tuple[str, ...] = (CORE,), username: Any = None, message: Any = None,
               message_time: Any = None, to_user: Any = None, video_id: Any = None,
               video_type: Any = None, title: Any = None, duration: Any = None,
-              rank: Any = None) -> "LogEntry":
+              rank: Any = None) -> LogEntry:
         """An entry from raw values: every field cleaned and fitted to its column."""
         return cls(
             uid=uid, event_type=clean_text(event_type, EVENT_TYPE_WIDTH),
@@ -174,7 +174,7 @@ class LogEntry:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, line: str) -> "LogEntry":
+    def from_json(cls, line: str) -> LogEntry:
         data = json.loads(line)
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}

@@ -12,8 +12,8 @@ re-runnable and drops the Go signatures it replaces.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from daz.db.sqlsplit import split_sql
 

@@ -21,15 +21,15 @@ import contextlib
 import hashlib
 import inspect
 import logging
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable
+from typing import Any
 
 import asyncpg
 
-from daz.db import adoption, functions
-from daz.db import online
+from daz.db import adoption, functions, online
 from daz.db.pool import table_exists
 from daz.db.sqlsplit import Statement, split_sql
 
@@ -372,9 +372,8 @@ def cleanup_script() -> Path:
 async def cleanup_sessions(conn: Any) -> int:
     """Close duplicate active usertracker sessions (the newest stays); returns rows closed."""
     path = cleanup_script()
-    async with _connection(conn) as c:
-        async with c.transaction():
-            rows = await run_script(c, path.name, path.read_text(encoding="utf-8"))
-    if not rows or "sessions_closed" not in rows[0].keys():
+    async with _connection(conn) as c, c.transaction():
+        rows = await run_script(c, path.name, path.read_text(encoding="utf-8"))
+    if not rows or "sessions_closed" not in rows[0]:
         raise RuntimeError(f"{path.name} did not report sessions_closed")
     return int(rows[0]["sessions_closed"])

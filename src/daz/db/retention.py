@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from daz.db.pool import rows_affected, table_exists
 
@@ -67,7 +68,7 @@ class Outcome:
 
 
 def _cutoff(rule: Rule, days: int, now: datetime) -> datetime:
-    moment = now.astimezone(timezone.utc) - timedelta(days=days)
+    moment = now.astimezone(UTC) - timedelta(days=days)
     return moment if rule.aware else moment.replace(tzinfo=None)
 
 
@@ -78,7 +79,7 @@ def _where(rule: Rule) -> str:
 async def prune(db: Any, retention: Any, *, now: datetime | None = None, dry_run: bool = False,
                 sleep: Callable[[float], Any] = asyncio.sleep) -> list[Outcome]:
     """Apply every rule once; returns what each removed (or would remove, on a dry run)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     outcomes = []
     for rule in RULES:
         days = int(getattr(retention, rule.setting))

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -61,7 +62,7 @@ class CommandSpec:
     enabled: bool = True
     reply_to: str = "origin"  # "origin" (chat→chat, PM→PM), "pm" or "chat"
     pm_only: bool = False
-    examples: tuple["Example", ...] = ()
+    examples: tuple[Example, ...] = ()
     # Without a subcommand word the line gets the usage; else the handler runs (a plain command
     # line, or one whose first word names no subcommand).
     require_subcommand: bool = False
@@ -79,7 +80,7 @@ class Example:
     """
 
     line: str
-    reply: "str | re.Pattern[str]"
+    reply: str | re.Pattern[str]
     pm: bool = False
     admin: bool = False
     present: tuple[str, ...] = ()
@@ -246,15 +247,15 @@ class PluginContext:
     """The services one plugin may use. Built by the plugin manager, one per plugin."""
 
     name: str
-    bus: "Bus"
-    rooms: "Rooms"
-    db: "Database | None"
+    bus: Bus
+    rooms: Rooms
+    db: Database | None
     config: Any  # the plugin's validated config (a PluginConfig subclass instance)
-    http: "aiohttp.ClientSession | None"
+    http: aiohttp.ClientSession | None
     logger: logging.Logger
-    clock: "Clock"
-    commands: "CommandRegistry"
-    metrics: "Metrics | None" = None
+    clock: Clock
+    commands: CommandRegistry
+    metrics: Metrics | None = None
     data_dir: Any = None  # pathlib.Path
     app_config: Any = None  # the whole daz Config, read-only by convention
     extras: dict[str, Any] = field(default_factory=dict)

@@ -16,7 +16,7 @@ class ControlMixin:
     channels: dict
     pm_log: list
 
-    def channel(self, name: str) -> "FakeChannel":  # provided by FakeCytubeServer
+    def channel(self, name: str) -> FakeChannel:  # provided by FakeCytubeServer
         raise NotImplementedError
 
     async def queue_media(self, channel: str, media: dict, *, after: Any = "end",

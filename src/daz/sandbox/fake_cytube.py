@@ -17,8 +17,9 @@ import contextlib
 import ipaddress
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import socketio
 from aiohttp import web

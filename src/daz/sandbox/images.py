@@ -69,7 +69,7 @@ class SandboxImages:
         return web.Response(body=body, content_type="image/png",
                             headers={"Cache-Control": "max-age=86400"})
 
-    async def start(self) -> "SandboxImages":
+    async def start(self) -> SandboxImages:
         app = web.Application()
         app.router.add_get(r"/img/{name:[\w-]{1,64}}.png", self._image)  # HEAD too
         self._runner, self.port = await serve(app, self.host, self.port)
@@ -80,7 +80,7 @@ class SandboxImages:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> "SandboxImages":
+    async def __aenter__(self) -> SandboxImages:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:

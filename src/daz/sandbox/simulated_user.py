@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import socketio
 
@@ -26,7 +27,7 @@ class LoginRefused(RuntimeError):
 
 
 class SimulatedUser:
-    def __init__(self, server: "FakeCytubeServer", name: str, *, channel: str = "testchan",
+    def __init__(self, server: FakeCytubeServer, name: str, *, channel: str = "testchan",
                  ip: str = "127.0.0.2"):
         self.server = server
         self.name = name
@@ -130,7 +131,7 @@ class SimulatedUser:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def received(self, event: str) -> list[Any]:

@@ -8,7 +8,7 @@ whatever it has.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ TOP_SHOWN = 10
 
 
 def naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 async def fetch(db, sql: str, *args: Any) -> list:

@@ -7,7 +7,8 @@ same socket address (a sub-second gap, once, at start-up).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -49,7 +50,7 @@ async def refuse_unstorable_input(request: web.Request, handler: Callable) -> we
 
 
 class WebServer:
-    def __init__(self, app: "App"):
+    def __init__(self, app: App):
         self.app = app
         self.runner: web.AppRunner | None = None
         self.site: web.TCPSite | None = None

@@ -53,7 +53,7 @@ class EventFilterConfig(PluginConfig):
     routing_rules: list[RuleConfig] = Field(default_factory=list)  # the Go key, same meaning
 
     @model_validator(mode="after")
-    def _merge_go_rules(self) -> "EventFilterConfig":
+    def _merge_go_rules(self) -> EventFilterConfig:
         if self.routing_rules:
             self.rules = [*self.rules, *self.routing_rules]
             self.routing_rules = []
@@ -192,17 +192,16 @@ class EventFilter(Plugin):
                              entry.enabled, spec.admin_only,
                              spec.description if word == spec.name else ""))
         try:
-            async with self.ctx.db.pool.acquire() as conn:
-                async with conn.transaction():
-                    # enabled is only set on insert: after that it is the owner's decision.
-                    await conn.executemany(
-                        "INSERT INTO daz_eventfilter_commands (command, plugin_name, is_alias,"
-                        " primary_command, min_rank, enabled, admin_only, description)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                        " ON CONFLICT (command) DO UPDATE SET plugin_name = EXCLUDED.plugin_name,"
-                        " is_alias = EXCLUDED.is_alias, primary_command = EXCLUDED.primary_command,"
-                        " min_rank = EXCLUDED.min_rank, admin_only = EXCLUDED.admin_only,"
-                        " description = EXCLUDED.description", rows)
+            async with self.ctx.db.pool.acquire() as conn, conn.transaction():
+                # enabled is only set on insert: after that it is the owner's decision.
+                await conn.executemany(
+                    "INSERT INTO daz_eventfilter_commands (command, plugin_name, is_alias,"
+                    " primary_command, min_rank, enabled, admin_only, description)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    " ON CONFLICT (command) DO UPDATE SET plugin_name = EXCLUDED.plugin_name,"
+                    " is_alias = EXCLUDED.is_alias, primary_command = EXCLUDED.primary_command,"
+                    " min_rank = EXCLUDED.min_rank, admin_only = EXCLUDED.admin_only,"
+                    " description = EXCLUDED.description", rows)
         except Exception as exc:
             self.log.warning("eventfilter: could not mirror the command list (%s); commands run "
                              "with their declared enabled flags", exc)

@@ -39,8 +39,8 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
@@ -160,7 +160,7 @@ class SafeFetcher:
             try:
                 addresses = await asyncio.wait_for(self.resolver(host, url.port or 0),
                                                    policy.dns_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise Refused(f"DNS lookup of {host} timed out") from None
             except (OSError, UnicodeError, ValueError) as exc:
                 raise Refused(f"DNS lookup of {host} failed: {exc}"[:200]) from None
@@ -184,7 +184,7 @@ class SafeFetcher:
         watch = _Stopwatch()
         try:
             result = await asyncio.wait_for(self._check(url, watch), self.policy.timeout * 3)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             result = CheckResult(outcome="failed", reason="network error: the check timed out")
         result.response_time_ms = watch.ms()
         return result
@@ -211,7 +211,7 @@ class SafeFetcher:
                 log.debug("gallery: refused %s: %s", str(current)[:200], exc)
                 result.reason = str(exc)
                 return result
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 result.reason = f"network error: {type(exc).__name__}: {exc}"[:200]
                 return result
             result.status = status

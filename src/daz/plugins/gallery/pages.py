@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 import jinja2
@@ -26,8 +27,8 @@ from yarl import URL
 
 from daz import __version__
 from daz.plugins.gallery.detect import MAX_URL_LENGTH
-from daz.web import filters
 from daz.plugins.gallery.store import GalleryStore
+from daz.web import filters
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -77,7 +78,7 @@ class UserGallery:
 def _stamp(moment: datetime | None) -> tuple[str, str]:
     if moment is None:
         return "", ""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d %H:%M UTC"), moment.isoformat()
 
 

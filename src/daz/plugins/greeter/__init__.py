@@ -59,8 +59,7 @@ from daz.humanize import clean_username, one_line
 from daz.plugins.base import Example, Plugin, command, every, in_order
 from daz.plugins.greeter import store
 from daz.plugins.greeter.config import GreeterConfig
-from daz.plugins.greeter.greetings import (NAME_CHARS, Greetings, as_question, clean_generated,
-                                           zone)
+from daz.plugins.greeter.greetings import NAME_CHARS, Greetings, as_question, clean_generated, zone
 
 __all__ = ["Greeter", "GreeterConfig", "as_question", "clean_generated"]
 
@@ -323,7 +322,7 @@ class Greeter(Plugin):
             return None
         except asyncio.CancelledError:
             raise
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.log.info("greeter %s: the model took longer than %.0fs; using the file",
                           channel, timeout)
             return None

@@ -54,9 +54,16 @@ from __future__ import annotations
 from typing import Any
 
 from daz.commands import CommandContext
+from daz.cytube.events import (
+    CurrentChanged,
+    MediaChanged,
+    MediaDeleted,
+    MediaMoved,
+    MediaQueued,
+    MediaUpdate,
+    PlaylistReplaced,
+)
 from daz.db.held import HeldWrites, HeldWritesConfig, transient
-from daz.cytube.events import (CurrentChanged, MediaChanged, MediaDeleted, MediaMoved,
-                               MediaQueued, MediaUpdate, PlaylistReplaced)
 from daz.events import PluginEvent, RoomDisconnected
 from daz.plugins.base import Plugin, PluginConfig, command, in_order
 from daz.plugins.mediatracker import store

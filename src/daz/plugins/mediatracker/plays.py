@@ -187,5 +187,5 @@ class Play:
         return asdict(self)
 
     @classmethod
-    def from_snapshot(cls, data: dict) -> "Play":
+    def from_snapshot(cls, data: dict) -> Play:
         return cls(**data)

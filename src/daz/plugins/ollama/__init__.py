@@ -57,8 +57,14 @@ from daz.events import MessageSent
 from daz.plugins.base import Plugin, PluginConfig, every, on
 from daz.plugins.ollama.client import OllamaClient, OllamaFailure
 from daz.plugins.ollama.mention import FollowUps, addresses_someone_else, mentions
-from daz.plugins.ollama.prompt import (ChatHistory, Line, build_chat, clean_reply, persona_text,
-                                       room_context)
+from daz.plugins.ollama.prompt import (
+    ChatHistory,
+    Line,
+    build_chat,
+    clean_reply,
+    persona_text,
+    room_context,
+)
 from daz.plugins.ollama.store import MemoryStore, ResponseStore, message_hash
 
 GENERATE_TOPIC = "ollama.generate"

@@ -52,10 +52,16 @@ import asyncio
 from pydantic import Field
 
 from daz.commands import CommandContext
+from daz.cytube.events import (
+    AfkChanged,
+    ChatMessage,
+    UserJoined,
+    UserLeft,
+    UserList,
+    UserRankChanged,
+)
 from daz.db.held import HeldWrites, HeldWritesConfig
 from daz.db.text import storable_name
-from daz.cytube.events import (AfkChanged, ChatMessage, UserJoined, UserLeft, UserList,
-                               UserRankChanged)
 from daz.events import RoomConnected, RoomDisconnected
 from daz.humanize import ago, clean_username, stamp
 from daz.plugins.base import Example, Plugin, PluginConfig, command, in_order

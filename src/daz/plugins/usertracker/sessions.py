@@ -11,7 +11,7 @@ UTC wall clock; our sessions run in UTC) or ``timestamptz``.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from daz.db.pool import rows_affected
 
