@@ -131,7 +131,7 @@ class Parameter:
     variadic: bool
 
 
-def _annotations(fn: Callable, names: list[str]) -> dict[str, Any]:
+def _annotations(fn: Callable[..., Any], names: list[str]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)
     except Exception:  # a TYPE_CHECKING-only name elsewhere in the signature: resolve ours only
@@ -153,7 +153,7 @@ def _annotations(fn: Callable, names: list[str]) -> dict[str, Any]:
 class Signature:
     """The arguments a handler takes after ``ctx``, and how to convert words into them."""
 
-    def __init__(self, fn: Callable) -> None:
+    def __init__(self, fn: Callable[..., Any]) -> None:
         params = list(inspect.signature(fn).parameters.values())[1:]  # skip ctx
         hints = _annotations(fn, [p.name for p in params])
         self.params: list[Parameter] = []

@@ -155,8 +155,9 @@ class Outbox:
         if not self.queue:
             return None
         wait = max(0.0, self.paused_until - now)
-        if not self._bursting(now) and self._count >= self.burst:
-            wait = max(wait, self._last_sent + 1.0 / self.rate - now)
+        last = self._last_sent
+        if last is not None and not self._bursting(now) and self._count >= self.burst:
+            wait = max(wait, last + 1.0 / self.rate - now)
         return wait
 
     def pop(self, now: float) -> Outgoing:
@@ -246,12 +247,8 @@ class Outbox:
         for message in messages:
             self.sent -= 1
             self.resent += 1
-            index = 0
-            for index, queued in enumerate(self.queue):
-                if queued.order > message.order:
-                    break
-            else:
-                index = len(self.queue)
+            index = next((i for i, queued in enumerate(self.queue)
+                          if queued.order > message.order), len(self.queue))
             self.queue.insert(index, message)
         while len(self.queue) > self.max_queue:
             self._dropped(self.queue.pop(), "the outbox is full")
