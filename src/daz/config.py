@@ -96,7 +96,8 @@ class DatabaseConfig(_Section):
         # daz-go-core §6.1), and Go read ``max_connections: 0`` as its default of 10; refusing
         # such a config would stop a migration for nothing, so 0 takes the default. Negative
         # values still fail on their bounds, naming the key.
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        zero = isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+        if zero and info.field_name is not None:  # always set for a field validator
             return cls.model_fields[info.field_name].default
         return value
 

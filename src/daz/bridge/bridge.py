@@ -324,7 +324,9 @@ class KrytenBridge:
         """The configured room a request names (``meta.channel``, else a top-level
         ``channel``), or the first configured room when it names none, as the old bridge
         served its one channel."""
-        meta = request.get("meta") if isinstance(request.get("meta"), dict) else {}
+        meta = request.get("meta")
+        if not isinstance(meta, dict):
+            meta = {}
         channel = meta.get("channel") or request.get("channel")
         domain = meta.get("domain") if channel else None
         rooms = self.app.config.enabled_rooms

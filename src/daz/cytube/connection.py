@@ -188,6 +188,8 @@ class Connection:
             await self._wait_for_room()
 
     async def _wait_for_room(self) -> None:
+        if self._pace is None:  # only called with a pace
+            return
         room_made = asyncio.ensure_future(self._pace.wait_for_room())
         closing = asyncio.ensure_future(self._closing.wait())
         try:

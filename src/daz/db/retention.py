@@ -83,9 +83,10 @@ async def prune(db: Any, retention: Any, *, now: datetime | None = None, dry_run
     outcomes = []
     for rule in RULES:
         days = int(getattr(retention, rule.setting))
-        outcome = Outcome(rule, days, _cutoff(rule, days, now) if days else None)
+        cutoff = _cutoff(rule, days, now) if days else None
+        outcome = Outcome(rule, days, cutoff)
         outcomes.append(outcome)
-        if not days:
+        if cutoff is None:
             continue
         if not await table_exists(db, rule.table):
             outcome.skipped = f"{rule.table} does not exist"
@@ -95,7 +96,7 @@ async def prune(db: Any, retention: Any, *, now: datetime | None = None, dry_run
                 f"SELECT count(*) FROM {rule.table} WHERE {_where(rule)}", outcome.cutoff,
                 timeout=600))
             continue
-        outcome.rows = await _delete_in_batches(db, rule, outcome.cutoff, retention, sleep)
+        outcome.rows = await _delete_in_batches(db, rule, cutoff, retention, sleep)
         if outcome.rows:
             log.info("retention: removed %d %s older than %d days", outcome.rows, rule.kind,
                      days)

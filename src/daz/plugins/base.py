@@ -270,6 +270,12 @@ class PluginContext:
     app_config: Any = None  # the whole daz Config, read-only by convention
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def require_db(self) -> Database:
+        """The database, for code that runs only when there is one; ConnectionError if not."""
+        if self.db is None:
+            raise ConnectionError("no database configured")
+        return self.db
+
     async def log(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
         """Record a line in daz_plugin_logs (and the process log). Never raises."""
         getattr(self.logger, level if level in ("debug", "info", "warning", "error") else "info")(

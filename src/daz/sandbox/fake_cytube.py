@@ -214,7 +214,7 @@ class FakeCytubeServer(fake_control.ControlMixin):
         sio = self._sio
         while True:
             event, args = await conn.outbox.get()
-            if sio is None or sio is not self._sio:
+            if sio is not self._sio or sio is None:
                 return
             try:
                 if event is _DISCONNECT:

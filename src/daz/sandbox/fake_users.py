@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from daz.sandbox.chat_format import is_valid_channel_name, is_valid_user_name, js_number
 from daz.sandbox.fake_channel import EMPTY_HASH, FakeChannel, Member
@@ -154,8 +154,10 @@ def add_crowd(server: FakeCytubeServer, channel: FakeChannel, names: list[str],
                         guest=rank < 1)
         channel.members[member.sid] = member
         if watched:
-            server.broadcast_each(channel, "addUser",
-                                  lambda viewer, m=member: channel.user_payload(m, viewer.rank))
+            def payload_for(viewer: Member, m: Member = member) -> dict[str, Any]:
+                return channel.user_payload(m, viewer.rank)
+
+            server.broadcast_each(channel, "addUser", payload_for)
     usercount_changed(server, channel)
 
 

@@ -137,7 +137,7 @@ class SimulatedUser:
     def received(self, event: str) -> list[Any]:
         return [payload for name, payload in self.events if name == event]
 
-    def chats(self) -> list[tuple[str, str]]:
+    def chats(self) -> list[tuple[Any, Any]]:
         """(username, msg) of every chatMsg received, history replay included."""
         return [(p.get("username"), p.get("msg")) for p in self.received("chatMsg")
                 if isinstance(p, dict)]

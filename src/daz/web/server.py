@@ -18,6 +18,8 @@ from daz.web.keys import AUTH, DAZ_APP, LIVE
 
 if TYPE_CHECKING:  # pragma: no cover
     from daz.app import App
+    from daz.web.auth import Auth
+    from daz.web.live import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,8 @@ class WebServer:
         self.host = "127.0.0.1"
         self.port = 0
         self.extra_routes: list = []
-        self.auth = None
-        self.live_feed = None
+        self.auth: Auth | None = None
+        self.live_feed: LiveFeed | None = None
 
     @property
     def base_url(self) -> str:

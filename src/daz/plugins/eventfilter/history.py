@@ -126,7 +126,7 @@ class HistoryWriter:
                         self.inflight = (uuid.uuid4(), chunk)
                 batch_id, chunk = self.inflight
                 try:
-                    async with self.db.pool.acquire() as conn:
+                    async with self.db.acquire() as conn:
                         fresh = await self._write(conn, batch_id, chunk)
                 except Exception as exc:
                     self.failures += 1
@@ -160,7 +160,7 @@ class HistoryWriter:
         while self.singles:
             row_id, row = self.singles[0]
             try:
-                async with self.db.pool.acquire() as conn:
+                async with self.db.acquire() as conn:
                     fresh = await self._write(conn, row_id, [row])
             except Exception as exc:
                 self.failures += 1

@@ -141,6 +141,8 @@ class Gallery(Plugin):
     # ------------------------------------------------------------------ health
 
     async def _health_loop(self) -> None:
+        if self.health is None:  # started only with a health checker
+            return
         interval = self.config.health_check_interval
         await asyncio.sleep(min(interval, 60.0))
         while True:

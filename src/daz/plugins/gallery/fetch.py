@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from daz.plugins.gallery.addresses import parse_address, refusal
@@ -98,7 +98,7 @@ class _Stopwatch:
 
 async def system_resolver(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class PinnedResolver(AbstractResolver):
@@ -109,7 +109,7 @@ class PinnedResolver(AbstractResolver):
         self.addresses = addresses
 
     async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[dict]:
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         if host.lower().rstrip(".") != self.host:
             raise OSError(f"refusing to resolve {host!r}: it was not checked")
         return [{"hostname": host, "host": address, "port": port,

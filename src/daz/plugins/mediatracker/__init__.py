@@ -276,7 +276,7 @@ class MediaTracker(Plugin):
     async def stats(self, ctx: CommandContext) -> None:
         rows = []
         if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 rows = await store.top_media(conn, ctx.room.channel, self.config.stats_limit)
         if not rows:
             await ctx.reply("No plays recorded in this channel yet.")

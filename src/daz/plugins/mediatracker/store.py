@@ -144,7 +144,8 @@ async def last_play(conn, channel: str) -> Play | None:
     meta = meta if isinstance(meta, dict) else {}
     uid = meta.get("uid")
     played = float(meta.get("played") or 0)
-    credited = float(meta.get("credited") if meta.get("credited") is not None else played)
+    credited_raw = meta.get("credited")
+    credited = float(credited_raw if credited_raw is not None else played)
     play = Play(channel=channel, media_id=row["media_id"], media_type=row["media_type"],
                 title=row["title"], duration=int(row["duration"] or 0),
                 uid=uid if isinstance(uid, int) else None, started_at=row["started"],

@@ -88,7 +88,7 @@ class UserTracker(Plugin):
         self.observed_column: str | None = None
         self.afk_column: str | None = None
         if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 cols = await sessions.optional_columns(conn)
             self.observed_column = next(
                 (c for c in ("observed_at_join", "observed", "joined_at_observed") if c in cols),
@@ -295,7 +295,7 @@ class UserTracker(Plugin):
             return
         row = None
         if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 row = await sessions.lookup(conn, ctx.room.channel, name)
         now = self.ctx.clock.now()
         present = state.user(name)
