@@ -7,9 +7,10 @@
   ``kv.FLUSH_SECONDS`` per key with the latest value, and all again after a NATS reconnect.
 * Commands: ``kryten.robot.command`` in a queue group of this deployment (``queue_group``), so
   exactly one daz instance receives each request and exactly one reply goes back. The request
-  names its room in ``meta.channel``; the receiver runs it when it holds that room, else forwards it (same reply
-  subject) to the holder's own subject ``daz.bridge.<instance>.command``, else answers that no
-  instance is in that room. A channel daz is not configured for gets no answer from daz.
+  names its room in ``meta.channel``; the receiver runs it when it holds that room, else
+  forwards it (same reply subject) to the holder's own subject
+  ``daz.bridge.<instance>.command``, else answers that no instance is in that room. A
+  channel daz is not configured for gets no answer from daz.
 * Lifecycle: ``kryten.lifecycle.robot.*`` and the service registry (lifecycle.py);
   ``kryten.lifecycle.group.restart`` stops daz after its delay, as it stops the old bridge
   (run daz under a supervisor that starts it again).

@@ -95,10 +95,10 @@ class ActionRunner:
                 media = (data.get("item") or {}).get("media") or {}
                 if str(media.get("id")) == media_id:
                     return {"success": True, "uid": (data.get("item") or {}).get("uid")}
-            if name == "queueFail" and isinstance(data, dict):
-                if str(data.get("id")) == media_id or media_id in str(data.get("link", "")):
-                    return {"success": False, "error": data.get("msg", "queue failed"),
-                            "queue_fail": data}
+            if name == "queueFail" and isinstance(data, dict) and (
+                    str(data.get("id")) == media_id or media_id in str(data.get("link", ""))):
+                return {"success": False, "error": data.get("msg", "queue failed"),
+                        "queue_fail": data}
             return None
 
         waiter = self.waiters.expect(room.id, answer)

@@ -25,7 +25,7 @@ import json
 import math
 import uuid
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from daz.db.pool import JsonText
@@ -47,7 +47,7 @@ _UID_NAMESPACE = uuid.UUID("6f1d2c3e-8a4b-5c6d-9e0f-a1b2c3d4e5f6")
 # Built once: json.dumps() with keyword arguments builds a new encoder on every call.
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 _UID_JSON = json.JSONEncoder(ensure_ascii=False)
-_EPOCH = datetime(1970, 1, 1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC).replace(tzinfo=None)  # naive UTC, as the columns
 _INT32 = (-(2 ** 31), 2 ** 31 - 1)
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
@@ -363,4 +363,4 @@ def table_records(batch: list[LogEntry]) -> dict[str, list[tuple]]:
 
 def columns_of(rows: list[tuple]) -> list[list]:
     """Rows → one list per column (the unnest parameters)."""
-    return [list(column) for column in zip(*rows)]
+    return [list(column) for column in zip(*rows, strict=True)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from daz.sandbox.chat_format import is_valid_channel_name, is_valid_user_name, js_number
 from daz.sandbox.fake_channel import EMPTY_HASH, FakeChannel, Member
@@ -29,7 +29,7 @@ def channel_of(server: FakeCytubeServer, conn: Connection) -> FakeChannel | None
 
 
 class _Empty:
-    members: dict = {}
+    members: ClassVar[dict[str, Any]] = {}
 
 
 _NONE = _Empty()
@@ -130,14 +130,16 @@ def _guest_login(server: FakeCytubeServer, conn: Connection, name: object) -> No
 
 def _announce(server: FakeCytubeServer, channel: FakeChannel, member: Member) -> None:
     """What follows a login inside a channel: addUser, the channel rank, the mods' whisper."""
-    server.broadcast_each(channel, "addUser", lambda viewer: channel.user_payload(member, viewer.rank))
+    server.broadcast_each(channel, "addUser",
+                          lambda viewer: channel.user_payload(member, viewer.rank))
     if not member.guest:
         stored = channel.ranks.get(member.name.lower(), 0)  # type: ignore[union-attr]
         if stored > member.rank:
             _set_member_rank(server, channel, member, stored)
         server.send(member.sid, "setPlaylistMeta", channel.playlist_meta())
         server.send(member.sid, "playlist", channel.playlist_payload())
-        server.broadcast(channel, "setUserRank", {"name": member.name, "rank": js_number(member.rank)})
+        server.broadcast(channel, "setUserRank",
+                         {"name": member.name, "rank": js_number(member.rank)})
     whisper(server, channel, f"{member.name} joined (aliases: {member.name})")
 
 

@@ -28,7 +28,7 @@ def png(seed: str) -> bytes:
         row = bytearray(b"\x00")  # filter type 0 for each scanline
         for x in range(WIDTH):
             mix = (x + y) / (WIDTH + HEIGHT - 2)
-            row += bytes(round(a + (b - a) * mix) for a, b in zip(start, end))
+            row += bytes(round(a + (b - a) * mix) for a, b in zip(start, end, strict=True))
         rows.append(bytes(row))
     header = struct.pack(">IIBBBBB", WIDTH, HEIGHT, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)

@@ -23,7 +23,7 @@ import asyncio
 import re
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -69,7 +69,7 @@ class EventFilter(Plugin):
     description = "Command audit log, the owner's command switch, event routing rules"
     schema = "schema.sql"
     Config = EventFilterConfig
-    retry_operations = {"save_enabled": "_retry_save_enabled"}
+    retry_operations: ClassVar[dict[str, str]] = {"save_enabled": "_retry_save_enabled"}
 
     async def setup(self) -> None:
         cfg = self.config

@@ -70,7 +70,8 @@ class HistoryWriter:
         if len(self.rows) == self.rows.maxlen:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning("eventfilter: history buffer full; %d oldest rows dropped", self.dropped)
+                log.warning("eventfilter: history buffer full; %d oldest rows dropped",
+                            self.dropped)
         now = datetime.now(UTC)
         if self.naive_timestamps:
             now = now.replace(tzinfo=None)

@@ -30,7 +30,8 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-async def export(store: GalleryStore, target: Path, channels: list[str] | None = None) -> list[Path]:
+async def export(store: GalleryStore, target: Path,
+                 channels: list[str] | None = None) -> list[Path]:
     """Write the pages; returns the files written."""
     target = Path(target)
     assets = target / "assets"

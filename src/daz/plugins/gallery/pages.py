@@ -13,6 +13,7 @@ the Content-Security-Policy allows no script at all.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -131,7 +132,7 @@ def page_links(page: int, pages: int, href: Callable[[int], str]) -> list[PageLi
     """First, last, and the pages around the current one; None marks a gap."""
     wanted = sorted({1, pages, *range(max(1, page - 2), min(pages, page + 2) + 1)})
     out: list[PageLink | None] = []
-    for previous, number in zip([0] + wanted, wanted):
+    for previous, number in itertools.pairwise([0, *wanted]):
         if number - previous > 1:
             out.append(None)
         out.append(PageLink(number, href(number), number == page))

@@ -48,7 +48,7 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from daz.bus import NoResponder
 from daz.commands import CommandContext, CommandRefused, UsageError
@@ -82,7 +82,7 @@ class Greeter(Plugin):
     description = "Greets people who arrive (first-timers too), with opt-out"
     schema = "schema.sql"
     Config = GreeterConfig
-    retry_operations = {"record_greeting": "_retry_record_greeting"}
+    retry_operations: ClassVar[dict[str, str]] = {"record_greeting": "_retry_record_greeting"}
 
     async def setup(self) -> None:
         self.random = random.Random()

@@ -99,7 +99,7 @@ async def end_play(conn, play: Play, t: float) -> None:
         # Rows written before 'credited' existed had their stats updated up to 'played'.
         before = row["credited"] if row["credited"] is not None else row["played"]
         credited = float(before) if before is not None else play.credited
-        delta = int(round(play.played)) - int(round(credited))
+        delta = round(play.played) - round(credited)
         meta = {**play.metadata(), "credited": round(max(play.played, credited), 3)}
         await conn.execute(
             f"UPDATE {P} SET ended_at = to_timestamp($2), completed = $3,"

@@ -50,7 +50,7 @@ import os
 import re
 import socket
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -82,7 +82,7 @@ class Tell(Plugin):
     description = "Leave a message for someone who is not here"
     schema = "schema.sql"
     Config = TellConfig
-    retry_operations = {"confirm_delivery": "_retry_confirm_delivery"}
+    retry_operations: ClassVar[dict[str, str]] = {"confirm_delivery": "_retry_confirm_delivery"}
 
     async def setup(self) -> None:
         # Names this process's claims, so a confirmation or release touches only its own rows.
