@@ -46,9 +46,9 @@ def playlist(seed: int) -> list[dict]:
 
 async def bare_copy_ms(db: Database) -> float:
     """One COPY of ITEMS mirror rows (no parsing, no bus, no library), then undone."""
-    from datetime import datetime
+    from datetime import UTC, datetime
 
-    now = datetime.utcnow()
+    now = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as the Go schema stores it
     records = [("copychan", i, str(90_000 + i), f"vid_copy_{i}", "yt",
                 f"Some video title number {i}", 180, "someone", now) for i in range(ITEMS)]
     async with db.pool.acquire() as conn:

@@ -118,7 +118,7 @@ async def failover_rounds(server: Any, dsn: str, workdir: Path, *, rounds: int,
             crowd.procs[victim_index] = crowd.start()
             await crowd.settled(120)
             outcome.pings += 1
-            for ch, user in regulars.items():
+            for user in regulars.values():
                 await user.chat("!ping")
             for ch in channels:
                 await wait_for(lambda ch=ch: server.chat_from(ch, BOT_NAME).count("pong")

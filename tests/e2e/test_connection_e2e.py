@@ -207,7 +207,7 @@ async def test_a_guest_delay_is_waited_out_on_the_same_socket():
             await wait_until(lambda: room.status()["joined"], 15, "the delayed guest login")
             assert room.status()["reconnects"] == 0 and room.state.guest
             logins = rec.of(ev.LoginResult)
-            assert [l.success for l in logins] == [False, True]
+            assert [login.success for login in logins] == [False, True]
     finally:
         await fake.stop()
 

@@ -146,7 +146,7 @@ async def test_database_gone_under_chat_loses_nothing_and_health_says_so(
                     if checks == 2:  # the room still works: commands need no database
                         await pinger.chat("!ping")
                         said.append(("pinger", "!ping"))
-                        await wait_for_line(server, lambda l: l == "pong",
+                        await wait_for_line(server, lambda line: line == "pong",
                                             "pong while the database is gone")
                     checks += 1
                     await asyncio.sleep(2)
@@ -274,9 +274,9 @@ async def test_a_hung_handler_is_reported_and_stalls_nothing_else(fake_server, m
             await asyncio.wait_for(hangs.entered.wait(), 5)
             # Same room, other plugins: answered. Other room: answered.
             await alice.chat("!ping")
-            await wait_for_line(server, lambda l: l == "pong", "pong in the hung room")
+            await wait_for_line(server, lambda line: line == "pong", "pong in the hung room")
             await carol.chat("!ping")
-            await wait_for_line(server, lambda l: l == "pong", "pong in the other room",
+            await wait_for_line(server, lambda line: line == "pong", "pong in the other room",
                                 channel=OTHER)
             # Logged for the hung room too: the sql plugin has its own lane.
             await alice.chat("logged anyway")

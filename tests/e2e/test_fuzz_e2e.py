@@ -170,6 +170,6 @@ async def test_hostile_frames_and_commands_break_nothing(fake_server, migrated_d
         alice = await server.user("alice")
         await wait_until(lambda: room.state.is_present("alice"), 10, "alice seen")
         await alice.chat("!ping")
-        await wait_for_line(server, lambda l: l == "pong", "pong after the fuzzing",
+        await wait_for_line(server, lambda line: line == "pong", "pong after the fuzzing",
                             channel=CHANNEL, timeout=15)
         await alice.leave()

@@ -58,7 +58,8 @@ async def stop_and_time(proc, sig: int, timeout: float = 15.0) -> tuple[int, flo
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise AssertionError(f"still running {timeout}s after {signal.Signals(sig).name}")
+        raise AssertionError(
+            f"still running {timeout}s after {signal.Signals(sig).name}") from None
     return rc, time.monotonic() - started
 
 

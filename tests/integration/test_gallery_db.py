@@ -394,7 +394,7 @@ async def test_the_health_loop_runs_on_its_interval(database):
 async def test_a_bad_interval_stops_start_up_with_a_clear_error(database, interval):
     from daz.config import ConfigError
 
-    with pytest.raises(ConfigError, match="plugins.gallery.health_check_interval"):
+    with pytest.raises(ConfigError, match=r"plugins\.gallery\.health_check_interval"):
         await start(database, health_check_interval=interval)
 
 

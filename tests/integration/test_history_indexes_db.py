@@ -103,7 +103,7 @@ def assert_indexed(explainer: Explainer, expected: list) -> None:
     """Statement i uses index expected[i] (a set: one of them; None: any index); no statement
     reads a big table from end to end."""
     assert len(explainer.plans) == len(expected), [sql for sql, _ in explainer.plans]
-    for (sql, plan), index in zip(explainer.plans, expected):
+    for (sql, plan), index in zip(explainer.plans, expected, strict=True):
         assert not scanned_whole(plan) & BIG_TABLES, (sql, scanned_whole(plan))
         if index is not None:
             allowed = index if isinstance(index, set) else {index}

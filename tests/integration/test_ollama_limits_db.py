@@ -10,7 +10,6 @@ from tests.integration.ollama_helpers import (
     chat,
     chat_event,
     done,
-    fake_ollama,  # noqa: F401 (fixture)
     start,
 )
 

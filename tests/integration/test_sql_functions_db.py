@@ -218,7 +218,8 @@ async def test_next_check_time_grows_with_time_since_the_first_failure(conns):
     hours = []
     for ago in ("0 hours", "4 hours", "10 hours", "20 hours", "3 days"):
         value = await conns[0].fetchval(
-            "SELECT extract(epoch FROM calculate_next_check_time(now() - $1::text::interval))::float"
+            "SELECT extract(epoch FROM"
+            " calculate_next_check_time(now() - $1::text::interval))::float"
             " / 3600", ago)
         hours.append(round(value))
     assert hours == [3, 6, 12, 24, 48]

@@ -86,5 +86,6 @@ def test_every_schema_file_in_a_plugin_package_is_migrated():
     from daz.db.migrate import PLUGINS_DIR, migrations
 
     names = {m.name for m in migrations()}
-    on_disk = {f"plugins/{p.parent.name}/schema.sql" for p in Path(PLUGINS_DIR).glob("*/schema.sql")}
+    on_disk = {f"plugins/{p.parent.name}/schema.sql"
+               for p in Path(PLUGINS_DIR).glob("*/schema.sql")}
     assert on_disk and on_disk <= names, on_disk - names
