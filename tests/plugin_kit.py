@@ -35,7 +35,7 @@ from tests.fakes.room import RecordingRoom
 
 _seq = itertools.count(1)
 FAILED_STOP_SECONDS = 2.0  # after a failure nothing is worth waiting long for
-_running: "weakref.WeakSet[Kit]" = weakref.WeakSet()
+_running: weakref.WeakSet[Kit] = weakref.WeakSet()
 log = logging.getLogger(__name__)
 
 
@@ -65,11 +65,11 @@ class Kit:
         self._stopped = False
 
     @classmethod
-    async def start(cls, classes: dict, **options) -> "Kit":
+    async def start(cls, classes: dict, **options) -> Kit:
         """A started kit; the caller stops it (prefer ``async with Kit(...)``)."""
         return await cls(classes, **options).__aenter__()
 
-    async def __aenter__(self) -> "Kit":
+    async def __aenter__(self) -> Kit:
         self._tasks_before = asyncio.all_tasks()
         _running.add(self)
         try:

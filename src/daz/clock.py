@@ -11,14 +11,14 @@ import asyncio
 import heapq
 import itertools
 import time
-from time import monotonic as _monotonic
 import weakref
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from time import monotonic as _monotonic
 
 
 class Clock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def time(self) -> float:
         """Epoch seconds."""
@@ -41,7 +41,7 @@ class Clock:
             return True
         try:
             await asyncio.wait_for(event.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -55,7 +55,7 @@ def _ns(seconds: float) -> int:
 
 
 class _Sleeper:
-    __slots__ = ("due", "order", "future", "task")
+    __slots__ = ("due", "future", "order", "task")
 
     def __init__(self, due: int, order: int, future: asyncio.Future, task: asyncio.Task | None):
         self.due = due
@@ -63,7 +63,7 @@ class _Sleeper:
         self.future = future
         self.task = task
 
-    def __lt__(self, other: "_Sleeper") -> bool:
+    def __lt__(self, other: _Sleeper) -> bool:
         return (self.due, self.order) < (other.due, other.order)
 
 
@@ -83,7 +83,7 @@ class FakeClock(Clock):
         self._watched: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self._now, timezone.utc)
+        return datetime.fromtimestamp(self._now, UTC)
 
     def time(self) -> float:
         return self._now
@@ -91,7 +91,7 @@ class FakeClock(Clock):
     def millis(self) -> int:
         return int(self._now * 1000)
 
-    def monotonic(self) -> float:  # type: ignore[override]
+    def monotonic(self) -> float:
         return self._mono_ns / _NS
 
     # ------------------------------------------------------------------ waiting
@@ -201,7 +201,7 @@ class FakeClock(Clock):
                                    f"nor ended within {timeout}s")
             try:
                 await asyncio.wait_for(self._settled.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _asleep(self, task: asyncio.Task) -> bool:

@@ -15,14 +15,18 @@ import json
 import sys
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from daz.config import GO_COMPAT_KEYS, CoreConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from daz.plugins.base import Plugin
 
 REGENERATE = "python -m daz.configdoc --write docs/config.md"
 
@@ -61,7 +65,7 @@ daz and are accepted without a warning:
 """
 
 
-def render(plugins: dict[str, type] | None = None) -> str:
+def render(plugins: dict[str, type[Plugin]] | None = None) -> str:
     """The whole page. ``plugins``: name → Plugin class; default: the built-in plugins."""
     if plugins is None:
         from daz.plugins.registry import builtin_plugins
@@ -84,7 +88,7 @@ def render(plugins: dict[str, type] | None = None) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def models(plugins: dict[str, type] | None = None) -> Iterator[tuple[str, type[BaseModel]]]:
+def models(plugins: dict[str, type[Plugin]] | None = None) -> Iterator[tuple[str, type[BaseModel]]]:
     """Every settings model the page documents, with the config path it sits at."""
     if plugins is None:
         from daz.plugins.registry import builtin_plugins
@@ -224,7 +228,7 @@ def _bounds(field: FieldInfo) -> str:
 def _default(field: FieldInfo) -> str:
     if field.is_required():
         return "required"
-    value = field.default_factory() if field.default_factory is not None else field.default
+    value = field.get_default(call_default_factory=True, validated_data={})
     if isinstance(value, BaseModel):
         return "see below"
     return f"`{json.dumps(value, ensure_ascii=False)}`"
@@ -263,7 +267,7 @@ def check(path: Path, text: str) -> str | None:
     return None
 
 
-def installed_and_builtin() -> dict[str, type]:
+def installed_and_builtin() -> dict[str, type[Plugin]]:
     from daz.plugins.registry import builtin_plugins, installed_plugins
 
     return {**installed_plugins(), **builtin_plugins()}

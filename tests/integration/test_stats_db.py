@@ -67,7 +67,7 @@ async def test_database_failure_is_caught_up_on_the_next_write(database):
         def acquire(self):
             raise ConnectionRefusedError("database down")
 
-    stats.ctx.db = SimpleNamespace(pool=Down())
+    stats.ctx.db = SimpleNamespace(pool=Down(), acquire=Down().acquire)  # db.acquire() or pool
     try:
         await stats.write()
     except ConnectionRefusedError:

@@ -58,7 +58,8 @@ def test_the_page_names_every_key_with_its_default_and_the_go_keys():
     assert "| `plugins.greeter.enable_fortune` | ignored" in page
     # a plugin that is off unless enabled says so, and its enabled row too
     ollama = page.split("### `plugins.ollama`", 1)[1].split("### ", 1)[0]
-    assert 'Off unless `"enabled": true`' in ollama and "| `enabled` | boolean | `false` |" in ollama
+    assert 'Off unless `"enabled": true`' in ollama
+    assert "| `enabled` | boolean | `false` |" in ollama
 
 
 class RollConfig(PluginConfig):

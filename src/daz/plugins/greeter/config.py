@@ -38,7 +38,7 @@ class GreeterConfig(PluginConfig):
                                             "(Go key)")
 
     @model_validator(mode="after")
-    def _delays(self) -> "GreeterConfig":
+    def _delays(self) -> GreeterConfig:
         if self.delay_max_seconds < self.delay_min_seconds:
             raise ValueError("delay_max_seconds must not be less than delay_min_seconds")
         return self

@@ -35,6 +35,7 @@ unless ``"enabled": true``, because it needs an Ollama server.
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -44,8 +45,14 @@ from daz.events import MessageSent
 from daz.plugins.base import Plugin, PluginConfig, every, on
 from daz.plugins.ollama.client import OllamaClient, OllamaFailure
 from daz.plugins.ollama.mention import FollowUps, addresses_someone_else, mentions
-from daz.plugins.ollama.prompt import (ChatHistory, Line, build_chat, clean_reply, persona_text,
-                                       room_context)
+from daz.plugins.ollama.prompt import (
+    ChatHistory,
+    Line,
+    build_chat,
+    clean_reply,
+    persona_text,
+    room_context,
+)
 from daz.plugins.ollama.store import MemoryStore, ResponseStore, message_hash
 
 GENERATE_TOPIC = "ollama.generate"
@@ -101,7 +108,7 @@ class Ollama(Plugin):
     after = ("sql", "retry")
     description = "Answers in chat when addressed by name, using a local Ollama model"
     Config = OllamaConfig
-    retry_operations = {"record_reply": "_retry_record_reply"}
+    retry_operations: ClassVar[dict[str, str]] = {"record_reply": "_retry_record_reply"}
     enabled_by_default = False
 
     async def setup(self) -> None:
