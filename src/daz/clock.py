@@ -72,9 +72,10 @@ class FakeClock(Clock):
     bus watchdog). Sleeping on it waits for virtual time, never for real time."""
 
     def __init__(self, start: float = 1_800_000_000.0):
-        self._now = start
-        # Whole nanoseconds, so that time moved in decimal steps adds up exactly (9.9 s + 0.1 s
-        # reaches a timer due at 10 s).
+        self._start = start
+        # Time moved, in whole nanoseconds, so that decimal steps add up exactly (9.9 s + 0.1 s
+        # reaches a timer due at 10 s, and the epoch time then reads start + 10).
+        self._moved_ns = 0
         self._mono_ns = 1000 * _NS
         self._sleepers: list[_Sleeper] = []
         self._order = itertools.count()
@@ -83,13 +84,13 @@ class FakeClock(Clock):
         self._watched: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self._now, UTC)
+        return datetime.fromtimestamp(self.time(), UTC)
 
     def time(self) -> float:
-        return self._now
+        return self._start + self._moved_ns / _NS
 
     def millis(self) -> int:
-        return int(self._now * 1000)
+        return int(self.time() * 1000)
 
     def monotonic(self) -> float:
         return self._mono_ns / _NS
@@ -134,7 +135,7 @@ class FakeClock(Clock):
         """Jump ``seconds`` ahead without running anything: what the code reads as now
         changes, and sleepers that became due wake at the next ``run`` (a test that fakes
         "a week later" does not want every timer to fire behind its back)."""
-        self._now += seconds
+        self._moved_ns += _ns(seconds)
         self._mono_ns += _ns(seconds)
 
     async def run(self, seconds: float, *, settle_timeout: float = 5.0) -> None:
@@ -159,7 +160,7 @@ class FakeClock(Clock):
 
     def _move_to(self, mono_ns: int) -> None:
         if mono_ns > self._mono_ns:
-            self._now += (mono_ns - self._mono_ns) / _NS
+            self._moved_ns += mono_ns - self._mono_ns
             self._mono_ns = mono_ns
         self._wake_due()
 
