@@ -159,7 +159,7 @@ def status(url, token, config_path, data_dir, dsn, from_database, as_json) -> No
     config = _config(config_path, data_dir, dsn)
     forced = bool(dsn or from_database)
     overview = None
-    if not url and (forced or config.core.database.url()):
+    if forced or (not url and config.core.database.url()):
         overview = overview_for(config, required=forced)
         if overview is not None and (forced or _more_than_one_port_knows(overview)):
             _print_overview(overview, as_json)

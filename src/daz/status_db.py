@@ -96,7 +96,7 @@ def instance_row(instance: dict[str, Any]) -> tuple[str, str, str]:
     return name, state, " · ".join(details)
 
 
-def room_row(room: dict[str, Any]) -> tuple[str, str, str]:
+def room_row(room: dict[str, Any], config_known: bool = True) -> tuple[str, str, str]:
     name = room["room"] if room["room"] == room["channel"] \
         else f"{room['room']} ({room['channel']})"
     if room["holder"] is None:
@@ -111,7 +111,7 @@ def room_row(room: dict[str, Any]) -> tuple[str, str, str]:
             details.append(f"outbox {room['outbox']}")
         if room["problem"] and room["state"] != "joined":
             details.append(room["problem"])
-    if not room["configured"]:
+    if not room["configured"] and config_known:
         details.append("not in this config")
     return f"room {name}", room["state"], " · ".join(details)
 
@@ -120,14 +120,14 @@ def render_overview(overview: dict[str, Any]) -> str:
     instances, rooms = overview["instances"], overview["rooms"]
     alive = sum(1 for i in instances if i["alive"])
     stale = len(instances) - alive
-    configured = [r for r in rooms if r["configured"]]
+    configured = [r for r in rooms if r["configured"] or not overview["configured_rooms"]]
     held = sum(1 for r in configured if r["holder"])
     joined = sum(1 for r in configured if r["state"] == "joined")
     health = "healthy" if overview["healthy"] else "NOT healthy"
     lines = [f"daz on {overview['database']}: {alive} instance(s) alive"
              + (f", {stale} stale" if stale else "")
              + f"; {held} of {len(configured)} room(s) held, {joined} joined; {health}", ""]
-    rows = [("WHAT", "STATE", "DETAILS"), *map(instance_row, instances), *map(room_row, rooms)]
+    rows = [("WHAT", "STATE", "DETAILS"), *map(instance_row, instances), *(room_row(room, bool(overview["configured_rooms"])) for room in rooms)]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows]
     if overview["older_stale_instances"]:

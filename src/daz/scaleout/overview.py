@@ -116,7 +116,8 @@ def build_overview(where: str, instance_rows: list, lease_rows: list,
                and all(r["state"] == "joined" for r in expected)
                and all(i["healthy"] is not False for i in alive))
     return {"database": where, "healthy": healthy, "instances": list(instances.values()),
-            "older_stale_instances": older_stale, "rooms": rooms, "waiting": waiting}
+            "older_stale_instances": older_stale, "rooms": rooms, "waiting": waiting,
+            "configured_rooms": len(configured)}
 
 
 def _plugins(reported: dict | None) -> dict[str, Any] | None:
