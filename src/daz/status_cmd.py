@@ -26,6 +26,10 @@ from daz.config import ConfigError, load_config
 UNREACHABLE, UNHEALTHY = 1, 2
 
 
+class _Unreachable(click.ClickException):
+    exit_code = UNREACHABLE
+
+
 def _config(config_path: Path | None, data_dir: Path | None, dsn: str | None) -> Any:
     try:
         return load_config(config_path, overrides={"data_dir": data_dir, "dsn": dsn})
@@ -168,10 +172,9 @@ def status(url, token, config_path, data_dir, dsn, from_database, as_json) -> No
         answer = asyncio.run(fetch_status(url, token))
     except click.ClickException as exc:
         if overview is not None:  # nothing on the web port, but the database knows
-            click.echo(f"({exc.message}; read from the database instead)", err=True)
+            click.echo(f"({exc.format_message()}; read from the database instead)", err=True)
             _print_overview(overview, as_json)
-        exc.exit_code = UNREACHABLE
-        raise
+        raise _Unreachable(exc.format_message()) from exc
     click.echo(json.dumps(answer, indent=2) if as_json else render(answer))
     if not answer["instance"]["healthy"]:
         raise SystemExit(UNHEALTHY)

@@ -33,14 +33,12 @@ def overview_for(config: Any, *, required: bool) -> dict[str, Any] | None:
         if not required:
             return None
         raise click.ClickException(str(exc)) from None
-    except (OSError, ValueError, asyncio.TimeoutError, asyncpg.PostgresError,
+    except (OSError, ValueError, TimeoutError, asyncpg.PostgresError,
             asyncpg.InterfaceError) as exc:
         if not required:
             return None
-        error = click.ClickException(f"cannot read {redact(dsn)}:"
-                                     f" {type(exc).__name__}: {exc}")
-        error.exit_code = 1
-        raise error from None
+        raise click.ClickException(f"cannot read {redact(dsn)}:"  # exit status 1
+                                   f" {type(exc).__name__}: {exc}") from None
 
 
 def _duration(seconds: float) -> str:
@@ -127,7 +125,9 @@ def render_overview(overview: dict[str, Any]) -> str:
     lines = [f"daz on {overview['database']}: {alive} instance(s) alive"
              + (f", {stale} stale" if stale else "")
              + f"; {held} of {len(configured)} room(s) held, {joined} joined; {health}", ""]
-    rows = [("WHAT", "STATE", "DETAILS"), *map(instance_row, instances), *(room_row(room, bool(overview["configured_rooms"])) for room in rooms)]
+    config_known = bool(overview["configured_rooms"])
+    rows = [("WHAT", "STATE", "DETAILS"), *map(instance_row, instances),
+            *(room_row(room, config_known) for room in rooms)]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows]
     if overview["older_stale_instances"]:

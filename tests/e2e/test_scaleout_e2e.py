@@ -218,7 +218,7 @@ async def test_status_reads_every_instance_and_room_from_the_shared_database(
         out = result.output
         assert out.splitlines()[0].endswith(
             ": 2 instance(s) alive; 4 of 4 room(s) held, 4 joined; healthy"), out
-        for name, rooms in zip(names, held):
+        for name, rooms in zip(names, held, strict=True):
             row = table_row(out, f"instance {name} ")
             assert " alive " in row and f"holds 2: {', '.join(sorted(rooms))}" in row, row
             assert "database ok" in row and "0 spilled" in row and "outbox 0" in row, row

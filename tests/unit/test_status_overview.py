@@ -3,13 +3,13 @@ database returns them: who is alive or stale, which room waits, what counts as h
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from daz.scaleout.leases import Wanted
 from daz.scaleout.overview import STALE_SHOWN_SECONDS, build_overview
 from daz.status_db import render_overview
 
-STARTED = datetime(2026, 1, 1, tzinfo=timezone.utc)
+STARTED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def instance(id_: str, name: str, *, alive: bool = True, age: float = 0.4,

@@ -29,7 +29,8 @@ import random
 import socket
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from daz.scaleout.leases import LeaseStore, Snapshot, Wanted, fair_shares, lease_key
 

@@ -80,13 +80,16 @@ def build_overview(where: str, instance_rows: list, lease_rows: list,
         }
     leases = {row["lease_key"]: row for row in lease_rows}
     keys = [w.lease_key for w in configured]
-    keys += sorted(key for key in leases if key not in set(keys))
+    keys += sorted(set(leases) - set(keys))
     wanted = {w.lease_key: w for w in configured}
     rooms = []
     for key in keys:
         lease = leases.get(key)
-        room_id = wanted[key].room_id if key in wanted else lease["room_id"]
-        channel = wanted[key].channel if key in wanted else lease["channel"]
+        if key in wanted:
+            room_id, channel = wanted[key].room_id, wanted[key].channel
+        else:  # a lease row names every room not in the config
+            assert lease is not None
+            room_id, channel = lease["room_id"], lease["channel"]
         room: dict[str, Any] = {"room": room_id, "channel": channel, "lease_key": key,
                                 "configured": key in wanted, "holder": None,
                                 "state": "waiting", "problem": None}

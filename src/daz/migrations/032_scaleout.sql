@@ -24,10 +24,3 @@ CREATE TABLE IF NOT EXISTS daz_room_leases (
 );
 
 CREATE INDEX IF NOT EXISTS idx_daz_room_leases_holder ON daz_room_leases (holder);
-
--- What each instance says about itself (its rooms' states, plugins, database, what is queued or
--- spilled: the body of its GET /status), rewritten every few seconds with its heartbeat, so
--- `daz status` can print every instance from the database alone. A row of an instance that
--- died keeps its last report; seen_at says how old it is.
-ALTER TABLE daz_instances ADD COLUMN IF NOT EXISTS report jsonb;
-ALTER TABLE daz_instances ADD COLUMN IF NOT EXISTS report_at timestamptz;
