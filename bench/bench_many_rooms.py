@@ -28,12 +28,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import aiohttp  # noqa: E402
+import aiohttp
 
-from bench.common import percentile, report, run, scratch_database, test_dsn  # noqa: E402
-from bench.daz_process import (BOT_NAME, DazProcess, free_port, prepare_server,  # noqa: E402
-                               write_config)
-from daz.sandbox.fake_cytube import FakeCytubeServer  # noqa: E402
+from bench.common import percentile, report, run, scratch_database, test_dsn
+from bench.daz_process import BOT_NAME, DazProcess, free_port, prepare_server, write_config
+from daz.sandbox.fake_cytube import FakeCytubeServer
 
 ROOMS = int(os.environ.get("DAZ_BENCH_ROOMS", "1000"))
 PINGERS = 20
@@ -55,8 +54,10 @@ def start_profiler(pid: int) -> subprocess.Popen | None:
         return None
     spy = Path(sys.executable).with_name("py-spy")
     form = "speedscope" if out.endswith(".json") else "raw"
+    idle = ["--idle"] if form == "speedscope" else []
     return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--format", form,
-                             "--rate", "200", *(["--idle"] if form == "speedscope" else []), "--duration", str(int(WINDOW)), "--output", out],
+                             "--rate", "200", *idle, "--duration", str(int(WINDOW)),
+                             "--output", out],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

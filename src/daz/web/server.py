@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from daz.db.text import UNSTORABLE
-from daz.web.keys import AUTH, DAZ_APP, LIVE
+from daz.web.keys import AUTH, COMMAND_PREFIX, DAZ_APP, LIVE
 
 if TYPE_CHECKING:  # pragma: no cover
     from daz.app import App
+    from daz.web.auth import Auth
+    from daz.web.live import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +53,15 @@ async def refuse_unstorable_input(request: web.Request, handler: Callable) -> we
 
 
 class WebServer:
-    def __init__(self, app: "App"):
+    def __init__(self, app: App):
         self.app = app
         self.runner: web.AppRunner | None = None
         self.site: web.TCPSite | None = None
         self.host = "127.0.0.1"
         self.port = 0
         self.extra_routes: list = []
-        self.auth = None
-        self.live_feed = None
+        self.auth: Auth | None = None
+        self.live_feed: LiveFeed | None = None
 
     @property
     def base_url(self) -> str:
@@ -67,6 +70,9 @@ class WebServer:
     def build(self) -> web.Application:
         webapp = web.Application(middlewares=[security_headers, refuse_unstorable_input])
         webapp[DAZ_APP] = self.app
+        from daz.commands.dispatch import command_prefix
+
+        webapp[COMMAND_PREFIX] = command_prefix(getattr(self.app, "config", None))
         webapp.router.add_get("/health", self.health)
         webapp.router.add_get("/health/live", self.live)
         webapp.router.add_get("/health/ready", self.ready)
