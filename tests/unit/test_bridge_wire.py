@@ -32,6 +32,22 @@ def test_the_envelope_keeps_casing_payload_and_names_as_configured():
     assert marked["daz_flags"] == ["own"] and marked["payload"] == {"msg": "é"}
 
 
+def test_envelope_timestamps_and_correlation_ids_are_what_kryten_reads():
+    from datetime import UTC, datetime, timedelta
+
+    before = datetime.now(UTC)
+    bodies = [json.loads(wire.envelope("chatMsg", {}, "c", "d")) for _ in range(2000)]
+    after = datetime.now(UTC)
+    stamps = [datetime.fromisoformat(b["timestamp"]) for b in bodies]
+    assert all(b["timestamp"].endswith("+00:00") and len(b["timestamp"]) == 32
+               for b in bodies)  # ISO 8601 with microseconds, as datetime.isoformat writes
+    assert before - timedelta(microseconds=1) <= stamps[0] and stamps[-1] <= after
+    assert stamps == sorted(stamps)
+    ids = [uuid.UUID(b["correlation_id"]) for b in bodies]
+    assert len(set(ids)) == len(ids)  # one of its own for each event
+    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+
+
 def test_replayed_history_and_system_pms_are_left_out():
     chat = SimpleNamespace(event_name="chatMsg", payload={}, replayed=True)
     assert wire.leave_out(chat)

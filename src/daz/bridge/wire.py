@@ -6,8 +6,11 @@ event name in CyTube's casing, the channel and domain as configured, and the pay
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import random
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,6 +48,7 @@ def event_subject(channel: str, event_name: str) -> str:
     return subject
 
 
+@functools.lru_cache(maxsize=1024)  # a handful of servers, asked on every event
 def domain_of(server_url: str) -> str:
     """What Kryten calls the domain: the CyTube server's host name (``cytu.be``)."""
     return (urlsplit(server_url).hostname or server_url).lower()
@@ -54,44 +58,53 @@ def envelope(event_name: str, payload: Any, channel: str, domain: str,
              flags: tuple[str, ...] = ()) -> bytes:
     """The six-field envelope; ``flags`` (daz's own marks, e.g. ``own`` for the bot's echo)
     ride in a seventh field, which Kryten clients ignore."""
-    # Assembled from encoded parts: one json.dumps of the payload instead of a whole dict's
-    # (this runs for every event of every room).
-    text = (f'{{"event_name":{_encoded(event_name)},"payload":{_encode(payload)},'
-            f'"channel":{_encoded(channel)},"domain":{_encoded(domain)},'
-            f'"timestamp":"{datetime.now(UTC).isoformat()}",'
-            f'"correlation_id":"{correlation_id()}"')
-    if flags:
-        text += f',"daz_flags":{_encode(list(flags))}'
-    return (text + "}").encode("utf-8")
+    # This runs for every event of every room: the parts that are the same for every event of
+    # a kind in a room are encoded once, the payload is the one json encoding per event.
+    head, middle = _fixed_parts(event_name, channel, domain)
+    tail = f',"daz_flags":{_encode(list(flags))}}}' if flags else "}"
+    return f'{head}{_encode(payload)}{middle}{timestamp()}","correlation_id":"' \
+           f'{correlation_id()}"{tail}'.encode()
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
-_ENCODED: dict[str, str] = {}
 
 
-def _encoded(name: str) -> str:
-    """Event names, channels and domains: few, and the same on every event."""
-    found = _ENCODED.get(name)
-    if found is None:
-        found = _encode(name)
-        if len(_ENCODED) < 100_000:
-            _ENCODED[name] = found
-    return found
+@functools.lru_cache(maxsize=4096)  # event kinds × rooms: evicted, never grown without bound
+def _fixed_parts(event_name: str, channel: str, domain: str) -> tuple[str, str]:
+    return (f'{{"event_name":{_encode(event_name)},"payload":',
+            f',"channel":{_encode(channel)},"domain":{_encode(domain)},"timestamp":"')
 
 
-_VERSION_4 = (0x4 << 76) | (0x2 << 62)
-_KEEP = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_second = [-1, ""]  # the whole second last formatted, and its text
+
+
+def timestamp() -> str:
+    """Now in UTC as ISO 8601 with microseconds (what ``datetime.isoformat`` writes), with the
+    date and time formatted once per second rather than once per event."""
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second[0], _second[1] = whole, datetime.fromtimestamp(whole, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{int((now - whole) * 1_000_000):06d}+00:00"
+
+
+_ids = itertools.count()
+_id_prefix = [""]
 
 
 def correlation_id() -> str:
-    """A random (version 4) UUID as text. It only has to be unique, not secret: drawn from
-    ``random`` instead of ``os.urandom``, which took a third of the envelope's time."""
-    value = (_random_bits(128) & _KEEP) | _VERSION_4
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_random_bits = random.getrandbits
+    """A version-4 UUID as text, unique rather than random: a random prefix drawn once per
+    process (74 random bits, so two processes never share one) and a 48-bit counter. Drawing
+    all 122 bits per event took a sixth of the envelope's time, and nothing reads them as
+    secret."""
+    n = next(_ids) & 0xFFFF_FFFF_FFFF
+    if n == 0 or not _id_prefix[0]:
+        bits = random.getrandbits(80)
+        h = f"{bits:020x}"
+        variant = "89ab"[int(h[15], 16) & 3]
+        _id_prefix[0] = f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{variant}{h[16:19]}-"
+    return f"{_id_prefix[0]}{n:012x}"
 
 
 def leave_out(event: Any) -> bool:
