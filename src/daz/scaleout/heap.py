@@ -110,8 +110,10 @@ class HeapKeeper:
         self.complete_collections += 1
         self.last_complete_seconds = took
         self.longest_complete_seconds = max(self.longest_complete_seconds, took)
-        log.info("heap: complete collection in %.0f ms: %d unreachable object(s) freed; heap"
-                 " %d blocks (before: %d)", took * 1000, found, self.baseline, before)
+        # The first one, at start, is routine; the later ones are pauses an operator may see.
+        log.log(logging.INFO if self.complete_collections > 1 else logging.DEBUG,
+                "heap: complete collection in %.0f ms: %d unreachable object(s) freed; heap"
+                " %d blocks (before: %d)", took * 1000, found, self.baseline, before)
         return took
 
     def status(self) -> dict[str, Any]:
