@@ -116,8 +116,11 @@ class OnSpec:
 @dataclass(frozen=True)
 class EverySpec:
     seconds: float
-    initial_delay: float | str | None = None  # default: one interval; a str names a config key
+    # Before the first run. None: one interval. A str names a config key (> 0); a callable gets
+    # the plugin's validated config and returns seconds (>= 0: 0 runs the job at once).
+    initial_delay: "float | str | Callable[[Any], float] | None" = None
     config: str | None = None  # the interval is this config key's value (resolved at start)
+    enabled_by: str | None = None  # the job runs only when this config key is true
 
 
 def command(name: str, *, aliases: tuple[str, ...] | list[str] = (), min_rank: float = 0,
@@ -210,12 +213,22 @@ def in_order(handlers: dict[type[Event], Callable], *, max_queue: int | None = N
 
 
 def every(*, seconds: float = 0, minutes: float = 0, hours: float = 0,
-          initial_delay: float | str | None = None, config: str | None = None) -> Callable:
-    """Run the method periodically while the plugin runs (errors are logged, the timer goes on).
+          initial_delay: "float | str | Callable[[Any], float] | None" = None,
+          config: str | None = None, enabled_by: str | None = None) -> Callable:
+    """Run the method as a periodic job of the plugin, scheduled by the plugin manager.
+
+    A job never overlaps itself: the next run starts one interval after the previous one
+    ended. The first run is one interval after start, or ``initial_delay`` seconds. A run that
+    raises is logged with its traceback and counted as an error of the plugin; one that raises
+    a temporary database error (``daz.db.errors.is_transient``) is a warning line, not an
+    error: the database is away, not the job. Either way the job runs again an interval later.
+    At stop the manager cancels the jobs (a run in progress included) before teardown.
 
     ``config="key"`` takes the interval (seconds) from the plugin's validated config instead;
-    ``initial_delay`` may name a config key too. The manager reads them when the plugin starts,
-    and a missing key or a value <= 0 stops start-up with an error naming the key.
+    ``initial_delay`` may name a config key too, or be ``lambda config: seconds``;
+    ``enabled_by="key"`` runs the job only when that config key is true. The manager reads them
+    when the plugin starts, and a missing key or an interval <= 0 stops start-up with an error
+    naming the key.
     """
     interval = seconds + minutes * 60 + hours * 3600
     if config is not None:
@@ -226,7 +239,7 @@ def every(*, seconds: float = 0, minutes: float = 0, hours: float = 0,
 
     def mark(fn: Callable) -> Callable:
         fn.__daz_every__ = EverySpec(seconds=interval, initial_delay=initial_delay,
-                                     config=config)
+                                     config=config, enabled_by=enabled_by)
         return fn
 
     return mark

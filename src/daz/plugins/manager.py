@@ -7,7 +7,8 @@
 * Config sections are validated before anything starts: a wrong type is a ``ConfigError``
   naming ``plugins.<name>.<key>``, and the bot does not start.
 * ``setup()`` failing disables that plugin (logged and counted); the rest start.
-* Handler and timer exceptions are logged and counted per plugin; the next event/tick runs.
+* Handler and job (``@every``) exceptions are logged and counted per plugin; the next event or
+  run goes ahead. A job failing on a temporary database error is a warning, not counted.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 from daz.commands import CommandDeclarationError, CommandRegistry
 from daz.commands.dispatch import CommandDispatcher, command_settings
 from daz.config import ConfigError, validate_plugin_config
+from daz.db.errors import is_transient
 from daz.logs import log_context
 from daz.plugins.base import EverySpec, OnSpec, Plugin, PluginContext
 from daz.plugins.registry import available_plugins, plugin_class_in
@@ -34,7 +36,7 @@ class LoadedPlugin:
     name: str
     plugin: Plugin
     subscriptions: list = field(default_factory=list)
-    timers: list[asyncio.Task] = field(default_factory=list)
+    jobs: dict[str, asyncio.Task] = field(default_factory=dict)  # method name → its @every task
     started: bool = False
     failed: str | None = None
     errors: int = 0
@@ -141,9 +143,9 @@ class PluginManager:
         for attr, spec in plugin.declared_handlers():
             loaded.subscriptions.append(self._subscribe(plugin, getattr(plugin, attr), spec))
         for attr, spec in self._resolved_timers(plugin):
-            loaded.timers.append(asyncio.create_task(
-                self._run_timer(loaded, attr, spec), name=f"timer:{plugin.name}.{attr}",
-                context=log_context(plugin=plugin.name)))
+            loaded.jobs[attr] = asyncio.create_task(
+                self._run_timer(loaded, attr, spec), name=f"job:{plugin.name}.{attr}",
+                context=log_context(plugin=plugin.name))
         if plugin.runs_retried_operations():
             self.bus.respond(f"retry.run.{plugin.name}", self._retry_runner(plugin),
                              owner=plugin.name)
@@ -159,14 +161,19 @@ class PluginManager:
 
     @staticmethod
     def _resolved_timers(plugin: Plugin) -> list[tuple[str, EverySpec]]:
-        """The plugin's timers with config-named intervals and delays replaced by their values."""
+        """The plugin's jobs with config-named intervals and delays replaced by their values;
+        jobs whose ``enabled_by`` key is false are left out."""
         resolved = []
         for attr, spec in plugin.declared_timers():
+            if spec.enabled_by is not None and not _job_enabled(plugin, attr, spec.enabled_by):
+                continue
             seconds, delay = spec.seconds, spec.initial_delay
             if spec.config is not None:
                 seconds = _timer_seconds(plugin, attr, spec.config)
             if isinstance(delay, str):
                 delay = _timer_seconds(plugin, attr, delay)
+            elif callable(delay):
+                delay = _computed_delay(plugin, attr, delay)
             resolved.append((attr, EverySpec(seconds=seconds, initial_delay=delay)))
         return resolved
 
@@ -174,15 +181,21 @@ class PluginManager:
         method = getattr(loaded.plugin, attr)
         delay = spec.initial_delay if spec.initial_delay is not None else spec.seconds
         while True:
+            # Sleeping after the run, not on a fixed beat: a run never overlaps the next.
             await asyncio.sleep(delay)
             delay = spec.seconds
             try:
                 await method()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                if is_transient(exc):  # the database is away; the job itself is fine
+                    log.warning("plugin %s: job %s: the database did not answer (%s); it runs "
+                                "again in %.0fs", loaded.name, attr,
+                                f"{type(exc).__name__}: {exc}"[:200], spec.seconds)
+                    continue
                 loaded.errors += 1
-                log.exception("plugin %s: timer %s failed; it will run again in %.0fs",
+                log.exception("plugin %s: job %s failed; it runs again in %.0fs",
                               loaded.name, attr, spec.seconds)
                 if self.metrics is not None:
                     self.metrics.count_handler_error(loaded.name)
@@ -203,13 +216,12 @@ class PluginManager:
         if self.dispatcher is not None:
             await budget.within(self.dispatcher.stop(timeout=budget.seconds * 0.25),
                                 "finishing running commands", at_most=2.0)
-        for loaded in self.loaded.values():
-            for task in loaded.timers:
-                task.cancel()
-        timers = [t for lp in self.loaded.values() for t in lp.timers]
-        if timers:
-            await budget.within(asyncio.gather(*timers, return_exceptions=True),
-                                "stopping timers", at_most=1.0)
+        jobs = [task for lp in self.loaded.values() for task in lp.jobs.values()]
+        for task in jobs:
+            task.cancel()
+        if jobs:
+            await budget.within(asyncio.gather(*jobs, return_exceptions=True),
+                                "stopping the plugins' jobs", at_most=1.0)
         started = [lp for lp in self.loaded.values() if lp.started]
         if not database_up:
             log.warning("database not answering at stop: what plugins hold goes to disk first")
@@ -233,6 +245,11 @@ class PluginManager:
 
     # ------------------------------------------------------------------ introspection
 
+    def jobs(self, name: str) -> dict[str, asyncio.Task]:
+        """The running ``@every`` jobs of plugin ``name``, by method name."""
+        loaded = self.loaded.get(name)
+        return dict(loaded.jobs) if loaded is not None else {}
+
     def get(self, name: str) -> Plugin | None:
         loaded = self.loaded.get(name)
         return loaded.plugin if loaded and loaded.started else None
@@ -255,6 +272,22 @@ class PluginManager:
                 except Exception:
                     log.exception("plugin %s: web_routes failed", lp.name)
         return routes
+
+
+def _job_enabled(plugin: Plugin, attr: str, key: str) -> bool:
+    value = getattr(plugin.config, key, None)
+    if not isinstance(value, bool):
+        raise ConfigError(f"plugins.{plugin.name}.{key}: job {attr!r} runs only when this key "
+                          f"is true, and it is {'missing' if value is None else repr(value)}")
+    return value
+
+
+def _computed_delay(plugin: Plugin, attr: str, delay: Any) -> float:
+    value = delay(plugin.config)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(f"plugins.{plugin.name}: job {attr!r} computed a first delay of "
+                          f"{value!r} seconds from the config; it must be 0 or more")
+    return float(value)
 
 
 def _timer_seconds(plugin: Plugin, attr: str, key: str) -> float:

@@ -53,7 +53,7 @@ from daz.events import CommandExecuted, PluginEvent
 from daz.humanize import ago
 from daz.plugins.analytics import store
 from daz.plugins.analytics.counters import Batch, ChatMark
-from daz.plugins.base import Plugin, PluginConfig, command, every, on
+from daz.plugins.base import Plugin, PluginConfig, command, every, in_order
 
 PLAY_TOPIC = "plugin.mediatracker.play"  # announced by mediatracker for each actual play
 UNSAVED_FILE = "analytics-unsaved.jsonl"  # batches a stop could not write, for the next start
@@ -198,26 +198,32 @@ class Analytics(Plugin):
 
     # ------------------------------------------------------------------ counting
 
-    @on("*", max_queue=100_000, kinds=(ChatMessage, UserJoined, CommandExecuted, PluginEvent),
-        include_ignored=True)
-    async def event(self, event: Any) -> None:
-        kind = type(event)
-        if kind is ChatMessage:
-            self._chat(event)
-        elif getattr(event, "ignored", False):
+    # Ignored chat lines come too (include_ignored): a replayed one may be counted once, as
+    # backfill (see _chat). Only chat lines can be ignored.
+
+    async def _joined(self, event: UserJoined) -> None:
+        if event.username and not self._is_self(event, event.username):
+            self.current.join(event.channel, event.received_at)
+
+    async def _command_ran(self, event: CommandExecuted) -> None:
+        if event.outcome == "ok":
+            self.current.command(event.channel, event.received_at)
+
+    async def _plugin_event(self, event: PluginEvent) -> None:
+        if event.name != PLAY_TOPIC:
             return
-        elif kind is UserJoined:
-            if event.username and not self._is_self(event, event.username):
-                self.current.join(event.channel, event.received_at)
-        elif kind is CommandExecuted:
-            if event.outcome == "ok":
-                self.current.command(event.channel, event.received_at)
-        elif kind is PluginEvent and event.name == PLAY_TOPIC:
-            channel = event.data.get("channel")
-            started = event.data.get("started_at")
-            if isinstance(channel, str) and channel:
-                t = started if isinstance(started, (int, float)) else self.ctx.clock.time()
-                self.current.play(channel, t)
+        channel = event.data.get("channel")
+        started = event.data.get("started_at")
+        if isinstance(channel, str) and channel:
+            t = started if isinstance(started, (int, float)) else self.ctx.clock.time()
+            self.current.play(channel, t)
+
+    async def _chat_line(self, event: ChatMessage) -> None:
+        self._chat(event)
+
+    event = in_order({ChatMessage: _chat_line, UserJoined: _joined,
+                      CommandExecuted: _command_ran, PluginEvent: _plugin_event},
+                     max_queue=100_000, include_ignored=True)
 
     def _chat(self, event: ChatMessage) -> None:
         if event.own or event.whisper or event.shadow or not storable_name(event.username) \

@@ -19,9 +19,7 @@ Its section also still accepts the Go keys ``command_prefix``, ``default_cooldow
 """
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import uuid
 from typing import Any
 
@@ -31,7 +29,7 @@ from daz.commands import CommandContext, CommandRefused, RegisteredCommand
 from daz.commands.dispatch import command_prefix
 from daz.db.jsonlines import append_json_lines, take_json_lines
 from daz.events import CommandExecuted, PluginEvent
-from daz.plugins.base import Example, Plugin, PluginConfig, command, on
+from daz.plugins.base import Example, Plugin, PluginConfig, command, every, on
 from daz.plugins.eventfilter.history import HistoryWriter
 from daz.plugins.eventfilter.rules import Rule, RuleConfig, build_rule, targets_for
 
@@ -88,11 +86,8 @@ class EventFilter(Plugin):
             await self._mirror_commands()
             await self._load_db_rules()
         self._apply_rules(self.rules)
-        self._loop = asyncio.create_task(self._background(), name="eventfilter:background")
 
     async def teardown(self) -> None:
-        self._loop.cancel()
-        await asyncio.gather(self._loop, return_exceptions=True)
         if self._rules_sub is not None:
             self.ctx.bus.unsubscribe(self._rules_sub)
             self._rules_sub = None
@@ -276,17 +271,15 @@ class EventFilter(Plugin):
                                                    room_id=event.room_id, data=data))
             self.forwarded += 1
 
-    # ------------------------------------------------------------------ background
+    # ------------------------------------------------------------------ jobs
 
-    async def _background(self) -> None:
-        last_refresh = time.monotonic()
-        while True:
-            await asyncio.sleep(self.config.history_flush_seconds)
-            await self.history.flush()
-            if self.ctx.db is not None and time.monotonic() - last_refresh >= \
-                    self.config.refresh_seconds:
-                last_refresh = time.monotonic()
-                # Another daz process on the same database may have switched a command.
-                await self._load_enabled()
-                await self._load_db_rules()
-                self._apply_rules(self.rules)
+    @every(config="history_flush_seconds")
+    async def flush_history(self) -> None:
+        await self.history.flush()
+
+    @every(config="refresh_seconds")
+    async def refresh(self) -> None:
+        """Another daz process on the same database may have switched a command or a rule."""
+        await self._load_enabled()
+        await self._load_db_rules()
+        self._apply_rules(self.rules)

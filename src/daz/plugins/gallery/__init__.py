@@ -31,7 +31,6 @@ Links use ``core.web.base_url`` (else the web server's own address).
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 from urllib.parse import quote
@@ -39,7 +38,7 @@ from urllib.parse import quote
 from daz.commands import CommandContext, CommandRefused
 from daz.cytube.events import ChatMessage
 from daz.db.errors import is_transient
-from daz.plugins.base import Example, Plugin, command, on
+from daz.plugins.base import Example, Plugin, command, every, on
 from daz.plugins.gallery import detect
 from daz.plugins.gallery.fetch import FetchPolicy, Refused, SafeFetcher
 from daz.plugins.gallery.health import HealthChecker
@@ -76,14 +75,6 @@ class Gallery(Plugin):
                                      recovery_days=cfg.recovery_days)
                        if self.store is not None else None)
         self._last_collected: dict[str, float] = {}
-        self._loop: asyncio.Task | None = None
-        if cfg.enable_health_check and self.health is not None:
-            self._loop = asyncio.create_task(self._health_loop(), name="gallery:health")
-
-    async def teardown(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
 
     # ------------------------------------------------------------------ collecting
 
@@ -140,17 +131,11 @@ class Gallery(Plugin):
 
     # ------------------------------------------------------------------ health
 
-    async def _health_loop(self) -> None:
-        interval = self.config.health_check_interval
-        await asyncio.sleep(min(interval, 60.0))
-        while True:
-            try:
-                await self.health.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.log.exception("gallery: health check run failed; next in %.0fs", interval)
-            await asyncio.sleep(interval)
+    # The first run comes soon after start (within a minute), not a whole interval later.
+    @every(config="health_check_interval", enabled_by="enable_health_check",
+           initial_delay=lambda config: min(config.health_check_interval, 60.0))
+    async def health_check(self) -> None:
+        await self.health.run()
 
     # ------------------------------------------------------------------ commands
 

@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field
 
 from daz.db.errors import is_transient
 from daz.db.jsonlines import append_json_lines, take_json_lines
-from daz.plugins.base import Plugin, PluginConfig
+from daz.plugins.base import Plugin, PluginConfig, every
 from daz.plugins.retry.metrics import retry_metrics
 
 SPILL_FILE = "retry-pending.jsonl"
@@ -92,12 +92,9 @@ class Retry(Plugin):
         self._last_cleanup: float | None = None
         self._load_spill()
         self.ctx.bus.respond("retry.enqueue", self.enqueue, owner=self.name)
-        self._loop = asyncio.create_task(self._poll_forever(), name="retry:poll")
 
     async def teardown(self) -> None:
         self.ctx.bus.stop_responding("retry.enqueue")
-        self._loop.cancel()
-        await asyncio.gather(self._loop, return_exceptions=True)
         await self._flush_pending()
         self._spill()
 
@@ -201,17 +198,10 @@ class Retry(Plugin):
 
     # ------------------------------------------------------------------ workers
 
-    async def _poll_forever(self) -> None:
-        await asyncio.sleep(self.config.first_poll_seconds)
-        while True:
-            try:
-                await self.poll()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.log.warning("retry: poll failed (%s); trying again in %.0fs", exc,
-                                 self.config.poll_interval_seconds)
-            await asyncio.sleep(self.config.poll_interval_seconds)
+    # first_poll_seconds may be 0 (poll at once), which a config-named first delay refuses.
+    @every(config="poll_interval_seconds", initial_delay=lambda config: config.first_poll_seconds)
+    async def poll_timer(self) -> None:
+        await self.poll()
 
     async def poll(self) -> int:
         """One pass: held items in, due (and abandoned) rows run. Returns rows run."""

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import Field
 
-from daz.plugins.base import Plugin, PluginConfig
+from daz.plugins.base import Plugin, PluginConfig, every
 
 
 class StatsConfig(PluginConfig):
@@ -61,26 +61,17 @@ class Stats(Plugin):
         self.published: dict[str, int] = {}  # what the Prometheus counter already has
         self.seen_subs: dict[int, Any] = {}
         self._lock = asyncio.Lock()
-        self._loop = asyncio.create_task(self._every(), name="stats:write")
 
     async def teardown(self) -> None:
-        self._loop.cancel()
-        await asyncio.gather(self._loop, return_exceptions=True)
         await self.write()
 
-    async def _every(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_write = loop.time() + self.config.interval_seconds
-        while True:
-            await asyncio.sleep(self.config.snapshot_seconds)
-            self.note_subscriptions()
-            if loop.time() < next_write:
-                continue
-            next_write = loop.time() + self.config.interval_seconds
-            try:
-                await self.write()
-            except Exception as exc:  # the next pass adds what this one could not
-                self.log.warning("stats: could not write plugin stats: %s", exc)
+    @every(config="snapshot_seconds")
+    async def snapshot(self) -> None:
+        self.note_subscriptions()
+
+    @every(config="interval_seconds")
+    async def write_timer(self) -> None:
+        await self.write()  # what it could not write, the next run adds
 
     def note_subscriptions(self) -> None:
         for sub in self.ctx.bus.subscriptions():

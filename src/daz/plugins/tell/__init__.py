@@ -58,7 +58,7 @@ from daz.commands import CommandContext, UsageError
 from daz.cytube.events import ChatMessage, PrivateMessage, UserJoined, UserLeft
 from daz.events import RoomJoined
 from daz.humanize import USERNAME, ago, clean_username, one_line
-from daz.plugins.base import Example, Plugin, PluginConfig, command, every, on
+from daz.plugins.base import Example, Plugin, PluginConfig, command, every, in_order
 from daz.plugins.tell import store
 from daz.plugins.tell.hint import RecipientHint
 
@@ -105,23 +105,21 @@ class Tell(Plugin):
 
     # ------------------------------------------------------------------ delivery triggers
 
-    @on("*", max_queue=50_000,
-        kinds=(UserJoined, RoomJoined, UserLeft, ChatMessage, PrivateMessage))
-    async def event(self, event: Any) -> None:
-        kind = type(event)
-        if kind is UserJoined:
-            await self._joined(event)
-        elif kind is RoomJoined:
-            await self.refresh_hints([event.channel])
-        elif kind is UserLeft:
-            task = self.waiting.pop((event.room_id, event.username.lower()), None)
-            if task is not None:
-                task.cancel()
-        elif kind in (ChatMessage, PrivateMessage) and event.username:
-            room = self.ctx.rooms.get(event.room_id)
-            if (room is not None and self.hint.may_have(room.channel, event.username)
-                    and not room.state.is_self(event.username)):
-                await self.deliver(room, event.username)
+    async def _room_joined(self, event: RoomJoined) -> None:
+        await self.refresh_hints([event.channel])
+
+    async def _left(self, event: UserLeft) -> None:
+        task = self.waiting.pop((event.room_id, event.username.lower()), None)
+        if task is not None:
+            task.cancel()
+
+    async def _spoke(self, event: ChatMessage | PrivateMessage) -> None:
+        if not event.username:
+            return
+        room = self.ctx.rooms.get(event.room_id)
+        if (room is not None and self.hint.may_have(room.channel, event.username)
+                and not room.state.is_self(event.username)):
+            await self.deliver(room, event.username)
 
     async def _joined(self, ev: UserJoined) -> None:
         room = self.ctx.rooms.get(ev.room_id)
@@ -138,6 +136,9 @@ class Tell(Plugin):
         self.waiting[key] = task
         task.add_done_callback(
             lambda t: self.waiting.pop(key, None) if self.waiting.get(key) is t else None)
+
+    event = in_order({UserJoined: _joined, RoomJoined: _room_joined, UserLeft: _left,
+                      ChatMessage: _spoke, PrivateMessage: _spoke}, max_queue=50_000)
 
     async def _deliver_later(self, room: Any, name: str) -> None:
         await asyncio.sleep(self.config.join_delay_seconds)

@@ -58,7 +58,7 @@ from daz.cytube.events import (AfkChanged, ChatMessage, UserJoined, UserLeft, Us
                                UserRankChanged)
 from daz.events import RoomConnected, RoomDisconnected
 from daz.humanize import ago, clean_username, stamp
-from daz.plugins.base import Example, Plugin, PluginConfig, command, in_order
+from daz.plugins.base import Example, Plugin, PluginConfig, command, every, in_order
 from daz.plugins.usertracker import sessions
 
 
@@ -95,11 +95,8 @@ class UserTracker(Plugin):
         self._watched_until: dict[str, float] = {}
         self.held = HeldWrites.for_plugin(self, self._apply)
         await self.held.restore()
-        self._loop = asyncio.create_task(self._flush_loop(), name="usertracker:flush")
 
     async def teardown(self) -> None:
-        self._loop.cancel()
-        await asyncio.gather(self._loop, return_exceptions=True)
         await self._flush_logged()
         # daz is leaving every room: close its own sessions, which marks until when it watched.
         now = self.ctx.clock.time()
@@ -222,10 +219,9 @@ class UserTracker(Plugin):
 
     # ------------------------------------------------------------------ batched activity
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.activity_flush_seconds)
-            await self._flush_logged()
+    @every(config="activity_flush_seconds")
+    async def flush_activity(self) -> None:
+        await self.flush()  # what it could not write is kept for the next run
 
     async def _flush_logged(self) -> None:
         try:
