@@ -8,6 +8,9 @@
 
 No sockets: events are built with ``parse_event`` exactly as the connection builds them, and
 published on the real bus, so the manager's filtering, priorities and lanes all apply.
+
+Plugins always get a database: ``db=database`` (a real one), else one that never answers
+(``tests/fakes/no_database.py``), on which they take their "database down" path.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from daz.cytube.rooms import Rooms
 from daz.cytube.state import UserState, name_key
 from daz.metrics import Metrics
 from daz.plugins.manager import PluginManager
+from tests.fakes.no_database import database_that_never_answers
 from tests.fakes.room import RecordingRoom
 
 _seq = itertools.count(1)
@@ -49,7 +53,8 @@ class Kit:
         room = RecordingRoom(room_id="testchan", channel="testchan", bot_name="dazbot")
         metrics = Metrics()
         manager = PluginManager(config=config, bus=bus or Bus(metrics=metrics), rooms=Rooms([room]),
-                                db=db, http=None, clock=clock or Clock(), metrics=metrics,
+                                db=db if db is not None else database_that_never_answers(),
+                                http=None, clock=clock or Clock(), metrics=metrics,
                                 data_dir=data_dir, commands=commands)
         await manager.start(manager.select(classes))
         return cls(manager, room)

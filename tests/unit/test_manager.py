@@ -11,6 +11,8 @@ from daz.cytube.events import ChatMessage, parse_event
 from daz.cytube.rooms import Rooms
 from daz.plugins.base import EverySpec, Plugin, PluginConfig, command, every, in_order, on
 from daz.plugins.manager import PluginManager
+from daz.metrics import Metrics
+from tests.fakes.no_database import database_that_never_answers
 
 
 class CountingConfig(PluginConfig):
@@ -56,8 +58,10 @@ class BrokenSetup(Plugin):
 def manager(plugins=None):
     config = load_config(None, env={}, overrides={"channel": "c"})
     config.plugins.update(plugins or {})
-    return PluginManager(config=config, bus=Bus(), rooms=Rooms(), db=None, http=None,
-                         clock=Clock(), metrics=None, data_dir=None)
+    metrics = Metrics()
+    return PluginManager(config=config, bus=Bus(metrics=metrics), rooms=Rooms(),
+                         db=database_that_never_answers(), http=None, clock=Clock(),
+                         metrics=metrics, data_dir=None)
 
 
 def chat(text, **flags):

@@ -494,8 +494,6 @@ class EventLog:
         return inserted
 
     def _acquire(self):
-        if self.db is None:
-            raise ConnectionError("no database configured")
         return self.db.acquire()
 
     async def _write_rows(self, batch: list[LogEntry]) -> int:

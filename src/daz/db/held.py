@@ -137,8 +137,6 @@ class HeldWrites:
                 self._drop(room, op, exc)
 
     async def _run(self, op: Op) -> Any:
-        if self.db is None:
-            raise ConnectionError("database is not connected")
         async with asyncio.timeout(self.op_timeout):
             async with self.db.acquire() as conn:
                 return await self.apply(conn, op)
@@ -263,8 +261,6 @@ class HeldWrites:
 
     async def restore(self) -> None:
         """At start: apply (or hold again, in order) what the last shutdown saved to ``path``."""
-        if self.db is None:
-            return
         for room, op in self.load(self.path):
             await self.submit(room, op)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterable, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from daz.bus import Bus
     from daz.clock import Clock
     from daz.commands import CommandRegistry
+    from daz.config import Config as AppConfig
     from daz.cytube.rooms import Rooms
     from daz.db.pool import Database
     from daz.metrics import Metrics
@@ -47,6 +48,9 @@ class PluginConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     enabled: bool = True
+
+
+ConfigT = TypeVar("ConfigT", bound=PluginConfig)
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,17 @@ def every(*, seconds: float = 0, minutes: float = 0, hours: float = 0,
     return mark
 
 
+def _config_parameter(cls: type) -> type[PluginConfig] | None:
+    """X of ``class P(Plugin[X])`` (None when the class names no config model)."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        origin = getattr(base, "__origin__", None)
+        if isinstance(origin, type) and issubclass(origin, Plugin):
+            (arg,) = base.__args__
+            if isinstance(arg, type) and issubclass(arg, PluginConfig):
+                return arg
+    return None
+
+
 def _topic_of(event_cls: type[Event]) -> str:
     name = getattr(event_cls, "name", "")
     from daz.cytube.events import CytubeEvent  # local: base must not import the connection
@@ -256,28 +271,31 @@ def _topic_of(event_cls: type[Event]) -> str:
 
 @dataclass
 class PluginContext:
-    """The services one plugin may use. Built by the plugin manager, one per plugin."""
+    """The services one plugin may use. Built by the plugin manager, one per plugin.
+
+    ``db``, ``metrics`` and ``app_config`` are always there: a plugin never checks them for
+    None. A database that does not answer raises on use (``ConnectionError`` or asyncpg's
+    errors, ``daz.db.errors.is_transient``), as it does in production while PostgreSQL is away.
+    """
 
     name: str
     bus: "Bus"
     rooms: "Rooms"
-    db: "Database | None"
-    config: Any  # the plugin's validated config (a PluginConfig subclass instance)
+    db: "Database"
+    config: PluginConfig  # the plugin's validated config; typed per plugin as Plugin.config
     http: "aiohttp.ClientSession | None"
     logger: logging.Logger
     clock: "Clock"
     commands: "CommandRegistry"
-    metrics: "Metrics | None" = None
+    metrics: "Metrics"
+    app_config: "AppConfig"  # the whole daz Config, read-only by convention
     data_dir: Any = None  # pathlib.Path
-    app_config: Any = None  # the whole daz Config, read-only by convention
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def log(self, level: str, message: str, data: dict | None = None) -> None:
         """Record a line in daz_plugin_logs (and the process log). Never raises."""
         getattr(self.logger, level if level in ("debug", "info", "warning", "error") else "info")(
             message)
-        if self.db is None:
-            return
         try:
             await self.db.log(self.name, level, message, data)
         except Exception as exc:  # the log table being down must not break the caller
@@ -289,12 +307,18 @@ class PluginContext:
 COMMAND_PRIORITY = 100
 
 
-class Plugin:
-    """Base class of every plugin. Subclasses set ``name`` and declare handlers."""
+class Plugin(Generic[ConfigT]):
+    """Base class of every plugin. Subclasses set ``name`` and declare handlers.
+
+    The config model is the type parameter: ``class Tell(Plugin[TellConfig])`` validates the
+    ``plugins.tell`` section with ``TellConfig`` and types ``self.config`` as one. A plugin
+    without a parameter gets the bare ``PluginConfig`` (just ``enabled``).
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     schema: ClassVar[str | None] = None  # file in the plugin package, applied by db/migrate.py
+    # The model the manager validates the section with: set from the type parameter.
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     enabled_by_default: ClassVar[bool] = True
     # Plugins that must start (and have their tables) before this one; see plugins/registry.py.
@@ -302,9 +326,20 @@ class Plugin:
     # Lane priority of this plugin's handlers when several lanes have work ready.
     handler_priority: ClassVar[int] = 0
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = _config_parameter(cls)
+        if declared is None:
+            return
+        if "Config" in cls.__dict__ and cls.__dict__["Config"] is not declared:
+            raise TypeError(f"{cls.__qualname__} is Plugin[{declared.__name__}] but sets Config ="
+                            f" {cls.__dict__['Config'].__name__}: declare the model once, as the"
+                            " type parameter")
+        cls.Config = declared
+
     def __init__(self, ctx: PluginContext):
         self.ctx = ctx
-        self.config = ctx.config
+        self.config: ConfigT = cast(ConfigT, ctx.config)
         self.log = ctx.logger
 
     async def setup(self) -> None:
@@ -361,8 +396,7 @@ class Plugin:
         except Exception as exc:
             self.log.error("%s: could not queue retry of %s %s: %s", self.name, operation, key, exc)
             return False
-        if self.ctx.metrics is not None:
-            self.ctx.metrics.plugin_retries.labels(plugin=self.name).inc()
+        self.ctx.metrics.plugin_retries.labels(plugin=self.name).inc()
         return True
 
     # Web -------------------------------------------------------------------------------

@@ -18,11 +18,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from daz.bus import Bus
+from daz.clock import Clock
 from daz.commands import CommandDeclarationError, CommandRegistry
 from daz.commands.dispatch import CommandDispatcher, command_settings
-from daz.config import ConfigError, validate_plugin_config
+from daz.config import Config, ConfigError, validate_plugin_config
+from daz.cytube.rooms import Rooms
+from daz.db.pool import Database
 from daz.db.errors import is_transient
 from daz.logs import log_context
+from daz.metrics import Metrics
 from daz.plugins.base import EverySpec, OnSpec, Plugin, PluginContext
 from daz.plugins.registry import available_plugins, plugin_class_in
 from daz.stopping import StopBudget
@@ -48,7 +53,11 @@ def plugin_class(name: str) -> type[Plugin]:
 
 
 class PluginManager:
-    def __init__(self, *, config, bus, rooms, db, http, clock, metrics, data_dir,
+    """``db`` may be None until ``start``: the app validates the config (``select``) before
+    its database connects. Plugins always get a database, and ``metrics`` always."""
+
+    def __init__(self, *, config: Config, bus: Bus, rooms: Rooms, db: Database | None, http,
+                 clock: Clock, metrics: Metrics, data_dir,
                  commands: CommandRegistry | None = None):
         self.config = config
         self.bus = bus
@@ -103,6 +112,9 @@ class PluginManager:
     # ------------------------------------------------------------------ start / stop
 
     async def start(self, chosen: list[tuple[type[Plugin], Any]]) -> None:
+        if self.db is None:
+            raise RuntimeError("plugins start with a database: set PluginManager.db first (a"
+                               " test without PostgreSQL gives one that never answers)")
         # Commands first, for all plugins, so a name clash stops start-up before anything runs.
         instances = []
         for cls, cfg in chosen:
@@ -137,8 +149,7 @@ class PluginManager:
             log.exception("plugin %s failed to start; it is disabled, the others run on",
                           plugin.name)
             self.commands.unregister_plugin(plugin.name)
-            if self.metrics is not None:
-                self.metrics.count_handler_error(plugin.name)
+            self.metrics.count_handler_error(plugin.name)
             return
         for attr, spec in plugin.declared_handlers():
             loaded.subscriptions.append(self._subscribe(plugin, getattr(plugin, attr), spec))
@@ -197,8 +208,7 @@ class PluginManager:
                 loaded.errors += 1
                 log.exception("plugin %s: job %s failed; it runs again in %.0fs",
                               loaded.name, attr, spec.seconds)
-                if self.metrics is not None:
-                    self.metrics.count_handler_error(loaded.name)
+                self.metrics.count_handler_error(loaded.name)
 
     @staticmethod
     def _retry_runner(plugin: Plugin):

@@ -64,12 +64,11 @@ class AnalyticsConfig(PluginConfig):
     retention_days: int = Field(35, ge=2)
 
 
-class Analytics(Plugin):
+class Analytics(Plugin[AnalyticsConfig]):
     name = "analytics"
     after = ("sql", "mediatracker")  # its play counts follow the play records
     description = "Hourly and daily channel figures and per-user message counts; !mystats"
     schema = "schema.sql"
-    Config = AnalyticsConfig
 
     async def setup(self) -> None:
         self.current = Batch()  # counting into
@@ -95,16 +94,12 @@ class Analytics(Plugin):
         await self._read_chat_marks()
 
     async def _read_chat_marks(self) -> None:
-        if self.ctx.db is None:
-            return
         try:
             async with self.ctx.db.pool.acquire() as conn:
                 if not await table_exists(conn, "daz_core_events"):
                     return
                 # The configured channels: rooms are built later, as their leases are won.
-                app = self.ctx.app_config
-                channels = ({room.channel for room in app.enabled_rooms} if app is not None
-                            else set(self.ctx.rooms.channels()))
+                channels = {room.channel for room in self.ctx.app_config.enabled_rooms}
                 for channel in sorted(channels):
                     self.chat_seen[channel] = await store.newest_chat(conn, channel)
         except Exception as exc:  # replayed lines are then not counted: never twice
@@ -153,8 +148,7 @@ class Analytics(Plugin):
     async def cleanup_if_due(self) -> int:
         """Once a day: drop helper rows older than the retention; returns rows deleted."""
         now = self.ctx.clock.monotonic()
-        if self.ctx.db is None or (self._last_cleanup is not None
-                                   and now - self._last_cleanup < 86400):
+        if self._last_cleanup is not None and now - self._last_cleanup < 86400:
             return 0
         self._last_cleanup = now
         async with self.ctx.db.pool.acquire() as conn:
@@ -170,8 +164,6 @@ class Analytics(Plugin):
         async with self._lock:
             while True:
                 if self.pending is None:
-                    if self.ctx.db is None:
-                        return applied
                     if self.saved:
                         self.pending = self.saved.popleft()
                     elif self.current:
@@ -256,14 +248,10 @@ class Analytics(Plugin):
             if batch is not None:
                 u = batch.users.get((channel, ctx.username))
                 unsaved += u.messages if u else 0
-        row = None
-        if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
-                row = await store.user_row(conn, channel, ctx.username)
-                total = (row["total_messages"] if row else 0) + unsaved
-                place = await store.rank_of(conn, channel, total) if total else 0
-        else:
-            total, place = unsaved, 0
+        async with self.ctx.db.pool.acquire() as conn:
+            row = await store.user_row(conn, channel, ctx.username)
+            total = (row["total_messages"] if row else 0) + unsaved
+            place = await store.rank_of(conn, channel, total) if total else 0
         if not total:
             await ctx.reply(f"{ctx.username}: I have no chat lines from you in this channel yet.")
             return

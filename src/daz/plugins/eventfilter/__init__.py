@@ -58,12 +58,11 @@ class EventFilterConfig(PluginConfig):
         return self
 
 
-class EventFilter(Plugin):
+class EventFilter(Plugin[EventFilterConfig]):
     name = "eventfilter"
     after = ("sql", "retry")
     description = "Command audit log, the owner's command switch, event routing rules"
     schema = "schema.sql"
-    Config = EventFilterConfig
     retry_operations = {"save_enabled": "_retry_save_enabled"}
 
     async def setup(self) -> None:
@@ -82,9 +81,8 @@ class EventFilter(Plugin):
         self.rules: list[Rule] = list(self.config_rules)
         self.forwarded = 0
         self._rules_sub = None
-        if self.ctx.db is not None:
-            await self._mirror_commands()
-            await self._load_db_rules()
+        await self._mirror_commands()
+        await self._load_db_rules()
         self._apply_rules(self.rules)
 
     async def teardown(self) -> None:
@@ -151,9 +149,7 @@ class EventFilter(Plugin):
             raise CommandRefused("That would lock everyone out of this switch; not doing it.")
         entry.enabled = enable
         note = ""
-        if self.ctx.db is None:
-            note = " (not saved: no database, it lasts until a restart)"
-        elif not await self._save_enabled(entry):
+        if not await self._save_enabled(entry):
             # Kept in force here, and written by the retry queue when the database is back.
             self.unsaved.add(entry.name)
             queued = await self.defer_retry(
@@ -169,7 +165,7 @@ class EventFilter(Plugin):
         """Run by the retry queue: save a switch the database missed. It writes the switch as
         it is *now*, so several queued saves of one command, in any order, end the same."""
         entry = self.ctx.commands.resolve(str(payload.get("command", "")))
-        if entry is None or self.ctx.db is None:
+        if entry is None:
             return  # that command is gone: nothing left to save
         await self._write_enabled(entry)
         self.unsaved.discard(entry.name)
@@ -219,8 +215,6 @@ class EventFilter(Plugin):
                 entry.enabled = bool(row["enabled"]) or entry.name == "command"
 
     async def _save_enabled(self, entry: RegisteredCommand) -> bool:
-        if self.ctx.db is None:
-            return False
         try:
             await self._write_enabled(entry)
         except Exception as exc:

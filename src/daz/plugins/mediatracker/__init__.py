@@ -82,12 +82,11 @@ class MediaTrackerConfig(PluginConfig, HeldWritesConfig):
     stats_limit: int = 5
 
 
-class MediaTracker(Plugin):
+class MediaTracker(Plugin[MediaTrackerConfig]):
     name = "mediatracker"
     after = ("sql",)
     description = "Plays, media stats, the playlist mirror and the media library; !np, !stats"
     schema = "schema.sql"
-    Config = MediaTrackerConfig
 
     async def setup(self) -> None:
         self.plays: dict[str, Play] = {}  # room id → current (or last) play
@@ -116,7 +115,7 @@ class MediaTracker(Plugin):
     async def _media(self, ev: MediaChanged) -> None:
         media = ev.media
         mid, mtype = db_text(media.id, 255), db_text(media.type, 50)
-        if not mid or self.ctx.db is None:
+        if not mid:
             return
         t = ev.received_at
         uid = self.uids.get(ev.room_id)
@@ -156,7 +155,7 @@ class MediaTracker(Plugin):
 
     async def _playlist(self, ev: Any) -> None:
         room = self.ctx.rooms.get(ev.room_id)
-        if room is None or self.ctx.db is None:
+        if room is None:
             return
         mirror = self.mirrors.setdefault(ev.room_id, Mirror(ev.channel))
         for uid in room.state.playlist:  # queued now, even if written later
@@ -174,13 +173,12 @@ class MediaTracker(Plugin):
 
     async def _end(self, room_id: str, play: Play, t: float) -> None:
         play.close(t)
-        if self.ctx.db is not None:
-            await self.held.submit(room_id, {"op": "end", "play": play.snapshot(), "t": t})
+        await self.held.submit(room_id, {"op": "end", "play": play.snapshot(), "t": t})
 
     async def _last_play(self, room_id: str, channel: str) -> Play | None:
         """The channel's newest play row (to carry on after a restart); None when the database
         does not answer (and not even asked while the room's writes are held)."""
-        if self.ctx.db is None or self.held.holding(room_id):
+        if self.held.holding(room_id):
             return None
         try:
             async with self.ctx.db.acquire() as conn:
@@ -267,10 +265,8 @@ class MediaTracker(Plugin):
              description="The most played media in this channel",
              examples=[("!stats", "No plays recorded in this channel yet.")])
     async def stats(self, ctx: CommandContext) -> None:
-        rows = []
-        if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
-                rows = await store.top_media(conn, ctx.room.channel, self.config.stats_limit)
+        async with self.ctx.db.pool.acquire() as conn:
+            rows = await store.top_media(conn, ctx.room.channel, self.config.stats_limit)
         if not rows:
             await ctx.reply("No plays recorded in this channel yet.")
             return

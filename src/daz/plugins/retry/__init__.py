@@ -76,11 +76,10 @@ def transient(exc: BaseException) -> bool:
     return is_transient(exc)
 
 
-class Retry(Plugin):
+class Retry(Plugin[RetryConfig]):
     name = "retry"
     after = ("sql",)
     description = "Persistent retry queue for failed operations of other plugins"
-    Config = RetryConfig
 
     async def setup(self) -> None:
         self.pending: collections.deque[dict] = collections.deque()
@@ -144,8 +143,6 @@ class Retry(Plugin):
 
     async def _insert(self, item: dict) -> int:
         db = self.ctx.db
-        if db is None:
-            raise DatabaseUnavailable("no database")
         try:
             # Same key = same operation: a second enqueue returns the first row, unchanged.
             row_id = await asyncio.wait_for(db.fetchval(
@@ -205,8 +202,6 @@ class Retry(Plugin):
 
     async def poll(self) -> int:
         """One pass: held items in, due (and abandoned) rows run. Returns rows run."""
-        if self.ctx.db is None:
-            return 0
         await self._flush_pending()
         await self._mark_completed()
         if self._last_cleanup is None or (time.monotonic() - self._last_cleanup

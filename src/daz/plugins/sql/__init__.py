@@ -88,14 +88,13 @@ class SqlConfig(PluginConfig):
     pg_stat_top_n: int = 5
 
 
-class Sql(Plugin):
+class Sql(Plugin[SqlConfig]):
     name = "sql"
     description = "Records every CyTube event in the database (batched, deduplicated, lossless)"
     schema = "schema.sql"
-    Config = SqlConfig
 
     async def setup(self) -> None:
-        cfg: SqlConfig = self.config
+        cfg = self.config
         self.router = Router(cfg.logger_rules)
         self.eventlog = EventLog(
             self.ctx.db, spill_path=self._spill_path(), batch_size=cfg.core_event_batch_size,
@@ -103,8 +102,6 @@ class Sql(Plugin):
             max_queue=cfg.core_event_queue_size, burst_queue=cfg.core_event_burst_queue_size,
             write_timeout=cfg.write_timeout_seconds,
             shutdown_timeout=cfg.shutdown_timeout_seconds, metrics=self.ctx.metrics)
-        if self.ctx.db is None:
-            self.log.warning("sql: no database; events are kept in the spill file only")
         await self.eventlog.start()
 
     def _spill_path(self) -> Path | None:

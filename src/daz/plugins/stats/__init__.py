@@ -48,12 +48,11 @@ class Totals:
         return self.seconds / self.handled if self.handled else 0.0
 
 
-class Stats(Plugin):
+class Stats(Plugin[StatsConfig]):
     name = "stats"
     after = ("sql",)
     description = "Per-plugin event, error and timing figures in daz_plugin_stats and /metrics"
     schema = "schema.sql"
-    Config = StatsConfig
 
     async def setup(self) -> None:
         self.run_id = uuid.uuid4()
@@ -88,19 +87,15 @@ class Stats(Plugin):
             t.handled += sub.handled
             t.errors += sub.errors
             t.seconds += sub.total_seconds
-        metrics = self.ctx.metrics
-        if metrics is not None:
-            # Timer and setup failures are counted there, not on any subscription.
-            for name, t in out.items():
-                counted = metrics.handler_error_counts.get(name, 0)
-                if counted > t.errors:
-                    t.errors = counted
+        # Job and setup failures are counted there, not on any subscription.
+        for name, t in out.items():
+            counted = self.ctx.metrics.handler_error_counts.get(name, 0)
+            if counted > t.errors:
+                t.errors = counted
         return out
 
     def update_metrics(self, totals: dict[str, Totals]) -> None:
         metrics = self.ctx.metrics
-        if metrics is None:
-            return
         for name, t in totals.items():
             delta = t.handled - self.published.get(name, 0)
             if delta > 0:
@@ -113,8 +108,6 @@ class Stats(Plugin):
         async with self._lock:
             totals = self.collect()
             self.update_metrics(totals)
-            if self.ctx.db is None:
-                return 0
             rows = []
             for name, t in totals.items():
                 old = self.written.get(name)

@@ -76,12 +76,11 @@ class TellConfig(PluginConfig):
     recipient_refresh_seconds: float = Field(30.0, gt=0)
 
 
-class Tell(Plugin):
+class Tell(Plugin[TellConfig]):
     name = "tell"
     after = ("sql", "retry")
     description = "Leave a message for someone who is not here"
     schema = "schema.sql"
-    Config = TellConfig
     retry_operations = {"confirm_delivery": "_retry_confirm_delivery"}
 
     async def setup(self) -> None:
@@ -89,8 +88,7 @@ class Tell(Plugin):
         self.claimer = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.waiting: dict[tuple[str, str], asyncio.Task] = {}  # delayed deliveries on join
         self.hint = RecipientHint()
-        if self.ctx.db is not None:
-            await self.refresh_hints()
+        await self.refresh_hints()
 
     async def teardown(self) -> None:
         tasks = list(self.waiting.values())
@@ -151,7 +149,7 @@ class Tell(Plugin):
         Always asks the database (joins come here directly); chat lines only when the hint
         says ``name`` may have something waiting.
         """
-        if self.ctx.db is None or not USERNAME.match(name):
+        if not USERNAME.match(name):
             return 0
         now = self.ctx.clock.time()
         since = self.hint.mark()
@@ -267,9 +265,6 @@ class Tell(Plugin):
             await ctx.reply(f"That message is {len(message)} characters long; the limit is"
                             f" {cfg.max_message_length}.")
             return
-        if self.ctx.db is None:
-            await ctx.reply("I can't store messages right now, sorry.")
-            return
         now = self.ctx.clock.time()
         event = ctx.event
         key = store.source_key(
@@ -311,9 +306,6 @@ class Tell(Plugin):
                             f" kept for {days}).{note}")
 
     async def _list(self, ctx: CommandContext) -> None:
-        if self.ctx.db is None:
-            await ctx.reply_pm("I can't look that up right now, sorry.")
-            return
         now = self.ctx.clock.time()
         try:
             async with self.ctx.db.pool.acquire() as conn:
@@ -336,9 +328,6 @@ class Tell(Plugin):
             await ctx.reply_pm(f"...and {len(rows) - LIST_LIMIT} more.")
 
     async def _cancel(self, ctx: CommandContext, what: str) -> None:
-        if self.ctx.db is None:
-            await ctx.reply("I can't do that right now, sorry.")
-            return
         number = what.lstrip("#")
         name = None if number.isdigit() else clean_username(what)
         if not number.isdigit() and name is None:
@@ -364,7 +353,7 @@ class Tell(Plugin):
     @every(config="recipient_refresh_seconds")
     async def refresh_timer(self) -> None:
         try:
-            await self.refresh_hints()  # without a database: returns at once
+            await self.refresh_hints()
         except Exception:  # the next round tries again; the hint stays as it was
             self.log.exception("tell: reloading pending recipients failed")
 
@@ -372,7 +361,7 @@ class Tell(Plugin):
         """Reload who may have messages waiting (every room's channel unless ``channels``)."""
         if channels is None:
             channels = sorted({room.channel for room in self.ctx.rooms})
-        if self.ctx.db is None or not channels:
+        if not channels:
             return False
         since = self.hint.mark()
         try:
@@ -397,8 +386,6 @@ class Tell(Plugin):
 
     async def sweep_now(self) -> tuple[int, int]:
         """Release claims whose process died; delete expired messages. (released, purged)"""
-        if self.ctx.db is None:
-            return 0, 0
         now = self.ctx.clock.time()
         async with self.ctx.db.pool.acquire() as conn:
             released = await store.release_stale(conn, now, self.config.claim_timeout_seconds)

@@ -69,25 +69,23 @@ class UserTrackerConfig(PluginConfig, HeldWritesConfig):
     join_dedupe_seconds: float = Field(2.0, ge=0)
 
 
-class UserTracker(Plugin):
+class UserTracker(Plugin[UserTrackerConfig]):
     name = "usertracker"
     after = ("sql",)
     description = "Who is in each channel, since when; join/leave history; !seen"
     schema = "schema.sql"
-    Config = UserTrackerConfig
 
     async def setup(self) -> None:
         # channel → lower-cased name → (name as typed, epoch of the last line)
         self.activity: dict[str, dict[str, tuple[str, float]]] = {}
         self.observed_column: str | None = None
         self.afk_column: str | None = None
-        if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
-                cols = await sessions.optional_columns(conn)
-            self.observed_column = next(
-                (c for c in ("observed_at_join", "observed", "joined_at_observed") if c in cols),
-                None)
-            self.afk_column = next((c for c in ("is_afk", "afk") if c in cols), None)
+        async with self.ctx.db.pool.acquire() as conn:
+            cols = await sessions.optional_columns(conn)
+        self.observed_column = next(
+            (c for c in ("observed_at_join", "observed", "joined_at_observed") if c in cols),
+            None)
+        self.afk_column = next((c for c in ("is_afk", "afk") if c in cols), None)
         self._flush_lock = asyncio.Lock()
         # channel → when the current connection came up / when this process last saw it drop:
         # what bounds the left_at of people a later user list shows gone (sessions.reconcile).
@@ -121,8 +119,7 @@ class UserTracker(Plugin):
     # order while the database is away (and be saved at shutdown); ``_apply`` runs it.
 
     async def _write(self, channel: str, op: dict) -> None:
-        if self.ctx.db is not None:
-            await self.held.submit(channel, op)
+        await self.held.submit(channel, op)
 
     async def _joined(self, ev: UserJoined) -> None:
         if ev.username:
@@ -242,9 +239,6 @@ class UserTracker(Plugin):
         """Write the batched last-chat times, one statement per channel; returns rows touched."""
         async with self._flush_lock:
             self._heartbeat()
-            if self.ctx.db is None:
-                self.activity.clear()
-                return 0
             batch, self.activity = self.activity, {}
             touched = 0
             try:
@@ -283,10 +277,8 @@ class UserTracker(Plugin):
         if name.lower() == ctx.username.lower():
             await ctx.reply("You're right here.")
             return
-        row = None
-        if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
-                row = await sessions.lookup(conn, ctx.room.channel, name)
+        async with self.ctx.db.pool.acquire() as conn:
+            row = await sessions.lookup(conn, ctx.room.channel, name)
         now = self.ctx.clock.now()
         present = state.user(name)
         if present is not None:
