@@ -96,11 +96,10 @@ class App:
             await self.bridge.start()
         if self.index_builds is not None:
             self.index_builds.start()
-        if self.db is not None:
-            from daz.db.retention import RetentionTask
+        from daz.db.retention import RetentionTask
 
-            self.retention = RetentionTask(self.db, self.config.core.retention, self.clock)
-            self.retention.start()
+        self.retention = RetentionTask(self.db, self.config.core.retention, self.clock)
+        self.retention.start()
         self.state = "running"
         log.info("%s", self._running_line())
 

@@ -153,9 +153,9 @@ class PluginManager:
             return
         for attr, spec in plugin.declared_handlers():
             loaded.subscriptions.append(self._subscribe(plugin, getattr(plugin, attr), spec))
-        for attr, spec in self._resolved_timers(plugin):
+        for attr, job in self._resolved_timers(plugin):
             loaded.jobs[attr] = asyncio.create_task(
-                self._run_timer(loaded, attr, spec), name=f"job:{plugin.name}.{attr}",
+                self._run_timer(loaded, attr, job), name=f"job:{plugin.name}.{attr}",
                 context=log_context(plugin=plugin.name))
         if plugin.runs_retried_operations():
             self.bus.respond(f"retry.run.{plugin.name}", self._retry_runner(plugin),
@@ -190,7 +190,8 @@ class PluginManager:
 
     async def _run_timer(self, loaded: LoadedPlugin, attr: str, spec: EverySpec) -> None:
         method = getattr(loaded.plugin, attr)
-        delay = spec.initial_delay if spec.initial_delay is not None else spec.seconds
+        first = spec.initial_delay  # resolved: seconds, or None for one interval
+        delay = float(first) if isinstance(first, (int, float)) else spec.seconds
         while True:
             # Sleeping after the run, not on a fixed beat: a run never overlaps the next.
             await asyncio.sleep(delay)

@@ -26,8 +26,8 @@ synchronous row per chat line. Here:
   was away. A replayed line newer than every chat line of the channel daz has stored or counted
   (its CyTube ``time`` above the newest ``message_time`` in ``daz_core_events``, read at start,
   then kept in memory) is counted once, in the hour it was said. Older replayed lines were
-  counted when they were said. Without that table (or a database) at start, replayed lines are
-  not counted until a live line has set the mark.
+  counted when they were said. Without that table (or an answer from the database) at start,
+  replayed lines are not counted until a live line has set the mark.
 * Never counted: replayed history already counted, daz's own lines and joins, ``[server]``
   whispers and shadow-muted lines (daz's name is checked too).
 * The two helper tables are kept ``retention_days``: hourly chatter names are only needed while
