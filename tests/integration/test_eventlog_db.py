@@ -9,8 +9,16 @@ import logging
 import time
 
 from daz.db.eventlog import EventLog
-from daz.db.eventrows import (ACTIVITY, CHAT, CORE, PRIVATE, LogEntry, chat_uid, clean_json,
-                              random_uid)
+from daz.db.eventrows import (
+    ACTIVITY,
+    CHAT,
+    CORE,
+    PRIVATE,
+    LogEntry,
+    chat_uid,
+    clean_json,
+    random_uid,
+)
 from daz.db.pool import Database
 from daz.metrics import Metrics
 from tests.e2e.harness import wait_until
@@ -278,8 +286,8 @@ async def test_a_replay_after_a_partial_write_is_exactly_once(database, tmp_path
 
 
 async def test_without_a_database_or_spill_file_close_reports_the_loss(tmp_path, caplog):
-    log = EventLog(database_that_never_answers(), spill_path=None, batch_size=2, flush_interval=0.01, retry_max_delay=0.05,
-                   shutdown_timeout=1)
+    log = EventLog(database_that_never_answers(), spill_path=None, batch_size=2,
+                   flush_interval=0.01, retry_max_delay=0.05, shutdown_timeout=1)
     await log.start()
     log.put(chat(1))
     with caplog.at_level(logging.ERROR, logger="daz.db.eventlog"):

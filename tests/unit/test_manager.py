@@ -9,9 +9,9 @@ from daz.clock import Clock
 from daz.config import ConfigError, load_config
 from daz.cytube.events import ChatMessage, parse_event
 from daz.cytube.rooms import Rooms
+from daz.metrics import Metrics
 from daz.plugins.base import EverySpec, Plugin, PluginConfig, command, every, in_order, on
 from daz.plugins.manager import PluginManager
-from daz.metrics import Metrics
 from tests.fakes.no_database import database_that_never_answers
 
 

@@ -35,9 +35,10 @@ import asyncio
 import collections
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
@@ -91,7 +92,7 @@ class HeldWrites:
         self._task: asyncio.Task | None = None
 
     @classmethod
-    def for_plugin(cls, plugin, apply: Apply) -> "HeldWrites":
+    def for_plugin(cls, plugin, apply: Apply) -> HeldWrites:
         """Held writes of ``plugin`` (config: ``HeldWritesConfig``), saved across restarts in
         ``<data_dir>/<plugin name>-held.jsonl``."""
         ctx, config = plugin.ctx, plugin.config

@@ -24,8 +24,8 @@ from daz.commands import CommandDeclarationError, CommandRegistry
 from daz.commands.dispatch import CommandDispatcher, command_settings
 from daz.config import Config, ConfigError, validate_plugin_config
 from daz.cytube.rooms import Rooms
-from daz.db.pool import Database
 from daz.db.errors import is_transient
+from daz.db.pool import Database
 from daz.logs import log_context
 from daz.metrics import Metrics
 from daz.plugins.base import EverySpec, OnSpec, Plugin, PluginContext

@@ -68,7 +68,6 @@ class Analytics(Plugin[AnalyticsConfig]):
     name = "analytics"
     after = ("sql", "mediatracker")  # its play counts follow the play records
     description = "Hourly and daily channel figures and per-user message counts; !mystats"
-    schema = "schema.sql"
 
     async def setup(self) -> None:
         self.current = Batch()  # counting into
@@ -95,7 +94,7 @@ class Analytics(Plugin[AnalyticsConfig]):
 
     async def _read_chat_marks(self) -> None:
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 if not await table_exists(conn, "daz_core_events"):
                     return
                 # The configured channels: rooms are built later, as their leases are won.
@@ -151,7 +150,7 @@ class Analytics(Plugin[AnalyticsConfig]):
         if self._last_cleanup is not None and now - self._last_cleanup < 86400:
             return 0
         self._last_cleanup = now
-        async with self.ctx.db.pool.acquire() as conn:
+        async with self.ctx.db.acquire() as conn:
             deleted = await store.cleanup(conn, self.config.retention_days)
         if deleted:
             self.log.info("analytics: removed %d helper rows older than %d days", deleted,
@@ -171,7 +170,7 @@ class Analytics(Plugin[AnalyticsConfig]):
                     else:
                         return applied
                 try:
-                    async with self.ctx.db.pool.acquire() as conn:
+                    async with self.ctx.db.acquire() as conn:
                         if await store.write(conn, self.pending):
                             applied += 1
                         else:
@@ -248,7 +247,7 @@ class Analytics(Plugin[AnalyticsConfig]):
             if batch is not None:
                 u = batch.users.get((channel, ctx.username))
                 unsaved += u.messages if u else 0
-        async with self.ctx.db.pool.acquire() as conn:
+        async with self.ctx.db.acquire() as conn:
             row = await store.user_row(conn, channel, ctx.username)
             total = (row["total_messages"] if row else 0) + unsaved
             place = await store.rank_of(conn, channel, total) if total else 0

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -32,6 +32,9 @@ from daz.events import CommandExecuted, PluginEvent
 from daz.plugins.base import Example, Plugin, PluginConfig, command, every, on
 from daz.plugins.eventfilter.history import HistoryWriter
 from daz.plugins.eventfilter.rules import Rule, RuleConfig, build_rule, targets_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from daz.bus import Subscription
 
 UNSAVED_HISTORY = "eventfilter-history-unsaved.jsonl"  # audit rows a stop could not write
 
@@ -51,7 +54,7 @@ class EventFilterConfig(PluginConfig):
     routing_rules: list[RuleConfig] = Field(default_factory=list)  # the Go key, same meaning
 
     @model_validator(mode="after")
-    def _merge_go_rules(self) -> "EventFilterConfig":
+    def _merge_go_rules(self) -> EventFilterConfig:
         if self.routing_rules:
             self.rules = [*self.rules, *self.routing_rules]
             self.routing_rules = []
@@ -62,8 +65,7 @@ class EventFilter(Plugin[EventFilterConfig]):
     name = "eventfilter"
     after = ("sql", "retry")
     description = "Command audit log, the owner's command switch, event routing rules"
-    schema = "schema.sql"
-    retry_operations = {"save_enabled": "_retry_save_enabled"}
+    retry_operations: ClassVar[dict[str, str]] = {"save_enabled": "_retry_save_enabled"}
 
     async def setup(self) -> None:
         cfg = self.config
@@ -80,7 +82,7 @@ class EventFilter(Plugin[EventFilterConfig]):
                 self.config_rules.append(rule)
         self.rules: list[Rule] = list(self.config_rules)
         self.forwarded = 0
-        self._rules_sub = None
+        self._rules_sub: Subscription | None = None
         await self._mirror_commands()
         await self._load_db_rules()
         self._apply_rules(self.rules)
@@ -183,17 +185,16 @@ class EventFilter(Plugin[EventFilterConfig]):
                              entry.enabled, spec.admin_only,
                              spec.description if word == spec.name else ""))
         try:
-            async with self.ctx.db.pool.acquire() as conn:
-                async with conn.transaction():
-                    # enabled is only set on insert: after that it is the owner's decision.
-                    await conn.executemany(
-                        "INSERT INTO daz_eventfilter_commands (command, plugin_name, is_alias,"
-                        " primary_command, min_rank, enabled, admin_only, description)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                        " ON CONFLICT (command) DO UPDATE SET plugin_name = EXCLUDED.plugin_name,"
-                        " is_alias = EXCLUDED.is_alias, primary_command = EXCLUDED.primary_command,"
-                        " min_rank = EXCLUDED.min_rank, admin_only = EXCLUDED.admin_only,"
-                        " description = EXCLUDED.description", rows)
+            async with self.ctx.db.acquire() as conn, conn.transaction():
+                # enabled is only set on insert: after that it is the owner's decision.
+                await conn.executemany(
+                    "INSERT INTO daz_eventfilter_commands (command, plugin_name, is_alias,"
+                    " primary_command, min_rank, enabled, admin_only, description)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    " ON CONFLICT (command) DO UPDATE SET plugin_name = EXCLUDED.plugin_name,"
+                    " is_alias = EXCLUDED.is_alias, primary_command = EXCLUDED.primary_command,"
+                    " min_rank = EXCLUDED.min_rank, admin_only = EXCLUDED.admin_only,"
+                    " description = EXCLUDED.description", rows)
         except Exception as exc:
             self.log.warning("eventfilter: could not mirror the command list (%s); commands run "
                              "with their declared enabled flags", exc)

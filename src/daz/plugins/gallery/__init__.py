@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import ClassVar
 from urllib.parse import quote
 
 from daz.commands import CommandContext, CommandRefused
@@ -52,8 +53,7 @@ class Gallery(Plugin[GalleryConfig]):
     name = "gallery"
     after = ("sql", "retry")
     description = "Galleries of the images linked in chat, with health checks"
-    schema = "schema.sql"  # its indexes; the tables come from scripts/sql/027-030 (Go)
-    retry_operations = {"add_image": "_retry_add_image"}
+    retry_operations: ClassVar[dict[str, str]] = {"add_image": "_retry_add_image"}
 
     async def setup(self) -> None:
         cfg = self.config

@@ -54,9 +54,16 @@ from __future__ import annotations
 from typing import Any
 
 from daz.commands import CommandContext
+from daz.cytube.events import (
+    CurrentChanged,
+    MediaChanged,
+    MediaDeleted,
+    MediaMoved,
+    MediaQueued,
+    MediaUpdate,
+    PlaylistReplaced,
+)
 from daz.db.held import HeldWrites, HeldWritesConfig, transient
-from daz.cytube.events import (CurrentChanged, MediaChanged, MediaDeleted, MediaMoved,
-                               MediaQueued, MediaUpdate, PlaylistReplaced)
 from daz.events import PluginEvent, RoomDisconnected
 from daz.plugins.base import Plugin, PluginConfig, command, in_order
 from daz.plugins.mediatracker import store
@@ -86,7 +93,6 @@ class MediaTracker(Plugin[MediaTrackerConfig]):
     name = "mediatracker"
     after = ("sql",)
     description = "Plays, media stats, the playlist mirror and the media library; !np, !stats"
-    schema = "schema.sql"
 
     async def setup(self) -> None:
         self.plays: dict[str, Play] = {}  # room id → current (or last) play
@@ -265,7 +271,7 @@ class MediaTracker(Plugin[MediaTrackerConfig]):
              description="The most played media in this channel",
              examples=[("!stats", "No plays recorded in this channel yet.")])
     async def stats(self, ctx: CommandContext) -> None:
-        async with self.ctx.db.pool.acquire() as conn:
+        async with self.ctx.db.acquire() as conn:
             rows = await store.top_media(conn, ctx.room.channel, self.config.stats_limit)
         if not rows:
             await ctx.reply("No plays recorded in this channel yet.")

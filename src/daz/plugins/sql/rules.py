@@ -21,8 +21,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from daz.cytube import events as ev
-from daz.db.eventrows import (ACTIVITY, CHAT, CORE, PRIVATE, TABLES, LogEntry, chat_uid, pm_uid,
-                              random_uid)
+from daz.db.eventrows import (
+    ACTIVITY,
+    CHAT,
+    CORE,
+    PRIVATE,
+    TABLES,
+    LogEntry,
+    chat_uid,
+    pm_uid,
+    random_uid,
+)
 from daz.events import MessageSent
 
 log = logging.getLogger(__name__)

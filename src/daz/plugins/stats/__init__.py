@@ -52,7 +52,6 @@ class Stats(Plugin[StatsConfig]):
     name = "stats"
     after = ("sql",)
     description = "Per-plugin event, error and timing figures in daz_plugin_stats and /metrics"
-    schema = "schema.sql"
 
     async def setup(self) -> None:
         self.run_id = uuid.uuid4()
@@ -115,7 +114,7 @@ class Stats(Plugin[StatsConfig]):
                     rows.append((name[:100], t.handled, t.errors, t.seconds))
             if not rows:
                 return 0
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 await store_totals(conn, self.run_id, rows, self.config.run_retention_days)
             self.written = {name: Totals(t.handled, t.errors, t.seconds)
                             for name, t in totals.items()}

@@ -52,10 +52,16 @@ import asyncio
 from pydantic import Field
 
 from daz.commands import CommandContext
+from daz.cytube.events import (
+    AfkChanged,
+    ChatMessage,
+    UserJoined,
+    UserLeft,
+    UserList,
+    UserRankChanged,
+)
 from daz.db.held import HeldWrites, HeldWritesConfig
 from daz.db.text import storable_name
-from daz.cytube.events import (AfkChanged, ChatMessage, UserJoined, UserLeft, UserList,
-                               UserRankChanged)
 from daz.events import RoomConnected, RoomDisconnected
 from daz.humanize import ago, clean_username, stamp
 from daz.plugins.base import Example, Plugin, PluginConfig, command, every, in_order
@@ -73,14 +79,13 @@ class UserTracker(Plugin[UserTrackerConfig]):
     name = "usertracker"
     after = ("sql",)
     description = "Who is in each channel, since when; join/leave history; !seen"
-    schema = "schema.sql"
 
     async def setup(self) -> None:
         # channel → lower-cased name → (name as typed, epoch of the last line)
         self.activity: dict[str, dict[str, tuple[str, float]]] = {}
         self.observed_column: str | None = None
         self.afk_column: str | None = None
-        async with self.ctx.db.pool.acquire() as conn:
+        async with self.ctx.db.acquire() as conn:
             cols = await sessions.optional_columns(conn)
         self.observed_column = next(
             (c for c in ("observed_at_join", "observed", "joined_at_observed") if c in cols),
@@ -277,7 +282,7 @@ class UserTracker(Plugin[UserTrackerConfig]):
         if name.lower() == ctx.username.lower():
             await ctx.reply("You're right here.")
             return
-        async with self.ctx.db.pool.acquire() as conn:
+        async with self.ctx.db.acquire() as conn:
             row = await sessions.lookup(conn, ctx.room.channel, name)
         now = self.ctx.clock.now()
         present = state.user(name)
