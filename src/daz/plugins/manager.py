@@ -193,8 +193,9 @@ class PluginManager:
         first = spec.initial_delay  # resolved: seconds, or None for one interval
         delay = float(first) if isinstance(first, (int, float)) else spec.seconds
         while True:
-            # Sleeping after the run, not on a fixed beat: a run never overlaps the next.
-            await asyncio.sleep(delay)
+            # Sleeping after the run, not on a fixed beat: a run never overlaps the next. The
+            # injected clock: a test's FakeClock runs jobs in virtual time.
+            await self.clock.sleep(delay)
             delay = spec.seconds
             try:
                 await method()
