@@ -44,6 +44,17 @@ def test_a_second_differing_config_declaration_is_an_error():
             Config = TellConfig
 
 
+def test_a_model_that_is_not_a_plugin_config_is_an_error():
+    from pydantic import BaseModel
+
+    class Loose(BaseModel):
+        x: int = 1
+
+    with pytest.raises(TypeError, match=r"subclasses daz\.plugins\.base\.PluginConfig"):
+        class Wrong(Plugin[Loose]):  # type: ignore[type-var]
+            name = "wrong"
+
+
 def test_a_subclass_of_a_plugin_keeps_its_model_and_an_unparameterised_one_the_base():
     class Sweeper2(Sweeper):
         name = "sweeper2"

@@ -270,6 +270,9 @@ def _config_parameter(cls: type) -> type[PluginConfig] | None:
             (arg,) = base.__args__
             if isinstance(arg, type) and issubclass(arg, PluginConfig):
                 return arg
+            if isinstance(arg, type):
+                raise TypeError(f"{cls.__qualname__} is Plugin[{arg.__name__}]: a plugin's config"
+                                " model subclasses daz.plugins.base.PluginConfig")
     return None
 
 
