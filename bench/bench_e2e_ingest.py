@@ -37,7 +37,7 @@ from bench.common import (Timer, bare_copy_rate, postgres_cpu_seconds, report,  
                           rss_mib, run, scratch_database, test_dsn, wait_joined)
 from bench.flood_server import FloodServer, loop_name  # noqa: E402
 from daz.app import App  # noqa: E402
-from daz.db import eventrows  # noqa: E402
+from daz.plugins.sql import eventrows  # noqa: E402
 from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, bot_config  # noqa: E402
 
 EVENTS = sized(150_000, 10_000)

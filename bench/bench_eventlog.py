@@ -28,7 +28,7 @@ from daz.clock import Clock  # noqa: E402
 from daz.config import load_config  # noqa: E402
 from daz.cytube.events import parse_event  # noqa: E402
 from daz.cytube.rooms import Rooms  # noqa: E402
-from daz.db import eventrows  # noqa: E402
+from daz.plugins.sql import eventrows  # noqa: E402
 from daz.db.migrate import migrate  # noqa: E402
 from daz.db.pool import Database  # noqa: E402
 from daz.plugins.manager import PluginManager, plugin_class  # noqa: E402

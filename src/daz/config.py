@@ -215,6 +215,11 @@ class CoreConfig(_Section):
     # The whole stop (SIGTERM/Ctrl-C to exit), however many plugins are stuck; under Docker's
     # 10 s grace. What the database has not taken by then is saved to disk for the next start.
     stop_timeout_seconds: float = Field(8.0, gt=0, le=600)
+    # The journal (<data_dir>/journal/) keeps what the database could not take; past this size
+    # it refuses appends as a full disk would, and writers keep their records in memory.
+    journal_max_mb: int = Field(1024, ge=1, description=(
+        "Largest size of <data_dir>/journal/, where writes wait while the database is away"
+        " (MB); past it new records stay in memory, as with a full disk"))
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @model_validator(mode="after")

@@ -1,5 +1,5 @@
 """The one cleaning that makes text storable, and the one check of a batched user name."""
-from daz.db import eventrows
+from daz.plugins.sql import eventrows
 from daz.db.text import NAME_LIMIT, clean_text, storable_name
 from daz.plugins.eventfilter.history import clean
 from daz.plugins.mediatracker.plays import db_text

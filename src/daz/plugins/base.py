@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from daz.commands import CommandRegistry
     from daz.cytube.rooms import Rooms
     from daz.db.pool import Database
+    from daz.journal import Journal
     from daz.metrics import Metrics
 
 
@@ -256,6 +257,8 @@ class PluginContext:
     commands: "CommandRegistry"
     metrics: "Metrics | None" = None
     data_dir: Any = None  # pathlib.Path
+    # Where writes wait while the database is away (daz/journal.py); None without a data dir.
+    journal: "Journal | None" = None
     app_config: Any = None  # the whole daz Config, read-only by convention
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -20,6 +20,7 @@ from typing import Any
 from daz.commands import CommandDeclarationError, CommandRegistry
 from daz.commands.dispatch import CommandDispatcher, command_settings
 from daz.config import ConfigError, validate_plugin_config
+from daz.journal import Journal, open_journal
 from daz.logs import log_context
 from daz.plugins.base import EverySpec, OnSpec, Plugin, PluginContext
 from daz.plugins.registry import available_plugins, plugin_class_in
@@ -47,7 +48,7 @@ def plugin_class(name: str) -> type[Plugin]:
 
 class PluginManager:
     def __init__(self, *, config, bus, rooms, db, http, clock, metrics, data_dir,
-                 commands: CommandRegistry | None = None):
+                 commands: CommandRegistry | None = None, journal: Journal | None = None):
         self.config = config
         self.bus = bus
         self.rooms = rooms
@@ -56,6 +57,9 @@ class PluginManager:
         self.clock = clock
         self.metrics = metrics
         self.data_dir = data_dir
+        # The one journal of the data dir (daz/journal.py), shared by every plugin.
+        self.journal = journal if journal is not None else open_journal(
+            data_dir, max_bytes=config.core.journal_max_mb * 1024 * 1024, metrics=metrics)
         # Not `commands or ...`: an empty registry is falsy (it has __len__), and the app's
         # registry must be the one filled, or /help shows nothing.
         self.commands = commands if commands is not None else CommandRegistry()
@@ -108,7 +112,7 @@ class PluginManager:
                 name=cls.name, bus=self.bus, rooms=self.rooms, db=self.db, config=cfg,
                 http=self.http, logger=logging.getLogger(f"daz.plugins.{cls.name}"),
                 clock=self.clock, commands=self.commands, metrics=self.metrics,
-                data_dir=self.data_dir, app_config=self.config)
+                data_dir=self.data_dir, journal=self.journal, app_config=self.config)
             plugin = cls(ctx)
             self._resolved_timers(plugin)  # a bad timer config key stops start-up here
             instances.append(plugin)

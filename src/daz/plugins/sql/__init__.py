@@ -9,16 +9,17 @@ sender (PMs: and recipient) and text; for the rest, including PMs daz sends, ran
 receipt. Chat is also unique on (channel, ms time, sender, md5 of the text):
 Go's key plus the text, so a sender's two different lines in one millisecond are both kept, and
 Go-era rows (no uid) still match. So the history the server replays at every join, and a batch
-retried or replayed from the spill file, is not stored twice. A replayed line that was never
+retried or replayed from the journal, is not stored twice. A replayed line that was never
 stored (said while daz was away) is stored once, with the time it was said (its CyTube ``time``)
 as ``timestamp`` in every table, not the time daz rejoined.
 
 The plugin subscribes to ``cytube.event.*`` including what other plugins ignore (replayed
 history, our own echoes, ``[server]`` lines) with back-pressure instead of drops, plus
 ``daz.room.sent`` for the PMs daz sends (``cytube.event.pm.sent``; our public chat comes back
-as a chatMsg echo). Writing is done by ``daz.db.eventlog.EventLog``: batched, deduplicated,
-row by row when a batch is refused, spilled to ``<data_dir>/eventlog.spill`` while the database
-is away and replayed in order when it returns or at the next start.
+as a chatMsg echo). Writing is done by ``eventlog.EventLog`` (this package; ``eventrows`` turns
+an event into rows): batched, deduplicated, row by row when a batch is refused, spilled to the
+journal's ``eventlog`` stream (``<data_dir>/journal/eventlog.journal``, see ``daz.journal``)
+while the database is away and replayed in order when it returns or at the next start.
 
 Config (``plugins.sql``; Go Daz keys, same defaults but one):
 
@@ -27,7 +28,7 @@ Config (``plugins.sql``; Go Daz keys, same defaults but one):
   more than 256); below ~1,300 events/s the flush interval decides anyway.
 * ``core_event_flush_ms`` (200): ... or when the oldest waiting event is this old.
 * ``core_event_queue_size`` (4000): events held in memory while the database is away; past
-  that, new ones go to the spill file (nothing is dropped).
+  that, new ones go to the journal (nothing is dropped).
 * ``logger_rules`` (list): ``{event_pattern, table, enabled}``; which events go to which of the
   four tables (see ``rules.py``). When absent: every ``cytube.event.*`` to
   ``daz_core_events``, chat to ``daz_chat_log``, addUser/userLeave/setUserRank/setAFK to
@@ -38,11 +39,11 @@ daz additions: ``core_event_burst_queue_size`` (20,000, about 12 MB at most): ev
 memory while the database is writing but a burst outruns it; past that, the room reads its
 socket only as fast as the database writes (back-pressure through this plugin's bus lane)
 instead of spilling, which costs more CPU than the writes and would only slow the writer (see
-``daz.db.eventlog``); ``core_event_max_batch`` (batch_size × 16; a backlog is written in
-batches up to this size), ``spill_file`` (default ``<data_dir>/eventlog.spill``),
+``eventlog``); ``core_event_max_batch`` (batch_size × 16; a backlog is written in
+batches up to this size), ``spill_file`` (default ``<data_dir>/journal/eventlog.journal``),
 ``write_timeout_seconds`` (10), ``shutdown_timeout_seconds`` (10; the stop's own budget,
-``core.stop_timeout_seconds``, comes first: what is not written by then is kept in the spill
-file). Go keys that configured its own pool and lanes
+``core.stop_timeout_seconds``, comes first: what is not written by then is kept in the
+journal). Go keys that configured its own pool and lanes
 (``database``, ``max_connections``, ``background_*``, ``critical_lane_concurrency``,
 ``enable_pg_stat_statements``, ...) are accepted and have no effect: the database is
 ``core.database``.
@@ -55,12 +56,13 @@ from typing import Any
 from pydantic import Field
 
 from daz.cytube.events import CytubeEvent
-from daz.db.eventlog import EventLog
 from daz.events import MessageSent
+from daz.journal import Journal, JournalStream
 from daz.plugins.base import Plugin, PluginConfig, on
+from daz.plugins.sql.eventlog import EventLog
 from daz.plugins.sql.rules import PM_SENT, LoggerRule, Router, entry_for_event, entry_for_sent_pm
 
-SPILL_NAME = "eventlog.spill"
+JOURNAL_STREAM = "eventlog"
 
 
 class SqlConfig(PluginConfig):
@@ -98,21 +100,23 @@ class Sql(Plugin):
         cfg: SqlConfig = self.config
         self.router = Router(cfg.logger_rules)
         self.eventlog = EventLog(
-            self.ctx.db, spill_path=self._spill_path(), batch_size=cfg.core_event_batch_size,
+            self.ctx.db, journal=self._journal(), batch_size=cfg.core_event_batch_size,
             max_batch=cfg.core_event_max_batch, flush_interval=cfg.core_event_flush_ms / 1000,
             max_queue=cfg.core_event_queue_size, burst_queue=cfg.core_event_burst_queue_size,
             write_timeout=cfg.write_timeout_seconds,
             shutdown_timeout=cfg.shutdown_timeout_seconds, metrics=self.ctx.metrics)
         if self.ctx.db is None:
-            self.log.warning("sql: no database; events are kept in the spill file only")
+            self.log.warning("sql: no database; events are kept in the journal only")
         await self.eventlog.start()
 
-    def _spill_path(self) -> Path | None:
-        if self.config.spill_file:
-            return Path(self.config.spill_file).expanduser()
-        if self.ctx.data_dir is not None:
-            return Path(self.ctx.data_dir) / SPILL_NAME
-        return None
+    def _journal(self) -> JournalStream | None:
+        """The event log's stream of the journal (where ``spill_file`` says, if it does)."""
+        path = Path(self.config.spill_file).expanduser() if self.config.spill_file else None
+        if self.ctx.journal is None:
+            if path is None:
+                return None
+            self.ctx.journal = Journal(path.parent)
+        return self.ctx.journal.stream(JOURNAL_STREAM, path)
 
     async def teardown(self) -> None:
         await self.eventlog.close()

@@ -21,9 +21,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from daz.cytube import events as ev
-from daz.db.eventrows import (ACTIVITY, CHAT, CORE, PRIVATE, TABLES, LogEntry, chat_uid, pm_uid,
-                              random_uid)
 from daz.events import MessageSent
+from daz.plugins.sql.eventrows import (ACTIVITY, CHAT, CORE, PRIVATE, TABLES, LogEntry, chat_uid,
+                                       pm_uid, random_uid)
 
 log = logging.getLogger(__name__)
 
