@@ -329,10 +329,10 @@ class App:
                 if eventlog.get("at_risk"):
                     problems.append(
                         f"eventlog: {eventlog['at_risk']} event(s) only in memory, lost if daz"
-                        f" stops now: the database does not answer and the spill file cannot"
-                        f" be written ({eventlog.get('spill_error')})")
+                        f" stops now: the database does not answer and the journal cannot"
+                        f" take them ({eventlog.get('spill_error')})")
                 elif eventlog.get("spill_error"):
-                    problems.append(f"eventlog: spill file cannot be written"
+                    problems.append(f"eventlog: the journal cannot be written"
                                     f" ({eventlog['spill_error']}); events go straight to the"
                                     f" database while it answers")
         details["status"] = "ok" if not problems else "unhealthy"
