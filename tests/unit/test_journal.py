@@ -166,6 +166,8 @@ async def test_held_writes_are_in_the_journal_before_submit_returns_and_a_restar
                          journal=Journal(tmp_path).stream("t-held"))
     for n in range(3):
         await crashed.submit("r", {"n": n})
+        # in the journal when submit returns, each once
+        assert len(read_records(tmp_path / "t-held.journal")) == n + 1
     crashed._task.cancel()  # the process is gone: nothing saved at a stop
 
     class Up:

@@ -98,6 +98,10 @@ class HeldWrites:
         self._task: asyncio.Task | None = None
         self._journal_lock = asyncio.Lock()  # appends and rewrites, one at a time, in order
         self._stopped = False  # saved for the next start: no more draining in this run
+        # Holds numbered in order; a rewrite of the journal from memory covers every hold up to
+        # _journaled_upto, so a hold whose own append comes later is not written twice.
+        self._held_seq = 0
+        self._journaled_upto = 0
 
     @classmethod
     def for_plugin(cls, plugin, apply: Apply, keep: Keep | None = None) -> "HeldWrites":
@@ -167,20 +171,28 @@ class HeldWrites:
                                self.plugin, room, self.limit, _describe(gone))
         q.append(op)
         self._count("held")
-        await self._journal_write("append", [(room, op)])
+        self._held_seq += 1
+        await self._journal_write("append", [(room, op)], seq=self._held_seq)
         if not self._stopped and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._drain_forever(), name=f"{self.plugin}:held")
 
-    async def _journal_write(self, how: str, items: list[tuple[str, Op]]) -> bool:
+    async def _journal_write(self, how: str, items: list[tuple[str, Op]] | None, *,
+                             seq: int = 0) -> bool:
         """Append ``items`` to the journal, or make it hold exactly them (``how``: "append",
-        "replace"); durable when it returns True. Never raises: an unwritable journal leaves
-        the operations in memory (the journal logs the bound, this the disk)."""
+        "replace"; ``items`` None: what is held now, taken once the journal is free). Durable
+        when it returns True. Never raises: an unwritable journal leaves the operations in
+        memory (the journal logs the bound, this the disk)."""
         if self.journal is None:
             return False
         stream = self.journal
-        records = [{"room": room, "op": op} for room, op in items]
         write = stream.write_now if how == "append" else stream.replace_now
         async with self._journal_lock:
+            if how == "append" and seq and seq <= self._journaled_upto:
+                return True  # a rewrite from memory since it was held has it (or it is done)
+            if items is None:
+                items = self._held()
+                self._journaled_upto = self._held_seq
+            records = [{"room": room, "op": op} for room, op in items]
             failing = stream.write_error is not None
             try:
                 await asyncio.to_thread(write, records)
@@ -228,7 +240,7 @@ class HeldWrites:
                               f", {lost} lost to the limit" if lost else "")
         self.metrics.waiting.labels(plugin=self.plugin).set(self.waiting())
         if done and not self._stopped:
-            await self._journal_write("replace", self._held())
+            await self._journal_write("replace", None)
         return done
 
     def _held(self) -> list[tuple[str, Op]]:

@@ -306,8 +306,8 @@ class Plugin:
 
     async def save_for_next_start(self) -> None:
         """Put what this plugin holds in memory for the database (counts, held writes, queued
-        rows) in its file under ``ctx.data_dir``, to be written at the next start; clear it
-        from memory. Called at stop before teardown when the database does not answer, and
+        rows) in its stream of the journal (``ctx.journal``, see ``daz/journal.py``), to be
+        written at the next start; clear it from memory. Called at stop before teardown when the database does not answer, and
         after teardown in every case (then usually with nothing left). Must be quick, must
         not need the database, and may be called more than once."""
 

@@ -95,6 +95,7 @@ class Retry(Plugin):
         self._last_cleanup: float | None = None
         self._saved = False  # kept for the next start: later holds are appended behind
         self._journal_lock = asyncio.Lock()
+        self._held_seq = self._journaled_upto = 0  # as in HeldWrites: no hold written twice
         self._load_spill()
         self.ctx.bus.respond("retry.enqueue", self.enqueue, owner=self.name)
         self._loop = asyncio.create_task(self._poll_forever(), name="retry:poll")
@@ -189,19 +190,26 @@ class Retry(Plugin):
         self.metrics.held.set(len(self.pending))
         self.log.warning("retry: database unavailable (%s); holding %s %s in memory (%d held)",
                          exc, item["operation"], item["key"], len(self.pending))
-        await self._journal_write("append", [item])
+        self._held_seq += 1
+        await self._journal_write("append", [item], seq=self._held_seq)
 
     def _journal(self) -> JournalStream | None:
         return self.ctx.journal.stream(JOURNAL_STREAM) if self.ctx.journal is not None else None
 
-    async def _journal_write(self, how: str, items: list[dict]) -> bool:
-        """Append ``items`` to the journal, or make it hold exactly them; True when durable.
-        An unwritable journal (full disk, or at its bound) leaves them in memory only."""
+    async def _journal_write(self, how: str, items: list[dict] | None, *, seq: int = 0) -> bool:
+        """Append ``items`` to the journal, or make it hold exactly them (None: what is held
+        now, taken once the journal is free); True when durable. An unwritable journal (full
+        disk, or at its bound) leaves them in memory only."""
         stream = self._journal()
         if stream is None:
             return False
         write = stream.write_now if how == "append" else stream.replace_now
         async with self._journal_lock:
+            if how == "append" and seq and seq <= self._journaled_upto:
+                return True  # a rewrite from memory since it was held has it (or it is in)
+            if items is None:
+                items = list(self.pending)
+                self._journaled_upto = self._held_seq
             failing = stream.write_error is not None
             try:
                 await asyncio.to_thread(write, items)
@@ -225,7 +233,7 @@ class Retry(Plugin):
             done += 1
         self.metrics.held.set(len(self.pending))
         if done and not self._saved:
-            await self._journal_write("replace", list(self.pending))
+            await self._journal_write("replace", None)
         return done
 
     # ------------------------------------------------------------------ workers
