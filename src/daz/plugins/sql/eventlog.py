@@ -389,7 +389,8 @@ class EventLog:
                 self._count("failed")
                 log.error("eventlog: unreadable record in %s (%s); set aside in %s",
                           self.spill.path, _short(exc), self.rejected_path)
-                self._reject_raw(record.raw, f"unreadable: {exc}")
+                self._reject_raw(record.raw.decode("utf-8", errors="replace"),
+                                 f"unreadable: {exc}")
                 self.spill.consume(record.end, 1)
                 return [], "", []
             entries.append(entry)
