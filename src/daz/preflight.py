@@ -77,8 +77,9 @@ def connect_refusal(exc: BaseException, dsn: str) -> str | None:
 
 
 async def check_database(dsn: str, timeout: float) -> str | None:
-    """One connection attempt. Raises OperatorError when it can never work; returns why it
-    failed when it may heal (start-up then retries), None when it worked."""
+    """One connection attempt, and the migrations applied there unchanged. Raises OperatorError
+    when it can never work; returns why it failed when it may heal (start-up then retries),
+    None when it worked."""
     check_dsn(dsn)
     try:
         conn = await asyncpg.connect(dsn, timeout=timeout)
@@ -87,7 +88,12 @@ async def check_database(dsn: str, timeout: float) -> str | None:
         if refusal:
             raise OperatorError(refusal) from None
         return f"{type(exc).__name__}: {exc}"
-    await conn.close()
+    try:
+        from daz.db.migrate import check_unchanged
+
+        await check_unchanged(conn)  # an applied migration edited since: MigrationChanged
+    finally:
+        await conn.close()
     return None
 
 

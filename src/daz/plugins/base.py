@@ -284,7 +284,12 @@ class Plugin:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    schema: ClassVar[str | None] = None  # file in the plugin package, applied by db/migrate.py
+    # Folder beside the plugin's module holding its numbered SQL files (001_baseline.sql,
+    # 002_....sql), each applied once by db/migrate.py; no folder, no tables.
+    migrations: ClassVar[str] = "migrations"
+    # Before numbered migrations a plugin named one re-runnable file here; still applied, as the
+    # plugin's first migration, for plugins written that way.
+    schema: ClassVar[str | None] = None
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     enabled_by_default: ClassVar[bool] = True
     # Plugins that must start (and have their tables) before this one; see plugins/registry.py.

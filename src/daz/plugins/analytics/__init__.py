@@ -69,7 +69,6 @@ class Analytics(Plugin):
     name = "analytics"
     after = ("sql", "mediatracker")  # its play counts follow the play records
     description = "Hourly and daily channel figures and per-user message counts; !mystats"
-    schema = "schema.sql"
     Config = AnalyticsConfig
 
     async def setup(self) -> None:

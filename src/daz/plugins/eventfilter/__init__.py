@@ -64,7 +64,6 @@ class EventFilter(Plugin):
     name = "eventfilter"
     after = ("sql", "retry")
     description = "Command audit log, the owner's command switch, event routing rules"
-    schema = "schema.sql"
     Config = EventFilterConfig
     retry_operations = {"save_enabled": "_retry_save_enabled"}
 

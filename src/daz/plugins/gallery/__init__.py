@@ -53,7 +53,6 @@ class Gallery(Plugin):
     name = "gallery"
     after = ("sql", "retry")
     description = "Galleries of the images linked in chat, with health checks"
-    schema = "schema.sql"  # its indexes; the tables come from scripts/sql/027-030 (Go)
     Config = GalleryConfig
     retry_operations = {"add_image": "_retry_add_image"}
 

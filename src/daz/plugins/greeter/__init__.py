@@ -81,7 +81,6 @@ class Greeter(Plugin):
     name = "greeter"
     after = ("sql", "retry")
     description = "Greets people who arrive (first-timers too), with opt-out"
-    schema = "schema.sql"
     Config = GreeterConfig
     retry_operations = {"record_greeting": "_retry_record_greeting"}
 

@@ -87,7 +87,6 @@ class MediaTracker(Plugin):
     name = "mediatracker"
     after = ("sql",)
     description = "Plays, media stats, the playlist mirror and the media library; !np, !stats"
-    schema = "schema.sql"
     Config = MediaTrackerConfig
 
     async def setup(self) -> None:

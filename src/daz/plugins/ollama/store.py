@@ -1,4 +1,4 @@
-"""Exactly-once replies and rate limits, in the Go Daz tables from scripts/sql/031.
+"""Exactly-once replies and rate limits, in the Go Daz tables from core migration 031.
 
 * ``daz_ollama_responses``: a message is **claimed** (a row inserted with no text yet) before
   the model is called; the unique key (channel, username, message_hash, message_time) lets only

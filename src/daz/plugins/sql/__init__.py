@@ -1,6 +1,6 @@
 """sql: the event log. Every CyTube event a room receives is recorded, once, in PostgreSQL.
 
-Tables (Go Daz names, ``schema.sql``): ``daz_core_events`` (every event: type, channel, time,
+Tables (Go Daz names, ``migrations/``): ``daz_core_events`` (every event: type, channel, time,
 sender, message HTML, CyTube ms time, media fields, the payload as received in ``raw_data``),
 ``daz_chat_log`` (public chat, with the sender's rank), ``daz_user_activity`` (joins, leaves,
 rank and AFK changes), ``daz_private_messages`` (PMs to and from the bot). Rows carry an
@@ -93,7 +93,6 @@ class SqlConfig(PluginConfig):
 class Sql(Plugin):
     name = "sql"
     description = "Records every CyTube event in the database (batched, deduplicated, lossless)"
-    schema = "schema.sql"
     Config = SqlConfig
 
     async def setup(self) -> None:

@@ -52,7 +52,6 @@ class Stats(Plugin):
     name = "stats"
     after = ("sql",)
     description = "Per-plugin event, error and timing figures in daz_plugin_stats and /metrics"
-    schema = "schema.sql"
     Config = StatsConfig
 
     async def setup(self) -> None:

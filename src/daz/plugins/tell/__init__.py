@@ -80,7 +80,6 @@ class Tell(Plugin):
     name = "tell"
     after = ("sql", "retry")
     description = "Leave a message for someone who is not here"
-    schema = "schema.sql"
     Config = TellConfig
     retry_operations = {"confirm_delivery": "_retry_confirm_delivery"}
 

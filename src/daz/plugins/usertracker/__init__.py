@@ -74,7 +74,6 @@ class UserTracker(Plugin):
     name = "usertracker"
     after = ("sql",)
     description = "Who is in each channel, since when; join/leave history; !seen"
-    schema = "schema.sql"
     Config = UserTrackerConfig
 
     async def setup(self) -> None:
