@@ -296,6 +296,8 @@ class Plugin:
     after: ClassVar[tuple[str, ...]] = ()
     # Lane priority of this plugin's handlers when several lanes have work ready.
     handler_priority: ClassVar[int] = 0
+    # The key under which /health shows this plugin's ``health()`` details (None: it has none).
+    health_section: ClassVar[str | None] = None
 
     def __init__(self, ctx: PluginContext):
         self.ctx = ctx
@@ -315,6 +317,11 @@ class Plugin:
         written at the next start; clear it from memory. Called at stop before teardown when the database does not answer, and
         after teardown in every case (then usually with nothing left). Must be quick, must
         not need the database, and may be called more than once."""
+
+    def health(self) -> tuple[dict, list[str]]:
+        """For /health (when ``health_section`` is set): details, and the problems that make
+        daz unhealthy now (each a line saying what is wrong). Quick; no database."""
+        return {}, []
 
     # Retries ---------------------------------------------------------------------------
 

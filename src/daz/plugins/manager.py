@@ -237,6 +237,10 @@ class PluginManager:
 
     # ------------------------------------------------------------------ introspection
 
+    def running(self) -> list[Plugin]:
+        """The plugins that started, in start order."""
+        return [lp.plugin for lp in self.loaded.values() if lp.started]
+
     def get(self, name: str) -> Plugin | None:
         loaded = self.loaded.get(name)
         return loaded.plugin if loaded and loaded.started else None

@@ -94,6 +94,7 @@ class Sql(Plugin):
     name = "sql"
     description = "Records every CyTube event in the database (batched, deduplicated, lossless)"
     Config = SqlConfig
+    health_section = "eventlog"  # /health's "eventlog": the writer's status, and what is at risk
 
     async def setup(self) -> None:
         cfg: SqlConfig = self.config
@@ -145,3 +146,16 @@ class Sql(Plugin):
 
     def status(self) -> dict:
         return self.eventlog.status()
+
+    def health(self) -> tuple[dict, list[str]]:
+        eventlog = self.status()
+        problems = []
+        if eventlog.get("at_risk"):
+            problems.append(
+                f"eventlog: {eventlog['at_risk']} event(s) only in memory, lost if daz stops"
+                f" now: the database does not answer and the journal cannot take them"
+                f" ({eventlog.get('spill_error')})")
+        elif eventlog.get("spill_error"):
+            problems.append(f"eventlog: the journal cannot be written ({eventlog['spill_error']});"
+                            f" events go straight to the database while it answers")
+        return eventlog, problems
