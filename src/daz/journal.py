@@ -136,6 +136,9 @@ class Journal:
         self.metrics = journal_metrics(metrics)
         self.streams: dict[str, JournalStream] = {}
         self.full = False  # the last append was refused at the bound
+        # Stream files an earlier run left whose writer has not opened them (yet) in this run:
+        # they count toward the bound all the same.
+        self._unopened: dict[str, int] = {}
 
     @classmethod
     def in_data_dir(cls, data_dir: Path | str, **kwargs: Any) -> "Journal":
@@ -146,13 +149,21 @@ class Journal:
         same object every time it is asked for."""
         found = self.streams.get(name)
         if found is None:
+            self._unopened.pop(name, None)
             found = self.streams[name] = JournalStream(
                 self, name, Path(path) if path else self.directory / f"{name}{SUFFIX}")
         return found
 
     @property
     def used_bytes(self) -> int:
-        return sum(s.size for s in self.streams.values())
+        return sum(s.size for s in self.streams.values()) + sum(self._unopened.values())
+
+    def count_existing(self) -> None:
+        """Count the stream files already in the directory toward the bound."""
+        for path in self.directory.glob(f"*{SUFFIX}"):
+            name = path.name[:-len(SUFFIX)]
+            if name not in self.streams:
+                self._unopened[name] = path.stat().st_size
 
     def _reserve(self, stream: "JournalStream", size: int) -> None:
         """Refuse an append of ``size`` bytes that would pass the bound."""
@@ -497,6 +508,7 @@ def open_journal(data_dir: Path | str | None, *, max_bytes: int = DEFAULT_MAX_BY
         return None
     journal = Journal.in_data_dir(data_dir, max_bytes=max_bytes, metrics=metrics)
     private_dir(journal.directory)
+    journal.count_existing()
     adopt_earlier_files(journal, Path(data_dir))
     return journal
 

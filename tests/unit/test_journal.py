@@ -116,6 +116,16 @@ async def test_the_bound_refuses_like_a_full_disk_and_says_so_once(tmp_path, cap
     assert metrics.registry.get_sample_value("daz_journal_bytes", {"stream": "b"}) == b.size
 
 
+def test_what_an_earlier_run_left_counts_toward_the_bound(tmp_path):
+    first = open_journal(tmp_path)
+    first.stream("retry-pending").write_now([{"x": "y" * 100}])
+    again = open_journal(tmp_path, max_bytes=150)
+    with pytest.raises(JournalFull):  # retry-pending is not opened yet, but it is on disk
+        again.stream("usertracker-held").write_now([{"x": "z" * 100}])
+    assert again.stream("retry-pending").take_all() == [{"x": "y" * 100}]
+    again.stream("usertracker-held").write_now([{"x": "z" * 100}])
+
+
 async def test_files_are_0600_in_a_0700_directory(tmp_path):
     old = os.umask(0o022)
     try:
