@@ -71,7 +71,7 @@ class JournalFull(OSError):
 
 
 def journal_metrics(metrics: Any) -> SimpleNamespace:
-    return own_series(metrics, "journal", lambda registry: SimpleNamespace(
+    series: SimpleNamespace = own_series(metrics, "journal", lambda registry: SimpleNamespace(
         bytes=Gauge("daz_journal_bytes", "Bytes in each journal stream now", ["stream"],
                     registry=registry),
         full=Counter("daz_journal_full_total",
@@ -80,6 +80,7 @@ def journal_metrics(metrics: Any) -> SimpleNamespace:
         torn=Counter("daz_journal_torn_total",
                      "Records found torn or corrupt (never applied)", ["stream"],
                      registry=registry)))
+    return series
 
 
 def encode(text: str) -> bytes:
@@ -515,8 +516,12 @@ def open_journal(data_dir: Path | str | None, *, max_bytes: int = DEFAULT_MAX_BY
 
 # Before the journal, each writer kept its own file of JSON lines in the data dir: the event
 # log's spill file, and ``<stream>.jsonl`` for the others (held writes, the retry queue's
-# operations, what a stop saved). A daz upgraded during an outage must still write them.
-EARLIER_FILES = {"eventlog.spill": "eventlog"}
+# operations, what a stop saved). A daz upgraded during an outage must still write them. Only
+# these names are taken: any other file in the data dir is the operator's.
+EARLIER_FILES = {"eventlog.spill": "eventlog", "retry-pending.jsonl": "retry-pending",
+                 "analytics-unsaved.jsonl": "analytics-unsaved",
+                 "eventfilter-history-unsaved.jsonl": "eventfilter-history-unsaved"}
+EARLIER_HELD_SUFFIX = "-held.jsonl"  # any plugin's HeldWrites
 
 
 def adopt_earlier_files(journal: Journal, data_dir: Path) -> int:
@@ -525,7 +530,7 @@ def adopt_earlier_files(journal: Journal, data_dir: Path) -> int:
     taken = 0
     try:
         found = sorted(p for p in data_dir.iterdir() if p.is_file() and (
-            p.name in EARLIER_FILES or p.suffix == ".jsonl"))
+            p.name in EARLIER_FILES or p.name.endswith(EARLIER_HELD_SUFFIX)))
     except FileNotFoundError:
         return 0
     for path in found:

@@ -210,8 +210,10 @@ def test_a_held_file_from_before_the_journal_is_taken_in(tmp_path, caplog):
         '{"room": "r"}\n'  # no op: the shape is wrong, skipped
         '{"room": "s", "op": {"op": "leave", "t": 2.0}}\n', encoding="utf-8")
     (tmp_path / "eventlog.spill").write_text('{"uid": "a"}\n', encoding="utf-8")
+    (tmp_path / "export.jsonl").write_text('{"mine": 1}\n', encoding="utf-8")
     journal = open_journal(tmp_path)
     assert not (tmp_path / "usertracker-held.jsonl").exists()
+    assert (tmp_path / "export.jsonl").exists()  # not daz's: left alone
     assert read_records(journal.directory / "eventlog.journal") == ['{"uid": "a"}']
     held = HeldWrites(plugin="usertracker", db=None, apply=None, log=LOG,
                       journal=journal.stream("usertracker-held"))
