@@ -15,14 +15,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bench.bench_eventlog import CHANNEL, frames  # noqa: E402
-from bench.common import Timer, report, run, scratch_database, sized, test_dsn  # noqa: E402
-from daz.cytube.events import parse_event  # noqa: E402
-from daz.db.migrate import migrate  # noqa: E402
-from daz.db.pool import Database  # noqa: E402
-from daz.journal import stream_at  # noqa: E402
-from daz.plugins.sql.eventlog import EventLog  # noqa: E402
-from daz.plugins.sql.rules import Router, entry_for_event  # noqa: E402
+from bench.bench_eventlog import CHANNEL, frames
+from bench.common import Timer, report, run, scratch_database, sized, test_dsn
+from daz.cytube.events import parse_event
+from daz.db.migrate import migrate
+from daz.db.pool import Database
+from daz.journal import stream_at
+from daz.plugins.sql.eventlog import EventLog
+from daz.plugins.sql.rules import Router, entry_for_event
 
 EVENTS = sized(40_000, 4_000)
 RECORDS = sized(100_000, 10_000)

@@ -40,7 +40,7 @@ class Kit:
     async def start(cls, classes: dict, *, sections: dict | None = None,
                     admins: list[str] | None = None, db=None, clock: Clock | None = None,
                     bus: Bus | None = None, commands=None, data_dir=None,
-                    core: dict | None = None) -> "Kit":
+                    core: dict | None = None) -> Kit:
         config = load_config(None, env={}, overrides={"channel": "testchan"})
         config.plugins.update(sections or {})
         for key, value in (core or {}).items():  # e.g. core={"commands": {"prefix": "$"}}

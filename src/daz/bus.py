@@ -26,8 +26,9 @@ import collections
 import fnmatch
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from daz.events import Event
 from daz.logs import log_context
@@ -50,35 +51,45 @@ class DuplicateResponder(ValueError):
 class BusStats:
     published: int = 0
     delivered: int = 0
-    dropped: collections.Counter = field(default_factory=collections.Counter)  # subscriber -> n
-    errors: collections.Counter = field(default_factory=collections.Counter)  # subscriber -> n
-    slow: collections.Counter = field(default_factory=collections.Counter)  # subscriber -> n
-    timeouts: collections.Counter = field(default_factory=collections.Counter)
+    # subscriber -> n
+    dropped: collections.Counter[str] = field(default_factory=collections.Counter)
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    slow: collections.Counter[str] = field(default_factory=collections.Counter)
+    timeouts: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class _Lane:
-    __slots__ = ("sub", "key", "queue", "waiter", "space", "task", "busy_since", "current",
-                 "reported_slow")
+    __slots__ = (
+        "busy_since",
+        "current",
+        "key",
+        "queue",
+        "reported_slow",
+        "space",
+        "sub",
+        "task",
+        "waiter",
+    )
 
-    def __init__(self, sub: "Subscription", key: str):
+    def __init__(self, sub: Subscription, key: str):
         self.sub = sub
         self.key = key
-        self.queue: collections.deque = collections.deque()
+        self.queue: collections.deque[Any] = collections.deque()
         # The future the idle drain task awaits; None while it runs. Lighter than an
         # asyncio.Event, whose wait/set cost showed in profiles: every event wakes every lane.
-        self.waiter: asyncio.Future | None = None
+        self.waiter: asyncio.Future[None] | None = None
         self.space = asyncio.Event()
         self.space.set()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.busy_since = 0.0
         self.current: Any = None
         self.reported_slow = False
 
 
 class Subscription:
-    def __init__(self, bus: "Bus", pattern: str, handler: Handler, *, owner: str, priority: int,
+    def __init__(self, bus: Bus, pattern: str, handler: Handler, *, owner: str, priority: int,
                  max_queue: int, overflow: str, timeout: float | None,
-                 kinds: frozenset | None = None, skip_ignored: bool = False):
+                 kinds: frozenset[type] | None = None, skip_ignored: bool = False):
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
         self.bus = bus
@@ -99,7 +110,9 @@ class Subscription:
         self.active = True
 
     def matches(self, topic: str) -> bool:
-        return fnmatch.fnmatchcase(topic, self.pattern) if self.is_pattern else topic == self.pattern
+        if self.is_pattern:
+            return fnmatch.fnmatchcase(topic, self.pattern)
+        return topic == self.pattern
 
     @property
     def depth(self) -> int:
@@ -119,7 +132,7 @@ class Bus:
         self.slow_after = slow_after
         self.stats = BusStats()
         self.metrics = metrics
-        self._watchdog: asyncio.Task | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ subscribing
@@ -318,7 +331,8 @@ class Bus:
 
     def _start_watchdog(self) -> None:
         try:
-            self._watchdog = asyncio.get_running_loop().create_task(self._watch(), name="bus:watchdog")
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch(),
+                                                                    name="bus:watchdog")
         except RuntimeError:
             self._watchdog = None
 
@@ -342,7 +356,7 @@ class Bus:
                                     sub.owner, running, getattr(lane.current, "topic", "?"),
                                     lane.key, len(lane.queue))
 
-    def slow_handlers(self) -> list[dict]:
+    def slow_handlers(self) -> list[dict[str, Any]]:
         """Handlers currently running longer than ``slow_after`` (for /health and tests)."""
         now = time.perf_counter()
         out = []
@@ -380,7 +394,7 @@ class Bus:
 
     def queued_by_owner(self) -> dict[str, int]:
         """Events waiting for each subscriber (plugin), over all its lanes."""
-        out: collections.Counter = collections.Counter()
+        out: collections.Counter[str] = collections.Counter()
         for sub in self._subs:
             out[sub.owner] += sub.depth
         return dict(out)

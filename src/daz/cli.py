@@ -13,7 +13,6 @@ from daz.cli_help import WholeHelpGroup
 from daz.config import ConfigError, load_config
 from daz.logs import LOG_FORMATS, setup_logging
 
-
 log_format_option = click.option(
     "--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
     envvar="DAZ_LOG_FORMAT",
@@ -80,8 +79,7 @@ def run(config_path, channel, username, password, password_file, server, dsn, da
 
     With a username and no password (flag, DAZ_CYTUBE_PASSWORD, --password-file or the config),
     daz asks for it when it runs on a terminal."""
-    from daz.password_input import (PasswordFileError, prompt_missing_passwords,
-                                    read_password_file)
+    from daz.password_input import PasswordFileError, prompt_missing_passwords, read_password_file
 
     setup_logging(verbose, log_format)
     if password_file is not None and not password:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class Clock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def time(self) -> float:
         """Epoch seconds."""
@@ -33,7 +33,7 @@ class FakeClock(Clock):
         self._mono += seconds
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self._now, timezone.utc)
+        return datetime.fromtimestamp(self._now, UTC)
 
     def time(self) -> float:
         return self._now

@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,7 @@ class RoomConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _defaults(self) -> "RoomConfig":
+    def _defaults(self) -> RoomConfig:
         if not self.id:
             self.id = self.channel
         if bool(self.username) != bool(self.password) and self.password:
@@ -89,7 +96,8 @@ class DatabaseConfig(_Section):
         # daz-go-core §6.1), and Go read ``max_connections: 0`` as its default of 10; refusing
         # such a config would stop a migration for nothing, so 0 takes the default. Negative
         # values still fail on their bounds, naming the key.
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        zero = isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+        if zero and info.field_name is not None:  # always set for a field validator
             return cls.model_fields[info.field_name].default
         return value
 
@@ -181,7 +189,7 @@ class LeaseConfig(_Section):
     lease_seconds: float = Field(5.0, gt=0)
 
     @model_validator(mode="after")
-    def _renew_within_lease(self) -> "LeaseConfig":
+    def _renew_within_lease(self) -> LeaseConfig:
         if self.lease_seconds < 3 * self.renew_seconds:
             raise ValueError("lease_seconds must be at least 3 × renew_seconds")
         return self
@@ -223,7 +231,7 @@ class CoreConfig(_Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "CoreConfig":
+    def _unique_ids(self) -> CoreConfig:
         seen: set[str] = set()
         for room in self.rooms:
             if room.id in seen:

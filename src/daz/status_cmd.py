@@ -19,6 +19,10 @@ from daz.config import ConfigError, load_config
 UNREACHABLE, UNHEALTHY = 1, 2
 
 
+class _Unreachable(click.ClickException):
+    exit_code = UNREACHABLE
+
+
 def _where(url: str | None, token: str | None, config_path: Path | None,
            data_dir: Path | None) -> tuple[str, str]:
     try:
@@ -142,8 +146,7 @@ def status(url, token, config_path, data_dir, as_json) -> None:
     try:
         answer = asyncio.run(fetch_status(url, token))
     except click.ClickException as exc:
-        exc.exit_code = UNREACHABLE
-        raise
+        raise _Unreachable(exc.format_message()) from exc
     click.echo(json.dumps(answer, indent=2) if as_json else render(answer))
     if not answer["instance"]["healthy"]:
         raise SystemExit(UNHEALTHY)

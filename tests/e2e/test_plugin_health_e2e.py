@@ -3,6 +3,8 @@ longer looks for the sql plugin by name): its details appear under that key, its
 daz unhealthy, and a plugin whose report raises does not break /health."""
 from __future__ import annotations
 
+from typing import Any
+
 from daz.plugins.base import Plugin
 from daz.plugins.manager import available_plugins
 from tests.e2e.harness import running_bot
@@ -16,7 +18,7 @@ class Gauge(Plugin):
     async def setup(self) -> None:
         self.problem = ""
 
-    def health(self) -> tuple[dict, list[str]]:
+    def health_report(self) -> tuple[dict[str, Any], list[str]]:
         return {"level": 3}, [self.problem] if self.problem else []
 
 
@@ -24,7 +26,7 @@ class Broken(Plugin):
     name = "broken"
     health_section = "broken"
 
-    def health(self) -> tuple[dict, list[str]]:
+    def health_report(self) -> tuple[dict[str, Any], list[str]]:
         raise RuntimeError("no report today")
 
 

@@ -69,14 +69,13 @@ class Ledger(Plugin):
                                           error=str(exc) or type(exc).__name__)
 
     async def _apply(self, key: str, amount: int) -> None:
-        async with self.ctx.db.pool.acquire() as conn:
-            async with conn.transaction():
-                fresh = await conn.fetchval(
-                    "INSERT INTO outage_applied (key) VALUES ($1) ON CONFLICT DO NOTHING"
-                    " RETURNING key", key)
-                if fresh is not None:
-                    await conn.execute("UPDATE outage_total SET total = total + $1,"
-                                       " writes = writes + 1", amount)
+        async with self.ctx.db.pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                "INSERT INTO outage_applied (key) VALUES ($1) ON CONFLICT DO NOTHING"
+                " RETURNING key", key)
+            if fresh is not None:
+                await conn.execute("UPDATE outage_total SET total = total + $1,"
+                                   " writes = writes + 1", amount)
         if key in self.lose_reply:
             self.lose_reply.discard(key)
             raise ConnectionResetError("connection lost after COMMIT")

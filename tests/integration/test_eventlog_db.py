@@ -12,8 +12,16 @@ from daz.db.pool import Database
 from daz.journal import encode, read_records, stream_at
 from daz.metrics import Metrics
 from daz.plugins.sql.eventlog import EventLog
-from daz.plugins.sql.eventrows import (ACTIVITY, CHAT, CORE, PRIVATE, LogEntry, chat_uid,
-                                       clean_json, random_uid)
+from daz.plugins.sql.eventrows import (
+    ACTIVITY,
+    CHAT,
+    CORE,
+    PRIVATE,
+    LogEntry,
+    chat_uid,
+    clean_json,
+    random_uid,
+)
 from tests.e2e.harness import wait_until
 
 

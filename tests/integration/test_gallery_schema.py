@@ -43,7 +43,7 @@ async def test_a_go_era_gallery_is_upgraded_and_the_scripts_rerun_cleanly(fresh_
     try:
         await conn.execute(GO_ERA)
         await migrate(conn)
-        images, locks = await snapshot(conn)
+        images, _locks = await snapshot(conn)
         # The same URL in two channels became one row, the latest post kept.
         assert images == [
             ("alice", "https://x.example/a.png", "two", "active", True, None),

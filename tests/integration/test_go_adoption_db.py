@@ -131,8 +131,8 @@ def test_go_scripts_run_again_are_noticed_by_status_and_repaired_by_migrate(migr
     assert "complete_retry(bigint): replaced" in status.output
     assert "fail_retry(bigint,text): an extra signature" in status.output
     assert "core/025_retry_persistence.sql" in status.output
-    assert [line for line in status.output.splitlines()
-            if line.startswith("core/025")][0].split()[1] == "repair"
+    assert next(line for line in status.output.splitlines()
+                if line.startswith("core/025")).split()[1] == "repair"
     assert status.output.strip().endswith("1 to repair")
 
     dry = daz("db", "migrate", "--dry-run", "--dsn", migrated_dsn)

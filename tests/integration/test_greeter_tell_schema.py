@@ -6,10 +6,10 @@ import asyncpg
 
 from daz.clock import FakeClock
 from daz.db.migrate import PLUGINS_DIR, migrate, migrations, run_script
-from daz.plugins.registry import available_plugins
 from daz.db.pool import Database
 from daz.plugins.eventfilter import EventFilter
 from daz.plugins.greeter import Greeter
+from daz.plugins.registry import available_plugins
 from daz.plugins.tell import Tell
 from tests.integration.room_feed import joined, room_joined
 from tests.plugin_kit import Kit

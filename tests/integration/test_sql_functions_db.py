@@ -1,4 +1,5 @@
-"""The SQL functions of the core migrations (the Go scripts), called directly, against their documented behaviour:
+"""The SQL functions of the core migrations (the Go scripts), called directly, against their
+documented behaviour:
 retry claims under concurrency, backoff and dead letter; gallery adds under concurrency, the
 health-check schedule and dead-image recovery."""
 from __future__ import annotations
@@ -218,7 +219,8 @@ async def test_next_check_time_grows_with_time_since_the_first_failure(conns):
     hours = []
     for ago in ("0 hours", "4 hours", "10 hours", "20 hours", "3 days"):
         value = await conns[0].fetchval(
-            "SELECT extract(epoch FROM calculate_next_check_time(now() - $1::text::interval))::float"
+            "SELECT extract(epoch FROM"
+            " calculate_next_check_time(now() - $1::text::interval))::float"
             " / 3600", ago)
         hours.append(round(value))
     assert hours == [3, 6, 12, 24, 48]

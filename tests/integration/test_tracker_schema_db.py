@@ -67,7 +67,8 @@ VALUES ('chan', 'a', 'yt', 'A', 100, '2024-01-01 10:00'),
        ('other', 'x', 'yt', 'X', 50, '2024-01-01 09:00');
 INSERT INTO daz_mediatracker_queue (channel, position, media_id, media_type, title, duration,
                                     queued_at)
-VALUES ('chan', 0, 'a', 'yt', 'A', 100, '2024-01-01'), ('chan', 1, 'b', 'yt', 'B', 200, '2024-01-01');
+VALUES ('chan', 0, 'a', 'yt', 'A', 100, '2024-01-01'),
+       ('chan', 1, 'b', 'yt', 'B', 200, '2024-01-01');
 INSERT INTO daz_mediatracker_stats (channel, media_id, media_type, title, play_count)
 VALUES ('chan', 'a', 'yt', 'A', 7);
 INSERT INTO daz_mediatracker_library (url, media_id, media_type, title, first_seen, play_count,

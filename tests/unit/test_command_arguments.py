@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 
-from daz.commands import CommandRegistry, User, UsageError
+from daz.commands import CommandRegistry, UsageError, User
 from daz.commands.arguments import ArgumentError, Signature
 from daz.config import ConfigError
 from daz.plugins.base import Plugin, command

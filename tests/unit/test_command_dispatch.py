@@ -81,5 +81,5 @@ async def test_the_prefix_is_a_core_setting_and_the_go_key_still_works():
 
 
 async def test_a_bad_go_prefix_is_a_config_error_naming_the_key():
-    with pytest.raises(ConfigError, match="core.commands.prefix"):
+    with pytest.raises(ConfigError, match=r"core\.commands\.prefix"):
         await Kit.start({"basics": Basics}, sections={"eventfilter": {"command_prefix": ""}})

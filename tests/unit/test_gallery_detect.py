@@ -6,7 +6,6 @@ from daz.plugins.gallery.addresses import is_public, refusal
 from daz.plugins.gallery.detect import candidate_urls, classify, first_image, host_matches
 from daz.plugins.gallery.settings import GalleryConfig, parse_duration
 
-
 # ------------------------------------------------------------------ addresses
 
 @pytest.mark.parametrize("address, why", [

@@ -11,8 +11,14 @@ import pytest
 
 from daz.db import functions
 from daz.db.migrate import MigrationChanged, online_steps
-from daz.db.migration_files import (CORE_DIR, Migration, MigrationFileError, all_migrations,
-                                    numbered_files, plugin_migrations)
+from daz.db.migration_files import (
+    CORE_DIR,
+    Migration,
+    MigrationFileError,
+    all_migrations,
+    numbered_files,
+    plugin_migrations,
+)
 from daz.preflight import OperatorError
 
 
@@ -27,7 +33,7 @@ def test_files_are_ordered_by_number_not_by_text(tmp_path):
 def test_a_sql_file_without_a_number_is_an_error_naming_it(tmp_path):
     (tmp_path / "001_baseline.sql").write_text("SELECT 1;\n")
     (tmp_path / "add_column.sql").write_text("SELECT 2;\n")
-    with pytest.raises(MigrationFileError, match="add_column.sql.*NNN_name.sql") as failure:
+    with pytest.raises(MigrationFileError, match=r"add_column\.sql.*NNN_name\.sql") as failure:
         numbered_files("x", tmp_path)
     assert isinstance(failure.value, OperatorError)
 
@@ -35,7 +41,7 @@ def test_a_sql_file_without_a_number_is_an_error_naming_it(tmp_path):
 def test_two_files_with_one_number_are_an_error(tmp_path):
     (tmp_path / "002_a.sql").write_text("SELECT 1;\n")
     (tmp_path / "002_b.sql").write_text("SELECT 2;\n")
-    with pytest.raises(MigrationFileError, match="002_a.sql and 002_b.sql"):
+    with pytest.raises(MigrationFileError, match=r"002_a\.sql and 002_b\.sql"):
         numbered_files("x", tmp_path)
 
 

@@ -1,5 +1,4 @@
 """Web pages and health endpoints, against a stand-in app (no database, recorded rooms)."""
-import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer

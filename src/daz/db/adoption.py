@@ -8,8 +8,8 @@ count is taken in the file's own transaction, just before the statement runs).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import asyncpg
 

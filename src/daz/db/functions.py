@@ -14,8 +14,8 @@ of the file is not run again: a migration is applied once.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from daz.db.sqlsplit import Statement, split_sql
 
@@ -61,10 +61,10 @@ def repair_statements(text: str, names: set[str]) -> list[Statement]:
     for statement in split_sql(text):
         code = _without_comments(statement.text)
         head = _CREATE.match(code) or _DROP.match(code)
-        if head and head.group(1).lower() in wanted:
-            out.append(statement)
-        elif _GRANT.search(code) and any(re.search(rf"\b{re.escape(name)}\s*\(", code,
-                                                   re.IGNORECASE) for name in wanted):
+        defines = head is not None and head.group(1).lower() in wanted
+        grants = _GRANT.search(code) is not None and any(
+            re.search(rf"\b{re.escape(name)}\s*\(", code, re.IGNORECASE) for name in wanted)
+        if defines or grants:
             out.append(statement)
     return out
 

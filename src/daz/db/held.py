@@ -40,8 +40,9 @@ import asyncio
 import collections
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
@@ -104,7 +105,7 @@ class HeldWrites:
         self._journaled_upto = 0
 
     @classmethod
-    def for_plugin(cls, plugin, apply: Apply, keep: Keep | None = None) -> "HeldWrites":
+    def for_plugin(cls, plugin, apply: Apply, keep: Keep | None = None) -> HeldWrites:
         """Held writes of ``plugin`` (config: ``HeldWritesConfig``), kept in the journal's
         stream ``<plugin name>-held``; ``keep``: which of them the next start applies."""
         ctx, config = plugin.ctx, plugin.config

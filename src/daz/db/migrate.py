@@ -31,17 +31,22 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable
+from typing import Any
 
 import asyncpg
 
-from daz.db import adoption, functions
-from daz.db import online
-from daz.db.migration_files import (CORE_DIR, PLUGINS_DIR, Migration, MigrationFileError,
-                                    all_migrations)
+from daz.db import adoption, functions, online
+from daz.db.migration_files import (
+    CORE_DIR,
+    PLUGINS_DIR,
+    Migration,
+    MigrationFileError,
+    all_migrations,
+)
 from daz.db.pool import table_exists
 from daz.db.sqlsplit import Statement, split_sql
 from daz.preflight import OperatorError
@@ -448,6 +453,6 @@ async def cleanup_sessions(conn: Any) -> int:
     async with _connection(conn) as c:
         async with c.transaction():
             rows = await run_script(c, path.name, path.read_text(encoding="utf-8"))
-    if not rows or "sessions_closed" not in rows[0].keys():
+    if not rows or "sessions_closed" not in rows[0]:
         raise RuntimeError(f"{path.name} did not report sessions_closed")
     return int(rows[0]["sessions_closed"])

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -41,6 +42,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from daz.db.pool import Database
     from daz.journal import Journal
     from daz.metrics import Metrics
+
+# A decorated method keeps its own type; the decorators only attach declarations to it.
+HandlerFn = TypeVar("HandlerFn", bound=Callable[..., Any])
 
 
 class PluginConfig(BaseModel):
@@ -62,7 +66,7 @@ class CommandSpec:
     enabled: bool = True
     reply_to: str = "origin"  # "origin" (chat→chat, PM→PM), "pm" or "chat"
     pm_only: bool = False
-    examples: tuple["Example", ...] = ()
+    examples: tuple[Example, ...] = ()
     # Without a subcommand word the line gets the usage; else the handler runs (a plain command
     # line, or one whose first word names no subcommand).
     require_subcommand: bool = False
@@ -80,7 +84,7 @@ class Example:
     """
 
     line: str
-    reply: "str | re.Pattern[str]"
+    reply: str | re.Pattern[str]
     pm: bool = False
     admin: bool = False
     present: tuple[str, ...] = ()
@@ -111,7 +115,7 @@ class OnSpec:
     overflow: str = "drop_oldest"
     include_ignored: bool = False  # deliver replayed history / own echoes / [server] lines too
     # Event classes the handler acts on (exact match). Empty: every event on the topic.
-    kinds: tuple = ()
+    kinds: tuple[type, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,8 +128,8 @@ class EverySpec:
 def command(name: str, *, aliases: tuple[str, ...] | list[str] = (), min_rank: float = 0,
             cooldown: float = 0.0, usage: str = "", description: str = "",
             admin_only: bool = False, enabled: bool = True, reply_to: str = "origin",
-            pm_only: bool = False, examples: Iterable[Example | tuple] = (),
-            require_subcommand: bool = False) -> Callable:
+            pm_only: bool = False, examples: Iterable[Example | tuple[Any, ...]] = (),
+            require_subcommand: bool = False) -> Callable[[Callable[..., Any]], Any]:
     """Declare a chat command. The handler is ``async def h(self, ctx, *args)``.
 
     Positional parameters after ``ctx`` are the command's arguments, converted from their
@@ -145,33 +149,36 @@ def command(name: str, *, aliases: tuple[str, ...] | list[str] = (), min_rank: f
                                       for e in examples),
                        require_subcommand=require_subcommand)
 
-    def mark(fn: Callable) -> Callable:
-        subcommands: list[tuple[SubcommandSpec, Callable]] = []
+    # The marked handler is typed Any: it grows a ``subcommand`` decorator that class bodies
+    # call (``@greeter.subcommand("on")``), which no Callable type has.
+    def mark(fn: Callable[..., Any]) -> Any:
+        subcommands: list[tuple[SubcommandSpec, Callable[..., Any]]] = []
 
         def subcommand(word: str, *, aliases: tuple[str, ...] | list[str] = (), usage: str = "",
                        description: str = "", min_rank: float = 0,
-                       admin_only: bool = False) -> Callable:
+                       admin_only: bool = False) -> Callable[[HandlerFn], HandlerFn]:
             sub = SubcommandSpec(name=word.lower(), aliases=tuple(a.lower() for a in aliases),
                                  usage=usage, description=description, min_rank=min_rank,
                                  admin_only=admin_only)
 
-            def mark_sub(sub_fn: Callable) -> Callable:
+            def mark_sub(sub_fn: HandlerFn) -> HandlerFn:
                 subcommands.append((sub, sub_fn))
                 return sub_fn
 
             return mark_sub
 
-        fn.__daz_command__ = spec
-        fn.__daz_subcommands__ = subcommands  # filled by the class body below the command
-        fn.subcommand = subcommand
-        return fn
+        marked: Any = fn
+        marked.__daz_command__ = spec
+        marked.__daz_subcommands__ = subcommands  # filled by the class body below the command
+        marked.subcommand = subcommand
+        return marked
 
     return mark
 
 
 def on(what: type[Event] | str, *, priority: int = 0, max_queue: int | None = None,
        overflow: str = "drop_oldest", include_ignored: bool = False,
-       kinds: tuple = ()) -> Callable:
+       kinds: tuple[type, ...] = ()) -> Callable[[HandlerFn], HandlerFn]:
     """Subscribe the method to an event class (its topic) or a topic pattern like ``cytube.*``.
 
     Chat lines and PMs nobody should react to (history replay, our own echoes, ``[server]``
@@ -183,15 +190,17 @@ def on(what: type[Event] | str, *, priority: int = 0, max_queue: int | None = No
     spec = OnSpec(topic=topic, priority=priority, max_queue=max_queue, overflow=overflow,
                   include_ignored=include_ignored, kinds=kinds)
 
-    def mark(fn: Callable) -> Callable:
-        fn.__daz_on__ = getattr(fn, "__daz_on__", ()) + (spec,)
+    def mark(fn: HandlerFn) -> HandlerFn:
+        marked: Any = fn
+        marked.__daz_on__ = getattr(fn, "__daz_on__", ()) + (spec,)
         return fn
 
     return mark
 
 
-def in_order(handlers: dict[type[Event], Callable], *, max_queue: int | None = None,
-             overflow: str = "drop_oldest", include_ignored: bool = False) -> Callable:
+def in_order(handlers: dict[type[Event], Callable[..., Any]], *, max_queue: int | None = None,
+             overflow: str = "drop_oldest",
+             include_ignored: bool = False) -> Callable[..., Any]:
     """One subscription for several event classes, each handled by its own method, all in the
     order they arrived in their room (a userlist is never handled after the addUser that
     followed it, nor a playlist edit before the media change that preceded it). Separate
@@ -211,7 +220,8 @@ def in_order(handlers: dict[type[Event], Callable], *, max_queue: int | None = N
 
 
 def every(*, seconds: float = 0, minutes: float = 0, hours: float = 0,
-          initial_delay: float | str | None = None, config: str | None = None) -> Callable:
+          initial_delay: float | str | None = None,
+          config: str | None = None) -> Callable[[HandlerFn], HandlerFn]:
     """Run the method periodically while the plugin runs (errors are logged, the timer goes on).
 
     ``config="key"`` takes the interval (seconds) from the plugin's validated config instead;
@@ -225,8 +235,9 @@ def every(*, seconds: float = 0, minutes: float = 0, hours: float = 0,
     elif interval <= 0:
         raise ValueError("every() needs a positive interval")
 
-    def mark(fn: Callable) -> Callable:
-        fn.__daz_every__ = EverySpec(seconds=interval, initial_delay=initial_delay,
+    def mark(fn: HandlerFn) -> HandlerFn:
+        marked: Any = fn
+        marked.__daz_every__ = EverySpec(seconds=interval, initial_delay=initial_delay,
                                      config=config)
         return fn
 
@@ -247,22 +258,28 @@ class PluginContext:
     """The services one plugin may use. Built by the plugin manager, one per plugin."""
 
     name: str
-    bus: "Bus"
-    rooms: "Rooms"
-    db: "Database | None"
+    bus: Bus
+    rooms: Rooms
+    db: Database | None
     config: Any  # the plugin's validated config (a PluginConfig subclass instance)
-    http: "aiohttp.ClientSession | None"
+    http: aiohttp.ClientSession | None
     logger: logging.Logger
-    clock: "Clock"
-    commands: "CommandRegistry"
-    metrics: "Metrics | None" = None
+    clock: Clock
+    commands: CommandRegistry
+    metrics: Metrics | None = None
     data_dir: Any = None  # pathlib.Path
     # Where writes wait while the database is away (daz/journal.py); None without a data dir.
-    journal: "Journal | None" = None
+    journal: Journal | None = None
     app_config: Any = None  # the whole daz Config, read-only by convention
     extras: dict[str, Any] = field(default_factory=dict)
 
-    async def log(self, level: str, message: str, data: dict | None = None) -> None:
+    def require_db(self) -> Database:
+        """The database, for code that runs only when there is one; ConnectionError if not."""
+        if self.db is None:
+            raise ConnectionError("no database configured")
+        return self.db
+
+    async def log(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
         """Record a line in daz_plugin_logs (and the process log). Never raises."""
         getattr(self.logger, level if level in ("debug", "info", "warning", "error") else "info")(
             message)
@@ -314,11 +331,12 @@ class Plugin:
     async def save_for_next_start(self) -> None:
         """Put what this plugin holds in memory for the database (counts, held writes, queued
         rows) in its stream of the journal (``ctx.journal``, see ``daz/journal.py``), to be
-        written at the next start; clear it from memory. Called at stop before teardown when the database does not answer, and
-        after teardown in every case (then usually with nothing left). Must be quick, must
-        not need the database, and may be called more than once."""
+        written at the next start; clear it from memory. Called at stop before teardown when
+        the database does not answer, and after teardown in every case (then usually with
+        nothing left). Must be quick, must not need the database, and may be called more than
+        once."""
 
-    def health(self) -> tuple[dict, list[str]]:
+    def health_report(self) -> tuple[dict[str, Any], list[str]]:
         """For /health (when ``health_section`` is set): details, and the problems that make
         daz unhealthy now (each a line saying what is wrong). Quick; no database."""
         return {}, []
@@ -328,7 +346,7 @@ class Plugin:
     # Operation name → name of the ``async def m(self, payload)`` method that runs it again.
     retry_operations: ClassVar[dict[str, str]] = {}
 
-    async def retry_operation(self, operation: str, payload: dict) -> None:
+    async def retry_operation(self, operation: str, payload: dict[str, Any]) -> None:
         """Run an operation the retry queue hands back, by ``retry_operations``.
 
         The method raises to report another failure and returns normally when it succeeded. It
@@ -345,8 +363,9 @@ class Plugin:
     def runs_retried_operations(cls) -> bool:
         return bool(cls.retry_operations) or cls.retry_operation is not Plugin.retry_operation
 
-    async def defer_retry(self, operation: str, payload: dict, *, key: str, error: str = "",
-                          max_retries: int | None = None, priority: int = 0) -> bool:
+    async def defer_retry(self, operation: str, payload: dict[str, Any], *, key: str,
+                          error: str = "", max_retries: int | None = None,
+                          priority: int = 0) -> bool:
         """Hand a failed operation to the retry plugin; False when no retry plugin runs.
 
         ``key`` is an idempotency key: the same key queued twice is one operation.
@@ -369,7 +388,7 @@ class Plugin:
 
     # Web -------------------------------------------------------------------------------
 
-    def web_routes(self) -> list:
+    def web_routes(self) -> list[Any]:
         """aiohttp route definitions this plugin serves on daz's web server (default none)."""
         return []
 

@@ -24,7 +24,8 @@ import random
 import socket
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from daz.scaleout.leases import LeaseStore, Snapshot, Wanted, fair_shares, lease_key
 

@@ -7,7 +7,6 @@ instance miss its renewal). Why rows and not advisory locks: docs/scale-out.md.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import uuid
@@ -94,8 +93,7 @@ class LeaseStore:
         conn = await self._connection()
         try:
             return await getattr(conn, method)(query, *args, timeout=self.timeout)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
-                asyncpg.InterfaceError):
+        except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
             await self.close()  # a connection in an unknown state is not reused
             raise
 

@@ -7,7 +7,8 @@ same socket address (a sub-second gap, once, at start-up).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -17,6 +18,8 @@ from daz.web.keys import AUTH, DAZ_APP, LIVE
 
 if TYPE_CHECKING:  # pragma: no cover
     from daz.app import App
+    from daz.web.auth import Auth
+    from daz.web.live import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +52,15 @@ async def refuse_unstorable_input(request: web.Request, handler: Callable) -> we
 
 
 class WebServer:
-    def __init__(self, app: "App"):
+    def __init__(self, app: App):
         self.app = app
         self.runner: web.AppRunner | None = None
         self.site: web.TCPSite | None = None
         self.host = "127.0.0.1"
         self.port = 0
         self.extra_routes: list = []
-        self.auth = None
-        self.live_feed = None
+        self.auth: Auth | None = None
+        self.live_feed: LiveFeed | None = None
 
     @property
     def base_url(self) -> str:
@@ -153,7 +156,8 @@ class WebServer:
         await self.app.health()  # refreshes the gauges that are sampled, not counted
         for room in self.app.rooms:
             status = room.status()
-            self.app.metrics.room_connected.labels(room=room.id).set(1 if status.get("joined") else 0)
+            connected = 1 if status.get("joined") else 0
+            self.app.metrics.room_connected.labels(room=room.id).set(connected)
         # Rendering walks every series (rooms × event types: 0.7 s at 1,000 rooms); in a thread
         # it no longer stops the rooms' event loop. prometheus_client locks its own values.
         import asyncio

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -36,7 +36,7 @@ def _room_state(status: dict[str, Any]) -> str:
     return "connecting"
 
 
-def _database(app: "App", ok: bool) -> dict[str, Any]:
+def _database(app: App, ok: bool) -> dict[str, Any]:
     from daz.db.pool import redact
 
     db = app.db
@@ -50,7 +50,7 @@ def _database(app: "App", ok: bool) -> dict[str, Any]:
     return out
 
 
-async def build_status(app: "App") -> dict[str, Any]:
+async def build_status(app: App) -> dict[str, Any]:
     healthy, health = await app.health()
     holder = instance_name()
     rooms = {}
@@ -70,7 +70,7 @@ async def build_status(app: "App") -> dict[str, Any]:
     return {
         "instance": {"name": holder, "version": __version__, "state": app.state,
                      "healthy": healthy, "problems": health["problems"],
-                     "started_at": datetime.fromtimestamp(app.started_at, timezone.utc)
+                     "started_at": datetime.fromtimestamp(app.started_at, UTC)
                      .isoformat(timespec="seconds"),
                      "uptime_seconds": round(time.time() - app.started_at, 1)},
         "rooms": rooms,

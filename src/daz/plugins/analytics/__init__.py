@@ -98,7 +98,7 @@ class Analytics(Plugin):
         if self.ctx.db is None:
             return
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 if not await table_exists(conn, "daz_core_events"):
                     return
                 # The configured channels: rooms are built later, as their leases are won.
@@ -162,7 +162,7 @@ class Analytics(Plugin):
                                    and now - self._last_cleanup < 86400):
             return 0
         self._last_cleanup = now
-        async with self.ctx.db.pool.acquire() as conn:
+        async with self.ctx.db.acquire() as conn:
             deleted = await store.cleanup(conn, self.config.retention_days)
         if deleted:
             self.log.info("analytics: removed %d helper rows older than %d days", deleted,
@@ -184,7 +184,7 @@ class Analytics(Plugin):
                     else:
                         return applied
                 try:
-                    async with self.ctx.db.pool.acquire() as conn:
+                    async with self.ctx.require_db().acquire() as conn:
                         if await store.write(conn, self.pending):
                             applied += 1
                         else:
@@ -257,7 +257,7 @@ class Analytics(Plugin):
                 unsaved += u.messages if u else 0
         row = None
         if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 row = await store.user_row(conn, channel, ctx.username)
                 total = (row["total_messages"] if row else 0) + unsaved
                 place = await store.rank_of(conn, channel, total) if total else 0

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 import time
 
-from pydantic import Field
-
 import daz
 from daz.commands import CommandContext, RegisteredCommand, Subcommand
 from daz.commands.dispatch import command_prefix

@@ -23,7 +23,7 @@ import asyncio
 import re
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -35,7 +35,10 @@ from daz.plugins.base import Example, Plugin, PluginConfig, command, on
 from daz.plugins.eventfilter.history import HistoryWriter
 from daz.plugins.eventfilter.rules import Rule, RuleConfig, build_rule, targets_for
 
-UNSAVED_HISTORY = "eventfilter-history-unsaved"  # journal stream: audit rows a stop could not write
+if TYPE_CHECKING:  # pragma: no cover
+    from daz.bus import Subscription
+
+UNSAVED_HISTORY = "eventfilter-history-unsaved"  # journal stream: audit rows a stop did not write
 
 
 class EventFilterConfig(PluginConfig):
@@ -53,7 +56,7 @@ class EventFilterConfig(PluginConfig):
     routing_rules: list[RuleConfig] = Field(default_factory=list)  # the Go key, same meaning
 
     @model_validator(mode="after")
-    def _merge_go_rules(self) -> "EventFilterConfig":
+    def _merge_go_rules(self) -> EventFilterConfig:
         if self.routing_rules:
             self.rules = [*self.rules, *self.routing_rules]
             self.routing_rules = []
@@ -65,7 +68,7 @@ class EventFilter(Plugin):
     after = ("sql", "retry")
     description = "Command audit log, the owner's command switch, event routing rules"
     Config = EventFilterConfig
-    retry_operations = {"save_enabled": "_retry_save_enabled"}
+    retry_operations: ClassVar[dict[str, str]] = {"save_enabled": "_retry_save_enabled"}
 
     async def setup(self) -> None:
         cfg = self.config
@@ -83,7 +86,7 @@ class EventFilter(Plugin):
                 self.config_rules.append(rule)
         self.rules: list[Rule] = list(self.config_rules)
         self.forwarded = 0
-        self._rules_sub = None
+        self._rules_sub: Subscription | None = None
         if self.ctx.db is not None:
             await self._mirror_commands()
             await self._load_db_rules()
@@ -197,17 +200,16 @@ class EventFilter(Plugin):
                              entry.enabled, spec.admin_only,
                              spec.description if word == spec.name else ""))
         try:
-            async with self.ctx.db.pool.acquire() as conn:
-                async with conn.transaction():
-                    # enabled is only set on insert: after that it is the owner's decision.
-                    await conn.executemany(
-                        "INSERT INTO daz_eventfilter_commands (command, plugin_name, is_alias,"
-                        " primary_command, min_rank, enabled, admin_only, description)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                        " ON CONFLICT (command) DO UPDATE SET plugin_name = EXCLUDED.plugin_name,"
-                        " is_alias = EXCLUDED.is_alias, primary_command = EXCLUDED.primary_command,"
-                        " min_rank = EXCLUDED.min_rank, admin_only = EXCLUDED.admin_only,"
-                        " description = EXCLUDED.description", rows)
+            async with self.ctx.require_db().acquire() as conn, conn.transaction():
+                # enabled is only set on insert: after that it is the owner's decision.
+                await conn.executemany(
+                    "INSERT INTO daz_eventfilter_commands (command, plugin_name, is_alias,"
+                    " primary_command, min_rank, enabled, admin_only, description)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    " ON CONFLICT (command) DO UPDATE SET plugin_name = EXCLUDED.plugin_name,"
+                    " is_alias = EXCLUDED.is_alias, primary_command = EXCLUDED.primary_command,"
+                    " min_rank = EXCLUDED.min_rank, admin_only = EXCLUDED.admin_only,"
+                    " description = EXCLUDED.description", rows)
         except Exception as exc:
             self.log.warning("eventfilter: could not mirror the command list (%s); commands run "
                              "with their declared enabled flags", exc)
@@ -216,7 +218,7 @@ class EventFilter(Plugin):
 
     async def _load_enabled(self) -> None:
         try:
-            rows = await self.ctx.db.fetch(
+            rows = await self.ctx.require_db().fetch(
                 "SELECT command, enabled FROM daz_eventfilter_commands WHERE is_alias IS NOT TRUE")
         except Exception as exc:
             self.log.warning("eventfilter: could not read enabled flags: %s", exc)
@@ -241,13 +243,13 @@ class EventFilter(Plugin):
         return True
 
     async def _write_enabled(self, entry: RegisteredCommand) -> None:
-        await self.ctx.db.execute(
+        await self.ctx.require_db().execute(
             "UPDATE daz_eventfilter_commands SET enabled = $1"
             " WHERE command = $2 OR primary_command = $2", entry.enabled, entry.name)
 
     async def _load_db_rules(self) -> None:
         try:
-            rows = await self.ctx.db.fetch(
+            rows = await self.ctx.require_db().fetch(
                 "SELECT id, event_type, target_plugin, conditions, priority"
                 " FROM daz_eventfilter_rules WHERE enabled IS NOT FALSE")
         except Exception as exc:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from typing import ClassVar
 from urllib.parse import quote
 
 from daz.commands import CommandContext, CommandRefused
@@ -54,7 +55,7 @@ class Gallery(Plugin):
     after = ("sql", "retry")
     description = "Galleries of the images linked in chat, with health checks"
     Config = GalleryConfig
-    retry_operations = {"add_image": "_retry_add_image"}
+    retry_operations: ClassVar[dict[str, str]] = {"add_image": "_retry_add_image"}
 
     async def setup(self) -> None:
         cfg: GalleryConfig = self.config
@@ -140,6 +141,8 @@ class Gallery(Plugin):
     # ------------------------------------------------------------------ health
 
     async def _health_loop(self) -> None:
+        if self.health is None:  # started only with a health checker
+            return
         interval = self.config.health_check_interval
         await asyncio.sleep(min(interval, 60.0))
         while True:

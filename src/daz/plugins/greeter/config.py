@@ -29,7 +29,7 @@ class GreeterConfig(PluginConfig):
     enable_follow_up_mode: bool = False
 
     @model_validator(mode="after")
-    def _delays(self) -> "GreeterConfig":
+    def _delays(self) -> GreeterConfig:
         if self.delay_max_seconds < self.delay_min_seconds:
             raise ValueError("delay_max_seconds must not be less than delay_min_seconds")
         return self

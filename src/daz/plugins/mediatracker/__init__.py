@@ -55,9 +55,16 @@ from __future__ import annotations
 from typing import Any
 
 from daz.commands import CommandContext
+from daz.cytube.events import (
+    CurrentChanged,
+    MediaChanged,
+    MediaDeleted,
+    MediaMoved,
+    MediaQueued,
+    MediaUpdate,
+    PlaylistReplaced,
+)
 from daz.db.held import HeldWrites, HeldWritesConfig, transient
-from daz.cytube.events import (CurrentChanged, MediaChanged, MediaDeleted, MediaMoved,
-                               MediaQueued, MediaUpdate, PlaylistReplaced)
 from daz.events import PluginEvent, RoomDisconnected
 from daz.plugins.base import Plugin, PluginConfig, command, in_order
 from daz.plugins.mediatracker import store
@@ -269,7 +276,7 @@ class MediaTracker(Plugin):
     async def stats(self, ctx: CommandContext) -> None:
         rows = []
         if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 rows = await store.top_media(conn, ctx.room.channel, self.config.stats_limit)
         if not rows:
             await ctx.reply("No plays recorded in this channel yet.")

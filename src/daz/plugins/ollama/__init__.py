@@ -37,7 +37,8 @@ Config (``plugins.ollama``; Go Daz key names where Go had the setting). Off unle
     ``system_prompt`` (persona; ``{bot_name}`` is replaced; empty = built in), ``aliases`` ([]),
     ``bot_name`` (Go's key: one more alias), ``ignored_users`` ([]: other bots),
     ``allowed_channels`` ([] = all), ``chat_replies`` (true; false = only ``ollama.generate``),
-    ``command_prefix`` (default: the core's, ``core.commands.prefix``), ``follow_up_enabled`` (true),
+    ``command_prefix`` (default: the core's, ``core.commands.prefix``),
+    ``follow_up_enabled`` (true),
     ``follow_up_window_seconds`` (60), ``follow_up_max_messages`` (3 replies without the name),
     ``rate_limit_seconds`` (10, per user), ``channel_rate_limit_seconds`` (3),
     ``rate_limit_notice`` ("" = none; else sent once by PM when someone is limited),
@@ -48,6 +49,7 @@ Config (``plugins.ollama``; Go Daz key names where Go had the setting). Off unle
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -57,8 +59,14 @@ from daz.events import MessageSent
 from daz.plugins.base import Plugin, PluginConfig, every, on
 from daz.plugins.ollama.client import OllamaClient, OllamaFailure
 from daz.plugins.ollama.mention import FollowUps, addresses_someone_else, mentions
-from daz.plugins.ollama.prompt import (ChatHistory, Line, build_chat, clean_reply, persona_text,
-                                       room_context)
+from daz.plugins.ollama.prompt import (
+    ChatHistory,
+    Line,
+    build_chat,
+    clean_reply,
+    persona_text,
+    room_context,
+)
 from daz.plugins.ollama.store import MemoryStore, ResponseStore, message_hash
 
 GENERATE_TOPIC = "ollama.generate"
@@ -96,7 +104,7 @@ class Ollama(Plugin):
     after = ("sql", "retry")
     description = "Answers in chat when addressed by name, using a local Ollama model"
     Config = OllamaConfig
-    retry_operations = {"record_reply": "_retry_record_reply"}
+    retry_operations: ClassVar[dict[str, str]] = {"record_reply": "_retry_record_reply"}
     enabled_by_default = False
 
     async def setup(self) -> None:

@@ -304,7 +304,7 @@ class Retry(Plugin):
                     time.perf_counter() - started)
             self.metrics.events.labels(plugin=row["plugin_name"], outcome="succeeded").inc()
             try:
-                await self.ctx.db.execute("SELECT complete_retry($1)", row["id"])
+                await self.ctx.require_db().execute("SELECT complete_retry($1)", row["id"])
             except Exception as exc:
                 # It ran; only the bookkeeping failed. Mark it later rather than run it again.
                 self.log.warning("retry: %s ran but could not be marked done (%s)",
@@ -317,7 +317,7 @@ class Retry(Plugin):
         self.metrics.events.labels(plugin=row["plugin_name"], outcome="failed").inc()
         self.log.error("retry: %s %s cannot be run; marked failed: %s", row["plugin_name"],
                        row["correlation_id"], error)
-        await self.ctx.db.execute(
+        await self.ctx.require_db().execute(
             "UPDATE daz_retry_queue SET status = 'failed', last_error = $2, updated_at = now()"
             " WHERE id = $1", row["id"], error[:2000])
 
@@ -328,7 +328,7 @@ class Retry(Plugin):
         attempt = (row["retry_count"] or 0) + 1
         plugin = row["plugin_name"]
         p = self._policy(row["operation_type"])
-        status = await self.ctx.db.fetchval(
+        status = await self.ctx.require_db().fetchval(
             "SELECT fail_retry($1, $2, $3, $4, $5, $6)", row["id"], error, float(p["initial"]),
             float(p["max"]), float(p["factor"]), float(self.config.jitter))
         if status == "dead_letter":
@@ -351,12 +351,12 @@ class Retry(Plugin):
 
     async def _mark_completed(self) -> None:
         while self.unmarked:
-            await self.ctx.db.execute("SELECT complete_retry($1)", self.unmarked[0])
+            await self.ctx.require_db().execute("SELECT complete_retry($1)", self.unmarked[0])
             self.unmarked.pop(0)
 
     async def cleanup(self) -> int:
         self._last_cleanup = time.monotonic()
-        deleted = await self.ctx.db.fetchval("SELECT cleanup_old_retries($1)",
+        deleted = await self.ctx.require_db().fetchval("SELECT cleanup_old_retries($1)",
                                              self.config.retention_days)
         if deleted:
             self.log.info("retry: removed %d finished row(s) older than %d days", deleted,

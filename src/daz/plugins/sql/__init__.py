@@ -147,7 +147,7 @@ class Sql(Plugin):
     def status(self) -> dict:
         return self.eventlog.status()
 
-    def health(self) -> tuple[dict, list[str]]:
+    def health_report(self) -> tuple[dict[str, Any], list[str]]:
         eventlog = self.status()
         problems = []
         if eventlog.get("at_risk"):

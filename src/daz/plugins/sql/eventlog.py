@@ -59,10 +59,10 @@ from typing import Any
 import asyncpg
 
 from daz.db import errors
-from daz.plugins.sql import eventrows
-from daz.plugins.sql.eventrows import LogEntry
 from daz.db.pool import rows_affected
 from daz.journal import JournalStream
+from daz.plugins.sql import eventrows
+from daz.plugins.sql.eventrows import LogEntry
 from daz.private_files import open_private
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class EventLog:
         if self._task is not None and not self._task.done():  # a dead writer has no flush
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), self.shutdown_timeout)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
         if self._spill_task is not None:
@@ -471,12 +471,11 @@ class EventLog:
 
     async def _copy_direct(self, batch: list[LogEntry]) -> int:
         rows = eventrows.table_records(batch)
-        async with self._acquire() as conn:
-            async with conn.transaction():
-                for table in eventrows.TABLES:  # core first, as staged: ids in arrival order
-                    if table in rows:
-                        await conn.copy_records_to_table(table, records=rows[table],
-                                                         columns=eventrows.COLUMNS[table])
+        async with self._acquire() as conn, conn.transaction():
+            for table in eventrows.TABLES:  # core first, as staged: ids in arrival order
+                if table in rows:
+                    await conn.copy_records_to_table(table, records=rows[table],
+                                                     columns=eventrows.COLUMNS[table])
         self.direct_batches += 1
         return len(batch)
 

@@ -22,8 +22,17 @@ from pydantic import BaseModel, ConfigDict
 
 from daz.cytube import events as ev
 from daz.events import MessageSent
-from daz.plugins.sql.eventrows import (ACTIVITY, CHAT, CORE, PRIVATE, TABLES, LogEntry, chat_uid,
-                                       pm_uid, random_uid)
+from daz.plugins.sql.eventrows import (
+    ACTIVITY,
+    CHAT,
+    CORE,
+    PRIVATE,
+    TABLES,
+    LogEntry,
+    chat_uid,
+    pm_uid,
+    random_uid,
+)
 
 log = logging.getLogger(__name__)
 

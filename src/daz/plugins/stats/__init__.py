@@ -130,7 +130,7 @@ class Stats(Plugin):
                     rows.append((name[:100], t.handled, t.errors, t.seconds))
             if not rows:
                 return 0
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 await store_totals(conn, self.run_id, rows, self.config.run_retention_days)
             self.written = {name: Totals(t.handled, t.errors, t.seconds)
                             for name, t in totals.items()}

@@ -50,7 +50,7 @@ import os
 import re
 import socket
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -81,7 +81,7 @@ class Tell(Plugin):
     after = ("sql", "retry")
     description = "Leave a message for someone who is not here"
     Config = TellConfig
-    retry_operations = {"confirm_delivery": "_retry_confirm_delivery"}
+    retry_operations: ClassVar[dict[str, str]] = {"confirm_delivery": "_retry_confirm_delivery"}
 
     async def setup(self) -> None:
         # Names this process's claims, so a confirmation or release touches only its own rows.
@@ -154,7 +154,7 @@ class Tell(Plugin):
         now = self.ctx.clock.time()
         since = self.hint.mark()
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 rows = await store.claim(conn, room.channel, name, now, self.claimer)
         except Exception as exc:  # nothing claimed: the messages wait for the next chance
             self.log.warning("tell %s: cannot look up messages for %s: %s", room.channel, name,
@@ -192,7 +192,7 @@ class Tell(Plugin):
     async def _confirm(self, channel: str, sent: list[int], unsent: list[int],
                        now: float) -> None:
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.require_db().acquire() as conn:
                 if sent:
                     await store.mark_sent(conn, sent, now, self.claimer)
                 if unsent:
@@ -206,7 +206,7 @@ class Tell(Plugin):
                                    error=str(exc)[:500])
 
     async def _retry_confirm_delivery(self, payload: dict) -> None:
-        async with self.ctx.db.pool.acquire() as conn:  # both statements are idempotent
+        async with self.ctx.require_db().acquire() as conn:  # both statements are idempotent
             if payload.get("sent"):
                 await store.mark_sent(conn, payload["sent"], payload["t"], payload["claimer"])
             if payload.get("unsent"):
@@ -275,7 +275,7 @@ class Tell(Plugin):
             server_ms=getattr(event, "time", 0),
             pm_to=(getattr(event, "to", "") or ctx.room.bot_name or "") if ctx.via_pm else None)
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 new_id, full = await store.add(
                     conn, channel=ctx.room.channel, sender=ctx.username, recipient=name,
                     message=message, is_pm=ctx.via_pm, t=now,
@@ -314,7 +314,7 @@ class Tell(Plugin):
             return
         now = self.ctx.clock.time()
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 rows = await store.pending_from(conn, ctx.room.channel, ctx.username, now)
         except Exception as exc:
             self.log.warning("tell: cannot list %s's messages: %s", ctx.username, exc)
@@ -342,7 +342,7 @@ class Tell(Plugin):
         if not number.isdigit() and name is None:
             raise UsageError("!tell cancel <id|user> (an id from !tells, or a username)")
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 if name is None:
                     tell_id = int(number) if len(number) <= 9 else 0  # ids are int4
                     to = await store.cancel_id(conn, ctx.room.channel, ctx.username, tell_id)
@@ -374,7 +374,7 @@ class Tell(Plugin):
             return False
         since = self.hint.mark()
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 found = await store.pending_recipients(conn, channels, self.ctx.clock.time())
         except Exception as exc:
             # Without the list every speaker is looked up (as before it existed): slower, but
@@ -398,7 +398,7 @@ class Tell(Plugin):
         if self.ctx.db is None:
             return 0, 0
         now = self.ctx.clock.time()
-        async with self.ctx.db.pool.acquire() as conn:
+        async with self.ctx.db.acquire() as conn:
             released = await store.release_stale(conn, now, self.config.claim_timeout_seconds)
             purged = await store.purge_expired(conn, now)
         if released:  # given back to be delivered: their recipients must be asked for again

@@ -53,10 +53,16 @@ import asyncio
 from pydantic import Field
 
 from daz.commands import CommandContext
+from daz.cytube.events import (
+    AfkChanged,
+    ChatMessage,
+    UserJoined,
+    UserLeft,
+    UserList,
+    UserRankChanged,
+)
 from daz.db.held import HeldWrites, HeldWritesConfig
 from daz.db.text import storable_name
-from daz.cytube.events import (AfkChanged, ChatMessage, UserJoined, UserLeft, UserList,
-                               UserRankChanged)
 from daz.events import RoomConnected, RoomDisconnected
 from daz.humanize import ago, clean_username, stamp
 from daz.plugins.base import Example, Plugin, PluginConfig, command, in_order
@@ -82,7 +88,7 @@ class UserTracker(Plugin):
         self.observed_column: str | None = None
         self.afk_column: str | None = None
         if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 cols = await sessions.optional_columns(conn)
             self.observed_column = next(
                 (c for c in ("observed_at_join", "observed", "joined_at_observed") if c in cols),
@@ -289,7 +295,7 @@ class UserTracker(Plugin):
             return
         row = None
         if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 row = await sessions.lookup(conn, ctx.room.channel, name)
         now = self.ctx.clock.now()
         present = state.user(name)
