@@ -42,7 +42,8 @@ never retried in the database's place. While neither takes them, ``status()["at_
 how many events exist only in memory (and /health says so); a failed write leaves no partial line
 and no temp file behind.
 
-Stages (``metrics.eventlog{stage}`` and ``status()``): queued (accepted by ``put``), written
+Stages (``daz_eventlog_events_total{stage}`` and ``status()``; ``daz_eventlog_queue_depth`` is
+what waits): queued (accepted by ``put``), written
 (from memory to the database, duplicates included), spilled (to the file), replayed (from the
 file to the database), failed (rejected rows). queued = written + replayed + failed + waiting.
 """
@@ -54,13 +55,16 @@ import contextlib
 import json
 import logging
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter, Gauge
 
 from daz.db import errors
 from daz.db.pool import rows_affected
 from daz.journal import JournalStream
+from daz.metrics import own_series
 from daz.plugins.sql import eventrows
 from daz.plugins.sql.eventrows import LogEntry
 from daz.private_files import open_private
@@ -69,6 +73,17 @@ log = logging.getLogger(__name__)
 
 STAGES = ("queued", "written", "spilled", "replayed", "failed")
 DIRECT_PAUSE = 60.0  # seconds of staged writes after a direct copy met a duplicate
+
+
+def eventlog_metrics(metrics: Any) -> SimpleNamespace:
+    """The event log's series, on the app's registry (declared here, with the writer)."""
+    series: SimpleNamespace = own_series(metrics, "eventlog", lambda registry: SimpleNamespace(
+        events=Counter("daz_eventlog_events_total",
+                       "Event log rows by stage (queued, written, spilled, replayed, failed)",
+                       ["stage"], registry=registry),
+        queue=Gauge("daz_eventlog_queue_depth", "Events waiting to be written",
+                    registry=registry)))
+    return series
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -94,7 +109,7 @@ class EventLog:
         self.shutdown_timeout = shutdown_timeout
         self.retry_max_delay = retry_max_delay
         self.direct_pause = direct_pause
-        self.metrics = metrics
+        self.metrics = eventlog_metrics(metrics) if metrics is not None else None
         self.spill = journal  # where entries spill while the database is away
         self.rejected_path = (journal.path.with_name(journal.path.name + ".rejected")
                               if journal is not None else None)
@@ -594,12 +609,12 @@ class EventLog:
         if self.metrics is not None:
             counter = self._counters.get(stage)
             if counter is None:  # labels() once per stage, not once per event
-                counter = self._counters[stage] = self.metrics.eventlog.labels(stage=stage)
+                counter = self._counters[stage] = self.metrics.events.labels(stage=stage)
             counter.inc(n)
 
     def _gauge(self) -> None:
         if self.metrics is not None:
-            self.metrics.eventlog_queue.set(self.waiting)
+            self.metrics.queue.set(self.waiting)
 
     def status(self) -> dict:
         return {
