@@ -56,7 +56,7 @@ class App:
         self.data_dir = Path(data_dir or config.core.data_dir or default_data_dir())
         self.clock = clock or Clock()
         self.metrics = Metrics()
-        self.bus = Bus(metrics=self.metrics)
+        self.bus = Bus(metrics=self.metrics, clock=self.clock)
         self.commands = CommandRegistry()
         self.rooms = Rooms()
         self.db: Database | None = None
@@ -144,8 +144,15 @@ class App:
                                        clock=self.clock, pacer=self.join_pacer),
             max_rooms=core.max_rooms, renew_seconds=core.leases.renew_seconds,
             lease_seconds=core.leases.lease_seconds, metrics=self.metrics,
-            web_url=lambda: self.web.base_url if self.web is not None else "")
+            web_url=lambda: self.web.base_url if self.web is not None else "",
+            reporter=self._report)
         await self.holder.start()
+
+    async def _report(self) -> dict[str, Any]:
+        """What this instance writes into its ``daz_instances`` row for ``daz status``."""
+        from daz.status_report import build_status
+
+        return await build_status(self)
 
     async def _start_database(self) -> None:
         from daz.db.pool import Database

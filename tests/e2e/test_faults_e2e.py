@@ -176,8 +176,14 @@ async def test_database_gone_under_chat_loses_nothing_and_health_says_so(
                 return (await bot.health())[0]
 
             await wait_until(healthy, 10, "healthy again")
-            # usertracker held the joins and leaves of the outage and wrote them in order:
-            # one active session for exactly who is there, every join and leave once.
+            # usertracker held the joins and leaves of the outage and writes them in order once
+            # the database answers (retried every held_retry_seconds at most, so possibly after
+            # the chat lines above): one active session for exactly who is there, every join and
+            # leave once. Until its queue is empty a walker who came and went during the outage
+            # is in neither table, and the sessions alone already look right.
+            tracker = bot.plugin("usertracker")
+            await wait_until(lambda: not tracker.held.holding(), 20,
+                             "usertracker's held writes applied")
             check = await asyncpg.connect(migrated_dsn, timeout=5)
             try:
                 await wait_until(lambda: sessions_match_server(check, server), 20,

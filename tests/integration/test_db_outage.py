@@ -19,7 +19,7 @@ from daz.plugins.usertracker import UserTracker
 from tests.e2e.harness import wait_until
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.integration.tracker_feed import feed, user
-from tests.plugin_kit import Kit
+from tests.plugin_kit import Kit, stats_noted_every_subscription
 
 CUT_SECONDS = 2.0
 
@@ -140,7 +140,8 @@ async def test_plugins_lose_and_double_nothing_when_the_database_is_cut(migrated
                "stats": Stats, "usertracker": UserTracker}
     async with proxied(migrated_dsn) as (proxy, db):
         k = await Kit.start(plugins, db=db, sections=fast)
-        await asyncio.sleep(0.05)  # stats has noted every subscription
+        await wait_until(lambda: stats_noted_every_subscription(k),
+                         what="stats noting every subscription")
         names = [f"user{n}" for n in range(7)]
         await feed(k, "userlist", [user(n) for n in names])
         lines = pings = 0

@@ -74,8 +74,11 @@ def transient(exc: BaseException) -> bool:
 class HeldWritesConfig(BaseModel):
     """The config keys of a plugin that holds its writes (mix into its ``PluginConfig``)."""
 
-    held_writes_limit: int = Field(10_000, ge=1)  # per room, while the database is away
-    held_retry_seconds: float = Field(5.0, gt=0)  # longest pause between attempts
+    held_writes_limit: int = Field(10_000, ge=1, description="Writes held in memory per room "
+                                   "while the database is away; past it the oldest are "
+                                   "dropped (logged as an error)")
+    held_retry_seconds: float = Field(5.0, gt=0, description="Longest pause between two "
+                                      "attempts to apply held writes")
 
 
 class HeldWrites:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from daz.events import Event
 
@@ -48,10 +48,12 @@ HandlerFn = TypeVar("HandlerFn", bound=Callable[..., Any])
 
 
 class PluginConfig(BaseModel):
-    """Base for a plugin's config section. Unknown keys are kept (and warned about)."""
+    """Base for a plugin's config section. Unknown keys are kept (and warned about). Give
+    every key a ``Field(description=...)``: docs/config.md is generated from it."""
 
     model_config = ConfigDict(extra="allow")
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run this plugin (plugins that are off by default "
+                                            "say so in their section)")
 
 
 @dataclass(frozen=True)

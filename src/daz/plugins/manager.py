@@ -179,7 +179,7 @@ class PluginManager:
         delay = spec.initial_delay if spec.initial_delay is not None else spec.seconds
         assert not isinstance(delay, str), "_resolved_timers replaced config key names"
         while True:
-            await asyncio.sleep(delay)
+            await self.clock.sleep(delay)  # a test's FakeClock runs timers in virtual time
             delay = spec.seconds
             try:
                 await method()

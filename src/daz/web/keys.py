@@ -6,3 +6,5 @@ from daz.web.auth import Auth
 DAZ_APP: web.AppKey = web.AppKey("daz", object)  # the running daz.app.App
 AUTH: web.AppKey[Auth] = web.AppKey("auth", Auth)
 LIVE: web.AppKey = web.AppKey("live", object)  # the LiveFeed of web/live.py
+# The command prefix /help shows, from the config as validated at start (not per request).
+COMMAND_PREFIX: web.AppKey[str] = web.AppKey("command_prefix", str)

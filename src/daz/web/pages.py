@@ -17,10 +17,9 @@ import jinja2
 from aiohttp import web
 
 from daz import __version__
-from daz.commands.dispatch import command_prefix
 from daz.web import filters, live, queries
 from daz.web.auth import Auth, load_or_create_token
-from daz.web.keys import AUTH, DAZ_APP, LIVE
+from daz.web.keys import AUTH, COMMAND_PREFIX, DAZ_APP, LIVE
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +179,7 @@ async def help_page(request: web.Request) -> web.Response:
                          "description": spec.description, "who": who_may_use(spec),
                          "admin_only": spec.admin_only, "enabled": entry.enabled,
                          "plugin": entry.plugin, "cooldown": spec.cooldown})
-    prefix = command_prefix(app.config)
-    return render(request, "help.html", commands=commands, prefix=prefix)
+    return render(request, "help.html", commands=commands, prefix=request.app[COMMAND_PREFIX])
 
 
 async def login_form(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from daz.db.text import UNSTORABLE
-from daz.web.keys import AUTH, DAZ_APP, LIVE
+from daz.web.keys import AUTH, COMMAND_PREFIX, DAZ_APP, LIVE
 
 if TYPE_CHECKING:  # pragma: no cover
     from daz.app import App
@@ -69,6 +69,9 @@ class WebServer:
     def build(self) -> web.Application:
         webapp = web.Application(middlewares=[security_headers, refuse_unstorable_input])
         webapp[DAZ_APP] = self.app
+        from daz.commands.dispatch import command_prefix
+
+        webapp[COMMAND_PREFIX] = command_prefix(getattr(self.app, "config", None))
         webapp.router.add_get("/health", self.health)
         webapp.router.add_get("/health/live", self.live)
         webapp.router.add_get("/health/ready", self.ready)

@@ -34,7 +34,7 @@ synchronous row per chat line. Here:
 * The two helper tables are kept ``retention_days``: hourly chatter names are only needed while
   an hour or day can still receive counts, flush ids only while a flush can still be retried.
 
-Config: ``flush_seconds`` (30) between writes, ``retention_days`` (35) for the helper tables.
+Config: ``plugins.analytics`` in docs/config.md.
 """
 from __future__ import annotations
 
@@ -61,8 +61,10 @@ UNSAVED_STREAM = "analytics-unsaved"  # journal stream: batches a stop could not
 
 
 class AnalyticsConfig(PluginConfig):
-    flush_seconds: float = Field(30.0, gt=0)
-    retention_days: int = Field(35, ge=2)
+    flush_seconds: float = Field(30.0, gt=0, description="Seconds between two writes of the "
+                                 "counts (a crash loses at most this much)")
+    retention_days: int = Field(35, ge=2, description="Days the two helper tables (chatters "
+                                "per hour, applied flush ids) are kept")
 
 
 class Analytics(Plugin):

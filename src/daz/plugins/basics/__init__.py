@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import time
 
+from pydantic import Field
+
 import daz
 from daz.commands import CommandContext, RegisteredCommand, Subcommand
 from daz.commands.dispatch import command_prefix
@@ -21,8 +23,10 @@ _BANG = re.compile(r"(?<![\w!])!(?=\w)")
 
 
 class BasicsConfig(PluginConfig):
-    source_url: str = ""  # where people can read the code; shown by !about when set
-    description: str = "a bot for this CyTube channel"
+    source_url: str = Field("", description="Where people can read the bot's code; shown by "
+                                            "!about when set")
+    description: str = Field("a bot for this CyTube channel", description="What !about says "
+                                                                         "the bot is")
 
 
 def format_duration(seconds: float, *, with_seconds: bool = True) -> str:

@@ -15,7 +15,8 @@ tables are for:
 
 Its section also still accepts the Go keys ``command_prefix``, ``default_cooldown`` and
 ``admin_users`` (and daz's ``notice_interval``, ``max_line_length``): the core reads them when
-``core.commands`` / ``core.admin_users`` do not say otherwise.
+``core.commands`` / ``core.admin_users`` do not say otherwise. Config: ``plugins.eventfilter``
+in docs/config.md.
 """
 from __future__ import annotations
 
@@ -43,17 +44,30 @@ UNSAVED_HISTORY = "eventfilter-history-unsaved"  # journal stream: audit rows a 
 
 class EventFilterConfig(PluginConfig):
     # Read by the core's command dispatcher (core.commands wins where it sets a key).
-    command_prefix: str = Field("!", min_length=1, max_length=5)
-    default_cooldown: float = Field(0.0, ge=0)
-    admin_users: list[str] = Field(default_factory=list)
-    notice_interval: float = Field(10.0, ge=0)
-    max_line_length: int = Field(1000, ge=16)
-    history: bool = True
-    history_flush_seconds: float = Field(2.0, gt=0)
-    history_max_buffer: int = Field(50_000, ge=100)
-    refresh_seconds: float = Field(60.0, gt=0)  # re-read enabled flags and rules from the table
-    rules: list[RuleConfig] = Field(default_factory=list)
-    routing_rules: list[RuleConfig] = Field(default_factory=list)  # the Go key, same meaning
+    command_prefix: str = Field("!", min_length=1, max_length=5, description="Go key, read as "
+                                "core.commands.prefix when that is not set")
+    default_cooldown: float = Field(0.0, ge=0, description="Go key, read as core.commands."
+                                    "default_cooldown when that is not set")
+    admin_users: list[str] = Field(default_factory=list, description="Go key: bot admins, "
+                                   "added to core.admin_users")
+    notice_interval: float = Field(10.0, ge=0, description="Read as core.commands."
+                                   "notice_interval when that is not set")
+    max_line_length: int = Field(1000, ge=16, description="Read as core.commands."
+                                 "max_line_length when that is not set")
+    history: bool = Field(True, description="Keep the command audit log "
+                                            "(daz_eventfilter_history)")
+    history_flush_seconds: float = Field(2.0, gt=0, description="How often audit rows are "
+                                         "written, in one batch")
+    history_max_buffer: int = Field(50_000, ge=100, description="Audit rows held in memory "
+                                    "while the database is away")
+    refresh_seconds: float = Field(60.0, gt=0, description="How often the owner's command "
+                                   "switches and the rules are read back from the database "
+                                   "(other daz processes' changes arrive within this)")
+    rules: list[RuleConfig] = Field(default_factory=list, description="Routing rules: "
+                                    "matching events are forwarded to a plugin as "
+                                    "plugin.<target>.forward")
+    routing_rules: list[RuleConfig] = Field(default_factory=list, description="Go key, same "
+                                            "meaning as rules (added to them)")
 
     @model_validator(mode="after")
     def _merge_go_rules(self) -> EventFilterConfig:

@@ -20,14 +20,9 @@ Commands: ``!gallery`` (link to your gallery), ``!gallery_lock`` / ``!gallery_un
 channel: a locked gallery is neither collected, shown nor checked), ``!gallery_check`` (admins:
 check now and report). ``daz gallery export DIR`` writes the pages as static files.
 
-Config (``plugins.gallery``): ``max_images_per_user`` (25), ``rate_limit_seconds`` (30),
-``enable_health_check`` (true), ``health_check_interval`` (seconds or "5m"/"6h"; default 5m),
-``health_check_batch`` (50), ``recovery_batch`` (10), ``manual_check_batch`` (500),
-``health_check_workers`` (5), ``recovery_days`` (30), ``image_hosts``, ``allowed_ports``
-([80, 443]), ``request_timeout`` (10 s), ``max_redirects`` (3), and ``unsafe_allow_hosts``
-(empty; "host" or "host:port" the fetcher may reach although not public: the one exception to
-the SSRF guard, set by ``daz sandbox`` for its own image host and by tests; leave it empty).
-Links use ``core.web.base_url`` (else the web server's own address).
+Config: ``plugins.gallery`` in docs/config.md; ``unsafe_allow_hosts`` is the one exception to
+the SSRF guard and stays empty in a real channel. Links use ``core.web.base_url`` (else the web
+server's own address).
 """
 from __future__ import annotations
 

@@ -32,15 +32,7 @@ history write that fails is handed to the retry queue.
 Commands: ``!greeter on|off`` (anyone: your greetings in this channel), ``!greeter test
 [user]`` (bot admins: greet someone present now, ignoring cooldowns, never an opted-out user).
 
-Config keys (``plugins.greeter``): ``enabled``, ``cooldown_minutes`` (1440, Go key),
-``channel_cooldown_seconds`` (120), ``rejoin_window_minutes`` (5), ``reconnect_grace_seconds``
-(30), ``delay_min_seconds`` (4), ``delay_max_seconds`` (20), ``skip_probability`` (0.25),
-``greetings_file`` (packaged file), ``timezone`` ("UTC", for morning/evening greetings),
-``use_greeting_engine`` (true, Go key; alias ``use_ollama``), ``ollama_timeout_seconds`` (5),
-``max_chars`` (200), ``default_greeting`` ("Welcome back, %s!", Go key: used only when no file
-has a usable line), ``enforce_question_greeting`` (false, Go key: end greetings with a question).
-Go's ``enable_fortune``, ``fortune_probability`` and ``enable_follow_up_mode`` are accepted and
-have no effect.
+Config: ``plugins.greeter`` in docs/config.md.
 """
 from __future__ import annotations
 

@@ -43,8 +43,7 @@ it, so a held sync is not applied then). If the very first media change after a 
 while the database is away, the channel's last play row cannot be read, so that change starts a
 new play even when it is the item that was playing before the restart.
 
-Config: ``stats_limit`` (5), ``held_writes_limit`` (10000 per room), ``held_retry_seconds`` (5:
-longest pause between attempts).
+Config: ``plugins.mediatracker`` in docs/config.md.
 
 Commands: ``!nowplaying``/``!np`` (the title, where it is, and the item's page as CyTube links it
 for media types that have one: yt, vi, dm, tw, sc, ...; never the raw media id) and ``!stats``
@@ -53,6 +52,8 @@ for media types that have one: yt, vi, dm, tw, sc, ...; never the raw media id) 
 from __future__ import annotations
 
 from typing import Any
+
+from pydantic import Field
 
 from daz.commands import CommandContext
 from daz.cytube.events import (
@@ -87,7 +88,7 @@ def short(title: str, limit: int = 60) -> str:
 
 
 class MediaTrackerConfig(PluginConfig, HeldWritesConfig):
-    stats_limit: int = 5
+    stats_limit: int = Field(5, description="Media !stats lists")
 
 
 class MediaTracker(Plugin):

@@ -22,6 +22,8 @@ answered, and inserted in order when the database answers again (at the latest a
 the journal is rewritten to what is still waiting after every pass. Its key makes a second insert
 after a crash harmless (``ON CONFLICT (correlation_id)``). This is how every plugin's deferred write
 (tell's delivery marks, greeter's history, eventfilter's switches) survives an outage.
+
+Config: ``plugins.retry`` in docs/config.md.
 """
 from __future__ import annotations
 
@@ -44,29 +46,54 @@ JOURNAL_STREAM = "retry-pending"
 
 
 class Policy(BaseModel):
-    max_retries: int | None = Field(None, ge=1)
-    initial_delay_seconds: float | None = Field(None, ge=0)
-    max_delay_seconds: float | None = Field(None, ge=0)
-    backoff_multiplier: float | None = Field(None, ge=1)
-    timeout_seconds: int | None = Field(None, ge=1)
+    """One entry of ``plugins.retry.retry_policies``: what differs for one operation type; an
+    unset key takes the plugin-wide default."""
+
+    max_retries: int | None = Field(None, ge=1, description="Attempts before a row is dead "
+                                    "letter; default: default_max_retries")
+    initial_delay_seconds: float | None = Field(None, ge=0, description="Wait before the "
+                                                "second attempt; default: initial_delay_seconds")
+    max_delay_seconds: float | None = Field(None, ge=0, description="Longest wait between "
+                                            "attempts; default: max_delay_seconds")
+    backoff_multiplier: float | None = Field(None, ge=1, description="Each wait is the last "
+                                             "one times this; default: backoff_multiplier")
+    timeout_seconds: int | None = Field(None, ge=1, description="One attempt may take this "
+                                        "long; default: default_timeout_seconds")
 
 
 class RetryConfig(PluginConfig):
-    poll_interval_seconds: float = Field(5.0, gt=0)
-    first_poll_seconds: float = Field(2.0, ge=0)
-    batch_size: int = Field(10, ge=1, le=1000)
-    worker_count: int = Field(3, ge=1, le=100)
-    default_max_retries: int = Field(3, ge=1)
-    default_timeout_seconds: int = Field(30, ge=1)
-    initial_delay_seconds: float = Field(2.0, ge=0)
-    max_delay_seconds: float = Field(300.0, ge=0)
-    backoff_multiplier: float = Field(2.0, ge=1)
-    jitter: float = Field(0.2, ge=0, le=1)  # ± this fraction, so failed rows do not retry in step
-    retention_days: int = Field(7, ge=1)
-    cleanup_interval_hours: float = Field(24.0, gt=0)
-    insert_timeout_seconds: float = Field(3.0, gt=0)  # past it, the database counts as down
-    max_pending: int = Field(1000, ge=1)  # operations held in memory while the database is down
-    retry_policies: dict[str, Policy] = Field(default_factory=dict)  # per operation type (Go key)
+    poll_interval_seconds: float = Field(5.0, gt=0, description="Seconds between two looks for "
+                                         "rows that are due")
+    first_poll_seconds: float = Field(2.0, ge=0, description="First look after start-up")
+    batch_size: int = Field(10, ge=1, le=1000, description="Rows taken per look (at most "
+                            "worker_count: a taken row must start at once)")
+    worker_count: int = Field(3, ge=1, le=100, description="Operations run at once")
+    default_max_retries: int = Field(3, ge=1, description="Attempts before a row is dead "
+                                     "letter, unless the caller or a policy says otherwise")
+    default_timeout_seconds: int = Field(30, ge=1, description="One attempt may take this "
+                                         "long; a row still processing after it (its process "
+                                         "died) is taken back")
+    initial_delay_seconds: float = Field(2.0, ge=0, description="Wait before the second "
+                                         "attempt")
+    max_delay_seconds: float = Field(300.0, ge=0, description="Longest wait between attempts")
+    backoff_multiplier: float = Field(2.0, ge=1, description="Each wait is the last one times "
+                                      "this")
+    jitter: float = Field(0.2, ge=0, le=1, description="Waits vary by ± this fraction, so "
+                          "failed rows do not retry in step")
+    retention_days: int = Field(7, ge=1, description="Finished rows are deleted after this "
+                                "many days")
+    cleanup_interval_hours: float = Field(24.0, gt=0, description="How often finished rows are "
+                                          "cleaned up")
+    insert_timeout_seconds: float = Field(3.0, gt=0, description="Queuing a row may take this "
+                                          "long; past it the database counts as down and the "
+                                          "operation is held in memory")
+    max_pending: int = Field(1000, ge=1, description="Operations held while the database is "
+                             "down (each also in the journal, <data_dir>/journal/"
+                             "retry-pending.journal, until inserted); past it the oldest is "
+                             "dropped")
+    retry_policies: dict[str, Policy] = Field(default_factory=dict, description="Per operation "
+                                              "type, what differs from the defaults above (Go "
+                                              "key)")
 
 
 class DatabaseUnavailable(Exception):

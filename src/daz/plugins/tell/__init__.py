@@ -38,10 +38,7 @@ silent and its attempt counts against no cap. A line without a server time gets 
 Table: ``daz_tell_messages`` (Go columns, plus ``sent_at``, ``claimed_by`` and ``source_key``;
 the Go unique index that allowed one pending message per recipient is dropped).
 
-Config keys (``plugins.tell``): ``enabled``, ``expiry_days`` (7), ``max_pending_per_sender``
-(10), ``max_pending_per_recipient`` (5), ``max_message_length`` (300), ``join_delay_seconds``
-(2), ``claim_timeout_seconds`` (600), ``recipient_refresh_seconds`` (30). The Go tell plugin
-had no config keys.
+Config: ``plugins.tell`` in docs/config.md (the Go tell plugin had no config keys).
 """
 from __future__ import annotations
 
@@ -67,13 +64,21 @@ USAGE = "!tell <user> <message> | !tell list | !tell cancel <id|user>"
 
 
 class TellConfig(PluginConfig):
-    expiry_days: float = Field(7.0, gt=0)
-    max_pending_per_sender: int = Field(10, ge=1)
-    max_pending_per_recipient: int = Field(5, ge=1)
-    max_message_length: int = Field(300, ge=10, le=2000)
-    join_delay_seconds: float = Field(2.0, ge=0)
-    claim_timeout_seconds: float = Field(600.0, gt=0)
-    recipient_refresh_seconds: float = Field(30.0, gt=0)
+    expiry_days: float = Field(7.0, gt=0, description="Undelivered messages expire after this "
+                               "many days: never delivered, never counted, deleted")
+    max_pending_per_sender: int = Field(10, ge=1, description="Messages one person may have "
+                                        "waiting, per channel")
+    max_pending_per_recipient: int = Field(5, ge=1, description="Messages waiting for one "
+                                           "person, per channel")
+    max_message_length: int = Field(300, ge=10, le=2000, description="Longest message")
+    join_delay_seconds: float = Field(2.0, ge=0, description="Delivery waits this long after "
+                                      "the recipient joins")
+    claim_timeout_seconds: float = Field(600.0, gt=0, description="A message claimed by a "
+                                         "process that died before sending it is delivered "
+                                         "again after this long")
+    recipient_refresh_seconds: float = Field(30.0, gt=0, description="How often the names "
+                                             "with messages waiting are reloaded (for messages "
+                                             "another daz process stored)")
 
 
 class Tell(Plugin):

@@ -43,8 +43,7 @@ repairs the sessions then. What is still held at shutdown (or at a crash) stays 
 (``<data_dir>/journal/usertracker-held.journal``) and is applied first at the next start: the
 journal keeps the order, the retry queue would not.
 
-Config: ``activity_flush_seconds`` (5), ``join_dedupe_seconds`` (2), ``held_writes_limit``
-(10000 per channel), ``held_retry_seconds`` (5: longest pause between attempts).
+Config: ``plugins.usertracker`` in docs/config.md.
 """
 from __future__ import annotations
 
@@ -70,10 +69,12 @@ from daz.plugins.usertracker import sessions
 
 
 class UserTrackerConfig(PluginConfig, HeldWritesConfig):
-    activity_flush_seconds: float = Field(5.0, gt=0)
-    # A second join of the same user within this window is the same join (another daz process,
-    # or a repeated frame), not a rejoin.
-    join_dedupe_seconds: float = Field(2.0, ge=0)
+    activity_flush_seconds: float = Field(5.0, gt=0, description="How often last_activity "
+                                          "(the last chat line) is written, one UPDATE per "
+                                          "channel")
+    join_dedupe_seconds: float = Field(2.0, ge=0, description="A second join of the same user "
+                                       "within this window is the same join (another daz "
+                                       "process, or a repeated frame), not a rejoin")
 
 
 class UserTracker(Plugin):
