@@ -34,11 +34,11 @@ from daz.clock import Clock
 from daz.config import load_config
 from daz.cytube.events import parse_event
 from daz.cytube.rooms import Rooms
-from daz.db import eventrows
 from daz.db.migrate import migrate
 from daz.db.pool import Database
 from daz.metrics import Metrics
 from daz.plugins.manager import PluginManager, plugin_class
+from daz.plugins.sql import eventrows
 from tests.fakes.room import RecordingRoom
 
 EVENTS = sized(40_000, 4_000)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from daz.config import Config as AppConfig
     from daz.cytube.rooms import Rooms
     from daz.db.pool import Database
+    from daz.journal import Journal
     from daz.metrics import Metrics
 
 # A decorated method keeps its own type; the decorators only attach declarations to it.
@@ -306,6 +307,8 @@ class PluginContext:
     metrics: Metrics
     app_config: AppConfig  # the whole daz Config, read-only by convention
     data_dir: Any = None  # pathlib.Path
+    # Where writes wait while the database is away (daz/journal.py); None without a data dir.
+    journal: Journal | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def log(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
@@ -346,6 +349,8 @@ class Plugin(Generic[ConfigT]):
     after: ClassVar[tuple[str, ...]] = ()
     # Lane priority of this plugin's handlers when several lanes have work ready.
     handler_priority: ClassVar[int] = 0
+    # The key under which /health shows this plugin's ``health()`` details (None: it has none).
+    health_section: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -372,10 +377,16 @@ class Plugin(Generic[ConfigT]):
 
     async def save_for_next_start(self) -> None:
         """Put what this plugin holds in memory for the database (counts, held writes, queued
-        rows) in its file under ``ctx.data_dir``, to be written at the next start; clear it
-        from memory. Called at stop before teardown when the database does not answer, and
-        after teardown in every case (then usually with nothing left). Must be quick, must
-        not need the database, and may be called more than once."""
+        rows) in its stream of the journal (``ctx.journal``, see ``daz/journal.py``), to be
+        written at the next start; clear it from memory. Called at stop before teardown when
+        the database does not answer, and after teardown in every case (then usually with
+        nothing left). Must be quick, must not need the database, and may be called more than
+        once."""
+
+    def health_report(self) -> tuple[dict[str, Any], list[str]]:
+        """For /health (when ``health_section`` is set): details, and the problems that make
+        daz unhealthy now (each a line saying what is wrong). Quick; no database."""
+        return {}, []
 
     # Retries ---------------------------------------------------------------------------
 

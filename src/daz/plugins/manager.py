@@ -26,6 +26,7 @@ from daz.config import Config, ConfigError, validate_plugin_config
 from daz.cytube.rooms import Rooms
 from daz.db.errors import is_transient
 from daz.db.pool import Database
+from daz.journal import Journal, open_journal
 from daz.logs import log_context
 from daz.metrics import Metrics
 from daz.plugins.base import EverySpec, OnSpec, Plugin, PluginContext
@@ -58,7 +59,7 @@ class PluginManager:
 
     def __init__(self, *, config: Config, bus: Bus, rooms: Rooms, db: Database | None, http,
                  clock: Clock, metrics: Metrics, data_dir,
-                 commands: CommandRegistry | None = None):
+                 commands: CommandRegistry | None = None, journal: Journal | None = None):
         self.config = config
         self.bus = bus
         self.rooms = rooms
@@ -67,6 +68,9 @@ class PluginManager:
         self.clock = clock
         self.metrics = metrics
         self.data_dir = data_dir
+        # The one journal of the data dir (daz/journal.py), shared by every plugin.
+        self.journal = journal if journal is not None else open_journal(
+            data_dir, max_bytes=config.core.journal_max_mb * 1024 * 1024, metrics=metrics)
         # Not `commands or ...`: an empty registry is falsy (it has __len__), and the app's
         # registry must be the one filled, or /help shows nothing.
         self.commands = commands if commands is not None else CommandRegistry()
@@ -122,7 +126,7 @@ class PluginManager:
                 name=cls.name, bus=self.bus, rooms=self.rooms, db=self.db, config=cfg,
                 http=self.http, logger=logging.getLogger(f"daz.plugins.{cls.name}"),
                 clock=self.clock, commands=self.commands, metrics=self.metrics,
-                data_dir=self.data_dir, app_config=self.config)
+                data_dir=self.data_dir, journal=self.journal, app_config=self.config)
             plugin = cls(ctx)
             self._resolved_timers(plugin)  # a bad timer config key stops start-up here
             instances.append(plugin)
@@ -261,6 +265,10 @@ class PluginManager:
         """The running ``@every`` jobs of plugin ``name``, by method name."""
         loaded = self.loaded.get(name)
         return dict(loaded.jobs) if loaded is not None else {}
+
+    def running(self) -> list[Plugin]:
+        """The plugins that started, in start order."""
+        return [lp.plugin for lp in self.loaded.values() if lp.started]
 
     def get(self, name: str) -> Plugin | None:
         loaded = self.loaded.get(name)

@@ -13,8 +13,9 @@ synchronous row per chat line. Here:
   plays announced by mediatracker), and is flushed every ``flush_seconds`` and at shutdown in
   one transaction (see ``store.py``). A failed flush is retried with the same flush id; it is
   applied exactly once. When the database does not take the counts at a stop, they are saved
-  (flush ids included) to ``<data_dir>/analytics-unsaved.jsonl`` and written at the next
-  start. A crash loses at most the last ``flush_seconds`` of counts, never adds any twice.
+  (flush ids included) to the journal (``<data_dir>/journal/analytics-unsaved.journal``) and
+  written at the next start. A crash loses at most the last ``flush_seconds`` of counts, never
+  adds any twice.
 * "Active users" of an hour are the *distinct* people who chatted in it. The names are kept in
   the database per hour, so after a restart within an hour the new process's chatters are
   merged with those already stored, not added to a count (which would count a person twice).
@@ -46,17 +47,17 @@ from pydantic import Field
 from daz.commands import CommandContext
 from daz.cytube.events import ChatMessage, UserJoined
 from daz.db.errors import is_transient
-from daz.db.jsonlines import append_json_lines, take_json_lines
 from daz.db.pool import table_exists
 from daz.db.text import storable_name
 from daz.events import CommandExecuted, PluginEvent
 from daz.humanize import ago
+from daz.journal import JournalStream
 from daz.plugins.analytics import store
 from daz.plugins.analytics.counters import Batch, ChatMark
 from daz.plugins.base import Plugin, PluginConfig, command, every, in_order
 
 PLAY_TOPIC = "plugin.mediatracker.play"  # announced by mediatracker for each actual play
-UNSAVED_FILE = "analytics-unsaved.jsonl"  # batches a stop could not write, for the next start
+UNSAVED_STREAM = "analytics-unsaved"  # journal stream: batches a stop could not write
 
 
 class AnalyticsConfig(PluginConfig):
@@ -75,9 +76,9 @@ class Analytics(Plugin[AnalyticsConfig]):
         self.current = Batch()  # counting into
         self.pending: Batch | None = None  # taken for writing, not yet confirmed
         # Batches an earlier run saved at its stop, written (under their own flush ids) first.
+        unsaved = self._unsaved()
         self.saved: collections.deque[Batch] = collections.deque(
-            take_json_lines(self._unsaved_path(), Batch.from_json, log=self.log,
-                            owner="analytics"))
+            unsaved.take_all(Batch.from_json, owner="analytics") if unsaved is not None else ())
         if self.saved:
             self.log.info("analytics: %d batch(es) of counts saved at the last stop will be"
                           " written", len(self.saved))
@@ -115,8 +116,8 @@ class Analytics(Plugin[AnalyticsConfig]):
             self.log.warning("analytics: final flush failed (%s); the counts are saved for the"
                              " next start", exc)
 
-    def _unsaved_path(self):
-        return self.ctx.data_dir / UNSAVED_FILE if self.ctx.data_dir is not None else None
+    def _unsaved(self) -> JournalStream | None:
+        return self.ctx.journal.stream(UNSAVED_STREAM) if self.ctx.journal is not None else None
 
     async def save_for_next_start(self) -> None:
         batches = [b for b in (self.pending, *self.saved, self.current) if b]
@@ -124,14 +125,19 @@ class Analytics(Plugin[AnalyticsConfig]):
         self.saved.clear()
         if not batches:
             return
-        path = self._unsaved_path()
-        if path is None:
+        unsaved = self._unsaved()
+        if unsaved is None:
             self.log.error("analytics: %d batch(es) of counts not written and no data dir:"
                            " lost", len(batches))
             return
-        append_json_lines(path, (b.to_json() for b in batches))
+        try:
+            unsaved.write_now(b.to_json() for b in batches)
+        except OSError as exc:
+            self.log.error("analytics: %d batch(es) of counts not written and %s cannot be"
+                           " written (%s): lost", len(batches), unsaved.path, exc)
+            return
         self.log.warning("analytics: database not answering at stop; %d batch(es) of counts"
-                         " saved to %s, written at the next start", len(batches), path)
+                         " saved to %s, written at the next start", len(batches), unsaved.path)
 
     @every(config="flush_seconds")
     async def flush_timer(self) -> None:

@@ -28,8 +28,8 @@ from pydantic import Field, model_validator
 
 from daz.commands import CommandContext, CommandRefused, RegisteredCommand
 from daz.commands.dispatch import command_prefix
-from daz.db.jsonlines import append_json_lines, take_json_lines
 from daz.events import CommandExecuted, PluginEvent
+from daz.journal import JournalStream
 from daz.plugins.base import Example, Plugin, PluginConfig, command, every, on
 from daz.plugins.eventfilter.history import HistoryWriter
 from daz.plugins.eventfilter.rules import Rule, RuleConfig, build_rule, targets_for
@@ -37,7 +37,7 @@ from daz.plugins.eventfilter.rules import Rule, RuleConfig, build_rule, targets_
 if TYPE_CHECKING:  # pragma: no cover
     from daz.bus import Subscription
 
-UNSAVED_HISTORY = "eventfilter-history-unsaved.jsonl"  # audit rows a stop could not write
+UNSAVED_HISTORY = "eventfilter-history-unsaved"  # journal stream: audit rows a stop did not write
 
 
 class EventFilterConfig(PluginConfig):
@@ -85,8 +85,9 @@ class EventFilter(Plugin[EventFilterConfig]):
         cfg = self.config
         self.prefix = command_prefix(self.ctx.app_config)
         self.history = HistoryWriter(self.ctx.db, max_buffer=cfg.history_max_buffer)
-        self.history.restore(take_json_lines(self._unsaved_path(), dict, log=self.log,
-                                             owner="eventfilter"))
+        unsaved = self._unsaved()
+        if unsaved is not None:
+            self.history.restore(unsaved.take_all(dict, owner="eventfilter"))
         self.unsaved: set[str] = set()  # switched while the database was down (retry queued)
         self.config_rules: list[Rule] = []
         for i, rc in enumerate(cfg.rules):
@@ -107,18 +108,23 @@ class EventFilter(Plugin[EventFilterConfig]):
             self._rules_sub = None
         await self.history.flush()
 
-    def _unsaved_path(self):
-        return self.ctx.data_dir / UNSAVED_HISTORY if self.ctx.data_dir is not None else None
+    def _unsaved(self) -> JournalStream | None:
+        return self.ctx.journal.stream(UNSAVED_HISTORY) if self.ctx.journal is not None else None
 
     async def save_for_next_start(self) -> None:
         chunks = self.history.take_unsaved()
-        path = self._unsaved_path()
-        if not chunks or path is None:
+        unsaved = self._unsaved()
+        if not chunks or unsaved is None:
             return
-        append_json_lines(path, chunks)
+        rows = sum(len(c["rows"]) for c in chunks)
+        try:
+            unsaved.write_now(chunks)
+        except OSError as exc:
+            self.log.error("eventfilter: %d command history row(s) the database did not take"
+                           " are lost: %s cannot be written (%s)", rows, unsaved.path, exc)
+            return
         self.log.warning("eventfilter: %d command history row(s) the database did not take"
-                         " saved to %s, written at the next start",
-                         sum(len(c["rows"]) for c in chunks), path)
+                         " saved to %s, written at the next start", rows, unsaved.path)
 
     # ------------------------------------------------------------------ audit log
 

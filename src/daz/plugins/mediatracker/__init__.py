@@ -36,9 +36,10 @@ they neither add a row nor count seconds twice. The playlist mirror is not repla
 event: a held room keeps one pending "sync", which makes the table match ``RoomState`` (exact by
 uid) when it runs; the queue times of items added meanwhile are the real ones. At most
 ``held_writes_limit`` writes per room are held (past that the oldest are dropped, logged as an
-error). At shutdown the held play writes are saved to ``<data_dir>/mediatracker-held.jsonl``
-and applied first at the next start (a file keeps their order; the mirror needs no saving, the
-first sync after a start rewrites it). If the very first media change after a start comes
+error). Held writes are in the journal (``<data_dir>/journal/mediatracker-held.journal``)
+until applied; what is left at a stop or a crash is applied first at the next start (the
+journal keeps their order; the mirror needs no saving, the first sync after a start rewrites
+it, so a held sync is not applied then). If the very first media change after a start comes
 while the database is away, the channel's last play row cannot be read, so that change starts a
 new play even when it is the item that was playing before the restart.
 
@@ -100,7 +101,7 @@ class MediaTracker(Plugin[MediaTrackerConfig]):
         self.uids: dict[str, int] = {}  # room id → uid from the last setCurrent
         self.looked_up: set[str] = set()  # rooms whose last play row was read after start
         self.mirrors: dict[str, Mirror] = {}
-        self.held = HeldWrites.for_plugin(self, self._apply)
+        self.held = HeldWrites.for_plugin(self, self._apply, keep=_worth_saving)
         await self.held.restore()
 
     async def teardown(self) -> None:

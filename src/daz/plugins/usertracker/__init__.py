@@ -29,7 +29,8 @@ change and a disconnect are applied in the order they happened.
 
 **When the database goes away** (``daz.db.held``): a join, leave, rank, AFK, user-list or
 own-session write that fails on the connection is not lost and does not fail the handler. The
-channel's writes are held in memory in event order (at most ``held_writes_limit``) and applied
+channel's writes are held in event order (at most ``held_writes_limit``; each one in the
+journal, ``daz.journal``, before the handler returns) and applied
 in that order, with their original times, once the database answers (retried every
 ``held_retry_seconds`` at most). Replaying the events, rather than rebuilding sessions from the
 room's present user list, is what keeps *both* tables right: the history gets every join and
@@ -38,9 +39,9 @@ came and went has a closed session with real times, not none). Every write is id
 (``sessions.py``), so one that reached COMMIT before the connection died is harmless to apply
 again. Chat activity of a holding channel waits too, so it never lands before the joins it
 belongs to. Only past the limit is something lost (logged as an error); the next user list
-repairs the sessions then. At shutdown, what is still held is saved to
-``<data_dir>/usertracker-held.jsonl`` and applied first at the next start: a file keeps the
-order, the retry queue would not.
+repairs the sessions then. What is still held at shutdown (or at a crash) stays in the journal
+(``<data_dir>/journal/usertracker-held.journal``) and is applied first at the next start: the
+journal keeps the order, the retry queue would not.
 
 Config: ``plugins.usertracker`` in docs/config.md.
 """
@@ -117,7 +118,7 @@ class UserTracker(Plugin[UserTrackerConfig]):
                               "users": {key: list(value) for key, value in users.items()}})
                    for channel, users in self.activity.items() if users]
         self.activity = {}
-        self.held.save(self.held.path, touches)
+        await self.held.save(touches)
 
     # ------------------------------------------------------------------ events
 
