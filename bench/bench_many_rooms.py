@@ -136,7 +136,10 @@ async def main() -> None:
             rss = daz.rss_mib()
             stop.set()
             await asyncio.gather(*side, return_exceptions=True)
+            window_end = time.perf_counter() - perf0
+            health_at = time.perf_counter()
             health = await daz.health()
+            health_at = time.perf_counter() - health_at  # /health answers at about its end
         finally:
             if profiler is not None:
                 profiler.wait()
@@ -177,10 +180,12 @@ async def main() -> None:
            f"max {max(outside) * 1000:.0f} ms")
     report("!ping unanswered within 10 s", unanswered, "pings", "must be 0")
     heap = health.get("heap") or {}
+    last_at = window_end + health_at - heap.get("seconds_since_last_complete", 0)
     print(f"  heap keeper: {heap.get('complete_collections', 0)} complete collection(s), the "
           f"longest {heap.get('longest_complete_ms', 0):.0f} ms, the last "
-          f"{heap.get('last_complete_ms', 0):.0f} ms; {heap.get('full_collections_frozen', 0)} "
-          f"full collection(s) of the young heap froze their survivors")
+          f"{heap.get('last_complete_ms', 0):.0f} ms ending at {last_at:.0f} s of the window; "
+          f"{heap.get('full_collections_frozen', 0)} full collection(s) of the young heap froze "
+          f"their survivors")
     report("/metrics scrape, slowest", max(scrapes) * 1000 if scrapes else float("nan"), "ms",
            f"{len(scrapes)} scrapes; rendered off the event loop")
 

@@ -44,6 +44,7 @@ class HeapKeeper:
         self.complete_collections = 0
         self.last_complete_seconds = 0.0
         self.longest_complete_seconds = 0.0
+        self.last_complete_at = 0.0  # time.monotonic() when the last one ended
         self._installed = False
         self._completing = False
         self._task: asyncio.Task | None = None
@@ -109,6 +110,7 @@ class HeapKeeper:
         self.baseline = self.heap_size()
         self.complete_collections += 1
         self.last_complete_seconds = took
+        self.last_complete_at = time.monotonic()
         self.longest_complete_seconds = max(self.longest_complete_seconds, took)
         # The first one, at start, is routine; the later ones are pauses an operator may see.
         log.log(logging.INFO if self.complete_collections > 1 else logging.DEBUG,
@@ -121,4 +123,5 @@ class HeapKeeper:
                 "complete_collections": self.complete_collections,
                 "last_complete_ms": round(self.last_complete_seconds * 1000, 1),
                 "longest_complete_ms": round(self.longest_complete_seconds * 1000, 1),
+                "seconds_since_last_complete": round(time.monotonic() - self.last_complete_at, 1),
                 "full_collections_frozen": self.frozen_after_full}
