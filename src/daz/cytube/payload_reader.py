@@ -1,6 +1,6 @@
 """Reading fields out of a CyTube payload without ever raising: a value of the wrong type falls
 back to its default and the reason is kept (it becomes the event's ``malformed``). Used by the
-event models (events.py) and the value objects inside them (values.py).
+event field tables (event_fields.py) and the value objects inside events (values.py).
 """
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any
 class PayloadReader:
     """Pulls typed fields out of a payload, remembering what did not fit."""
 
-    __slots__ = ("data", "problems")
+    __slots__ = ("payload", "data", "problems")
 
     def __init__(self, payload: Any, expect_dict: bool = True):
+        self.payload = payload  # as it came, for the readers of payloads that are not objects
         self.problems: list[str] = []
         if isinstance(payload, dict):
             self.data = payload
