@@ -7,16 +7,14 @@ same socket address (a sub-second gap, once, at start-up).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from daz.db.text import UNSTORABLE
-from daz.web.keys import AUTH, DAZ_APP, LIVE
-
-if TYPE_CHECKING:  # pragma: no cover
-    from daz.app import App
+from daz.web.host import WebHost
+from daz.web.keys import AUTH, HOST, LIVE
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +47,10 @@ async def refuse_unstorable_input(request: web.Request, handler: Callable) -> we
 
 
 class WebServer:
-    def __init__(self, app: "App"):
-        self.app = app
+    """Serves ``daz`` (web/host.py: what it reads of the running daz, usually the App)."""
+
+    def __init__(self, daz: WebHost):
+        self.daz = daz
         self.runner: web.AppRunner | None = None
         self.site: web.TCPSite | None = None
         self.host = "127.0.0.1"
@@ -65,7 +65,7 @@ class WebServer:
 
     def build(self) -> web.Application:
         webapp = web.Application(middlewares=[security_headers, refuse_unstorable_input])
-        webapp[DAZ_APP] = self.app
+        webapp[HOST] = self.daz
         webapp.router.add_get("/health", self.health)
         webapp.router.add_get("/health/live", self.live)
         webapp.router.add_get("/health/ready", self.ready)
@@ -76,12 +76,12 @@ class WebServer:
         from daz.web.pages import make_auth, page_routes
 
         if self.auth is None:  # one Auth for the process: sessions survive the rebuild
-            self.auth = make_auth(self.app)
+            self.auth = make_auth(self.daz)
         webapp[AUTH] = self.auth
         if self.live_feed is None:  # one feed for the process, like Auth
             from daz.web.live import LiveFeed
 
-            self.live_feed = LiveFeed(getattr(self.app, "bus", None))
+            self.live_feed = LiveFeed(self.daz.bus)
             self.live_feed.start()
         webapp[LIVE] = self.live_feed
         webapp.router.add_routes(page_routes())
@@ -136,28 +136,30 @@ class WebServer:
     # ------------------------------------------------------------------ handlers
 
     async def health(self, request: web.Request) -> web.Response:
-        healthy, details = await self.app.health()
+        healthy, details = await self.daz.health()
         return web.json_response(details, status=200 if healthy else 503)
 
     async def live(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive", "state": self.app.state})
+        return web.json_response({"status": "alive", "state": self.daz.state})
 
     async def ready(self, request: web.Request) -> web.Response:
-        db_ok = self.app.db is not None and await self.app.db.ping()
-        ready = self.app.state == "running" and db_ok
-        body = {"status": "ready" if ready else "not ready", "state": self.app.state,
+        db = self.daz.db
+        db_ok = db is not None and await db.ping()
+        ready = self.daz.state == "running" and db_ok
+        body = {"status": "ready" if ready else "not ready", "state": self.daz.state,
                 "database": db_ok}
         return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        await self.app.health()  # refreshes the gauges that are sampled, not counted
-        for room in self.app.rooms:
+        await self.daz.health()  # refreshes the gauges that are sampled, not counted
+        metrics = self.daz.metrics
+        for room in self.daz.rooms:
             status = room.status()
-            self.app.metrics.room_connected.labels(room=room.id).set(1 if status.get("joined") else 0)
+            metrics.room_connected.labels(room=room.id).set(1 if status.get("joined") else 0)
         # Rendering walks every series (rooms × event types: 0.7 s at 1,000 rooms); in a thread
         # it no longer stops the rooms' event loop. prometheus_client locks its own values.
         import asyncio
 
-        body = await asyncio.get_running_loop().run_in_executor(None, self.app.metrics.render)
+        body = await asyncio.get_running_loop().run_in_executor(None, metrics.render)
         return web.Response(body=body,
                             headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -10,15 +10,13 @@ import os
 import socket
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from daz import __version__
-from daz.web.keys import AUTH, DAZ_APP
-
-if TYPE_CHECKING:  # pragma: no cover
-    from daz.app import App
+from daz.web.host import WebHost
+from daz.web.keys import AUTH, HOST
 
 
 def instance_name() -> str:
@@ -36,7 +34,7 @@ def _room_state(status: dict[str, Any]) -> str:
     return "connecting"
 
 
-def _database(app: "App", ok: bool) -> dict[str, Any]:
+def _database(app: WebHost, ok: bool) -> dict[str, Any]:
     from daz.db.pool import redact
 
     db = app.db
@@ -50,7 +48,7 @@ def _database(app: "App", ok: bool) -> dict[str, Any]:
     return out
 
 
-async def build_status(app: "App") -> dict[str, Any]:
+async def build_status(app: WebHost) -> dict[str, Any]:
     healthy, health = await app.health()
     holder = instance_name()
     rooms = {}
@@ -104,4 +102,4 @@ async def status_page(request: web.Request) -> web.Response:
         return web.json_response({"error": "give the web login token: Authorization: Bearer"
                                            " <token> (daz status reads it from the data"
                                            " directory)"}, status=401)
-    return web.json_response(await build_status(request.app[DAZ_APP]))
+    return web.json_response(await build_status(request.app[HOST]))
