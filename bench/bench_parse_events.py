@@ -3,7 +3,7 @@
 Figures: frames parsed per second for a chat line (the bulk of any room), for a mix of the
 common events (chat, joins, leaves, AFK, media updates, queue, ranks), and for a 200-user
 userlist (the biggest frame a join brings besides the playlist). The mix and the userlist are
-built from the shapes in the live captures. One process, one core; the figures are the best of
+built from the shapes a live server sends. One process, one core; the figures are the best of
 several rounds, so another process briefly taking the core shows as less, never as more.
 """
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Prometheus metrics of one daz process.
 
 Each App gets its own registry (two bots in one test process must not collide); /metrics
-exposes it. Every metric declared here is updated somewhere: a declared-but-dead metric was one
-of the Go version's defects.
+exposes it. Every metric declared here is updated somewhere: a declared metric nothing updates
+would promise a figure that is never there.
 """
 from __future__ import annotations
 

@@ -90,9 +90,10 @@ def position(key: str) -> FieldSpec:
     return (_after, key, "append")
 
 
-# --------------------------------------------------------------------------- payloads that are not objects
+# --------------------------------------------------------------------------- other payloads
 
-def _bare_number(r: PayloadReader, label: str, rule: tuple[float, Callable[[float], Any]]) -> Any:
+def _bare_number(r: PayloadReader, label: str,
+                 rule: tuple[float, Callable[[float], Any]]) -> Any:
     default, convert = rule
     return convert(read_number(r.payload, default, label, r.problems))
 

@@ -1,4 +1,4 @@
-"""Typed models for every event a CyTube server sends (shapes from the live captures).
+"""Typed models for every event a CyTube server sends (shapes as a live server sends them).
 
 Parsing is deliberately forgiving: a field of the wrong type falls back to its default and the
 reason is kept in ``malformed``; unknown fields stay available in ``payload``. An event is never
