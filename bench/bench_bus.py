@@ -11,10 +11,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import sized  # noqa: E402
-from bench.common import Timer, report, rss_mib, run  # noqa: E402
-from daz.bus import Bus  # noqa: E402
-from daz.cytube.events import parse_event  # noqa: E402
+from bench.common import (
+    Timer,
+    report,
+    rss_mib,
+    run,
+    sized,
+)
+from daz.bus import Bus
+from daz.cytube.events import parse_event
 
 EVENTS = sized(100_000, 10_000)
 

@@ -29,16 +29,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import asyncpg  # noqa: E402
-import socketio  # noqa: E402
+import asyncpg
+import socketio
 
-from bench.common import sized  # noqa: E402
-from bench.common import (Timer, bare_copy_rate, postgres_cpu_seconds, report,  # noqa: E402
-                          rss_mib, run, scratch_database, test_dsn, wait_joined)
-from bench.flood_server import FloodServer, loop_name  # noqa: E402
-from daz.app import App  # noqa: E402
-from daz.db import eventrows  # noqa: E402
-from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, bot_config  # noqa: E402
+from bench.common import (
+    Timer,
+    bare_copy_rate,
+    postgres_cpu_seconds,
+    report,
+    rss_mib,
+    run,
+    scratch_database,
+    sized,
+    test_dsn,
+    wait_joined,
+)
+from bench.flood_server import FloodServer, loop_name
+from daz.app import App
+from daz.db import eventrows
+from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, bot_config
 
 EVENTS = sized(150_000, 10_000)
 WINDOW = 256  # frames the server may have queued for one socket

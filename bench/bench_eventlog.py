@@ -18,21 +18,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import asyncpg  # noqa: E402
+import asyncpg
 
-from bench.common import sized  # noqa: E402
-from bench.common import (Timer, bare_copy_rate, report, run, scratch_database,  # noqa: E402
-                          test_dsn)
-from daz.bus import Bus  # noqa: E402
-from daz.clock import Clock  # noqa: E402
-from daz.config import load_config  # noqa: E402
-from daz.cytube.events import parse_event  # noqa: E402
-from daz.cytube.rooms import Rooms  # noqa: E402
-from daz.db import eventrows  # noqa: E402
-from daz.db.migrate import migrate  # noqa: E402
-from daz.db.pool import Database  # noqa: E402
-from daz.plugins.manager import PluginManager, plugin_class  # noqa: E402
-from tests.fakes.room import RecordingRoom  # noqa: E402
+from bench.common import (
+    Timer,
+    bare_copy_rate,
+    report,
+    run,
+    scratch_database,
+    sized,
+    test_dsn,
+)
+from daz.bus import Bus
+from daz.clock import Clock
+from daz.config import load_config
+from daz.cytube.events import parse_event
+from daz.cytube.rooms import Rooms
+from daz.db import eventrows
+from daz.db.migrate import migrate
+from daz.db.pool import Database
+from daz.plugins.manager import PluginManager, plugin_class
+from tests.fakes.room import RecordingRoom
 
 EVENTS = sized(40_000, 4_000)
 STRATEGY_ROWS = sized(20_000, 2_000)  # rows per way and batch size in batch_strategies()

@@ -23,25 +23,25 @@ from urllib.parse import quote
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import asyncpg  # noqa: E402
-from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
+import asyncpg
+from aiohttp.test_utils import TestClient, TestServer
 
-from bench.common import percentile, report, run, scratch_database, test_dsn  # noqa: E402
-from daz.commands import CommandRegistry  # noqa: E402
-from daz.config import load_config  # noqa: E402
-from daz.cytube.rooms import Rooms  # noqa: E402
-from daz.db.migrate import migrate  # noqa: E402
-from daz.db.pool import Database  # noqa: E402
-from daz.metrics import Metrics  # noqa: E402
-from daz.plugins.eventfilter import EventFilter  # noqa: E402
-from daz.plugins.gallery import Gallery  # noqa: E402
-from daz.plugins.greeter import Greeter  # noqa: E402
-from daz.plugins.tell import Tell  # noqa: E402
-from daz.plugins.tell import store as tell_store  # noqa: E402
-from daz.plugins.usertracker import UserTracker  # noqa: E402
-from daz.web.server import WebServer  # noqa: E402
-from tests.history_data import CHANNEL, HEAVY_USER, LIGHT_USER, Sizes, fill  # noqa: E402
-from tests.plugin_kit import Kit  # noqa: E402
+from bench.common import percentile, report, run, scratch_database, test_dsn
+from daz.commands import CommandRegistry
+from daz.config import load_config
+from daz.cytube.rooms import Rooms
+from daz.db.migrate import migrate
+from daz.db.pool import Database
+from daz.metrics import Metrics
+from daz.plugins.eventfilter import EventFilter
+from daz.plugins.gallery import Gallery
+from daz.plugins.greeter import Greeter
+from daz.plugins.tell import Tell
+from daz.plugins.tell import store as tell_store
+from daz.plugins.usertracker import UserTracker
+from daz.web.server import WebServer
+from tests.history_data import CHANNEL, HEAVY_USER, LIGHT_USER, Sizes, fill
+from tests.plugin_kit import Kit
 
 TOKEN = "bench"
 UNKNOWN_USER = "NobodyByThatName"

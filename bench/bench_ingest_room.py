@@ -19,14 +19,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import socketio  # noqa: E402
+import socketio
 
-from bench.common import sized  # noqa: E402
-from bench.common import report, rss_mib, run, summary, wait_joined  # noqa: E402
-from bench.flood_server import FloodServer, loop_name  # noqa: E402
-from daz.bus import Bus  # noqa: E402
-from daz.config import RoomConfig  # noqa: E402
-from daz.cytube.room import Room  # noqa: E402
+from bench.common import (
+    report,
+    rss_mib,
+    run,
+    sized,
+    summary,
+    wait_joined,
+)
+from bench.flood_server import FloodServer, loop_name
+from daz.bus import Bus
+from daz.config import RoomConfig
+from daz.cytube.room import Room
 
 EVENTS = sized(30_000, 3_000)
 WINDOW = 256  # frames the server may have queued for the socket at once

@@ -22,12 +22,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import aiohttp  # noqa: E402
+import aiohttp
 
-from bench.common import percentile, report, run, scratch_database, test_dsn  # noqa: E402
-from bench.daz_process import (BOT_NAME, DazProcess, free_port, prepare_server,  # noqa: E402
-                               write_config)
-from daz.sandbox.fake_cytube import FakeCytubeServer  # noqa: E402
+from bench.common import percentile, report, run, scratch_database, test_dsn
+from bench.daz_process import BOT_NAME, DazProcess, free_port, prepare_server, write_config
+from daz.sandbox.fake_cytube import FakeCytubeServer
 
 ROOMS = int(os.environ.get("DAZ_BENCH_ROOMS", "1000"))
 PINGERS = 20

@@ -26,14 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bench.common import QUICK, sized  # noqa: E402
-from bench.common import (report, rss_mib, run, scratch_database, test_dsn,  # noqa: E402
-                          wait_joined)
-from bench.daz_process import (DazProcess, free_port, prepare_server,  # noqa: E402
-                               write_config)
-from daz.app import App  # noqa: E402
-from daz.config import load_config  # noqa: E402
-from daz.sandbox.fake_cytube import FakeCytubeServer  # noqa: E402
+from bench.common import QUICK, report, rss_mib, run, scratch_database, sized, test_dsn, wait_joined
+from bench.daz_process import DazProcess, free_port, prepare_server, write_config
+from daz.app import App
+from daz.config import load_config
+from daz.sandbox.fake_cytube import FakeCytubeServer
 
 EVENTS = int(os.environ.get("DAZ_BENCH_MEMORY_EVENTS", sized(1_000_000, 30_000)))
 SAMPLE_EVERY = sized(100_000, 10_000)

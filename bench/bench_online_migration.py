@@ -24,12 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import asyncpg  # noqa: E402
+import asyncpg
 
-from bench.common import percentile, report, run, scratch_database, test_dsn  # noqa: E402
-from daz.db import online  # noqa: E402
-from daz.db.migrate import migrate, online_steps, run_script  # noqa: E402
-from daz.db.pool import Database  # noqa: E402
+from bench.common import percentile, report, run, scratch_database, test_dsn
+from daz.db import online
+from daz.db.migrate import migrate, online_steps, run_script
+from daz.db.pool import Database
 
 GO_SCHEMA = Path(__file__).resolve().parents[1] / "tests/integration/fixtures/go_daz_schema.sql"
 CHAT_INDEX = "idx_events_chatmsg_text_unique"

@@ -22,20 +22,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import aiohttp  # noqa: E402
+import aiohttp
 
-from bench.common import sized  # noqa: E402
-from bench.common import percentile, report, rss_mib, run, scratch_database, test_dsn  # noqa: E402
-from daz.bus import Bus  # noqa: E402
-from daz.clock import Clock  # noqa: E402
-from daz.config import load_config  # noqa: E402
-from daz.cytube.events import parse_event  # noqa: E402
-from daz.cytube.rooms import Rooms  # noqa: E402
-from daz.db.migrate import migrate  # noqa: E402
-from daz.db.pool import Database  # noqa: E402
-from daz.metrics import Metrics  # noqa: E402
-from daz.plugins.manager import PluginManager, available_plugins  # noqa: E402
-from tests.fakes.room import RecordingRoom  # noqa: E402
+from bench.common import (
+    percentile,
+    report,
+    rss_mib,
+    run,
+    scratch_database,
+    sized,
+    test_dsn,
+)
+from daz.bus import Bus
+from daz.clock import Clock
+from daz.config import load_config
+from daz.cytube.events import parse_event
+from daz.cytube.rooms import Rooms
+from daz.db.migrate import migrate
+from daz.db.pool import Database
+from daz.metrics import Metrics
+from daz.plugins.manager import PluginManager, available_plugins
+from tests.fakes.room import RecordingRoom
 
 PINGS = sized(400, 60)
 GAP = 0.02  # seconds between one pong and the next ping
@@ -85,7 +92,7 @@ async def background(bus: Bus, room, stop: asyncio.Event, sent: list[int]) -> No
 
 async def pings(bus: Bus, room: TimedRoom, count: int) -> list[float]:
     out = []
-    for i in range(count):
+    for _i in range(count):
         room.replied.clear()
         event = chat(room, f"pinger{next(_seq)}", "!ping")  # a new user: no cooldown
         started = time.perf_counter()

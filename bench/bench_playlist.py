@@ -15,17 +15,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bench.common import sized  # noqa: E402
-from bench.common import Timer, report, run, scratch_database, test_dsn  # noqa: E402
-from daz.bus import Bus  # noqa: E402
-from daz.clock import Clock  # noqa: E402
-from daz.config import load_config  # noqa: E402
-from daz.cytube.events import parse_event  # noqa: E402
-from daz.cytube.rooms import Rooms  # noqa: E402
-from daz.db.migrate import migrate  # noqa: E402
-from daz.db.pool import Database  # noqa: E402
-from daz.plugins.manager import PluginManager, plugin_class  # noqa: E402
-from tests.fakes.room import RecordingRoom  # noqa: E402
+from bench.common import (
+    Timer,
+    report,
+    run,
+    scratch_database,
+    sized,
+    test_dsn,
+)
+from daz.bus import Bus
+from daz.clock import Clock
+from daz.config import load_config
+from daz.cytube.events import parse_event
+from daz.cytube.rooms import Rooms
+from daz.db.migrate import migrate
+from daz.db.pool import Database
+from daz.plugins.manager import PluginManager, plugin_class
+from tests.fakes.room import RecordingRoom
 
 ITEMS = sized(4000, 1000)
 ROUNDS = sized(5, 2)
@@ -40,9 +46,9 @@ def playlist(seed: int) -> list[dict]:
 
 async def bare_copy_ms(db: Database) -> float:
     """One COPY of ITEMS mirror rows (no parsing, no bus, no library), then undone."""
-    from datetime import datetime
+    from datetime import UTC, datetime
 
-    now = datetime.utcnow()
+    now = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as the Go schema stores it
     records = [("copychan", i, str(90_000 + i), f"vid_copy_{i}", "yt",
                 f"Some video title number {i}", 180, "someone", now) for i in range(ITEMS)]
     async with db.pool.acquire() as conn:

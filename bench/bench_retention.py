@@ -14,21 +14,21 @@ import argparse
 import asyncio
 import sys
 import time
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import asyncpg  # noqa: E402
+import asyncpg
 
-from bench.bench_online_migration import Writer  # noqa: E402
-from bench.common import report, run, scratch_database, test_dsn  # noqa: E402
-from daz.config import RetentionConfig  # noqa: E402
-from daz.db import retention  # noqa: E402
-from daz.db.migrate import migrate  # noqa: E402
-from daz.db.pool import Database  # noqa: E402
-from tests.history_data import END, fill  # noqa: E402
+from bench.bench_online_migration import Writer
+from bench.common import report, run, scratch_database, test_dsn
+from daz.config import RetentionConfig
+from daz.db import retention
+from daz.db.migrate import migrate
+from daz.db.pool import Database
+from tests.history_data import END, fill
 
 
 async def main() -> None:
@@ -44,7 +44,7 @@ async def main() -> None:
     db = Database(dsn, min_size=1, max_size=3, command_timeout=600)
     await db.start()
     settings = RetentionConfig()
-    now = END.replace(tzinfo=timezone.utc)  # the history's own "now"
+    now = END.replace(tzinfo=UTC)  # the history's own "now"
     started = time.monotonic()
     dry = await retention.prune(db, settings, now=now, dry_run=True)
     counted = time.monotonic() - started

@@ -21,12 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bench.bench_e2e_ingest import through_daz  # noqa: E402
-from bench.common import percentile, report, run, scratch_database, test_dsn  # noqa: E402
-from bench.flood_server import FloodServer  # noqa: E402
-from bench.scaleout_scenario import Crowd, failover_rounds  # noqa: E402
-from daz.sandbox.fake_cytube import FakeCytubeServer  # noqa: E402
-from tests.nats_server import nats_server  # noqa: E402
+from bench.bench_e2e_ingest import through_daz
+from bench.common import percentile, report, run, scratch_database, test_dsn
+from bench.flood_server import FloodServer
+from bench.scaleout_scenario import Crowd, failover_rounds
+from daz.sandbox.fake_cytube import FakeCytubeServer
+from tests.nats_server import nats_server
 
 ROUNDS = 5
 OVERHEAD_EVENTS = 60_000

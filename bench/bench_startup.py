@@ -19,11 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bench.common import QUICK, sized  # noqa: E402
-from bench.common import report, run, scratch_database, test_dsn  # noqa: E402
-from bench.daz_process import (DazProcess, free_port, prepare_server,  # noqa: E402
-                               write_config)
-from daz.sandbox.fake_cytube import FakeCytubeServer  # noqa: E402
+from bench.common import QUICK, report, run, scratch_database, sized, test_dsn
+from bench.daz_process import DazProcess, free_port, prepare_server, write_config
+from daz.sandbox.fake_cytube import FakeCytubeServer
 
 ROUNDS = sized(5, 1)
 IMPORTS = ("import daz.cli, daz.app, daz.web.server, daz.web.pages; "

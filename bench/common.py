@@ -67,8 +67,9 @@ _scratch: list[tuple[str, str]] = []
 async def scratch_database(base_dsn: str, name: str) -> str:
     """A fresh, empty database for one benchmark run; returns its DSN. It is dropped again when
     the benchmark's process ends (normally or by an exception)."""
-    import asyncpg
     from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
 
     conn = await asyncpg.connect(base_dsn)
     try:
@@ -110,7 +111,7 @@ def run(main: Any) -> Any:
 
 
 class Timer:
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
         return self
 

@@ -90,7 +90,7 @@ class DazProcess:
                     async with http.get(url) as response:
                         if response.status == 200:
                             return time.perf_counter() - self.started
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"daz run not healthy after {timeout}s; see "
@@ -118,7 +118,7 @@ class DazProcess:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
                 async with http.get(url) as response:
                     return await response.json()
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, ValueError):
             return {}
 
     async def stop(self, timeout: float = 30.0) -> int:

@@ -73,7 +73,7 @@ class FloodServer:
             self.proc.stdin.close()
             try:
                 await asyncio.wait_for(self.proc.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         self.proc = None

@@ -14,7 +14,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -29,7 +29,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{platform.node()} · {os.cpu_count()} cores · {cpu} · Python {platform.python_version()}"
+    return (f"{platform.node()} · {os.cpu_count()} cores · {cpu}"
+            f" · Python {platform.python_version()}")
 
 
 def postgres_answers(dsn: str) -> str | None:
@@ -61,7 +62,7 @@ def main(argv: list[str]) -> int:
                      if not wanted or any(w in p.stem for w in wanted))
     dsn = os.environ.get("DAZ_TEST_DSN", DEFAULT_DSN)
     print(f"daz benchmarks{' (quick sizes)' if quick else ''}, "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
+          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}")
     print(f"PostgreSQL: {redact(dsn)} (set DAZ_TEST_DSN or --dsn for another); the benchmarks"
           f" create scratch databases daz_bench_* there and drop them when done", flush=True)
     problem = postgres_answers(dsn)

@@ -15,8 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.daz_process import (BOT_NAME, DazProcess, free_port, prepare_server,
-                               write_config)
+from bench.daz_process import BOT_NAME, DazProcess, free_port, prepare_server, write_config
 from tests.e2e.support import FAST_PLUGINS
 
 
@@ -119,7 +118,7 @@ async def failover_rounds(server: Any, dsn: str, workdir: Path, *, rounds: int,
             crowd.procs[victim_index] = crowd.start()
             await crowd.settled(120)
             outcome.pings += 1
-            for ch, user in regulars.items():
+            for user in regulars.values():
                 await user.chat("!ping")
             for ch in channels:
                 await wait_for(lambda ch=ch: server.chat_from(ch, BOT_NAME).count("pong")

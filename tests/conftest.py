@@ -150,8 +150,10 @@ def migrated_dsn(pg_server_dsn, _migrated_template):
 @pytest.fixture
 async def database(migrated_dsn):
     from daz.db.pool import Database
+    from tests.plugin_kit import stop_running_kits
 
     db = Database(migrated_dsn, min_size=1, max_size=5, command_timeout=30, connect_timeout=10)
     await db.start()
     yield db
+    await stop_running_kits()  # a test that failed before its kit.stop(): its plugins use db
     await db.close()

@@ -40,7 +40,7 @@ class Sizes:
     preferences: int
 
     @classmethod
-    def at(cls, scale: float) -> "Sizes":
+    def at(cls, scale: float) -> Sizes:
         def n(full: int) -> int:
             return max(1, int(full * scale))
         return cls(core_other=n(2_000_000), chat=n(3_000_000), sessions=n(300_000),
@@ -137,7 +137,7 @@ BULK_TABLES = ("daz_core_events", "daz_chat_log", "daz_private_messages", "daz_m
 
 # Aggregates, as analytics would have left them: a row per person, per hour and per day.
 AGGREGATES = [
-    f"""INSERT INTO daz_analytics_user_stats (channel, username, total_messages, first_seen,
+    """INSERT INTO daz_analytics_user_stats (channel, username, total_messages, first_seen,
                                               last_seen)
         SELECT channel, username, count(*), min(timestamp), max(timestamp) FROM daz_chat_log
         GROUP BY channel, username ON CONFLICT DO NOTHING""",

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -25,6 +25,16 @@ from daz.plugins.base import Plugin
 from daz.plugins.manager import PluginManager
 from daz.private_files import private_dir
 from daz.stopping import StopBudget, stop_on_signals
+
+if TYPE_CHECKING:  # pragma: no cover - imported where used, to keep start-up light
+    from daz.bridge import KrytenBridge
+    from daz.cytube.join_pacer import JoinPacer
+    from daz.db.embedded import EmbeddedPostgres
+    from daz.db.online import BackgroundBuilds
+    from daz.db.pool import Database
+    from daz.db.retention import RetentionTask
+    from daz.scaleout.holder import RoomHolder
+    from daz.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +56,19 @@ class App:
         self.data_dir = Path(data_dir or config.core.data_dir or default_data_dir())
         self.clock = clock or Clock()
         self.metrics = Metrics()
-        self.bus = Bus(metrics=self.metrics)
+        self.bus = Bus(metrics=self.metrics, clock=self.clock)
         self.commands = CommandRegistry()
         self.rooms = Rooms()
-        self.db = None
-        self.holder = None  # scaleout.holder.RoomHolder: joins the rooms leased to us
-        self.join_pacer = None  # cytube.join_pacer.JoinPacer: connects under CyTube's limit
-        self.bridge = None  # bridge.KrytenBridge, when core.nats.url is set
-        self.embedded = None
-        self.index_builds = None
-        self.retention = None
+        self.db: Database | None = None
+        self.holder: RoomHolder | None = None  # joins the rooms leased to us
+        self.join_pacer: JoinPacer | None = None  # connects under CyTube's limit
+        self.bridge: KrytenBridge | None = None  # when core.nats.url is set
+        self.embedded: EmbeddedPostgres | None = None
+        self.index_builds: BackgroundBuilds | None = None
+        self.retention: RetentionTask | None = None
         self.http: aiohttp.ClientSession | None = None
         self.plugins: PluginManager | None = None
-        self.web = None
+        self.web: WebServer | None = None
         self.started_at = time.time()
         self.state = "created"
         self._plugin_classes = plugin_classes
@@ -126,14 +136,23 @@ class App:
         core = self.config.core
         raise_open_file_limit(min(len(self.config.enabled_rooms), core.max_rooms or 10**9))
         self.join_pacer = JoinPacer(core.join_pacing.burst, core.join_pacing.interval_seconds)
+        if self.db is None:
+            raise RuntimeError("the rooms start after the database")
         self.holder = RoomHolder(
             dsn=self.db.dsn, room_configs=self.config.enabled_rooms, rooms=self.rooms,
             make_room=lambda cfg: Room(cfg, self.bus, metrics=self.metrics, http=self.http,
                                        clock=self.clock, pacer=self.join_pacer),
             max_rooms=core.max_rooms, renew_seconds=core.leases.renew_seconds,
             lease_seconds=core.leases.lease_seconds, metrics=self.metrics,
-            web_url=lambda: self.web.base_url if self.web is not None else "")
+            web_url=lambda: self.web.base_url if self.web is not None else "",
+            reporter=self._report)
         await self.holder.start()
+
+    async def _report(self) -> dict[str, Any]:
+        """What this instance writes into its ``daz_instances`` row for ``daz status``."""
+        from daz.status_report import build_status
+
+        return await build_status(self)
 
     async def _start_database(self) -> None:
         from daz.db.pool import Database
@@ -304,7 +323,7 @@ class App:
             problems.append(f"nats: not connected to {self.bridge.url}"
                             f" ({self.bridge.last_error or 'connecting'})")
         slow = self.bus.slow_handlers()
-        details = {
+        details: dict[str, Any] = {
             "status": "ok" if not problems else "unhealthy",
             "state": self.state,
             "problems": problems,

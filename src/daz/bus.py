@@ -26,9 +26,11 @@ import collections
 import fnmatch
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
+from daz.clock import Clock
 from daz.events import Event
 from daz.logs import log_context
 
@@ -50,35 +52,49 @@ class DuplicateResponder(ValueError):
 class BusStats:
     published: int = 0
     delivered: int = 0
-    dropped: collections.Counter = field(default_factory=collections.Counter)  # subscriber -> n
-    errors: collections.Counter = field(default_factory=collections.Counter)  # subscriber -> n
-    slow: collections.Counter = field(default_factory=collections.Counter)  # subscriber -> n
-    timeouts: collections.Counter = field(default_factory=collections.Counter)
+    # subscriber -> n
+    dropped: collections.Counter[str] = field(default_factory=collections.Counter)
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    slow: collections.Counter[str] = field(default_factory=collections.Counter)
+    timeouts: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class _Lane:
-    __slots__ = ("sub", "key", "queue", "waiter", "space", "task", "busy_since", "current",
-                 "reported_slow")
+    __slots__ = (
+        "busy_since",
+        "current",
+        "key",
+        "queue",
+        "reported_slow",
+        "space",
+        "sub",
+        "task",
+        "timed_out",
+        "waiter",
+    )
 
-    def __init__(self, sub: "Subscription", key: str):
+    def __init__(self, sub: Subscription, key: str):
         self.sub = sub
         self.key = key
-        self.queue: collections.deque = collections.deque()
+        self.queue: collections.deque[Any] = collections.deque()
         # The future the idle drain task awaits; None while it runs. Lighter than an
         # asyncio.Event, whose wait/set cost showed in profiles: every event wakes every lane.
-        self.waiter: asyncio.Future | None = None
+        self.waiter: asyncio.Future[None] | None = None
         self.space = asyncio.Event()
         self.space.set()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.busy_since = 0.0
         self.current: Any = None
         self.reported_slow = False
+        # Set by the watchdog just before it cancels the handler: only that cancel is a
+        # timeout; any other (a stop, a test's teardown) ends the lane.
+        self.timed_out = False
 
 
 class Subscription:
-    def __init__(self, bus: "Bus", pattern: str, handler: Handler, *, owner: str, priority: int,
+    def __init__(self, bus: Bus, pattern: str, handler: Handler, *, owner: str, priority: int,
                  max_queue: int, overflow: str, timeout: float | None,
-                 kinds: frozenset | None = None, skip_ignored: bool = False):
+                 kinds: frozenset[type] | None = None, skip_ignored: bool = False):
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
         self.bus = bus
@@ -99,7 +115,9 @@ class Subscription:
         self.active = True
 
     def matches(self, topic: str) -> bool:
-        return fnmatch.fnmatchcase(topic, self.pattern) if self.is_pattern else topic == self.pattern
+        if self.is_pattern:
+            return fnmatch.fnmatchcase(topic, self.pattern)
+        return topic == self.pattern
 
     @property
     def depth(self) -> int:
@@ -111,7 +129,7 @@ class Subscription:
 
 class Bus:
     def __init__(self, *, default_max_queue: int = 10_000, slow_after: float = 5.0,
-                 metrics: Any = None):
+                 metrics: Any = None, clock: Clock | None = None):
         self._subs: list[Subscription] = []
         self._route_cache: dict[str, list[Subscription]] = {}
         self._responders: dict[str, tuple[str, Callable[[Any], Awaitable[Any]]]] = {}
@@ -119,7 +137,9 @@ class Bus:
         self.slow_after = slow_after
         self.stats = BusStats()
         self.metrics = metrics
-        self._watchdog: asyncio.Task | None = None
+        # The watchdog's time (handler timeouts, slow handlers): a test's FakeClock moves it.
+        self.clock = clock or Clock()
+        self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ subscribing
@@ -269,6 +289,7 @@ class Bus:
         sub = lane.sub
         queue = lane.queue
         perf = time.perf_counter
+        monotonic = self.clock.monotonic
         loop = asyncio.get_running_loop()
         while sub.active:
             if not queue:
@@ -282,20 +303,17 @@ class Bus:
             if not lane.space.is_set():
                 lane.space.set()
             lane.current = event
-            lane.busy_since = perf()
+            started = perf()
+            lane.busy_since = monotonic()
             try:
                 await sub.handler(event)
             except asyncio.CancelledError:
-                if not sub.active or self._closed:
+                if not self._timeout_only(lane):
                     raise
-                # Cancelled by the watchdog: the handler overran its timeout.
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
                 sub.errors += 1
                 self.stats.timeouts[sub.owner] += 1
                 log.error("bus: %s timed out handling %s after %.1fs; skipped", sub.owner,
-                          getattr(event, "topic", event), perf() - lane.busy_since)
+                          getattr(event, "topic", event), monotonic() - lane.busy_since)
                 if self.metrics is not None:
                     self.metrics.count_handler_error(sub.owner)
             except Exception:
@@ -306,45 +324,62 @@ class Bus:
                 if self.metrics is not None:
                     self.metrics.count_handler_error(sub.owner)
             finally:
-                elapsed = perf() - lane.busy_since
-                sub.total_seconds += elapsed
+                if lane.timed_out:  # the handler swallowed the watchdog's cancel
+                    self._timeout_only(lane)
+                sub.total_seconds += perf() - started
                 sub.handled += 1
                 lane.busy_since = 0.0
                 lane.current = None
                 lane.reported_slow = False
                 self.stats.delivered += 1
 
+    def _timeout_only(self, lane: _Lane) -> bool:
+        """Take back the watchdog's cancel of ``lane``'s handler; True when nothing else asked
+        the lane's task to stop (a stop, an unsubscribe, a cancel from outside), so the lane
+        goes on with the next event. False: the cancel must end the task."""
+        timed_out, lane.timed_out = lane.timed_out, False
+        task = asyncio.current_task()
+        if timed_out and task is not None and task.uncancel() > 0:
+            return False
+        return timed_out and lane.sub.active and not self._closed
+
     # ------------------------------------------------------------------ watchdog
 
     def _start_watchdog(self) -> None:
         try:
-            self._watchdog = asyncio.get_running_loop().create_task(self._watch(), name="bus:watchdog")
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch(),
+                                                                    name="bus:watchdog")
         except RuntimeError:
             self._watchdog = None
 
     async def _watch(self) -> None:
         while not self._closed:
-            await asyncio.sleep(min(1.0, self.slow_after / 2))
-            now = time.perf_counter()
-            for sub in list(self._subs):
-                for lane in list(sub.lanes.values()):
-                    if not lane.busy_since:
-                        continue
-                    running = now - lane.busy_since
-                    if sub.timeout is not None and running > sub.timeout and lane.task:
-                        lane.task.cancel()
-                    elif running > self.slow_after and not lane.reported_slow:
-                        lane.reported_slow = True
-                        self.stats.slow[sub.owner] += 1
-                        if self.metrics is not None:
-                            self.metrics.handler_slow.labels(plugin=sub.owner).inc()
-                        log.warning("bus: %s is slow: %.1fs on %s in room %r (%d queued)",
-                                    sub.owner, running, getattr(lane.current, "topic", "?"),
-                                    lane.key, len(lane.queue))
+            await self.clock.sleep(min(1.0, self.slow_after / 2))
+            self.check_handlers()
 
-    def slow_handlers(self) -> list[dict]:
+    def check_handlers(self) -> None:
+        """One look of the watchdog: cancel handlers past their timeout, report slow ones."""
+        now = self.clock.monotonic()
+        for sub in list(self._subs):
+            for lane in list(sub.lanes.values()):
+                if not lane.busy_since or lane.timed_out:
+                    continue
+                running = now - lane.busy_since
+                if sub.timeout is not None and running > sub.timeout and lane.task:
+                    lane.timed_out = True
+                    lane.task.cancel()
+                elif running > self.slow_after and not lane.reported_slow:
+                    lane.reported_slow = True
+                    self.stats.slow[sub.owner] += 1
+                    if self.metrics is not None:
+                        self.metrics.handler_slow.labels(plugin=sub.owner).inc()
+                    log.warning("bus: %s is slow: %.1fs on %s in room %r (%d queued)",
+                                sub.owner, running, getattr(lane.current, "topic", "?"),
+                                lane.key, len(lane.queue))
+
+    def slow_handlers(self) -> list[dict[str, Any]]:
         """Handlers currently running longer than ``slow_after`` (for /health and tests)."""
-        now = time.perf_counter()
+        now = self.clock.monotonic()
         out = []
         for sub in self._subs:
             for lane in sub.lanes.values():
@@ -380,7 +415,7 @@ class Bus:
 
     def queued_by_owner(self) -> dict[str, int]:
         """Events waiting for each subscriber (plugin), over all its lanes."""
-        out: collections.Counter = collections.Counter()
+        out: collections.Counter[str] = collections.Counter()
         for sub in self._subs:
             out[sub.owner] += sub.depth
         return dict(out)

@@ -13,7 +13,6 @@ from daz.cli_help import WholeHelpGroup
 from daz.config import ConfigError, load_config
 from daz.logs import LOG_FORMATS, setup_logging
 
-
 log_format_option = click.option(
     "--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
     envvar="DAZ_LOG_FORMAT",
@@ -80,8 +79,7 @@ def run(config_path, channel, username, password, password_file, server, dsn, da
 
     With a username and no password (flag, DAZ_CYTUBE_PASSWORD, --password-file or the config),
     daz asks for it when it runs on a terminal."""
-    from daz.password_input import (PasswordFileError, prompt_missing_passwords,
-                                    read_password_file)
+    from daz.password_input import PasswordFileError, prompt_missing_passwords, read_password_file
 
     setup_logging(verbose, log_format)
     if password_file is not None and not password:
@@ -173,6 +171,38 @@ def bench(only, quick, dsn) -> None:
         env["DAZ_TEST_DSN"] = dsn
     args = [sys.executable, str(script), *only, *(["--quick"] if quick else [])]
     raise SystemExit(subprocess.call(args, env=env))
+
+
+@main.group(cls=WholeHelpGroup)
+def config() -> None:
+    """The configuration file: every key, its type, default and meaning."""
+
+
+@config.command("docs")
+@click.option("--write", "write_to", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the page to this file (docs/config.md in a source checkout) instead "
+                   "of printing it.")
+@click.option("--check", "check_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Exit with an error when this file is not what would be written.")
+@click.option("--installed", is_flag=True,
+              help="Document installed third-party plugins too, not only the built-in ones.")
+def config_docs(write_to, check_file, installed) -> None:
+    """Print the config reference (docs/config.md), written from the settings models of the
+    core and of every plugin, so it always matches the code."""
+    from daz import configdoc
+
+    text = configdoc.render(configdoc.installed_and_builtin() if installed else None)
+    if check_file is not None:
+        problem = configdoc.check(check_file, text)
+        if problem:
+            raise click.ClickException(problem)
+        click.echo(f"{check_file} is up to date")
+        return
+    if write_to is not None:
+        write_to.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {write_to}")
+        return
+    click.echo(text, nl=False)
 
 
 def _register_optional_groups() -> None:

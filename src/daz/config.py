@@ -5,6 +5,9 @@
 * A wrong type or a missing required key is a ``ConfigError`` naming the key; the bot does not
   start.
 * ``core.database`` (Go) and ``plugins.sql.database`` mean the same thing: one database setting.
+* Go keys daz has no field for are accepted quietly when ``GO_COMPAT_KEYS`` lists them.
+* Every key has a description; docs/config.md is generated from these models and the plugins'
+  (``python -m daz.configdoc``).
 """
 from __future__ import annotations
 
@@ -15,8 +18,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +41,66 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
+# Keys a Go Daz config.json has that daz accepts without a field and without a warning: what
+# they set has no counterpart here (ignored), or daz reads them where it reads its own key.
+# Keys Go and daz share (``core.rooms[].*``, ``plugins.sql.core_event_batch_size``, ...) are
+# ordinary fields; this list is only for the rest. docs/config.md shows it.
+GO_COMPAT_KEYS: dict[str, str] = {
+    "event_bus": "ignored: each plugin's queue is sized by the plugin that subscribes "
+                 "(Go's event_bus.buffer_sizes)",
+    "plugins.sql.database": "read as core.database; core.database wins where both set a key",
+    **{f"plugins.sql.{key}": "ignored: the pool is core.database's"
+       for key in ("max_connections", "max_conn_lifetime", "connect_timeout",
+                   "background_max_connections")},
+    **{f"plugins.sql.{key}": "ignored: writes go through the event log's batches, not lanes"
+       for key in ("critical_lane_concurrency", "background_lane_concurrency",
+                   "background_queue_max", "background_queue_wait_ms")},
+    **{f"plugins.sql.{key}": "ignored: daz makes no pg_stat_statements reports"
+       for key in ("enable_pg_stat_statements", "pg_stat_report_interval_seconds",
+                   "pg_stat_top_n")},
+    **{f"plugins.gallery.{key}": "ignored: the pages are served live by the web server "
+                                 "(`daz gallery export` writes files)"
+       for key in ("generate_html", "html_output_path", "admin_only",
+                   "publish_min_interval_seconds", "publish_retry_max",
+                   "publish_retry_backoff_ms")},
+    **{f"plugins.greeter.{key}": "ignored: fortunes and follow-ups are not part of daz's greeter"
+       for key in ("enable_fortune", "fortune_probability", "enable_follow_up_mode")},
+}
+
+
+def without_go_compat_keys(section: dict[str, Any], path: str,
+                           fields: Any = ()) -> dict[str, Any]:
+    """``section`` (the config at ``path``) less the accepted Go keys that no field of the
+    model reading it declares."""
+    return {key: value for key, value in section.items()
+            if (f"{path}.{key}" if path else key) not in GO_COMPAT_KEYS or key in fields}
+
+
 class RoomConfig(_Section):
-    id: str = ""
-    channel: str
-    username: str = ""
-    password: str = ""
-    # A file whose first line is the password (relative: to the config file's folder); read
-    # at load time when ``password`` is empty. ``daz init`` writes one, mode 0600.
-    password_file: str = ""
-    enabled: bool = False  # Go semantics: a room must be switched on explicitly
-    reconnect_attempts: int = Field(0, ge=0)  # 0: keep trying (with capped backoff)
-    cooldown_minutes: float = Field(0, ge=0)  # cap on the wait between attempts; 0: 5 minutes
-    server_url: str = DEFAULT_SERVER
-    # Largest websocket message accepted. aiohttp's default (4 MiB) is below what a busy room
-    # sends on join: a 50,000-person userlist or a 20,000-item playlist is one frame.
-    max_frame_mib: float = Field(64, ge=1, le=4096)
+    """One CyTube channel the bot joins (``core.rooms`` is a list of these)."""
+
+    id: str = Field("", description="Name of the room in logs, metrics and /health; "
+                                    "default: the channel")
+    channel: str = Field(description="The CyTube channel name: 1-30 letters, digits, _ or -")
+    username: str = Field("", description="The bot's CyTube account; empty: join as a guest "
+                                          "(read-only)")
+    password: str = Field("", description="The account's password (DAZ_CYTUBE_PASSWORD, "
+                                          "--password and password_file also set it)")
+    password_file: str = Field("", description="A file whose first line is the password "
+                               "(relative: to the config file's folder), read at start when "
+                               "password is empty; `daz init` writes one, mode 0600")
+    enabled: bool = Field(False, description="Join this room; a room must be switched on "
+                                             "explicitly, as in Go Daz")
+    reconnect_attempts: int = Field(0, ge=0, description="Give up after this many failed "
+                                    "reconnects in a row; 0: keep trying (with capped backoff)")
+    cooldown_minutes: float = Field(0, ge=0, description="Longest wait between reconnect "
+                                    "attempts; 0: 5 minutes")
+    server_url: str = Field(DEFAULT_SERVER, description="The CyTube server (DAZ_SERVER_URL "
+                            "and --server set it for every room)")
+    max_frame_mib: float = Field(64, ge=1, le=4096, description="Largest websocket message "
+                                 "accepted, in MiB; aiohttp's 4 MiB is below what a busy room "
+                                 "sends on join (a 50,000-person user list or a 20,000-item "
+                                 "playlist is one message)")
 
     @field_validator("channel")
     @classmethod
@@ -57,7 +112,7 @@ class RoomConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _defaults(self) -> "RoomConfig":
+    def _defaults(self) -> RoomConfig:
         if not self.id:
             self.id = self.channel
         if bool(self.username) != bool(self.password) and self.password:
@@ -71,16 +126,24 @@ class RoomConfig(_Section):
 
 
 class DatabaseConfig(_Section):
-    dsn: str = ""  # takes precedence over the parts below
-    host: str = ""
-    port: int = 5432
-    database: str = ""
-    user: str = ""
-    password: str = ""
-    max_connections: int = Field(10, ge=1)
-    min_connections: int = Field(1, ge=0)
-    connect_timeout: float = Field(10.0, gt=0)
-    command_timeout: float = Field(30.0, gt=0)
+    """PostgreSQL. With no ``dsn`` and no ``host``/``database``, daz runs an embedded
+    PostgreSQL in its data directory (docs/embedded-postgres.md)."""
+
+    dsn: str = Field("", description="A postgresql:// URL; takes precedence over the parts "
+                                     "below (DAZ_DATABASE_URL, --dsn)")
+    host: str = Field("", description="Server host (DAZ_DB_HOST)")
+    port: int = Field(5432, description="Server port (DAZ_DB_PORT)")
+    database: str = Field("", description="Database name (DAZ_DB_NAME)")
+    user: str = Field("", description="User name (DAZ_DB_USER)")
+    password: str = Field("", description="Password (DAZ_DB_PASSWORD); also added to a dsn "
+                                          "that has none")
+    max_connections: int = Field(10, ge=1, description="Size of the plugins' connection pool; "
+                                 "0 (Go's 'not set') takes the default")
+    min_connections: int = Field(1, ge=0, description="Connections the pool keeps open")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a connection; "
+                                   "0 takes the default")
+    command_timeout: float = Field(30.0, gt=0, description="Seconds one statement may take; "
+                                   "0 takes the default")
 
     @field_validator("connect_timeout", "command_timeout", "max_connections", mode="before")
     @classmethod
@@ -88,7 +151,8 @@ class DatabaseConfig(_Section):
         # Go configs use 0 here for "not set" (docs/upgrading-from-go.md, "Configuration");
         # refusing them would stop a migration for nothing, so 0 takes the default. Negative
         # values still fail on their bounds, naming the key.
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        zero = isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+        if zero and info.field_name is not None:  # always set for a field validator
             return cls.model_fields[info.field_name].default
         return value
 
@@ -120,15 +184,22 @@ class DatabaseConfig(_Section):
 
 
 class WebConfig(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    enabled: bool = True
-    token: str = ""  # login token for pages with chat/PM content; generated when empty
-    public_aggregates: bool = True  # dashboards without chat text need no login
-    base_url: str = ""  # how users reach the pages (for !gallery links)
-    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the real client: the
-    # login throttle counts that client, not the proxy everyone arrives through.
-    trusted_proxies: list[str] = Field(default_factory=list)
+    """The web server: dashboards, /health, /metrics, the gallery pages (docs/deploy.md)."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on (--web-host)")
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on (DAZ_WEB_PORT, "
+                                                        "--web-port); 0: any free port")
+    enabled: bool = Field(True, description="Serve the pages at all")
+    token: str = Field("", description="Login token for the pages with chat or PM content; "
+                                       "generated (and kept in the data directory) when empty")
+    public_aggregates: bool = Field(True, description="Dashboards without chat text need no "
+                                                      "login")
+    base_url: str = Field("", description="How people reach the pages, for the links the bot "
+                                          "posts (!gallery)")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Reverse proxies (addresses or networks) whose "
+        "X-Forwarded-For names the real client, so the login throttle counts that client, not "
+        "the proxy everyone arrives through")
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -144,7 +215,8 @@ class WebConfig(_Section):
 
 
 class CommandsConfig(_Section):
-    """``core.commands``: how chat lines become commands."""
+    """How chat lines become commands. Go's ``plugins.eventfilter`` keys are read where a key
+    here is not set."""
 
     prefix: str = Field("!", min_length=1, max_length=5,
                         description="What a command starts with (Go: plugins.eventfilter."
@@ -152,35 +224,43 @@ class CommandsConfig(_Section):
     # Cooldown for commands that declare none; 0 leaves them without one (unlike the Go bot:
     # docs/upgrading-from-go.md, "Configuration").
     default_cooldown: float = Field(0.0, ge=0, description="Seconds between two uses of a "
-                                    "command by one user, for commands that set none")
+                                    "command by one user, for commands that set none; 0: none")
     notice_interval: float = Field(10.0, ge=0, description="Seconds between two refusal PMs "
                                    "to one user")
     max_line_length: int = Field(1000, ge=16, description="Longer lines are not commands")
 
 
 class RetentionConfig(_Section):
-    """How many days each kind of logged row is kept; 0 keeps it forever (daz/db/retention.py).
-    Aggregates (analytics, stats, the library) are never pruned."""
-    chat_days: int = Field(0, ge=0)  # daz_chat_log and chat core events
-    private_messages_days: int = Field(0, ge=0)  # daz_private_messages and PM core events
-    sessions_days: int = Field(0, ge=0)  # closed usertracker sessions
-    plays_days: int = Field(0, ge=0)  # finished mediatracker plays
-    media_update_events_days: int = Field(30, ge=0)
-    gallery_health_log_days: int = Field(90, ge=0)
-    batch_size: int = Field(5000, ge=1, le=100_000)
-    pause_seconds: float = Field(0.2, ge=0)  # between batches, so other writers go first
-    interval_hours: float = Field(24, gt=0)  # how often the running bot prunes
-    first_run_minutes: float = Field(10, ge=0)  # after start-up, not during it
+    """How many days each kind of logged row is kept; 0 keeps it forever. Aggregates
+    (analytics, stats, the library) are never pruned."""
+
+    chat_days: int = Field(0, ge=0, description="daz_chat_log rows and chat core events")
+    private_messages_days: int = Field(0, ge=0, description="daz_private_messages rows and PM "
+                                                            "core events")
+    sessions_days: int = Field(0, ge=0, description="Closed usertracker sessions")
+    plays_days: int = Field(0, ge=0, description="Finished mediatracker plays")
+    media_update_events_days: int = Field(30, ge=0, description="mediaUpdate core events (the "
+                                          "position ticks, the bulk of the event log)")
+    gallery_health_log_days: int = Field(90, ge=0, description="Gallery image check results")
+    batch_size: int = Field(5000, ge=1, le=100_000, description="Rows deleted per statement")
+    pause_seconds: float = Field(0.2, ge=0, description="Pause between batches, so other "
+                                                        "writers go first")
+    interval_hours: float = Field(24, gt=0, description="How often the running bot prunes")
+    first_run_minutes: float = Field(10, ge=0, description="First prune after start-up (not "
+                                                           "during it)")
 
 
 class LeaseConfig(_Section):
     """How instances sharing one database share the rooms (docs/scale-out.md)."""
 
-    renew_seconds: float = Field(1.0, gt=0)
-    lease_seconds: float = Field(5.0, gt=0)
+    renew_seconds: float = Field(1.0, gt=0, description="How often an instance renews its "
+                                 "leases and looks at the others")
+    lease_seconds: float = Field(5.0, gt=0, description="How long a lease lasts without "
+                                 "renewal (at least 3 × renew_seconds): how soon the others "
+                                 "take the rooms of an instance that died")
 
     @model_validator(mode="after")
-    def _renew_within_lease(self) -> "LeaseConfig":
+    def _renew_within_lease(self) -> LeaseConfig:
         if self.lease_seconds < 3 * self.renew_seconds:
             raise ValueError("lease_seconds must be at least 3 × renew_seconds")
         return self
@@ -189,35 +269,52 @@ class LeaseConfig(_Section):
 class JoinPacingConfig(_Section):
     """Socket connects per server address: CyTube allows 5, then one per 10 s."""
 
-    burst: int = Field(5, ge=1)
-    interval_seconds: float = Field(10.0, ge=0)  # 0: no pacing (a server without the limit)
+    burst: int = Field(5, ge=1, description="Connects allowed at once")
+    interval_seconds: float = Field(10.0, ge=0, description="Then one connect per this many "
+                                    "seconds; 0: no pacing (a server without the limit)")
 
 
 class NatsConfig(_Section):
     """The Kryten bridge (docs/scale-out.md): off while ``url`` is empty."""
 
-    url: str = ""
-    domain: str = ""  # the CyTube domain Kryten clients name; default: each room's server host
+    url: str = Field("", description="NATS server, e.g. nats://127.0.0.1:4222 (DAZ_NATS_URL, "
+                                     "--nats); empty: no bridge")
+    domain: str = Field("", description="The CyTube domain Kryten clients name; default: each "
+                                        "room's server host")
 
 
 class CoreConfig(_Section):
-    rooms: list[RoomConfig] = Field(default_factory=list)
-    max_rooms: int = Field(0, ge=0)  # rooms this instance joins at most; 0: no cap
-    leases: LeaseConfig = Field(default_factory=LeaseConfig)
-    join_pacing: JoinPacingConfig = Field(default_factory=JoinPacingConfig)
-    nats: NatsConfig = Field(default_factory=NatsConfig)
-    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
-    data_dir: str = ""
-    admin_users: list[str] = Field(default_factory=list)
-    web: WebConfig = Field(default_factory=WebConfig)
-    commands: CommandsConfig = Field(default_factory=CommandsConfig)
-    # The whole stop (SIGTERM/Ctrl-C to exit), however many plugins are stuck; under Docker's
-    # 10 s grace. What the database has not taken by then is saved to disk for the next start.
-    stop_timeout_seconds: float = Field(8.0, gt=0, le=600)
-    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    """Everything that is not a plugin's."""
+
+    rooms: list[RoomConfig] = Field(default_factory=list, description="The channels to join")
+    max_rooms: int = Field(0, ge=0, description="Rooms this instance joins at most (several "
+                           "instances on one database share the rooms); 0: no cap")
+    leases: LeaseConfig = Field(default_factory=LeaseConfig,
+                                description="Sharing rooms between instances")
+    join_pacing: JoinPacingConfig = Field(default_factory=JoinPacingConfig,
+                                          description="How fast rooms are joined")
+    nats: NatsConfig = Field(default_factory=NatsConfig, description="The Kryten bridge")
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig,
+                                     description="PostgreSQL (Go: also plugins.sql.database)")
+    data_dir: str = Field("", description="Where daz keeps its files (spill files, web token, "
+                          "embedded PostgreSQL) (DAZ_DATA_DIR, --data-dir); default: the "
+                          "platform's user data directory")
+    admin_users: list[str] = Field(default_factory=list, description="Bot admins: CyTube "
+                                   "names, who count only while logged in to a registered "
+                                   "account (Go: plugins.eventfilter.admin_users, also read)")
+    web: WebConfig = Field(default_factory=WebConfig, description="The web server")
+    commands: CommandsConfig = Field(default_factory=CommandsConfig,
+                                     description="Command parsing and dispatch")
+    stop_timeout_seconds: float = Field(8.0, gt=0, le=600, description="The whole stop "
+                                        "(SIGTERM/Ctrl-C to exit), however many plugins are "
+                                        "stuck; under Docker's 10 s grace. What the database "
+                                        "has not taken by then is saved to disk for the next "
+                                        "start")
+    retention: RetentionConfig = Field(default_factory=RetentionConfig,
+                                       description="Pruning old logged rows")
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "CoreConfig":
+    def _unique_ids(self) -> CoreConfig:
         seen: set[str] = set()
         for room in self.rooms:
             if room.id in seen:
@@ -226,14 +323,13 @@ class CoreConfig(_Section):
         return self
 
 
-class EventBusConfig(_Section):
-    buffer_sizes: dict[str, int] = Field(default_factory=dict)
-
-
 class Config(_Section):
-    core: CoreConfig = Field(default_factory=CoreConfig)
-    event_bus: EventBusConfig = Field(default_factory=EventBusConfig)
-    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """The whole config file."""
+
+    core: CoreConfig = Field(default_factory=CoreConfig, description="The bot itself")
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="One section per plugin, by plugin name; each is "
+        "checked by that plugin's settings model")
 
     @property
     def enabled_rooms(self) -> list[RoomConfig]:
@@ -343,7 +439,7 @@ def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = 
     _env_overrides(raw, env)
     _flag_overrides(raw, overrides or {})
     try:
-        config = Config.model_validate(raw)
+        config = Config.model_validate(without_go_compat_keys(raw, ""))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
     for key in unknown_keys(config):
@@ -414,7 +510,9 @@ def _flag_overrides(raw: dict, flags: dict[str, Any]) -> None:
 
 
 def validate_plugin_config(name: str, model: type[BaseModel], section: dict) -> BaseModel:
-    """A plugin's section, validated by its own Config model; errors name plugins.<name>.<key>."""
+    """A plugin's section, validated by its own Config model; errors name plugins.<name>.<key>.
+    Go keys the plugin accepts without a field (``GO_COMPAT_KEYS``) are left out first."""
+    section = without_go_compat_keys(section, f"plugins.{name}", model.model_fields)
     try:
         cfg = model.model_validate(section)
     except ValidationError as exc:

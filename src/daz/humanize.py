@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # CyTube accepts 1-20 characters of a-z, A-Z, 0-9, - and _ (its login error says so).
 USERNAME = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
@@ -34,8 +34,8 @@ def one_line(text: str, limit: int | None = None) -> str:
 def as_utc(value: datetime) -> datetime:
     """Columns may be ``timestamp`` (naive, written as UTC) or ``timestamptz``; make both aware."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _unit(n: int, word: str) -> str:
@@ -46,7 +46,7 @@ def ago(then: datetime, now: datetime | float) -> str:
     """``then`` relative to ``now`` (a datetime or epoch seconds): "just now" (under a minute),
     "5 minutes ago", "3 hours ago", "2 days ago", "3 months ago"."""
     if not isinstance(now, datetime):
-        now = datetime.fromtimestamp(now, timezone.utc)
+        now = datetime.fromtimestamp(now, UTC)
     seconds = int((as_utc(now) - as_utc(then)).total_seconds())
     if seconds < 0:  # clocks of two writers may disagree by a little
         seconds = 0

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import click
 
@@ -245,9 +245,9 @@ def init(config_path: Path, server: str, channels: tuple[str, ...], username: st
             answers.password = password_from_file(password_file)
         except ValueError as exc:
             raise Refused(f"password file: {exc}") from None
-    if config_path.exists() and not force:
-        if non_interactive or not click.confirm(f"{config_path} exists. Replace it?"):
-            raise Refused(f"{config_path} exists; give --force to replace it (nothing written)")
+    if config_path.exists() and not force and (
+            non_interactive or not click.confirm(f"{config_path} exists. Replace it?")):
+        raise Refused(f"{config_path} exists; give --force to replace it (nothing written)")
     if non_interactive:
         check_all(answers)
     else:

@@ -13,8 +13,9 @@ import contextvars
 import json
 import logging
 import sys
-from datetime import datetime, timezone
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import IO, Any
 
 LOG_FORMATS = ("text", "json")
 
@@ -59,7 +60,7 @@ def logging_as(*, room: str | None = None, plugin: str | None = None) -> Iterato
 
 
 def iso_time(created: float) -> str:
-    return datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
 
 
 class _Tagger(logging.Filter):

@@ -7,11 +7,12 @@ would promise a figure that is never there.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-_OWN_SERIES: "weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Any]]" = \
+_OWN_SERIES: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Any]] = \
     weakref.WeakKeyDictionary()
 
 
@@ -64,7 +65,8 @@ class Metrics:
         self.db_pool_idle = Gauge("daz_db_pool_idle", "Idle connections in the pool", registry=r)
         self.db_up = Gauge("daz_db_up", "1 when the database answers", registry=r)
         self.eventlog = Counter("daz_eventlog_events_total",
-                                "Event log rows by stage (queued, written, spilled, replayed, failed)",
+                                "Event log rows by stage"
+                                " (queued, written, spilled, replayed, failed)",
                                 ["stage"], registry=r)
         self.eventlog_queue = Gauge("daz_eventlog_queue_depth", "Events waiting to be written",
                                     registry=r)

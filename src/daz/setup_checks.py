@@ -49,7 +49,7 @@ async def check_server(server_url: str, channel: str, *,
         return None, f"{server_url} is not a CyTube server ({exc})"
     except ValueError:
         return None, f"{server_url} is not a CyTube server (its socketconfig is not JSON)"
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         reason = str(exc) or type(exc).__name__
         return None, f"cannot reach the CyTube server at {server_url}: {reason}"
 
@@ -87,7 +87,7 @@ async def check_join(socket_url: str, server_url: str, channel: str, username: s
 
     try:
         await asyncio.wait_for(client.connect(socket_url, transports=["websocket"]), timeout)
-    except (socketio.exceptions.ConnectionError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, socketio.exceptions.ConnectionError, OSError) as exc:
         return JoinResult(f"cannot open a socket.io connection to {socket_url} (announced by"
                           f" {server_url}): {exc or type(exc).__name__}", "server")
     try:
@@ -95,7 +95,7 @@ async def check_join(socket_url: str, server_url: str, channel: str, username: s
         await client.emit("login", {"name": username, "pw": password})
         try:
             await asyncio.wait_for(asyncio.gather(userlist.wait(), login.wait()), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return JoinResult(f"{server_url} did not answer the join of channel {channel!r}"
                               f" and the login within {timeout:.0f} s", "server")
         if "kick" in seen:
@@ -103,7 +103,7 @@ async def check_join(socket_url: str, server_url: str, channel: str, username: s
                               f" {seen['kick']}", "channel")
         try:
             await asyncio.wait_for(not_registered.wait(), NOT_REGISTERED_GRACE)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         if not_registered.is_set():
             return JoinResult(f"there is no channel {channel!r} on {server_url} (it is not"

@@ -4,6 +4,13 @@ room and its state and holder, each plugin, the database, and what is queued or 
 It finds the daz to ask as ``daz run`` would be found: ``--url``, else the config's
 ``core.web`` host and port; and the web login token from ``--token``/``DAZ_WEB_TOKEN``, the
 config's ``core.web.token`` or the ``web-token`` file in the data directory.
+
+When several instances share one database, one web port knows only its own rooms: then the
+table comes from the database (``status_db.py``): every instance (alive or stale) with the
+report it writes with its heartbeat, and every room with its holder and state. That happens
+with ``--dsn`` or ``--database``, and on its own when the config names a database that has
+more than one instance (alive, or stale within the hour) or a room no instance holds, or when
+the web port does not answer but the database does.
 Exit status: 0 healthy, 1 no answer (or the token refused), 2 answering but not healthy.
 """
 from __future__ import annotations
@@ -19,12 +26,19 @@ from daz.config import ConfigError, load_config
 UNREACHABLE, UNHEALTHY = 1, 2
 
 
-def _where(url: str | None, token: str | None, config_path: Path | None,
-           data_dir: Path | None) -> tuple[str, str]:
+class _Unreachable(click.ClickException):
+    exit_code = UNREACHABLE
+
+
+def _config(config_path: Path | None, data_dir: Path | None, dsn: str | None) -> Any:
     try:
-        config = load_config(config_path, overrides={"data_dir": data_dir})
+        return load_config(config_path, overrides={"data_dir": data_dir, "dsn": dsn})
     except ConfigError as exc:
         raise click.ClickException(f"bad configuration: {exc}") from None
+
+
+def _where(config: Any, url: str | None, token: str | None,
+           data_dir: Path | None) -> tuple[str, str]:
     web = config.core.web
     if not url:
         host = "127.0.0.1" if web.host in ("", "0.0.0.0", "::") else web.host
@@ -132,18 +146,49 @@ def render(status: dict[str, Any]) -> str:
               help="The config the running daz uses (for its web port and token).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="The running daz's data directory (for its web-token file).")
+@click.option("--dsn", help="Read every instance and room from this database (the one several"
+                            " instances share) instead of asking a web port.")
+@click.option("--database", "from_database", is_flag=True,
+              help="Read every instance and room from the config's database instead of asking"
+                   " a web port.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON instead of a table.")
-def status(url, token, config_path, data_dir, as_json) -> None:
+def status(url, token, config_path, data_dir, dsn, from_database, as_json) -> None:
     """Ask a running daz how it is and print one table: rooms and their state and holder,
-    plugins, the database, what is queued or spilled. Exit status 2 when it is not healthy."""
+    plugins, the database, what is queued or spilled. With several instances on one database,
+    every instance and room from that database. Exit status 2 when it is not healthy."""
     import asyncio
 
-    url, token = _where(url, token, config_path, data_dir)
+    from daz.status_db import overview_for
+
+    config = _config(config_path, data_dir, dsn)
+    forced = bool(dsn or from_database)
+    overview = None
+    if forced or (not url and config.core.database.url()):
+        overview = overview_for(config, required=forced)
+        if overview is not None and (forced or _more_than_one_port_knows(overview)):
+            _print_overview(overview, as_json)
+    url, token = _where(config, url, token, data_dir)
     try:
         answer = asyncio.run(fetch_status(url, token))
     except click.ClickException as exc:
-        exc.exit_code = UNREACHABLE
-        raise
+        if overview is not None:  # nothing on the web port, but the database knows
+            click.echo(f"({exc.format_message()}; read from the database instead)", err=True)
+            _print_overview(overview, as_json)
+        raise _Unreachable(exc.format_message()) from exc
     click.echo(json.dumps(answer, indent=2) if as_json else render(answer))
     if not answer["instance"]["healthy"]:
         raise SystemExit(UNHEALTHY)
+
+
+def _more_than_one_port_knows(overview: dict[str, Any]) -> bool:
+    """A lone instance that holds every room can say it all on its web port (plugin by
+    plugin); anything else (more instances, a stale one, a room nobody holds) needs the
+    database's view."""
+    return len(overview["instances"]) > 1 or bool(overview["waiting"])
+
+
+def _print_overview(overview: dict[str, Any], as_json: bool) -> None:
+    from daz.status_db import render_overview
+
+    click.echo(json.dumps(overview, indent=2) if as_json else render_overview(overview))
+    raise SystemExit(0 if overview["healthy"] else UNHEALTHY)

@@ -20,7 +20,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 

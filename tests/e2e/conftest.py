@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser import browser  # noqa: F401 - the fixture, for the dashboard tests
 from tests.fakes.cytube import FakeCytubeServer
 
 

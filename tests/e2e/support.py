@@ -131,9 +131,9 @@ async def before_a_resync(server, bot):
     Returns (alice, dave, the bot's lines so far)."""
     alice = await server.user("alice")
     await alice.chat("!tell dave welcome back")
-    await wait_for_line(server, lambda l: l.startswith("OK, I'll tell dave"), "stored")
+    await wait_for_line(server, lambda line: line.startswith("OK, I'll tell dave"), "stored")
     dave = await server.user("dave")
-    await wait_for_line(server, lambda l: l.startswith("dave: alice left you"), "told")
+    await wait_for_line(server, lambda line: line.startswith("dave: alice left you"), "told")
     await alice.chat("!ping")
     await wait_until(lambda: pongs(server) == 1, 10, "pong")
     await bot.settle()

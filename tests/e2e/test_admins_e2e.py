@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from tests.e2e.harness import running_bot, wait_until
-from tests.e2e.support import CHANNEL, bot_lines, flush_all, pm_texts, plugins
+from tests.e2e.support import CHANNEL, bot_lines, flush_all, plugins, pm_texts
 
 KELVIN_KATE = "\u212aate"  # str.lower() turns it into "kate"
 ONLY = ["sql", "eventfilter", "basics", "greeter"]

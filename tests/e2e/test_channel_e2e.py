@@ -12,9 +12,17 @@ from daz.commands import CommandContext
 from daz.plugins.base import Plugin, command
 from daz.plugins.manager import available_plugins
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
-from tests.e2e.support import (CHANNEL, bot_lines, flush_all, pm_texts, plugins,
-                               server_members, sessions_match_server, settle_quiet,
-                               wait_for_line)
+from tests.e2e.support import (
+    CHANNEL,
+    bot_lines,
+    flush_all,
+    plugins,
+    pm_texts,
+    server_members,
+    sessions_match_server,
+    settle_quiet,
+    wait_for_line,
+)
 from tests.fakes.cytube import FakeCytubeServer
 
 CHANNEL_PLUGINS = ["sql", "retry", "eventfilter", "usertracker", "mediatracker", "analytics",
@@ -118,7 +126,7 @@ async def test_commands_keep_quotes_and_apostrophes_refuse_low_ranks_and_cooldow
 
         # Quotes group words, apostrophes are ordinary characters: nothing is lost.
         await alice.chat("!tell bob \"don't forget\" it's late")
-        confirm = await wait_for_line(server, lambda l: l.startswith("OK, I'll tell bob"),
+        confirm = await wait_for_line(server, lambda line: line.startswith("OK, I'll tell bob"),
                                       "the tell confirmation")
         assert "here" in confirm
         stored = await db.fetchval("SELECT message FROM daz_tell_messages WHERE to_user = 'bob'")
@@ -130,7 +138,8 @@ async def test_commands_keep_quotes_and_apostrophes_refuse_low_ranks_and_cooldow
 
         # HTML-escaped by the server, unescaped before parsing: & < > ' " arrive intact.
         await carol.chat("!tell dave <b>fish & chips</b> at Joe's")  # alice is cooling down
-        await wait_for_line(server, lambda l: l.startswith("OK, I'll tell dave"), "second tell")
+        await wait_for_line(server, lambda line: line.startswith("OK, I'll tell dave"),
+                            "second tell")
         assert await db.fetchval("SELECT message FROM daz_tell_messages WHERE to_user = 'dave'") \
             == "<b>fish & chips</b> at Joe's"
 
@@ -144,7 +153,7 @@ async def test_commands_keep_quotes_and_apostrophes_refuse_low_ranks_and_cooldow
         await server.set_rank(CHANNEL, "carol", 2)
         await wait_until(lambda: bot.room.state.rank_of("carol") == 2, 5, "carol's rank")
         await carol.chat("!modonly")
-        await wait_for_line(server, lambda l: l == "ok carol", "the moderator command")
+        await wait_for_line(server, lambda line: line == "ok carol", "the moderator command")
 
         # Cooldown spam: ten !ping in a row → one pong, one refusal PM, not ten.
         pms_before = len(pm_texts(server, "alice"))
@@ -244,7 +253,7 @@ async def test_media_changes_playlist_edits_and_a_4000_item_playlist(fake_server
 
         # !np names what plays now.
         await alice.chat("!np")
-        np = await wait_for_line(server, lambda l: l.startswith("Now playing:"), "!np")
+        np = await wait_for_line(server, lambda line: line.startswith("Now playing:"), "!np")
         assert "Video 1" in np
 
         # The connection dies: the server repeats setCurrent/changeMedia on rejoin. That is
@@ -302,7 +311,7 @@ async def test_a_bot_restart_keeps_sessions_single_and_counts_nothing_twice(
         await talk(bob, 5, "first")
         await alice.chat("!ping")
         said["alice"].append("!ping")
-        await wait_for_line(server, lambda l: l == "pong", "pong")
+        await wait_for_line(server, lambda line: line == "pong", "pong")
         await flush_all(bot)
         before = await bot.db.fetch("SELECT username, joined_at FROM daz_user_tracker_sessions"
                                     " WHERE is_active AND username IN ('alice', 'bob')")

@@ -109,7 +109,7 @@ async def test_replayed_history_is_never_marked_live(server):
     alice = await server.user("alice")
     for text in ("!ping", "old news", "!roll 6"):
         await alice.chat(text)
-    async with running_room(server.base_url) as (room, rec):
+    async with running_room(server.base_url) as (_room, rec):
         await alice.chat("fresh")
         await wait_until(lambda: any(c.text == "fresh" for c in chats(rec)), 5)
         by_text = {c.text: c for c in chats(rec) if c.username == "alice"}
@@ -121,7 +121,7 @@ async def test_replayed_history_is_never_marked_live(server):
 
 async def test_a_leading_slash_from_user_text_does_not_run_a_command(server):
     alice = await server.user("alice")
-    async with running_room(server.base_url) as (room, rec):
+    async with running_room(server.base_url) as (room, _rec):
         await room.say("/afk")  # user_input defaults to True
         await room.say("/clear", user_input=True)
         await alice.wait_for("chatMsg", lambda p: p["username"] == BOT and "clear" in p["msg"])
@@ -147,7 +147,7 @@ async def test_survives_a_server_restart_and_says_so(server):
 
 
 async def test_lines_said_while_offline_are_held_and_sent_after_rejoining(server):
-    async with running_room(server.base_url) as (room, rec):
+    async with running_room(server.base_url) as (room, _rec):
         restart = asyncio.create_task(server.restart(down_for=1.5))
         await wait_until(lambda: not room.status()["joined"], 5, "the room to notice")
         for i in range(3):
@@ -169,7 +169,7 @@ async def test_stop_flushes_what_is_queued_then_leaves(server):
 
 
 async def test_a_connection_cut_without_any_event_is_noticed_and_rejoined(server):
-    async with running_room(server.base_url) as (room, rec):
+    async with running_room(server.base_url) as (_room, rec):
         await server.kill_connections()
         await wait_until(lambda: len(rec.of(RoomJoined)) == 2, 20, "rejoin after a cut")
         assert rec.of(RoomDisconnected)[0].will_retry
@@ -190,7 +190,7 @@ async def test_a_bad_password_stops_the_room_instead_of_looping(server):
 
 
 async def test_a_guest_taking_a_registered_name_gives_up(server):
-    async with running_room(server.base_url, password="", join=False) as (room, rec):
+    async with running_room(server.base_url, password="", join=False) as (room, _rec):
         await wait_until(lambda: room.status()["gave_up"], 10)
         assert "That username is registered." in room.status()["gave_up"]
 
@@ -207,7 +207,7 @@ async def test_a_guest_delay_is_waited_out_on_the_same_socket():
             await wait_until(lambda: room.status()["joined"], 15, "the delayed guest login")
             assert room.status()["reconnects"] == 0 and room.state.guest
             logins = rec.of(ev.LoginResult)
-            assert [l.success for l in logins] == [False, True]
+            assert [login.success for login in logins] == [False, True]
     finally:
         await fake.stop()
 
@@ -231,7 +231,7 @@ async def test_a_server_cooldown_loses_nothing_and_repeats_nothing(server):
     """Channel antiflood is switched on while we are rank 1: the server drops some lines until
     the outbox has learned the new limit; every line still arrives exactly once, in order."""
     server.set_channel_rank("testchan", BOT, 1)
-    async with running_room(server.base_url) as (room, rec):
+    async with running_room(server.base_url) as (room, _rec):
         await server.set_options("testchan", chat_antiflood=True,
                                  chat_antiflood_params={"burst": 2, "sustained": 5,
                                                         "cooldown": 1})
@@ -278,7 +278,7 @@ async def test_the_connect_rate_limit_is_respected(server, monkeypatch):
 
 async def test_reconnect_attempts_run_out_then_the_room_gives_up():
     async with running_room("http://127.0.0.1:1", join=False, reconnect_attempts=2) as (room,
-                                                                                        rec):
+                                                                                        _rec):
         room.backoff.base = 0.05
         await wait_until(lambda: room.status()["gave_up"], 15, "giving up")
         assert "after 2 failed reconnect attempt(s)" in room.status()["gave_up"]
@@ -361,7 +361,7 @@ async def test_a_lane_that_pushes_back_stops_the_socket_being_read_and_loses_not
 
 
 async def test_a_room_stops_promptly_while_its_reader_waits_for_the_bus(server):
-    async with running_room(server.base_url) as (room, rec):
+    async with running_room(server.base_url) as (room, _rec):
         never = asyncio.Event()
 
         async def stuck(event) -> None:

@@ -1,7 +1,8 @@
 """Liveness: a connection that goes silent without closing (half-open TCP: the network between
 us and the server stops delivering) is detected within pingInterval + pingTimeout and the room
 reconnects. A tiny socket.io server with short ping settings stands in for CyTube (the fake
-server keeps CyTube's 25 s + 120 s; engine.io takes whole seconds), behind a proxy the test can freeze."""
+server keeps CyTube's 25 s + 120 s; engine.io takes whole seconds), behind a proxy the test can
+freeze."""
 from __future__ import annotations
 
 import asyncio

@@ -15,8 +15,15 @@ import asyncio
 import logging
 
 from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, running_bot, wait_until
-from tests.e2e.support import (CHANNEL, RESYNC_ONLY, assert_nothing_repeated, before_a_resync,
-                               plugins, pongs, room_matches_server)
+from tests.e2e.support import (
+    CHANNEL,
+    RESYNC_ONLY,
+    assert_nothing_repeated,
+    before_a_resync,
+    plugins,
+    pongs,
+    room_matches_server,
+)
 from tests.fakes.frame_cut_proxy import FrameCutProxy
 
 BIG_FRAME = 100_000  # bytes of payload; only the 3,000-item playlist frame is this large

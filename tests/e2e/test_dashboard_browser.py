@@ -19,7 +19,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.browser import browser  # noqa: F401  (fixture)
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
 from tests.e2e.support import CHANNEL, flush_all, plugins
 
@@ -36,16 +35,16 @@ document.addEventListener('securitypolicyviolation',
 """
 
 
-async def run(browser, method, *args):  # noqa: F811
+async def run(browser, method, *args):
     """Selenium blocks; the bot runs on this event loop, so the browser is driven from a thread."""
     return await asyncio.to_thread(getattr(browser, method), *args)
 
 
-async def text_of(browser, css: str) -> str:  # noqa: F811
+async def text_of(browser, css: str) -> str:
     return await asyncio.to_thread(lambda: browser.find_element(By.CSS_SELECTOR, css).text)
 
 
-async def rows_of(browser, css: str) -> list[list[str]]:  # noqa: F811
+async def rows_of(browser, css: str) -> list[list[str]]:
     # Read in one script: the live view may replace the rows between two WebDriver calls.
     return await asyncio.to_thread(browser.execute_script, """
         return Array.from(document.querySelectorAll(arguments[0])).map(
@@ -53,7 +52,7 @@ async def rows_of(browser, css: str) -> list[list[str]]:  # noqa: F811
         """, css)
 
 
-async def assert_nothing_ran(browser, page: str) -> None:  # noqa: F811
+async def assert_nothing_ran(browser, page: str) -> None:
     alerts = await run(browser, "execute_script", "return window.__alerts")
     violations = await run(browser, "execute_script", "return window.__csp")
     assert alerts == [] and violations == [], (page, alerts, violations)
@@ -66,7 +65,7 @@ async def assert_nothing_ran(browser, page: str) -> None:  # noqa: F811
     assert images == 0, page
 
 
-async def shot(browser, tmp_path, name: str) -> None:  # noqa: F811
+async def shot(browser, tmp_path, name: str) -> None:
     path = tmp_path / f"{name}.png"
     await run(browser, "save_screenshot", str(path))
     assert path.stat().st_size > 5000
@@ -102,7 +101,7 @@ async def feed_the_channel(server) -> dict[str, int]:
 
 @pytest.mark.browser
 async def test_dashboard_pages_in_chromium_match_the_database(fake_server, migrated_dsn,
-                                                              tmp_path, browser):  # noqa: F811
+                                                              tmp_path, browser):
     server = fake_server
     await run(browser, "execute_cdp_cmd", "Page.addScriptToEvaluateOnNewDocument",
               {"source": WATCHER})
@@ -256,7 +255,7 @@ def follow_link(browser, text: str) -> None:
     WebDriverWait(browser, 10).until(expected_conditions.staleness_of(link))  # as in login()
 
 
-async def login(browser, token: str) -> None:  # noqa: F811
+async def login(browser, token: str) -> None:
     def submit():
         field = browser.find_element(By.NAME, "token")
         field.clear()

@@ -7,18 +7,18 @@ import asyncio
 import time
 
 import pytest
-from tests.browser import browser  # noqa: F401  (fixture)
+
 from tests.e2e.harness import running_bot, wait_until
 from tests.e2e.support import CHANNEL, plugins
 
 LIVE_WITHIN = 2.0  # seconds from the event in the room to the page showing it
 
 
-async def page_value(browser, script: str):  # noqa: F811
+async def page_value(browser, script: str):
     return await asyncio.to_thread(browser.execute_script, script)
 
 
-async def shown_names(browser) -> list[str]:  # noqa: F811
+async def shown_names(browser) -> list[str]:
     # One script: the live view replaces the rows, so element handles would go stale.
     return await asyncio.to_thread(browser.execute_script, """
         return Array.from(document.querySelectorAll('#users tbody td.name a'))
@@ -37,7 +37,7 @@ async def within(seconds: float, check, what: str) -> float:
 
 @pytest.mark.browser
 async def test_a_join_a_line_a_video_and_a_leave_appear_without_a_reload(
-        fake_server, migrated_dsn, tmp_path, browser):  # noqa: F811
+        fake_server, migrated_dsn, tmp_path, browser):
     server = fake_server
     async with running_bot(server, migrated_dsn, tmp_path / "data", web=True,
                            plugins=plugins()) as bot:
@@ -81,9 +81,9 @@ async def test_a_join_a_line_a_video_and_a_leave_appear_without_a_reload(
         assert took < LIVE_WITHIN
 
 
-async def _has(browser, name: str) -> bool:  # noqa: F811
+async def _has(browser, name: str) -> bool:
     return name in await shown_names(browser)
 
 
-async def _gone(browser, name: str) -> bool:  # noqa: F811
+async def _gone(browser, name: str) -> bool:
     return name not in await shown_names(browser)

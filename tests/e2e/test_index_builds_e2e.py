@@ -75,7 +75,7 @@ async def test_the_bot_serves_while_big_tables_are_indexed(fake_server, migrated
             "SELECT message, count(*) FROM daz_core_events WHERE username = 'alice'"
             " AND event_type = 'cytube.event.chatMsg' GROUP BY message")
         assert {r["message"]: r["count"] for r in stored} == {
-            **{line: 1 for line in lines}, "after the builds": 1}
+            **dict.fromkeys(lines, 1), "after the builds": 1}
     finally:
         await old_reader.close()
         await setup.close()

@@ -27,7 +27,8 @@ from tests.conftest import run_sync, with_database
 ENOUGH = 30  # seconds: a retry loop would still be running, a one-line refusal long done
 
 
-def daz(*args: str, env: dict | None = None, timeout: float = ENOUGH) -> subprocess.CompletedProcess:
+def daz(*args: str, env: dict | None = None,
+        timeout: float = ENOUGH) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DAZ_")}
     return subprocess.run([sys.executable, "-m", "daz.cli", *args], capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL,

@@ -104,7 +104,7 @@ async def test_a_stop_during_an_outage_keeps_everything_for_the_next_start(
         first.proc.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(first.proc.wait(), GRACE)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             first.proc.kill()  # what Docker does; the assertion below then fails
             await first.proc.wait()
         stop_seconds = time.monotonic() - stopped_at

@@ -18,7 +18,6 @@ as an attachment, so the room went deaf while connected.
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import logging

@@ -8,8 +8,7 @@ import contextlib
 from daz.plugins.manager import available_plugins
 from daz.plugins.ollama import Ollama
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
-from tests.e2e.support import (CHANNEL, bot_lines, pm_texts, plugins, settle_quiet,
-                               wait_for_line)
+from tests.e2e.support import CHANNEL, bot_lines, plugins, pm_texts, settle_quiet, wait_for_line
 from tests.fakes.image_server import ImageServer
 from tests.fakes.ollama import FakeOllama
 
@@ -82,7 +81,8 @@ async def test_tell_is_delivered_once_on_join_and_by_pm_when_sent_by_pm(fake_ser
                            only=["sql", "eventfilter", "usertracker", "tell"]) as bot:
         alice = await server.user("alice")
         await alice.chat("!tell dave see you at 8")
-        await wait_for_line(server, lambda l: l.startswith("OK, I'll tell dave in chat"), "stored")
+        await wait_for_line(server, lambda line: line.startswith("OK, I'll tell dave in chat"),
+                            "stored")
         bob = await server.user("bob")  # alice's !tell is cooling down
         mark = bob.mark()
         await bob.pm(BOT_NAME, "!tell erin the secret plan")
@@ -90,7 +90,8 @@ async def test_tell_is_delivered_once_on_join_and_by_pm_when_sent_by_pm(fake_ser
         assert confirm["msg"].startswith("OK, I'll tell erin by PM")
 
         dave = await server.user("dave")
-        delivered = await wait_for_line(server, lambda l: l.startswith("dave: alice left you"),
+        delivered = await wait_for_line(server,
+                                        lambda line: line.startswith("dave: alice left you"),
                                         "the public delivery")
         assert delivered.endswith("see you at 8")
         erin = await server.user("erin")
@@ -107,7 +108,7 @@ async def test_tell_is_delivered_once_on_join_and_by_pm_when_sent_by_pm(fake_ser
         await bot.settle()
         await bot.plugin("tell").idle()
         await settle_quiet()
-        assert sum(l.startswith("dave: alice left you") for l in bot_lines(server)) == 1
+        assert sum(line.startswith("dave: alice left you") for line in bot_lines(server)) == 1
         assert len(pm_texts(server, "erin")) == 1
         rows = await bot.db.fetch("SELECT to_user, delivered, sent_at, is_pm"
                                   " FROM daz_tell_messages ORDER BY id")
@@ -234,8 +235,8 @@ async def test_ollama_answers_when_addressed_once_in_total_with_two_bots(
             await alice.chat("hey daz, how are you?")  # addresses both bots by their alias
 
             def replies() -> list[str]:
-                return [l for bot in (BOT_NAME, SECOND_BOT) for l in bot_lines(server, bot=bot)
-                        if l == "the model says hi"]
+                return [line for bot in (BOT_NAME, SECOND_BOT)
+                        for line in bot_lines(server, bot=bot) if line == "the model says hi"]
 
             await wait_until(replies, 10, "a model reply")
             for bot in (one, two):

@@ -91,7 +91,7 @@ async def test_the_bot_logs_in_with_a_password_that_ps_never_shows(fake_server, 
             proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await proc.wait()
         if master is not None:

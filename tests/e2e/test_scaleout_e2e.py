@@ -7,6 +7,8 @@ does when one account joins a channel twice: it must stay at 0 throughout.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 
 import pytest
 
@@ -177,3 +179,98 @@ async def shows_who_holds_what(first: DazProcess, second: DazProcess, seconds: s
             assert response.status == 302
             assert response.headers["Location"] == (
                 f"http://127.0.0.1:{second.web_port}/c/{room}")
+
+
+async def daz_status(*args: str):
+    """``daz status`` as an operator runs it (no DAZ_* variables from the test's environment)."""
+    from click.testing import CliRunner
+
+    from daz.cli import main
+
+    env = {k: None for k in os.environ if k.startswith("DAZ_")}
+    return await asyncio.to_thread(CliRunner().invoke, main, ["status", *args], env=env)
+
+
+def table_row(output: str, start: str) -> str:
+    rows = [line for line in output.splitlines() if line.startswith(start)]
+    assert len(rows) == 1, (start, output)
+    return rows[0]
+
+
+async def test_status_reads_every_instance_and_room_from_the_shared_database(
+        server, migrated_dsn, tmp_path):
+    """Issue 15 item 6: with several instances on one database, ``daz status --config`` reads
+    the lease tables and each instance's heartbeat report: every instance (a killed one shown
+    stale), every room with its holder and state, rooms waiting to be joined, and queues."""
+    crowd = Instances(server, migrated_dsn, tmp_path, core={"max_rooms": 3})
+    config = str(crowd.config)
+    try:
+        first, second = crowd.start(), crowd.start()
+        held = await crowd.split([first, second], [2, 2])
+        names = [(await p.health())["leases"]["instance"] for p in (first, second)]
+        result = None
+
+        async def reports_in() -> bool:  # reports follow the heartbeat every 2 s
+            nonlocal result
+            result = await daz_status("--config", config)
+            return result.exit_code == 0 and result.output.count(" joined ") == 4
+        await wait_until(reports_in, 20, "daz status: both instances reported")
+        out = result.output
+        assert out.splitlines()[0].endswith(
+            ": 2 instance(s) alive; 4 of 4 room(s) held, 4 joined; healthy"), out
+        for name, rooms in zip(names, held, strict=True):
+            row = table_row(out, f"instance {name} ")
+            assert " alive " in row and f"holds 2: {', '.join(sorted(rooms))}" in row, row
+            assert "database ok" in row and "0 spilled" in row and "outbox 0" in row, row
+            assert "plugins " in row and "heartbeat " in row, row
+            for room in rooms:
+                row = table_row(out, f"room {room} ")
+                assert " joined " in row and f"held by {name} " in row, row
+                assert "1 users" in row, row  # the bot itself
+
+        # SIGKILL: nothing of the first is left but its row, which stops being renewed. Its two
+        # rooms: one goes to the second (capped at 3), the other waits to be joined.
+        first.kill()
+        await crowd.split([second], [3])
+        waiting_room = next(ch for ch in CHANNELS if not crowd.bot_in(ch))
+
+        async def shown_stale() -> bool:
+            nonlocal result
+            result = await daz_status("--config", config)
+            return (result.exit_code == 2 and " STALE " in result.output
+                    and result.output.count(" joined ") == 3)
+        await wait_until(shown_stale, 20, "daz status: the killed instance stale")
+        out = result.output
+        assert ": 1 instance(s) alive, 1 stale; 3 of 4 room(s) held, 3 joined; NOT healthy" \
+            in out.splitlines()[0], out
+        row = table_row(out, f"instance {names[0]} ")
+        assert " STALE " in row and "last heartbeat " in row and "holds nothing now" in row, row
+        assert "holds 3: " in table_row(out, f"instance {names[1]} ")
+        row = table_row(out, f"room {waiting_room} ")
+        assert " waiting " in row and "waiting to be joined" in row, row
+        assert f"last held by {names[0]}, whose lease lapsed" in row, row
+        assert f"waiting to be joined: {waiting_room}" in out.split("problems:")[1]
+        for room in set(CHANNELS) - {waiting_room}:
+            assert f"held by {names[1]} " in table_row(out, f"room {room} ")
+
+        as_json = json.loads((await daz_status("--dsn", migrated_dsn, "--json")).output)
+        assert as_json["waiting"] == [waiting_room]  # without a config: from the lease rows
+        by_name = {i["name"]: i for i in as_json["instances"]}
+        assert {name: i["alive"] for name, i in by_name.items()} == {names[0]: False,
+                                                                     names[1]: True}
+        assert by_name[names[1]]["queues"]["eventlog_spilled"] == 0
+
+        # A third instance takes the waiting room: everything is held and joined again.
+        third = crowd.start()
+        await crowd.split([second, third], [2, 2])
+        third_name = (await third.health())["leases"]["instance"]
+
+        async def healthy_again() -> bool:
+            nonlocal result
+            result = await daz_status("--config", config)
+            return result.exit_code == 0 and f"held by {third_name} " in result.output
+        await wait_until(healthy_again, 20, "daz status: the third instance holds rooms")
+        assert " STALE " in table_row(result.output, f"instance {names[0]} ")
+        assert server.duplicate_logins == {}
+    finally:
+        await crowd.stop_all()

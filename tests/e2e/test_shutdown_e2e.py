@@ -46,7 +46,7 @@ class DazProcess:
         self.log_path = data_dir / f"daz-{time.monotonic_ns()}.log"
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> "DazProcess":
+    async def start(self) -> DazProcess:
         self.server.add_account(BOT_NAME, BOT_PASSWORD)
         self.server.set_channel_rank(CHANNEL, BOT_NAME, 2)
         log = open(self.log_path, "wb")

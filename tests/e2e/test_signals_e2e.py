@@ -55,10 +55,11 @@ async def stop_and_time(proc, sig: int, timeout: float = 15.0) -> tuple[int, flo
     proc.send_signal(sig)
     try:
         rc = await asyncio.wait_for(proc.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise AssertionError(f"still running {timeout}s after {signal.Signals(sig).name}")
+        raise AssertionError(
+            f"still running {timeout}s after {signal.Signals(sig).name}") from None
     return rc, time.monotonic() - started
 
 
@@ -106,7 +107,7 @@ async def test_ctrl_c_stops_the_sandbox_cleanly(tmp_path, migrated_dsn):
                          or proc.returncode is not None, 60, "the sandbox running")
         await asyncio.sleep(2.0)  # scripted users chat; the bot is connected and writing
         assert proc.returncode is None, log_path.read_text()
-        rc, seconds = await stop_and_time(proc, signal.SIGINT)
+        rc, _seconds = await stop_and_time(proc, signal.SIGINT)
         text = log_path.read_text(errors="replace")
         assert rc == 0, text[-3000:]
         assert "Traceback" not in text and "CancelledError" not in text, text[-3000:]

@@ -49,7 +49,7 @@ async def test_json_start_up_log_says_each_thing_once(fake_server, fresh_dsn, tm
                 break
     finally:
         proc.send_signal(signal.SIGTERM)
-        rest, err = await asyncio.wait_for(proc.communicate(), 30)
+        _rest, err = await asyncio.wait_for(proc.communicate(), 30)
     for raw in err.decode().splitlines():
         try:
             entries.append(json.loads(raw))

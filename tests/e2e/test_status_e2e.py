@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import socket
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 from click.testing import CliRunner
@@ -97,9 +97,8 @@ async def test_status_wants_the_token_and_says_when_nothing_answers(fake_server,
                                                                     tmp_path):
     async with running_app(fake_server, migrated_dsn, tmp_path) as app:
         url = f"http://127.0.0.1:{app.web.port}"
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{url}/status") as response:
-                assert response.status == 401
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/status") as response:
+            assert response.status == 401
         refused = await _status("--url", url, "--token", "wrong")
         assert refused.exit_code == 1 and "refused the web login token" in refused.output
     closed = unused_http_address()

@@ -44,7 +44,7 @@ def ws_payload_length(head: bytes) -> int:
 class DownstreamTracker:
     """Frame boundaries in the server → client bytes of one connection."""
 
-    def __init__(self, proxy: "FrameCutProxy"):
+    def __init__(self, proxy: FrameCutProxy):
         self.proxy = proxy
         self.phase = "http"   # then "ws" after a 101, or "raw" for any other response
         self.head = b""       # an HTTP response head, or a frame header split across reads

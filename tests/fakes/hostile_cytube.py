@@ -48,7 +48,7 @@ class Session:
 
     async def send_frame(self, payload: bytes, opcode: int) -> bool:
         """A websocket frame exactly as given (aiohttp's writer frames it, nothing checks it)."""
-        writer = self.ws._writer  # noqa: SLF001 - a fake that must be able to lie
+        writer = self.ws._writer
         return await self._send(writer.send_frame(payload, opcode))
 
     async def _send(self, coro) -> bool:
@@ -79,7 +79,7 @@ class HostileCytube:
     def current(self) -> Session | None:
         return self.sessions[-1] if self.sessions else None
 
-    async def start(self) -> "HostileCytube":
+    async def start(self) -> HostileCytube:
         app = web.Application()
         app.router.add_get("/socketconfig/{channel}.json", self._socketconfig)
         app.router.add_get("/socket.io/", self._engineio)

@@ -108,7 +108,7 @@ class ImageServer:
                                 headers={"Content-Range": f"bytes 0-{len(PNG) - 1}/{len(PNG)}"})
         return web.Response(body=PNG, content_type="image/png")
 
-    async def __aenter__(self) -> "ImageServer":
+    async def __aenter__(self) -> ImageServer:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self._runner = web.AppRunner(app, access_log=None)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -98,7 +99,7 @@ class FakeOllama:
         if mode == "slow":
             try:
                 await asyncio.wait_for(self._release.wait(), self.delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if mode == "fail":
             return web.json_response({"error": "model runner crashed"}, status=500)

@@ -23,7 +23,7 @@ class TcpProxy:
         self._pipes: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
 
-    async def start(self) -> "TcpProxy":
+    async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._accept, self.host, self.port or 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self

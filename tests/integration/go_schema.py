@@ -177,10 +177,10 @@ EVENTFILTER_TABLES = {
 GROUPS = [
     # Go's idx_events_chatmsg_unique (channel_name, message_time, username) is replaced on
     # purpose by one that adds md5(message): the Go key dropped a second line one sender said in
-    # the same millisecond. See plugins/sql/schema.sql and test_migrations_db.py.
-    ("sql core", "plugins/sql/schema.sql", CORE_TABLES, {}, [], [],
+    # the same millisecond. See plugins/sql/migrations/001_baseline.sql and test_migrations_db.py.
+    ("sql core", "sql/001_baseline.sql", CORE_TABLES, {}, [], [],
      ["idx_events_chatmsg_text_unique"]),
-    ("gallery", "scripts/sql/027_gallery_system.sql", GALLERY_TABLES,
+    ("gallery", "core/027_gallery_system.sql", GALLERY_TABLES,
      {"daz_gallery_view": ["id", "username", "url", "channel", "posted_at", "image_title",
                            "is_active", "original_poster", "shared_from", "is_locked",
                            "total_images", "active_images"]},
@@ -188,27 +188,27 @@ GROUPS = [
       "restore_dead_image", "calculate_next_check_time", "update_dead_image_recovery"], [],
      ["daz_gallery_images_username_url_key", "unique_user_channel_lock",
       "unique_user_channel_stats"]),
-    ("retry", "scripts/sql/025_retry_persistence.sql", RETRY_TABLES,
+    ("retry", "core/025_retry_persistence.sql", RETRY_TABLES,
      {"daz_retry_queue_stats": ["plugin_name", "operation_type", "status", "count",
                                 "avg_retry_count", "max_retry_count", "oldest_entry",
                                 "latest_update"]},
      ["acquire_retry_batch", "complete_retry", "fail_retry", "cleanup_old_retries",
       "update_retry_stats"], [("update_retry_stats_trigger", "daz_retry_queue")],
      ["daz_retry_queue_correlation_id_key"]),
-    ("plugin stats", "scripts/sql/026_plugin_stats.sql", STATS_TABLES, {}, [], [],
+    ("plugin stats", "core/026_plugin_stats.sql", STATS_TABLES, {}, [], [],
      ["daz_plugin_stats_pkey"]),
-    ("mediatracker", "plugins/mediatracker/schema.sql", MEDIATRACKER_TABLES, {}, [], [],
+    ("mediatracker", "mediatracker/001_baseline.sql", MEDIATRACKER_TABLES, {}, [], [],
      ["daz_mediatracker_library_url_key"]),
-    ("analytics", "plugins/analytics/schema.sql", ANALYTICS_TABLES, {}, [], [], []),
-    ("usertracker", "plugins/usertracker/schema.sql", USERTRACKER_TABLES, {},
+    ("analytics", "analytics/001_baseline.sql", ANALYTICS_TABLES, {}, [], [], []),
+    ("usertracker", "usertracker/001_baseline.sql", USERTRACKER_TABLES, {},
      ["upsert_user_session"], [], []),
-    ("greeter", "plugins/greeter/schema.sql", GREETER_TABLES, {}, [], [],
+    ("greeter", "greeter/001_baseline.sql", GREETER_TABLES, {}, [], [],
      ["daz_greeter_state_channel_key"]),
     # Go's idx_tell_pending_unique (one pending tell per recipient) is dropped on purpose by the
-    # tell plugin, which allows several; see plugins/tell/schema.sql.
-    ("tell", "plugins/tell/schema.sql", TELL_TABLES, {}, [], [], []),
-    ("ollama", "scripts/sql/031_ollama_responses.sql", OLLAMA_TABLES, {}, [], [], []),
-    ("eventfilter", "plugins/eventfilter/schema.sql", EVENTFILTER_TABLES, {}, [], [],
+    # tell plugin, which allows several; see plugins/tell/migrations/001_baseline.sql.
+    ("tell", "tell/001_baseline.sql", TELL_TABLES, {}, [], [], []),
+    ("ollama", "core/031_ollama_responses.sql", OLLAMA_TABLES, {}, [], [], []),
+    ("eventfilter", "eventfilter/001_baseline.sql", EVENTFILTER_TABLES, {}, [], [],
      ["daz_eventfilter_commands_command_key"]),
 ]
 

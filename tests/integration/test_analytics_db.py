@@ -191,15 +191,18 @@ async def test_helper_rows_past_the_retention_are_cleaned_up_once_a_day(database
     batch.message("testchan", "alice", recent)
     async with database.pool.acquire() as conn:
         await store.write(conn, batch)
-    await database.execute("UPDATE daz_analytics_flushes SET applied_at = now() - interval '40 days'")
-    await database.execute("INSERT INTO daz_analytics_flushes (flush_id) VALUES (gen_random_uuid())")
+    await database.execute(
+        "UPDATE daz_analytics_flushes SET applied_at = now() - interval '40 days'")
+    await database.execute(
+        "INSERT INTO daz_analytics_flushes (flush_id) VALUES (gen_random_uuid())")
     k = await start(database)
     plugin = k.plugin("analytics")
     assert await plugin.cleanup_if_due() == 2  # one old chatter name, one old flush id
     assert [r["username"] for r in await database.fetch(
         "SELECT username FROM daz_analytics_hourly_users")] == ["alice"]
     assert await database.fetchval("SELECT count(*) FROM daz_analytics_flushes") == 1
-    await database.execute("UPDATE daz_analytics_flushes SET applied_at = now() - interval '40 days'")
+    await database.execute(
+        "UPDATE daz_analytics_flushes SET applied_at = now() - interval '40 days'")
     assert await plugin.cleanup_if_due() == 0  # not again within the day
     assert await database.fetchval("SELECT count(*) FROM daz_analytics_flushes") == 1
     # The figures themselves are kept: only the helpers go.
@@ -213,7 +216,7 @@ async def test_a_batch_the_database_refuses_is_dropped_not_retried_for_ever(data
     await chat(k, "bad\x00name", HOUR + 1)  # never counted: it would poison the batch
     await chat(k, "alice", HOUR + 2)
     await k.bus.drain(10)
-    assert set(u for _, u in plugin.current.users) == {"alice"}
+    assert {u for _, u in plugin.current.users} == {"alice"}
     plugin.current.message("testchan", "x" * 300, HOUR + 3)  # too long for the column
     assert await plugin.flush() == 0  # refused: dropped, logged, nothing half-applied
     assert plugin.dropped_batches == 1 and plugin.pending is None

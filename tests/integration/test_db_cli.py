@@ -52,7 +52,7 @@ def test_migrate_then_status_then_nothing_to_do(fresh_dsn):
     assert f"applied {len(migrations.migrations())} migration(s)" in first.output
     status = daz("db", "status", "--dsn", fresh_dsn)
     assert status.exit_code == 0 and status.output.strip().endswith("up to date")
-    assert "plugins/sql/schema.sql" in status.output and "pending" not in status.output
+    assert "sql/001_baseline.sql" in status.output and "pending" not in status.output
     again = daz("db", "migrate", "--dsn", fresh_dsn)
     assert again.exit_code == 0 and "database is up to date" in again.output
 
@@ -67,7 +67,7 @@ def test_the_database_comes_from_the_environment_or_a_go_config(fresh_dsn, tmp_p
         "user": parts.username or "", "password": parts.password or ""}}}}))
     by_config = daz("db", "migrate", "--config", str(config))
     assert by_config.exit_code == 0 and "applied" in by_config.output
-    assert query(fresh_dsn, "SELECT count(*) FROM daz_schema_migrations")[0][0] > 0
+    assert query(fresh_dsn, "SELECT count(*) FROM daz_migrations")[0][0] > 0
 
 
 def test_an_unreachable_database_is_a_clear_error():
@@ -127,15 +127,15 @@ def test_grant_to_a_role_we_may_not_create_says_what_to_do(limited_login):
 
 
 def scripts_granting_to(role: str, tmp_path) -> list[migrations.Migration]:
-    """scripts/sql/0*.sql with their grantee renamed, so the "role is missing" path can be
+    """The core migrations 0*.sql with their grantee renamed, so the "role is missing" path can be
     exercised on a shared server where daz_user itself may already exist."""
     out = []
     for m in migrations.migrations():
-        if not m.name.startswith("scripts/sql/"):
+        if m.owner != "core":
             continue
         copy = tmp_path / m.path.name
         copy.write_text(m.text().replace("daz_user", role), encoding="utf-8")
-        out.append(migrations.Migration(m.name, copy))
+        out.append(migrations.Migration(m.owner, m.file, copy))
     return out
 
 

@@ -19,7 +19,7 @@ from daz.plugins.usertracker import UserTracker
 from tests.e2e.harness import wait_until
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.integration.tracker_feed import feed, user
-from tests.plugin_kit import Kit
+from tests.plugin_kit import Kit, stats_noted_every_subscription
 
 CUT_SECONDS = 2.0
 
@@ -69,14 +69,13 @@ class Ledger(Plugin):
                                           error=str(exc) or type(exc).__name__)
 
     async def _apply(self, key: str, amount: int) -> None:
-        async with self.ctx.db.pool.acquire() as conn:
-            async with conn.transaction():
-                fresh = await conn.fetchval(
-                    "INSERT INTO outage_applied (key) VALUES ($1) ON CONFLICT DO NOTHING"
-                    " RETURNING key", key)
-                if fresh is not None:
-                    await conn.execute("UPDATE outage_total SET total = total + $1,"
-                                       " writes = writes + 1", amount)
+        async with self.ctx.db.pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                "INSERT INTO outage_applied (key) VALUES ($1) ON CONFLICT DO NOTHING"
+                " RETURNING key", key)
+            if fresh is not None:
+                await conn.execute("UPDATE outage_total SET total = total + $1,"
+                                   " writes = writes + 1", amount)
         if key in self.lose_reply:
             self.lose_reply.discard(key)
             raise ConnectionResetError("connection lost after COMMIT")
@@ -141,7 +140,8 @@ async def test_plugins_lose_and_double_nothing_when_the_database_is_cut(migrated
                "stats": Stats, "usertracker": UserTracker}
     async with proxied(migrated_dsn) as (proxy, db):
         k = await Kit.start(plugins, db=db, sections=fast)
-        await asyncio.sleep(0.05)  # stats has noted every subscription
+        await wait_until(lambda: stats_noted_every_subscription(k),
+                         what="stats noting every subscription")
         names = [f"user{n}" for n in range(7)]
         await feed(k, "userlist", [user(n) for n in names])
         lines = pings = 0

@@ -9,8 +9,16 @@ import logging
 import time
 
 from daz.db.eventlog import EventLog
-from daz.db.eventrows import (ACTIVITY, CHAT, CORE, PRIVATE, LogEntry, chat_uid, clean_json,
-                              random_uid)
+from daz.db.eventrows import (
+    ACTIVITY,
+    CHAT,
+    CORE,
+    PRIVATE,
+    LogEntry,
+    chat_uid,
+    clean_json,
+    random_uid,
+)
 from daz.db.pool import Database
 from daz.metrics import Metrics
 from tests.e2e.harness import wait_until

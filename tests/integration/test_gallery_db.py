@@ -207,7 +207,7 @@ async def test_health_states_ok_failures_death_and_recovery(database):
         for expected_failures in (2, 3):
             await make_due(database)
             report = await health.run()
-            gone = [r for r in await rows(database) if r["url"].endswith("/gone.png")][0]
+            gone = next(r for r in await rows(database) if r["url"].endswith("/gone.png"))
             assert gone["failure_count"] == expected_failures
         assert report.died == 2
         by_url = {r["url"].rsplit("/", 1)[-1]: r for r in await rows(database)}
@@ -394,7 +394,7 @@ async def test_the_health_loop_runs_on_its_interval(database):
 async def test_a_bad_interval_stops_start_up_with_a_clear_error(database, interval):
     from daz.config import ConfigError
 
-    with pytest.raises(ConfigError, match="plugins.gallery.health_check_interval"):
+    with pytest.raises(ConfigError, match=r"plugins\.gallery\.health_check_interval"):
         await start(database, health_check_interval=interval)
 
 

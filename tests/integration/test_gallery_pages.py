@@ -17,7 +17,6 @@ from daz.plugins.gallery import Gallery
 from daz.plugins.gallery.export import export
 from daz.plugins.gallery.pages import safe_src, slug
 from daz.web.server import WebServer
-from tests.browser import browser  # noqa: F401  (fixture)
 from tests.fakes.image_server import ImageServer
 from tests.fakes.room import RecordingRoom
 from tests.plugin_kit import Kit
@@ -244,7 +243,7 @@ def test_cli_export(migrated_dsn, tmp_path):
 
 @pytest.mark.browser
 async def test_the_page_in_chromium_shows_the_images_and_the_graveyard(database, tmp_path,
-                                                                      browser):  # noqa: F811
+                                                                      browser):
     async with ImageServer() as images:
         await seed(database, image_base=f"http://127.0.0.1:{images.port}")
         k = await Kit.start({"gallery": Gallery}, db=database,

@@ -1,7 +1,7 @@
 """Scripts 027–030 on a database the Go Daz left behind, and run again and again."""
 import asyncpg
 
-from daz.db.migrate import migrate, run_script, sql_dir
+from daz.db.migrate import CORE_DIR, migrate, run_script
 
 GO_ERA = """
 CREATE TABLE daz_gallery_images (
@@ -43,7 +43,7 @@ async def test_a_go_era_gallery_is_upgraded_and_the_scripts_rerun_cleanly(fresh_
     try:
         await conn.execute(GO_ERA)
         await migrate(conn)
-        images, locks = await snapshot(conn)
+        images, _locks = await snapshot(conn)
         # The same URL in two channels became one row, the latest post kept.
         assert images == [
             ("alice", "https://x.example/a.png", "two", "active", True, None),
@@ -63,7 +63,7 @@ async def test_a_go_era_gallery_is_upgraded_and_the_scripts_rerun_cleanly(fresh_
         for _ in range(2):
             for name in GALLERY_SCRIPTS:
                 async with conn.transaction():
-                    await run_script(conn, name, (sql_dir() / name).read_text())
+                    await run_script(conn, name, (CORE_DIR / name).read_text())
         assert await snapshot(conn) == before
         assert await conn.fetchval("SELECT add_gallery_image('carol', 'https://x.example/c.png',"
                                    " 'one', NULL, 25)") is not None

@@ -98,7 +98,7 @@ def test_dry_run_lists_per_table_what_migrate_then_does(fresh_dsn):
     assert "daz_tell_messages: update 1 delivered message(s)" in out
     assert out.strip().endswith("dry run: nothing was changed")
     assert snapshot(fresh_dsn) == before
-    assert sql(fresh_dsn, fetch="SELECT to_regclass('daz_schema_migrations') IS NULL")[0][0]
+    assert sql(fresh_dsn, fetch="SELECT to_regclass('daz_migrations') IS NULL")[0][0]
 
     done = daz("db", "migrate", "--dsn", fresh_dsn)
     assert done.exit_code == 0, done.output
@@ -130,18 +130,23 @@ def test_go_scripts_run_again_are_noticed_by_status_and_repaired_by_migrate(migr
     assert "2 function(s) are not as daz installs them" in status.output, status.output
     assert "complete_retry(bigint): replaced" in status.output
     assert "fail_retry(bigint,text): an extra signature" in status.output
-    assert "scripts/sql/025_retry_persistence.sql" in status.output
-    assert [line for line in status.output.splitlines()
-            if line.startswith("scripts/sql/025")][0].split()[1] == "repair"
-    assert status.output.strip().endswith("1 to apply")
+    assert "core/025_retry_persistence.sql" in status.output
+    assert next(line for line in status.output.splitlines()
+                if line.startswith("core/025")).split()[1] == "repair"
+    assert status.output.strip().endswith("1 to repair")
 
     dry = daz("db", "migrate", "--dry-run", "--dsn", migrated_dsn)
-    assert "would apply 1 migration(s)" in dry.output and "complete_retry" in dry.output
+    assert "would restore 2 function(s)" in dry.output and "complete_retry" in dry.output
+    assert "would apply" not in dry.output  # a migration is applied once: only its functions
 
+    applied_at = "SELECT applied_at FROM daz_migrations WHERE file = '025_retry_persistence.sql'"
+    before = sql(migrated_dsn, fetch=applied_at)
     repaired = daz("db", "migrate", "--dsn", migrated_dsn)
     assert repaired.exit_code == 0, repaired.output
-    assert "scripts/sql/025_retry_persistence.sql" in repaired.output
+    assert "core/025_retry_persistence.sql" in repaired.output
     assert "restored 2 function(s)" in repaired.output
+    assert "database is up to date" in repaired.output
+    assert sql(migrated_dsn, fetch=applied_at) == before
     signatures = [r[0] for r in sql(migrated_dsn, fetch=(
         "SELECT oid::regprocedure::text FROM pg_proc WHERE proname = 'fail_retry'"))]
     assert signatures == ["fail_retry(bigint,text,double precision,double precision,"

@@ -13,8 +13,14 @@ from daz.plugins.eventfilter import EventFilter
 from daz.plugins.greeter import Greeter
 from daz.plugins.retry import Retry
 from daz.plugins.usertracker import UserTracker
-from tests.integration.room_feed import (SayRecorder, disconnected, joined, left, room_joined,
-                                         userlist)
+from tests.integration.room_feed import (
+    SayRecorder,
+    disconnected,
+    joined,
+    left,
+    room_joined,
+    userlist,
+)
 from tests.plugin_kit import Kit
 
 QUIET = {"delay_min_seconds": 0, "delay_max_seconds": 0, "skip_probability": 0,

@@ -6,16 +6,16 @@ import asyncpg
 
 from daz.clock import FakeClock
 from daz.db.migrate import PLUGINS_DIR, migrate, migrations, run_script
-from daz.plugins.registry import available_plugins
 from daz.db.pool import Database
 from daz.plugins.eventfilter import EventFilter
 from daz.plugins.greeter import Greeter
+from daz.plugins.registry import available_plugins
 from daz.plugins.tell import Tell
 from tests.integration.room_feed import joined, room_joined
 from tests.plugin_kit import Kit
 
-GREETER = PLUGINS_DIR / "greeter" / "schema.sql"
-TELL = PLUGINS_DIR / "tell" / "schema.sql"
+GREETER = PLUGINS_DIR / "greeter" / "migrations" / "001_baseline.sql"
+TELL = PLUGINS_DIR / "tell" / "migrations" / "001_baseline.sql"
 
 GO_COLUMNS = {
     "daz_greeter_history": {
@@ -99,7 +99,7 @@ async def _indexes(conn, table):
 def test_both_schemas_are_applied_in_plugin_order():
     names = [m.name for m in migrations()]
     assert "greeter" in available_plugins() and "tell" in available_plugins()
-    assert "plugins/greeter/schema.sql" in names and "plugins/tell/schema.sql" in names
+    assert "greeter/001_baseline.sql" in names and "tell/001_baseline.sql" in names
 
 
 async def test_empty_database_gets_the_go_names_and_types_and_reruns(fresh_dsn):

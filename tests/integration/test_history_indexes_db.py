@@ -5,7 +5,7 @@ loses to an index. Without the lower(name) indexes these plans are sequential sc
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -19,7 +19,7 @@ from tests.conftest import _admin, _unique, run_sync, with_database
 from tests.history_data import CHANNEL, END, HEAVY_USER, LIGHT_USER, fill
 
 SCALE = 0.01  # 30 k chat lines, 3 k sessions, 1 k images...: enough to make a scan lose
-NOW = END.replace(tzinfo=timezone.utc)
+NOW = END.replace(tzinfo=UTC)
 T = NOW.timestamp()
 BIG_TABLES = {"daz_chat_log", "daz_core_events", "daz_user_tracker_sessions",
               "daz_mediatracker_plays", "daz_gallery_images", "daz_private_messages",
@@ -103,7 +103,7 @@ def assert_indexed(explainer: Explainer, expected: list) -> None:
     """Statement i uses index expected[i] (a set: one of them; None: any index); no statement
     reads a big table from end to end."""
     assert len(explainer.plans) == len(expected), [sql for sql, _ in explainer.plans]
-    for (sql, plan), index in zip(explainer.plans, expected):
+    for (sql, plan), index in zip(explainer.plans, expected, strict=True):
         assert not scanned_whole(plan) & BIG_TABLES, (sql, scanned_whole(plan))
         if index is not None:
             allowed = index if isinstance(index, set) else {index}

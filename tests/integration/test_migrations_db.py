@@ -71,7 +71,7 @@ async def test_an_empty_database_gets_every_documented_object(fresh_dsn):
         applied = await migrate(conn)
         assert applied == [m.name for m in migrations.migrations()]
         await check_documented_schema(conn)
-        recorded = await conn.fetchval("SELECT count(*) FROM daz_schema_migrations")
+        recorded = await conn.fetchval("SELECT count(*) FROM daz_migrations WHERE NOT recognised")
         assert recorded == len(applied)
     finally:
         await conn.close()
@@ -128,17 +128,20 @@ async def test_a_go_database_is_upgraded_in_place_keeping_every_row(fresh_dsn):
         await conn.close()
 
 
-async def test_running_migrate_again_is_harmless_even_when_every_file_is_reapplied(fresh_dsn):
+async def test_running_migrate_again_is_harmless_even_when_every_baseline_is_reapplied(fresh_dsn):
     conn = await asyncpg.connect(fresh_dsn)
     try:
         await load_go_database(conn)
         await migrate(conn)
         assert await migrate(conn) == []  # recorded: nothing to do
         before = await inventory(conn)
-        # As if every file had changed since: all of them run again over the migrated database.
-        await conn.execute("DELETE FROM daz_schema_migrations")
+        # The baselines adopt a database whatever ran before (the Go bot, an earlier daz, psql
+        # -f): as if none was recorded, all of them run again over the migrated database.
+        baselines = [m for m in migrations.migrations() if m.legacy_name]
+        await conn.execute("DELETE FROM daz_migrations WHERE owner || '/' || file = ANY($1)",
+                           [m.name for m in baselines])
         again = await migrate(conn)
-        assert again == [m.name for m in migrations.migrations()]
+        assert again == [m.name for m in baselines]
         after = await inventory(conn)
         assert after["views"] == before["views"] and after["functions"] == before["functions"]
         assert {t: v[1] for t, v in after["tables"].items()} == \
@@ -155,7 +158,7 @@ async def test_two_migrations_at_once_take_turns(fresh_dsn):
         everything = [m.name for m in migrations.migrations()]
         # One of them applied everything, the other found it done: nothing ran twice or raced.
         assert sorted([a, b], key=len) == [[], everything]
-        assert await first.fetchval("SELECT count(*) FROM daz_schema_migrations") == \
+        assert await first.fetchval("SELECT count(*) FROM daz_migrations") == \
             len(everything)
         await check_documented_schema(first)
     finally:
@@ -176,8 +179,8 @@ async def test_a_broken_file_names_file_and_statement_and_changes_nothing(fresh_
     conn = await asyncpg.connect(fresh_dsn)
     try:
         with pytest.raises(MigrationError) as failure:
-            await migrate(conn, files=[Migration("probe/001_good.sql", good),
-                                       Migration("probe/002_broken.sql", broken)])
+            await migrate(conn, files=[Migration("probe", "001_good.sql", good),
+                                       Migration("probe", "002_broken.sql", broken)])
         message = str(failure.value)
         assert "probe/002_broken.sql" in message
         assert "line 5" in message and "nosuchtype" in message
@@ -185,12 +188,13 @@ async def test_a_broken_file_names_file_and_statement_and_changes_nothing(fresh_
         # The good file before it stays applied; nothing of the broken one exists.
         exists = await conn.fetch("SELECT relname FROM pg_class WHERE relname LIKE 'daz_probe%'")
         assert {r["relname"] for r in exists} == {"daz_probe_good"}
-        recorded = {r["name"] for r in await conn.fetch("SELECT name FROM daz_schema_migrations")}
+        recorded = {r["name"] for r in await conn.fetch(
+            "SELECT owner || '/' || file AS name FROM daz_migrations")}
         assert recorded == {"probe/001_good.sql"}
         # Fixed, it applies; the good one is not run again.
         broken.write_text(broken.read_text().replace("nosuchtype", "text"))
-        assert await migrate(conn, files=[Migration("probe/001_good.sql", good),
-                                          Migration("probe/002_broken.sql", broken)]) == \
+        assert await migrate(conn, files=[Migration("probe", "001_good.sql", good),
+                                          Migration("probe", "002_broken.sql", broken)]) == \
             ["probe/002_broken.sql"]
     finally:
         await conn.close()
@@ -211,6 +215,6 @@ async def test_migrations_run_on_the_embedded_postgres(embedded_dsn):
         problems = await go_schema.problems(conn, go_schema.GROUPS[0])
         assert problems == []
         await check_chat_key(conn)
-        assert await conn.fetchval("SELECT count(*) FROM daz_schema_migrations") == len(KNOWN)
+        assert await conn.fetchval("SELECT count(*) FROM daz_migrations") == len(KNOWN)
     finally:
         await conn.close()

@@ -5,8 +5,13 @@ import pytest
 
 from daz.clock import FakeClock
 from daz.cytube.events import Media
-from tests.integration.ollama_helpers import fake_ollama  # noqa: F401 (fixture)
-from tests.integration.ollama_helpers import BOT, chat, chat_event, done, start
+from tests.integration.ollama_helpers import (
+    BOT,
+    chat,
+    chat_event,
+    done,
+    start,
+)
 
 
 async def rows(database):

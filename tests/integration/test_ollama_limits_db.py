@@ -6,8 +6,12 @@ import pytest
 
 from daz.bus import NoResponder
 from daz.plugins.ollama.client import OllamaFailure
-from tests.integration.ollama_helpers import fake_ollama  # noqa: F401 (fixture)
-from tests.integration.ollama_helpers import chat, chat_event, done, start
+from tests.integration.ollama_helpers import (
+    chat,
+    chat_event,
+    done,
+    start,
+)
 
 
 async def rewind(database, username, hours=2):

@@ -1,7 +1,7 @@
-"""scripts/sql/031 on a database Go Daz created, applied twice, and read by daz's store."""
+"""core migration 031 on a database Go Daz created, applied twice, and read by daz's store."""
 import asyncpg
 
-from daz.db.migrate import run_script, sql_dir
+from daz.db.migrate import CORE_DIR, run_script
 from daz.plugins.ollama.store import ResponseStore, message_hash
 
 # The tables as Go Daz's 031 left them (no functions), with a message it already answered.
@@ -40,7 +40,7 @@ async def test_031_on_a_go_database_twice(fresh_dsn):
             " response_text) VALUES ('chan', 'alice', $1, 1700000000000, 'g''day')", digest)
         await conn.execute("INSERT INTO daz_ollama_rate_limits (channel, username,"
                            " last_response_at) VALUES ('chan', 'alice', localtimestamp)")
-        text = (sql_dir() / "031_ollama_responses.sql").read_text()
+        text = (CORE_DIR / "031_ollama_responses.sql").read_text()
         for _ in range(2):
             async with conn.transaction():
                 await run_script(conn, "031_ollama_responses.sql", text)

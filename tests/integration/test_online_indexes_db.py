@@ -28,7 +28,7 @@ async def conn(migrated_dsn):
 def sql_steps(tmp_path, text: str, name: str = "x.sql") -> list[online.OnlineStep]:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
-    return online_steps([Migration(f"plugins/x/{name}", path)])
+    return online_steps([Migration("x", name, path)])
 
 
 async def test_every_online_index_of_the_schema_is_valid_after_migrate(conn):
@@ -64,7 +64,7 @@ async def test_migrate_names_a_build_that_fails(conn, tmp_path):
     path = tmp_path / "dup.sql"
     path.write_text("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_dup ON dup (v);\n")
     with pytest.raises(Exception, match="idx_dup"):
-        await migrate(conn, files=[Migration("plugins/dup/schema.sql", path)])
+        await migrate(conn, files=[Migration("dup", "001_baseline.sql", path)])
 
 
 async def test_a_drop_waits_until_its_replacement_is_valid(conn, tmp_path):
@@ -153,7 +153,7 @@ async def test_a_migration_waiting_for_a_lock_does_not_queue_writers(migrated_ds
         await tx.start()
         await reader.fetchval("SELECT count(*) FROM daz_chat_log")  # holds ACCESS SHARE
         migrating = asyncio.create_task(
-            migrate(migrator, files=[Migration("plugins/x/alter.sql", path)]))
+            migrate(migrator, files=[Migration("x", "001_alter.sql", path)]))
         await asyncio.sleep(0.3)
         waits = []
         for i in range(15):
@@ -165,7 +165,7 @@ async def test_a_migration_waiting_for_a_lock_does_not_queue_writers(migrated_ds
         assert max(waits) < 1.5, waits  # never the reader's whole 2 s and more
         assert not migrating.done()
         await tx.commit()
-        assert await asyncio.wait_for(migrating, 30) == ["plugins/x/alter.sql"]
+        assert await asyncio.wait_for(migrating, 30) == ["x/001_alter.sql"]
     finally:
         await reader.close()
         await migrator.close()

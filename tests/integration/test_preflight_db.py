@@ -39,7 +39,7 @@ async def test_the_checks_pass_on_a_database_that_answers(migrated_dsn):
 def test_only_permanent_failures_are_refusals():
     dsn = "postgresql://bob:pw@db.example:5433/chat"
     assert connect_refusal(ConnectionRefusedError(111, "refused"), dsn) is None
-    assert connect_refusal(asyncio.TimeoutError(), dsn) is None
+    assert connect_refusal(TimeoutError(), dsn) is None
     assert connect_refusal(OSError("Name or service not known"), dsn) is None
     refusal = connect_refusal(ValueError("invalid literal for int()"), dsn)
     assert refusal is not None and "pw" not in refusal

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -13,7 +13,7 @@ from daz.cli import main
 from daz.config import RetentionConfig
 from daz.db import retention
 
-NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 WALL = NOW.replace(tzinfo=None)  # UTC wall clock, as the Go tables store it
 
 
@@ -124,8 +124,8 @@ async def test_a_missing_table_is_skipped_not_an_error(database):
 
 
 def test_daz_db_prune_prints_what_it_removes(migrated_dsn, tmp_path):
-    from tests.conftest import run_sync
     from daz.db.pool import Database
+    from tests.conftest import run_sync
 
     async def load():
         db = Database(migrated_dsn, min_size=1, max_size=2)
@@ -133,7 +133,7 @@ def test_daz_db_prune_prints_what_it_removes(migrated_dsn, tmp_path):
         try:
             await seed(db)
             # the CLI prunes against the real clock: move the rows back to match
-            shift = datetime.now(timezone.utc) - NOW
+            shift = datetime.now(UTC) - NOW
             await db.execute("UPDATE daz_core_events SET timestamp = timestamp + $1", shift)
             await db.execute("UPDATE daz_gallery_health_log SET check_time = check_time + $1",
                              shift)

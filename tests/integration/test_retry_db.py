@@ -86,7 +86,7 @@ async def test_failures_back_off_then_dead_letter(database):
     assert "still failing (1)" in row["last_error"]
     assert 20 < row["wait"] <= 30  # initial delay 30 s, minus test time (jitter is 0)
     assert await retry.poll() == 0  # not due yet
-    for expected in (2, 3):
+    for _expected in (2, 3):
         await database.execute("UPDATE daz_retry_queue SET retry_after = now()")
         assert await retry.poll() == 1
     row = await database.fetchrow("SELECT status, retry_count FROM daz_retry_queue")

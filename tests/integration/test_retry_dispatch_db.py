@@ -1,5 +1,7 @@
 """Retried operations are dispatched by each plugin's ``retry_operations`` mapping: an operation
 a plugin does not know is dead-lettered on its first run, a known one runs and completes."""
+from typing import ClassVar
+
 import pytest
 
 from daz.plugins.base import Plugin
@@ -62,7 +64,7 @@ async def test_a_known_operation_runs_and_completes(database, name, operation, p
 async def test_the_base_dispatches_by_mapping_and_refuses_the_rest():
     class Mapped(Plugin):
         name = "mapped"
-        retry_operations = {"save": "_save"}
+        retry_operations: ClassVar[dict[str, str]] = {"save": "_save"}
 
         def __init__(self):
             self.saved = []

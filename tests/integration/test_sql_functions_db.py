@@ -1,4 +1,5 @@
-"""The SQL functions of scripts/sql, called directly, against their documented behaviour:
+"""The SQL functions of the core migrations (the Go scripts), called directly, against their
+documented behaviour:
 retry claims under concurrency, backoff and dead letter; gallery adds under concurrency, the
 health-check schedule and dead-image recovery."""
 from __future__ import annotations
@@ -218,7 +219,8 @@ async def test_next_check_time_grows_with_time_since_the_first_failure(conns):
     hours = []
     for ago in ("0 hours", "4 hours", "10 hours", "20 hours", "3 days"):
         value = await conns[0].fetchval(
-            "SELECT extract(epoch FROM calculate_next_check_time(now() - $1::text::interval))::float"
+            "SELECT extract(epoch FROM"
+            " calculate_next_check_time(now() - $1::text::interval))::float"
             " / 3600", ago)
         hours.append(round(value))
     assert hours == [3, 6, 12, 24, 48]
@@ -272,10 +274,10 @@ async def function_signatures(conn, name: str) -> list[str]:
 
 
 async def test_029_replaces_the_old_signatures_and_runs_again(conns):
-    from daz.db.migrate import run_script, sql_dir
+    from daz.db.migrate import CORE_DIR, run_script
 
     conn = conns[0]
-    script = (sql_dir() / "029_graveyard_recovery_procedure.sql").read_text(encoding="utf-8")
+    script = (CORE_DIR / "029_graveyard_recovery_procedure.sql").read_text(encoding="utf-8")
     # A database the Go bot (or an older daz) left: the three-argument forms.
     await conn.execute("DROP FUNCTION mark_image_for_health_check(bigint, boolean, text,"
                        " integer, integer)")

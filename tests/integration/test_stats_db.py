@@ -1,5 +1,4 @@
 """stats: per-plugin figures from the bus into daz_plugin_stats and /metrics."""
-import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -7,7 +6,8 @@ import pytest
 from daz.cytube.events import ChatMessage
 from daz.plugins.base import Plugin, on
 from daz.plugins.stats import Stats
-from tests.plugin_kit import Kit
+from tests.e2e.harness import wait_until
+from tests.plugin_kit import Kit, stats_noted_every_subscription
 
 MANUAL = {"stats": {"interval_seconds": 3600, "snapshot_seconds": 0.01}}
 
@@ -23,7 +23,8 @@ class Listener(Plugin):
 
 async def start(database):
     k = await Kit.start({"stats": Stats, "listener": Listener}, db=database, sections=MANUAL)
-    await asyncio.sleep(0.05)  # a snapshot has noted the listener's subscription
+    await wait_until(lambda: stats_noted_every_subscription(k),
+                     what="a snapshot noting the listener's subscription")
     return k
 
 
@@ -66,7 +67,7 @@ async def test_database_failure_is_caught_up_on_the_next_write(database):
         def acquire(self):
             raise ConnectionRefusedError("database down")
 
-    stats.ctx.db = SimpleNamespace(pool=Down())
+    stats.ctx.db = SimpleNamespace(pool=Down(), acquire=Down().acquire)  # db.acquire() or pool
     try:
         await stats.write()
     except ConnectionRefusedError:

@@ -13,8 +13,8 @@ from daz.plugins.registry import available_plugins
 from tests.integration.tracker_feed import feed, item, media
 from tests.plugin_kit import Kit
 
-MEDIA = PLUGINS_DIR / "mediatracker" / "schema.sql"
-ANALYTICS = PLUGINS_DIR / "analytics" / "schema.sql"
+MEDIA = PLUGINS_DIR / "mediatracker" / "migrations" / "001_baseline.sql"
+ANALYTICS = PLUGINS_DIR / "analytics" / "migrations" / "001_baseline.sql"
 
 # The Go bot's DDL: an old enough install, where the queue has
 # no uid column yet and hourly/daily no updated_at.
@@ -67,7 +67,8 @@ VALUES ('chan', 'a', 'yt', 'A', 100, '2024-01-01 10:00'),
        ('other', 'x', 'yt', 'X', 50, '2024-01-01 09:00');
 INSERT INTO daz_mediatracker_queue (channel, position, media_id, media_type, title, duration,
                                     queued_at)
-VALUES ('chan', 0, 'a', 'yt', 'A', 100, '2024-01-01'), ('chan', 1, 'b', 'yt', 'B', 200, '2024-01-01');
+VALUES ('chan', 0, 'a', 'yt', 'A', 100, '2024-01-01'),
+       ('chan', 1, 'b', 'yt', 'B', 200, '2024-01-01');
 INSERT INTO daz_mediatracker_stats (channel, media_id, media_type, title, play_count)
 VALUES ('chan', 'a', 'yt', 'A', 7);
 INSERT INTO daz_mediatracker_library (url, media_id, media_type, title, first_seen, play_count,
@@ -93,9 +94,9 @@ def test_plugin_order_applies_both_files():
     names = [m.name for m in migrations()]
     for plugin in ("mediatracker", "analytics"):
         assert plugin in available_plugins()
-        assert f"plugins/{plugin}/schema.sql" in names
-    assert names.index("plugins/mediatracker/schema.sql") < names.index(
-        "plugins/analytics/schema.sql")
+        assert f"{plugin}/001_baseline.sql" in names
+    assert names.index("mediatracker/001_baseline.sql") < names.index(
+        "analytics/001_baseline.sql")
 
 
 async def test_empty_database_gets_the_go_names_and_reruns_cleanly(fresh_dsn):

@@ -1,10 +1,10 @@
 """The dashboard's SQL against the real tables (migrated database): chart windows and zero
 filling, totals over the last 7 days, top lists, and the per-user history matched ignoring case."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from daz.web import queries
 
-NOW = datetime(2026, 3, 10, 15, 40, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 15, 40, tzinfo=UTC)
 HOUR = datetime(2026, 3, 10, 15, 0)  # naive UTC, as the Go schema stores it
 
 

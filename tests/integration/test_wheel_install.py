@@ -86,7 +86,8 @@ def test_the_installed_wheel_migrates_a_fresh_database(installed_daz, fresh_dsn,
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "025_retry_persistence.sql" in done.stdout
-    assert "plugins/gallery/schema.sql" in done.stdout or "027_gallery_system" in done.stdout
+    assert "gallery/001_baseline.sql" in done.stdout
+    assert "core/027_gallery_system.sql" in done.stdout
     again = subprocess.run([str(installed_daz), "db", "migrate", "--dsn", fresh_dsn],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "up to date" in again.stdout, again.stdout + again.stderr

@@ -4,7 +4,9 @@ import asyncio
 import pytest
 
 from daz.bus import Bus, DuplicateResponder, NoResponder
+from daz.clock import FakeClock
 from daz.events import PluginEvent
+from tests.e2e.harness import wait_until
 
 
 def ev(n, room="r1", name="t.x"):
@@ -48,7 +50,8 @@ async def test_pattern_and_exact_subscribers_both_receive():
 
 
 async def test_a_hung_handler_does_not_delay_other_plugins_or_other_rooms():
-    bus = Bus(slow_after=0.2)
+    clock = FakeClock()
+    bus = Bus(slow_after=0.2, clock=clock)
     hang = asyncio.Event()
     fast_seen = []
     slow_seen = []
@@ -66,9 +69,12 @@ async def test_a_hung_handler_does_not_delay_other_plugins_or_other_rooms():
     for n in range(3):
         await bus.publish(ev(n, room="r1"))
         await bus.publish(ev(n, room="r2"))
-    await asyncio.sleep(0.6)
-    assert len(fast_seen) == 6  # the other plugin saw everything
-    assert "r2" in slow_seen  # the slow plugin still serves the other room
+    await wait_until(lambda: len(fast_seen) == 6, what="the other plugin seeing everything")
+    await wait_until(lambda: slow_seen.count("r2") == 3,
+                     what="the slow plugin still serving the other room")
+    await clock.run(0.15)
+    assert not bus.slow_handlers() and not bus.stats.slow  # not slow yet: 0.15 s < 0.2 s
+    await clock.run(0.45)
     assert bus.slow_handlers() and bus.slow_handlers()[0]["plugin"] == "slowplugin"
     assert bus.stats.slow["slowplugin"] == 1
     hang.set()
@@ -77,20 +83,104 @@ async def test_a_hung_handler_does_not_delay_other_plugins_or_other_rooms():
 
 
 async def test_handler_exceeding_its_timeout_is_cancelled_counted_and_the_lane_moves_on():
-    bus = Bus(slow_after=0.1)
+    clock = FakeClock()
+    bus = Bus(slow_after=0.1, clock=clock)
     done = []
 
     async def handler(e):
         if e.data["n"] == 0:
-            await asyncio.sleep(60)
+            await asyncio.Event().wait()  # hangs for good
         done.append(e.data["n"])
 
     bus.subscribe("t.*", handler, owner="p", timeout=0.3)
     await bus.publish(ev(0))
     await bus.publish(ev(1))
-    await asyncio.sleep(1.5)
+    await clock.run(0.25)
+    assert done == [] and bus.stats.timeouts["p"] == 0  # within its 0.3 s
+    await clock.run(0.2)
+    assert await bus.drain(2)
     assert done == [1]
     assert bus.stats.timeouts["p"] == 1
+    await bus.close()
+
+
+def lane_task(bus, owner):
+    (sub,) = [s for s in bus.subscriptions() if s.owner == owner]
+    (lane,) = sub.lanes.values()
+    return lane.task
+
+
+async def test_a_cancel_from_outside_ends_the_lane_and_is_no_timeout():
+    # Only the watchdog's own cancel is a timeout. A lane that took any cancel for one would
+    # carry on after a stop or a test's teardown cancelled it, and the loop would never finish.
+    clock = FakeClock()
+    bus = Bus(clock=clock)
+    entered = asyncio.Event()
+
+    async def hangs(e):
+        entered.set()
+        await asyncio.Event().wait()
+
+    bus.subscribe("t.*", hangs, owner="p", timeout=0.3)
+    await bus.publish(ev(0))
+    await entered.wait()
+    task = lane_task(bus, "p")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+    assert task.cancelled()
+    assert bus.stats.timeouts["p"] == 0 and bus.stats.errors["p"] == 0
+    await bus.close()
+
+
+async def test_a_cancel_from_outside_during_a_timeout_still_ends_the_lane():
+    clock = FakeClock()
+    bus = Bus(slow_after=0.1, clock=clock)
+    entered = asyncio.Event()
+
+    async def hangs(e):
+        entered.set()
+        await asyncio.Event().wait()
+
+    bus.subscribe("t.*", hangs, owner="p", timeout=0.3)
+    await bus.publish(ev(0))
+    await entered.wait()
+    task = lane_task(bus, "p")
+    (lane,) = bus.subscriptions()[0].lanes.values()
+    clock.advance(0.5)
+    bus.check_handlers()  # the watchdog cancels the handler for its timeout ...
+    assert lane.timed_out
+    task.cancel()  # ... and a stop cancels the lane before the handler has seen the first
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+    assert task.cancelled()
+    await bus.close()
+
+
+async def test_a_handler_that_swallows_the_timeout_cancel_leaves_the_lane_sound():
+    clock = FakeClock()
+    bus = Bus(slow_after=0.1, clock=clock)
+    done = []
+
+    async def stubborn(e):
+        if e.data["n"] == 0:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                pass  # a plugin bug: the cancel is swallowed
+        done.append(e.data["n"])
+
+    bus.subscribe("t.*", stubborn, owner="p", timeout=0.3)
+    await bus.publish(ev(0))
+    await clock.run(0.5)
+    await bus.publish(ev(1))
+    assert await bus.drain(2)
+    assert done == [0, 1]  # the lane went on
+    task = lane_task(bus, "p")
+    assert task.cancelling() == 0  # the watchdog's cancel was taken back
+    task.cancel()  # and a later stop still ends the lane
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
     await bus.close()
 
 
@@ -235,10 +325,11 @@ async def test_publish_nowait_queues_like_publish_or_nothing_when_a_block_lane_i
     bus.subscribe("t.*", slow, owner="slow", overflow="block", max_queue=2)
     bus.subscribe("t.*", fast, owner="fast")
     assert bus.publish_nowait(ev(0))
-    await asyncio.sleep(0.01)  # the slow lane takes 0 and waits inside its handler
+    (slow_lane,) = bus.subscriptions()[0].lanes.values()
+    await wait_until(lambda: slow_lane.busy_since, what="the slow lane waiting in its handler")
     assert bus.publish_nowait(ev(1)) and bus.publish_nowait(ev(2))
     assert not bus.publish_nowait(ev(3))  # slow's lane is full: nothing queued anywhere
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: len(fast_seen) >= 3)
     assert fast_seen == [0, 1, 2]
     release.set()
     await bus.publish(ev(3))

@@ -3,10 +3,18 @@ the server's HTML back into what the person typed."""
 import re
 
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from daz.cytube.chat_filters import (DEFAULT_FILTERS, ChatFilter, apply_filters, compile_js,
-                                     shown_text, split_links, typed_text)
+from daz.cytube.chat_filters import (
+    DEFAULT_FILTERS,
+    ChatFilter,
+    apply_filters,
+    compile_js,
+    shown_text,
+    split_links,
+    typed_text,
+)
 from daz.sandbox.chat_format import balance_tags, to_html
 
 LINK_ATTRS = 'target="_blank" rel="noopener noreferrer"'

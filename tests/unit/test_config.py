@@ -124,3 +124,58 @@ def test_negative_database_timeout_is_refused_naming_the_key(tmp_path, key):
     data["core"]["database"][key] = -1
     with pytest.raises(ConfigError, match=rf"core\.database\.{key}: .*greater than 0"):
         load_config(write(tmp_path, data), env={})
+
+
+def test_a_go_config_with_the_keys_daz_has_no_field_for_loads_without_warnings(tmp_path, caplog):
+    from daz.config import GO_COMPAT_KEYS, validate_plugin_config
+    from daz.plugins.registry import builtin_plugins
+
+    data = json.loads(json.dumps(GO_CONFIG))
+    data["event_bus"]["buffer_sizes"]["plugin.request.command"] = 3000
+    data["plugins"]["sql"].update(
+        max_connections=20, max_conn_lifetime=3600, connect_timeout=30,
+        background_max_connections=2, critical_lane_concurrency=2,
+        background_lane_concurrency=1, background_queue_max=40, background_queue_wait_ms=1200,
+        core_event_queue_size=4000, core_event_flush_ms=200, enable_pg_stat_statements=True,
+        pg_stat_report_interval_seconds=0, pg_stat_top_n=5,
+        database={"host": "localhost", "database": "daz"})
+    data["plugins"]["gallery"] = {"generate_html": True, "publish_min_interval_seconds": 60,
+                                  "publish_retry_max": 3, "publish_retry_backoff_ms": 1500}
+    data["plugins"]["greeter"] = {"use_greeting_engine": True, "enforce_question_greeting": True,
+                                  "enable_follow_up_mode": False, "fortune_probability": 0.2}
+    with caplog.at_level(logging.WARNING):
+        config = load_config(write(tmp_path, data), env={})
+        classes = builtin_plugins()
+        checked = {name: validate_plugin_config(name, classes[name].Config,
+                                                config.plugin_section(name))
+                   for name in ("sql", "gallery", "greeter", "eventfilter")}
+    assert caplog.text == ""
+    assert checked["sql"].core_event_batch_size == 64
+    assert checked["greeter"].enforce_question_greeting is True
+    assert not any(cfg.model_extra for cfg in checked.values())
+    assert not hasattr(config, "event_bus")
+    # the keys used here are exactly the listed ones, so the list is what makes them quiet
+    used = {"event_bus"} | {f"plugins.{name}.{key}" for name in ("sql", "gallery", "greeter")
+                            for key in data["plugins"][name]}
+    assert used - set(GO_COMPAT_KEYS) == {
+        f"plugins.sql.{k}" for k in ("core_event_batch_size", "logger_rules",
+                                     "core_event_queue_size", "core_event_flush_ms")} | {
+        f"plugins.greeter.{k}" for k in ("use_greeting_engine", "enforce_question_greeting")}
+
+
+def test_an_unknown_plugin_key_still_warns_and_a_wrong_type_still_refuses(caplog):
+    from daz.config import validate_plugin_config
+    from daz.plugins.gallery.settings import GalleryConfig
+    from daz.plugins.sql import SqlConfig
+
+    with caplog.at_level(logging.WARNING, logger="daz.config"):
+        cfg = validate_plugin_config("sql", SqlConfig, {"pg_stat_top_n": 5, "colour": "blue"})
+    assert "plugins.sql.colour" in caplog.text and "pg_stat_top_n" not in caplog.text
+    assert cfg.model_extra == {"colour": "blue"}
+    # a Go key of one plugin is unknown in another's section
+    with caplog.at_level(logging.WARNING, logger="daz.config"):
+        validate_plugin_config("gallery", GalleryConfig, {"pg_stat_top_n": 5})
+    assert "plugins.gallery.pg_stat_top_n" in caplog.text
+    with pytest.raises(ConfigError, match=r"plugins\.sql\.core_event_batch_size"):
+        validate_plugin_config("sql", SqlConfig, {"core_event_batch_size": "lots",
+                                                  "max_connections": 20})

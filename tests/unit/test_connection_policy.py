@@ -13,7 +13,7 @@ def test_backoff_doubles_with_jitter_and_is_capped():
     backoff = Backoff(base=1.0, cap=300.0, rng=random.Random(7))
     delays = [backoff.next_delay() for _ in range(14)]
     ceilings = [min(300.0, 2 ** n) for n in range(14)]
-    for delay, ceiling in zip(delays, ceilings):
+    for delay, ceiling in zip(delays, ceilings, strict=True):
         assert ceiling / 2 <= delay <= ceiling
     assert max(delays) <= 300.0
     assert delays[-1] >= 150.0  # reached the cap region

@@ -9,7 +9,7 @@ from daz.db.errors import is_transient, leaves_connection_unusable, schema_missi
 
 @pytest.mark.parametrize("exc", [
     ConnectionRefusedError(), ConnectionResetError(), ConnectionError("not connected"),
-    OSError("network unreachable"), TimeoutError(), asyncio.TimeoutError(),
+    OSError("network unreachable"), TimeoutError(), TimeoutError(),
     asyncpg.ConnectionDoesNotExistError("gone"), asyncpg.CannotConnectNowError("starting up"),
     asyncpg.AdminShutdownError("shutdown"), asyncpg.TooManyConnectionsError("full"),
     asyncpg.DiskFullError("disk"), asyncpg.SerializationError("race"),

@@ -1,4 +1,5 @@
-"""The command dispatcher (core) with the eventfilter plugin: parsing from real events, permissions, cooldowns, refusals, rules."""
+"""The command dispatcher (core) with the eventfilter plugin: parsing from real events,
+permissions, cooldowns, refusals, rules."""
 import asyncio
 
 import pytest

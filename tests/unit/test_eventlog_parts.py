@@ -2,8 +2,17 @@
 from __future__ import annotations
 
 from daz.cytube.events import parse_event
-from daz.db.eventrows import (ACTIVITY, CHAT, CORE, PRIVATE, LogEntry, chat_uid, clean_text,
-                              fits, stage_records)
+from daz.db.eventrows import (
+    ACTIVITY,
+    CHAT,
+    CORE,
+    PRIVATE,
+    LogEntry,
+    chat_uid,
+    clean_text,
+    fits,
+    stage_records,
+)
 from daz.db.spill import SpillFile
 from daz.events import MessageSent
 from daz.plugins.sql.rules import LoggerRule, Router, entry_for_event, entry_for_sent_pm
@@ -128,7 +137,8 @@ def test_natural_uids_are_uuid5_of_the_json_of_their_parts():
     import json
     import uuid
 
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     from daz.db import eventrows
 

@@ -1,7 +1,8 @@
 """Event models: the captured payloads parse exactly; anything else never raises or drops."""
 import json
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daz.cytube import events as ev
 from daz.cytube.state import RoomState
@@ -45,7 +46,8 @@ def test_fractional_rank_and_mod_meta_keep_the_whole_userlist():
                          "ip": "yFA.j8g.iXh.Mtt"}},
                {"name": "leader", "rank": 1.5, "meta": {"afk": True, "muted": False}}]
     e = ev.parse_event("userlist", payload, **R)
-    assert [(u.name, u.rank, u.afk) for u in e.users] == [("alice", 5, False), ("leader", 1.5, True)]
+    assert [(u.name, u.rank, u.afk) for u in e.users] == [("alice", 5, False),
+                                                          ("leader", 1.5, True)]
 
 
 def test_live_media_with_dashes_duration_is_kept():
@@ -57,8 +59,8 @@ def test_live_media_with_dashes_duration_is_kept():
 
 def test_queue_delete_move_and_set_current_use_uids():
     q = ev.parse_event("queue", {"item": {"media": {"id": "cu:abc", "title": "My custom embed",
-                                                    "seconds": 12, "duration": "00:12", "type": "cu",
-                                                    "meta": {}},
+                                                    "seconds": 12, "duration": "00:12",
+                                                    "type": "cu", "meta": {}},
                                           "uid": 14, "temp": True, "queueby": "alice"},
                                  "after": "prepend"}, **R)
     assert q.item.uid == 14 and q.after == "prepend" and q.item.media.seconds == 12
@@ -83,8 +85,9 @@ def test_channel_opts_with_password_string_is_not_dropped():
 
 def test_room_state_follows_playlist_edits_by_uid():
     s = RoomState("c")
-    item = lambda uid: {"media": {"id": f"m{uid}", "title": "t", "seconds": 10, "type": "cu"},
-                        "uid": uid, "temp": False, "queueby": "a"}
+    def item(uid: int) -> dict:
+        return {"media": {"id": f"m{uid}", "title": "t", "seconds": 10, "type": "cu"},
+                "uid": uid, "temp": False, "queueby": "a"}
     s.apply(ev.parse_event("playlist", [item(1), item(2), item(3)], **R))
     s.apply(ev.parse_event("queue", {"item": item(4), "after": 1}, **R))
     s.apply(ev.parse_event("moveVideo", {"from": 3, "after": "prepend"}, **R))

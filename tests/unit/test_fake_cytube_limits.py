@@ -11,8 +11,6 @@ import socketio
 from tests.fakes.cytube import FakeCytubeServer, SimulatedUser
 
 
-
-
 async def wait_count(user: SimulatedUser, event: str, count: int, timeout: float = 3.0) -> list:
     for _ in range(count):
         await user.wait_for(event, timeout=timeout)
@@ -124,7 +122,8 @@ async def test_playlist_events_from_server_actions(server):
     assert queued["item"]["uid"] == first and queued["item"]["temp"] is True
     assert queued["item"]["queueby"] == "alice"
     assert queued["item"]["media"]["duration"] == "00:12"
-    assert await bob.wait_for("setPlaylistMeta", since=mark) == {"count": 1, "rawTime": 12, "time": "00:12"}
+    assert await bob.wait_for("setPlaylistMeta", since=mark) == {"count": 1, "rawTime": 12,
+                                                                 "time": "00:12"}
     second = await server.queue_media("testchan", {"id": "somestreamer", "type": "tw",
                                                    "title": "Twitch.tv - somestreamer"})
     live = await bob.wait_for("queue")

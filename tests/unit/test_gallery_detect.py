@@ -1,11 +1,11 @@
 """gallery: image-link detection, URL refusal and IP address classification (no network)."""
 import pytest
 
+from daz.config import validate_plugin_config
 from daz.cytube.events import parse_event
 from daz.plugins.gallery.addresses import is_public, refusal
 from daz.plugins.gallery.detect import candidate_urls, classify, first_image, host_matches
 from daz.plugins.gallery.settings import GalleryConfig, parse_duration
-
 
 # ------------------------------------------------------------------ addresses
 
@@ -164,8 +164,10 @@ def test_the_interval_is_validated_with_a_clear_error(value):
 
 
 def test_config_defaults_and_go_keys():
-    cfg = GalleryConfig.model_validate({"health_check_interval": "6h", "generate_html": True,
-                                        "html_output_path": "./data/galleries"})
+    # Go's keys are accepted (GO_COMPAT_KEYS) where the config is loaded, and left out there.
+    cfg = validate_plugin_config("gallery", GalleryConfig,
+                                 {"health_check_interval": "6h", "generate_html": True,
+                                  "html_output_path": "./data/galleries"})
     assert cfg.health_check_interval == 21600
     assert cfg.max_images_per_user == 25 and cfg.allowed_ports == [80, 443]
     assert cfg.unsafe_allow_hosts == []

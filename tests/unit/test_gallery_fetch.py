@@ -238,7 +238,7 @@ async def test_the_time_spent_on_the_requests_is_measured(servers):
 
 
 async def test_no_answer_has_no_status_and_no_request_has_no_time(servers):
-    images, protected = servers
+    images, _protected = servers
     refused = await fetcher_for(images).check_image("http://10.0.0.1/a.png")
     assert (refused.outcome, refused.status, refused.response_time_ms) == ("failed", None, None)
     unresolvable = await fetcher_for(images, table_resolver({})).check_image(

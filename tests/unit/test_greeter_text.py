@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from daz.plugins.greeter import as_question, clean_generated
 from daz.plugins.greeter.greetings import DEFAULT_FILE, Greetings, fill, parse, zone
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def at(hour: int) -> datetime:

@@ -1,12 +1,12 @@
 """daz.humanize: the one wording of user names, "… ago" and one-line text that tell, greeter,
 analytics and usertracker share."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daz.humanize import clean_username, one_line, ago
+from daz.humanize import ago, clean_username, one_line
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2027, 1, 15, tzinfo=UTC)
 
 

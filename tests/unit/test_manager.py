@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from daz.bus import Bus
-from daz.clock import Clock
+from daz.clock import Clock, FakeClock
 from daz.config import ConfigError, load_config
 from daz.cytube.events import ChatMessage, parse_event
 from daz.cytube.rooms import Rooms
@@ -53,11 +53,12 @@ class BrokenSetup(Plugin):
         pass
 
 
-def manager(plugins=None):
+def manager(plugins=None, clock=None):
     config = load_config(None, env={}, overrides={"channel": "c"})
     config.plugins.update(plugins or {})
-    return PluginManager(config=config, bus=Bus(), rooms=Rooms(), db=None, http=None,
-                         clock=Clock(), metrics=None, data_dir=None)
+    clock = clock or Clock()
+    return PluginManager(config=config, bus=Bus(clock=clock), rooms=Rooms(), db=None, http=None,
+                         clock=clock, metrics=None, data_dir=None)
 
 
 def chat(text, **flags):
@@ -69,7 +70,8 @@ def chat(text, **flags):
 
 
 async def test_failing_setup_disables_only_that_plugin_and_handlers_timers_recover(caplog):
-    m = manager()
+    clock = FakeClock()
+    m = manager(clock=clock)
     chosen = m.select({"counting": Counting, "broken": BrokenSetup})
     with caplog.at_level(logging.ERROR):
         await m.start(chosen)
@@ -81,9 +83,9 @@ async def test_failing_setup_disables_only_that_plugin_and_handlers_timers_recov
     await m.bus.drain(2)
     counting = m.get("counting")
     assert counting.seen == ["a", "b"]  # the exception was isolated; ignored lines filtered
-    await asyncio.sleep(0.3)
-    assert counting.ticks >= 4  # the timer kept running after raising
-    assert m.status()["counting"]["errors"] >= 2
+    await clock.run(0.325)  # six ticks of 0.05 s, in virtual time
+    assert counting.ticks == 6  # the timer kept running after raising
+    assert m.status()["counting"]["errors"] == 2  # the handler's and the timer's
     await m.stop()
 
 
@@ -159,16 +161,18 @@ class Pacing(Plugin):
 
 
 async def test_a_timer_takes_its_interval_and_first_delay_from_the_plugin_config():
-    m = manager({"pacing": {"tick_seconds": 0.02, "first_seconds": 0.01}})
+    clock = FakeClock()
+    m = manager({"pacing": {"tick_seconds": 20, "first_seconds": 10}}, clock=clock)
     await m.start(m.select({"pacing": Pacing}))
     pacing = m.get("pacing")
     assert m._resolved_timers(pacing) == [
-        ("tick", EverySpec(seconds=0.02, initial_delay=0.01))]
-    for _ in range(200):  # bounded: 2 s at most; with the 3600 s default it would never tick
-        if pacing.ticks >= 3:
-            break
-        await asyncio.sleep(0.01)
-    assert pacing.ticks >= 3
+        ("tick", EverySpec(seconds=20, initial_delay=10))]
+    await clock.run(9.9)
+    assert pacing.ticks == 0
+    await clock.run(0.1)  # the first delay is over: 10 s, not the 3600 s default
+    assert pacing.ticks == 1
+    await clock.run(40)  # then every 20 s
+    assert pacing.ticks == 3
     await m.stop()
 
 

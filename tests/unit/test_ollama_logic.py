@@ -1,10 +1,18 @@
 """ollama's pure logic: who is addressed, follow-up windows, prompt shape, reply cleaning."""
+from datetime import UTC
+
 import pytest
 
 from daz.cytube.events import Media
 from daz.plugins.ollama.mention import FollowUps, addresses_someone_else, mentions
-from daz.plugins.ollama.prompt import (ChatHistory, build_chat, clean_reply, clean_text,
-                                       persona_text, room_context)
+from daz.plugins.ollama.prompt import (
+    ChatHistory,
+    build_chat,
+    clean_reply,
+    clean_text,
+    persona_text,
+    room_context,
+)
 from daz.plugins.ollama.store import CHANNEL_KEY, MemoryStore, message_hash
 from tests.fakes.room import RecordingRoom
 
@@ -94,8 +102,8 @@ def test_room_context_and_chat_messages():
     for name in ("daz", "Zed", "alice", "bob"):
         room.state.users[name.lower()] = User(name=name)
     room.state.current_media = Media(id="x1", title="Never Gonna Give You Up", type="yt")
-    from datetime import datetime, timezone
-    ctx = room_context(room, datetime(2026, 3, 1, 12, 30, tzinfo=timezone.utc))
+    from datetime import datetime
+    ctx = room_context(room, datetime(2026, 3, 1, 12, 30, tzinfo=UTC))
     assert ctx.users == ["alice", "bob", "Zed"]  # the bot itself is not listed
     text = ctx.describe()
     assert "mychan" in text and "Never Gonna Give You Up [yt]" in text
@@ -114,8 +122,8 @@ def test_room_context_and_chat_messages():
 
 def test_nothing_playing_and_nobody_else():
     room = RecordingRoom(room_id="r", channel="c", bot_name="daz")
-    from datetime import datetime, timezone
-    text = room_context(room, datetime.now(timezone.utc)).describe()
+    from datetime import datetime
+    text = room_context(room, datetime.now(UTC)).describe()
     assert "Now playing: nothing" in text and "nobody else" in text
 
 

@@ -1,13 +1,20 @@
 """Outbox: splitting, slash neutralising, the send schedule under the server's flood limits,
 cooldown handling (nothing lost, nothing twice), and the bounded queue. All with explicit times."""
+import itertools
+
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from daz.sandbox.limits import ChatThrottle
 from daz.cytube.outbox import Outbox, safe_limits
-from daz.cytube.outgoing_text import (ELLIPSIS, SLASH_GUARD, neutralise_command, split_text,
-                                      utf16_len)
-
+from daz.cytube.outgoing_text import (
+    ELLIPSIS,
+    SLASH_GUARD,
+    neutralise_command,
+    split_text,
+    utf16_len,
+)
+from daz.sandbox.limits import ChatThrottle
 
 # --------------------------------------------------------------------------- splitting
 
@@ -171,7 +178,7 @@ def test_a_token_bucket_would_have_been_dropped_but_we_are_not():
     for i in range(10):
         box.put_chat(str(i))
     times += drain(box, times[-1] + 1.0, 20.0)  # 1 s pause: < the server's 2 s cooldown
-    gaps = [b - a for a, b in zip(times[20:], times[21:])]
+    gaps = [b - a for a, b in itertools.pairwise(times[20:])]
     assert min(gaps) >= 0.125 - 1e-9
     assert server_would_drop(times, 20, 10.0) == 0
 
@@ -186,7 +193,7 @@ def test_antiflood_limits_are_kept_safely_under():
     times = drain(box, 0.0, 60.0)
     assert len(times) == 12 and sum(1 for t in times if t == 0) == 3
     assert server_would_drop(times, 4, 1.0, 4) == 0
-    gaps = [b - a for a, b in zip(times[3:], times[4:])]
+    gaps = [b - a for a, b in itertools.pairwise(times[3:])]
     assert min(gaps) >= 1 / 0.8 - 0.02
 
 

@@ -3,12 +3,19 @@ what the room is shown reads as what daz meant, and every line still fits the se
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daz.cytube.chat_filters import shown_text
 from daz.cytube.outbox import Outbox
-from daz.cytube.outgoing_text import (LOOKALIKES, SLASH_GUARD, disarm_filters, meant_text,
-                                      outgoing_lines, utf16_len)
+from daz.cytube.outgoing_text import (
+    LOOKALIKES,
+    SLASH_GUARD,
+    disarm_filters,
+    meant_text,
+    outgoing_lines,
+    utf16_len,
+)
 from daz.sandbox.chat_format import to_html
 
 FORMATTING = re.compile(r"<(code|strong|em|s|span)\b")

@@ -80,11 +80,15 @@ def test_an_entry_point_naming_something_else_than_a_plugin_is_left_out(monkeypa
     assert "not a daz Plugin class" in caplog.text
 
 
-def test_every_schema_file_in_a_plugin_package_is_migrated():
+def test_every_migration_file_in_a_plugin_package_is_migrated():
     from pathlib import Path
 
-    from daz.db.migrate import PLUGINS_DIR, migrations
+    from daz.db.migrate import CORE_DIR, PLUGINS_DIR, migrations
 
     names = {m.name for m in migrations()}
-    on_disk = {f"plugins/{p.parent.name}/schema.sql" for p in Path(PLUGINS_DIR).glob("*/schema.sql")}
+    on_disk = {f"{p.parent.parent.name}/{p.name}"
+               for p in Path(PLUGINS_DIR).glob("*/migrations/*.sql")}
+    on_disk |= {f"core/{p.name}" for p in Path(CORE_DIR).glob("*.sql")}
     assert on_disk and on_disk <= names, on_disk - names
+    # A schema.sql left in a plugin package would be a file nobody applies.
+    assert list(Path(PLUGINS_DIR).glob("*/schema.sql")) == []

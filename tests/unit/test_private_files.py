@@ -96,7 +96,7 @@ def test_a_password_file_gives_its_first_line_and_warns_when_others_may_read_it(
     path.chmod(0o644)
     read_password_file(path)
     assert "can be read by other users" in caplog.text
-    with pytest.raises(PasswordFileError, match="cannot read the password file .*missing"):
+    with pytest.raises(PasswordFileError, match=r"cannot read the password file .*missing"):
         read_password_file(tmp_path / "missing")
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(PasswordFileError, match="is empty"):

@@ -130,7 +130,7 @@ async def test_history_replay_is_marked_and_joined_is_published_once_after_login
 
 
 async def test_login_before_userlist_joins_on_the_userlist():
-    room, bus, seen = make_room()
+    room, bus, _seen = make_room()
     await attach(room)
     feed(room, "login", {"success": True, "name": "dazbot"})
     assert not room.state.joined
@@ -181,7 +181,7 @@ async def test_anonymous_room_joins_without_login_and_refuses_to_send(caplog):
 @pytest.mark.parametrize("error", ["Invalid username/password combination",
                                    "That username is registered."])
 async def test_a_permanent_login_failure_closes_with_a_fatal_verdict(error, caplog):
-    room, bus, seen = make_room()
+    room, bus, _seen = make_room()
     conn = await attach(room)
     feed(room, "login", {"success": False, "error": error})
     await asyncio.wait_for(conn.closed.wait(), 2)
@@ -192,7 +192,7 @@ async def test_a_permanent_login_failure_closes_with_a_fatal_verdict(error, capl
 
 
 async def test_guest_delay_sends_login_again_on_the_same_socket():
-    room, bus, seen = make_room(password="")
+    room, bus, _seen = make_room(password="")
     conn = await attach(room)
     feed(room, "login", {"success": False, "error": "Guest logins are restricted to one per "
                                                      "IP address per 0.1 seconds."})
@@ -205,7 +205,7 @@ async def test_guest_delay_sends_login_again_on_the_same_socket():
 
 
 async def test_kicks_set_the_verdict_for_the_supervisor():
-    room, bus, seen = make_room()
+    room, bus, _seen = make_room()
     await attach(room)
     feed(room, "kick", {"reason": "Duplicate login"})
     assert room.lifecycle.session_verdict.slow and not room.lifecycle.session_verdict.fatal
@@ -250,7 +250,7 @@ async def test_pump_sends_in_order_publishes_message_sent_and_resends_a_dropped_
 
 
 async def test_nothing_is_sent_before_the_join_and_everything_after():
-    room, bus, seen = make_room()
+    room, bus, _seen = make_room()
     conn = await attach(room)
     await room.say("early")
     await asyncio.sleep(0.1)
@@ -265,7 +265,7 @@ async def test_nothing_is_sent_before_the_join_and_everything_after():
 
 
 async def test_antiflood_channel_option_slows_us_when_our_rank_is_low():
-    room, bus, seen = make_room()
+    room, bus, _seen = make_room()
     await attach(room)
     join_burst(room, [])
     feed(room, "rank", 1)
@@ -296,7 +296,7 @@ async def test_malformed_frames_are_published_and_logged_once(caplog):
 
 
 async def test_emit_is_refused_politely_when_not_joined(caplog):
-    room, bus, seen = make_room()
+    room, bus, _seen = make_room()
     conn = await attach(room)
     await room.emit("queue", {"id": "x"})
     assert conn.sent == [] and "not joined" in caplog.text
@@ -309,7 +309,7 @@ async def test_emit_is_refused_politely_when_not_joined(caplog):
 async def test_received_events_are_counted_per_type_with_unknown_types_capped_as_other():
     from daz.cytube.intake import MAX_EVENT_TYPES
 
-    room, bus, seen = make_room()
+    room, bus, _seen = make_room()
     await attach(room)
     received = room.metrics.events_received
     for _ in range(3):

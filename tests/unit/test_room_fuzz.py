@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from daz.bus import Bus
 from daz.config import RoomConfig
@@ -56,8 +57,8 @@ shaped = st.one_of(
     st.tuples(st.just("addUser"), user),
     st.tuples(st.just("userLeave"), st.fixed_dictionaries({"name": names})),
     st.tuples(st.just("setUserRank"), st.fixed_dictionaries({"name": names, "rank": ranks})),
-    st.tuples(st.just("login"), st.fixed_dictionaries({"success": st.one_of(st.just(True), scalars), "name": names,
-                                                       "error": scalars})),
+    st.tuples(st.just("login"), st.fixed_dictionaries({"success": st.one_of(st.just(True), scalars),
+                                                       "name": names, "error": scalars})),
     st.tuples(st.just("rank"), ranks),
     st.tuples(st.just("channelOpts"), st.fixed_dictionaries(
         {"chat_antiflood": scalars, "chat_antiflood_params": json_like})),

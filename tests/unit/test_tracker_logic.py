@@ -1,11 +1,11 @@
 """Pure logic of usertracker, mediatracker and analytics: wording, play time, counters."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
+from daz.humanize import ago, clean_username, stamp
 from daz.plugins.analytics.counters import Batch, day_of, hour_of
 from daz.plugins.mediatracker.plays import Play, link, media_url
-from daz.humanize import ago, clean_username, stamp
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def test_ago_wording():

@@ -1,5 +1,4 @@
 """Web pages and health endpoints, against a stand-in app (no database, recorded rooms)."""
-import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -88,6 +87,25 @@ async def test_help_lists_commands_from_the_registry_escaped(client):
     assert "!tell" in html and "!tell &lt;user&gt; &lt;message&gt;" in html and "msg" in html
     assert "Leave a &lt;b&gt;message&lt;/b&gt;" in html
     assert '<td class="rank">1</td>' in html
+
+
+async def test_help_shows_the_prefix_read_once_from_the_config(tmp_path, monkeypatch):
+    from daz.commands import dispatch
+
+    app = StubApp(tmp_path)
+    app.config.core.commands.prefix = "?"
+    plugin = Helpful.__new__(Helpful)
+    for attr, spec in Helpful.declared_commands():
+        app.commands.register("helpful", spec, getattr(plugin, attr))
+    calls = []
+    settings = dispatch.command_settings
+    monkeypatch.setattr(dispatch, "command_settings",
+                        lambda config: calls.append(1) or settings(config))
+    async with TestClient(TestServer(WebServer(app).build())) as c:
+        for _ in range(3):
+            html = await (await c.get("/help")).text()
+            assert '<td class="name">?tell' in html
+    assert len(calls) == 1  # when the pages were built, not once per request
 
 
 async def test_help_shows_admin_only_commands_as_such(client):

@@ -8,7 +8,8 @@ missing argument or an unknown command is an error reply, never silence.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class CommandError(ValueError):
@@ -144,7 +145,7 @@ class Waiters:
         room_id, entry = waiter
         try:
             return await asyncio.wait_for(entry[1], timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         finally:
             waiting = self._waiting.get(room_id, [])

@@ -7,9 +7,10 @@
   ``kv.FLUSH_SECONDS`` per key with the latest value, and all again after a NATS reconnect.
 * Commands: ``kryten.robot.command`` in a queue group of this deployment (``queue_group``), so
   exactly one daz instance receives each request and exactly one reply goes back. The request
-  names its room in ``meta.channel``; the receiver runs it when it holds that room, else forwards it (same reply
-  subject) to the holder's own subject ``daz.bridge.<instance>.command``, else answers that no
-  instance is in that room. A channel daz is not configured for gets no answer from daz.
+  names its room in ``meta.channel``; the receiver runs it when it holds that room, else
+  forwards it (same reply subject) to the holder's own subject
+  ``daz.bridge.<instance>.command``, else answers that no instance is in that room. A
+  channel daz is not configured for gets no answer from daz.
 * Lifecycle: ``kryten.lifecycle.robot.*`` and the service registry (lifecycle.py);
   ``kryten.lifecycle.group.restart`` stops daz after its delay, as it stops the old bridge
   (run daz under a supervisor that starts it again).
@@ -30,8 +31,13 @@ from daz.bridge import wire
 from daz.bridge.actions import CommandError, Waiters, known
 from daz.bridge.commands import ActionRunner
 from daz.bridge.kv import KvWriter
-from daz.bridge.lifecycle import (DISCOVERY_POLL, GROUP_RESTART, LIFECYCLE, Lifecycle,
-                                  ServiceRegistry)
+from daz.bridge.lifecycle import (
+    DISCOVERY_POLL,
+    GROUP_RESTART,
+    LIFECYCLE,
+    Lifecycle,
+    ServiceRegistry,
+)
 from daz.bridge.mirror import RoomMirror
 from daz.bridge.queries import state_query, system_query
 
@@ -59,7 +65,7 @@ def queue_group(room_configs: list) -> str:
 
 
 class KrytenBridge:
-    def __init__(self, app: "App") -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
         nats = app.config.core.nats
         self.url = nats.url
@@ -319,7 +325,9 @@ class KrytenBridge:
         """The configured room a request names (``meta.channel``, else a top-level
         ``channel``), or the first configured room when it names none, as the old bridge
         served its one channel."""
-        meta = request.get("meta") if isinstance(request.get("meta"), dict) else {}
+        meta = request.get("meta")
+        if not isinstance(meta, dict):
+            meta = {}
         channel = meta.get("channel") or request.get("channel")
         domain = meta.get("domain") if channel else None
         rooms = self.app.config.enabled_rooms

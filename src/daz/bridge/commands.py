@@ -12,8 +12,7 @@ import json
 import re
 from typing import Any
 
-from daz.bridge.actions import (ASKS, EMITS, SLASH, CommandError, Waiters, arg, as_int,
-                                canonical)
+from daz.bridge.actions import ASKS, EMITS, SLASH, CommandError, Waiters, arg, as_int, canonical
 from daz.bridge.wire import envelope
 
 ADD_TIMEOUT = 8.0
@@ -96,10 +95,10 @@ class ActionRunner:
                 media = (data.get("item") or {}).get("media") or {}
                 if str(media.get("id")) == media_id:
                     return {"success": True, "uid": (data.get("item") or {}).get("uid")}
-            if name == "queueFail" and isinstance(data, dict):
-                if str(data.get("id")) == media_id or media_id in str(data.get("link", "")):
-                    return {"success": False, "error": data.get("msg", "queue failed"),
-                            "queue_fail": data}
+            if name == "queueFail" and isinstance(data, dict) and (
+                    str(data.get("id")) == media_id or media_id in str(data.get("link", ""))):
+                return {"success": False, "error": data.get("msg", "queue failed"),
+                        "queue_fail": data}
             return None
 
         waiter = self.waiters.expect(room.id, answer)

@@ -31,7 +31,7 @@ def bucket_name(channel: str, kind: str) -> str:
 
 
 class KvWriter:
-    def __init__(self, bridge: "KrytenBridge") -> None:
+    def __init__(self, bridge: KrytenBridge) -> None:
         self.bridge = bridge
         self.dirty: dict[str, set[tuple[str, str]]] = {}  # room id → entries to write
         self.buckets: dict[str, Any] = {}  # bucket name → KeyValue

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from daz import __version__
@@ -21,7 +21,7 @@ STALE_AFTER = 90.0  # seconds without a heartbeat: the old bridge's rule
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 class Lifecycle:

@@ -9,7 +9,8 @@ write of the user list.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 USERS = ("userlist", "users")
 ITEMS = ("playlist", "items")
@@ -86,8 +87,9 @@ class RoomMirror:
             self.users = [u for u in self.users if _name(u).lower() != name]
             return (USERS,)
 
-    def _update_user(self, change: Callable[[dict], None]) -> Callable:
-        def apply(payload: Any):
+    def _update_user(self, change: Callable[[dict[str, Any], Any], None]
+                     ) -> Callable[[Any], Any]:
+        def apply(payload: Any) -> Any:
             found = self.user(_name(payload)) if _name(payload) else None
             if found is not None:
                 change(found, payload)

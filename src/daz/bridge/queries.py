@@ -43,7 +43,7 @@ def state_query(command: str, mirror: RoomMirror, request: dict) -> dict[str, An
     raise CommandError(f"unknown command {command!r}")
 
 
-def system_query(command: str, bridge: "KrytenBridge", request: dict) -> dict[str, Any]:
+def system_query(command: str, bridge: KrytenBridge, request: dict) -> dict[str, Any]:
     what = command.split(".", 1)[1]
     uptime = round(time.time() - bridge.started_at, 1)
     if what == "ping":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,7 +58,7 @@ def envelope(event_name: str, payload: Any, channel: str, domain: str,
     # (this runs for every event of every room).
     text = (f'{{"event_name":{_encoded(event_name)},"payload":{_encode(payload)},'
             f'"channel":{_encoded(channel)},"domain":{_encoded(domain)},'
-            f'"timestamp":"{datetime.now(timezone.utc).isoformat()}",'
+            f'"timestamp":"{datetime.now(UTC).isoformat()}",'
             f'"correlation_id":"{correlation_id()}"')
     if flags:
         text += f',"daz_flags":{_encode(list(flags))}'

@@ -9,14 +9,24 @@ is and how to call it.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from daz.commands.arguments import ArgumentError, Signature, User, quoted
 from daz.plugins.base import CommandSpec, SubcommandSpec
 
-__all__ = ["CommandContext", "CommandConflict", "CommandDeclarationError", "CommandRegistry",
-           "RegisteredCommand", "Subcommand", "UsageError", "User", "parse_command"]
+__all__ = [
+    "CommandConflict",
+    "CommandContext",
+    "CommandDeclarationError",
+    "CommandRegistry",
+    "RegisteredCommand",
+    "Subcommand",
+    "UsageError",
+    "User",
+    "parse_command",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from daz.cytube.events import ChatMessage, PrivateMessage
@@ -77,7 +87,10 @@ def parse_command(text: str, prefix: str = "!") -> ParsedCommand | None:
     body = text[len(prefix):]
     if not body or body[0].isspace():
         return None
-    word, _, rest = _FIRST_WORD.match(body).groups()
+    first = _FIRST_WORD.match(body)
+    if first is None:  # cannot happen: body starts with a non-space
+        return None
+    word, _, rest = first.groups()
     name = word.lower()
     if not name:
         return None
@@ -183,7 +196,8 @@ def _convert(signature: Signature, args: list[str], state: Any, usage: str) -> l
         raise UsageError(usage, str(exc)) from None
 
 
-def _subcommands(plugin: str, spec: CommandSpec, handler: Callable) -> list[Subcommand]:
+def _subcommands(plugin: str, spec: CommandSpec,
+                 handler: Callable[..., Any]) -> list[Subcommand]:
     """The subcommands declared under ``handler``, bound to the same plugin instance."""
     owner = getattr(handler, "__self__", None)
     declared = getattr(getattr(handler, "__func__", handler), "__daz_subcommands__", ())
@@ -214,7 +228,8 @@ class CommandRegistry:
         self._by_name: dict[str, RegisteredCommand] = {}
         self._lookup: dict[str, RegisteredCommand] = {}
 
-    def register(self, plugin: str, spec: CommandSpec, handler: Callable) -> RegisteredCommand:
+    def register(self, plugin: str, spec: CommandSpec,
+                 handler: Callable[..., Any]) -> RegisteredCommand:
         for word in (spec.name, *spec.aliases):
             taken = self._lookup.get(word)
             if taken is not None:
@@ -258,8 +273,8 @@ class CommandRegistry:
 class CommandContext:
     """What a command handler gets: who asked, where, and how to answer."""
 
-    room: "Room"
-    event: "ChatMessage | PrivateMessage"
+    room: Room
+    event: ChatMessage | PrivateMessage
     command: RegisteredCommand
     invoked_as: str
     args: list[str]

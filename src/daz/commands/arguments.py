@@ -24,8 +24,9 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from daz.humanize import NAME_TRAILERS, USERNAME, one_line
 
@@ -42,9 +43,9 @@ class User(str):
     """A user name argument: the name as the room shows it when they are here (``here`` is
     their ``daz.cytube.values.User`` in the room's state), else as typed (``here`` is None)."""
 
-    here: "values.User | None"
+    here: values.User | None
 
-    def __new__(cls, name: str, here: "values.User | None" = None) -> "User":
+    def __new__(cls, name: str, here: values.User | None = None) -> User:
         obj = super().__new__(cls, name)
         obj.here = here
         return obj
@@ -59,24 +60,24 @@ _INT = re.compile(r"[+-]?[0-9]{1,15}")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
 
 
-def to_int(word: str, state: "RoomState | None") -> int:
+def to_int(word: str, state: RoomState | None) -> int:
     if not _INT.fullmatch(word):
         raise ArgumentError(f"{quoted(word)} is not a whole number")
     return int(word)
 
 
-def to_float(word: str, state: "RoomState | None") -> float:
+def to_float(word: str, state: RoomState | None) -> float:
     value = float(word) if _FLOAT.fullmatch(word) and len(word) <= 40 else math.nan
     if not math.isfinite(value):
         raise ArgumentError(f"{quoted(word)} is not a number")
     return value
 
 
-def to_str(word: str, state: "RoomState | None") -> str:
+def to_str(word: str, state: RoomState | None) -> str:
     return word
 
 
-def to_user(word: str, state: "RoomState | None") -> User:
+def to_user(word: str, state: RoomState | None) -> User:
     name = word.strip().lstrip("@").rstrip(NAME_TRAILERS)
     if not USERNAME.match(name):  # ASCII only: CyTube names are, and so is its comparison
         raise ArgumentError(f"{quoted(word)} is not a CyTube name (1-20 letters, digits,"
@@ -87,11 +88,11 @@ def to_user(word: str, state: "RoomState | None") -> User:
     return User(name)
 
 
-def _choices(values: tuple[Any, ...]) -> Callable[[str, "RoomState | None"], Any]:
+def _choices(values: tuple[Any, ...]) -> Callable[[str, RoomState | None], Any]:
     by_key = {str(v).lower(): v for v in values}
     listed = ", ".join(str(v) for v in values)
 
-    def to_choice(word: str, state: "RoomState | None") -> Any:
+    def to_choice(word: str, state: RoomState | None) -> Any:
         try:
             return by_key[word.lower()]
         except KeyError:
@@ -100,12 +101,12 @@ def _choices(values: tuple[Any, ...]) -> Callable[[str, "RoomState | None"], Any
     return to_choice
 
 
-_SIMPLE: dict[Any, Callable[[str, "RoomState | None"], Any]] = {
+_SIMPLE: dict[Any, Callable[[str, RoomState | None], Any]] = {
     str: to_str, Any: to_str, inspect.Parameter.empty: to_str,
     int: to_int, float: to_float, User: to_user}
 
 
-def converter_for(annotation: Any) -> tuple[Callable[[str, "RoomState | None"], Any], str]:
+def converter_for(annotation: Any) -> tuple[Callable[[str, RoomState | None], Any], str]:
     """(converter, how the usage line shows it: "" for the parameter's name, or the choices)."""
     simple = _SIMPLE.get(annotation) if isinstance(annotation, typing.Hashable) else None
     if simple is not None:
@@ -125,13 +126,13 @@ def converter_for(annotation: Any) -> tuple[Callable[[str, "RoomState | None"], 
 @dataclass(frozen=True)
 class Parameter:
     name: str
-    convert: Callable[[str, "RoomState | None"], Any]
+    convert: Callable[[str, RoomState | None], Any]
     shown: str  # "<sides>", "[sides]", "on|off", "[message...]"
     required: bool
     variadic: bool
 
 
-def _annotations(fn: Callable, names: list[str]) -> dict[str, Any]:
+def _annotations(fn: Callable[..., Any], names: list[str]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)
     except Exception:  # a TYPE_CHECKING-only name elsewhere in the signature: resolve ours only
@@ -142,7 +143,7 @@ def _annotations(fn: Callable, names: list[str]) -> dict[str, Any]:
         raw = func.__annotations__.get(name, inspect.Parameter.empty)
         if isinstance(raw, str):
             try:
-                raw = eval(raw, func.__globals__)  # noqa: S307 - the plugin's own source
+                raw = eval(raw, func.__globals__)
             except Exception as exc:
                 raise TypeError(f"parameter {name!r}: cannot resolve annotation {raw!r}"
                                 f" ({exc})") from None
@@ -153,7 +154,7 @@ def _annotations(fn: Callable, names: list[str]) -> dict[str, Any]:
 class Signature:
     """The arguments a handler takes after ``ctx``, and how to convert words into them."""
 
-    def __init__(self, fn: Callable) -> None:
+    def __init__(self, fn: Callable[..., Any]) -> None:
         params = list(inspect.signature(fn).parameters.values())[1:]  # skip ctx
         hints = _annotations(fn, [p.name for p in params])
         self.params: list[Parameter] = []
@@ -181,7 +182,7 @@ class Signature:
         """``!roll [sides]`` for ``words="!roll"``."""
         return " ".join([words, *(p.shown for p in self.params)])
 
-    def convert(self, args: list[str], state: "RoomState | None") -> list[Any]:
+    def convert(self, args: list[str], state: RoomState | None) -> list[Any]:
         """The converted values; ArgumentError naming the first problem when they do not fit.
 
         A line with no words at all gets no complaint (the usage line says what is needed)."""

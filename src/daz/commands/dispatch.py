@@ -21,19 +21,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from daz.commands import (CommandContext, CommandRefused, ParsedCommand, RegisteredCommand,
-                          UsageError, after_first_word, parse_command)
+from daz.commands import (
+    CommandContext,
+    CommandRefused,
+    ParsedCommand,
+    RegisteredCommand,
+    UsageError,
+    after_first_word,
+    parse_command,
+)
 from daz.commands.limits import Cooldowns, NoticeLimiter
 from daz.config import CommandsConfig, ConfigError, format_validation_error
 from daz.cytube.events import ChatMessage, PrivateMessage
 from daz.cytube.state import name_key
 from daz.events import CommandExecuted
 from daz.plugins.base import COMMAND_PRIORITY
+
+if TYPE_CHECKING:  # pragma: no cover
+    from daz.bus import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +135,11 @@ class CommandDispatcher:
         self.admins = frozenset(admins)
         self.cooldowns = Cooldowns()
         self.notices = NoticeLimiter(settings.notice_interval)
-        self.running: set[asyncio.Task] = set()
-        self._subscriptions: list = []
+        self.running: set[asyncio.Future[Any]] = set()
+        self._subscriptions: list[Subscription] = []
 
     @classmethod
-    def from_config(cls, app_config: Any, **parts: Any) -> "CommandDispatcher":
+    def from_config(cls, app_config: Any, **parts: Any) -> CommandDispatcher:
         warn_about_impossible_admins(app_config)
         settings, admins = command_settings(app_config)
         return cls(settings=settings, admins=admins, **parts)
@@ -288,6 +299,6 @@ class CommandDispatcher:
         # publish() only awaits for a full "block" subscriber; run it beside the hot path.
         self._track(asyncio.ensure_future(self.bus.publish(done)))
 
-    def _track(self, task: asyncio.Future) -> None:
+    def _track(self, task: asyncio.Future[Any]) -> None:
         self.running.add(task)
         task.add_done_callback(self.running.discard)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 # CyTube's link pattern, run on the escaped text; links are what no default filter may touch.
 LINK = re.compile(r"(\w+://(?:[^:/\[\]\s]+|\[[0-9a-f:]+\])(?::\d+)?(?:/[^/\s]*)*)", re.I)
@@ -89,7 +90,7 @@ class ChatFilter:
         object.__setattr__(self, "regex", compile_js(self.source, self.flags))
 
     @classmethod
-    def from_payload(cls, data: Any) -> "ChatFilter":
+    def from_payload(cls, data: Any) -> ChatFilter:
         """A filter from CyTube's JSON shape; ValueError says what is wrong with it."""
         if not isinstance(data, dict):
             raise ValueError("a filter is an object")

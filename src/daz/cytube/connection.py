@@ -18,7 +18,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import aiohttp
 import socketio
@@ -85,7 +86,7 @@ async def discover(http: aiohttp.ClientSession, server_url: str, channel: str, *
                 raise DiscoveryError(f"GET {url}: not JSON ({exc})") from None
     except DiscoveryError:
         raise
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise DiscoveryError(f"GET {url}: {type(exc).__name__} {exc}".strip()) from None
     return choose_server(config, prefer_secure=server_url.startswith("https://"))
 
@@ -188,6 +189,8 @@ class Connection:
             await self._wait_for_room()
 
     async def _wait_for_room(self) -> None:
+        if self._pace is None:  # only called with a pace
+            return
         room_made = asyncio.ensure_future(self._pace.wait_for_room())
         closing = asyncio.ensure_future(self._closing.wait())
         try:
@@ -239,7 +242,7 @@ class Connection:
                 self.sio.connect(self.url, headers=self.headers, transports=["websocket"],
                                  wait_timeout=self.connect_timeout),
                 self.connect_timeout + 1)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._abandon()
             raise ConnectFailed("connect timed out", server_message=self._server_error) from None
         except socketio.exceptions.ConnectionError as exc:

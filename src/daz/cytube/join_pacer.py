@@ -66,7 +66,7 @@ class JoinPacer:
                         return True
                     try:
                         await asyncio.wait_for(stop.wait(), (1 - bucket.tokens) * self.interval)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                 return False
         finally:

@@ -19,8 +19,13 @@ import aiohttp
 
 from daz.cytube import events as ev
 from daz.cytube.connection import ConnectFailed, Connection, DiscoveryError, discover
-from daz.cytube.reconnect_policy import (RATE_LIMIT_WAIT, Backoff, Verdict, judge_kick,
-                                         judge_login_error)
+from daz.cytube.reconnect_policy import (
+    RATE_LIMIT_WAIT,
+    Backoff,
+    Verdict,
+    judge_kick,
+    judge_login_error,
+)
 from daz.events import RoomConnected, RoomDisconnected, RoomJoined
 
 if TYPE_CHECKING:
@@ -87,7 +92,7 @@ class RoomLifecycle:
             log.info("room %s: reconnecting in %.1fs (%s)", room.id, delay, verdict.reason)
             try:
                 await asyncio.wait_for(self.stop_requested.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _attempt(self, http: aiohttp.ClientSession) -> tuple[Verdict, bool, float]:
@@ -129,7 +134,7 @@ class RoomLifecycle:
                 await conn.emit("login", self._login_payload())
             try:
                 await asyncio.wait_for(conn.closed.wait(), room.join_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if not room.state.joined:
                     await conn.close(f"not joined after {room.join_timeout:g}s")
             await conn.closed.wait()
@@ -224,7 +229,7 @@ class RoomLifecycle:
         try:
             await asyncio.wait_for(conn.closed.wait(), wait)
             return  # the socket went away; the loop starts over
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         if conn.connected and not self.room.state.logged_in:
             try:

@@ -27,8 +27,8 @@ from __future__ import annotations
 import collections
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from daz.cytube.outgoing_text import MAX_CHUNKS, MAX_LENGTH, comparable_text, outgoing_lines
 
@@ -44,7 +44,7 @@ def safe_limits(burst: int, rate: float,
     """(burst, rate/s, quiet seconds) for a server limit of (burst, rate/s, cooldown s):
     comfortably under it. The server's cooldown defaults to burst/rate."""
     rate = max(0.05, float(rate))
-    if cooldown is None or not (cooldown == cooldown) or cooldown <= 0:
+    if cooldown is None or cooldown != cooldown or cooldown <= 0:
         cooldown = burst / rate
     return (max(1, math.floor(burst * 0.75)), max(0.05, rate * 0.8),
             min(120.0, float(cooldown) * 1.25 + 0.25))
@@ -155,8 +155,9 @@ class Outbox:
         if not self.queue:
             return None
         wait = max(0.0, self.paused_until - now)
-        if not self._bursting(now) and self._count >= self.burst:
-            wait = max(wait, self._last_sent + 1.0 / self.rate - now)
+        last = self._last_sent
+        if last is not None and not self._bursting(now) and self._count >= self.burst:
+            wait = max(wait, last + 1.0 / self.rate - now)
         return wait
 
     def pop(self, now: float) -> Outgoing:
@@ -246,12 +247,8 @@ class Outbox:
         for message in messages:
             self.sent -= 1
             self.resent += 1
-            index = 0
-            for index, queued in enumerate(self.queue):
-                if queued.order > message.order:
-                    break
-            else:
-                index = len(self.queue)
+            index = next((i for i, queued in enumerate(self.queue)
+                          if queued.order > message.order), len(self.queue))
             self.queue.insert(index, message)
         while len(self.queue) > self.max_queue:
             self._dropped(self.queue.pop(), "the outbox is full")

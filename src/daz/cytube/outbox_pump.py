@@ -92,7 +92,7 @@ class OutboxPump:
             if delay > 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             conn = room.lifecycle.conn

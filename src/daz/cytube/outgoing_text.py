@@ -16,7 +16,7 @@ from running chat commands. Every line daz sends passes ``outgoing_lines`` (from
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from daz.cytube.chat_filters import DEFAULT_FILTERS, ChatFilter, split_links
 

@@ -4,6 +4,7 @@ event field tables (event_fields.py) and the value objects inside events (values
 """
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 
@@ -37,10 +38,10 @@ class PayloadReader:
         self.problems.append(f"{key}: expected text, got {type(value).__name__}")
         return default
 
-    def num(self, key: str, default: float = 0.0) -> float:
+    def num(self, key: builtins.str, default: float = 0.0) -> float:
         return read_number(self.data.get(key, default), default, key, self.problems)
 
-    def int(self, key: str, default: int = 0) -> int:
+    def int(self, key: builtins.str, default: builtins.int = 0) -> builtins.int:
         value = read_number(self.data.get(key, default), default, key, self.problems)
         try:
             return int(value)
@@ -48,7 +49,7 @@ class PayloadReader:
             self.problems.append(f"{key}: not a finite number")
             return default
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def bool(self, key: builtins.str, default: builtins.bool = False) -> builtins.bool:
         value = self.data.get(key, default)
         if isinstance(value, bool):
             return value
@@ -57,7 +58,7 @@ class PayloadReader:
         self.problems.append(f"{key}: expected true/false, got {type(value).__name__}")
         return default
 
-    def dict(self, key: str) -> dict:
+    def dict(self, key: builtins.str) -> builtins.dict[builtins.str, Any]:
         value = self.data.get(key)
         if isinstance(value, dict):
             return value
@@ -65,7 +66,7 @@ class PayloadReader:
             self.problems.append(f"{key}: expected an object, got {type(value).__name__}")
         return {}
 
-    def list(self, key: str) -> list:
+    def list(self, key: builtins.str) -> builtins.list[Any]:
         value = self.data.get(key)
         if isinstance(value, list):
             return value
@@ -74,7 +75,7 @@ class PayloadReader:
         return []
 
     @property
-    def malformed(self) -> str | None:
+    def malformed(self) -> builtins.str | None:
         return "; ".join(self.problems) if self.problems else None
 
 

@@ -104,7 +104,8 @@ class Room:
         lifecycle, ready = self.lifecycle, self.pump.ready
         if ready.is_set() and self.outbox.depth:
             deadline = min(end, time.monotonic() + self.flush_timeout)
-            while self.outbox.depth and ready.is_set() and time.monotonic() < deadline:
+            # A bounded poll once, at stop: the outbox has no "drained" event to wait on.
+            while self.outbox.depth and ready.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         lifecycle.stop_requested.set()
         conn = lifecycle.conn
@@ -115,7 +116,7 @@ class Room:
             try:
                 await asyncio.wait_for(asyncio.shield(supervisor),
                                        max(0.1, min(5.0, end - time.monotonic())))
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 supervisor.cancel()
         for task in (*self._tasks[1:2], *lifecycle.side_tasks):
             task.cancel()
@@ -124,7 +125,7 @@ class Room:
             log.warning("room %s: %d queued line(s) not sent before stopping", self.id, left)
         # Let the dispatcher publish what is queued (RoomDisconnected included), then end it.
         deadline = min(end, time.monotonic() + 2)
-        while self.intake.inbox and time.monotonic() < deadline and self._tasks:
+        while self.intake.inbox and time.monotonic() < deadline and self._tasks:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()

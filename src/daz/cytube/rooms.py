@@ -1,19 +1,20 @@
 """The set of rooms one daz process runs; plugins find a room by id or by channel name."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from daz.cytube.room import Room
 
 
 class Rooms:
-    def __init__(self, rooms: "list[Room] | None" = None) -> None:
-        self._rooms: dict[str, "Room"] = {}
+    def __init__(self, rooms: list[Room] | None = None) -> None:
+        self._rooms: dict[str, Room] = {}
         for room in rooms or ():
             self.add(room)
 
-    def add(self, room: "Room") -> None:
+    def add(self, room: Room) -> None:
         if room.id in self._rooms:
             raise ValueError(f"two rooms have the id {room.id!r}")
         self._rooms[room.id] = room
@@ -21,10 +22,10 @@ class Rooms:
     def remove(self, room_id: str) -> None:
         self._rooms.pop(room_id, None)
 
-    def get(self, room_id: str) -> "Room | None":
+    def get(self, room_id: str) -> Room | None:
         return self._rooms.get(room_id)
 
-    def by_channel(self, channel: str) -> "Room | None":
+    def by_channel(self, channel: str) -> Room | None:
         """The first room on this channel (names compared case-insensitively)."""
         wanted = channel.lower()
         for room in self._rooms.values():
@@ -32,7 +33,7 @@ class Rooms:
                 return room
         return None
 
-    def __iter__(self) -> Iterator["Room"]:
+    def __iter__(self) -> Iterator[Room]:
         return iter(list(self._rooms.values()))
 
     def __len__(self) -> int:

@@ -8,9 +8,11 @@ nothing else folded (``name_key``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
+
 from daz.cytube import events as ev
 from daz.cytube.values import User
-
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -202,7 +204,7 @@ class RoomState:
         self.bot_rank = -1
 
 
-_APPLY = {
+_APPLY: dict[type[ev.CytubeEvent], Callable[[RoomState, Any], None]] = {
     ev.UserList: RoomState._user_list,
     ev.UserJoined: RoomState._add_user,
     ev.UserLeft: RoomState._user_left,

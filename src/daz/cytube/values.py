@@ -32,7 +32,7 @@ class User:
                     self.meta, seen_since)
 
     @classmethod
-    def parse(cls, payload: Any, problems: list[str]) -> "User":
+    def parse(cls, payload: Any, problems: list[str]) -> User:
         r = PayloadReader(payload)
         meta = r.dict("meta")
         m = PayloadReader(meta, expect_dict=False)
@@ -59,7 +59,7 @@ class Media:
     meta: dict = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, payload: Any, problems: list[str]) -> "Media":
+    def parse(cls, payload: Any, problems: list[str]) -> Media:
         r = PayloadReader(payload)
         media = cls(
             id=r.str("id"),
@@ -85,7 +85,7 @@ class PlaylistItem:
     queueby: str = ""
 
     @classmethod
-    def parse(cls, payload: Any, problems: list[str]) -> "PlaylistItem":
+    def parse(cls, payload: Any, problems: list[str]) -> PlaylistItem:
         r = PayloadReader(payload)
         item = cls(
             uid=r.int("uid", -1),

@@ -8,8 +8,8 @@ count is taken in the file's own transaction, just before the statement runs).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import asyncpg
 
@@ -45,30 +45,30 @@ def _surplus(table: str, key: str, where: str = "true") -> str:
 
 
 CHANGES = (
-    RowChange("plugins/usertracker/schema.sql", "daz_user_tracker_sessions", "close",
+    RowChange("usertracker/001_baseline.sql", "daz_user_tracker_sessions", "close",
               "duplicate active session(s); the newest per channel and user stays open, the"
               " others end at their last activity",
               _surplus("daz_user_tracker_sessions", "channel, lower(username)", "is_active")),
-    RowChange("plugins/mediatracker/schema.sql", "daz_mediatracker_plays", "close",
+    RowChange("mediatracker/001_baseline.sql", "daz_mediatracker_plays", "close",
               "open play(s) beyond the newest of each channel; they end at their nominal"
               " length", _surplus("daz_mediatracker_plays", "channel", "ended_at IS NULL")),
-    RowChange("plugins/mediatracker/schema.sql", "daz_mediatracker_queue", "delete",
+    RowChange("mediatracker/001_baseline.sql", "daz_mediatracker_queue", "delete",
               "duplicate playlist uid(s) in the playlist mirror (older copies; the mirror is"
               " rewritten from the room on the next sync)",
               _surplus("daz_mediatracker_queue", "channel, uid", "uid IS NOT NULL"),
               needs_columns=("uid",), sql_without_columns="SELECT 0"),
-    RowChange("scripts/sql/030_fix_gallery_duplicates.sql", "daz_gallery_images", "merge",
+    RowChange("core/030_fix_gallery_duplicates.sql", "daz_gallery_images", "merge",
               "image row(s) that repeat one user's URL in another channel, into the row"
               " kept (earliest post date and health history kept)",
               _surplus("daz_gallery_images", "username, url")),
-    RowChange("scripts/sql/027_gallery_system.sql", "daz_gallery_images", "update",
+    RowChange("core/027_gallery_system.sql", "daz_gallery_images", "update",
               "image row(s) given the new state column (active, pruned or dead) from"
               " is_active and pruned_reason",
               "SELECT count(*) FROM daz_gallery_images WHERE (state = 'active')"
               " IS DISTINCT FROM coalesce(is_active, false) OR is_active IS NULL",
               needs_columns=("state",),
               sql_without_columns="SELECT count(*) FROM daz_gallery_images"),
-    RowChange("plugins/tell/schema.sql", "daz_tell_messages", "update",
+    RowChange("tell/001_baseline.sql", "daz_tell_messages", "update",
               "delivered message(s) marked as sent (sent_at), so they are never handed out"
               " again",
               "SELECT count(*) FROM daz_tell_messages WHERE delivered AND sent_at IS NULL"

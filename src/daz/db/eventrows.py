@@ -25,7 +25,7 @@ import json
 import math
 import uuid
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from daz.db.pool import JsonText
@@ -47,7 +47,7 @@ _UID_NAMESPACE = uuid.UUID("6f1d2c3e-8a4b-5c6d-9e0f-a1b2c3d4e5f6")
 # Built once: json.dumps() with keyword arguments builds a new encoder on every call.
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 _UID_JSON = json.JSONEncoder(ensure_ascii=False)
-_EPOCH = datetime(1970, 1, 1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC).replace(tzinfo=None)  # naive UTC, as the columns
 _INT32 = (-(2 ** 31), 2 ** 31 - 1)
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
@@ -153,7 +153,7 @@ class LogEntry:
               tables: tuple[str, ...] = (CORE,), username: Any = None, message: Any = None,
               message_time: Any = None, to_user: Any = None, video_id: Any = None,
               video_type: Any = None, title: Any = None, duration: Any = None,
-              rank: Any = None) -> "LogEntry":
+              rank: Any = None) -> LogEntry:
         """An entry from raw values: every field cleaned and fitted to its column."""
         return cls(
             uid=uid, event_type=clean_text(event_type, EVENT_TYPE_WIDTH),
@@ -174,7 +174,7 @@ class LogEntry:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, line: str) -> "LogEntry":
+    def from_json(cls, line: str) -> LogEntry:
         data = json.loads(line)
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
@@ -363,4 +363,4 @@ def table_records(batch: list[LogEntry]) -> dict[str, list[tuple]]:
 
 def columns_of(rows: list[tuple]) -> list[list]:
     """Rows → one list per column (the unnest parameters)."""
-    return [list(column) for column in zip(*rows)]
+    return [list(column) for column in zip(*rows, strict=True)]

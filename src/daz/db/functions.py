@@ -6,19 +6,24 @@ adds a Go signature next to daz's one, so that calls become ambiguous.
 The reference is the migration files themselves: the body of every ``CREATE FUNCTION`` in them
 is compared with ``pg_proc.prosrc`` (PostgreSQL keeps a body exactly as written between its
 dollar quotes). No fingerprint table is needed, so a database migrated by any daz version can be
-checked. ``migrate`` re-applies the file that defines a drifted function; every file is
-re-runnable and drops the Go signatures it replaces.
+checked. ``migrate`` restores a drifted function by running again the statements of the file
+that defines it which concern that function (``repair_statements``): its ``DROP FUNCTION``s
+(the Go signatures it replaces), its ``CREATE FUNCTION``s and the grants naming it. The rest
+of the file is not run again: a migration is applied once.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
-from daz.db.sqlsplit import split_sql
+from daz.db.sqlsplit import Statement, split_sql
 
 _CREATE = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(?:public\.)?(\w+)\s*\(",
                      re.IGNORECASE)
+_DROP = re.compile(r"^\s*DROP\s+FUNCTION\s+(?:IF\s+EXISTS\s+)?(?:public\.)?(\w+)\s*\(",
+                   re.IGNORECASE)
+_GRANT = re.compile(r"\bGRANT\s+EXECUTE\s+ON\s+FUNCTION\b", re.IGNORECASE)
 _BODY = re.compile(r"\bAS\s+\$(\w*)\$(.*?)\$\1\$", re.IGNORECASE | re.DOTALL)
 
 
@@ -45,6 +50,22 @@ def expected_bodies(migrations: Iterable) -> dict[str, tuple[str, list[str]]]:
                 found.setdefault(head.group(1).lower(), []).append(body.group(2))
         for name, bodies in found.items():
             out[name] = (migration.name, bodies)
+    return out
+
+
+def repair_statements(text: str, names: set[str]) -> list[Statement]:
+    """The statements of a migration that define, replace, drop or grant the named functions,
+    in file order. A grant may name several functions; granting again changes nothing."""
+    wanted = {name.lower() for name in names}
+    out = []
+    for statement in split_sql(text):
+        code = _without_comments(statement.text)
+        head = _CREATE.match(code) or _DROP.match(code)
+        defines = head is not None and head.group(1).lower() in wanted
+        grants = _GRANT.search(code) is not None and any(
+            re.search(rf"\b{re.escape(name)}\s*\(", code, re.IGNORECASE) for name in wanted)
+        if defines or grants:
+            out.append(statement)
     return out
 
 

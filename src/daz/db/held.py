@@ -35,9 +35,10 @@ import asyncio
 import collections
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
@@ -68,8 +69,11 @@ def transient(exc: BaseException) -> bool:
 class HeldWritesConfig(BaseModel):
     """The config keys of a plugin that holds its writes (mix into its ``PluginConfig``)."""
 
-    held_writes_limit: int = Field(10_000, ge=1)  # per room, while the database is away
-    held_retry_seconds: float = Field(5.0, gt=0)  # longest pause between attempts
+    held_writes_limit: int = Field(10_000, ge=1, description="Writes held in memory per room "
+                                   "while the database is away; past it the oldest are "
+                                   "dropped (logged as an error)")
+    held_retry_seconds: float = Field(5.0, gt=0, description="Longest pause between two "
+                                      "attempts to apply held writes")
 
 
 class HeldWrites:
@@ -91,7 +95,7 @@ class HeldWrites:
         self._task: asyncio.Task | None = None
 
     @classmethod
-    def for_plugin(cls, plugin, apply: Apply) -> "HeldWrites":
+    def for_plugin(cls, plugin, apply: Apply) -> HeldWrites:
         """Held writes of ``plugin`` (config: ``HeldWritesConfig``), saved across restarts in
         ``<data_dir>/<plugin name>-held.jsonl``."""
         ctx, config = plugin.ctx, plugin.config

@@ -1,42 +1,61 @@
-"""Bring a database to daz's schema: the Go Daz scripts (fixed) and each plugin's own tables.
+"""Bring a database to daz's schema: every owner's numbered migrations, each applied once.
 
-Order: the sql plugin's core tables, then ``scripts/sql/0*.sql`` by name, then the other
-plugins' schema files in the plugin registry's start order (``plugins/registry.py``: built-in
-and installed plugins alike, each after the plugins it declares in ``after``). Every file is applied
-in one transaction, statement by statement so that a failure names the statement, and recorded
-in ``daz_schema_migrations``. All of it runs under one advisory lock, so two daz processes
-starting together take turns instead of racing on the same DDL.
+Which files, in which order: ``db/migration_files.py`` (core's, then each plugin's in start
+order). Each file is applied in one transaction, statement by statement so that a failure names
+the statement, and recorded in ``daz_migrations`` (owner, file, checksum of its text, when).
+All of it runs under one advisory lock, so two daz processes starting together take turns
+instead of racing on the same DDL.
 
-Every file is written to be re-runnable (the Go bot, operators with ``psql -f`` and older daz
-versions may all have touched the database), so a file whose text changed since it was recorded
-is simply applied again: that is how a fixed function body reaches an existing database. A file
-whose functions someone replaced since (the Go scripts run again, ``db/functions.py``) is
-applied again too. The rows a file changes (Go-era duplicates it closes, merges or deletes,
-``db/adoption.py``) are counted in its transaction and reported.
+Applied once: a recorded file is never run again, so a migration after the baseline can rename,
+drop or rewrite rows without having to be re-runnable. A recorded file whose text changed since
+is an error (``MigrationChanged``, one line naming the file and what to do), raised before
+anything runs: a schema change goes in a new numbered file.
+
+Earlier databases:
+
+* one an earlier daz migrated (its record is ``daz_schema_migrations``, one row per re-runnable
+  file, left as it is): a baseline recorded there with its present text is recorded here as
+  ``recognised``, without running it again (its row-changing steps ran then); one recorded
+  with an older text is applied (baselines are re-runnable, and that is what the earlier daz
+  would have done);
+* one the Go bot made: everything is applied; the baselines adopt its tables, and the rows they
+  change are counted and reported (``db/adoption.py``).
+
+Someone re-running the Go scripts with ``psql -f`` puts Go's function bodies back
+(``db/functions.py`` finds them); ``migrate`` restores them by running again only the
+statements that define those functions in the file that defines them, not the file.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
-import inspect
 import logging
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable
+from typing import Any
 
 import asyncpg
 
-from daz.db import adoption, functions
-from daz.db import online
+from daz.db import adoption, functions, online
+from daz.db.migration_files import (
+    CORE_DIR,
+    PLUGINS_DIR,
+    Migration,
+    MigrationFileError,
+    all_migrations,
+)
 from daz.db.pool import table_exists
 from daz.db.sqlsplit import Statement, split_sql
+from daz.preflight import OperatorError
+
+__all__ = ["CORE_DIR", "PLUGINS_DIR", "Migration", "MigrationChanged", "MigrationError",
+           "MigrationFileError", "migrate", "migrations", "plan", "status"]
 
 log = logging.getLogger(__name__)
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-PLUGINS_DIR = PACKAGE_DIR / "plugins"
 CLEANUP_SCRIPT = "cleanup-stale-sessions.sql"
 # Any fixed 64-bit number works; derived from a name so it is unlikely to collide with others.
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"daz schema migrations").digest()[:8], "big",
@@ -45,12 +64,19 @@ STATEMENT_TIMEOUT = 3600.0  # an index on a big Go-era table may take a while
 LOCK_TIMEOUT_MS = 1000  # the longest a migration statement may make writers queue behind it
 LOCK_ATTEMPTS = 60  # about 5 minutes of retries, then the migration fails naming the statement
 
-TABLE_DDL = """
-CREATE TABLE IF NOT EXISTS daz_schema_migrations (
-    name       text PRIMARY KEY,
+TABLE = "daz_migrations"
+TABLE_DDL = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    owner      text NOT NULL,
+    file       text NOT NULL,
     checksum   text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    recognised boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (owner, file)
 )"""
+COMMENT = (f"COMMENT ON COLUMN {TABLE}.recognised IS 'applied by a daz before numbered"
+           " migrations (daz_schema_migrations): recorded, not run again'")
+LEGACY_TABLE = "daz_schema_migrations"  # an earlier daz's record, read and never written
 
 
 class MigrationError(RuntimeError):
@@ -65,16 +91,18 @@ class MigrationError(RuntimeError):
         super().__init__(f"migration {name} failed{where}: {type(cause).__name__}: {cause}")
 
 
-@dataclass(frozen=True)
-class Migration:
-    name: str  # stable across a source checkout and an installed wheel
-    path: Path
+class MigrationChanged(OperatorError):
+    """Applied migrations whose files no longer have the text that was applied."""
 
-    def text(self) -> str:
-        return self.path.read_text(encoding="utf-8")
-
-    def checksum(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+    def __init__(self, changed: list[Migration]) -> None:
+        self.changed = changed
+        names = ", ".join(f"{m.name} ({m.path})" for m in changed)
+        first = changed[0]
+        super().__init__(
+            f"migration {names} changed after it was applied to this database, and an applied"
+            f" migration is never run again: restore the applied text (e.g. git checkout"
+            f" {first.path.name}) and put the change in a new file with the next number in"
+            f" {first.path.parent}")
 
 
 @dataclass(frozen=True)
@@ -84,53 +112,22 @@ class MigrationStatus:
     checksum: str | None
     applied_checksum: str | None
     applied_at: datetime | None
+    earlier: bool = False  # not recorded yet, but an earlier daz applied this very text
+    recognised: bool = False  # recorded from an earlier daz's record, not run
 
     @property
     def state(self) -> str:
         if self.applied_checksum is None:
-            return "pending"
+            return "earlier" if self.earlier else "pending"
         if self.path is None:
             return "unknown"
-        return "applied" if self.checksum == self.applied_checksum else "changed"
-
-
-def sql_dir() -> Path:
-    """scripts/sql: packaged as daz/sql in a wheel, a symlink to ../../scripts/sql in a checkout."""
-    packaged = PACKAGE_DIR / "sql"
-    if packaged.is_dir():
-        return packaged
-    checkout = PACKAGE_DIR.parents[1] / "scripts" / "sql"
-    if checkout.is_dir():
-        return checkout
-    raise FileNotFoundError(f"no SQL scripts found in {packaged} or {checkout}")
+        if self.checksum != self.applied_checksum:
+            return "changed"
+        return "recognised" if self.recognised else "applied"
 
 
 def migrations() -> list[Migration]:
-    out = []
-    core = PLUGINS_DIR / "sql" / "schema.sql"
-    if core.is_file():
-        out.append(Migration("plugins/sql/schema.sql", core))
-    out.append(Migration("scaleout/schema.sql", PACKAGE_DIR / "scaleout" / "schema.sql"))
-    out += [Migration(f"scripts/sql/{p.name}", p) for p in sorted(sql_dir().glob("0*.sql"))]
-    for name, path in plugin_schema_files().items():
-        if name != "sql":
-            out.append(Migration(f"plugins/{name}/{path.name}", path))
-    return out
-
-
-def plugin_schema_files() -> dict[str, Path]:
-    """Each plugin's own schema file, by plugin name, in the registry's start order."""
-    from daz.plugins.registry import available_plugins
-
-    out = {}
-    for name, cls in available_plugins().items():
-        if cls.schema:
-            out[name] = Path(inspect.getfile(cls)).resolve().parent / cls.schema
-    return out
-
-
-def migration_files() -> list[Path]:
-    return [m.path for m in migrations()]
+    return all_migrations()
 
 
 @contextlib.asynccontextmanager
@@ -162,8 +159,53 @@ async def _locked(conn: asyncpg.Connection) -> AsyncIterator[None]:
 
 
 async def _recorded(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
-    rows = await conn.fetch("SELECT name, checksum, applied_at FROM daz_schema_migrations")
+    if not await table_exists(conn, TABLE):
+        return {}
+    rows = await conn.fetch(f"SELECT owner || '/' || file AS name, checksum, applied_at,"
+                            f" recognised FROM {TABLE}")
     return {r["name"]: r for r in rows}
+
+
+async def _legacy(conn: asyncpg.Connection) -> dict[str, str]:
+    """name → checksum recorded by a daz before numbered migrations (empty when none ran)."""
+    if not await table_exists(conn, LEGACY_TABLE):
+        return {}
+    rows = await conn.fetch(f"SELECT name, checksum FROM {LEGACY_TABLE}")
+    return {r["name"]: r["checksum"] for r in rows}
+
+
+@dataclass
+class Survey:
+    """Where each migration stands in this database."""
+    recorded: dict[str, asyncpg.Record]
+    changed: list[Migration] = field(default_factory=list)
+    recognisable: list[Migration] = field(default_factory=list)  # an earlier daz applied it
+    pending: list[Migration] = field(default_factory=list)  # the rest, to apply
+    applied: list[Migration] = field(default_factory=list)  # recorded, text unchanged
+
+    def todo(self, order: list[Migration]) -> list[Migration]:
+        waiting = {m.name for m in self.recognisable + self.pending}
+        return [m for m in order if m.name in waiting]
+
+    def done(self, order: list[Migration]) -> list[Migration]:
+        """Applied, by this daz or an earlier one, in migration order (a later file's function
+        definition is the one that counts)."""
+        done = {m.name for m in self.applied + self.recognisable}
+        return [m for m in order if m.name in done]
+
+
+async def survey(conn: asyncpg.Connection, todo: list[Migration]) -> Survey:
+    found = Survey(await _recorded(conn))
+    legacy = await _legacy(conn)
+    for m in todo:
+        row = found.recorded.get(m.name)
+        if row is not None:
+            (found.applied if row["checksum"] == m.checksum() else found.changed).append(m)
+        elif m.legacy_name in legacy and legacy[m.legacy_name] in m.legacy_checksums():
+            found.recognisable.append(m)
+        else:
+            found.pending.append(m)
+    return found
 
 
 async def run_script(conn: asyncpg.Connection, name: str, text: str) -> list[asyncpg.Record]:
@@ -199,11 +241,7 @@ async def _apply(conn: asyncpg.Connection, migration: Migration,
                 await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
                 counted = await adoption.counted(conn, [migration.name])
                 await run_script(conn, migration.name, migration.text())
-                await conn.execute(
-                    "INSERT INTO daz_schema_migrations (name, checksum, applied_at)"
-                    " VALUES ($1, $2, now()) ON CONFLICT (name) DO UPDATE SET"
-                    " checksum = EXCLUDED.checksum, applied_at = EXCLUDED.applied_at",
-                    migration.name, migration.checksum())
+                await _record(conn, migration, recognised=False)
             break
         except MigrationError as exc:
             if not isinstance(exc.cause, asyncpg.LockNotAvailableError) \
@@ -218,25 +256,48 @@ async def _apply(conn: asyncpg.Connection, migration: Migration,
     changes += counted
 
 
-def _current(todo: list[Migration], recorded: dict[str, asyncpg.Record]) -> list[Migration]:
-    return [m for m in todo
-            if m.name in recorded and recorded[m.name]["checksum"] == m.checksum()]
+async def check_unchanged(conn: asyncpg.Connection) -> None:
+    """Raise MigrationChanged when a file applied here changed since (``daz run`` checks this
+    before it starts anything, so the refusal is its one line)."""
+    found = await survey(conn, migrations())
+    if found.changed:
+        raise MigrationChanged(found.changed)
+
+
+async def _record(conn: asyncpg.Connection, migration: Migration, *, recognised: bool) -> None:
+    await conn.execute(f"INSERT INTO {TABLE} (owner, file, checksum, recognised)"
+                       " VALUES ($1, $2, $3, $4)",
+                       migration.owner, migration.file, migration.checksum(), recognised)
+
+
+async def _repair(conn: asyncpg.Connection, migration: Migration, names: set[str]) -> None:
+    statements = functions.repair_statements(migration.text(), names)
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS * 10}ms'")
+        await _run_statements(conn, migration.name, statements)
 
 
 def online_steps(files: Iterable[Migration] | None = None) -> list[online.OnlineStep]:
-    """Every file's CONCURRENTLY statements (applied files too: a build may have been cut)."""
-    return [step for m in (files if files is not None else migrations())
-            for step in online.steps_in(m.name, m.text())]
+    """Every file's CONCURRENTLY statements (applied files too: a build may have been cut).
+    Where several files name one index, the last file's step is the one that stands: a
+    later migration dropping an index an earlier one built must not see it built again at
+    every start."""
+    steps = [step for m in (files if files is not None else migrations())
+             for step in online.steps_in(m.name, m.text())]
+    last = {step.index: i for i, step in enumerate(steps)}
+    return [step for i, step in enumerate(steps) if last[step.index] == i]
 
 
 async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None,
                   changes: list[adoption.CountedChange] | None = None,
                   build_indexes: bool = True) -> list[str]:
-    """Apply what is not applied yet, changed since, or whose functions were replaced; returns
-    the names applied, in order. ``changes`` receives the rows the files changed. Then, unless
+    """Apply the migrations not applied yet; returns their names, in order. Raises
+    MigrationChanged, before anything runs, when an applied file's text changed since.
+    Baselines an earlier daz applied are recorded without running; functions someone replaced
+    are restored. ``changes`` receives the rows the files changed. Then, unless
     ``build_indexes`` is off (``daz run`` builds them while it serves), build the online
     indexes that are missing or were left invalid (see online.py)."""
-    todo = list(files) if files is not None else migrations()
+    order = list(files) if files is not None else migrations()
     applied: list[str] = []
     changes = [] if changes is None else changes
     async with _connection(conn_or_pool) as conn:
@@ -244,31 +305,48 @@ async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None
         try:
             async with _locked(conn):
                 try:
-                    await conn.execute(TABLE_DDL)
+                    if not await table_exists(conn, TABLE):
+                        async with conn.transaction():
+                            await conn.execute(TABLE_DDL)
+                            await conn.execute(COMMENT)
                 except asyncpg.PostgresError as exc:  # e.g. no CREATE right on schema public
-                    raise MigrationError("daz_schema_migrations", None, exc) from exc
-                recorded = await _recorded(conn)
-                repair: dict[str, list[str]] = {}
-                for fault in await functions.drift(conn, _current(todo, recorded)):
-                    repair.setdefault(fault.migration, []).append(fault.describe())
-                for migration in todo:
-                    row = recorded.get(migration.name)
-                    if row is not None and row["checksum"] == migration.checksum():
-                        if migration.name not in repair:
-                            continue
-                        log.warning("database: re-applying %s, whose functions were changed"
-                                    " by someone else: %s", migration.name,
-                                    "; ".join(repair[migration.name]))
-                    else:
-                        # debug: the caller lists what was applied, once
-                        log.debug("database: applying %s", migration.name)
+                    raise MigrationError(TABLE, None, exc) from exc
+                found = await survey(conn, order)
+                if found.changed:
+                    raise MigrationChanged(found.changed)
+                recognisable = {m.name for m in found.recognisable}
+                if recognisable:
+                    log.info("database: %d migration(s) an earlier daz applied, recorded"
+                             " without running them again: %s", len(recognisable),
+                             ", ".join(m.name for m in found.todo(order)
+                                       if m.name in recognisable))
+                for migration in found.todo(order):
+                    if migration.name in recognisable:
+                        await _record(conn, migration, recognised=True)
+                        continue
+                    log.debug("database: applying %s", migration.name)  # the caller lists them
                     await _apply(conn, migration, changes)
                     applied.append(migration.name)
+                await _restore_functions(conn, order)
             if build_indexes:
-                await build_online_indexes(conn, todo)
+                await build_online_indexes(conn, order)
         finally:
             conn.remove_log_listener(_forward_notices)
     return applied
+
+
+async def _restore_functions(conn: asyncpg.Connection, order: list[Migration]) -> None:
+    recorded = await _recorded(conn)
+    faults = await functions.drift(conn, [m for m in order if m.name in recorded])
+    by_file: dict[str, list[functions.FunctionDrift]] = {}
+    for fault in faults:
+        by_file.setdefault(fault.migration, []).append(fault)
+    for migration in order:
+        if migration.name in by_file:
+            found = by_file[migration.name]
+            log.warning("database: restoring functions of %s that someone else changed: %s",
+                        migration.name, "; ".join(f.describe() for f in found))
+            await _repair(conn, migration, {f.name for f in found})
 
 
 async def build_online_indexes(conn: asyncpg.Connection,
@@ -284,17 +362,22 @@ async def build_online_indexes(conn: asyncpg.Connection,
     return report
 
 
-async def status(conn_or_pool: Any) -> list[MigrationStatus]:
+async def status(conn_or_pool: Any, *,
+                 files: Iterable[Migration] | None = None) -> list[MigrationStatus]:
     """Every known file with its state, then rows recorded for files that are not here."""
+    todo = list(files) if files is not None else migrations()
     async with _connection(conn_or_pool) as conn:
-        exists = await table_exists(conn, "daz_schema_migrations")
-        recorded = await _recorded(conn) if exists else {}
+        found = await survey(conn, todo)
+    recorded = dict(found.recorded)
+    earlier = {m.name for m in found.recognisable}
     out = []
-    for m in migrations():
+    for m in todo:
         row = recorded.pop(m.name, None)
         out.append(MigrationStatus(m.name, m.path, m.checksum(),
                                    row["checksum"] if row else None,
-                                   row["applied_at"] if row else None))
+                                   row["applied_at"] if row else None,
+                                   earlier=m.name in earlier,
+                                   recognised=bool(row and row["recognised"])))
     for name, row in sorted(recorded.items()):
         out.append(MigrationStatus(name, None, None, row["checksum"], row["applied_at"]))
     return out
@@ -302,33 +385,31 @@ async def status(conn_or_pool: Any) -> list[MigrationStatus]:
 
 @dataclass(frozen=True)
 class Plan:
-    """What ``migrate`` would do now: files to apply, rows they change, functions to restore."""
+    """What ``migrate`` would do now."""
     to_apply: list[str]
-    changes: list[adoption.CountedChange]
-    drifted: list[functions.FunctionDrift]
+    to_record: list[str]  # applied by an earlier daz: recorded without running
+    changed: list[Migration]  # migrate would refuse to start: MigrationChanged
+    changes: list[adoption.CountedChange]  # rows the files to apply would change
+    drifted: list[functions.FunctionDrift]  # functions it would restore
 
 
-async def plan(conn_or_pool: Any) -> Plan:
+async def plan(conn_or_pool: Any, *, files: Iterable[Migration] | None = None) -> Plan:
     """``migrate`` without changing anything (``daz db migrate --dry-run``)."""
-    todo = migrations()
+    todo = list(files) if files is not None else migrations()
     async with _connection(conn_or_pool) as conn:
-        exists = await table_exists(conn, "daz_schema_migrations")
-        recorded = await _recorded(conn) if exists else {}
-        current = _current(todo, recorded)
-        drifted = await functions.drift(conn, current)
-        repair = {fault.migration for fault in drifted}
-        names = [m.name for m in todo if m not in current or m.name in repair]
+        found = await survey(conn, todo)
+        names = [m.name for m in found.pending]
         changes = await adoption.counted(conn, names)
-    return Plan(names, changes, drifted)
+        drifted = await functions.drift(conn, found.done(todo))
+    return Plan(names, [m.name for m in found.recognisable], found.changed, changes, drifted)
 
 
 async def function_drift(conn_or_pool: Any) -> list[functions.FunctionDrift]:
     """Functions of applied migrations that are no longer as daz installed them."""
     todo = migrations()
     async with _connection(conn_or_pool) as conn:
-        if not await table_exists(conn, "daz_schema_migrations"):
-            return []
-        return await functions.drift(conn, _current(todo, await _recorded(conn)))
+        found = await survey(conn, todo)
+        return await functions.drift(conn, found.done(todo))
 
 
 async def ensure_role(conn: asyncpg.Connection, role: str) -> bool:
@@ -363,10 +444,7 @@ async def grant(conn: Any, role: str = "daz_user") -> None:
 
 
 def cleanup_script() -> Path:
-    path = sql_dir() / CLEANUP_SCRIPT
-    if path.is_file():
-        return path
-    return PACKAGE_DIR.parents[1] / "scripts" / CLEANUP_SCRIPT
+    return Path(__file__).resolve().parent / CLEANUP_SCRIPT
 
 
 async def cleanup_sessions(conn: Any) -> int:
@@ -375,6 +453,6 @@ async def cleanup_sessions(conn: Any) -> int:
     async with _connection(conn) as c:
         async with c.transaction():
             rows = await run_script(c, path.name, path.read_text(encoding="utf-8"))
-    if not rows or "sessions_closed" not in rows[0].keys():
+    if not rows or "sessions_closed" not in rows[0]:
         raise RuntimeError(f"{path.name} did not report sessions_closed")
     return int(rows[0]["sessions_closed"])

@@ -11,7 +11,8 @@ import contextlib
 import json
 import logging
 import random
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 
@@ -145,7 +146,7 @@ class Database:
                 try:
                     await asyncio.wait_for(stop_event.wait(), delay)
                     return False
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def close(self, timeout: float = 10.0) -> None:
@@ -156,7 +157,7 @@ class Database:
             return
         try:
             await asyncio.wait_for(pool.close(), timeout)
-        except (asyncio.TimeoutError, Exception) as exc:
+        except (TimeoutError, Exception) as exc:
             log.warning("database: pool did not close cleanly (%s); terminating", exc)
             pool.terminate()
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from daz.db.pool import rows_affected, table_exists
 
@@ -67,7 +68,7 @@ class Outcome:
 
 
 def _cutoff(rule: Rule, days: int, now: datetime) -> datetime:
-    moment = now.astimezone(timezone.utc) - timedelta(days=days)
+    moment = now.astimezone(UTC) - timedelta(days=days)
     return moment if rule.aware else moment.replace(tzinfo=None)
 
 
@@ -78,13 +79,14 @@ def _where(rule: Rule) -> str:
 async def prune(db: Any, retention: Any, *, now: datetime | None = None, dry_run: bool = False,
                 sleep: Callable[[float], Any] = asyncio.sleep) -> list[Outcome]:
     """Apply every rule once; returns what each removed (or would remove, on a dry run)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     outcomes = []
     for rule in RULES:
         days = int(getattr(retention, rule.setting))
-        outcome = Outcome(rule, days, _cutoff(rule, days, now) if days else None)
+        cutoff = _cutoff(rule, days, now) if days else None
+        outcome = Outcome(rule, days, cutoff)
         outcomes.append(outcome)
-        if not days:
+        if cutoff is None:
             continue
         if not await table_exists(db, rule.table):
             outcome.skipped = f"{rule.table} does not exist"
@@ -94,7 +96,7 @@ async def prune(db: Any, retention: Any, *, now: datetime | None = None, dry_run
                 f"SELECT count(*) FROM {rule.table} WHERE {_where(rule)}", outcome.cutoff,
                 timeout=600))
             continue
-        outcome.rows = await _delete_in_batches(db, rule, outcome.cutoff, retention, sleep)
+        outcome.rows = await _delete_in_batches(db, rule, cutoff, retention, sleep)
         if outcome.rows:
             log.info("retention: removed %d %s older than %d days", outcome.rows, rule.kind,
                      days)

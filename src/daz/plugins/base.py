@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from daz.events import Event
 
@@ -41,12 +42,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from daz.db.pool import Database
     from daz.metrics import Metrics
 
+# A decorated method keeps its own type; the decorators only attach declarations to it.
+HandlerFn = TypeVar("HandlerFn", bound=Callable[..., Any])
+
 
 class PluginConfig(BaseModel):
-    """Base for a plugin's config section. Unknown keys are kept (and warned about)."""
+    """Base for a plugin's config section. Unknown keys are kept (and warned about). Give
+    every key a ``Field(description=...)``: docs/config.md is generated from it."""
 
     model_config = ConfigDict(extra="allow")
-    enabled: bool = True
+    enabled: bool = Field(True, description="Run this plugin (plugins that are off by default "
+                                            "say so in their section)")
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class CommandSpec:
     enabled: bool = True
     reply_to: str = "origin"  # "origin" (chat→chat, PM→PM), "pm" or "chat"
     pm_only: bool = False
-    examples: tuple["Example", ...] = ()
+    examples: tuple[Example, ...] = ()
     # Without a subcommand word the line gets the usage; else the handler runs (a plain command
     # line, or one whose first word names no subcommand).
     require_subcommand: bool = False
@@ -79,7 +85,7 @@ class Example:
     """
 
     line: str
-    reply: "str | re.Pattern[str]"
+    reply: str | re.Pattern[str]
     pm: bool = False
     admin: bool = False
     present: tuple[str, ...] = ()
@@ -110,7 +116,7 @@ class OnSpec:
     overflow: str = "drop_oldest"
     include_ignored: bool = False  # deliver replayed history / own echoes / [server] lines too
     # Event classes the handler acts on (exact match). Empty: every event on the topic.
-    kinds: tuple = ()
+    kinds: tuple[type, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,8 +129,8 @@ class EverySpec:
 def command(name: str, *, aliases: tuple[str, ...] | list[str] = (), min_rank: float = 0,
             cooldown: float = 0.0, usage: str = "", description: str = "",
             admin_only: bool = False, enabled: bool = True, reply_to: str = "origin",
-            pm_only: bool = False, examples: Iterable[Example | tuple] = (),
-            require_subcommand: bool = False) -> Callable:
+            pm_only: bool = False, examples: Iterable[Example | tuple[Any, ...]] = (),
+            require_subcommand: bool = False) -> Callable[[Callable[..., Any]], Any]:
     """Declare a chat command. The handler is ``async def h(self, ctx, *args)``.
 
     Positional parameters after ``ctx`` are the command's arguments, converted from their
@@ -144,33 +150,36 @@ def command(name: str, *, aliases: tuple[str, ...] | list[str] = (), min_rank: f
                                       for e in examples),
                        require_subcommand=require_subcommand)
 
-    def mark(fn: Callable) -> Callable:
-        subcommands: list[tuple[SubcommandSpec, Callable]] = []
+    # The marked handler is typed Any: it grows a ``subcommand`` decorator that class bodies
+    # call (``@greeter.subcommand("on")``), which no Callable type has.
+    def mark(fn: Callable[..., Any]) -> Any:
+        subcommands: list[tuple[SubcommandSpec, Callable[..., Any]]] = []
 
         def subcommand(word: str, *, aliases: tuple[str, ...] | list[str] = (), usage: str = "",
                        description: str = "", min_rank: float = 0,
-                       admin_only: bool = False) -> Callable:
+                       admin_only: bool = False) -> Callable[[HandlerFn], HandlerFn]:
             sub = SubcommandSpec(name=word.lower(), aliases=tuple(a.lower() for a in aliases),
                                  usage=usage, description=description, min_rank=min_rank,
                                  admin_only=admin_only)
 
-            def mark_sub(sub_fn: Callable) -> Callable:
+            def mark_sub(sub_fn: HandlerFn) -> HandlerFn:
                 subcommands.append((sub, sub_fn))
                 return sub_fn
 
             return mark_sub
 
-        fn.__daz_command__ = spec
-        fn.__daz_subcommands__ = subcommands  # filled by the class body below the command
-        fn.subcommand = subcommand
-        return fn
+        marked: Any = fn
+        marked.__daz_command__ = spec
+        marked.__daz_subcommands__ = subcommands  # filled by the class body below the command
+        marked.subcommand = subcommand
+        return marked
 
     return mark
 
 
 def on(what: type[Event] | str, *, priority: int = 0, max_queue: int | None = None,
        overflow: str = "drop_oldest", include_ignored: bool = False,
-       kinds: tuple = ()) -> Callable:
+       kinds: tuple[type, ...] = ()) -> Callable[[HandlerFn], HandlerFn]:
     """Subscribe the method to an event class (its topic) or a topic pattern like ``cytube.*``.
 
     Chat lines and PMs nobody should react to (history replay, our own echoes, ``[server]``
@@ -182,15 +191,17 @@ def on(what: type[Event] | str, *, priority: int = 0, max_queue: int | None = No
     spec = OnSpec(topic=topic, priority=priority, max_queue=max_queue, overflow=overflow,
                   include_ignored=include_ignored, kinds=kinds)
 
-    def mark(fn: Callable) -> Callable:
-        fn.__daz_on__ = getattr(fn, "__daz_on__", ()) + (spec,)
+    def mark(fn: HandlerFn) -> HandlerFn:
+        marked: Any = fn
+        marked.__daz_on__ = getattr(fn, "__daz_on__", ()) + (spec,)
         return fn
 
     return mark
 
 
-def in_order(handlers: dict[type[Event], Callable], *, max_queue: int | None = None,
-             overflow: str = "drop_oldest", include_ignored: bool = False) -> Callable:
+def in_order(handlers: dict[type[Event], Callable[..., Any]], *, max_queue: int | None = None,
+             overflow: str = "drop_oldest",
+             include_ignored: bool = False) -> Callable[..., Any]:
     """One subscription for several event classes, each handled by its own method, all in the
     order they arrived in their room (a userlist is never handled after the addUser that
     followed it, nor a playlist edit before the media change that preceded it). Separate
@@ -210,7 +221,8 @@ def in_order(handlers: dict[type[Event], Callable], *, max_queue: int | None = N
 
 
 def every(*, seconds: float = 0, minutes: float = 0, hours: float = 0,
-          initial_delay: float | str | None = None, config: str | None = None) -> Callable:
+          initial_delay: float | str | None = None,
+          config: str | None = None) -> Callable[[HandlerFn], HandlerFn]:
     """Run the method periodically while the plugin runs (errors are logged, the timer goes on).
 
     ``config="key"`` takes the interval (seconds) from the plugin's validated config instead;
@@ -224,8 +236,9 @@ def every(*, seconds: float = 0, minutes: float = 0, hours: float = 0,
     elif interval <= 0:
         raise ValueError("every() needs a positive interval")
 
-    def mark(fn: Callable) -> Callable:
-        fn.__daz_every__ = EverySpec(seconds=interval, initial_delay=initial_delay,
+    def mark(fn: HandlerFn) -> HandlerFn:
+        marked: Any = fn
+        marked.__daz_every__ = EverySpec(seconds=interval, initial_delay=initial_delay,
                                      config=config)
         return fn
 
@@ -246,20 +259,26 @@ class PluginContext:
     """The services one plugin may use. Built by the plugin manager, one per plugin."""
 
     name: str
-    bus: "Bus"
-    rooms: "Rooms"
-    db: "Database | None"
+    bus: Bus
+    rooms: Rooms
+    db: Database | None
     config: Any  # the plugin's validated config (a PluginConfig subclass instance)
-    http: "aiohttp.ClientSession | None"
+    http: aiohttp.ClientSession | None
     logger: logging.Logger
-    clock: "Clock"
-    commands: "CommandRegistry"
-    metrics: "Metrics | None" = None
+    clock: Clock
+    commands: CommandRegistry
+    metrics: Metrics | None = None
     data_dir: Any = None  # pathlib.Path
     app_config: Any = None  # the whole daz Config, read-only by convention
     extras: dict[str, Any] = field(default_factory=dict)
 
-    async def log(self, level: str, message: str, data: dict | None = None) -> None:
+    def require_db(self) -> Database:
+        """The database, for code that runs only when there is one; ConnectionError if not."""
+        if self.db is None:
+            raise ConnectionError("no database configured")
+        return self.db
+
+    async def log(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
         """Record a line in daz_plugin_logs (and the process log). Never raises."""
         getattr(self.logger, level if level in ("debug", "info", "warning", "error") else "info")(
             message)
@@ -281,7 +300,12 @@ class Plugin:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    schema: ClassVar[str | None] = None  # file in the plugin package, applied by db/migrate.py
+    # Folder beside the plugin's module holding its numbered SQL files (001_baseline.sql,
+    # 002_....sql), each applied once by db/migrate.py; no folder, no tables.
+    migrations: ClassVar[str] = "migrations"
+    # Before numbered migrations a plugin named one re-runnable file here; still applied, as the
+    # plugin's first migration, for plugins written that way.
+    schema: ClassVar[str | None] = None
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     enabled_by_default: ClassVar[bool] = True
     # Plugins that must start (and have their tables) before this one; see plugins/registry.py.
@@ -313,7 +337,7 @@ class Plugin:
     # Operation name → name of the ``async def m(self, payload)`` method that runs it again.
     retry_operations: ClassVar[dict[str, str]] = {}
 
-    async def retry_operation(self, operation: str, payload: dict) -> None:
+    async def retry_operation(self, operation: str, payload: dict[str, Any]) -> None:
         """Run an operation the retry queue hands back, by ``retry_operations``.
 
         The method raises to report another failure and returns normally when it succeeded. It
@@ -330,8 +354,9 @@ class Plugin:
     def runs_retried_operations(cls) -> bool:
         return bool(cls.retry_operations) or cls.retry_operation is not Plugin.retry_operation
 
-    async def defer_retry(self, operation: str, payload: dict, *, key: str, error: str = "",
-                          max_retries: int | None = None, priority: int = 0) -> bool:
+    async def defer_retry(self, operation: str, payload: dict[str, Any], *, key: str,
+                          error: str = "", max_retries: int | None = None,
+                          priority: int = 0) -> bool:
         """Hand a failed operation to the retry plugin; False when no retry plugin runs.
 
         ``key`` is an idempotency key: the same key queued twice is one operation.
@@ -354,7 +379,7 @@ class Plugin:
 
     # Web -------------------------------------------------------------------------------
 
-    def web_routes(self) -> list:
+    def web_routes(self) -> list[Any]:
         """aiohttp route definitions this plugin serves on daz's web server (default none)."""
         return []
 

@@ -140,9 +140,9 @@ class PluginManager:
             return
         for attr, spec in plugin.declared_handlers():
             loaded.subscriptions.append(self._subscribe(plugin, getattr(plugin, attr), spec))
-        for attr, spec in self._resolved_timers(plugin):
+        for attr, timer in self._resolved_timers(plugin):
             loaded.timers.append(asyncio.create_task(
-                self._run_timer(loaded, attr, spec), name=f"timer:{plugin.name}.{attr}",
+                self._run_timer(loaded, attr, timer), name=f"timer:{plugin.name}.{attr}",
                 context=log_context(plugin=plugin.name)))
         if plugin.runs_retried_operations():
             self.bus.respond(f"retry.run.{plugin.name}", self._retry_runner(plugin),
@@ -173,8 +173,9 @@ class PluginManager:
     async def _run_timer(self, loaded: LoadedPlugin, attr: str, spec: EverySpec) -> None:
         method = getattr(loaded.plugin, attr)
         delay = spec.initial_delay if spec.initial_delay is not None else spec.seconds
+        assert not isinstance(delay, str), "_resolved_timers replaced config key names"
         while True:
-            await asyncio.sleep(delay)
+            await self.clock.sleep(delay)  # a test's FakeClock runs timers in virtual time
             delay = spec.seconds
             try:
                 await method()

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
-from daz.cytube.chat_filters import (DEFAULT_FILTERS, TAG, ChatFilter, apply_filters,
-                                     split_links)
+from daz.cytube.chat_filters import DEFAULT_FILTERS, TAG, ChatFilter, apply_filters, split_links
 
 _CONTROL = re.compile(r"[\x00-\x1f]+")
 _LINK_SCHEMES = {"http", "https", "ftp", "mailto", "mumble"}

@@ -2,6 +2,7 @@
 history, and what the server delivered (for test assertions). No I/O here."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import hashlib
@@ -124,8 +125,8 @@ class FakeChannel:
         self.chat_log: list[dict] = []            # every chatMsg broadcast, with the typed text
         self.dropped: Counter[str] = Counter()     # lower-case name → messages the throttle dropped
         self.usercount_last = float("-inf")        # loop time of the last usercount broadcast
-        self.usercount_timer = None
-        self.playback_timer = None
+        self.usercount_timer: asyncio.TimerHandle | None = None
+        self.playback_timer: asyncio.TimerHandle | None = None
         self.playback_origin = 0.0                 # loop time at which currentTime was 0
 
     # ------------------------------------------------------------------ users

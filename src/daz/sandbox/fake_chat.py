@@ -3,10 +3,10 @@ links, greentext, the chat commands, and the flood throttle with its ``cooldown`
 (all as a live server does them)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from daz.sandbox.chat_format import (cut_utf16, is_valid_user_name, js_number, strip_control,
-                                     to_html)
+from daz.sandbox.chat_format import cut_utf16, is_valid_user_name, js_number, strip_control, to_html
 from daz.sandbox.fake_channel import FakeChannel, Member
 from daz.sandbox.fake_users import kick, set_afk
 from daz.sandbox.limits import as_number
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 MIN_ANTIFLOOD = {"burst": 20, "sustained": 10}
 
 
-def chat(server: "FakeCytubeServer", channel: FakeChannel, member: Member, msg: str,
+def chat(server: FakeCytubeServer, channel: FakeChannel, member: Member, msg: str,
          client_meta: Any) -> None:
     msg = cut_utf16(msg, server.max_chat_length)
     if not channel.options.get("allow_ascii_control"):
@@ -34,7 +34,7 @@ def _modflair(member: Member, client_meta: Any) -> dict:
     return {}
 
 
-def _throttled(server: "FakeCytubeServer", channel: FakeChannel, member: Member,
+def _throttled(server: FakeCytubeServer, channel: FakeChannel, member: Member,
                flood: dict) -> bool:
     burst, sustained = as_number(flood.get("burst"), 10.0), as_number(flood.get("sustained"), 2.0)
     if sustained <= 0:
@@ -46,7 +46,7 @@ def _throttled(server: "FakeCytubeServer", channel: FakeChannel, member: Member,
     return True
 
 
-def _process(server: "FakeCytubeServer", channel: FakeChannel, member: Member, msg: str,
+def _process(server: FakeCytubeServer, channel: FakeChannel, member: Member, msg: str,
              meta: dict) -> None:
     if "/afk" not in msg:
         set_afk(server, channel, member, False)
@@ -134,7 +134,7 @@ COMMANDS: dict[str, Callable] = {
 }
 
 
-def pm(server: "FakeCytubeServer", channel: FakeChannel, member: Member, msg: str, to: str,
+def pm(server: FakeCytubeServer, channel: FakeChannel, member: Member, msg: str, to: str,
        client_meta: Any) -> None:
     error = lambda text: server.send(member.sid, "errorMsg", {"msg": text})  # noqa: E731
     if not member.logged_in:

@@ -17,8 +17,9 @@ import contextlib
 import ipaddress
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import socketio
 from aiohttp import web
@@ -213,7 +214,7 @@ class FakeCytubeServer(fake_control.ControlMixin):
         sio = self._sio
         while True:
             event, args = await conn.outbox.get()
-            if sio is None or sio is not self._sio:
+            if sio is not self._sio or sio is None:
                 return
             try:
                 if event is _DISCONNECT:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from daz.sandbox import fake_chat, fake_media, fake_users
 from daz.sandbox.fake_channel import DEFAULT_OPTIONS, FakeChannel, Member
@@ -20,11 +21,11 @@ RANK_FAIL = "You can't promote or demote someone with equal or higher rank than 
 
 
 class ClientEvents:
-    def __init__(self, server: "FakeCytubeServer"):
+    def __init__(self, server: FakeCytubeServer):
         self.server = server
         self.received: list[tuple[str, str, Any]] = []   # (sid, event, payload), for tests
 
-    def register(self, sio: "socketio.AsyncServer") -> None:
+    def register(self, sio: socketio.AsyncServer) -> None:
         handlers: dict[str, Callable[[Connection, Any], None]] = {
             "joinChannel": self.join_channel, "login": self.login, "chatMsg": self.chat,
             "pm": self.pm, "queue": self.queue, "delete": self.delete,
@@ -37,7 +38,7 @@ class ClientEvents:
             sio.on(event, self._guarded(event, handler))
         sio.on("*", self._unknown)
 
-    def _guarded(self, event: str, handler: Callable[["Connection", Any], None]):
+    def _guarded(self, event: str, handler: Callable[[Connection, Any], None]):
         async def on_event(sid: str, *args: Any) -> None:
             conn = self.server.connections.get(sid)
             if conn is None:
@@ -54,19 +55,19 @@ class ClientEvents:
         self.received.append((sid, event, args[0] if args else None))
 
     # ------------------------------------------------------------------ users
-    def _in_channel(self, conn: "Connection") -> tuple[FakeChannel, Member] | None:
+    def _in_channel(self, conn: Connection) -> tuple[FakeChannel, Member] | None:
         channel = fake_users.channel_of(self.server, conn)
         return (channel, conn.member) if channel is not None else None
 
-    def join_channel(self, conn: "Connection", data: Any) -> None:
+    def join_channel(self, conn: Connection, data: Any) -> None:
         if isinstance(data, dict):
             fake_users.join_channel(self.server, conn, data.get("name"))
 
-    def login(self, conn: "Connection", data: Any) -> None:
+    def login(self, conn: Connection, data: Any) -> None:
         if isinstance(data, dict):
             fake_users.login(self.server, conn, data.get("name"), data.get("pw"))
 
-    def set_channel_rank(self, conn: "Connection", data: Any) -> None:
+    def set_channel_rank(self, conn: Connection, data: Any) -> None:
         found = self._in_channel(conn)
         if found is None or not isinstance(data, dict):
             return
@@ -83,7 +84,7 @@ class ClientEvents:
             self.server.send(conn.sid, "channelRankFail", {"msg": fake_users.GUEST_PROMOTED})
 
     # ------------------------------------------------------------------- chat
-    def chat(self, conn: "Connection", data: Any) -> None:
+    def chat(self, conn: Connection, data: Any) -> None:
         found = self._in_channel(conn)
         if found is None or not isinstance(data, dict) or not isinstance(data.get("msg"), str):
             return
@@ -91,7 +92,7 @@ class ClientEvents:
             return
         fake_chat.chat(self.server, *found, data["msg"], data.get("meta"))
 
-    def pm(self, conn: "Connection", data: Any) -> None:
+    def pm(self, conn: Connection, data: Any) -> None:
         found = self._in_channel(conn)
         if found is None or not isinstance(data, dict):
             return
@@ -102,7 +103,7 @@ class ClientEvents:
             return
         fake_chat.pm(self.server, *found, msg, to, data.get("meta"))
 
-    def set_motd(self, conn: "Connection", data: Any) -> None:
+    def set_motd(self, conn: Connection, data: Any) -> None:
         found = self._in_channel(conn)
         if found is None or not isinstance(data, dict) or not isinstance(data.get("motd"), str):
             return
@@ -111,7 +112,7 @@ class ClientEvents:
             channel.motd = data["motd"]
             self.server.broadcast(channel, "setMotd", channel.motd)
 
-    def set_options(self, conn: "Connection", data: Any) -> None:
+    def set_options(self, conn: Connection, data: Any) -> None:
         found = self._in_channel(conn)
         if found is None or not isinstance(data, dict) or found[1].rank < 2:
             return
@@ -122,34 +123,34 @@ class ClientEvents:
         self.server.broadcast(channel, "channelOpts", copy.deepcopy(channel.options))
 
     # --------------------------------------------------------------- playlist
-    def _allowed(self, conn: "Connection", permission: str) -> FakeChannel | None:
+    def _allowed(self, conn: Connection, permission: str) -> FakeChannel | None:
         found = self._in_channel(conn)
         if found is None:
             return None
         channel, member = found
         return channel if member.rank >= channel.permissions.get(permission, 2) else None
 
-    def queue(self, conn: "Connection", data: Any) -> None:
+    def queue(self, conn: Connection, data: Any) -> None:
         found = self._in_channel(conn)
         if found is not None:
             fake_media.client_queue(self.server, *found, data)
 
-    def delete(self, conn: "Connection", data: Any) -> None:
+    def delete(self, conn: Connection, data: Any) -> None:
         channel = self._allowed(conn, "playlistdelete")
         if channel is not None and isinstance(data, int) and not isinstance(data, bool):
             fake_media.delete(self.server, channel, data)
 
-    def play_next(self, conn: "Connection", data: Any) -> None:
+    def play_next(self, conn: Connection, data: Any) -> None:
         channel = self._allowed(conn, "playlistnext")
         if channel is not None:
             fake_media.advance(self.server, channel)
 
-    def jump_to(self, conn: "Connection", data: Any) -> None:
+    def jump_to(self, conn: Connection, data: Any) -> None:
         channel = self._allowed(conn, "playlistjump")
         if channel is not None and isinstance(data, int) and not isinstance(data, bool):
             fake_media.play(self.server, channel, data)
 
-    def move_media(self, conn: "Connection", data: Any) -> None:
+    def move_media(self, conn: Connection, data: Any) -> None:
         channel = self._allowed(conn, "playlistmove")
         if channel is None or not isinstance(data, dict):
             return
@@ -157,12 +158,12 @@ class ClientEvents:
         if isinstance(source, int) and (after == "prepend" or isinstance(after, int)):
             fake_media.move(self.server, channel, source, after)
 
-    def request_playlist(self, conn: "Connection", data: Any) -> None:
+    def request_playlist(self, conn: Connection, data: Any) -> None:
         channel = self._allowed(conn, "seeplaylist")
         if channel is not None:
             self.server.send(conn.sid, "playlist", channel.playlist_payload())
 
-    def clear_playlist(self, conn: "Connection", data: Any) -> None:
+    def clear_playlist(self, conn: Connection, data: Any) -> None:
         channel = self._allowed(conn, "playlistclear")
         if channel is not None:
             fake_media.clear(self.server, channel)

@@ -32,7 +32,7 @@ def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
-def queue(server: "FakeCytubeServer", channel: FakeChannel, media: dict, *, after: Any = "end",
+def queue(server: FakeCytubeServer, channel: FakeChannel, media: dict, *, after: Any = "end",
           temp: bool = False, queueby: str = "") -> PlaylistEntry:
     entry, after_value = channel.insert(media, after=after, temp=temp, queueby=queueby)
     server.broadcast(channel, "queue", {"item": entry.payload(), "after": after_value})
@@ -42,7 +42,7 @@ def queue(server: "FakeCytubeServer", channel: FakeChannel, media: dict, *, afte
     return entry
 
 
-def replace(server: "FakeCytubeServer", channel: FakeChannel, items: list[dict]) -> None:
+def replace(server: FakeCytubeServer, channel: FakeChannel, items: list[dict]) -> None:
     channel.playlist = []
     for item in items:
         media = item.get("media", item) if isinstance(item, dict) else {}
@@ -54,7 +54,7 @@ def replace(server: "FakeCytubeServer", channel: FakeChannel, items: list[dict])
     server.broadcast(channel, "playlist", channel.playlist_payload())
 
 
-def play(server: "FakeCytubeServer", channel: FakeChannel, uid: Any,
+def play(server: FakeCytubeServer, channel: FakeChannel, uid: Any,
          current_time: float | None = None, paused: bool = False) -> bool:
     entry = channel.entry(uid)
     if entry is None:
@@ -75,7 +75,7 @@ def play(server: "FakeCytubeServer", channel: FakeChannel, uid: Any,
     return True
 
 
-def update(server: "FakeCytubeServer", channel: FakeChannel, current_time: float,
+def update(server: FakeCytubeServer, channel: FakeChannel, current_time: float,
            paused: bool = False) -> None:
     channel.current_time, channel.paused = current_time, paused
     server.broadcast(channel, "mediaUpdate", {"currentTime": current_time, "paused": paused})
@@ -83,7 +83,7 @@ def update(server: "FakeCytubeServer", channel: FakeChannel, current_time: float
         _run_clock(server, channel)
 
 
-def delete(server: "FakeCytubeServer", channel: FakeChannel, uid: Any) -> bool:
+def delete(server: FakeCytubeServer, channel: FakeChannel, uid: Any) -> bool:
     was_current = uid == channel.current_uid and channel.current is not None
     following = channel.after_current() if was_current else None
     entry = channel.remove(uid)
@@ -99,14 +99,14 @@ def delete(server: "FakeCytubeServer", channel: FakeChannel, uid: Any) -> bool:
     return True
 
 
-def move(server: "FakeCytubeServer", channel: FakeChannel, uid: Any, after: Any) -> bool:
+def move(server: FakeCytubeServer, channel: FakeChannel, uid: Any, after: Any) -> bool:
     if not channel.move(uid, after):
         return False
     server.broadcast(channel, "moveVideo", {"from": uid, "after": after})
     return True
 
 
-def advance(server: "FakeCytubeServer", channel: FakeChannel) -> None:
+def advance(server: FakeCytubeServer, channel: FakeChannel) -> None:
     """Go to the next item; a finished temp item leaves the playlist."""
     entry = channel.current
     if entry is None:
@@ -120,7 +120,7 @@ def advance(server: "FakeCytubeServer", channel: FakeChannel) -> None:
         play(server, channel, following.uid)
 
 
-def clear(server: "FakeCytubeServer", channel: FakeChannel) -> None:
+def clear(server: FakeCytubeServer, channel: FakeChannel) -> None:
     channel.playlist = []
     _stop(server, channel)
     server.broadcast(channel, "playlist", [])
@@ -134,7 +134,7 @@ def position_now(channel: FakeChannel) -> float:
     return channel.current_time
 
 
-def reload(server: "FakeCytubeServer", channel: FakeChannel, position: float) -> None:
+def reload(server: FakeCytubeServer, channel: FakeChannel, position: float) -> None:
     """The channel as a restarted server loads it from its saved state: every item gets a new
     uid (0, 1, ... in playlist order), live items' duration reads "00:00", and the current item
     continues at ``position`` (never before its start)."""
@@ -154,13 +154,13 @@ def reload(server: "FakeCytubeServer", channel: FakeChannel, position: float) ->
         _run_clock(server, channel)
 
 
-def _stop(server: "FakeCytubeServer", channel: FakeChannel) -> None:
+def _stop(server: FakeCytubeServer, channel: FakeChannel) -> None:
     server.cancel_timer(channel.playback_timer)
     channel.playback_timer = None
     channel.current_uid = None
 
 
-def _run_clock(server: "FakeCytubeServer", channel: FakeChannel) -> None:
+def _run_clock(server: FakeCytubeServer, channel: FakeChannel) -> None:
     server.cancel_timer(channel.playback_timer)
     channel.playback_origin = _loop_time() - channel.current_time
     if channel.current_time < 0:
@@ -170,7 +170,7 @@ def _run_clock(server: "FakeCytubeServer", channel: FakeChannel) -> None:
         _schedule_tick(server, channel)
 
 
-def _schedule_tick(server: "FakeCytubeServer", channel: FakeChannel) -> None:
+def _schedule_tick(server: FakeCytubeServer, channel: FakeChannel) -> None:
     entry = channel.current
     if entry is None:
         return
@@ -180,7 +180,7 @@ def _schedule_tick(server: "FakeCytubeServer", channel: FakeChannel) -> None:
                                                lambda: _tick(server, channel))
 
 
-def _end_lead_in(server: "FakeCytubeServer", channel: FakeChannel) -> None:
+def _end_lead_in(server: FakeCytubeServer, channel: FakeChannel) -> None:
     channel.playback_timer = None
     if channel.current is None:
         return
@@ -190,7 +190,7 @@ def _end_lead_in(server: "FakeCytubeServer", channel: FakeChannel) -> None:
     _schedule_tick(server, channel)
 
 
-def _tick(server: "FakeCytubeServer", channel: FakeChannel) -> None:
+def _tick(server: FakeCytubeServer, channel: FakeChannel) -> None:
     channel.playback_timer = None
     entry = channel.current
     if entry is None:
@@ -206,7 +206,7 @@ def _tick(server: "FakeCytubeServer", channel: FakeChannel) -> None:
 
 
 # ------------------------------------------------------------------ client "queue" frames
-def client_queue(server: "FakeCytubeServer", channel: FakeChannel, member: Member,
+def client_queue(server: FakeCytubeServer, channel: FakeChannel, member: Member,
                  data: Any) -> None:
     if not isinstance(data, dict) or not member.logged_in:
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from daz.sandbox.chat_format import is_valid_channel_name, is_valid_user_name, js_number
 from daz.sandbox.fake_channel import EMPTY_HASH, FakeChannel, Member
@@ -22,20 +22,20 @@ GUEST_PROMOTED = ("The user you promoted is not a registered account.  Any rank 
                   "temporary and not stored in the database.")
 
 
-def channel_of(server: "FakeCytubeServer", conn: "Connection") -> FakeChannel | None:
+def channel_of(server: FakeCytubeServer, conn: Connection) -> FakeChannel | None:
     if conn.channel is None or conn.sid not in server.channels.get(conn.channel, _NONE).members:
         return None
     return server.channels[conn.channel]
 
 
 class _Empty:
-    members: dict = {}
+    members: ClassVar[dict[str, Any]] = {}
 
 
 _NONE = _Empty()
 
 
-def join_channel(server: "FakeCytubeServer", conn: "Connection", name: object) -> None:
+def join_channel(server: FakeCytubeServer, conn: Connection, name: object) -> None:
     if conn.channel is not None or not is_valid_channel_name(name):
         return
     channel = server.channel(name)  # type: ignore[arg-type]
@@ -69,7 +69,7 @@ def join_channel(server: "FakeCytubeServer", conn: "Connection", name: object) -
         _announce(server, channel, member)
 
 
-def login(server: "FakeCytubeServer", conn: "Connection", name: object, password: object) -> None:
+def login(server: FakeCytubeServer, conn: Connection, name: object, password: object) -> None:
     member = conn.member
     if member.logged_in:
         return
@@ -79,11 +79,11 @@ def login(server: "FakeCytubeServer", conn: "Connection", name: object, password
         _guest_login(server, conn, name)
 
 
-def _refuse(server: "FakeCytubeServer", conn: "Connection", error: str) -> None:
+def _refuse(server: FakeCytubeServer, conn: Connection, error: str) -> None:
     server.send(conn.sid, "login", {"success": False, "error": error})
 
 
-def _registered_login(server: "FakeCytubeServer", conn: "Connection", name: object,
+def _registered_login(server: FakeCytubeServer, conn: Connection, name: object,
                       password: str) -> None:
     account = server.accounts.get(name.lower()) if isinstance(name, str) else None
     if account is None or account.password != password:
@@ -100,7 +100,7 @@ def _registered_login(server: "FakeCytubeServer", conn: "Connection", name: obje
         _announce(server, channel, member)
 
 
-def _guest_login(server: "FakeCytubeServer", conn: "Connection", name: object) -> None:
+def _guest_login(server: FakeCytubeServer, conn: Connection, name: object) -> None:
     last = server._guest_logins.get(conn.ip)
     now = server.clock.monotonic()
     if last is not None and now - last < server.guest_login_delay:
@@ -128,20 +128,22 @@ def _guest_login(server: "FakeCytubeServer", conn: "Connection", name: object) -
         _announce(server, channel, member)
 
 
-def _announce(server: "FakeCytubeServer", channel: FakeChannel, member: Member) -> None:
+def _announce(server: FakeCytubeServer, channel: FakeChannel, member: Member) -> None:
     """What follows a login inside a channel: addUser, the channel rank, the mods' whisper."""
-    server.broadcast_each(channel, "addUser", lambda viewer: channel.user_payload(member, viewer.rank))
+    server.broadcast_each(channel, "addUser",
+                          lambda viewer: channel.user_payload(member, viewer.rank))
     if not member.guest:
         stored = channel.ranks.get(member.name.lower(), 0)  # type: ignore[union-attr]
         if stored > member.rank:
             _set_member_rank(server, channel, member, stored)
         server.send(member.sid, "setPlaylistMeta", channel.playlist_meta())
         server.send(member.sid, "playlist", channel.playlist_payload())
-        server.broadcast(channel, "setUserRank", {"name": member.name, "rank": js_number(member.rank)})
+        server.broadcast(channel, "setUserRank",
+                         {"name": member.name, "rank": js_number(member.rank)})
     whisper(server, channel, f"{member.name} joined (aliases: {member.name})")
 
 
-def add_crowd(server: "FakeCytubeServer", channel: FakeChannel, names: list[str],
+def add_crowd(server: FakeCytubeServer, channel: FakeChannel, names: list[str],
               rank: float) -> None:
     """Logged-in people without a socket of their own (a test needs 50,000 of them, not 50,000
     sockets): in the userlist and usercount, announced to those present like any arrival."""
@@ -154,19 +156,21 @@ def add_crowd(server: "FakeCytubeServer", channel: FakeChannel, names: list[str]
                         guest=rank < 1)
         channel.members[member.sid] = member
         if watched:
-            server.broadcast_each(channel, "addUser",
-                                  lambda viewer, m=member: channel.user_payload(m, viewer.rank))
+            def payload_for(viewer: Member, m: Member = member) -> dict[str, Any]:
+                return channel.user_payload(m, viewer.rank)
+
+            server.broadcast_each(channel, "addUser", payload_for)
     usercount_changed(server, channel)
 
 
-def whisper(server: "FakeCytubeServer", channel: FakeChannel, text: str, min_rank: float = 2) -> None:
+def whisper(server: FakeCytubeServer, channel: FakeChannel, text: str, min_rank: float = 2) -> None:
     server.broadcast(channel, "chatMsg", {
         "username": "[server]", "msg": text,
         "meta": {"addClass": "server-whisper", "addClassToNameAndTimestamp": True},
         "time": server.clock.millis()}, min_rank=min_rank)
 
 
-def _set_member_rank(server: "FakeCytubeServer", channel: FakeChannel, member: Member,
+def _set_member_rank(server: FakeCytubeServer, channel: FakeChannel, member: Member,
                      rank: float) -> None:
     old = member.rank
     member.rank = rank
@@ -175,7 +179,7 @@ def _set_member_rank(server: "FakeCytubeServer", channel: FakeChannel, member: M
         server.send(member.sid, "userlist", channel.userlist(rank))
 
 
-def change_rank(server: "FakeCytubeServer", channel: FakeChannel, name: str, rank: float) -> bool:
+def change_rank(server: FakeCytubeServer, channel: FakeChannel, name: str, rank: float) -> bool:
     """Set a channel rank (stored for accounts); True when the target is online."""
     if name.lower() in server.accounts:
         channel.ranks[name.lower()] = rank
@@ -187,7 +191,7 @@ def change_rank(server: "FakeCytubeServer", channel: FakeChannel, name: str, ran
     return True
 
 
-def set_afk(server: "FakeCytubeServer", channel: FakeChannel, member: Member, afk: bool) -> None:
+def set_afk(server: FakeCytubeServer, channel: FakeChannel, member: Member, afk: bool) -> None:
     if member.afk == afk:
         return
     member.afk = afk
@@ -198,7 +202,7 @@ def set_afk(server: "FakeCytubeServer", channel: FakeChannel, member: Member, af
         server.send(member.sid, "clearVoteskipVote")
 
 
-def remove_member(server: "FakeCytubeServer", channel: FakeChannel, member: Member) -> None:
+def remove_member(server: FakeCytubeServer, channel: FakeChannel, member: Member) -> None:
     """Take a member out now (others see userLeave); its socket is dropped after what was queued."""
     if channel.members.pop(member.sid, None) is None:
         return
@@ -211,19 +215,19 @@ def remove_member(server: "FakeCytubeServer", channel: FakeChannel, member: Memb
     server.drop(member.sid)
 
 
-def kick(server: "FakeCytubeServer", channel: FakeChannel, member: Member, reason: str) -> None:
+def kick(server: FakeCytubeServer, channel: FakeChannel, member: Member, reason: str) -> None:
     server.send(member.sid, "kick", {"reason": reason})
     remove_member(server, channel, member)
 
 
-def _kick_duplicate(server: "FakeCytubeServer", channel: FakeChannel, member: Member) -> None:
+def _kick_duplicate(server: FakeCytubeServer, channel: FakeChannel, member: Member) -> None:
     old = channel.find(member.name or "")
     if old is not None and old.sid != member.sid:
         server.duplicate_logins[channel.name] = server.duplicate_logins.get(channel.name, 0) + 1
         kick(server, channel, old, "Duplicate login")
 
 
-def leave_channel(server: "FakeCytubeServer", conn: "Connection") -> None:
+def leave_channel(server: FakeCytubeServer, conn: Connection) -> None:
     """The socket went away by itself."""
     channel = server.channels.get(conn.channel or "")
     if channel is None or channel.members.pop(conn.sid, None) is None:
@@ -233,7 +237,7 @@ def leave_channel(server: "FakeCytubeServer", conn: "Connection") -> None:
     usercount_changed(server, channel)
 
 
-def usercount_changed(server: "FakeCytubeServer", channel: FakeChannel) -> None:
+def usercount_changed(server: FakeCytubeServer, channel: FakeChannel) -> None:
     """The real server sends usercount at most once per 10 s per channel, the latest count."""
     if channel.usercount_timer is not None:
         return
@@ -245,7 +249,7 @@ def usercount_changed(server: "FakeCytubeServer", channel: FakeChannel) -> None:
         channel.usercount_timer = server.call_later(wait, lambda: _send_usercount(server, channel))
 
 
-def _send_usercount(server: "FakeCytubeServer", channel: FakeChannel) -> None:
+def _send_usercount(server: FakeCytubeServer, channel: FakeChannel) -> None:
     channel.usercount_timer = None
     channel.usercount_last = asyncio.get_running_loop().time()
     server.broadcast(channel, "usercount", len(channel.members))

@@ -28,7 +28,7 @@ def png(seed: str) -> bytes:
         row = bytearray(b"\x00")  # filter type 0 for each scanline
         for x in range(WIDTH):
             mix = (x + y) / (WIDTH + HEIGHT - 2)
-            row += bytes(round(a + (b - a) * mix) for a, b in zip(start, end))
+            row += bytes(round(a + (b - a) * mix) for a, b in zip(start, end, strict=True))
         rows.append(bytes(row))
     header = struct.pack(">IIBBBBB", WIDTH, HEIGHT, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
@@ -69,7 +69,7 @@ class SandboxImages:
         return web.Response(body=body, content_type="image/png",
                             headers={"Cache-Control": "max-age=86400"})
 
-    async def start(self) -> "SandboxImages":
+    async def start(self) -> SandboxImages:
         app = web.Application()
         app.router.add_get(r"/img/{name:[\w-]{1,64}}.png", self._image)  # HEAD too
         self._runner, self.port = await serve(app, self.host, self.port)
@@ -80,7 +80,7 @@ class SandboxImages:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> "SandboxImages":
+    async def __aenter__(self) -> SandboxImages:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:

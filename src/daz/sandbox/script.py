@@ -12,7 +12,8 @@ import contextlib
 import itertools
 import logging
 import secrets
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from daz.sandbox.simulated_user import SimulatedUser
 
@@ -38,7 +39,7 @@ def remote_image(name: str) -> str:
 
 
 class ScriptedRoom:
-    def __init__(self, server: "FakeCytubeServer", channel: str, *, bot_name: str = "daz",
+    def __init__(self, server: FakeCytubeServer, channel: str, *, bot_name: str = "daz",
                  speed: float = 1.0, image_url: Callable[[str], str] = remote_image):
         """``image_url(name)``: the link to a picture for the people to post (``daz sandbox``
         passes its own loopback image host, so the gallery fills with no internet)."""
@@ -89,7 +90,7 @@ class ScriptedRoom:
         if user is not None and user.connected:
             return user
         user = await self.server.user(name, channel=self.channel,
-                                      guest=CAST.get(name, None) is None)
+                                      guest=CAST.get(name) is None)
         self.users[name] = user
         return user
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import socketio
 
@@ -26,7 +27,7 @@ class LoginRefused(RuntimeError):
 
 
 class SimulatedUser:
-    def __init__(self, server: "FakeCytubeServer", name: str, *, channel: str = "testchan",
+    def __init__(self, server: FakeCytubeServer, name: str, *, channel: str = "testchan",
                  ip: str = "127.0.0.2"):
         self.server = server
         self.name = name
@@ -130,13 +131,13 @@ class SimulatedUser:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def received(self, event: str) -> list[Any]:
         return [payload for name, payload in self.events if name == event]
 
-    def chats(self) -> list[tuple[str, str]]:
+    def chats(self) -> list[tuple[Any, Any]]:
         """(username, msg) of every chatMsg received, history replay included."""
         return [(p.get("username"), p.get("msg")) for p in self.received("chatMsg")
                 if isinstance(p, dict)]

@@ -14,17 +14,23 @@ cannot be reached our leases lapse for the others after ``lease_seconds``; befor
 every room ourselves (``fenced``), unless no other instance was alive at our last look: nobody
 can take a room without the database, and a bot alone on its database keeps its rooms through
 an outage, as it always did. docs/scale-out.md has the reasoning and the failure cases.
+
+Each instance also writes a report of itself into its ``daz_instances`` row (what its
+``GET /status`` says: rooms, plugins, database, queues), every ``report_seconds``, with the
+heartbeat, so ``daz status`` can show every instance from the database alone.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
 import socket
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from daz.scaleout.leases import LeaseStore, Snapshot, Wanted, fair_shares, lease_key
 
@@ -35,7 +41,8 @@ class RoomHolder:
     def __init__(self, *, dsn: str, room_configs: list, rooms: Any,
                  make_room: Callable[[Any], Any], max_rooms: int = 0,
                  renew_seconds: float = 1.0, lease_seconds: float = 5.0,
-                 web_url: Callable[[], str] = lambda: "", metrics: Any = None) -> None:
+                 web_url: Callable[[], str] = lambda: "", metrics: Any = None,
+                 reporter: Callable[[], Awaitable[dict]] | None = None) -> None:
         self.instance_id = uuid.uuid4()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.rooms = rooms
@@ -61,6 +68,11 @@ class RoomHolder:
         self.valid_until = 0.0  # monotonic: our leases are surely ours until then
         self.last_error: str | None = None
         self.last_tick = 0.0
+        self.reporter = reporter
+        # One report per 50 rooms a second at most: a 1,000-room instance writes every 20 s.
+        self.report_seconds = max(2.0, len(self.wanted) / 50)
+        self._report: str | None = None  # built, not yet written with a heartbeat
+        self._report_task: asyncio.Task | None = None
         self._task: asyncio.Task | None = None
         self._side: set[asyncio.Task] = set()
         self._stopping = False
@@ -71,13 +83,16 @@ class RoomHolder:
         """The first tick runs here, so the rooms we can take are started when this returns."""
         await self.tick()
         self._task = asyncio.create_task(self._run(), name="scaleout:leases")
+        if self.reporter is not None:
+            self._report_task = asyncio.create_task(self._report_loop(), name="scaleout:report")
 
     async def stop(self) -> None:
         """Leave every room, then give up the leases, so others take over at once."""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._report_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(*self._side, return_exceptions=True)
         await asyncio.gather(*(self._stop_room(key) for key in list(self.held)),
                              return_exceptions=True)
@@ -92,12 +107,30 @@ class RoomHolder:
             await asyncio.sleep(self.renew_seconds)
             await self.tick()
 
+    async def _report_loop(self) -> None:
+        assert self.reporter is not None
+        while True:
+            try:
+                report = await asyncio.wait_for(self.reporter(), self.report_seconds * 2)
+                self._report = json.dumps(report, default=str)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the heartbeat goes on; the row keeps its older report
+                log.warning("leases: could not build this instance's report: %s", exc)
+            await asyncio.sleep(self.report_seconds)
+
     # ------------------------------------------------------------------ one tick
 
     async def tick(self) -> None:
         sent = time.monotonic()
+        report, self._report = self._report, None
         try:
-            await self.store.announce(self.max_rooms, self.web_url())
+            try:
+                await self.store.announce(self.max_rooms, self.web_url(), report)
+            except BaseException:
+                if self._report is None:  # not written: the next heartbeat takes it
+                    self._report = report
+                raise
             kept = await self.store.renew(list(self.held))
             self.valid_until = sent + self.lease_seconds * 0.8
             for key in set(self.held) - kept:

@@ -7,7 +7,6 @@ instance miss its renewal). Why rows and not advisory locks: docs/scale-out.md.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import uuid
@@ -94,8 +93,7 @@ class LeaseStore:
         conn = await self._connection()
         try:
             return await getattr(conn, method)(query, *args, timeout=self.timeout)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
-                asyncpg.InterfaceError):
+        except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
             await self.close()  # a connection in an unknown state is not reused
             raise
 
@@ -106,15 +104,21 @@ class LeaseStore:
 
     # ------------------------------------------------------------------ one tick
 
-    async def announce(self, max_rooms: int, web_url: str) -> None:
+    async def announce(self, max_rooms: int, web_url: str, report: str | None = None) -> None:
+        """The heartbeat; ``report`` (JSON text, ``status_report.build_status``) replaces the
+        row's report when given, and is kept as it was otherwise."""
         await self._run(
             "execute",
-            "INSERT INTO daz_instances (instance_id, name, max_rooms, web_url, expires_at)"
-            " VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))"
+            "INSERT INTO daz_instances (instance_id, name, max_rooms, web_url, expires_at,"
+            "   report, report_at)"
+            " VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), $6::text::jsonb,"
+            "   CASE WHEN $6::text IS NULL THEN NULL ELSE now() END)"
             " ON CONFLICT (instance_id) DO UPDATE SET seen_at = now(),"
             "   expires_at = EXCLUDED.expires_at, max_rooms = EXCLUDED.max_rooms,"
-            "   web_url = EXCLUDED.web_url",
-            self.instance_id, self.name, max_rooms, web_url, self.ttl)
+            "   web_url = EXCLUDED.web_url,"
+            "   report = coalesce(EXCLUDED.report, daz_instances.report),"
+            "   report_at = coalesce(EXCLUDED.report_at, daz_instances.report_at)",
+            self.instance_id, self.name, max_rooms, web_url, self.ttl, report)
 
     async def renew(self, keys: list[str]) -> set[str]:
         """Extend the leases we hold among ``keys``; returns those still ours. Rows of ours that

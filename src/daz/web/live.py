@@ -19,13 +19,21 @@ import json
 import logging
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from daz.cytube.events import (AfkChanged, ChatMessage, MediaChanged, UserJoined, UserLeft,
-                               UserList, UserMetaChanged, UserRankChanged)
+from daz.cytube.events import (
+    AfkChanged,
+    ChatMessage,
+    MediaChanged,
+    UserJoined,
+    UserLeft,
+    UserList,
+    UserMetaChanged,
+    UserRankChanged,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +70,7 @@ class LiveFeed:
                 return
             self.chat_lines[channel] += 1
         elif isinstance(event, UserJoined) and event.username:
-            self.joined_at[(channel, event.username.lower())] = datetime.now(timezone.utc)
+            self.joined_at[(channel, event.username.lower())] = datetime.now(UTC)
         elif isinstance(event, UserLeft) and event.username:
             self.joined_at.pop((channel, event.username.lower()), None)  # no growth over years
         self.changed(channel)
@@ -91,7 +99,7 @@ def snapshot(room: Any, here_since: dict, feed: LiveFeed, messages_7d: int) -> d
         joined = feed.joined_at.get((room.channel, key))
         since, observed = here_since.get(key, (None, False))
         if joined is not None and (since is None or joined.replace(tzinfo=None) > since):
-            since, observed = joined.astimezone(timezone.utc).replace(tzinfo=None), False
+            since, observed = joined.astimezone(UTC).replace(tzinfo=None), False
         users.append({"name": user.name, "rank": user.rank, "afk": bool(user.afk),
                       "muted": bool(user.muted or user.smuted), "self": state.is_self(user.name),
                       "since": since.strftime("%Y-%m-%d %H:%M") if since else "",
@@ -121,7 +129,7 @@ async def stream(request: web.Request, room: Any, feed: LiveFeed, here_since: di
             try:
                 await asyncio.wait_for(wake.wait(), HEARTBEAT_SECONDS)
                 await asyncio.sleep(COALESCE_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await response.write(b": still here\n\n")
     except ConnectionResetError:
         pass  # the page was closed

@@ -8,7 +8,7 @@ A chat line containing <script> therefore shows as text and can never run.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,11 +17,10 @@ import jinja2
 from aiohttp import web
 
 from daz import __version__
-from daz.commands.dispatch import command_prefix
 from daz.web import filters, live, queries
 from daz.web.auth import Auth, load_or_create_token
 from daz.web.host import WebHost
-from daz.web.keys import AUTH, HOST, LIVE
+from daz.web.keys import AUTH, COMMAND_PREFIX, HOST, LIVE
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ async def dashboard(request: web.Request) -> web.Response:
     _require(request, aggregate=True)
     app, room = _room_for(request)
     state = room.state
-    figures = await queries.dashboard_figures(app.db, room.channel, datetime.now(timezone.utc))
+    figures = await queries.dashboard_figures(app.db, room.channel, datetime.now(UTC))
     here_since = figures.pop("here_since")
     users = [{"name": u.name, "rank": u.rank, "afk": u.afk, "muted": u.muted or u.smuted,
               "since": here_since.get(u.name.lower())}
@@ -122,7 +121,7 @@ async def dashboard_data(request: web.Request) -> web.Response:
     if wanted not in queries.RANGES and wanted != "auto":
         raise web.HTTPBadRequest(text=f"range must be one of {', '.join(queries.RANGES)}")
     body = {"channel": room.channel, **await queries.chart_series(
-        app.db, room.channel, datetime.now(timezone.utc), wanted)}
+        app.db, room.channel, datetime.now(UTC), wanted)}
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
@@ -130,7 +129,7 @@ async def dashboard_live(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the room's people, media and message counter as they change."""
     _require(request, aggregate=True)
     app, room = _room_for(request)
-    base = await queries.live_base(app.db, room.channel, datetime.now(timezone.utc))
+    base = await queries.live_base(app.db, room.channel, datetime.now(UTC))
     return await live.stream(request, room, request.app[LIVE], base["here_since"],
                              base["messages_7d"])
 
@@ -180,8 +179,7 @@ async def help_page(request: web.Request) -> web.Response:
                          "description": spec.description, "who": who_may_use(spec),
                          "admin_only": spec.admin_only, "enabled": entry.enabled,
                          "plugin": entry.plugin, "cooldown": spec.cooldown})
-    prefix = command_prefix(app.config)
-    return render(request, "help.html", commands=commands, prefix=prefix)
+    return render(request, "help.html", commands=commands, prefix=request.app[COMMAND_PREFIX])
 
 
 async def login_form(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ whatever it has.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ TOP_SHOWN = 10
 
 
 def naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 async def fetch(db, sql: str, *args: Any) -> list:
@@ -99,7 +99,8 @@ async def pick_range(db, channel: str, now: datetime) -> str:
         return "24h"
     age = hour_floor(now) - first
     for name in ("24h", "7d", "90d"):
-        if age < RANGES[name][0]:
+        limit = RANGES[name][0]
+        if limit is not None and age < limit:
             return name
     recent = await fetch(db, """
         SELECT 1 FROM daz_analytics_daily WHERE channel = $1 AND day_date >= $2 LIMIT 1""",
@@ -114,7 +115,8 @@ async def chart_series(db, channel: str, now: datetime, range_name: str = "auto"
     if range_name not in RANGES:
         range_name = await pick_range(db, channel, now)
     span, unit = RANGES[range_name]
-    if unit == "hour":
+    steps: list[date]  # datetimes for hourly bars
+    if unit == "hour" and span is not None:
         last = hour_floor(now)
         count = int(span / timedelta(hours=1))
         first = last - timedelta(hours=count - 1)

@@ -7,14 +7,19 @@ same socket address (a sub-second gap, once, at start-up).
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from daz.db.text import UNSTORABLE
 from daz.web.host import WebHost
-from daz.web.keys import AUTH, HOST, LIVE
+from daz.web.keys import AUTH, COMMAND_PREFIX, HOST, LIVE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from daz.web.auth import Auth
+    from daz.web.live import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +61,8 @@ class WebServer:
         self.host = "127.0.0.1"
         self.port = 0
         self.extra_routes: list = []
-        self.auth = None
-        self.live_feed = None
+        self.auth: Auth | None = None
+        self.live_feed: LiveFeed | None = None
 
     @property
     def base_url(self) -> str:
@@ -66,6 +71,9 @@ class WebServer:
     def build(self) -> web.Application:
         webapp = web.Application(middlewares=[security_headers, refuse_unstorable_input])
         webapp[HOST] = self.daz
+        from daz.commands.dispatch import command_prefix
+
+        webapp[COMMAND_PREFIX] = command_prefix(self.daz.config)
         webapp.router.add_get("/health", self.health)
         webapp.router.add_get("/health/live", self.live)
         webapp.router.add_get("/health/ready", self.ready)
@@ -155,7 +163,8 @@ class WebServer:
         metrics = self.daz.metrics
         for room in self.daz.rooms:
             status = room.status()
-            metrics.room_connected.labels(room=room.id).set(1 if status.get("joined") else 0)
+            connected = 1 if status.get("joined") else 0
+            metrics.room_connected.labels(room=room.id).set(connected)
         # Rendering walks every series (rooms × event types: 0.7 s at 1,000 rooms); in a thread
         # it no longer stops the rooms' event loop. prometheus_client locks its own values.
         import asyncio

@@ -6,82 +6,10 @@ session. Wrong tokens count towards the same per-address limit as the login form
 """
 from __future__ import annotations
 
-import os
-import socket
-import time
-from datetime import datetime, timezone
-from typing import Any
-
 from aiohttp import web
 
-from daz import __version__
-from daz.web.host import WebHost
+from daz.status_report import build_status
 from daz.web.keys import AUTH, HOST
-
-
-def instance_name() -> str:
-    """How this process is named where it says which rooms it holds: host and process id."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _room_state(status: dict[str, Any]) -> str:
-    if status.get("gave_up"):
-        return "gave up"
-    if status.get("joined"):
-        return "joined"
-    if status.get("connected"):
-        return "joining"
-    return "connecting"
-
-
-def _database(app: WebHost, ok: bool) -> dict[str, Any]:
-    from daz.db.pool import redact
-
-    db = app.db
-    where = (f"embedded PostgreSQL in {app.data_dir / 'postgres'}" if app.embedded is not None
-             else redact(db.dsn) if db is not None else "not connected yet")
-    out: dict[str, Any] = {"ok": ok, "where": where}
-    if db is not None and getattr(db, "pool", None) is not None:
-        out.update(pool_size=db.size, pool_idle=db.idle)
-    if db is not None and not ok:
-        out["last_error"] = db.last_error
-    return out
-
-
-async def build_status(app: WebHost) -> dict[str, Any]:
-    healthy, health = await app.health()
-    holder = instance_name()
-    rooms = {}
-    for room in app.rooms:
-        status = health["rooms"].get(room.id, room.status())
-        rooms[room.id] = {
-            "channel": room.channel, "server": room.config.server_url,
-            "state": _room_state(status), "held_by": holder, "bot": room.bot_name or None,
-            "users": len(room.state.users) if status.get("joined") else None,
-            "outbox": status.get("outbox_depth", 0), "reconnects": status.get("reconnects", 0),
-            "problem": status.get("gave_up") or status.get("last_error"),
-        }
-    queued = app.bus.queued_by_owner()
-    plugins = {name: {**st, "queued": queued.get(name, 0)}
-               for name, st in health["plugins"].items()}
-    eventlog = health.get("eventlog") or {}
-    return {
-        "instance": {"name": holder, "version": __version__, "state": app.state,
-                     "healthy": healthy, "problems": health["problems"],
-                     "started_at": datetime.fromtimestamp(app.started_at, timezone.utc)
-                     .isoformat(timespec="seconds"),
-                     "uptime_seconds": round(time.time() - app.started_at, 1)},
-        "rooms": rooms,
-        "plugins": plugins,
-        "database": _database(app, health["database"]["ok"]),
-        "queues": {
-            "bus": sum(queued.values()),
-            "outbox": sum(room["outbox"] for room in rooms.values()),
-            "eventlog_in_memory": eventlog.get("in_memory", 0),
-            "eventlog_spilled": eventlog.get("in_spill_file", 0),
-            "spill_file": eventlog.get("spill_file") if eventlog.get("in_spill_file") else None,
-        },
-    }
 
 
 def _authorised(request: web.Request) -> bool:

@@ -31,7 +31,7 @@ How it counts (the Go bot's counts were not usable: docs/upgrading-from-go.md, "
 * The two helper tables are kept ``retention_days``: hourly chatter names are only needed while
   an hour or day can still receive counts, flush ids only while a flush can still be retried.
 
-Config: ``flush_seconds`` (30) between writes, ``retention_days`` (35) for the helper tables.
+Config: ``plugins.analytics`` in docs/config.md.
 """
 from __future__ import annotations
 
@@ -58,15 +58,16 @@ UNSAVED_FILE = "analytics-unsaved.jsonl"  # batches a stop could not write, for 
 
 
 class AnalyticsConfig(PluginConfig):
-    flush_seconds: float = Field(30.0, gt=0)
-    retention_days: int = Field(35, ge=2)
+    flush_seconds: float = Field(30.0, gt=0, description="Seconds between two writes of the "
+                                 "counts (a crash loses at most this much)")
+    retention_days: int = Field(35, ge=2, description="Days the two helper tables (chatters "
+                                "per hour, applied flush ids) are kept")
 
 
 class Analytics(Plugin):
     name = "analytics"
     after = ("sql", "mediatracker")  # its play counts follow the play records
     description = "Hourly and daily channel figures and per-user message counts; !mystats"
-    schema = "schema.sql"
     Config = AnalyticsConfig
 
     async def setup(self) -> None:
@@ -96,7 +97,7 @@ class Analytics(Plugin):
         if self.ctx.db is None:
             return
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 if not await table_exists(conn, "daz_core_events"):
                     return
                 # The configured channels: rooms are built later, as their leases are won.
@@ -155,7 +156,7 @@ class Analytics(Plugin):
                                    and now - self._last_cleanup < 86400):
             return 0
         self._last_cleanup = now
-        async with self.ctx.db.pool.acquire() as conn:
+        async with self.ctx.db.acquire() as conn:
             deleted = await store.cleanup(conn, self.config.retention_days)
         if deleted:
             self.log.info("analytics: removed %d helper rows older than %d days", deleted,
@@ -177,7 +178,7 @@ class Analytics(Plugin):
                     else:
                         return applied
                 try:
-                    async with self.ctx.db.pool.acquire() as conn:
+                    async with self.ctx.require_db().acquire() as conn:
                         if await store.write(conn, self.pending):
                             applied += 1
                         else:
@@ -250,7 +251,7 @@ class Analytics(Plugin):
                 unsaved += u.messages if u else 0
         row = None
         if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 row = await store.user_row(conn, channel, ctx.username)
                 total = (row["total_messages"] if row else 0) + unsaved
                 place = await store.rank_of(conn, channel, total) if total else 0

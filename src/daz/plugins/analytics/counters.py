@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 
 def hour_of(epoch: float) -> int:
@@ -18,7 +18,7 @@ def hour_of(epoch: float) -> int:
 
 
 def day_of(hour_start: int) -> date:
-    return datetime.fromtimestamp(hour_start, timezone.utc).date()
+    return datetime.fromtimestamp(hour_start, UTC).date()
 
 
 @dataclass
@@ -86,7 +86,7 @@ class Batch:
                           for (channel, name), c in self.users.items()]}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Batch":
+    def from_json(cls, data: dict) -> Batch:
         batch = cls(flush_id=uuid.UUID(data["flush_id"]))
         for channel, hour, messages, joins, plays, commands, users in data["hours"]:
             batch.hours[(str(channel), int(hour))] = HourCounts(

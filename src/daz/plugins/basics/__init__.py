@@ -22,8 +22,10 @@ _BANG = re.compile(r"(?<![\w!])!(?=\w)")
 
 
 class BasicsConfig(PluginConfig):
-    source_url: str = ""  # where people can read the code; shown by !about when set
-    description: str = "a bot for this CyTube channel"
+    source_url: str = Field("", description="Where people can read the bot's code; shown by "
+                                            "!about when set")
+    description: str = Field("a bot for this CyTube channel", description="What !about says "
+                                                                         "the bot is")
 
 
 def format_duration(seconds: float, *, with_seconds: bool = True) -> str:

@@ -15,7 +15,8 @@ tables are for:
 
 Its section also still accepts the Go keys ``command_prefix``, ``default_cooldown`` and
 ``admin_users`` (and daz's ``notice_interval``, ``max_line_length``): the core reads them when
-``core.commands`` / ``core.admin_users`` do not say otherwise.
+``core.commands`` / ``core.admin_users`` do not say otherwise. Config: ``plugins.eventfilter``
+in docs/config.md.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import asyncio
 import re
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -35,25 +36,41 @@ from daz.plugins.base import Example, Plugin, PluginConfig, command, on
 from daz.plugins.eventfilter.history import HistoryWriter
 from daz.plugins.eventfilter.rules import Rule, RuleConfig, build_rule, targets_for
 
+if TYPE_CHECKING:  # pragma: no cover
+    from daz.bus import Subscription
+
 UNSAVED_HISTORY = "eventfilter-history-unsaved.jsonl"  # audit rows a stop could not write
 
 
 class EventFilterConfig(PluginConfig):
     # Read by the core's command dispatcher (core.commands wins where it sets a key).
-    command_prefix: str = Field("!", min_length=1, max_length=5)
-    default_cooldown: float = Field(0.0, ge=0)
-    admin_users: list[str] = Field(default_factory=list)
-    notice_interval: float = Field(10.0, ge=0)
-    max_line_length: int = Field(1000, ge=16)
-    history: bool = True
-    history_flush_seconds: float = Field(2.0, gt=0)
-    history_max_buffer: int = Field(50_000, ge=100)
-    refresh_seconds: float = Field(60.0, gt=0)  # re-read enabled flags and rules from the table
-    rules: list[RuleConfig] = Field(default_factory=list)
-    routing_rules: list[RuleConfig] = Field(default_factory=list)  # the Go key, same meaning
+    command_prefix: str = Field("!", min_length=1, max_length=5, description="Go key, read as "
+                                "core.commands.prefix when that is not set")
+    default_cooldown: float = Field(0.0, ge=0, description="Go key, read as core.commands."
+                                    "default_cooldown when that is not set")
+    admin_users: list[str] = Field(default_factory=list, description="Go key: bot admins, "
+                                   "added to core.admin_users")
+    notice_interval: float = Field(10.0, ge=0, description="Read as core.commands."
+                                   "notice_interval when that is not set")
+    max_line_length: int = Field(1000, ge=16, description="Read as core.commands."
+                                 "max_line_length when that is not set")
+    history: bool = Field(True, description="Keep the command audit log "
+                                            "(daz_eventfilter_history)")
+    history_flush_seconds: float = Field(2.0, gt=0, description="How often audit rows are "
+                                         "written, in one batch")
+    history_max_buffer: int = Field(50_000, ge=100, description="Audit rows held in memory "
+                                    "while the database is away")
+    refresh_seconds: float = Field(60.0, gt=0, description="How often the owner's command "
+                                   "switches and the rules are read back from the database "
+                                   "(other daz processes' changes arrive within this)")
+    rules: list[RuleConfig] = Field(default_factory=list, description="Routing rules: "
+                                    "matching events are forwarded to a plugin as "
+                                    "plugin.<target>.forward")
+    routing_rules: list[RuleConfig] = Field(default_factory=list, description="Go key, same "
+                                            "meaning as rules (added to them)")
 
     @model_validator(mode="after")
-    def _merge_go_rules(self) -> "EventFilterConfig":
+    def _merge_go_rules(self) -> EventFilterConfig:
         if self.routing_rules:
             self.rules = [*self.rules, *self.routing_rules]
             self.routing_rules = []
@@ -64,9 +81,8 @@ class EventFilter(Plugin):
     name = "eventfilter"
     after = ("sql", "retry")
     description = "Command audit log, the owner's command switch, event routing rules"
-    schema = "schema.sql"
     Config = EventFilterConfig
-    retry_operations = {"save_enabled": "_retry_save_enabled"}
+    retry_operations: ClassVar[dict[str, str]] = {"save_enabled": "_retry_save_enabled"}
 
     async def setup(self) -> None:
         cfg = self.config
@@ -83,7 +99,7 @@ class EventFilter(Plugin):
                 self.config_rules.append(rule)
         self.rules: list[Rule] = list(self.config_rules)
         self.forwarded = 0
-        self._rules_sub = None
+        self._rules_sub: Subscription | None = None
         if self.ctx.db is not None:
             await self._mirror_commands()
             await self._load_db_rules()
@@ -192,17 +208,16 @@ class EventFilter(Plugin):
                              entry.enabled, spec.admin_only,
                              spec.description if word == spec.name else ""))
         try:
-            async with self.ctx.db.pool.acquire() as conn:
-                async with conn.transaction():
-                    # enabled is only set on insert: after that it is the owner's decision.
-                    await conn.executemany(
-                        "INSERT INTO daz_eventfilter_commands (command, plugin_name, is_alias,"
-                        " primary_command, min_rank, enabled, admin_only, description)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                        " ON CONFLICT (command) DO UPDATE SET plugin_name = EXCLUDED.plugin_name,"
-                        " is_alias = EXCLUDED.is_alias, primary_command = EXCLUDED.primary_command,"
-                        " min_rank = EXCLUDED.min_rank, admin_only = EXCLUDED.admin_only,"
-                        " description = EXCLUDED.description", rows)
+            async with self.ctx.require_db().acquire() as conn, conn.transaction():
+                # enabled is only set on insert: after that it is the owner's decision.
+                await conn.executemany(
+                    "INSERT INTO daz_eventfilter_commands (command, plugin_name, is_alias,"
+                    " primary_command, min_rank, enabled, admin_only, description)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    " ON CONFLICT (command) DO UPDATE SET plugin_name = EXCLUDED.plugin_name,"
+                    " is_alias = EXCLUDED.is_alias, primary_command = EXCLUDED.primary_command,"
+                    " min_rank = EXCLUDED.min_rank, admin_only = EXCLUDED.admin_only,"
+                    " description = EXCLUDED.description", rows)
         except Exception as exc:
             self.log.warning("eventfilter: could not mirror the command list (%s); commands run "
                              "with their declared enabled flags", exc)
@@ -211,7 +226,7 @@ class EventFilter(Plugin):
 
     async def _load_enabled(self) -> None:
         try:
-            rows = await self.ctx.db.fetch(
+            rows = await self.ctx.require_db().fetch(
                 "SELECT command, enabled FROM daz_eventfilter_commands WHERE is_alias IS NOT TRUE")
         except Exception as exc:
             self.log.warning("eventfilter: could not read enabled flags: %s", exc)
@@ -236,13 +251,13 @@ class EventFilter(Plugin):
         return True
 
     async def _write_enabled(self, entry: RegisteredCommand) -> None:
-        await self.ctx.db.execute(
+        await self.ctx.require_db().execute(
             "UPDATE daz_eventfilter_commands SET enabled = $1"
             " WHERE command = $2 OR primary_command = $2", entry.enabled, entry.name)
 
     async def _load_db_rules(self) -> None:
         try:
-            rows = await self.ctx.db.fetch(
+            rows = await self.ctx.require_db().fetch(
                 "SELECT id, event_type, target_plugin, conditions, priority"
                 " FROM daz_eventfilter_rules WHERE enabled IS NOT FALSE")
         except Exception as exc:

@@ -24,7 +24,7 @@ import logging
 import re
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from daz.db.errors import is_transient, schema_missing
@@ -70,8 +70,9 @@ class HistoryWriter:
         if len(self.rows) == self.rows.maxlen:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning("eventfilter: history buffer full; %d oldest rows dropped", self.dropped)
-        now = datetime.now(timezone.utc)
+                log.warning("eventfilter: history buffer full; %d oldest rows dropped",
+                            self.dropped)
+        now = datetime.now(UTC)
         if self.naive_timestamps:
             now = now.replace(tzinfo=None)
         self.rows.append((
@@ -126,7 +127,7 @@ class HistoryWriter:
                         self.inflight = (uuid.uuid4(), chunk)
                 batch_id, chunk = self.inflight
                 try:
-                    async with self.db.pool.acquire() as conn:
+                    async with self.db.acquire() as conn:
                         fresh = await self._write(conn, batch_id, chunk)
                 except Exception as exc:
                     self.failures += 1
@@ -160,7 +161,7 @@ class HistoryWriter:
         while self.singles:
             row_id, row = self.singles[0]
             try:
-                async with self.db.pool.acquire() as conn:
+                async with self.db.acquire() as conn:
                     fresh = await self._write(conn, row_id, [row])
             except Exception as exc:
                 self.failures += 1
@@ -205,9 +206,9 @@ def _row_from_json(item: list, naive: bool) -> tuple:
     command, username, channel, args, executed_at, success, error = item
     when = datetime.fromisoformat(executed_at)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     if naive:
-        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+        when = when.astimezone(UTC).replace(tzinfo=None)
     return (str(command), str(username), str(channel),
             [str(a) for a in args] if args is not None else None, when, bool(success),
             str(error))

@@ -38,12 +38,21 @@ _GO_KEYS = {"eventtype": "event_type", "targetplugin": "target_plugin", "priorit
 
 
 class RuleConfig(BaseModel):
+    """One routing rule (Go's spelling, EventType/TargetPlugin/..., is read too)."""
+
     model_config = ConfigDict(extra="forbid")
-    event_type: str
-    target_plugin: str = Field(pattern=r"^[A-Za-z0-9_]+$")
-    conditions: dict[str, str] = Field(default_factory=dict)
-    priority: int = 0
-    enabled: bool = True
+    event_type: str = Field(description="A glob on the topic (cytube.event.chatMsg, "
+                                        "cytube.event.*) or, without a dot, on the CyTube "
+                                        "event name (chatMsg, addUser, *)")
+    target_plugin: str = Field(pattern=r"^[A-Za-z0-9_]+$", description="The plugin that "
+                               "receives plugin.<target>.forward")
+    conditions: dict[str, str] = Field(default_factory=dict, description="All must hold: text "
+                                       "(regex searched in the chat text), username (regex "
+                                       "matched at the start of the name, ignoring case), "
+                                       "channel (equal, ignoring case)")
+    priority: int = Field(0, description="Targets are forwarded to in priority order, highest "
+                                         "first")
+    enabled: bool = Field(True, description="A rule that is off is skipped")
 
     @model_validator(mode="before")
     @classmethod

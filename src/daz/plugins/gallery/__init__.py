@@ -20,20 +20,16 @@ Commands: ``!gallery`` (link to your gallery), ``!gallery_lock`` / ``!gallery_un
 channel: a locked gallery is neither collected, shown nor checked), ``!gallery_check`` (admins:
 check now and report). ``daz gallery export DIR`` writes the pages as static files.
 
-Config (``plugins.gallery``): ``max_images_per_user`` (25), ``rate_limit_seconds`` (30),
-``enable_health_check`` (true), ``health_check_interval`` (seconds or "5m"/"6h"; default 5m),
-``health_check_batch`` (50), ``recovery_batch`` (10), ``manual_check_batch`` (500),
-``health_check_workers`` (5), ``recovery_days`` (30), ``image_hosts``, ``allowed_ports``
-([80, 443]), ``request_timeout`` (10 s), ``max_redirects`` (3), and ``unsafe_allow_hosts``
-(empty; "host" or "host:port" the fetcher may reach although not public: the one exception to
-the SSRF guard, set by ``daz sandbox`` for its own image host and by tests; leave it empty).
-Links use ``core.web.base_url`` (else the web server's own address).
+Config: ``plugins.gallery`` in docs/config.md; ``unsafe_allow_hosts`` is the one exception to
+the SSRF guard and stays empty in a real channel. Links use ``core.web.base_url`` (else the web
+server's own address).
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import re
+from typing import ClassVar
 from urllib.parse import quote
 
 from daz.commands import CommandContext, CommandRefused
@@ -53,9 +49,8 @@ class Gallery(Plugin):
     name = "gallery"
     after = ("sql", "retry")
     description = "Galleries of the images linked in chat, with health checks"
-    schema = "schema.sql"  # its indexes; the tables come from scripts/sql/027-030 (Go)
     Config = GalleryConfig
-    retry_operations = {"add_image": "_retry_add_image"}
+    retry_operations: ClassVar[dict[str, str]] = {"add_image": "_retry_add_image"}
 
     async def setup(self) -> None:
         cfg: GalleryConfig = self.config
@@ -141,6 +136,8 @@ class Gallery(Plugin):
     # ------------------------------------------------------------------ health
 
     async def _health_loop(self) -> None:
+        if self.health is None:  # started only with a health checker
+            return
         interval = self.config.health_check_interval
         await asyncio.sleep(min(interval, 60.0))
         while True:

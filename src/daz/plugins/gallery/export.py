@@ -17,8 +17,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import quote
 
-from daz.plugins.gallery.pages import (EXPORT_PAGE_SIZE, STATIC, gallery_context, render,
-                                      slug)
+from daz.plugins.gallery.pages import EXPORT_PAGE_SIZE, STATIC, gallery_context, render, slug
 from daz.plugins.gallery.store import GalleryStore
 
 EXPORT_CSP = ("default-src 'none'; img-src http: https:; style-src 'self'; script-src 'none'; "
@@ -31,7 +30,8 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-async def export(store: GalleryStore, target: Path, channels: list[str] | None = None) -> list[Path]:
+async def export(store: GalleryStore, target: Path,
+                 channels: list[str] | None = None) -> list[Path]:
     """Write the pages; returns the files written."""
     target = Path(target)
     assets = target / "assets"

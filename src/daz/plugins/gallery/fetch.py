@@ -39,11 +39,11 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from daz.plugins.gallery.addresses import parse_address, refusal
@@ -98,7 +98,7 @@ class _Stopwatch:
 
 async def system_resolver(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class PinnedResolver(AbstractResolver):
@@ -109,7 +109,7 @@ class PinnedResolver(AbstractResolver):
         self.addresses = addresses
 
     async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[dict]:
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         if host.lower().rstrip(".") != self.host:
             raise OSError(f"refusing to resolve {host!r}: it was not checked")
         return [{"hostname": host, "host": address, "port": port,
@@ -160,7 +160,7 @@ class SafeFetcher:
             try:
                 addresses = await asyncio.wait_for(self.resolver(host, url.port or 0),
                                                    policy.dns_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise Refused(f"DNS lookup of {host} timed out") from None
             except (OSError, UnicodeError, ValueError) as exc:
                 raise Refused(f"DNS lookup of {host} failed: {exc}"[:200]) from None
@@ -184,7 +184,7 @@ class SafeFetcher:
         watch = _Stopwatch()
         try:
             result = await asyncio.wait_for(self._check(url, watch), self.policy.timeout * 3)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             result = CheckResult(outcome="failed", reason="network error: the check timed out")
         result.response_time_ms = watch.ms()
         return result
@@ -211,7 +211,7 @@ class SafeFetcher:
                 log.debug("gallery: refused %s: %s", str(current)[:200], exc)
                 result.reason = str(exc)
                 return result
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 result.reason = f"network error: {type(exc).__name__}: {exc}"[:200]
                 return result
             result.status = status

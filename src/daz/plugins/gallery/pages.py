@@ -13,11 +13,13 @@ the Content-Security-Policy allows no script at all.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 import jinja2
@@ -26,8 +28,8 @@ from yarl import URL
 
 from daz import __version__
 from daz.plugins.gallery.detect import MAX_URL_LENGTH
-from daz.web import filters
 from daz.plugins.gallery.store import GalleryStore
+from daz.web import filters
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -77,7 +79,7 @@ class UserGallery:
 def _stamp(moment: datetime | None) -> tuple[str, str]:
     if moment is None:
         return "", ""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d %H:%M UTC"), moment.isoformat()
 
 
@@ -130,7 +132,7 @@ def page_links(page: int, pages: int, href: Callable[[int], str]) -> list[PageLi
     """First, last, and the pages around the current one; None marks a gap."""
     wanted = sorted({1, pages, *range(max(1, page - 2), min(pages, page + 2) + 1)})
     out: list[PageLink | None] = []
-    for previous, number in zip([0] + wanted, wanted):
+    for previous, number in itertools.pairwise([0, *wanted]):
         if number - previous > 1:
             out.append(None)
         out.append(PageLink(number, href(number), number == page))

@@ -44,31 +44,33 @@ def parse_duration(value: Any) -> float:
 
 
 class GalleryConfig(PluginConfig):
-    max_images_per_user: int = Field(25, ge=1, le=100_000)
-    rate_limit_seconds: float = Field(30.0, ge=0)  # one collected image per user per window
-    enable_health_check: bool = True
-    health_check_interval: float = 300.0  # seconds, or "5m", "6h"
-    health_check_batch: int = Field(50, ge=1, le=5000)
-    recovery_batch: int = Field(10, ge=0, le=5000)
-    manual_check_batch: int = Field(500, ge=1, le=50_000)
-    health_check_workers: int = Field(5, ge=1, le=50)
-    recovery_days: int = Field(30, ge=1, le=3650)  # dead images are re-tried this long
-    image_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_IMAGE_HOSTS))
-    allowed_ports: list[int] = Field(default_factory=lambda: [80, 443])
-    request_timeout: float = Field(10.0, gt=0, le=120)
-    max_redirects: int = Field(3, ge=0, le=10)
-    # UNSAFE: hosts ("host" or "host:port") the fetcher may reach although they are not public
-    # addresses. Off (empty) by default; `daz sandbox` names its own loopback image host here,
-    # tests their local servers. Leave it empty in a real channel.
-    unsafe_allow_hosts: list[str] = Field(default_factory=list)
-    # Go Daz keys with no meaning here (the pages are served live and exported with
-    # `daz gallery export`); accepted so an old config loads without warnings.
-    generate_html: Any = None
-    html_output_path: Any = None
-    admin_only: Any = None
-    publish_min_interval_seconds: Any = None
-    publish_retry_max: Any = None
-    publish_retry_backoff_ms: Any = None
+    max_images_per_user: int = Field(25, ge=1, le=100_000, description="Active images a user "
+                                     "keeps across channels; the oldest is pruned")
+    rate_limit_seconds: float = Field(30.0, ge=0, description="At most one collected image per "
+                                      "user in this window")
+    enable_health_check: bool = Field(True, description="Check now and then that the images "
+                                      "still exist")
+    health_check_interval: float = Field(300.0, description="Seconds between checks, or a "
+                                         "duration like \"5m\", \"6h\" (at least 10 s)")
+    health_check_batch: int = Field(50, ge=1, le=5000, description="Images checked per run")
+    recovery_batch: int = Field(10, ge=0, le=5000, description="Dead images re-tried per run")
+    manual_check_batch: int = Field(500, ge=1, le=50_000, description="Images checked by "
+                                    "!gallery_check")
+    health_check_workers: int = Field(5, ge=1, le=50, description="Checks at once")
+    recovery_days: int = Field(30, ge=1, le=3650, description="Dead images are re-tried this "
+                               "long")
+    image_hosts: list[str] = Field(default_factory=lambda: list(DEFAULT_IMAGE_HOSTS),
+                                   description="Hosts whose links are images without an image "
+                                   "extension (matched on the real host name)")
+    allowed_ports: list[int] = Field(default_factory=lambda: [80, 443], description="Ports "
+                                     "the checker may fetch from")
+    request_timeout: float = Field(10.0, gt=0, le=120, description="Seconds one check may take")
+    max_redirects: int = Field(3, ge=0, le=10, description="Redirects a check follows")
+    unsafe_allow_hosts: list[str] = Field(
+        default_factory=list, description="UNSAFE: hosts (\"host\" or \"host:port\") the "
+        "checker may reach although they are not public addresses, the one exception to the "
+        "SSRF guard (daz sandbox names its own image host here, tests their local servers). "
+        "Leave it empty in a real channel")
 
     @field_validator("health_check_interval", mode="before")
     @classmethod

@@ -106,12 +106,11 @@ class GalleryStore:
     async def mark_failed(self, image_id: int, reason: str, *, status: int | None = None,
                           response_ms: int | None = None) -> str:
         """Count a failure; returns the image's state afterwards."""
-        async with self.db.acquire() as conn:
-            async with conn.transaction():
-                await conn.execute("SELECT mark_image_for_health_check($1, true, $2, $3, $4)",
-                                   image_id, reason[:500], status, response_ms)
-                return await conn.fetchval(
-                    "SELECT state FROM daz_gallery_images WHERE id = $1", image_id) or ""
+        async with self.db.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT mark_image_for_health_check($1, true, $2, $3, $4)",
+                               image_id, reason[:500], status, response_ms)
+            return await conn.fetchval(
+                "SELECT state FROM daz_gallery_images WHERE id = $1", image_id) or ""
 
     async def mark_server_error(self, image_id: int, status: int | None, reason: str, *,
                                 response_ms: int | None = None) -> None:
@@ -121,27 +120,26 @@ class GalleryStore:
 
     async def condemn(self, image_id: int, reason: str) -> None:
         """Dead at once, without a request: for a stored URL that names an internal target."""
-        async with self.db.acquire() as conn:
-            async with conn.transaction():
-                row = await conn.fetchrow(
-                    "SELECT username, channel, is_active FROM daz_gallery_images"
-                    " WHERE id = $1 FOR UPDATE", image_id)
-                if row is None:
-                    return
-                await conn.execute(
-                    "UPDATE daz_gallery_images SET state = 'dead', pruned_reason = $2,"
-                    " failure_count = greatest(coalesce(failure_count, 0), 3),"
-                    " first_failure_at = coalesce(first_failure_at, now()),"
-                    " last_check_at = now(), next_check_at = now() + interval '48 hours',"
-                    " last_status_code = NULL, updated_at = now() WHERE id = $1",
-                    image_id, reason[:500])
-                await conn.execute(
-                    "INSERT INTO daz_gallery_health_log (image_id, status_code, response_time_ms,"
-                    " error_message, previous_status, new_status)"
-                    " VALUES ($1, NULL, NULL, $2, $3, false)", image_id, reason[:500],
-                    row["is_active"])
-                await conn.execute("SELECT daz_gallery_refresh_stats($1, $2)", row["username"],
-                                   row["channel"])
+        async with self.db.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT username, channel, is_active FROM daz_gallery_images"
+                " WHERE id = $1 FOR UPDATE", image_id)
+            if row is None:
+                return
+            await conn.execute(
+                "UPDATE daz_gallery_images SET state = 'dead', pruned_reason = $2,"
+                " failure_count = greatest(coalesce(failure_count, 0), 3),"
+                " first_failure_at = coalesce(first_failure_at, now()),"
+                " last_check_at = now(), next_check_at = now() + interval '48 hours',"
+                " last_status_code = NULL, updated_at = now() WHERE id = $1",
+                image_id, reason[:500])
+            await conn.execute(
+                "INSERT INTO daz_gallery_health_log (image_id, status_code, response_time_ms,"
+                " error_message, previous_status, new_status)"
+                " VALUES ($1, NULL, NULL, $2, $3, false)", image_id, reason[:500],
+                row["is_active"])
+            await conn.execute("SELECT daz_gallery_refresh_stats($1, $2)", row["username"],
+                               row["channel"])
 
     async def restore(self, image_id: int, max_images: int, *, status: int | None = None,
                       response_ms: int | None = None) -> bool:

@@ -32,15 +32,7 @@ history write that fails is handed to the retry queue.
 Commands: ``!greeter on|off`` (anyone: your greetings in this channel), ``!greeter test
 [user]`` (bot admins: greet someone present now, ignoring cooldowns, never an opted-out user).
 
-Config keys (``plugins.greeter``): ``enabled``, ``cooldown_minutes`` (1440, Go key),
-``channel_cooldown_seconds`` (120), ``rejoin_window_minutes`` (5), ``reconnect_grace_seconds``
-(30), ``delay_min_seconds`` (4), ``delay_max_seconds`` (20), ``skip_probability`` (0.25),
-``greetings_file`` (packaged file), ``timezone`` ("UTC", for morning/evening greetings),
-``use_greeting_engine`` (true, Go key; alias ``use_ollama``), ``ollama_timeout_seconds`` (5),
-``max_chars`` (200), ``default_greeting`` ("Welcome back, %s!", Go key: used only when no file
-has a usable line), ``enforce_question_greeting`` (false, Go key: end greetings with a question).
-Go's ``enable_fortune``, ``fortune_probability`` and ``enable_follow_up_mode`` are accepted and
-have no effect.
+Config: ``plugins.greeter`` in docs/config.md.
 """
 from __future__ import annotations
 
@@ -48,7 +40,7 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from daz.bus import NoResponder
 from daz.commands import CommandContext, CommandRefused, UsageError
@@ -59,8 +51,7 @@ from daz.humanize import clean_username, one_line
 from daz.plugins.base import Example, Plugin, command, every, in_order
 from daz.plugins.greeter import store
 from daz.plugins.greeter.config import GreeterConfig
-from daz.plugins.greeter.greetings import (NAME_CHARS, Greetings, as_question, clean_generated,
-                                           zone)
+from daz.plugins.greeter.greetings import NAME_CHARS, Greetings, as_question, clean_generated, zone
 
 __all__ = ["Greeter", "GreeterConfig", "as_question", "clean_generated"]
 
@@ -81,9 +72,8 @@ class Greeter(Plugin):
     name = "greeter"
     after = ("sql", "retry")
     description = "Greets people who arrive (first-timers too), with opt-out"
-    schema = "schema.sql"
     Config = GreeterConfig
-    retry_operations = {"record_greeting": "_retry_record_greeting"}
+    retry_operations: ClassVar[dict[str, str]] = {"record_greeting": "_retry_record_greeting"}
 
     async def setup(self) -> None:
         self.random = random.Random()
@@ -182,8 +172,11 @@ class Greeter(Plugin):
                                    name=f"greeter:{ev.channel}:{key}")
         w.pending[key] = task
         # A task cancelled before it ran never reaches its own clean-up: forget it here.
-        task.add_done_callback(lambda t, k=key: w.pending.pop(k, None) if w.pending.get(k) is t
-                               else None)
+        def forget(done: asyncio.Task[None], k: str = key) -> None:
+            if w.pending.get(k) is done:
+                w.pending.pop(k, None)
+
+        task.add_done_callback(forget)
 
     event = in_order({RoomJoined: _room_joined, RoomDisconnected: _room_disconnected,
                       UserList: _user_list, UserLeft: _user_left, UserJoined: _user_joined},
@@ -218,7 +211,7 @@ class Greeter(Plugin):
         if self.ctx.db is None:
             return "standard"
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 if self.use_sessions is None:
                     self.use_sessions = await table_exists(conn, store.SESSIONS)
                 if await store.opted_out(conn, channel, name):
@@ -232,7 +225,7 @@ class Greeter(Plugin):
                              channel, name, exc)
             return None
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 if await store.greeted_since(conn, channel, name, now - cooldown):
                     return None
                 first = await store.first_visit(conn, channel, name, joined_at - 1.0,
@@ -250,7 +243,7 @@ class Greeter(Plugin):
         claimed: bool | None = None  # None: the database could not be asked
         if self.ctx.db is not None:
             try:
-                async with self.ctx.db.pool.acquire() as conn:
+                async with self.ctx.db.acquire() as conn:
                     claimed = await store.claim_channel(
                         conn, channel, name, now, self.config.channel_cooldown_seconds,
                         self.config.cooldown_minutes * 60, force)
@@ -278,7 +271,7 @@ class Greeter(Plugin):
         if self.ctx.db is None:
             return
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 await store.record(conn, greeting)
         except Exception as exc:
             self.log.warning("greeter %s: could not record the greeting of %s (%s); queued for"
@@ -288,7 +281,7 @@ class Greeter(Plugin):
                                    error=str(exc)[:500])
 
     async def _retry_record_greeting(self, payload: dict) -> None:
-        async with self.ctx.db.pool.acquire() as conn:
+        async with self.ctx.require_db().acquire() as conn:
             await store.record(conn, payload)
 
     # ------------------------------------------------------------------ text
@@ -323,7 +316,7 @@ class Greeter(Plugin):
             return None
         except asyncio.CancelledError:
             raise
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.log.info("greeter %s: the model took longer than %.0fs; using the file",
                           channel, timeout)
             return None
@@ -360,7 +353,7 @@ class Greeter(Plugin):
             await ctx.reply("I can't store that right now, sorry.")
             return
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 await store.set_opt_out(conn, ctx.room.channel, ctx.username, out,
                                         self.ctx.clock.time())
         except Exception as exc:
@@ -394,7 +387,7 @@ class Greeter(Plugin):
             return
         if self.ctx.db is not None:
             try:
-                async with self.ctx.db.pool.acquire() as conn:
+                async with self.ctx.db.acquire() as conn:
                     if await store.opted_out(conn, ctx.room.channel, user.name):
                         await ctx.reply(f"{user.name} has opted out of greetings.")
                         return
@@ -420,7 +413,7 @@ class Greeter(Plugin):
                 if now - t >= window:
                     del w.last_seen[key]
         cooldown = self.config.cooldown_minutes * 60
-        for key, t in list(self.greeted.items()):
+        for greeted, t in list(self.greeted.items()):
             if now - t >= cooldown:
-                del self.greeted[key]
-                self.last_text.pop(key, None)
+                del self.greeted[greeted]
+                self.last_text.pop(greeted, None)

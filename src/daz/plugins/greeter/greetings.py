@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import re
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -55,7 +55,7 @@ def zone(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         log.warning("greeter: unknown time zone %r (%s); using UTC", name, exc)
-        return timezone.utc
+        return UTC
 
 
 def fill(template: str, user: str, channel: str) -> str:
@@ -96,7 +96,7 @@ class Greetings:
 
     @classmethod
     def load(cls, path: str | None, tz: tzinfo, fallback: str = FALLBACK,
-             rng: random.Random | None = None) -> "Greetings":
+             rng: random.Random | None = None) -> Greetings:
         """The configured file, else the packaged one; a broken file is logged, never fatal."""
         templates: dict[str, list[str]] = {}
         for candidate in ([Path(path).expanduser()] if path else []) + [DEFAULT_FILE]:

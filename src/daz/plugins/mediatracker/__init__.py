@@ -42,8 +42,7 @@ first sync after a start rewrites it). If the very first media change after a st
 while the database is away, the channel's last play row cannot be read, so that change starts a
 new play even when it is the item that was playing before the restart.
 
-Config: ``stats_limit`` (5), ``held_writes_limit`` (10000 per room), ``held_retry_seconds`` (5:
-longest pause between attempts).
+Config: ``plugins.mediatracker`` in docs/config.md.
 
 Commands: ``!nowplaying``/``!np`` (the title, where it is, and the item's page as CyTube links it
 for media types that have one: yt, vi, dm, tw, sc, ...; never the raw media id) and ``!stats``
@@ -53,10 +52,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from daz.commands import CommandContext
+from daz.cytube.events import (
+    CurrentChanged,
+    MediaChanged,
+    MediaDeleted,
+    MediaMoved,
+    MediaQueued,
+    MediaUpdate,
+    PlaylistReplaced,
+)
 from daz.db.held import HeldWrites, HeldWritesConfig, transient
-from daz.cytube.events import (CurrentChanged, MediaChanged, MediaDeleted, MediaMoved,
-                               MediaQueued, MediaUpdate, PlaylistReplaced)
 from daz.events import PluginEvent, RoomDisconnected
 from daz.plugins.base import Plugin, PluginConfig, command, in_order
 from daz.plugins.mediatracker import store
@@ -79,14 +87,13 @@ def short(title: str, limit: int = 60) -> str:
 
 
 class MediaTrackerConfig(PluginConfig, HeldWritesConfig):
-    stats_limit: int = 5
+    stats_limit: int = Field(5, description="Media !stats lists")
 
 
 class MediaTracker(Plugin):
     name = "mediatracker"
     after = ("sql",)
     description = "Plays, media stats, the playlist mirror and the media library; !np, !stats"
-    schema = "schema.sql"
     Config = MediaTrackerConfig
 
     async def setup(self) -> None:
@@ -269,7 +276,7 @@ class MediaTracker(Plugin):
     async def stats(self, ctx: CommandContext) -> None:
         rows = []
         if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 rows = await store.top_media(conn, ctx.room.channel, self.config.stats_limit)
         if not rows:
             await ctx.reply("No plays recorded in this channel yet.")

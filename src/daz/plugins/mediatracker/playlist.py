@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC
 
 from daz.cytube.events import PlaylistItem
 from daz.plugins.mediatracker.plays import TITLE_LIMIT, db_seconds, db_text, media_url
@@ -46,11 +47,11 @@ def _row(position: int, item: PlaylistItem) -> Row:
 
 
 def _utc(epoch: float):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     # The Go schema's queued_at is ``timestamp`` (UTC wall clock); naive UTC fits it, and a
     # ``timestamptz`` column reads it in the session time zone, UTC.
-    return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
 
 
 class Mirror:

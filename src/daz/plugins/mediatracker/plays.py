@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from daz.db.text import clean_text
 
@@ -34,7 +35,7 @@ def db_text(value: object, limit: int) -> str:
     return clean_text(str(value or "").replace("\x00", ""), limit)
 
 
-def db_seconds(value: object) -> int:
+def db_seconds(value: Any) -> int:
     """A duration for an INTEGER column: whole seconds, never negative, never out of range."""
     try:
         return max(0, min(int(value), _INT_MAX))
@@ -185,5 +186,5 @@ class Play:
         return asdict(self)
 
     @classmethod
-    def from_snapshot(cls, data: dict) -> "Play":
+    def from_snapshot(cls, data: dict) -> Play:
         return cls(**data)

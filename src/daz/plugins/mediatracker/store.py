@@ -99,7 +99,7 @@ async def end_play(conn, play: Play, t: float) -> None:
         # Rows written before 'credited' existed had their stats updated up to 'played'.
         before = row["credited"] if row["credited"] is not None else row["played"]
         credited = float(before) if before is not None else play.credited
-        delta = int(round(play.played)) - int(round(credited))
+        delta = round(play.played) - round(credited)
         meta = {**play.metadata(), "credited": round(max(play.played, credited), 3)}
         await conn.execute(
             f"UPDATE {P} SET ended_at = to_timestamp($2), completed = $3,"
@@ -144,7 +144,8 @@ async def last_play(conn, channel: str) -> Play | None:
     meta = meta if isinstance(meta, dict) else {}
     uid = meta.get("uid")
     played = float(meta.get("played") or 0)
-    credited = float(meta.get("credited") if meta.get("credited") is not None else played)
+    credited_raw = meta.get("credited")
+    credited = float(credited_raw if credited_raw is not None else played)
     play = Play(channel=channel, media_id=row["media_id"], media_type=row["media_type"],
                 title=row["title"], duration=int(row["duration"] or 0),
                 uid=uid if isinstance(uid, int) else None, started_at=row["started"],

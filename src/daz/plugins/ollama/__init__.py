@@ -29,25 +29,13 @@ For other plugins
     "max_chars"}`` returns the text or raises (``OllamaFailure``, ``ValueError``); the greeter
     falls back to its own text. Rate limits do not apply to it.
 
-Config (``plugins.ollama``; Go Daz key names where Go had the setting). Off unless
-``"enabled": true``, because it needs an Ollama server:
-    ``ollama_url`` ("http://localhost:11434"), ``model`` ("gemma3:1b"), ``timeout`` (30 s per
-    model call), ``temperature`` (0.7), ``max_tokens`` (200, the model's ``num_predict``),
-    ``keep_alive`` ("5m"), ``max_reply_chars`` (300; the outbox splits lines at 320),
-    ``system_prompt`` (persona; ``{bot_name}`` is replaced; empty = built in), ``aliases`` ([]),
-    ``bot_name`` (Go's key: one more alias), ``ignored_users`` ([]: other bots),
-    ``allowed_channels`` ([] = all), ``chat_replies`` (true; false = only ``ollama.generate``),
-    ``command_prefix`` (default: the core's, ``core.commands.prefix``), ``follow_up_enabled`` (true),
-    ``follow_up_window_seconds`` (60), ``follow_up_max_messages`` (3 replies without the name),
-    ``rate_limit_seconds`` (10, per user), ``channel_rate_limit_seconds`` (3),
-    ``rate_limit_notice`` ("" = none; else sent once by PM when someone is limited),
-    ``history_lines`` (20 per room), ``max_message_age_seconds`` (30),
-    ``max_pending_per_room`` (3 addressed lines waiting; more are dropped with a log line),
-    ``generate_concurrency`` (2 ``ollama.generate`` model calls at once).
+Config: ``plugins.ollama`` in docs/config.md (Go Daz key names where Go had the setting). Off
+unless ``"enabled": true``, because it needs an Ollama server.
 """
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -57,38 +45,62 @@ from daz.events import MessageSent
 from daz.plugins.base import Plugin, PluginConfig, every, on
 from daz.plugins.ollama.client import OllamaClient, OllamaFailure
 from daz.plugins.ollama.mention import FollowUps, addresses_someone_else, mentions
-from daz.plugins.ollama.prompt import (ChatHistory, Line, build_chat, clean_reply, persona_text,
-                                       room_context)
+from daz.plugins.ollama.prompt import (
+    ChatHistory,
+    Line,
+    build_chat,
+    clean_reply,
+    persona_text,
+    room_context,
+)
 from daz.plugins.ollama.store import MemoryStore, ResponseStore, message_hash
 
 GENERATE_TOPIC = "ollama.generate"
 
 
 class OllamaConfig(PluginConfig):
-    ollama_url: str = "http://localhost:11434"
-    model: str = "gemma3:1b"
-    timeout: float = Field(30.0, gt=0, le=600)
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(200, gt=0, le=8192)
-    keep_alive: str = "5m"
-    max_reply_chars: int = Field(300, ge=20, le=2000)
-    system_prompt: str = ""
-    aliases: list[str] = Field(default_factory=list)
-    bot_name: str = ""
-    ignored_users: list[str] = Field(default_factory=list)
-    allowed_channels: list[str] = Field(default_factory=list)
-    chat_replies: bool = True
-    command_prefix: str | None = None
-    follow_up_enabled: bool = True
-    follow_up_window_seconds: float = Field(60.0, ge=0, le=900)
-    follow_up_max_messages: int = Field(3, ge=0, le=100)
-    rate_limit_seconds: int = Field(10, ge=0, le=86400)
-    channel_rate_limit_seconds: int = Field(3, ge=0, le=86400)
-    rate_limit_notice: str = ""
-    history_lines: int = Field(20, ge=0, le=200)
-    max_message_age_seconds: float = Field(30.0, gt=0)
-    max_pending_per_room: int = Field(3, ge=1, le=50)
-    generate_concurrency: int = Field(2, ge=1, le=20)
+    """Off unless ``"enabled": true``: it needs an Ollama server."""
+
+    ollama_url: str = Field("http://localhost:11434", description="The Ollama server")
+    model: str = Field("gemma3:1b", description="The model to ask")
+    timeout: float = Field(30.0, gt=0, le=600, description="Seconds one model call may take")
+    temperature: float = Field(0.7, ge=0, le=2, description="The model's temperature")
+    max_tokens: int = Field(200, gt=0, le=8192, description="The model's num_predict")
+    keep_alive: str = Field("5m", description="How long Ollama keeps the model loaded")
+    max_reply_chars: int = Field(300, ge=20, le=2000, description="Longer replies are cut "
+                                 "(the outbox splits lines at 320)")
+    system_prompt: str = Field("", description="The persona; {bot_name} is replaced; empty: "
+                                               "the built-in one")
+    aliases: list[str] = Field(default_factory=list, description="Other names the bot answers "
+                               "to besides its own")
+    bot_name: str = Field("", description="Go key: one more alias")
+    ignored_users: list[str] = Field(default_factory=list, description="Never answered (other "
+                                     "bots)")
+    allowed_channels: list[str] = Field(default_factory=list, description="Channels where it "
+                                        "answers; empty: all")
+    chat_replies: bool = Field(True, description="Answer in chat; false: only the "
+                               "ollama.generate bus request (the greeter's)")
+    command_prefix: str | None = Field(None, description="Lines starting with it are commands "
+                                       "and never answered; default: core.commands.prefix")
+    follow_up_enabled: bool = Field(True, description="Someone the bot just answered may go on "
+                                    "without naming it")
+    follow_up_window_seconds: float = Field(60.0, ge=0, le=900, description="... for this "
+                                            "long after the bot's reply")
+    follow_up_max_messages: int = Field(3, ge=0, le=100, description="... for at most this "
+                                        "many replies")
+    rate_limit_seconds: int = Field(10, ge=0, le=86400, description="Seconds between two "
+                                    "replies to one user")
+    channel_rate_limit_seconds: int = Field(3, ge=0, le=86400, description="Seconds between "
+                                            "two replies in one channel")
+    rate_limit_notice: str = Field("", description="Sent once by PM to someone who is rate "
+                                   "limited; empty: nothing")
+    history_lines: int = Field(20, ge=0, le=200, description="Recent chat lines of the room "
+                               "the model sees")
+    max_message_age_seconds: float = Field(30.0, gt=0, description="Older lines get no answer")
+    max_pending_per_room: int = Field(3, ge=1, le=50, description="Addressed lines waiting per "
+                                      "room; more are dropped with a log line")
+    generate_concurrency: int = Field(2, ge=1, le=20, description="ollama.generate model calls "
+                                      "at once")
 
 
 class Ollama(Plugin):
@@ -96,7 +108,7 @@ class Ollama(Plugin):
     after = ("sql", "retry")
     description = "Answers in chat when addressed by name, using a local Ollama model"
     Config = OllamaConfig
-    retry_operations = {"record_reply": "_retry_record_reply"}
+    retry_operations: ClassVar[dict[str, str]] = {"record_reply": "_retry_record_reply"}
     enabled_by_default = False
 
     async def setup(self) -> None:

@@ -48,7 +48,7 @@ class OllamaClient:
                 self._client.chat(model=self.model, messages=messages, stream=False,
                                   options=options, keep_alive=self.keep_alive),
                 self.timeout + 1.0)
-        except (asyncio.TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, httpx.TimeoutException):
             raise OllamaFailure(f"no answer within {self.timeout:g}s") from None
         except ollama.ResponseError as exc:
             raise OllamaFailure(f"server said {exc.status_code}: {str(exc.error)[:200]}") from None

@@ -92,9 +92,9 @@ def room_context(room: Any, now: datetime) -> RoomContext:
                    key=str.lower)
     media = state.current_media
     playing = None
-    if media is not None and getattr(media, "title", ""):
+    if media is not None and media.title:
         playing = clean_text(media.title, 120)
-        if getattr(media, "type", ""):
+        if media.type:
             playing += f" [{clean_text(media.type, 8)}]"
     return RoomContext(channel=room.channel, users=users, now_playing=playing, now=now)
 

@@ -1,4 +1,4 @@
-"""Exactly-once replies and rate limits, in the Go Daz tables from scripts/sql/031.
+"""Exactly-once replies and rate limits, in the Go Daz tables from core migration 031.
 
 * ``daz_ollama_responses``: a message is **claimed** (a row inserted with no text yet) before
   the model is called; the unique key (channel, username, message_hash, message_time) lets only
@@ -99,7 +99,8 @@ class MemoryStore:
         if key in self._claimed:
             return False
         if len(self._claimed) >= self.max_entries:  # bounded: forget the oldest half
-            for old in sorted(self._claimed, key=self._claimed.get)[: self.max_entries // 2]:
+            oldest = sorted(self._claimed, key=self._claimed.__getitem__)
+            for old in oldest[: self.max_entries // 2]:
                 del self._claimed[old]
         self._claimed[key] = self._clock()
         return True

@@ -18,6 +18,8 @@ their ``timeout_seconds`` (that attempt counts), and finished rows are cleaned u
 When the database itself is down an enqueue must not lose the operation: it is kept in a bounded
 in-memory list (and in ``<data_dir>/retry-pending.jsonl`` at shutdown) and inserted when the
 database answers again.
+
+Config: ``plugins.retry`` in docs/config.md.
 """
 from __future__ import annotations
 
@@ -40,29 +42,53 @@ SPILL_FILE = "retry-pending.jsonl"
 
 
 class Policy(BaseModel):
-    max_retries: int | None = Field(None, ge=1)
-    initial_delay_seconds: float | None = Field(None, ge=0)
-    max_delay_seconds: float | None = Field(None, ge=0)
-    backoff_multiplier: float | None = Field(None, ge=1)
-    timeout_seconds: int | None = Field(None, ge=1)
+    """One entry of ``plugins.retry.retry_policies``: what differs for one operation type; an
+    unset key takes the plugin-wide default."""
+
+    max_retries: int | None = Field(None, ge=1, description="Attempts before a row is dead "
+                                    "letter; default: default_max_retries")
+    initial_delay_seconds: float | None = Field(None, ge=0, description="Wait before the "
+                                                "second attempt; default: initial_delay_seconds")
+    max_delay_seconds: float | None = Field(None, ge=0, description="Longest wait between "
+                                            "attempts; default: max_delay_seconds")
+    backoff_multiplier: float | None = Field(None, ge=1, description="Each wait is the last "
+                                             "one times this; default: backoff_multiplier")
+    timeout_seconds: int | None = Field(None, ge=1, description="One attempt may take this "
+                                        "long; default: default_timeout_seconds")
 
 
 class RetryConfig(PluginConfig):
-    poll_interval_seconds: float = Field(5.0, gt=0)
-    first_poll_seconds: float = Field(2.0, ge=0)
-    batch_size: int = Field(10, ge=1, le=1000)
-    worker_count: int = Field(3, ge=1, le=100)
-    default_max_retries: int = Field(3, ge=1)
-    default_timeout_seconds: int = Field(30, ge=1)
-    initial_delay_seconds: float = Field(2.0, ge=0)
-    max_delay_seconds: float = Field(300.0, ge=0)
-    backoff_multiplier: float = Field(2.0, ge=1)
-    jitter: float = Field(0.2, ge=0, le=1)  # ± this fraction, so failed rows do not retry in step
-    retention_days: int = Field(7, ge=1)
-    cleanup_interval_hours: float = Field(24.0, gt=0)
-    insert_timeout_seconds: float = Field(3.0, gt=0)  # past it, the database counts as down
-    max_pending: int = Field(1000, ge=1)  # operations held in memory while the database is down
-    retry_policies: dict[str, Policy] = Field(default_factory=dict)  # per operation type (Go key)
+    poll_interval_seconds: float = Field(5.0, gt=0, description="Seconds between two looks for "
+                                         "rows that are due")
+    first_poll_seconds: float = Field(2.0, ge=0, description="First look after start-up")
+    batch_size: int = Field(10, ge=1, le=1000, description="Rows taken per look (at most "
+                            "worker_count: a taken row must start at once)")
+    worker_count: int = Field(3, ge=1, le=100, description="Operations run at once")
+    default_max_retries: int = Field(3, ge=1, description="Attempts before a row is dead "
+                                     "letter, unless the caller or a policy says otherwise")
+    default_timeout_seconds: int = Field(30, ge=1, description="One attempt may take this "
+                                         "long; a row still processing after it (its process "
+                                         "died) is taken back")
+    initial_delay_seconds: float = Field(2.0, ge=0, description="Wait before the second "
+                                         "attempt")
+    max_delay_seconds: float = Field(300.0, ge=0, description="Longest wait between attempts")
+    backoff_multiplier: float = Field(2.0, ge=1, description="Each wait is the last one times "
+                                      "this")
+    jitter: float = Field(0.2, ge=0, le=1, description="Waits vary by ± this fraction, so "
+                          "failed rows do not retry in step")
+    retention_days: int = Field(7, ge=1, description="Finished rows are deleted after this "
+                                "many days")
+    cleanup_interval_hours: float = Field(24.0, gt=0, description="How often finished rows are "
+                                          "cleaned up")
+    insert_timeout_seconds: float = Field(3.0, gt=0, description="Queuing a row may take this "
+                                          "long; past it the database counts as down and the "
+                                          "operation is held in memory")
+    max_pending: int = Field(1000, ge=1, description="Operations held in memory while the "
+                             "database is down (saved to <data_dir>/retry-pending.jsonl at a "
+                             "stop)")
+    retry_policies: dict[str, Policy] = Field(default_factory=dict, description="Per operation "
+                                              "type, what differs from the defaults above (Go "
+                                              "key)")
 
 
 class DatabaseUnavailable(Exception):
@@ -266,7 +292,7 @@ class Retry(Plugin):
                     time.perf_counter() - started)
             self.metrics.events.labels(plugin=row["plugin_name"], outcome="succeeded").inc()
             try:
-                await self.ctx.db.execute("SELECT complete_retry($1)", row["id"])
+                await self.ctx.require_db().execute("SELECT complete_retry($1)", row["id"])
             except Exception as exc:
                 # It ran; only the bookkeeping failed. Mark it later rather than run it again.
                 self.log.warning("retry: %s ran but could not be marked done (%s)",
@@ -279,7 +305,7 @@ class Retry(Plugin):
         self.metrics.events.labels(plugin=row["plugin_name"], outcome="failed").inc()
         self.log.error("retry: %s %s cannot be run; marked failed: %s", row["plugin_name"],
                        row["correlation_id"], error)
-        await self.ctx.db.execute(
+        await self.ctx.require_db().execute(
             "UPDATE daz_retry_queue SET status = 'failed', last_error = $2, updated_at = now()"
             " WHERE id = $1", row["id"], error[:2000])
 
@@ -290,7 +316,7 @@ class Retry(Plugin):
         attempt = (row["retry_count"] or 0) + 1
         plugin = row["plugin_name"]
         p = self._policy(row["operation_type"])
-        status = await self.ctx.db.fetchval(
+        status = await self.ctx.require_db().fetchval(
             "SELECT fail_retry($1, $2, $3, $4, $5, $6)", row["id"], error, float(p["initial"]),
             float(p["max"]), float(p["factor"]), float(self.config.jitter))
         if status == "dead_letter":
@@ -313,12 +339,12 @@ class Retry(Plugin):
 
     async def _mark_completed(self) -> None:
         while self.unmarked:
-            await self.ctx.db.execute("SELECT complete_retry($1)", self.unmarked[0])
+            await self.ctx.require_db().execute("SELECT complete_retry($1)", self.unmarked[0])
             self.unmarked.pop(0)
 
     async def cleanup(self) -> int:
         self._last_cleanup = time.monotonic()
-        deleted = await self.ctx.db.fetchval("SELECT cleanup_old_retries($1)",
+        deleted = await self.ctx.require_db().fetchval("SELECT cleanup_old_retries($1)",
                                              self.config.retention_days)
         if deleted:
             self.log.info("retry: removed %d finished row(s) older than %d days", deleted,

@@ -1,6 +1,6 @@
 """sql: the event log. Every CyTube event a room receives is recorded, once, in PostgreSQL.
 
-Tables (Go Daz names, ``schema.sql``): ``daz_core_events`` (every event: type, channel, time,
+Tables (Go Daz names, ``migrations/``): ``daz_core_events`` (every event: type, channel, time,
 sender, message HTML, CyTube ms time, media fields, the payload as received in ``raw_data``),
 ``daz_chat_log`` (public chat, with the sender's rank), ``daz_user_activity`` (joins, leaves,
 rank and AFK changes), ``daz_private_messages`` (PMs to and from the bot). Rows carry an
@@ -20,37 +20,18 @@ as a chatMsg echo). Writing is done by ``daz.db.eventlog.EventLog``: batched, de
 row by row when a batch is refused, spilled to ``<data_dir>/eventlog.spill`` while the database
 is away and replayed in order when it returns or at the next start.
 
-Config (``plugins.sql``; Go Daz keys, same defaults but one):
-
-* ``core_event_batch_size`` (256; Go Daz: 64): write as soon as this many events wait. Tuned by
-  measurement: under a chat flood 256 wrote ~7 % more events/s end to end than 64 (512 no
-  more than 256); below ~1,300 events/s the flush interval decides anyway.
-* ``core_event_flush_ms`` (200): ... or when the oldest waiting event is this old.
-* ``core_event_queue_size`` (4000): events held in memory while the database is away; past
-  that, new ones go to the spill file (nothing is dropped).
-* ``logger_rules`` (list): ``{event_pattern, table, enabled}``; which events go to which of the
-  four tables (see ``rules.py``). When absent: every ``cytube.event.*`` to
-  ``daz_core_events``, chat to ``daz_chat_log``, addUser/userLeave/setUserRank/setAFK to
-  ``daz_user_activity``, pm and pm.sent to ``daz_private_messages``. When present, the rules
-  alone decide (a Go config with its one core rule logs to ``daz_core_events`` only).
-
-daz additions: ``core_event_burst_queue_size`` (20,000, about 12 MB at most): events held in
-memory while the database is writing but a burst outruns it; past that, the room reads its
-socket only as fast as the database writes (back-pressure through this plugin's bus lane)
-instead of spilling, which costs more CPU than the writes and would only slow the writer (see
-``daz.db.eventlog``); ``core_event_max_batch`` (batch_size × 16; a backlog is written in
-batches up to this size), ``spill_file`` (default ``<data_dir>/eventlog.spill``),
-``write_timeout_seconds`` (10), ``shutdown_timeout_seconds`` (10; the stop's own budget,
-``core.stop_timeout_seconds``, comes first: what is not written by then is kept in the spill
-file). Go keys that configured its own pool and lanes
-(``database``, ``max_connections``, ``background_*``, ``critical_lane_concurrency``,
-``enable_pg_stat_statements``, ...) are accepted and have no effect: the database is
-``core.database``.
+Config: ``plugins.sql`` in docs/config.md (Go Daz's keys, same defaults but the batch size).
+Without ``logger_rules`` every ``cytube.event.*`` goes to ``daz_core_events``, chat to
+``daz_chat_log``, addUser/userLeave/setUserRank/setAFK to ``daz_user_activity``, pm and pm.sent
+to ``daz_private_messages``; with them, the rules alone decide (a Go config with its one core
+rule logs to ``daz_core_events`` only). In memory while the database writes, a burst is held up
+to ``core_event_burst_queue_size``; past that, the room reads its socket only as fast as the
+database writes (back-pressure through this plugin's bus lane) instead of spilling, which costs
+more CPU than the writes and would only slow the writer (see ``daz.db.eventlog``).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
@@ -64,34 +45,40 @@ SPILL_NAME = "eventlog.spill"
 
 
 class SqlConfig(PluginConfig):
-    core_event_batch_size: int = Field(256, ge=1, le=100_000)
-    core_event_flush_ms: float = Field(200, ge=0)
-    core_event_queue_size: int = Field(4000, ge=1)
-    core_event_burst_queue_size: int = Field(20_000, ge=1)
-    core_event_max_batch: int | None = Field(None, ge=1, le=100_000)
-    logger_rules: list[LoggerRule] | None = None
-    spill_file: str = ""
-    write_timeout_seconds: float = Field(10.0, gt=0)
-    shutdown_timeout_seconds: float = Field(10.0, ge=0)
-    # Go Daz keys for its own pools, lanes and reports: accepted, not used.
-    database: dict[str, Any] = Field(default_factory=dict)
-    max_connections: int = 0
-    max_conn_lifetime: int = 0
-    connect_timeout: int = 0
-    background_max_connections: int = 0
-    critical_lane_concurrency: int = 0
-    background_lane_concurrency: int = 0
-    background_queue_max: int = 0
-    background_queue_wait_ms: int = 0
-    enable_pg_stat_statements: bool = True
-    pg_stat_report_interval_seconds: int = 0
-    pg_stat_top_n: int = 5
+    # 256, not Go's 64: under a chat flood 256 wrote ~7 % more events/s end to end (512 no
+    # more than 256); below ~1,300 events/s the flush interval decides anyway.
+    core_event_batch_size: int = Field(256, ge=1, le=100_000, description="Write as soon as "
+                                       "this many events wait (Go Daz: 64)")
+    core_event_flush_ms: float = Field(200, ge=0, description="... or when the oldest waiting "
+                                       "event is this old (milliseconds)")
+    core_event_queue_size: int = Field(4000, ge=1, description="Events held in memory while "
+                                       "the database is away; past that, new ones go to the "
+                                       "spill file (nothing is dropped)")
+    core_event_burst_queue_size: int = Field(20_000, ge=1, description="Events held in memory "
+                                             "while the database writes but a burst outruns it "
+                                             "(about 12 MB at most); past that the room reads "
+                                             "its socket only as fast as the database writes")
+    core_event_max_batch: int | None = Field(None, ge=1, le=100_000, description="Largest "
+                                             "batch a backlog is written in; default: "
+                                             "core_event_batch_size × 16")
+    logger_rules: list[LoggerRule] | None = Field(None, description="Which events go to which "
+                                                  "table; when absent: every event to "
+                                                  "daz_core_events, chat, joins/leaves/ranks/"
+                                                  "AFK and PMs to their own tables as well. "
+                                                  "When present, the rules alone decide")
+    spill_file: str = Field("", description="Where events wait while the database is away; "
+                                            "default: <data_dir>/eventlog.spill")
+    write_timeout_seconds: float = Field(10.0, gt=0, description="One batch write may take "
+                                         "this long; past it the database counts as away")
+    shutdown_timeout_seconds: float = Field(10.0, ge=0, description="Time for writing what is "
+                                            "queued at a stop (core.stop_timeout_seconds comes "
+                                            "first; what is not written is kept in the spill "
+                                            "file)")
 
 
 class Sql(Plugin):
     name = "sql"
     description = "Records every CyTube event in the database (batched, deduplicated, lossless)"
-    schema = "schema.sql"
     Config = SqlConfig
 
     async def setup(self) -> None:

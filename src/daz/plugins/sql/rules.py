@@ -17,11 +17,20 @@ import fnmatch
 import logging
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from daz.cytube import events as ev
-from daz.db.eventrows import (ACTIVITY, CHAT, CORE, PRIVATE, TABLES, LogEntry, chat_uid, pm_uid,
-                              random_uid)
+from daz.db.eventrows import (
+    ACTIVITY,
+    CHAT,
+    CORE,
+    PRIVATE,
+    TABLES,
+    LogEntry,
+    chat_uid,
+    pm_uid,
+    random_uid,
+)
 from daz.events import MessageSent
 
 log = logging.getLogger(__name__)
@@ -30,12 +39,18 @@ PM_SENT = "cytube.event.pm.sent"
 
 
 class LoggerRule(BaseModel):
+    """One entry of ``plugins.sql.logger_rules`` (Go Daz's format)."""
+
     model_config = ConfigDict(extra="allow")
-    event_pattern: str
-    table: str
-    enabled: bool = True
-    fields: list[str] = []
-    transform: str = ""
+    event_pattern: str = Field(description="The event topic, * matching anything (dots "
+                                           "included): cytube.event.chatMsg, cytube.event.*")
+    table: str = Field(description="daz_core_events, daz_chat_log, daz_user_activity or "
+                                   "daz_private_messages; other tables are ignored with a "
+                                   "warning")
+    enabled: bool = Field(True, description="A rule that is off is skipped")
+    fields: list[str] = Field(default_factory=list, description="Go key; ignored with a "
+                              "warning (every table gets its own columns)")
+    transform: str = Field("", description="Go key; ignored with a warning")
 
 
 DEFAULT_RULES = (

@@ -14,8 +14,7 @@ that failed, or whose commit reply was lost, is simply repeated.
 
 It also keeps ``daz_plugin_events_total`` and ``daz_plugin_handle_seconds_avg`` current.
 
-Config: ``interval_seconds`` (60) between writes, ``snapshot_seconds`` (1) between looks at the
-bus's subscriptions, ``run_retention_days`` (30) for rows of finished processes.
+Config: ``plugins.stats`` in docs/config.md.
 """
 from __future__ import annotations
 
@@ -30,11 +29,14 @@ from daz.plugins.base import Plugin, PluginConfig
 
 
 class StatsConfig(PluginConfig):
-    interval_seconds: float = Field(60.0, gt=0)
-    # How often to note the bus's subscriptions: a plugin is unsubscribed before our teardown
-    # runs, and its counters are only found at shutdown if we noted its subscription earlier.
-    snapshot_seconds: float = Field(1.0, gt=0)
-    run_retention_days: int = Field(30, ge=1)
+    interval_seconds: float = Field(60.0, gt=0, description="Seconds between two writes to "
+                                    "daz_plugin_stats")
+    # A plugin is unsubscribed before our teardown runs, and its counters are only found at
+    # shutdown if we noted its subscription earlier.
+    snapshot_seconds: float = Field(1.0, gt=0, description="Seconds between two looks at the "
+                                    "bus's subscriptions")
+    run_retention_days: int = Field(30, ge=1, description="Rows of finished daz processes in "
+                                    "daz_plugin_stats_runs are kept this long")
 
 
 @dataclass
@@ -52,7 +54,6 @@ class Stats(Plugin):
     name = "stats"
     after = ("sql",)
     description = "Per-plugin event, error and timing figures in daz_plugin_stats and /metrics"
-    schema = "schema.sql"
     Config = StatsConfig
 
     async def setup(self) -> None:
@@ -131,7 +132,7 @@ class Stats(Plugin):
                     rows.append((name[:100], t.handled, t.errors, t.seconds))
             if not rows:
                 return 0
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 await store_totals(conn, self.run_id, rows, self.config.run_retention_days)
             self.written = {name: Totals(t.handled, t.errors, t.seconds)
                             for name, t in totals.items()}

@@ -38,10 +38,7 @@ silent and its attempt counts against no cap. A line without a server time gets 
 Table: ``daz_tell_messages`` (Go columns, plus ``sent_at``, ``claimed_by`` and ``source_key``;
 the Go unique index that allowed one pending message per recipient is dropped).
 
-Config keys (``plugins.tell``): ``enabled``, ``expiry_days`` (7), ``max_pending_per_sender``
-(10), ``max_pending_per_recipient`` (5), ``max_message_length`` (300), ``join_delay_seconds``
-(2), ``claim_timeout_seconds`` (600), ``recipient_refresh_seconds`` (30). The Go tell plugin
-had no config keys.
+Config: ``plugins.tell`` in docs/config.md (the Go tell plugin had no config keys).
 """
 from __future__ import annotations
 
@@ -50,7 +47,7 @@ import os
 import re
 import socket
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -67,22 +64,29 @@ USAGE = "!tell <user> <message> | !tell list | !tell cancel <id|user>"
 
 
 class TellConfig(PluginConfig):
-    expiry_days: float = Field(7.0, gt=0)
-    max_pending_per_sender: int = Field(10, ge=1)
-    max_pending_per_recipient: int = Field(5, ge=1)
-    max_message_length: int = Field(300, ge=10, le=2000)
-    join_delay_seconds: float = Field(2.0, ge=0)
-    claim_timeout_seconds: float = Field(600.0, gt=0)
-    recipient_refresh_seconds: float = Field(30.0, gt=0)
+    expiry_days: float = Field(7.0, gt=0, description="Undelivered messages expire after this "
+                               "many days: never delivered, never counted, deleted")
+    max_pending_per_sender: int = Field(10, ge=1, description="Messages one person may have "
+                                        "waiting, per channel")
+    max_pending_per_recipient: int = Field(5, ge=1, description="Messages waiting for one "
+                                           "person, per channel")
+    max_message_length: int = Field(300, ge=10, le=2000, description="Longest message")
+    join_delay_seconds: float = Field(2.0, ge=0, description="Delivery waits this long after "
+                                      "the recipient joins")
+    claim_timeout_seconds: float = Field(600.0, gt=0, description="A message claimed by a "
+                                         "process that died before sending it is delivered "
+                                         "again after this long")
+    recipient_refresh_seconds: float = Field(30.0, gt=0, description="How often the names "
+                                             "with messages waiting are reloaded (for messages "
+                                             "another daz process stored)")
 
 
 class Tell(Plugin):
     name = "tell"
     after = ("sql", "retry")
     description = "Leave a message for someone who is not here"
-    schema = "schema.sql"
     Config = TellConfig
-    retry_operations = {"confirm_delivery": "_retry_confirm_delivery"}
+    retry_operations: ClassVar[dict[str, str]] = {"confirm_delivery": "_retry_confirm_delivery"}
 
     async def setup(self) -> None:
         # Names this process's claims, so a confirmation or release touches only its own rows.
@@ -155,7 +159,7 @@ class Tell(Plugin):
         now = self.ctx.clock.time()
         since = self.hint.mark()
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 rows = await store.claim(conn, room.channel, name, now, self.claimer)
         except Exception as exc:  # nothing claimed: the messages wait for the next chance
             self.log.warning("tell %s: cannot look up messages for %s: %s", room.channel, name,
@@ -193,7 +197,7 @@ class Tell(Plugin):
     async def _confirm(self, channel: str, sent: list[int], unsent: list[int],
                        now: float) -> None:
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.require_db().acquire() as conn:
                 if sent:
                     await store.mark_sent(conn, sent, now, self.claimer)
                 if unsent:
@@ -207,7 +211,7 @@ class Tell(Plugin):
                                    error=str(exc)[:500])
 
     async def _retry_confirm_delivery(self, payload: dict) -> None:
-        async with self.ctx.db.pool.acquire() as conn:  # both statements are idempotent
+        async with self.ctx.require_db().acquire() as conn:  # both statements are idempotent
             if payload.get("sent"):
                 await store.mark_sent(conn, payload["sent"], payload["t"], payload["claimer"])
             if payload.get("unsent"):
@@ -276,7 +280,7 @@ class Tell(Plugin):
             server_ms=getattr(event, "time", 0),
             pm_to=(getattr(event, "to", "") or ctx.room.bot_name or "") if ctx.via_pm else None)
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 new_id, full = await store.add(
                     conn, channel=ctx.room.channel, sender=ctx.username, recipient=name,
                     message=message, is_pm=ctx.via_pm, t=now,
@@ -315,7 +319,7 @@ class Tell(Plugin):
             return
         now = self.ctx.clock.time()
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 rows = await store.pending_from(conn, ctx.room.channel, ctx.username, now)
         except Exception as exc:
             self.log.warning("tell: cannot list %s's messages: %s", ctx.username, exc)
@@ -343,7 +347,7 @@ class Tell(Plugin):
         if not number.isdigit() and name is None:
             raise UsageError("!tell cancel <id|user> (an id from !tells, or a username)")
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 if name is None:
                     tell_id = int(number) if len(number) <= 9 else 0  # ids are int4
                     to = await store.cancel_id(conn, ctx.room.channel, ctx.username, tell_id)
@@ -375,7 +379,7 @@ class Tell(Plugin):
             return False
         since = self.hint.mark()
         try:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 found = await store.pending_recipients(conn, channels, self.ctx.clock.time())
         except Exception as exc:
             # Without the list every speaker is looked up (as before it existed): slower, but
@@ -399,7 +403,7 @@ class Tell(Plugin):
         if self.ctx.db is None:
             return 0, 0
         now = self.ctx.clock.time()
-        async with self.ctx.db.pool.acquire() as conn:
+        async with self.ctx.db.acquire() as conn:
             released = await store.release_stale(conn, now, self.config.claim_timeout_seconds)
             purged = await store.purge_expired(conn, now)
         if released:  # given back to be delivered: their recipients must be asked for again

@@ -42,8 +42,7 @@ repairs the sessions then. At shutdown, what is still held is saved to
 ``<data_dir>/usertracker-held.jsonl`` and applied first at the next start: a file keeps the
 order, the retry queue would not.
 
-Config: ``activity_flush_seconds`` (5), ``join_dedupe_seconds`` (2), ``held_writes_limit``
-(10000 per channel), ``held_retry_seconds`` (5: longest pause between attempts).
+Config: ``plugins.usertracker`` in docs/config.md.
 """
 from __future__ import annotations
 
@@ -52,10 +51,16 @@ import asyncio
 from pydantic import Field
 
 from daz.commands import CommandContext
+from daz.cytube.events import (
+    AfkChanged,
+    ChatMessage,
+    UserJoined,
+    UserLeft,
+    UserList,
+    UserRankChanged,
+)
 from daz.db.held import HeldWrites, HeldWritesConfig
 from daz.db.text import storable_name
-from daz.cytube.events import (AfkChanged, ChatMessage, UserJoined, UserLeft, UserList,
-                               UserRankChanged)
 from daz.events import RoomConnected, RoomDisconnected
 from daz.humanize import ago, clean_username, stamp
 from daz.plugins.base import Example, Plugin, PluginConfig, command, in_order
@@ -63,17 +68,18 @@ from daz.plugins.usertracker import sessions
 
 
 class UserTrackerConfig(PluginConfig, HeldWritesConfig):
-    activity_flush_seconds: float = Field(5.0, gt=0)
-    # A second join of the same user within this window is the same join (another daz process,
-    # or a repeated frame), not a rejoin.
-    join_dedupe_seconds: float = Field(2.0, ge=0)
+    activity_flush_seconds: float = Field(5.0, gt=0, description="How often last_activity "
+                                          "(the last chat line) is written, one UPDATE per "
+                                          "channel")
+    join_dedupe_seconds: float = Field(2.0, ge=0, description="A second join of the same user "
+                                       "within this window is the same join (another daz "
+                                       "process, or a repeated frame), not a rejoin")
 
 
 class UserTracker(Plugin):
     name = "usertracker"
     after = ("sql",)
     description = "Who is in each channel, since when; join/leave history; !seen"
-    schema = "schema.sql"
     Config = UserTrackerConfig
 
     async def setup(self) -> None:
@@ -82,7 +88,7 @@ class UserTracker(Plugin):
         self.observed_column: str | None = None
         self.afk_column: str | None = None
         if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 cols = await sessions.optional_columns(conn)
             self.observed_column = next(
                 (c for c in ("observed_at_join", "observed", "joined_at_observed") if c in cols),
@@ -289,7 +295,7 @@ class UserTracker(Plugin):
             return
         row = None
         if self.ctx.db is not None:
-            async with self.ctx.db.pool.acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 row = await sessions.lookup(conn, ctx.room.channel, name)
         now = self.ctx.clock.now()
         present = state.user(name)

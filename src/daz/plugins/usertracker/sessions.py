@@ -11,7 +11,8 @@ UTC wall clock; our sessions run in UTC) or ``timestamptz``.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from daz.db.pool import rows_affected
 
@@ -35,7 +36,10 @@ async def optional_columns(conn) -> set[str]:
     return {r["column_name"] for r in rows}
 
 
-async def history(conn, rows: Iterable[tuple[str, str, str, float, dict | None]]) -> None:
+HistoryRow = tuple[str, str, str, float, dict[str, Any] | None]
+
+
+async def history(conn, rows: Iterable[HistoryRow]) -> None:
     # jsonb parameters take Python values: the pool's codec encodes them (daz.db.pool).
     rows = list(rows)
     if rows:
@@ -64,7 +68,8 @@ async def join(conn, channel: str, username: str, rank: float, t: float,
             " ON CONFLICT DO NOTHING RETURNING id", channel, username, _rank(rank), t)
         if opened is None:
             return False
-        rows = [(channel, r["username"], "leave", t, {"reason": "missed_leave"}) for r in stale]
+        rows: list[HistoryRow] = [(channel, r["username"], "leave", t, {"reason": "missed_leave"})
+                                  for r in stale]
         rows.append((channel, username, "join", t, {"rank": _rank(rank), "from_userlist": False}))
         await history(conn, rows)
         return True
@@ -131,8 +136,8 @@ async def reconcile(conn, channel: str, users: list[tuple[str, float]], t: float
             f"{flag_col}) SELECT $1, u.name, u.rank, to_timestamp($4), to_timestamp($4), true"
             f"{flag_val} FROM unnest($2::text[], $3::int[]) AS u(name, rank)"
             " ON CONFLICT DO NOTHING RETURNING username, rank", channel, names, ranks, t)
-        rows = [(channel, r["username"], "leave", t, {"reason": "absent_at_resync"})
-                for r in closed]
+        rows: list[HistoryRow] = [(channel, r["username"], "leave", t,
+                                   {"reason": "absent_at_resync"}) for r in closed]
         rows += [(channel, r["username"], "join", t,
                   {"rank": r["rank"], "from_userlist": True, "observed_at_join": True})
                  for r in opened]

@@ -1,0 +1,1 @@
+../../../scripts/cleanup-stale-sessions.sql
