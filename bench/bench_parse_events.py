@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import report, sized  # noqa: E402
-from daz.cytube.events import parse_event  # noqa: E402
+from bench.common import report, sized
+from daz.cytube.events import parse_event
 
 ROUNDS = 5
 FRAMES = sized(200_000, 20_000)

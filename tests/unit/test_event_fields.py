@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 import pytest
 
 from daz.cytube import events as ev
-from daz.cytube.event_fields import bare_number, text, whole
+from daz.cytube.event_fields import bare_number, table, text, whole
 
 R = dict(room_id="r", channel="testchan")
 
@@ -26,7 +26,7 @@ def test_a_new_model_registers_by_subclassing_and_parses_through_its_table():
         class DrinkCount(ev.CytubeEvent):
             name = "drinkCount"
             object_payload = False
-            fields = {"count": bare_number("drinkCount", 0, int)}
+            fields = table(count=bare_number("drinkCount", 0, int))
 
             count: int = 0
 
@@ -41,11 +41,11 @@ def test_a_new_model_registers_by_subclassing_and_parses_through_its_table():
 
 
 def test_a_second_model_for_one_event_is_refused_by_name():
-    with pytest.raises(TypeError, match="'chatMsg' already has a model.*ChatMessage"):
+    with pytest.raises(TypeError, match=r"'chatMsg' already has a model.*ChatMessage"):
         @dataclass(slots=True, kw_only=True)
         class MyChat(ev.CytubeEvent):
             name = "chatMsg"
-            fields = {"msg": text("msg")}
+            fields = table(msg=text("msg"))
 
             msg: str = ""
     assert ev.EVENT_TYPES["chatMsg"] is ev.ChatMessage
@@ -85,5 +85,5 @@ def test_a_table_with_an_impossible_attribute_name_is_refused():
     from daz.cytube.event_fields import compile_parser
 
     with pytest.raises(TypeError, match="'not valid'"):
-        compile_parser({"not valid": whole("x")}, object_payload=True, short_form=None,
+        compile_parser(table(**{"not valid": whole("x")}), object_payload=True, short_form=None,
                        derive=None, model="Broken")

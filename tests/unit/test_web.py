@@ -1,4 +1,5 @@
 """Web pages and health endpoints, against a stand-in app (no database, recorded rooms)."""
+import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer

@@ -2,7 +2,7 @@
 
 Each event class in events.py lists its fields in a table, attribute name → how to read it::
 
-    fields = {"username": text("name"), "rank": number("rank")}
+    fields = table(username=text("name"), rank=number("rank"))
 
 A reader for a member of an object payload (``text``, ``number``, ``whole``, ``flag``, ``obj``,
 ``nested``, ``position``) pulls ``payload[key]`` through a ``PayloadReader``: a value of the
@@ -14,7 +14,9 @@ come in a short form (``delete`` as a bare uid, ``queueFail`` as a bare message)
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
 
 from daz.cytube.payload_reader import PayloadReader, read_number
 
@@ -23,6 +25,12 @@ Reader = Callable[[PayloadReader, Any, Any], Any]
 FieldSpec = tuple[Reader, Any, Any]
 # A short form: the payload → the fields it stands for, or None when the payload is not one.
 ShortForm = Callable[[Any], "dict[str, Any] | None"]
+
+
+def table(**fields: FieldSpec) -> Mapping[str, FieldSpec]:
+    """A model's field table, attribute → reader, in the order the problems are reported. Read
+    only: the parser is written from it once, when the class is defined."""
+    return MappingProxyType(fields)
 
 
 # --------------------------------------------------------------------------- members of an object
@@ -169,10 +177,10 @@ def short_text(attr: str) -> ShortForm:
 Parser = Callable[[Any, list[str]], "dict[str, Any]"]
 
 
-def compile_parser(table: dict[str, FieldSpec], *, object_payload: bool,
+def compile_parser(fields: Mapping[str, FieldSpec], *, object_payload: bool,
                    short_form: ShortForm | None, derive: Callable[[dict[str, Any]], None] | None,
                    model: str) -> Parser:
-    """One function reading every field of ``table`` from a payload: ``parse(payload, problems)``
+    """One function reading every field of ``fields`` from a payload: ``parse(payload, problems)``
     → the attributes, with what did not fit added to ``problems`` (in table order).
 
     Written out as straight-line code once per model, as ``dataclasses`` writes ``__init__``:
@@ -185,11 +193,11 @@ def compile_parser(table: dict[str, FieldSpec], *, object_payload: bool,
         lines += ["    short = short_form(payload)",
                   "    if short is not None:",
                   "        return short"]
-    if not table:
+    if not fields:
         lines.append("    return {}")
     else:
         members = []
-        for number, (attr, (read, key, default)) in enumerate(table.items()):
+        for number, (attr, (read, key, default)) in enumerate(fields.items()):
             if not attr.isidentifier():
                 raise TypeError(f"{model}: {attr!r} cannot be an attribute name")
             namespace.update({f"read_{number}": read, f"key_{number}": key,

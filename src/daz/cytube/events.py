@@ -16,19 +16,36 @@ in values.py and are imported here, so ``from daz.cytube.events import X`` works
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from daz.cytube.chat_filters import typed_text
 from daz.cytube.event_fields import (
-    FieldSpec, Parser, ShortForm, bare_flag, bare_number, bare_text, compile_parser, flag,
-    list_of, nested, number, obj, position, short_number, short_text, text, whole,
+    FieldSpec,
+    Parser,
+    ShortForm,
+    bare_flag,
+    bare_number,
+    bare_text,
+    compile_parser,
+    flag,
+    list_of,
+    nested,
+    number,
+    obj,
+    position,
+    short_number,
+    short_text,
+    table,
+    text,
+    whole,
 )
 from daz.cytube.values import Media, PlaylistItem, User
 from daz.events import RoomEvent
 
 # Every event with a model of its own, by its CyTube name: filled as the classes are defined.
-EVENT_TYPES: dict[str, type["CytubeEvent"]] = {}
+EVENT_TYPES: dict[str, type[CytubeEvent]] = {}
 ANY_EVENT = "*"  # OtherEvent's name: the model for every event without one of its own
 
 
@@ -42,10 +59,9 @@ class CytubeEvent(RoomEvent):
     computed from the others."""
 
     name: ClassVar[str] = ""
-    fields: ClassVar[dict[str, FieldSpec]] = {}
+    fields: ClassVar[Mapping[str, FieldSpec]] = table()
     object_payload: ClassVar[bool] = True
     short_form: ClassVar[ShortForm | None] = None
-    derive: ClassVar[Callable[[dict[str, Any]], None] | None] = None
     _parse: ClassVar[Parser] = staticmethod(lambda payload, problems: {})
 
     event_name: str = ""
@@ -56,9 +72,10 @@ class CytubeEvent(RoomEvent):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Runs twice per model: for the class as written and for the slotted copy @dataclass
         # makes of it; the copy, made last, is the one registered.
-        cls._parse = staticmethod(compile_parser(  # type: ignore[assignment]
+        derive = None if cls.derive is _NOTHING_DERIVED else cls.derive
+        cls._parse = staticmethod(compile_parser(
             cls.fields, object_payload=cls.object_payload, short_form=cls.short_form,
-            derive=cls.derive, model=cls.__qualname__))
+            derive=derive, model=cls.__qualname__))
         name = cls.__dict__.get("name")
         if not name or name == ANY_EVENT:
             return
@@ -70,6 +87,10 @@ class CytubeEvent(RoomEvent):
                             f" {known.__module__}.{known.__qualname__}")
         EVENT_TYPES[name] = cls
 
+    @staticmethod
+    def derive(values: dict[str, Any]) -> None:
+        """Fill the attributes computed from the others (a model that has some overrides it)."""
+
     @property
     def topic(self) -> str:
         return "cytube.event." + self.event_name
@@ -80,14 +101,17 @@ class CytubeEvent(RoomEvent):
         return cls._parse(payload, problems)
 
 
+_NOTHING_DERIVED = CytubeEvent.derive
+
+
 # --------------------------------------------------------------------------- chat
 
 
 @dataclass(slots=True, kw_only=True)
 class ChatMessage(CytubeEvent):
     name = "chatMsg"
-    fields = {"msg": text("msg"), "meta": obj("meta"), "username": text("username"),
-              "time": whole("time")}
+    fields = table(msg=text("msg"), meta=obj("meta"), username=text("username"),
+                   time=whole("time"))
 
     username: str = ""
     msg: str = ""  # the server's HTML (escaped, filtered, links as <a>), stored as it came
@@ -128,8 +152,8 @@ class PrivateMessage(CytubeEvent):
     """A PM. The server sends each PM to both sides, so ``own`` marks the echo of ours."""
 
     name = "pm"
-    fields = {"msg": text("msg"), "username": text("username"), "to": text("to"),
-              "meta": obj("meta"), "time": whole("time")}
+    fields = table(msg=text("msg"), username=text("username"), to=text("to"),
+                   meta=obj("meta"), time=whole("time"))
 
     username: str = ""
     to: str = ""
@@ -154,7 +178,7 @@ class PrivateMessage(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class UserJoined(CytubeEvent):
     name = "addUser"
-    fields = {"user": nested(User)}
+    fields = table(user=nested(User))
 
     user: User = field(default_factory=lambda: User(""))
 
@@ -166,7 +190,7 @@ class UserJoined(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class UserLeft(CytubeEvent):
     name = "userLeave"
-    fields = {"username": text("name")}
+    fields = table(username=text("name"))
 
     username: str = ""
 
@@ -177,7 +201,7 @@ class UserList(CytubeEvent):
 
     name = "userlist"
     object_payload = False
-    fields = {"users": list_of(User, keep=lambda user: bool(user.name))}
+    fields = table(users=list_of(User, keep=lambda user: bool(user.name)))
 
     users: list[User] = field(default_factory=list)
 
@@ -185,7 +209,7 @@ class UserList(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class UserRankChanged(CytubeEvent):
     name = "setUserRank"
-    fields = {"username": text("name"), "rank": number("rank")}
+    fields = table(username=text("name"), rank=number("rank"))
 
     username: str = ""
     rank: float = 0
@@ -194,7 +218,7 @@ class UserRankChanged(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class AfkChanged(CytubeEvent):
     name = "setAFK"
-    fields = {"username": text("name"), "afk": flag("afk")}
+    fields = table(username=text("name"), afk=flag("afk"))
 
     username: str = ""
     afk: bool = False
@@ -203,7 +227,7 @@ class AfkChanged(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class UserMetaChanged(CytubeEvent):
     name = "setUserMeta"
-    fields = {"username": text("name"), "meta": obj("meta")}
+    fields = table(username=text("name"), meta=obj("meta"))
 
     username: str = ""
     meta: dict = field(default_factory=dict)
@@ -213,7 +237,7 @@ class UserMetaChanged(CytubeEvent):
 class UserCount(CytubeEvent):
     name = "usercount"
     object_payload = False
-    fields = {"count": bare_number("usercount", 0, int)}
+    fields = table(count=bare_number("usercount", 0, int))
 
     count: int = 0
 
@@ -222,7 +246,7 @@ class UserCount(CytubeEvent):
 class LeaderChanged(CytubeEvent):
     name = "setLeader"
     object_payload = False
-    fields = {"username": bare_text()}
+    fields = table(username=bare_text())
 
     username: str = ""
 
@@ -236,7 +260,7 @@ class OwnRank(CytubeEvent):
 
     name = "rank"
     object_payload = False
-    fields = {"rank": bare_number("rank", -1)}
+    fields = table(rank=bare_number("rank", -1))
 
     rank: float = -1
 
@@ -244,8 +268,8 @@ class OwnRank(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class LoginResult(CytubeEvent):
     name = "login"
-    fields = {"success": flag("success"), "username": text("name"), "guest": flag("guest"),
-              "error": text("error")}
+    fields = table(success=flag("success"), username=text("name"), guest=flag("guest"),
+                   error=text("error"))
 
     success: bool = False
     username: str = ""
@@ -256,7 +280,7 @@ class LoginResult(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class Kicked(CytubeEvent):
     name = "kick"
-    fields = {"reason": text("reason")}
+    fields = table(reason=text("reason"))
 
     reason: str = ""
 
@@ -264,7 +288,7 @@ class Kicked(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class ErrorMessage(CytubeEvent):
     name = "errorMsg"
-    fields = {"msg": text("msg"), "code": text("code")}
+    fields = table(msg=text("msg"), code=text("code"))
 
     msg: str = ""
     code: str = ""
@@ -276,7 +300,7 @@ class Cooldown(CytubeEvent):
 
     name = "cooldown"
     object_payload = False
-    fields = {"milliseconds": bare_number("cooldown", 1000, lambda ms: max(0.0, ms))}
+    fields = table(milliseconds=bare_number("cooldown", 1000, lambda ms: max(0.0, ms)))
 
     milliseconds: float = 0
 
@@ -287,8 +311,8 @@ class Cooldown(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class MediaChanged(CytubeEvent):
     name = "changeMedia"
-    fields = {"media": nested(Media), "current_time": number("currentTime"),
-              "paused": flag("paused")}
+    fields = table(media=nested(Media), current_time=number("currentTime"),
+                   paused=flag("paused"))
 
     media: Media = field(default_factory=lambda: Media(""))
     current_time: float = 0
@@ -299,7 +323,7 @@ class MediaChanged(CytubeEvent):
 class CurrentChanged(CytubeEvent):
     name = "setCurrent"
     object_payload = False
-    fields = {"uid": bare_number("setCurrent", -1, int)}
+    fields = table(uid=bare_number("setCurrent", -1, int))
 
     uid: int = -1
 
@@ -307,7 +331,7 @@ class CurrentChanged(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class MediaUpdate(CytubeEvent):
     name = "mediaUpdate"
-    fields = {"current_time": number("currentTime"), "paused": flag("paused")}
+    fields = table(current_time=number("currentTime"), paused=flag("paused"))
 
     current_time: float = 0
     paused: bool = False
@@ -319,7 +343,7 @@ class PlaylistReplaced(CytubeEvent):
 
     name = "playlist"
     object_payload = False
-    fields = {"items": list_of(PlaylistItem, keep=lambda item: item.uid >= 0)}
+    fields = table(items=list_of(PlaylistItem, keep=lambda item: item.uid >= 0))
 
     items: list[PlaylistItem] = field(default_factory=list)
 
@@ -327,7 +351,7 @@ class PlaylistReplaced(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class MediaQueued(CytubeEvent):
     name = "queue"
-    fields = {"item": nested(PlaylistItem, "item"), "after": position("after")}
+    fields = table(item=nested(PlaylistItem, "item"), after=position("after"))
 
     item: PlaylistItem = field(default_factory=lambda: PlaylistItem(-1, Media("")))
     after: int | str = "append"  # uid it follows, or "prepend"
@@ -337,7 +361,7 @@ class MediaQueued(CytubeEvent):
 class MediaDeleted(CytubeEvent):
     name = "delete"
     short_form = short_number("uid")
-    fields = {"uid": whole("uid", -1)}
+    fields = table(uid=whole("uid", -1))
 
     uid: int = -1
 
@@ -345,7 +369,7 @@ class MediaDeleted(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class MediaMoved(CytubeEvent):
     name = "moveVideo"
-    fields = {"uid": whole("from", -1), "after": position("after")}
+    fields = table(uid=whole("from", -1), after=position("after"))
 
     uid: int = -1  # the server calls it "from"; it is a uid, not a position
     after: int | str = "append"
@@ -354,7 +378,7 @@ class MediaMoved(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class PlaylistMeta(CytubeEvent):
     name = "setPlaylistMeta"
-    fields = {"count": whole("count"), "raw_time": whole("rawTime"), "time_text": text("time")}
+    fields = table(count=whole("count"), raw_time=whole("rawTime"), time_text=text("time"))
 
     count: int = 0
     raw_time: int = 0
@@ -365,7 +389,7 @@ class PlaylistMeta(CytubeEvent):
 class PlaylistLocked(CytubeEvent):
     name = "setPlaylistLocked"
     object_payload = False
-    fields = {"locked": bare_flag()}
+    fields = table(locked=bare_flag())
 
     locked: bool = False
 
@@ -374,7 +398,7 @@ class PlaylistLocked(CytubeEvent):
 class QueueFailed(CytubeEvent):
     name = "queueFail"
     short_form = short_text("msg")
-    fields = {"msg": text("msg"), "link": text("link"), "media_id": text("id")}
+    fields = table(msg=text("msg"), link=text("link"), media_id=text("id"))
 
     msg: str = ""
     link: str = ""
@@ -388,7 +412,7 @@ class QueueFailed(CytubeEvent):
 class MotdChanged(CytubeEvent):
     name = "setMotd"
     object_payload = False
-    fields = {"motd": bare_text(wrapped_in="motd")}  # some servers wrap it
+    fields = table(motd=bare_text(wrapped_in="motd"))  # some servers wrap it
 
     motd: str = ""
 
@@ -396,7 +420,7 @@ class MotdChanged(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class ChannelOptions(CytubeEvent):
     name = "channelOpts"
-    fields = {"options": obj()}
+    fields = table(options=obj())
 
     options: dict = field(default_factory=dict)
 
@@ -408,7 +432,7 @@ class ChannelOptions(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class PermissionsChanged(CytubeEvent):
     name = "setPermissions"
-    fields = {"permissions": obj()}
+    fields = table(permissions=obj())
 
     permissions: dict = field(default_factory=dict)
 

@@ -11,7 +11,7 @@ from typing import Any
 class PayloadReader:
     """Pulls typed fields out of a payload, remembering what did not fit."""
 
-    __slots__ = ("payload", "data", "problems")
+    __slots__ = ("data", "payload", "problems")
 
     def __init__(self, payload: Any, expect_dict: bool = True):
         self.payload = payload  # as it came, for the readers of payloads that are not objects

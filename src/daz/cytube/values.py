@@ -26,7 +26,7 @@ class User:
     meta: dict = field(default_factory=dict)
     seen_since: float = field(default_factory=time.time)  # in RoomState: first seen this session
 
-    def kept(self, seen_since: float) -> "User":
+    def kept(self, seen_since: float) -> User:
         """A copy for RoomState, first seen at ``seen_since``."""
         return User(self.name, self.rank, self.afk, self.muted, self.smuted, self.profile,
                     self.meta, seen_since)

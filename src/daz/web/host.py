@@ -35,27 +35,27 @@ class WebHost(Protocol):
     """Everything the web server and its pages use; see the module docstring."""
 
     @property
-    def config(self) -> "Config":
+    def config(self) -> Config:
         """Channels listed on the pages, the web settings, the command prefix."""
 
     @property
-    def rooms(self) -> "Rooms":
+    def rooms(self) -> Rooms:
         """The rooms this process is in: their state for the dashboards, status for /metrics."""
 
     @property
-    def commands(self) -> "CommandRegistry":
+    def commands(self) -> CommandRegistry:
         """The command list of /help."""
 
     @property
-    def metrics(self) -> "Metrics":
+    def metrics(self) -> Metrics:
         """What /metrics renders."""
 
     @property
-    def bus(self) -> "Bus":
+    def bus(self) -> Bus:
         """Events for the live dashboards; queue depths for /status."""
 
     @property
-    def db(self) -> "Database | None":
+    def db(self) -> Database | None:
         """The database the pages query; None until it is connected."""
 
     @property
