@@ -8,7 +8,6 @@ room never rewrites an event already published.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +23,7 @@ class User:
     smuted: bool = False
     profile: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
-    seen_since: float = field(default_factory=time.time)  # in RoomState: first seen this session
+    seen_since: float = 0.0  # set by RoomState (kept): when it first saw them this session
 
     def kept(self, seen_since: float) -> User:
         """A copy for RoomState, first seen at ``seen_since``."""
