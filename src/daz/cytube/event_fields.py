@@ -177,6 +177,15 @@ def short_text(attr: str) -> ShortForm:
 Parser = Callable[[Any, list[str]], "dict[str, Any]"]
 
 
+def _constant(value: Any, name: str, namespace: dict[str, Any]) -> str:
+    """``value`` as written in the parser's code: a literal when it is a plain one (read as a
+    constant, not looked up), else a name bound to it in ``namespace``."""
+    if value is None or type(value) in (str, int, bool):
+        return repr(value)
+    namespace[name] = value
+    return name
+
+
 def compile_parser(fields: Mapping[str, FieldSpec], *, object_payload: bool,
                    short_form: ShortForm | None, derive: Callable[[dict[str, Any]], None] | None,
                    model: str) -> Parser:
@@ -200,9 +209,10 @@ def compile_parser(fields: Mapping[str, FieldSpec], *, object_payload: bool,
         for number, (attr, (read, key, default)) in enumerate(fields.items()):
             if not attr.isidentifier():
                 raise TypeError(f"{model}: {attr!r} cannot be an attribute name")
-            namespace.update({f"read_{number}": read, f"key_{number}": key,
-                              f"default_{number}": default})
-            members.append(f"{attr!r}: read_{number}(r, key_{number}, default_{number})")
+            namespace[f"read_{number}"] = read
+            arguments = [_constant(value, f"{name}_{number}", namespace)
+                         for name, value in (("key", key), ("default", default))]
+            members.append(f"{attr!r}: read_{number}(r, {', '.join(arguments)})")
         lines += [f"    r = PayloadReader(payload, {bool(object_payload)!r})",
                   "    values = {" + ", ".join(members) + "}",
                   "    if r.problems:",
