@@ -25,7 +25,6 @@ def test_a_new_model_registers_by_subclassing_and_parses_through_its_table():
         @dataclass(slots=True, kw_only=True)
         class DrinkCount(ev.CytubeEvent):
             name = "drinkCount"
-            object_payload = False
             fields = table(count=bare_number("drinkCount", 0, int))
 
             count: int = 0
@@ -85,5 +84,5 @@ def test_a_table_with_an_impossible_attribute_name_is_refused():
     from daz.cytube.event_fields import compile_parser
 
     with pytest.raises(TypeError, match="'not valid'"):
-        compile_parser(table(**{"not valid": whole("x")}), object_payload=True, short_form=None,
+        compile_parser(table(**{"not valid": whole("x")}), short_form=None,
                        derive=None, model="Broken")

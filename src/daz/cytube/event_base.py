@@ -21,14 +21,12 @@ ANY_EVENT = "*"  # OtherEvent's name: the model for every event without one of i
 class CytubeEvent(RoomEvent):
     """One event received from a CyTube server, with the payload exactly as it arrived.
 
-    A subclass declares ``name`` (the CyTube event), ``fields`` (attribute → reader, see
-    event_fields.py) and, where the payload is not an object, ``object_payload = False``;
-    ``short_form`` reads a payload that may come abbreviated; ``derive`` fills attributes
-    computed from the others."""
+    A subclass declares ``name`` (the CyTube event) and ``fields`` (attribute → reader, see
+    event_fields.py); ``short_form`` reads a payload that may come abbreviated; ``derive``
+    fills attributes computed from the others."""
 
     name: ClassVar[str] = ""
     fields: ClassVar[Mapping[str, FieldSpec]] = table()
-    object_payload: ClassVar[bool] = True
     short_form: ClassVar[ShortForm | None] = None
     _parse: ClassVar[Parser] = staticmethod(lambda payload, problems: {})
 
@@ -42,8 +40,7 @@ class CytubeEvent(RoomEvent):
         # makes of it; the copy, made last, is the one registered.
         derive = None if cls.derive is _NOTHING_DERIVED else cls.derive
         cls._parse = staticmethod(compile_parser(
-            cls.fields, object_payload=cls.object_payload, short_form=cls.short_form,
-            derive=derive, model=cls.__qualname__))
+            cls.fields, short_form=cls.short_form, derive=derive, model=cls.__qualname__))
         name = cls.__dict__.get("name")
         if not name or name == ANY_EVENT:
             return

@@ -7,8 +7,8 @@ Each event class in events.py lists its fields in a table, attribute name → ho
 A reader for a member of an object payload (``text``, ``number``, ``whole``, ``flag``, ``obj``,
 ``nested``, ``position``) pulls ``payload[key]`` through a ``PayloadReader``: a value of the
 wrong type becomes the field's default and the reason is kept. Events whose payload is not an
-object (a bare number, a list, true/false, a string) set ``object_payload = False`` and read the
-payload itself (``bare_number``, ``list_of``, ``bare_flag``, ``bare_text``). A payload that may
+object (a bare number, a list, true/false, a string) read the payload itself (``bare_number``,
+``list_of``, ``bare_flag``, ``bare_text``); one table does not mix the two kinds. A payload that may
 come in a short form (``delete`` as a bare uid, ``queueFail`` as a bare message) declares it in
 ``short_form``. The problems become the event's ``malformed`` text, in table order.
 """
@@ -20,8 +20,10 @@ from typing import Any
 
 from daz.cytube.payload_reader import PayloadReader, read_number
 
-# One field of a table: (read, key, default), called as ``read(reader, key, default)``.
-Reader = Callable[[PayloadReader, Any, Any], Any]
+# One field of a table: (read, key, default). A member reader is called as
+# ``read(reader, key, default)``, a reader of the whole payload as
+# ``read(payload, problems, key, default)``.
+Reader = Callable[..., Any]
 FieldSpec = tuple[Reader, Any, Any]
 # A short form: the payload → the fields it stands for, or None when the payload is not one.
 ShortForm = Callable[[Any], "dict[str, Any] | None"]
@@ -100,10 +102,10 @@ def position(key: str) -> FieldSpec:
 
 # --------------------------------------------------------------------------- other payloads
 
-def _bare_number(r: PayloadReader, label: str,
+def _bare_number(payload: Any, problems: list[str], label: str,
                  rule: tuple[float, Callable[[float], Any]]) -> Any:
     default, convert = rule
-    return convert(read_number(r.payload, default, label, r.problems))
+    return convert(read_number(payload, default, label, problems))
 
 
 def bare_number(label: str, default: float, convert: Callable[[float], Any] = lambda v: v
@@ -112,13 +114,13 @@ def bare_number(label: str, default: float, convert: Callable[[float], Any] = la
     return (_bare_number, label, (default, convert))
 
 
-def _list_of(r: PayloadReader, key: None, rule: tuple[Callable, Callable[[Any], bool]]) -> list:
+def _list_of(payload: Any, problems: list[str], key: None,
+             rule: tuple[Callable, Callable[[Any], bool]]) -> list:
     parse, keep = rule
-    payload = r.payload
     if not isinstance(payload, list):
-        r.problems.append(f"expected a list, got {type(payload).__name__}")
+        problems.append(f"expected a list, got {type(payload).__name__}")
         return []
-    values = [parse(entry, r.problems) for entry in payload]
+    values = [parse(entry, problems) for entry in payload]
     return [v for v in values if keep(v)]
 
 
@@ -127,10 +129,10 @@ def list_of(value_type: Any, keep: Callable[[Any], bool]) -> FieldSpec:
     return (_list_of, None, (value_type.parse, keep))
 
 
-def _bare_flag(r: PayloadReader, key: None, default: bool) -> bool:
-    if isinstance(r.payload, bool):
-        return r.payload
-    r.problems.append(f"expected true/false, got {type(r.payload).__name__}")
+def _bare_flag(payload: Any, problems: list[str], key: None, default: bool) -> bool:
+    if isinstance(payload, bool):
+        return payload
+    problems.append(f"expected true/false, got {type(payload).__name__}")
     return default
 
 
@@ -139,19 +141,21 @@ def bare_flag() -> FieldSpec:
     return (_bare_flag, None, False)
 
 
-def _bare_text(r: PayloadReader, member: str | None, default: str) -> str:
-    payload = r.payload
+def _bare_text(payload: Any, problems: list[str], member: str | None, default: str) -> str:
     if member is not None and isinstance(payload, dict):
         payload = payload.get(member, "")
     if isinstance(payload, str):
         return payload
-    r.problems.append(f"expected text, got {type(payload).__name__}")
+    problems.append(f"expected text, got {type(payload).__name__}")
     return default
 
 
 def bare_text(wrapped_in: str | None = None) -> FieldSpec:
     """The payload is a string; some servers wrap it in an object as ``wrapped_in``."""
     return (_bare_text, wrapped_in, "")
+
+
+_WHOLE_PAYLOAD = frozenset({_bare_number, _list_of, _bare_flag, _bare_text})
 
 
 # --------------------------------------------------------------------------- short forms
@@ -186,7 +190,7 @@ def _constant(value: Any, name: str, namespace: dict[str, Any]) -> str:
     return name
 
 
-def compile_parser(fields: Mapping[str, FieldSpec], *, object_payload: bool,
+def compile_parser(fields: Mapping[str, FieldSpec], *,
                    short_form: ShortForm | None, derive: Callable[[dict[str, Any]], None] | None,
                    model: str) -> Parser:
     """One function reading every field of ``fields`` from a payload: ``parse(payload, problems)``
@@ -197,6 +201,10 @@ def compile_parser(fields: Mapping[str, FieldSpec], *, object_payload: bool,
     parsing speed of the hand-written parsers it replaced (bench/bench_parse_events.py)."""
     namespace: dict[str, Any] = {"PayloadReader": PayloadReader, "short_form": short_form,
                                  "derive": derive}
+    whole = [read in _WHOLE_PAYLOAD for read, _, _ in fields.values()]
+    if any(whole) and not all(whole):
+        raise TypeError(f"{model}: a table reads either members of an object payload or the"
+                        " whole payload, not both")
     lines = ["def parse(payload, problems):"]
     if short_form is not None:
         lines += ["    short = short_form(payload)",
@@ -209,14 +217,23 @@ def compile_parser(fields: Mapping[str, FieldSpec], *, object_payload: bool,
         for number, (attr, (read, key, default)) in enumerate(fields.items()):
             if not attr.isidentifier():
                 raise TypeError(f"{model}: {attr!r} cannot be an attribute name")
+            key_code = _constant(key, f"key_{number}", namespace)
+            if read is _nested:  # the value object's parser, called straight from here
+                namespace[f"parse_{number}"] = default
+                source = "r.data" if key is None else f"r.dict({key_code})"
+                members.append(f"{attr!r}: parse_{number}({source}, r.problems)")
+                continue
             namespace[f"read_{number}"] = read
-            arguments = [_constant(value, f"{name}_{number}", namespace)
-                         for name, value in (("key", key), ("default", default))]
-            members.append(f"{attr!r}: read_{number}(r, {', '.join(arguments)})")
-        lines += [f"    r = PayloadReader(payload, {bool(object_payload)!r})",
-                  "    values = {" + ", ".join(members) + "}",
-                  "    if r.problems:",
-                  "        problems.extend(r.problems)"]
+            default_code = _constant(default, f"default_{number}", namespace)
+            reader = "payload, problems" if read in _WHOLE_PAYLOAD else "r"
+            members.append(f"{attr!r}: read_{number}({reader}, {key_code}, {default_code})")
+        if all(whole):  # no object to read members from: problems go straight to the list
+            lines.append("    values = {" + ", ".join(members) + "}")
+        else:
+            lines += ["    r = PayloadReader(payload)",
+                      "    values = {" + ", ".join(members) + "}",
+                      "    if r.problems:",
+                      "        problems.extend(r.problems)"]
         if derive is not None:
             lines.append("    derive(values)")
         lines.append("    return values")

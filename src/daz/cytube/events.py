@@ -138,7 +138,6 @@ class UserList(CytubeEvent):
     """The full user list. Sent on join, and again when our rank crosses 2."""
 
     name = "userlist"
-    object_payload = False
     fields = table(users=list_of(User, keep=lambda user: bool(user.name)))
 
     users: list[User] = field(default_factory=list)
@@ -174,7 +173,6 @@ class UserMetaChanged(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class UserCount(CytubeEvent):
     name = "usercount"
-    object_payload = False
     fields = table(count=bare_number("usercount", 0, int))
 
     count: int = 0
@@ -183,7 +181,6 @@ class UserCount(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class LeaderChanged(CytubeEvent):
     name = "setLeader"
-    object_payload = False
     fields = table(username=bare_text())
 
     username: str = ""
@@ -197,7 +194,6 @@ class OwnRank(CytubeEvent):
     """Our own effective rank in the channel (may be fractional)."""
 
     name = "rank"
-    object_payload = False
     fields = table(rank=bare_number("rank", -1))
 
     rank: float = -1
@@ -237,7 +233,6 @@ class Cooldown(CytubeEvent):
     """The server dropped one of our messages for flooding; wait this long."""
 
     name = "cooldown"
-    object_payload = False
     fields = table(milliseconds=bare_number("cooldown", 1000, lambda ms: max(0.0, ms)))
 
     milliseconds: float = 0
@@ -260,7 +255,6 @@ class MediaChanged(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class CurrentChanged(CytubeEvent):
     name = "setCurrent"
-    object_payload = False
     fields = table(uid=bare_number("setCurrent", -1, int))
 
     uid: int = -1
@@ -280,7 +274,6 @@ class PlaylistReplaced(CytubeEvent):
     """The whole playlist (join, reload, clear, shuffle)."""
 
     name = "playlist"
-    object_payload = False
     fields = table(items=list_of(PlaylistItem, keep=lambda item: item.uid >= 0))
 
     items: list[PlaylistItem] = field(default_factory=list)
@@ -326,7 +319,6 @@ class PlaylistMeta(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class PlaylistLocked(CytubeEvent):
     name = "setPlaylistLocked"
-    object_payload = False
     fields = table(locked=bare_flag())
 
     locked: bool = False
@@ -349,7 +341,6 @@ class QueueFailed(CytubeEvent):
 @dataclass(slots=True, kw_only=True)
 class MotdChanged(CytubeEvent):
     name = "setMotd"
-    object_payload = False
     fields = table(motd=bare_text(wrapped_in="motd"))  # some servers wrap it
 
     motd: str = ""

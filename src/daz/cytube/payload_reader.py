@@ -11,10 +11,9 @@ from typing import Any
 class PayloadReader:
     """Pulls typed fields out of a payload, remembering what did not fit."""
 
-    __slots__ = ("data", "payload", "problems")
+    __slots__ = ("data", "problems")
 
     def __init__(self, payload: Any, expect_dict: bool = True):
-        self.payload = payload  # as it came, for the readers of payloads that are not objects
         self.problems: list[str] = []
         if isinstance(payload, dict):
             self.data = payload
