@@ -46,7 +46,7 @@ from bench.common import (
 )
 from bench.flood_server import FloodServer, loop_name
 from daz.app import App
-from daz.db import eventrows
+from daz.plugins.sql import eventrows
 from tests.e2e.harness import BOT_NAME, BOT_PASSWORD, bot_config
 
 EVENTS = sized(150_000, 10_000)

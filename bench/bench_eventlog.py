@@ -34,10 +34,11 @@ from daz.clock import Clock
 from daz.config import load_config
 from daz.cytube.events import parse_event
 from daz.cytube.rooms import Rooms
-from daz.db import eventrows
 from daz.db.migrate import migrate
 from daz.db.pool import Database
+from daz.metrics import Metrics
 from daz.plugins.manager import PluginManager, plugin_class
+from daz.plugins.sql import eventrows
 from tests.fakes.room import RecordingRoom
 
 EVENTS = sized(40_000, 4_000)
@@ -130,7 +131,7 @@ async def through_the_plugin(dsn: str, n: int, section: dict) -> tuple[float, in
     bus = Bus()
     with tempfile.TemporaryDirectory() as data_dir:
         manager = PluginManager(config=config, bus=bus, rooms=Rooms([room]), db=db, http=None,
-                                clock=Clock(), metrics=None, data_dir=Path(data_dir))
+                                clock=Clock(), metrics=Metrics(), data_dir=Path(data_dir))
         await manager.start(manager.select({"sql": plugin_class("sql")}))
         eventlog = manager.get("sql").eventlog
         events = [parse_event(name, payload, room_id=CHANNEL, channel=CHANNEL, seq=i)

@@ -30,6 +30,7 @@ from daz.cytube.events import parse_event
 from daz.cytube.rooms import Rooms
 from daz.db.migrate import migrate
 from daz.db.pool import Database
+from daz.metrics import Metrics
 from daz.plugins.manager import PluginManager, plugin_class
 from tests.fakes.room import RecordingRoom
 
@@ -71,7 +72,7 @@ async def main() -> None:
     room = RecordingRoom(room_id="benchchan", channel="benchchan", bot_name="dazbot")
     bus = Bus()
     manager = PluginManager(config=config, bus=bus, rooms=Rooms([room]), db=db, http=None,
-                            clock=Clock(), metrics=None, data_dir=None)
+                            clock=Clock(), metrics=Metrics(), data_dir=None)
     await manager.start(manager.select({"mediatracker": plugin_class("mediatracker")}))
     print(f"  {ITEMS} items per playlist; first round: empty mirror; later rounds: a new"
           " playlist replacing the old one (e.g. after a reload)")

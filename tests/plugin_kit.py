@@ -13,6 +13,9 @@ fixture calls before it closes the pool.)
 
 No sockets: events are built with ``parse_event`` exactly as the connection builds them, and
 published on the real bus, so the manager's filtering, priorities and lanes all apply.
+
+Plugins always get a database: ``db=database`` (a real one), else one that never answers
+(``tests/fakes/no_database.py``), on which they take their "database down" path.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from daz.cytube.values import User
 from daz.metrics import Metrics
 from daz.plugins.manager import PluginManager
 from daz.stopping import StopBudget
+from tests.fakes.no_database import database_that_never_answers
 from tests.fakes.room import RecordingRoom
 
 _seq = itertools.count(1)
@@ -55,8 +59,9 @@ class Kit:
         metrics = Metrics()
         self.manager = PluginManager(
             config=config, bus=bus or Bus(metrics=metrics, clock=clock),
-            rooms=Rooms([self.room]), db=db, http=None, clock=clock, metrics=metrics,
-            data_dir=data_dir, commands=commands)
+            rooms=Rooms([self.room]),
+            db=db if db is not None else database_that_never_answers(), http=None, clock=clock,
+            metrics=metrics, data_dir=data_dir, commands=commands)
         self.bus = self.manager.bus
         self.metrics = self.manager.metrics
         self.commands = self.manager.commands

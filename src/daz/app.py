@@ -106,11 +106,10 @@ class App:
             await self.bridge.start()
         if self.index_builds is not None:
             self.index_builds.start()
-        if self.db is not None:
-            from daz.db.retention import RetentionTask
+        from daz.db.retention import RetentionTask
 
-            self.retention = RetentionTask(self.db, self.config.core.retention, self.clock)
-            self.retention.start()
+        self.retention = RetentionTask(self.db, self.config.core.retention, self.clock)
+        self.retention.start()
         self.state = "running"
         log.info("%s", self._running_line())
 
@@ -338,21 +337,15 @@ class App:
         }
         if self.index_builds is not None:
             details["indexes"] = self.index_builds.status()
-        sql = self.plugins.get("sql") if self.plugins else None
-        if sql is not None and hasattr(sql, "status"):
+        for plugin in self.plugins.running() if self.plugins else ():
+            section = plugin.health_section
+            if section is None:
+                continue
             try:
-                details["eventlog"] = eventlog = sql.status()
-            except Exception as exc:  # health must answer even if a plugin's status breaks
-                details["eventlog"] = {"error": repr(exc)}
+                details[section], found = plugin.health_report()
+            except Exception as exc:  # health must answer even if a plugin's report breaks
+                details[section] = {"error": repr(exc)}
             else:
-                if eventlog.get("at_risk"):
-                    problems.append(
-                        f"eventlog: {eventlog['at_risk']} event(s) only in memory, lost if daz"
-                        f" stops now: the database does not answer and the spill file cannot"
-                        f" be written ({eventlog.get('spill_error')})")
-                elif eventlog.get("spill_error"):
-                    problems.append(f"eventlog: spill file cannot be written"
-                                    f" ({eventlog['spill_error']}); events go straight to the"
-                                    f" database while it answers")
+                problems.extend(found)
         details["status"] = "ok" if not problems else "unhealthy"
         return (not problems and self.state == "running"), details

@@ -66,7 +66,7 @@ async def _check_then_run(app, check) -> None:
 @click.option("--dsn", help="PostgreSQL URL; default: DAZ_DATABASE_URL, the config, "
                             "or an embedded PostgreSQL.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where daz keeps its embedded database and spill files.")
+              help="Where daz keeps its embedded database and its journal.")
 @click.option("--web-host", help="Listen address of the web server (default 127.0.0.1).")
 @click.option("--web-port", type=int, help="Port of the web server (default 8080).")
 @click.option("--nats", help="NATS server URL: bridge every room to Kryten clients "
@@ -126,7 +126,7 @@ def run(config_path, channel, username, password, password_file, server, dsn, da
 @click.option("--dsn", help="PostgreSQL URL; default: an embedded PostgreSQL in the data"
                             " directory.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the sandbox keeps its embedded database, spill files and web token"
+              help="Where the sandbox keeps its embedded database, journal and web token"
                    " (default: the sandbox/ folder of daz's data directory).")
 @click.option("--web-port", default=8080, show_default=True, type=int,
               help="Port of daz's web pages on 127.0.0.1 (0: any free port).")

@@ -296,7 +296,7 @@ class CoreConfig(_Section):
     nats: NatsConfig = Field(default_factory=NatsConfig, description="The Kryten bridge")
     database: DatabaseConfig = Field(default_factory=DatabaseConfig,
                                      description="PostgreSQL (Go: also plugins.sql.database)")
-    data_dir: str = Field("", description="Where daz keeps its files (spill files, web token, "
+    data_dir: str = Field("", description="Where daz keeps its files (the journal, web token, "
                           "embedded PostgreSQL) (DAZ_DATA_DIR, --data-dir); default: the "
                           "platform's user data directory")
     admin_users: list[str] = Field(default_factory=list, description="Bot admins: CyTube "
@@ -310,6 +310,10 @@ class CoreConfig(_Section):
                                         "stuck; under Docker's 10 s grace. What the database "
                                         "has not taken by then is saved to disk for the next "
                                         "start")
+    journal_max_mb: int = Field(1024, ge=1, description=(
+        "Largest size of <data_dir>/journal/, where writes wait while the database is away"
+        " (MB); past it new records stay in memory and go to the database as soon as it"
+        " answers, as with a full disk"))
     retention: RetentionConfig = Field(default_factory=RetentionConfig,
                                        description="Pruning old logged rows")
 

@@ -64,12 +64,6 @@ class Metrics:
         self.db_pool_size = Gauge("daz_db_pool_size", "Connections in the pool", registry=r)
         self.db_pool_idle = Gauge("daz_db_pool_idle", "Idle connections in the pool", registry=r)
         self.db_up = Gauge("daz_db_up", "1 when the database answers", registry=r)
-        self.eventlog = Counter("daz_eventlog_events_total",
-                                "Event log rows by stage"
-                                " (queued, written, spilled, replayed, failed)",
-                                ["stage"], registry=r)
-        self.eventlog_queue = Gauge("daz_eventlog_queue_depth", "Events waiting to be written",
-                                    registry=r)
         self.plugin_events = Counter("daz_plugin_events_total", "Events handled per plugin",
                                      ["plugin"], registry=r)
         self.plugin_retries = Counter("daz_plugin_retries_total",

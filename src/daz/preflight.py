@@ -130,7 +130,8 @@ def web_port_error(host: str, port: int, exc: OSError) -> OperatorError:
 
 
 def check_data_dir(data_dir) -> None:
-    """daz keeps its spill files, held writes and the web token there: it must be writable."""
+    """daz keeps its journal (writes waiting for the database) and the web token there: it
+    must be writable."""
     from daz.private_files import private_dir
 
     try:

@@ -23,7 +23,8 @@ FILE_MODE = 0o600
 
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and its parents) if needed and make it 0700 when it is ours; files of
-    ours directly in it (an older daz's spill or held writes) become 0600."""
+    ours directly in it (an older daz's spill or held writes) become 0600; the journal
+    directory is made private the same way when it is opened."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     _tighten(path, DIR_MODE)

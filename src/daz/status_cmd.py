@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from daz.config import ConfigError, load_config
+from daz.status_db import duration_text
 
 UNREACHABLE, UNHEALTHY = 1, 2
 
@@ -77,15 +78,6 @@ async def fetch_status(url: str, token: str, timeout: float = 10.0) -> dict[str,
                                    f" is it running? give --url or --config") from None
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [(days, "d"), (hours, "h"), (minutes, "m")] if seconds >= 60 else [(secs, "s")]
-    return " ".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
-
-
 def table_rows(status: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for room_id, room in status["rooms"].items():
@@ -127,7 +119,7 @@ def render(status: dict[str, Any]) -> str:
     instance = status["instance"]
     health = "healthy" if instance["healthy"] else "NOT healthy"
     lines = [f"daz {instance['version']} on {instance['name']}: {instance['state']}, up"
-             f" {_duration(instance['uptime_seconds'])}, {health}", ""]
+             f" {duration_text(instance['uptime_seconds'])}, {health}", ""]
     rows = [("WHAT", "STATE", "DETAILS"), *table_rows(status)]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows]

@@ -41,7 +41,8 @@ def overview_for(config: Any, *, required: bool) -> dict[str, Any] | None:
                                    f" {type(exc).__name__}: {exc}") from None
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """``3d 4h 5m``, or ``42s`` under a minute."""
     seconds = int(seconds)
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
@@ -64,12 +65,13 @@ def instance_row(instance: dict[str, Any]) -> tuple[str, str, str]:
         details.append(f"daz {instance['version']}")
     held = instance["holds"]
     if not instance["alive"]:
-        details.append(f"last heartbeat {_duration(instance['heartbeat_age_seconds'])} ago:"
+        details.append(f"last heartbeat {duration_text(instance['heartbeat_age_seconds'])} ago:"
                        f" stopped renewing without leaving (killed, crashed or cut off)")
         details.append(f"still holds {', '.join(held)} until its leases lapse" if held
                        else "holds nothing now (its rooms went to the others)")
         return name, "STALE", " · ".join(details)
-    details += [f"{instance['state'] or 'starting'}, up {_duration(instance['uptime_seconds'])}",
+    uptime = duration_text(instance["uptime_seconds"])
+    details += [f"{instance['state'] or 'starting'}, up {uptime}",
                 f"heartbeat {instance['heartbeat_age_seconds']:.1f}s ago",
                 f"holds {len(held)}" + (f": {', '.join(held)}" if held else "")]
     if instance["max_rooms"]:
@@ -102,7 +104,7 @@ def room_row(room: dict[str, Any], config_known: bool = True) -> tuple[str, str,
         if room["problem"]:
             details.append(room["problem"])
     else:
-        details = [f"held by {room['holder']} for {_duration(room['held_seconds'])}"]
+        details = [f"held by {room['holder']} for {duration_text(room['held_seconds'])}"]
         if room.get("users") is not None:
             details.append(f"{room['users']} users")
         if room.get("outbox") is not None:

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from daz.db import spill as spill_module
+from daz.journal import JournalStream
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
 from tests.e2e.support import CHANNEL, plugins
 from tests.fakes.tcp_proxy import TcpProxy
@@ -30,7 +30,7 @@ DISK = 1 << 19
 @pytest.fixture
 def small_disk(tmp_path, monkeypatch):
     """A directory on a 512 KB disk: a tmpfs when this runs as root, else (or with
-    DAZ_TEST_NO_MOUNT=1) a quota on the spill file's writes that fails with ENOSPC as a full
+    DAZ_TEST_NO_MOUNT=1) a quota on the journal's writes that fails with ENOSPC as a full
     disk would."""
     where = tmp_path / f"disk-{uuid.uuid4().hex[:8]}"
     where.mkdir()
@@ -51,18 +51,19 @@ def _quota(monkeypatch, limit: int) -> None:
         if size > limit:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    append, rewrite = spill_module.SpillFile._append_bytes, spill_module.SpillFile._rewrite
+    append, rewrite = JournalStream._append_bytes, JournalStream._rewrite
 
     def append_within(self, data: bytes) -> None:
-        full(self._size + len(data))
+        full(self.size + len(data))
         append(self, data)
 
-    def rewrite_within(self, head: bytes, tail: bytes) -> int:
-        full(self._size - self._read_offset + len(head) + len(tail))
-        return rewrite(self, head, tail)
+    def rewrite_within(self, head: bytes, tail: bytes, *, keep_unread: bool = True) -> int:
+        kept = self.size - self._read_offset if keep_unread else 0
+        full(kept + len(head) + len(tail))
+        return rewrite(self, head, tail, keep_unread=keep_unread)
 
-    monkeypatch.setattr(spill_module.SpillFile, "_append_bytes", append_within)
-    monkeypatch.setattr(spill_module.SpillFile, "_rewrite", rewrite_within)
+    monkeypatch.setattr(JournalStream, "_append_bytes", append_within)
+    monkeypatch.setattr(JournalStream, "_rewrite", rewrite_within)
 
 
 def flood(server, first_time: int) -> None:
@@ -111,8 +112,8 @@ async def test_a_full_disk_during_an_outage_loses_nothing_once_the_database_answ
         assert not missing, f"{len(missing)} lost: {missing[:5]}..{missing[-5:]}"
         assert len(messages) == LINES, f"{len(messages) - LINES} duplicated"
         assert eventlog.counts["failed"] == 0
-        assert not [p.name for p in small_disk.iterdir() if p.name.endswith(".tmp")]
+        assert not [p.name for p in small_disk.rglob("*.tmp")]
         with contextlib.suppress(FileNotFoundError):
-            assert (small_disk / "eventlog.spill").stat().st_size == 0
+            assert (small_disk / "journal" / "eventlog.journal").stat().st_size == 0
     finally:
         await proxy.stop()

@@ -187,6 +187,25 @@ async def test_one_reply_each_and_errors_instead_of_silence(bridged, nats_url, c
                                     "meta": {"channel": "elsewhere", "domain": DOMAIN}}) == []
 
 
+async def test_a_system_query_about_a_channel_gets_one_reply_with_two_deployments(
+        bridged, fake_server, migrated_dsn, tmp_path, nats_url, channel):
+    """A second daz deployment (other rooms, its own queue group) on the same NATS leaves a
+    system query about a channel it does not run to the deployment that runs it."""
+    other = f"kr{uuid.uuid4().hex[:10]}"
+    try:
+        async with bridged_bot(fake_server, migrated_dsn, tmp_path / "other", other, nats_url):
+            for target in (channel, other):
+                for command in ("system.ping", "system.health"):
+                    answers = await replies(nats_url, {"command": command, "meta": {
+                        "channel": target, "domain": DOMAIN}})
+                    assert len(answers) == 1, (target, command, answers)
+                    assert answers[0]["data"].get("channel", target) == target
+            # Naming no channel, each deployment answers for itself.
+            assert len(await replies(nats_url, {"command": "system.ping"})) == 2
+    finally:
+        await delete_buckets(nats_url, other)
+
+
 async def test_numeric_and_string_uids_both_work(bridged, kryten, fake_server, channel):
     first = await fake_server.queue_media(channel, {"id": "aaaaaaaaaaa", "title": "A",
                                                     "seconds": 60, "type": "yt"})

@@ -4,7 +4,7 @@ in-process, with plugins that hang).
 The database is cut (the TCP proxy refuses and drops every connection); 12,000 chat lines with
 joins and leaves reach the bot; then SIGTERM, and SIGKILL 10 s later if it is still running
 (Docker's grace period). The stop must end within its budget (8 s by default) and keep
-everything: the event log's memory and spill file, usertracker's held joins and leaves,
+everything: the event log's memory and journal stream, usertracker's held joins and leaves,
 analytics' counts. The next start, with the database back, writes all of it: every chat line
 once, every join and leave once, every count once.
 """
@@ -19,6 +19,7 @@ import time
 import asyncpg
 
 from daz.cytube.events import ChatMessage
+from daz.journal import read_records
 from daz.plugins.base import Plugin, on
 from daz.plugins.manager import available_plugins
 from tests.e2e.harness import BOT_NAME, running_bot, wait_until
@@ -197,14 +198,15 @@ async def test_however_many_plugins_are_stuck_the_stop_keeps_its_budget_and_the_
             seconds = time.monotonic() - started
         assert seconds < 3.5, seconds
         assert {f"plugin stuck{i}: teardown" for i in range(3)} <= set(bot.app._budget.overrun)
-        spilled = [json.loads(line) for line in (data / "eventlog.spill").read_text().splitlines()]
+        journal = data / "journal"
+        spilled = [json.loads(line) for line in read_records(journal / "eventlog.journal")]
         chat = {e["message"] for e in spilled if e["event_type"] == "cytube.event.chatMsg"
                 and e["username"] != "[server]"}
         assert chat == {f"stuck {i}" for i in range(500)}
-        counted = sum(h[2] for line in (data / "analytics-unsaved.jsonl").read_text().splitlines()
+        counted = sum(h[2] for line in read_records(journal / "analytics-unsaved.journal")
                       for h in json.loads(line)["hours"])
         assert counted == 500
-        held = (data / "usertracker-held.jsonl").read_text()
+        held = "\n".join(read_records(journal / "usertracker-held.journal"))
         assert '"walker"' in held and '"join"' in held
     finally:
         await proxy.stop()

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from daz.events import CommandExecuted
+from daz.journal import read_records
 from daz.plugins.analytics import Analytics, store
 from daz.plugins.analytics.counters import Batch
 from daz.plugins.mediatracker import MediaTracker
@@ -243,14 +244,14 @@ async def test_counts_the_database_did_not_take_at_stop_are_written_once_at_the_
     await chat(k, "bob", HOUR + 62)
     await k.bus.drain(10)
     await a.save_for_next_start()  # the database does not answer at stop
-    saved = (tmp_path / "analytics-unsaved.jsonl").read_text().splitlines()
+    saved = read_records(tmp_path / "journal" / "analytics-unsaved.journal")
     assert len(saved) == 2 and applied_id.hex in saved[0].replace("-", "")
     assert not a.pending and not a.current
     await k.stop()
 
     again = await Kit.start({"analytics": Analytics}, db=database, sections=MANUAL,
                             data_dir=tmp_path)
-    assert not (tmp_path / "analytics-unsaved.jsonl").exists()
+    assert not (tmp_path / "journal" / "analytics-unsaved.journal").exists()
     assert tuple(await hourly(database))[:2] == (3, 2)  # alice once (not twice), bob twice
     users = dict(await database.fetch(
         "SELECT username, total_messages FROM daz_analytics_user_stats"

@@ -1,5 +1,5 @@
 """The event log writer against a real PostgreSQL: batches, dedup, the bad-row fallback, hostile
-text, and the spill file (nothing accepted is lost, nothing is written twice)."""
+text, and the journal (nothing accepted is lost, nothing is written twice)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +8,11 @@ import json
 import logging
 import time
 
-from daz.db.eventlog import EventLog
-from daz.db.eventrows import (
+from daz.db.pool import Database
+from daz.journal import encode, read_records, stream_at
+from daz.metrics import Metrics
+from daz.plugins.sql.eventlog import EventLog
+from daz.plugins.sql.eventrows import (
     ACTIVITY,
     CHAT,
     CORE,
@@ -19,9 +22,8 @@ from daz.db.eventrows import (
     clean_json,
     random_uid,
 )
-from daz.db.pool import Database
-from daz.metrics import Metrics
 from tests.e2e.harness import wait_until
+from tests.fakes.no_database import database_that_never_answers
 
 
 def chat(i: int, *, user: str = "alice", channel: str = "chan", text: str | None = None,
@@ -45,7 +47,7 @@ async def core_messages(db) -> list[str]:
 
 
 async def test_a_full_batch_is_written_at_once_and_a_partial_one_on_close(database, tmp_path):
-    log = EventLog(database, spill_path=tmp_path / "eventlog.spill", batch_size=10,
+    log = EventLog(database, journal=stream_at(tmp_path / "eventlog.spill"), batch_size=10,
                    max_batch=10, flush_interval=3600)
     await log.start()
     for i in range(25):
@@ -60,7 +62,7 @@ async def test_a_full_batch_is_written_at_once_and_a_partial_one_on_close(databa
 
 
 async def test_the_flush_interval_writes_a_lone_event(database, tmp_path):
-    log = EventLog(database, spill_path=tmp_path / "s", batch_size=64, flush_interval=0.05)
+    log = EventLog(database, journal=stream_at(tmp_path / "s"), batch_size=64, flush_interval=0.05)
     await log.start()
     log.put(chat(1))
     assert await log.wait_idle(10)
@@ -74,7 +76,7 @@ async def test_replayed_chat_and_go_era_rows_are_not_stored_twice(database, tmp_
         "INSERT INTO daz_core_events (event_type, channel_name, timestamp, username, message,"
         " message_time, raw_data) VALUES ('cytube.event.chatMsg', 'chan', now(), 'alice',"
         " 'line 0', 1700000000000, '{}')")
-    log = EventLog(database, spill_path=tmp_path / "s", batch_size=5, flush_interval=0.01)
+    log = EventLog(database, journal=stream_at(tmp_path / "s"), batch_size=5, flush_interval=0.01)
     await log.start()
     for i in range(10):
         log.put(chat(i))
@@ -95,7 +97,7 @@ async def test_replayed_chat_and_go_era_rows_are_not_stored_twice(database, tmp_
 async def test_two_lines_of_one_sender_in_one_millisecond_are_both_kept(database, tmp_path):
     # CyTube stamps chat with Date.now(): a burst can give one sender two lines in one ms.
     same_ms = [chat(1, text="first thought"), chat(1, text="second thought")]
-    log = EventLog(database, spill_path=tmp_path / "s", batch_size=64, flush_interval=0.01)
+    log = EventLog(database, journal=stream_at(tmp_path / "s"), batch_size=64, flush_interval=0.01)
     await log.start()
     for entry in same_ms:
         log.put(entry)
@@ -119,7 +121,7 @@ async def test_the_row_by_row_fallback_keeps_the_same_chat_rules(database, tmp_p
         " 'line 0', 1700000000000, '{}')")
     bad = chat(9)
     bad.event_type = "x" * 80  # too wide for varchar(50): the batch is refused
-    log = EventLog(database, spill_path=tmp_path / "s", batch_size=64, flush_interval=0.01)
+    log = EventLog(database, journal=stream_at(tmp_path / "s"), batch_size=64, flush_interval=0.01)
     await log.start()
     for entry in (chat(0), chat(1, text="one"), chat(1, text="two"), chat(1, text="one"), bad):
         log.put(entry)
@@ -146,7 +148,7 @@ async def test_lines_logged_by_an_older_daz_are_not_logged_again(database, tmp_p
     await database.execute(
         "INSERT INTO daz_chat_log (event_uid, username, message, channel, timestamp)"
         " VALUES ($1, 'alice', 'line 0', 'chan', now())", old_uid)
-    log = EventLog(database, spill_path=tmp_path / "s", batch_size=64, flush_interval=0.01)
+    log = EventLog(database, journal=stream_at(tmp_path / "s"), batch_size=64, flush_interval=0.01)
     await log.start()
     log.put(chat(0))
     log.put(chat(1))
@@ -158,11 +160,11 @@ async def test_lines_logged_by_an_older_daz_are_not_logged_again(database, tmp_p
 
 async def test_a_bad_row_is_set_aside_and_its_batch_is_written(database, tmp_path, caplog):
     spill = tmp_path / "eventlog.spill"
-    log = EventLog(database, spill_path=spill, batch_size=50, flush_interval=0.01)
+    log = EventLog(database, journal=stream_at(spill), batch_size=50, flush_interval=0.01)
     await log.start()
     bad = chat(5)
     bad.event_type = "x" * 80  # bypasses the cleaning that build() does: too wide for varchar(50)
-    with caplog.at_level(logging.WARNING, logger="daz.db.eventlog"):
+    with caplog.at_level(logging.WARNING, logger="daz.plugins.sql.eventlog"):
         for i in range(10):
             log.put(bad if i == 5 else chat(i))
         await log.close()
@@ -180,7 +182,7 @@ HOSTILE_NAMES = ["Robert'); DROP TABLE daz_core_events;--", "nul\x00name", "\u20
 
 
 async def test_hostile_text_is_stored_cleaned_never_lost(database, tmp_path):
-    log = EventLog(database, spill_path=tmp_path / "s", batch_size=100, flush_interval=0.01)
+    log = EventLog(database, journal=stream_at(tmp_path / "s"), batch_size=100, flush_interval=0.01)
     await log.start()
     huge = "x" * 100_000 + "\x00end"
     log.put(chat(0, text=huge))
@@ -227,7 +229,7 @@ async def test_events_wait_in_memory_then_spill_and_come_back_in_order(migrated_
     spill = tmp_path / "eventlog.spill"
     metrics = Metrics()
     down = Database(migrated_dsn)  # never started: every write fails as "not connected"
-    log = EventLog(down, spill_path=spill, batch_size=10, max_batch=10, max_queue=20,
+    log = EventLog(down, journal=stream_at(spill), batch_size=10, max_batch=10, max_queue=20,
                    flush_interval=0.01, retry_max_delay=0.05, metrics=metrics)
     await log.start()
     put = [chat(i) if i % 10 else join(f"user{i}") for i in range(100)]
@@ -237,17 +239,18 @@ async def test_events_wait_in_memory_then_spill_and_come_back_in_order(migrated_
     assert not log.db_ok and log.status()["spilling"]
     assert log.status()["in_memory"] == 20  # bounded; the rest went to disk
     await log.close()  # still down: memory goes to the head of the file
-    lines = spill.read_text().splitlines()
+    lines = read_records(spill)
     assert len(lines) == 100
     assert [json.loads(line)["uid"] for line in lines] == [e.uid for e in put]
     assert log.counts["spilled"] == 100 and log.counts["written"] == 0
-    assert metrics.eventlog.labels(stage="spilled")._value.get() == 100
+    assert metrics.registry.get_sample_value("daz_eventlog_events_total",
+                                             {"stage": "spilled"}) == 100
 
     # Next start, database up: the file is replayed before anything newer.
     db = Database(migrated_dsn)
     await db.start()
     try:
-        again = EventLog(db, spill_path=spill, batch_size=10, flush_interval=0.01)
+        again = EventLog(db, journal=stream_at(spill), batch_size=10, flush_interval=0.01)
         await again.start()
         again.put(chat(500))
         assert await again.wait_idle(20)
@@ -266,30 +269,32 @@ async def test_events_wait_in_memory_then_spill_and_come_back_in_order(migrated_
 async def test_a_replay_after_a_partial_write_is_exactly_once(database, tmp_path):
     spill = tmp_path / "eventlog.spill"
     entries = [chat(i) for i in range(30)] + [join(f"u{i}") for i in range(30)]
-    first = EventLog(database, spill_path=tmp_path / "other", batch_size=100, flush_interval=0)
+    first = EventLog(database, journal=stream_at(tmp_path / "other"),
+                     batch_size=100, flush_interval=0)
     await first.start()
     for e in entries[:40]:  # these reached the database before the "crash"...
         first.put(e)
     await first.close()
     # ...but the spill file still holds all of them (the crash came before it was consumed),
-    # and its last line was torn in the middle of a write.
-    spill.write_text("".join(e.to_json() + "\n" for e in entries) + '{"uid": "torn')
-    log = EventLog(database, spill_path=spill, batch_size=7, flush_interval=0.01)
+    # and its last record was torn in the middle of a write.
+    spill.write_bytes(b"".join(encode(e.to_json()) for e in entries)
+                      + encode('{"uid": "torn in two"}')[:20])
+    log = EventLog(database, journal=stream_at(spill), batch_size=7, flush_interval=0.01)
     await log.start()
     assert await log.wait_idle(20)
     await log.close()
     uids = [r["event_uid"] for r in await database.fetch("SELECT event_uid FROM daz_core_events")]
     assert len(uids) == len(set(uids)) == 60
-    assert log.counts["failed"] == 1  # the torn line, set aside
+    assert log.counts["failed"] == 1  # the torn record, set aside
     assert log.duplicates == 40
 
 
 async def test_without_a_database_or_spill_file_close_reports_the_loss(tmp_path, caplog):
-    log = EventLog(None, spill_path=None, batch_size=2, flush_interval=0.01, retry_max_delay=0.05,
-                   shutdown_timeout=1)
+    log = EventLog(database_that_never_answers(), journal=None, batch_size=2,
+                   flush_interval=0.01, retry_max_delay=0.05, shutdown_timeout=1)
     await log.start()
     log.put(chat(1))
-    with caplog.at_level(logging.ERROR, logger="daz.db.eventlog"):
+    with caplog.at_level(logging.ERROR, logger="daz.plugins.sql.eventlog"):
         await log.close()
     assert any("1 event(s) could not be written" in r.getMessage() for r in caplog.records)
 
@@ -297,7 +302,7 @@ async def test_without_a_database_or_spill_file_close_reports_the_loss(tmp_path,
 
 async def test_fresh_batches_are_copied_straight_in_and_one_with_a_duplicate_goes_staged(
         database, tmp_path):
-    log = EventLog(database, spill_path=tmp_path / "s", batch_size=10, flush_interval=0.01,
+    log = EventLog(database, journal=stream_at(tmp_path / "s"), batch_size=10, flush_interval=0.01,
                    direct_pause=3600)
     await log.start()
     for i in range(10):
@@ -349,7 +354,7 @@ class _AnswerLostOnce:
 
 async def test_a_batch_retried_after_an_unknown_outcome_is_written_staged_exactly_once(
         database, tmp_path):
-    log = EventLog(_AnswerLostOnce(database), spill_path=tmp_path / "s", batch_size=8,
+    log = EventLog(_AnswerLostOnce(database), journal=stream_at(tmp_path / "s"), batch_size=8,
                    flush_interval=0.01, retry_max_delay=0.05)
     await log.start()
     entries = [chat(i) for i in range(4)] + [join(f"u{i}") for i in range(4)]
@@ -385,7 +390,8 @@ class _Gate:
 async def test_a_burst_waits_in_memory_and_then_holds_the_caller_instead_of_spilling(
         database, tmp_path):
     gate = _Gate(database)  # a writing but slow database: the first batch hangs until opened
-    log = EventLog(gate, spill_path=tmp_path / "s", batch_size=10, max_batch=10, max_queue=10,
+    log = EventLog(gate, journal=stream_at(tmp_path / "s"),
+                   batch_size=10, max_batch=10, max_queue=10,
                    burst_queue=50, flush_interval=0)
     await log.start()
 
@@ -409,7 +415,8 @@ async def test_a_burst_waits_in_memory_and_then_holds_the_caller_instead_of_spil
 async def test_when_the_database_goes_away_what_waits_beyond_the_queue_moves_to_the_file(
         database, tmp_path):
     gate = _Gate(database)
-    log = EventLog(gate, spill_path=tmp_path / "s", batch_size=10, max_batch=10, max_queue=10,
+    log = EventLog(gate, journal=stream_at(tmp_path / "s"),
+                   batch_size=10, max_batch=10, max_queue=10,
                    burst_queue=50, flush_interval=0, retry_max_delay=0.1)
     await log.start()
     for i in range(50):
@@ -431,7 +438,8 @@ async def test_when_the_database_goes_away_what_waits_beyond_the_queue_moves_to_
 
 async def test_a_hung_write_releases_admit_and_the_waiting_entry_spills(database, tmp_path):
     gate = _Gate(database)  # the first batch hangs, yet no write has failed yet
-    log = EventLog(gate, spill_path=tmp_path / "s", batch_size=10, max_batch=10, max_queue=10,
+    log = EventLog(gate, journal=stream_at(tmp_path / "s"),
+                   batch_size=10, max_batch=10, max_queue=10,
                    burst_queue=20, flush_interval=0, write_timeout=0.5)
     await log.start()
     for i in range(20):
@@ -448,7 +456,7 @@ async def test_a_hung_write_releases_admit_and_the_waiting_entry_spills(database
 
 async def test_admit_waits_at_most_twice_the_write_timeout_even_with_no_writer(
         database, tmp_path):
-    log = EventLog(database, spill_path=tmp_path / "s", batch_size=10, max_batch=10,
+    log = EventLog(database, journal=stream_at(tmp_path / "s"), batch_size=10, max_batch=10,
                    max_queue=10, burst_queue=20, flush_interval=3600, write_timeout=0.3)
     await log.start()
     log._task.cancel()  # a writer that is gone for whatever reason
@@ -460,7 +468,8 @@ async def test_admit_waits_at_most_twice_the_write_timeout_even_with_no_writer(
     assert 0.5 < asyncio.get_running_loop().time() - started < 1.5
     assert log.counts["spilled"] == 1
     await log.close()  # the 20 in memory go to the head of the file, before the spilled one
-    again = EventLog(database, spill_path=tmp_path / "s", batch_size=10, flush_interval=0.01)
+    again = EventLog(database, journal=stream_at(tmp_path / "s"),
+                     batch_size=10, flush_interval=0.01)
     await again.start()
     assert await again.wait_idle(20)
     await again.close()
@@ -472,7 +481,7 @@ async def test_save_to_spill_puts_memory_first_and_what_follows_behind(migrated_
     writer is stopped, no attempt waits on the database), later entries go behind it."""
     spill = tmp_path / "eventlog.spill"
     down = Database(migrated_dsn)  # never started
-    log = EventLog(down, spill_path=spill, batch_size=10, max_batch=10, max_queue=20,
+    log = EventLog(down, journal=stream_at(spill), batch_size=10, max_batch=10, max_queue=20,
                    flush_interval=0.01, retry_max_delay=0.05, write_timeout=30)
     await log.start()
     put = [chat(i) for i in range(30)]
@@ -487,5 +496,5 @@ async def test_save_to_spill_puts_memory_first_and_what_follows_behind(migrated_
     for entry in put[25:]:
         log.put(entry)
     await log.close()
-    assert [json.loads(line)["uid"] for line in spill.read_text().splitlines()] == \
+    assert [json.loads(line)["uid"] for line in read_records(spill)] == \
         [e.uid for e in put]

@@ -9,8 +9,9 @@ import contextlib
 
 import asyncpg
 
-from daz.db.eventlog import EventLog
 from daz.db.pool import Database
+from daz.journal import stream_at
+from daz.plugins.sql.eventlog import EventLog
 from tests.integration.test_eventlog_db import chat, join
 
 LINES = 20_000
@@ -37,7 +38,7 @@ async def terminate_backends(dsn: str, stop: asyncio.Event, killed: list[int]) -
 async def flood_under_kills(db: Database, dsn: str, spill, run: int) -> tuple[EventLog, list]:
     """One run: the flood arrives over ~2 s while backends are killed; then the writer catches
     up with the killing over."""
-    log = EventLog(db, spill_path=spill, batch_size=256, flush_interval=0.05,
+    log = EventLog(db, journal=stream_at(spill), batch_size=256, flush_interval=0.05,
                    retry_max_delay=0.2, write_timeout=5)
     await log.start()
     entries = [join(f"user{run}-{i}") if i % 10 == 0 else chat(run * LINES + i)

@@ -385,9 +385,10 @@ async def test_the_health_loop_runs_on_its_interval(database):
     async with ImageServer() as images:
         k = await start(database, images, enable_health_check=True,
                         health_check_interval="10s")
-        assert k.gallery._loop is not None and not k.gallery._loop.done()
+        job = k.manager.jobs("gallery")["health_check"]  # the manager runs it (@every)
+        assert job is not None and not job.done()
         await k.stop()
-        assert k.gallery._loop.done()
+        assert job.done()
 
 
 @pytest.mark.parametrize("interval", ["0", "3s", "soon"])

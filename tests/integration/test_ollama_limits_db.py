@@ -208,8 +208,8 @@ async def test_a_user_named_like_the_bot_is_still_answered(database, fake_ollama
         await kit.stop()
 
 
-async def test_without_a_database_replies_once_per_line(fake_ollama):
-    kit = await start(None, fake_ollama.url)
+async def test_the_same_line_delivered_twice_is_answered_once(database, fake_ollama):
+    kit = await start(database, fake_ollama.url)
     try:
         line = chat_event(kit, "alice", "daz hi")
         for _ in range(2):

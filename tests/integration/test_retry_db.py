@@ -9,6 +9,7 @@ from daz.bus import Bus
 from daz.plugins.base import Plugin
 from daz.plugins.retry import Retry
 from tests.e2e.harness import wait_until
+from tests.fakes.no_database import database_that_never_answers
 from tests.plugin_kit import Kit
 
 MANUAL = {"retry": {"first_poll_seconds": 3600, "initial_delay_seconds": 0, "jitter": 0}}
@@ -195,16 +196,16 @@ async def test_held_operations_are_saved_at_shutdown_and_queued_at_the_next_star
     retry.pending.append({"key": "spilled", "plugin": "writer", "operation": "save",
                           "payload": json.dumps({"key": "spilled"}), "error": "",
                           "max_retries": 3, "priority": 0, "timeout": 30, "delay": 0})
-    retry.ctx.db = None  # the database is still down at shutdown
+    retry.ctx.db = database_that_never_answers()  # the database is still down at shutdown
     await k.stop()
-    assert (tmp_path / "retry-pending.jsonl").exists()
+    assert (tmp_path / "journal" / "retry-pending.journal").exists()
     assert await database.fetchval("SELECT count(*) FROM daz_retry_queue") == 0
 
     k = await start(database, data_dir=tmp_path)
     assert len(k.plugin("retry").pending) == 1
     assert await k.plugin("retry").poll() == 1
     assert k.plugin("writer").runs == ["save:spilled"]
-    assert not (tmp_path / "retry-pending.jsonl").exists()
+    assert not (tmp_path / "journal" / "retry-pending.journal").exists()
     await k.stop()
 
 

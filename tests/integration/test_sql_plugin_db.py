@@ -120,8 +120,9 @@ async def test_status_reports_the_event_log(database, tmp_path):
     await kit.plugin("sql").eventlog.wait_idle(10)
     status = kit.plugin("sql").status()
     assert status["db_ok"] and status["queued"] == status["written"] == 1
-    assert status["spill_file"] == str(tmp_path / "eventlog.spill")
-    assert kit.metrics.eventlog.labels(stage="written")._value.get() == 1
+    assert status["spill_file"] == str(tmp_path / "journal" / "eventlog.journal")
+    assert kit.metrics.registry.get_sample_value("daz_eventlog_events_total",
+                                                 {"stage": "written"}) == 1
     await kit.stop()
 
 

@@ -194,13 +194,13 @@ async def test_writes_held_at_shutdown_are_applied_at_the_next_start(migrated_ds
         await feed(k, "addUser", user("ben"), T + 1)
         await feed(k, "userLeave", {"name": "ben"}, T + 2)
         await feed(k, "changeMedia", {**media("m"), "currentTime": 0, "paused": False}, T + 3)
-        await k.stop()  # the database is still away: saved to files
-        assert (tmp_path / "usertracker-held.jsonl").exists()
-        assert (tmp_path / "mediatracker-held.jsonl").exists()
+        await k.stop()  # the database is still away: kept in the journal
+        assert (tmp_path / "journal" / "usertracker-held.journal").exists()
+        assert (tmp_path / "journal" / "mediatracker-held.journal").exists()
         await proxy.unblock()
         k = await Kit.start(plugins, db=db, sections=FAST, data_dir=tmp_path)
         await wait_until(lambda: drained(k), 20, "saved writes applied")
-        assert not (tmp_path / "usertracker-held.jsonl").exists()
+        assert not (tmp_path / "journal" / "usertracker-held.journal").exists()
         h = await history(database)
         assert h["ann"] == [("join", T)]
         assert h["ben"] == [("join", T + 1), ("leave", T + 2)]

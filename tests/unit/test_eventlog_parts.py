@@ -1,8 +1,10 @@
-"""The event log's pure parts: routing rules, events → entries, cleaning, the spill file."""
+"""The event log's pure parts: routing rules, events → entries, cleaning, its journal stream."""
 from __future__ import annotations
 
 from daz.cytube.events import parse_event
-from daz.db.eventrows import (
+from daz.events import MessageSent
+from daz.journal import encode, stream_at
+from daz.plugins.sql.eventrows import (
     ACTIVITY,
     CHAT,
     CORE,
@@ -13,8 +15,6 @@ from daz.db.eventrows import (
     fits,
     stage_records,
 )
-from daz.db.spill import SpillFile
-from daz.events import MessageSent
 from daz.plugins.sql.rules import LoggerRule, Router, entry_for_event, entry_for_sent_pm
 
 
@@ -116,18 +116,18 @@ def test_entries_survive_the_spill_file_form():
 
 async def test_spill_file_appends_reads_consumes_and_prepends(tmp_path):
     path = tmp_path / "eventlog.spill"
-    path.write_text('{"a": 1}\n{"torn')  # an earlier run died mid-write
-    spill = SpillFile(path)
-    assert spill.open_existing() == 2
+    path.write_bytes(encode('{"a": 1}') + encode('{"torn": 1}')[:10])  # died mid-write
+    spill = stream_at(path)
+    assert spill.open_existing() == 1 and spill.torn_tail is not None  # set aside, not read
     spill.append('{"b": 2}')
     assert spill.pending == 1 and await spill.flush() == 1
     lines = spill.read(10)
-    assert [line for line, _ in lines] == ['{"a": 1}', '{"torn', '{"b": 2}']
-    spill.consume(lines[0][1], 1)
+    assert [r.text for r in lines] == ['{"a": 1}', '{"b": 2}']
+    spill.consume(lines[0].end, 1)
     await spill.prepend(['{"first": 0}'])
-    assert [line for line, _ in spill.read(10)] == ['{"first": 0}', '{"torn', '{"b": 2}']
+    assert [r.text for r in spill.read(10)] == ['{"first": 0}', '{"b": 2}']
     rest = spill.read(10)
-    spill.consume(rest[-1][1], len(rest))
+    spill.consume(rest[-1].end, len(rest))
     assert await spill.reset_if_drained() and not path.exists()
 
 
@@ -140,7 +140,7 @@ def test_natural_uids_are_uuid5_of_the_json_of_their_parts():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from daz.db import eventrows
+    from daz.plugins.sql import eventrows
 
     @settings(max_examples=300, deadline=None)
     @given(st.text(), st.integers(min_value=0, max_value=2 ** 63 - 1), st.text(), st.text())

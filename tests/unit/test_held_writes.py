@@ -1,4 +1,4 @@
-"""HeldWrites without a database server: which failures hold, order, the limit, the file."""
+"""HeldWrites without a database server: which failures hold, order, the limit, the journal."""
 import asyncio
 import contextlib
 import logging
@@ -6,6 +6,7 @@ import logging
 import asyncpg
 
 from daz.db.held import HeldWrites, transient
+from daz.journal import Journal, read_records
 from daz.metrics import Metrics
 
 
@@ -67,12 +68,15 @@ async def test_held_in_order_bounded_and_applied_when_back(caplog, tmp_path):
     sample = metrics.registry.get_sample_value
     assert sample("daz_held_writes_total", {"plugin": "t", "outcome": "lost"}) == 3
     assert sample("daz_held_writes_waiting", {"plugin": "t"}) == 0
+    held.journal = Journal(tmp_path).stream("h")
     db.down = True
     await held.submit("r", {"n": 8})
+    assert read_records(tmp_path / "h.journal") == ['{"room": "r", "op": {"n": 8}}']  # at once
     left = await held.close()
-    held.save(tmp_path / "h.jsonl", left)
-    assert held.load(tmp_path / "h.jsonl") == [("r", {"n": 8})]
-    assert not (tmp_path / "h.jsonl").exists()
+    assert left == [("r", {"n": 8})]
+    await held.save([("r", {"n": 9})])  # behind what is held, for the next start
+    assert held.load() == [("r", {"n": 8}), ("r", {"n": 9})]
+    assert not (tmp_path / "h.journal").exists()
 
 
 async def test_save_now_writes_what_is_held_without_trying_again_and_keeps_the_order(tmp_path):
@@ -82,7 +86,7 @@ async def test_save_now_writes_what_is_held_without_trying_again_and_keeps_the_o
         tried.append(op["n"])
 
     held = HeldWrites(plugin="t", db=db, apply=apply, log=logging.getLogger("daz.test"),
-                      first_delay=0.01, path=tmp_path / "t-held.jsonl")
+                      first_delay=0.01, journal=Journal(tmp_path).stream("t-held"))
     db.down = True
     for n in range(3):
         await held.submit("r", {"n": n})

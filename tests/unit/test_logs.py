@@ -69,7 +69,7 @@ async def test_a_task_started_with_a_log_context_tags_every_line_below_it(captur
 
     async def deep() -> None:
         await asyncio.sleep(0)
-        logging.getLogger("daz.db.eventlog").info("from a helper the task called")
+        logging.getLogger("daz.plugins.sql.eventlog").info("from a helper the task called")
 
     async def worker() -> None:
         await asyncio.create_task(deep())  # a task the tagged task starts inherits the tags

@@ -9,8 +9,10 @@ from daz.clock import Clock, FakeClock
 from daz.config import ConfigError, load_config
 from daz.cytube.events import ChatMessage, parse_event
 from daz.cytube.rooms import Rooms
+from daz.metrics import Metrics
 from daz.plugins.base import EverySpec, Plugin, PluginConfig, command, every, in_order, on
 from daz.plugins.manager import PluginManager
+from tests.fakes.no_database import database_that_never_answers
 
 
 class CountingConfig(PluginConfig):
@@ -57,8 +59,10 @@ def manager(plugins=None, clock=None):
     config = load_config(None, env={}, overrides={"channel": "c"})
     config.plugins.update(plugins or {})
     clock = clock or Clock()
-    return PluginManager(config=config, bus=Bus(clock=clock), rooms=Rooms(), db=None, http=None,
-                         clock=clock, metrics=None, data_dir=None)
+    metrics = Metrics()
+    return PluginManager(config=config, bus=Bus(metrics=metrics, clock=clock), rooms=Rooms(),
+                         db=database_that_never_answers(), http=None, clock=clock,
+                         metrics=metrics, data_dir=None)
 
 
 def chat(text, **flags):

@@ -21,9 +21,11 @@ OUTSIDE = [
     ("a numbered defect of the notes", r"\b(?:schema|bug|ref) " r"B\d{1,2}\b"),
     ("a Go source file", r"\b[\w-]+(?:/[\w-]+)*\.g" r"o\b(?![\w(])"),
 ]
-# Owned by the event-log move (issue 12 item 10, another branch): the lead removes this entry
-# when that move is merged and its comment is fixed.
-PENDING = {("src/daz/db/eventrows.py", "a note on the Go bot")}
+
+
+# A baseline migration keeps its text byte for byte: its checksum is how a database an earlier
+# daz migrated is recognised (db/migration_files.py), so an old comment in one cannot be edited.
+FROZEN = re.compile(r"/migrations/001_baseline\.sql$")
 
 
 def scanned_files():
@@ -32,7 +34,8 @@ def scanned_files():
         files = [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []
         for file in files:
             if (file.is_file() and file.suffix in TEXT_SUFFIXES and "egg-info" not in str(file)
-                    and "__pycache__" not in file.parts and file != Path(__file__).resolve()):
+                    and "__pycache__" not in file.parts and file != Path(__file__).resolve()
+                    and not FROZEN.search(file.as_posix())):
                 yield file
 
 
@@ -49,7 +52,7 @@ def test_no_file_points_outside_the_repository():
             continue
         for number, line in enumerate(text.splitlines(), 1):
             for what, pattern in patterns:
-                if pattern.search(line) and (relative, what) not in PENDING:
+                if pattern.search(line):
                     found.append(f"{relative}:{number}: {what}: {line.strip()[:100]}")
     assert found == [], "\n".join(found)
 

@@ -58,8 +58,8 @@ async def test_a_passing_body_stops_the_plugins_and_the_bus():
         await kit.chat("alice", "!ping")
         assert kit.room.said == ["pong"]
     assert others(before) == set()
-    assert kit.manager.status()["basics"]["running"]  # what it was; its timers are gone
-    assert all(task.done() for lp in kit.manager.loaded.values() for task in lp.timers)
+    assert kit.manager.status()["basics"]["running"]  # what it was; its jobs are gone
+    assert all(task.done() for lp in kit.manager.loaded.values() for task in lp.jobs.values())
 
 
 async def test_a_kit_a_failed_test_left_running_is_stopped_by_stop_running_kits():

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from daz.config import load_config
-from daz.db.eventlog import EventLog
-from daz.db.jsonlines import append_json_lines
-from daz.db.spill import SpillFile
+from daz.journal import open_journal, stream_at
 from daz.password_input import PasswordFileError, prompt_missing_passwords, read_password_file
+from daz.plugins.sql.eventlog import EventLog
 from daz.private_files import open_private, private_dir
 from daz.web.auth import load_or_create_token
 
@@ -57,16 +56,16 @@ def test_open_private_creates_0600_and_tightens_a_file_left_readable(tmp_path):
 
 
 async def test_a_rewritten_spill_file_is_0600(tmp_path):
-    spill = SpillFile(tmp_path / "eventlog.spill")
+    spill = stream_at(tmp_path / "eventlog.spill")
     spill.append("b")
     await spill.flush()  # created 0600 by the append path
     await spill.prepend(["a"])  # the shutdown path: renames a new file over the old one
-    assert (tmp_path / "eventlog.spill").read_text().splitlines()[0] == "a"
+    assert (tmp_path / "eventlog.spill").read_text().splitlines()[0].endswith("\ta")
     assert mode(tmp_path / "eventlog.spill") == 0o600
 
 
 def test_rejected_rows_are_0600(tmp_path):
-    log = EventLog(None, spill_path=tmp_path / "eventlog.spill")
+    log = EventLog(None, journal=stream_at(tmp_path / "eventlog.spill"))
     log._reject_raw(json.dumps({"chat": "a private line"}), "daz_chat_log: bad value")
     rejected = tmp_path / "eventlog.spill.rejected"
     assert "a private line" in rejected.read_text()
@@ -74,9 +73,12 @@ def test_rejected_rows_are_0600(tmp_path):
 
 
 def test_held_writes_saved_at_shutdown_are_0600(tmp_path):
-    path = tmp_path / "usertracker-held.jsonl"
-    append_json_lines(path, [{"op": "leave", "user": "alice"}])
-    assert mode(path) == 0o600
+    journal = open_journal(tmp_path / "data")
+    stream = journal.stream("usertracker-held")
+    stream.write_now([{"op": "leave", "user": "alice"}])
+    assert mode(stream.path) == 0o600 and mode(journal.directory) == 0o700
+    stream.replace_now([{"op": "join", "user": "bob"}])  # rewritten: renamed into place
+    assert mode(stream.path) == 0o600
 
 
 def test_the_generated_web_token_is_0600_in_a_0700_directory(tmp_path, capsys):

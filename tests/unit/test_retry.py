@@ -2,6 +2,7 @@
 import asyncpg
 import pytest
 
+from daz.journal import read_records
 from daz.plugins.base import Plugin
 from daz.plugins.retry import Retry, transient
 from tests.plugin_kit import Kit
@@ -28,7 +29,7 @@ async def test_without_a_database_operations_are_held_not_lost(tmp_path):
         "daz_retry_operations_total", {"plugin": "writer", "outcome": "lost"}) == 1
     assert k.metrics.registry.get_sample_value("daz_retry_held_in_memory") == 2
     await k.stop()
-    assert len((tmp_path / "retry-pending.jsonl").read_text().splitlines()) == 2
+    assert len(read_records(tmp_path / "journal" / "retry-pending.journal")) == 2
 
 
 async def test_enqueue_refuses_what_can_never_work():

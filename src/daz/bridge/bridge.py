@@ -53,6 +53,11 @@ class NotOurs(LookupError):
     server may, so this one stays silent (an error reply could beat that bridge's answer)."""
 
 
+def _names_a_channel(request: dict) -> bool:
+    meta = request.get("meta")
+    return bool((isinstance(meta, dict) and meta.get("channel")) or request.get("channel"))
+
+
 def queue_group(room_configs: list) -> str:
     """Instances with the same rooms (one deployment) share one queue group, so each request
     reaches one of them; another deployment on the same NATS server has a group of its own."""
@@ -302,6 +307,10 @@ class KrytenBridge:
 
     async def _answer(self, msg: Any, request: dict, command: str, forwarded: bool) -> Any:
         if command.startswith("system."):
+            if _names_a_channel(request):
+                # Another deployment on the same NATS answers for its own rooms: a query about a
+                # channel this one is not configured for is left to it, or it gets two replies.
+                self._target(request)
             return system_query(command, self, request)
         if not (command.startswith("state.") or known(command)):
             raise CommandError(f"unknown command {command!r}")

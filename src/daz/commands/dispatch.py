@@ -98,8 +98,6 @@ def warn_about_impossible_admins(app_config: Any) -> None:
 
 def command_prefix(app_config: Any) -> str:
     """The prefix commands start with, for anything that shows or skips command lines."""
-    if app_config is None:
-        return "!"
     return command_settings(app_config)[0].prefix
 
 

@@ -8,10 +8,15 @@ them in that order when it answers again (a background task tries with a growing
 room holds anything, its new operations queue behind, so order is kept; the handler never
 raises on an outage and never waits for a dead database more than once.
 
-An operation is a JSON-able dict (it can be saved to a file at shutdown and loaded at the next
-start); the plugin's ``apply(conn, op)`` runs it and carries the original event times in it.
-Because an operation may have reached COMMIT before the connection died, ``apply`` must be
-idempotent (a unique index, ``ON CONFLICT``, or a key derived from the event time).
+An operation is a JSON-able dict; the plugin's ``apply(conn, op)`` runs it and carries the
+original event times in it. Because an operation may have reached COMMIT before the connection
+died (or before a crash let the journal say so), ``apply`` must be idempotent (a unique index,
+``ON CONFLICT``, or a key derived from the event time).
+
+Every held operation is in the journal (``daz/journal.py``, the stream ``<plugin>-held``) before
+``submit`` returns, so a crash during the outage loses nothing: the next start finds it there and
+applies it first, in order. After each pass that applied something the stream is rewritten to
+what is still held, and removed once nothing is.
 
 * Transient failures (connection lost or refused, timeouts, "database is not connected", server
   shutting down or out of resources) hold the operation; one warning when a room starts holding,
@@ -19,12 +24,12 @@ idempotent (a unique index, ``ON CONFLICT``, or a key derived from the event tim
 * Any other failure means the operation itself is bad: it is logged with the reason and dropped,
   and never blocks what follows.
 * A room holds at most ``limit`` operations; past that the oldest is dropped and counted
-  ("lost", logged at error level once per outage).
+  ("lost", logged at error level once per outage). A journal that cannot be written (a full
+  disk, or the journal at its bound) keeps the operation in memory only, as the event log does.
 
 A plugin mixes ``HeldWritesConfig`` (``held_writes_limit``, ``held_retry_seconds``) into its
 config, builds its queue with ``HeldWrites.for_plugin(self, apply)``, and calls ``restore()`` in
-setup and ``shutdown()`` in teardown: what is still held when daz stops is saved to
-``<data_dir>/<plugin name>-held.jsonl`` and applied first at the next start.
+setup, ``shutdown()`` in teardown and ``save_now()`` in ``save_for_next_start``.
 
 Prometheus: ``daz_held_writes_total{plugin, outcome}`` (held, applied, dropped, lost) and
 ``daz_held_writes_waiting{plugin}`` (operations waiting now).
@@ -36,7 +41,6 @@ import collections
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -44,11 +48,12 @@ from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
 from daz.db.errors import is_transient
-from daz.db.jsonlines import append_json_lines, take_json_lines
+from daz.journal import JournalStream
 from daz.metrics import own_series
 
 Op = dict[str, Any]
 Apply = Callable[[Any, Op], Awaitable[Any]]
+Keep = Callable[[Op], bool]
 
 
 def held_metrics(metrics) -> SimpleNamespace:
@@ -79,9 +84,11 @@ class HeldWritesConfig(BaseModel):
 class HeldWrites:
     def __init__(self, *, plugin: str, db, apply: Apply, log: logging.Logger, limit: int = 10_000,
                  metrics=None, first_delay: float = 0.5, max_delay: float = 5.0,
-                 op_timeout: float = 30.0, path: Path | None = None):
+                 op_timeout: float = 30.0, journal: JournalStream | None = None,
+                 keep: Keep | None = None):
         self.plugin = plugin
-        self.path = path  # where shutdown() saves what is still held and restore() reads it
+        self.journal = journal  # every held operation is in it until applied
+        self.keep = keep  # which operations are worth applying at the next start
         self.db = db
         self.apply = apply
         self.log = log
@@ -93,18 +100,23 @@ class HeldWrites:
         self.dropped = 0
         self.metrics = held_metrics(metrics)
         self._task: asyncio.Task | None = None
+        self._journal_lock = asyncio.Lock()  # appends and rewrites, one at a time, in order
+        self._stopped = False  # saved for the next start: no more draining in this run
+        # Holds numbered in order; a rewrite of the journal from memory covers every hold up to
+        # _journaled_upto, so a hold whose own append comes later is not written twice.
+        self._held_seq = 0
+        self._journaled_upto = 0
 
     @classmethod
-    def for_plugin(cls, plugin, apply: Apply) -> HeldWrites:
-        """Held writes of ``plugin`` (config: ``HeldWritesConfig``), saved across restarts in
-        ``<data_dir>/<plugin name>-held.jsonl``."""
+    def for_plugin(cls, plugin, apply: Apply, keep: Keep | None = None) -> HeldWrites:
+        """Held writes of ``plugin`` (config: ``HeldWritesConfig``), kept in the journal's
+        stream ``<plugin name>-held``; ``keep``: which of them the next start applies."""
         ctx, config = plugin.ctx, plugin.config
+        journal = ctx.journal.stream(f"{plugin.name}-held") if ctx.journal is not None else None
         return cls(plugin=plugin.name, db=ctx.db, apply=apply, log=plugin.log,
                    limit=config.held_writes_limit, metrics=ctx.metrics,
                    first_delay=min(0.5, config.held_retry_seconds),
-                   max_delay=config.held_retry_seconds,
-                   path=ctx.data_dir / f"{plugin.name}-held.jsonl"
-                   if ctx.data_dir is not None else None)
+                   max_delay=config.held_retry_seconds, journal=journal, keep=keep)
 
     # ------------------------------------------------------------------ state
 
@@ -128,7 +140,7 @@ class HeldWrites:
         """Apply ``op`` now, or queue it behind what the room already holds. Never raises for
         a database problem (a bad operation is logged and dropped)."""
         if self.queues.get(room):
-            self._hold(room, op)
+            await self._hold(room, op)
             return
         try:
             await self._run(op)
@@ -136,18 +148,16 @@ class HeldWrites:
             raise
         except Exception as exc:
             if transient(exc):
-                self._hold(room, op, exc)
+                await self._hold(room, op, exc)
             else:
                 self._drop(room, op, exc)
 
     async def _run(self, op: Op) -> Any:
-        if self.db is None:
-            raise ConnectionError("database is not connected")
         async with asyncio.timeout(self.op_timeout):
             async with self.db.acquire() as conn:
                 return await self.apply(conn, op)
 
-    def _hold(self, room: str, op: Op, exc: BaseException | None = None) -> None:
+    async def _hold(self, room: str, op: Op, exc: BaseException | None = None) -> None:
         q = self.queues.setdefault(room, collections.deque())
         if not q:
             self.lost[room] = 0
@@ -163,8 +173,37 @@ class HeldWrites:
                                self.plugin, room, self.limit, _describe(gone))
         q.append(op)
         self._count("held")
-        if self._task is None or self._task.done():
+        self._held_seq += 1
+        await self._journal_write("append", [(room, op)], seq=self._held_seq)
+        if not self._stopped and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._drain_forever(), name=f"{self.plugin}:held")
+
+    async def _journal_write(self, how: str, items: list[tuple[str, Op]] | None, *,
+                             seq: int = 0) -> bool:
+        """Append ``items`` to the journal, or make it hold exactly them (``how``: "append",
+        "replace"; ``items`` None: what is held now, taken once the journal is free). Durable
+        when it returns True. Never raises: an unwritable journal leaves the operations in
+        memory (the journal logs the bound, this the disk)."""
+        if self.journal is None:
+            return False
+        stream = self.journal
+        write = stream.write_now if how == "append" else stream.replace_now
+        async with self._journal_lock:
+            if how == "append" and seq and seq <= self._journaled_upto:
+                return True  # a rewrite from memory since it was held has it (or it is done)
+            if items is None:
+                items = self._held()
+                self._journaled_upto = self._held_seq
+            records = [{"room": room, "op": op} for room, op in items]
+            failing = stream.write_error is not None
+            try:
+                await asyncio.to_thread(write, records)
+            except OSError as exc:
+                if not failing and not stream.journal.full:
+                    self.log.error("%s: cannot write %s (%s); held writes stay in memory only",
+                                   self.plugin, stream.path, exc)
+                return False
+        return True
 
     def _drop(self, room: str, op: Op, exc: BaseException) -> None:
         self.dropped += 1
@@ -202,7 +241,12 @@ class HeldWrites:
                               " (%d in this pass%s)", self.plugin, room, applied,
                               f", {lost} lost to the limit" if lost else "")
         self.metrics.waiting.labels(plugin=self.plugin).set(self.waiting())
+        if done and not self._stopped:
+            await self._journal_write("replace", None)
         return done
+
+    def _held(self) -> list[tuple[str, Op]]:
+        return [(room, op) for room, q in self.queues.items() for op in q]
 
     async def _drain_forever(self) -> None:
         delay = self.first_delay
@@ -219,7 +263,8 @@ class HeldWrites:
 
     async def close(self, timeout: float = 5.0) -> list[tuple[str, Op]]:
         """Stop the background task, try once more (each write bounded by ``timeout``: shutdown
-        must not hang on a partitioned database), and return what is still held."""
+        must not hang on a partitioned database), and return what is still held (the journal
+        holds exactly that now, for the next start)."""
         await self._stop_draining()
         if self.holding():
             usual, self.op_timeout = self.op_timeout, min(self.op_timeout, timeout)
@@ -238,52 +283,86 @@ class HeldWrites:
             self._task = None
 
     def _take_all(self) -> list[tuple[str, Op]]:
-        left = [(room, op) for room, q in self.queues.items() for op in q]
+        left = self._held()
         self.queues.clear()
         self.metrics.waiting.labels(plugin=self.plugin).set(0)
         return left
 
     # ------------------------------------------------------------------ across restarts
 
-    def save(self, path: Path | None, left: list[tuple[str, Op]]) -> None:
-        """Write what is still held at shutdown to ``path`` (JSON lines, in order)."""
-        if not left:
+    async def save(self, items: list[tuple[str, Op]]) -> None:
+        """Add ``items`` (not held so far: last-chat times, say) to the journal, behind what is
+        held, for the next start."""
+        if not items:
             return
-        if path is None:
-            self.log.error("%s: %d held write(s) lost at shutdown (no data dir)", self.plugin,
-                           len(left))
+        if self.journal is None:
+            self.log.error("%s: %d write(s) lost at shutdown (no data dir)", self.plugin,
+                           len(items))
             return
-        append_json_lines(path, ({"room": room, "op": op} for room, op in left))
-        self.log.warning("%s: database still away at shutdown; %d held write(s) saved to %s,"
-                         " applied at the next start", self.plugin, len(left), path)
+        if await self._journal_write("append", items):
+            self.log.warning("%s: %d write(s) kept in %s for the next start", self.plugin,
+                             len(items), self.journal.path)
 
-    def load(self, path: Path | None) -> list[tuple[str, Op]]:
-        """Read (and remove) what a previous shutdown saved."""
-        out = take_json_lines(path, _saved_item, log=self.log, owner=self.plugin)
-        if out:
-            self.log.info("%s: %d write(s) held at the last shutdown will be applied",
-                          self.plugin, len(out))
-        return out
+    def load(self) -> list[tuple[str, Op]]:
+        """Read (and remove) what the journal holds for this plugin (tools and tests; the
+        plugin itself uses ``restore``)."""
+        if self.journal is None:
+            return []
+        return self.journal.take_all(_saved_item, owner=self.plugin)
 
     async def restore(self) -> None:
-        """At start: apply (or hold again, in order) what the last shutdown saved to ``path``."""
-        if self.db is None:
+        """At start: apply, in order, what an earlier run left in the journal (held again if
+        the database is away; it stays in the journal until applied)."""
+        if self.journal is None:
             return
-        for room, op in self.load(self.path):
-            await self.submit(room, op)
+        self._stopped = False
+        saved = await asyncio.to_thread(self.journal.load, _saved_item, owner=self.plugin)
+        saved = [(room, op) for room, op in saved if self.keep is None or self.keep(op)]
+        if not saved:
+            await self._journal_write("replace", [])  # only set-aside or unkept records
+            return
+        self.log.info("%s: %d write(s) held by an earlier run will be applied", self.plugin,
+                      len(saved))
+        for room, op in saved:
+            self.queues.setdefault(room, collections.deque()).append(op)
+            self.lost.setdefault(room, 0)
+        await self.drain()
+        if self.holding():
+            self.log.warning("%s: database unavailable; holding %d earlier write(s) in order"
+                             " until it answers", self.plugin, self.waiting())
+            self._task = asyncio.create_task(self._drain_forever(), name=f"{self.plugin}:held")
+        self.metrics.waiting.labels(plugin=self.plugin).set(self.waiting())
 
-    async def shutdown(self, keep: Callable[[Op], bool] | None = None) -> None:
-        """At stop: try the held writes once more and save the rest (those ``keep`` accepts) to
-        ``path`` for the next start."""
+    async def shutdown(self, keep: Keep | None = None) -> None:
+        """At stop: try the held writes once more; what is left (what ``keep`` accepts) stays
+        in the journal for the next start."""
         left = await self.close()
-        self.save(self.path, [(room, op) for room, op in left if keep is None or keep(op)])
+        await self._keep_for_next_start(left, keep)
 
-    async def save_now(self, keep: Callable[[Op], bool] | None = None) -> None:
-        """At stop, with the database away: no more attempts, everything held (that ``keep``
-        accepts) goes to ``path`` now. Writes held after this are saved by a later call."""
+    async def save_now(self, keep: Keep | None = None) -> None:
+        """At stop, with the database away: no more attempts; what is held (what ``keep``
+        accepts) is what the journal keeps for the next start. Writes held after this are
+        appended behind it."""
         await self._stop_draining()
-        left = self._take_all()
-        self.save(self.path, [(room, op) for room, op in left if keep is None or keep(op)])
+        await self._keep_for_next_start(self._take_all(), keep)
+
+    async def _keep_for_next_start(self, left: list[tuple[str, Op]], keep: Keep | None) -> None:
+        keep = keep or self.keep
+        kept = [(room, op) for room, op in left if keep is None or keep(op)]
+        if self._stopped:
+            return  # already in the journal, appended when held
+        self._stopped = True
+        if self.journal is None:
+            if kept:
+                self.log.error("%s: %d held write(s) lost at shutdown (no data dir)",
+                               self.plugin, len(kept))
+            return
+        # The journal holds every operation still held (and some already applied or pushed
+        # out by the limit since the last pass): it becomes exactly what is kept.
+        if await self._journal_write("replace", kept) and kept:
+            self.log.warning("%s: database still away at shutdown; %d held write(s) kept in %s,"
+                             " applied at the next start", self.plugin, len(kept),
+                             self.journal.path)
 
 
 def _saved_item(item: Any) -> tuple[str, Op]:

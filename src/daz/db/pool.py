@@ -238,7 +238,7 @@ class Database:
     async def log(self, plugin_name: str, level: str, message: str,
                   data: dict | None = None) -> None:
         """One row in daz_plugin_logs: event_type is the level, log_data holds message + data."""
-        from daz.db.eventrows import clean_json, clean_text
+        from daz.db.text import clean_json, clean_text
 
         level = level.lower() if level and level.lower() in LOG_LEVELS else "info"
         payload: dict[str, Any] = {"message": message}

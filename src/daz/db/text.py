@@ -6,6 +6,8 @@ write fails the whole batch, so every writer cleans its text here before it queu
 """
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
@@ -13,6 +15,8 @@ NAME_LIMIT = 255  # the widest name column of the Go schema (varchar(255))
 
 # Public: clean_json looks for it in already-encoded JSON text.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Built once: json.dumps() with keyword arguments builds a new encoder on every call.
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 
 
 def clean_text(value: Any, width: int | None = None) -> str:
@@ -37,3 +41,34 @@ def storable_name(name: object) -> bool:
     name would count under somebody who does not exist)."""
     return (isinstance(name, str) and 0 < len(name) <= NAME_LIMIT
             and clean_text(name) == name)
+
+
+def _storable(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth > 200:
+        return clean_text(repr(value)[:1000])
+    if isinstance(value, dict):
+        return {clean_text(k): _storable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_storable(v, depth + 1) for v in value]
+    return clean_text(str(value))
+
+
+def clean_json(value: Any) -> str:
+    """``value`` as JSON text that jsonb accepts: ``\\u0000`` and lone surrogates replaced as in
+    text, NaN and Infinity (which jsonb refuses) as null."""
+    try:
+        text = _JSON.encode(value)
+    except (TypeError, ValueError, RecursionError):
+        text = None
+    if text is not None and "\\u0000" not in text and not UNSTORABLE.search(text):
+        return text
+    try:
+        return _JSON.encode(_storable(value))
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps({"unstorable_payload": clean_text(repr(value)[:10_000])})

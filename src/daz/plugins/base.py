@@ -26,7 +26,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,8 +38,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from daz.bus import Bus
     from daz.clock import Clock
     from daz.commands import CommandRegistry
+    from daz.config import Config as AppConfig
     from daz.cytube.rooms import Rooms
     from daz.db.pool import Database
+    from daz.journal import Journal
     from daz.metrics import Metrics
 
 # A decorated method keeps its own type; the decorators only attach declarations to it.
@@ -53,6 +55,9 @@ class PluginConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
     enabled: bool = Field(True, description="Run this plugin (plugins that are off by default "
                                             "say so in their section)")
+
+
+ConfigT = TypeVar("ConfigT", bound=PluginConfig)
 
 
 @dataclass(frozen=True)
@@ -122,8 +127,11 @@ class OnSpec:
 @dataclass(frozen=True)
 class EverySpec:
     seconds: float
-    initial_delay: float | str | None = None  # default: one interval; a str names a config key
+    # Before the first run. None: one interval. A str names a config key (> 0); a callable gets
+    # the plugin's validated config and returns seconds (>= 0: 0 runs the job at once).
+    initial_delay: float | str | Callable[[Any], float] | None = None
     config: str | None = None  # the interval is this config key's value (resolved at start)
+    enabled_by: str | None = None  # the job runs only when this config key is true
 
 
 def command(name: str, *, aliases: tuple[str, ...] | list[str] = (), min_rank: float = 0,
@@ -221,13 +229,23 @@ def in_order(handlers: dict[type[Event], Callable[..., Any]], *, max_queue: int 
 
 
 def every(*, seconds: float = 0, minutes: float = 0, hours: float = 0,
-          initial_delay: float | str | None = None,
-          config: str | None = None) -> Callable[[HandlerFn], HandlerFn]:
-    """Run the method periodically while the plugin runs (errors are logged, the timer goes on).
+          initial_delay: float | str | Callable[[Any], float] | None = None,
+          config: str | None = None,
+          enabled_by: str | None = None) -> Callable[[HandlerFn], HandlerFn]:
+    """Run the method as a periodic job of the plugin, scheduled by the plugin manager.
+
+    A job never overlaps itself: the next run starts one interval after the previous one
+    ended. The first run is one interval after start, or ``initial_delay`` seconds. A run that
+    raises is logged with its traceback and counted as an error of the plugin; one that raises
+    a temporary database error (``daz.db.errors.is_transient``) is a warning line, not an
+    error: the database is away, not the job. Either way the job runs again an interval later.
+    At stop the manager cancels the jobs (a run in progress included) before teardown.
 
     ``config="key"`` takes the interval (seconds) from the plugin's validated config instead;
-    ``initial_delay`` may name a config key too. The manager reads them when the plugin starts,
-    and a missing key or a value <= 0 stops start-up with an error naming the key.
+    ``initial_delay`` may name a config key too, or be ``lambda config: seconds``;
+    ``enabled_by="key"`` runs the job only when that config key is true. The manager reads them
+    when the plugin starts, and a missing key or an interval <= 0 stops start-up with an error
+    naming the key.
     """
     interval = seconds + minutes * 60 + hours * 3600
     if config is not None:
@@ -239,10 +257,24 @@ def every(*, seconds: float = 0, minutes: float = 0, hours: float = 0,
     def mark(fn: HandlerFn) -> HandlerFn:
         marked: Any = fn
         marked.__daz_every__ = EverySpec(seconds=interval, initial_delay=initial_delay,
-                                     config=config)
+                                         config=config, enabled_by=enabled_by)
         return fn
 
     return mark
+
+
+def _config_parameter(cls: type) -> type[PluginConfig] | None:
+    """X of ``class P(Plugin[X])`` (None when the class names no config model)."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        origin = getattr(base, "__origin__", None)
+        if isinstance(origin, type) and issubclass(origin, Plugin):
+            (arg,) = base.__args__
+            if isinstance(arg, type) and issubclass(arg, PluginConfig):
+                return arg
+            if isinstance(arg, type):
+                raise TypeError(f"{cls.__qualname__} is Plugin[{arg.__name__}]: a plugin's config"
+                                " model subclasses daz.plugins.base.PluginConfig")
+    return None
 
 
 def _topic_of(event_cls: type[Event]) -> str:
@@ -256,34 +288,33 @@ def _topic_of(event_cls: type[Event]) -> str:
 
 @dataclass
 class PluginContext:
-    """The services one plugin may use. Built by the plugin manager, one per plugin."""
+    """The services one plugin may use. Built by the plugin manager, one per plugin.
+
+    ``db``, ``metrics`` and ``app_config`` are always there: a plugin never checks them for
+    None. A database that does not answer raises on use (``ConnectionError`` or asyncpg's
+    errors, ``daz.db.errors.is_transient``), as it does in production while PostgreSQL is away.
+    """
 
     name: str
     bus: Bus
     rooms: Rooms
-    db: Database | None
-    config: Any  # the plugin's validated config (a PluginConfig subclass instance)
+    db: Database
+    config: PluginConfig  # the plugin's validated config; typed per plugin as Plugin.config
     http: aiohttp.ClientSession | None
     logger: logging.Logger
     clock: Clock
     commands: CommandRegistry
-    metrics: Metrics | None = None
+    metrics: Metrics
+    app_config: AppConfig  # the whole daz Config, read-only by convention
     data_dir: Any = None  # pathlib.Path
-    app_config: Any = None  # the whole daz Config, read-only by convention
+    # Where writes wait while the database is away (daz/journal.py); None without a data dir.
+    journal: Journal | None = None
     extras: dict[str, Any] = field(default_factory=dict)
-
-    def require_db(self) -> Database:
-        """The database, for code that runs only when there is one; ConnectionError if not."""
-        if self.db is None:
-            raise ConnectionError("no database configured")
-        return self.db
 
     async def log(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
         """Record a line in daz_plugin_logs (and the process log). Never raises."""
         getattr(self.logger, level if level in ("debug", "info", "warning", "error") else "info")(
             message)
-        if self.db is None:
-            return
         try:
             await self.db.log(self.name, level, message, data)
         except Exception as exc:  # the log table being down must not break the caller
@@ -295,8 +326,13 @@ class PluginContext:
 COMMAND_PRIORITY = 100
 
 
-class Plugin:
-    """Base class of every plugin. Subclasses set ``name`` and declare handlers."""
+class Plugin(Generic[ConfigT]):
+    """Base class of every plugin. Subclasses set ``name`` and declare handlers.
+
+    The config model is the type parameter: ``class Tell(Plugin[TellConfig])`` validates the
+    ``plugins.tell`` section with ``TellConfig`` and types ``self.config`` as one. A plugin
+    without a parameter gets the bare ``PluginConfig`` (just ``enabled``).
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -306,16 +342,30 @@ class Plugin:
     # Before numbered migrations a plugin named one re-runnable file here; still applied, as the
     # plugin's first migration, for plugins written that way.
     schema: ClassVar[str | None] = None
+    # The model the manager validates the section with: set from the type parameter.
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     enabled_by_default: ClassVar[bool] = True
     # Plugins that must start (and have their tables) before this one; see plugins/registry.py.
     after: ClassVar[tuple[str, ...]] = ()
     # Lane priority of this plugin's handlers when several lanes have work ready.
     handler_priority: ClassVar[int] = 0
+    # The key under which /health shows this plugin's ``health()`` details (None: it has none).
+    health_section: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = _config_parameter(cls)
+        if declared is None:
+            return
+        if "Config" in cls.__dict__ and cls.__dict__["Config"] is not declared:
+            raise TypeError(f"{cls.__qualname__} is Plugin[{declared.__name__}] but sets Config ="
+                            f" {cls.__dict__['Config'].__name__}: declare the model once, as the"
+                            " type parameter")
+        cls.Config = declared
 
     def __init__(self, ctx: PluginContext):
         self.ctx = ctx
-        self.config = ctx.config
+        self.config: ConfigT = cast(ConfigT, ctx.config)
         self.log = ctx.logger
 
     async def setup(self) -> None:
@@ -327,10 +377,16 @@ class Plugin:
 
     async def save_for_next_start(self) -> None:
         """Put what this plugin holds in memory for the database (counts, held writes, queued
-        rows) in its file under ``ctx.data_dir``, to be written at the next start; clear it
-        from memory. Called at stop before teardown when the database does not answer, and
-        after teardown in every case (then usually with nothing left). Must be quick, must
-        not need the database, and may be called more than once."""
+        rows) in its stream of the journal (``ctx.journal``, see ``daz/journal.py``), to be
+        written at the next start; clear it from memory. Called at stop before teardown when
+        the database does not answer, and after teardown in every case (then usually with
+        nothing left). Must be quick, must not need the database, and may be called more than
+        once."""
+
+    def health_report(self) -> tuple[dict[str, Any], list[str]]:
+        """For /health (when ``health_section`` is set): details, and the problems that make
+        daz unhealthy now (each a line saying what is wrong). Quick; no database."""
+        return {}, []
 
     # Retries ---------------------------------------------------------------------------
 
@@ -373,8 +429,7 @@ class Plugin:
         except Exception as exc:
             self.log.error("%s: could not queue retry of %s %s: %s", self.name, operation, key, exc)
             return False
-        if self.ctx.metrics is not None:
-            self.ctx.metrics.plugin_retries.labels(plugin=self.name).inc()
+        self.ctx.metrics.plugin_retries.labels(plugin=self.name).inc()
         return True
 
     # Web -------------------------------------------------------------------------------

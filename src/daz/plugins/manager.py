@@ -7,7 +7,8 @@
 * Config sections are validated before anything starts: a wrong type is a ``ConfigError``
   naming ``plugins.<name>.<key>``, and the bot does not start.
 * ``setup()`` failing disables that plugin (logged and counted); the rest start.
-* Handler and timer exceptions are logged and counted per plugin; the next event/tick runs.
+* Handler and job (``@every``) exceptions are logged and counted per plugin; the next event or
+  run goes ahead. A job failing on a temporary database error is a warning, not counted.
 """
 from __future__ import annotations
 
@@ -17,10 +18,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from daz.bus import Bus
+from daz.clock import Clock
 from daz.commands import CommandDeclarationError, CommandRegistry
 from daz.commands.dispatch import CommandDispatcher, command_settings
-from daz.config import ConfigError, validate_plugin_config
+from daz.config import Config, ConfigError, validate_plugin_config
+from daz.cytube.rooms import Rooms
+from daz.db.errors import is_transient
+from daz.db.pool import Database
+from daz.journal import Journal, open_journal
 from daz.logs import log_context
+from daz.metrics import Metrics
 from daz.plugins.base import EverySpec, OnSpec, Plugin, PluginContext
 from daz.plugins.registry import available_plugins, plugin_class_in
 from daz.stopping import StopBudget
@@ -34,7 +42,7 @@ class LoadedPlugin:
     name: str
     plugin: Plugin
     subscriptions: list = field(default_factory=list)
-    timers: list[asyncio.Task] = field(default_factory=list)
+    jobs: dict[str, asyncio.Task] = field(default_factory=dict)  # method name → its @every task
     started: bool = False
     failed: str | None = None
     errors: int = 0
@@ -46,8 +54,12 @@ def plugin_class(name: str) -> type[Plugin]:
 
 
 class PluginManager:
-    def __init__(self, *, config, bus, rooms, db, http, clock, metrics, data_dir,
-                 commands: CommandRegistry | None = None):
+    """``db`` may be None until ``start``: the app validates the config (``select``) before
+    its database connects. Plugins always get a database, and ``metrics`` always."""
+
+    def __init__(self, *, config: Config, bus: Bus, rooms: Rooms, db: Database | None, http,
+                 clock: Clock, metrics: Metrics, data_dir,
+                 commands: CommandRegistry | None = None, journal: Journal | None = None):
         self.config = config
         self.bus = bus
         self.rooms = rooms
@@ -56,6 +68,9 @@ class PluginManager:
         self.clock = clock
         self.metrics = metrics
         self.data_dir = data_dir
+        # The one journal of the data dir (daz/journal.py), shared by every plugin.
+        self.journal = journal if journal is not None else open_journal(
+            data_dir, max_bytes=config.core.journal_max_mb * 1024 * 1024, metrics=metrics)
         # Not `commands or ...`: an empty registry is falsy (it has __len__), and the app's
         # registry must be the one filled, or /help shows nothing.
         self.commands = commands if commands is not None else CommandRegistry()
@@ -101,6 +116,9 @@ class PluginManager:
     # ------------------------------------------------------------------ start / stop
 
     async def start(self, chosen: list[tuple[type[Plugin], Any]]) -> None:
+        if self.db is None:
+            raise RuntimeError("plugins start with a database: set PluginManager.db first (a"
+                               " test without PostgreSQL gives one that never answers)")
         # Commands first, for all plugins, so a name clash stops start-up before anything runs.
         instances = []
         for cls, cfg in chosen:
@@ -108,7 +126,7 @@ class PluginManager:
                 name=cls.name, bus=self.bus, rooms=self.rooms, db=self.db, config=cfg,
                 http=self.http, logger=logging.getLogger(f"daz.plugins.{cls.name}"),
                 clock=self.clock, commands=self.commands, metrics=self.metrics,
-                data_dir=self.data_dir, app_config=self.config)
+                data_dir=self.data_dir, journal=self.journal, app_config=self.config)
             plugin = cls(ctx)
             self._resolved_timers(plugin)  # a bad timer config key stops start-up here
             instances.append(plugin)
@@ -135,15 +153,14 @@ class PluginManager:
             log.exception("plugin %s failed to start; it is disabled, the others run on",
                           plugin.name)
             self.commands.unregister_plugin(plugin.name)
-            if self.metrics is not None:
-                self.metrics.count_handler_error(plugin.name)
+            self.metrics.count_handler_error(plugin.name)
             return
         for attr, spec in plugin.declared_handlers():
             loaded.subscriptions.append(self._subscribe(plugin, getattr(plugin, attr), spec))
-        for attr, timer in self._resolved_timers(plugin):
-            loaded.timers.append(asyncio.create_task(
-                self._run_timer(loaded, attr, timer), name=f"timer:{plugin.name}.{attr}",
-                context=log_context(plugin=plugin.name)))
+        for attr, job in self._resolved_timers(plugin):
+            loaded.jobs[attr] = asyncio.create_task(
+                self._run_timer(loaded, attr, job), name=f"job:{plugin.name}.{attr}",
+                context=log_context(plugin=plugin.name))
         if plugin.runs_retried_operations():
             self.bus.respond(f"retry.run.{plugin.name}", self._retry_runner(plugin),
                              owner=plugin.name)
@@ -159,34 +176,45 @@ class PluginManager:
 
     @staticmethod
     def _resolved_timers(plugin: Plugin) -> list[tuple[str, EverySpec]]:
-        """The plugin's timers with config-named intervals and delays replaced by their values."""
+        """The plugin's jobs with config-named intervals and delays replaced by their values;
+        jobs whose ``enabled_by`` key is false are left out."""
         resolved = []
         for attr, spec in plugin.declared_timers():
+            if spec.enabled_by is not None and not _job_enabled(plugin, attr, spec.enabled_by):
+                continue
             seconds, delay = spec.seconds, spec.initial_delay
             if spec.config is not None:
                 seconds = _timer_seconds(plugin, attr, spec.config)
             if isinstance(delay, str):
                 delay = _timer_seconds(plugin, attr, delay)
+            elif callable(delay):
+                delay = _computed_delay(plugin, attr, delay)
             resolved.append((attr, EverySpec(seconds=seconds, initial_delay=delay)))
         return resolved
 
     async def _run_timer(self, loaded: LoadedPlugin, attr: str, spec: EverySpec) -> None:
         method = getattr(loaded.plugin, attr)
-        delay = spec.initial_delay if spec.initial_delay is not None else spec.seconds
-        assert not isinstance(delay, str), "_resolved_timers replaced config key names"
+        first = spec.initial_delay  # resolved: seconds, or None for one interval
+        delay = float(first) if isinstance(first, (int, float)) else spec.seconds
         while True:
-            await self.clock.sleep(delay)  # a test's FakeClock runs timers in virtual time
+            # Sleeping after the run, not on a fixed beat: a run never overlaps the next. The
+            # injected clock: a test's FakeClock runs jobs in virtual time.
+            await self.clock.sleep(delay)
             delay = spec.seconds
             try:
                 await method()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                if is_transient(exc):  # the database is away; the job itself is fine
+                    log.warning("plugin %s: job %s: the database did not answer (%s); it runs "
+                                "again in %.0fs", loaded.name, attr,
+                                f"{type(exc).__name__}: {exc}"[:200], spec.seconds)
+                    continue
                 loaded.errors += 1
-                log.exception("plugin %s: timer %s failed; it will run again in %.0fs",
+                log.exception("plugin %s: job %s failed; it runs again in %.0fs",
                               loaded.name, attr, spec.seconds)
-                if self.metrics is not None:
-                    self.metrics.count_handler_error(loaded.name)
+                self.metrics.count_handler_error(loaded.name)
 
     @staticmethod
     def _retry_runner(plugin: Plugin):
@@ -204,13 +232,12 @@ class PluginManager:
         if self.dispatcher is not None:
             await budget.within(self.dispatcher.stop(timeout=budget.seconds * 0.25),
                                 "finishing running commands", at_most=2.0)
-        for loaded in self.loaded.values():
-            for task in loaded.timers:
-                task.cancel()
-        timers = [t for lp in self.loaded.values() for t in lp.timers]
-        if timers:
-            await budget.within(asyncio.gather(*timers, return_exceptions=True),
-                                "stopping timers", at_most=1.0)
+        jobs = [task for lp in self.loaded.values() for task in lp.jobs.values()]
+        for task in jobs:
+            task.cancel()
+        if jobs:
+            await budget.within(asyncio.gather(*jobs, return_exceptions=True),
+                                "stopping the plugins' jobs", at_most=1.0)
         started = [lp for lp in self.loaded.values() if lp.started]
         if not database_up:
             log.warning("database not answering at stop: what plugins hold goes to disk first")
@@ -234,6 +261,15 @@ class PluginManager:
 
     # ------------------------------------------------------------------ introspection
 
+    def jobs(self, name: str) -> dict[str, asyncio.Task]:
+        """The running ``@every`` jobs of plugin ``name``, by method name."""
+        loaded = self.loaded.get(name)
+        return dict(loaded.jobs) if loaded is not None else {}
+
+    def running(self) -> list[Plugin]:
+        """The plugins that started, in start order."""
+        return [lp.plugin for lp in self.loaded.values() if lp.started]
+
     def get(self, name: str) -> Plugin | None:
         loaded = self.loaded.get(name)
         return loaded.plugin if loaded and loaded.started else None
@@ -256,6 +292,22 @@ class PluginManager:
                 except Exception:
                     log.exception("plugin %s: web_routes failed", lp.name)
         return routes
+
+
+def _job_enabled(plugin: Plugin, attr: str, key: str) -> bool:
+    value = getattr(plugin.config, key, None)
+    if not isinstance(value, bool):
+        raise ConfigError(f"plugins.{plugin.name}.{key}: job {attr!r} runs only when this key "
+                          f"is true, and it is {'missing' if value is None else repr(value)}")
+    return value
+
+
+def _computed_delay(plugin: Plugin, attr: str, delay: Any) -> float:
+    value = delay(plugin.config)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(f"plugins.{plugin.name}: job {attr!r} computed a first delay of "
+                          f"{value!r} seconds from the config; it must be 0 or more")
+    return float(value)
 
 
 def _timer_seconds(plugin: Plugin, attr: str, key: str) -> float:

@@ -12,7 +12,7 @@ import logging
 log = logging.getLogger(__name__)
 
 PER_ROOM = 2  # the room's websocket, and one spare for its HTTP discovery and reconnects
-BASE = 256  # database pool, lease connection, web server, NATS, log and spill files
+BASE = 256  # database pool, lease connection, web server, NATS, log and journal files
 
 
 def files_needed(rooms: int) -> int:

@@ -11,8 +11,9 @@ How it counts (the Go bot's counts were not usable: docs/upgrading-from-go.md, "
   plays announced by mediatracker), and is flushed every ``flush_seconds`` and at shutdown in
   one transaction (see ``store.py``). A failed flush is retried with the same flush id; it is
   applied exactly once. When the database does not take the counts at a stop, they are saved
-  (flush ids included) to ``<data_dir>/analytics-unsaved.jsonl`` and written at the next
-  start. A crash loses at most the last ``flush_seconds`` of counts, never adds any twice.
+  (flush ids included) to the journal (``<data_dir>/journal/analytics-unsaved.journal``) and
+  written at the next start. A crash loses at most the last ``flush_seconds`` of counts, never
+  adds any twice.
 * "Active users" of an hour are the *distinct* people who chatted in it. The names are kept in
   the database per hour, so after a restart within an hour the new process's chatters are
   merged with those already stored, not added to a count (which would count a person twice).
@@ -24,8 +25,8 @@ How it counts (the Go bot's counts were not usable: docs/upgrading-from-go.md, "
   was away. A replayed line newer than every chat line of the channel daz has stored or counted
   (its CyTube ``time`` above the newest ``message_time`` in ``daz_core_events``, read at start,
   then kept in memory) is counted once, in the hour it was said. Older replayed lines were
-  counted when they were said. Without that table (or a database) at start, replayed lines are
-  not counted until a live line has set the mark.
+  counted when they were said. Without that table (or an answer from the database) at start,
+  replayed lines are not counted until a live line has set the mark.
 * Never counted: replayed history already counted, daz's own lines and joins, ``[server]``
   whispers and shadow-muted lines (daz's name is checked too).
 * The two helper tables are kept ``retention_days``: hourly chatter names are only needed while
@@ -44,17 +45,17 @@ from pydantic import Field
 from daz.commands import CommandContext
 from daz.cytube.events import ChatMessage, UserJoined
 from daz.db.errors import is_transient
-from daz.db.jsonlines import append_json_lines, take_json_lines
 from daz.db.pool import table_exists
 from daz.db.text import storable_name
 from daz.events import CommandExecuted, PluginEvent
 from daz.humanize import ago
+from daz.journal import JournalStream
 from daz.plugins.analytics import store
 from daz.plugins.analytics.counters import Batch, ChatMark
-from daz.plugins.base import Plugin, PluginConfig, command, every, on
+from daz.plugins.base import Plugin, PluginConfig, command, every, in_order
 
 PLAY_TOPIC = "plugin.mediatracker.play"  # announced by mediatracker for each actual play
-UNSAVED_FILE = "analytics-unsaved.jsonl"  # batches a stop could not write, for the next start
+UNSAVED_STREAM = "analytics-unsaved"  # journal stream: batches a stop could not write
 
 
 class AnalyticsConfig(PluginConfig):
@@ -64,19 +65,18 @@ class AnalyticsConfig(PluginConfig):
                                 "per hour, applied flush ids) are kept")
 
 
-class Analytics(Plugin):
+class Analytics(Plugin[AnalyticsConfig]):
     name = "analytics"
     after = ("sql", "mediatracker")  # its play counts follow the play records
     description = "Hourly and daily channel figures and per-user message counts; !mystats"
-    Config = AnalyticsConfig
 
     async def setup(self) -> None:
         self.current = Batch()  # counting into
         self.pending: Batch | None = None  # taken for writing, not yet confirmed
         # Batches an earlier run saved at its stop, written (under their own flush ids) first.
+        unsaved = self._unsaved()
         self.saved: collections.deque[Batch] = collections.deque(
-            take_json_lines(self._unsaved_path(), Batch.from_json, log=self.log,
-                            owner="analytics"))
+            unsaved.take_all(Batch.from_json, owner="analytics") if unsaved is not None else ())
         if self.saved:
             self.log.info("analytics: %d batch(es) of counts saved at the last stop will be"
                           " written", len(self.saved))
@@ -94,16 +94,12 @@ class Analytics(Plugin):
         await self._read_chat_marks()
 
     async def _read_chat_marks(self) -> None:
-        if self.ctx.db is None:
-            return
         try:
             async with self.ctx.db.acquire() as conn:
                 if not await table_exists(conn, "daz_core_events"):
                     return
                 # The configured channels: rooms are built later, as their leases are won.
-                app = self.ctx.app_config
-                channels = ({room.channel for room in app.enabled_rooms} if app is not None
-                            else set(self.ctx.rooms.channels()))
+                channels = {room.channel for room in self.ctx.app_config.enabled_rooms}
                 for channel in sorted(channels):
                     self.chat_seen[channel] = await store.newest_chat(conn, channel)
         except Exception as exc:  # replayed lines are then not counted: never twice
@@ -118,8 +114,8 @@ class Analytics(Plugin):
             self.log.warning("analytics: final flush failed (%s); the counts are saved for the"
                              " next start", exc)
 
-    def _unsaved_path(self):
-        return self.ctx.data_dir / UNSAVED_FILE if self.ctx.data_dir is not None else None
+    def _unsaved(self) -> JournalStream | None:
+        return self.ctx.journal.stream(UNSAVED_STREAM) if self.ctx.journal is not None else None
 
     async def save_for_next_start(self) -> None:
         batches = [b for b in (self.pending, *self.saved, self.current) if b]
@@ -127,14 +123,19 @@ class Analytics(Plugin):
         self.saved.clear()
         if not batches:
             return
-        path = self._unsaved_path()
-        if path is None:
+        unsaved = self._unsaved()
+        if unsaved is None:
             self.log.error("analytics: %d batch(es) of counts not written and no data dir:"
                            " lost", len(batches))
             return
-        append_json_lines(path, (b.to_json() for b in batches))
+        try:
+            unsaved.write_now(b.to_json() for b in batches)
+        except OSError as exc:
+            self.log.error("analytics: %d batch(es) of counts not written and %s cannot be"
+                           " written (%s): lost", len(batches), unsaved.path, exc)
+            return
         self.log.warning("analytics: database not answering at stop; %d batch(es) of counts"
-                         " saved to %s, written at the next start", len(batches), path)
+                         " saved to %s, written at the next start", len(batches), unsaved.path)
 
     @every(config="flush_seconds")
     async def flush_timer(self) -> None:
@@ -152,8 +153,7 @@ class Analytics(Plugin):
     async def cleanup_if_due(self) -> int:
         """Once a day: drop helper rows older than the retention; returns rows deleted."""
         now = self.ctx.clock.monotonic()
-        if self.ctx.db is None or (self._last_cleanup is not None
-                                   and now - self._last_cleanup < 86400):
+        if self._last_cleanup is not None and now - self._last_cleanup < 86400:
             return 0
         self._last_cleanup = now
         async with self.ctx.db.acquire() as conn:
@@ -169,8 +169,6 @@ class Analytics(Plugin):
         async with self._lock:
             while True:
                 if self.pending is None:
-                    if self.ctx.db is None:
-                        return applied
                     if self.saved:
                         self.pending = self.saved.popleft()
                     elif self.current:
@@ -178,7 +176,7 @@ class Analytics(Plugin):
                     else:
                         return applied
                 try:
-                    async with self.ctx.require_db().acquire() as conn:
+                    async with self.ctx.db.acquire() as conn:
                         if await store.write(conn, self.pending):
                             applied += 1
                         else:
@@ -197,26 +195,32 @@ class Analytics(Plugin):
 
     # ------------------------------------------------------------------ counting
 
-    @on("*", max_queue=100_000, kinds=(ChatMessage, UserJoined, CommandExecuted, PluginEvent),
-        include_ignored=True)
-    async def event(self, event: Any) -> None:
-        kind = type(event)
-        if kind is ChatMessage:
-            self._chat(event)
-        elif getattr(event, "ignored", False):
+    # Ignored chat lines come too (include_ignored): a replayed one may be counted once, as
+    # backfill (see _chat). Only chat lines can be ignored.
+
+    async def _joined(self, event: UserJoined) -> None:
+        if event.username and not self._is_self(event, event.username):
+            self.current.join(event.channel, event.received_at)
+
+    async def _command_ran(self, event: CommandExecuted) -> None:
+        if event.outcome == "ok":
+            self.current.command(event.channel, event.received_at)
+
+    async def _plugin_event(self, event: PluginEvent) -> None:
+        if event.name != PLAY_TOPIC:
             return
-        elif kind is UserJoined:
-            if event.username and not self._is_self(event, event.username):
-                self.current.join(event.channel, event.received_at)
-        elif kind is CommandExecuted:
-            if event.outcome == "ok":
-                self.current.command(event.channel, event.received_at)
-        elif kind is PluginEvent and event.name == PLAY_TOPIC:
-            channel = event.data.get("channel")
-            started = event.data.get("started_at")
-            if isinstance(channel, str) and channel:
-                t = started if isinstance(started, (int, float)) else self.ctx.clock.time()
-                self.current.play(channel, t)
+        channel = event.data.get("channel")
+        started = event.data.get("started_at")
+        if isinstance(channel, str) and channel:
+            t = started if isinstance(started, (int, float)) else self.ctx.clock.time()
+            self.current.play(channel, t)
+
+    async def _chat_line(self, event: ChatMessage) -> None:
+        self._chat(event)
+
+    event = in_order({ChatMessage: _chat_line, UserJoined: _joined,
+                      CommandExecuted: _command_ran, PluginEvent: _plugin_event},
+                     max_queue=100_000, include_ignored=True)
 
     def _chat(self, event: ChatMessage) -> None:
         if event.own or event.whisper or event.shadow or not storable_name(event.username) \
@@ -249,14 +253,10 @@ class Analytics(Plugin):
             if batch is not None:
                 u = batch.users.get((channel, ctx.username))
                 unsaved += u.messages if u else 0
-        row = None
-        if self.ctx.db is not None:
-            async with self.ctx.db.acquire() as conn:
-                row = await store.user_row(conn, channel, ctx.username)
-                total = (row["total_messages"] if row else 0) + unsaved
-                place = await store.rank_of(conn, channel, total) if total else 0
-        else:
-            total, place = unsaved, 0
+        async with self.ctx.db.acquire() as conn:
+            row = await store.user_row(conn, channel, ctx.username)
+            total = (row["total_messages"] if row else 0) + unsaved
+            place = await store.rank_of(conn, channel, total) if total else 0
         if not total:
             await ctx.reply(f"{ctx.username}: I have no chat lines from you in this channel yet.")
             return

@@ -40,18 +40,17 @@ def format_duration(seconds: float, *, with_seconds: bool = True) -> str:
     return " ".join(parts) or "0m"
 
 
-class Basics(Plugin):
+class Basics(Plugin[BasicsConfig]):
     name = "basics"
     after = ("sql",)
     description = "Help, about, uptime and ping"
-    Config = BasicsConfig
 
     async def setup(self) -> None:
         # The plugin starts with the process; close enough to "the bot has been up".
         self.started = time.monotonic()
         app = self.ctx.app_config
         self.prefix = command_prefix(app)
-        self.base_url = (app.core.web.base_url.rstrip("/") if app is not None else "")
+        self.base_url = app.core.web.base_url.rstrip("/")
 
     # ------------------------------------------------------------------ ping
 

@@ -20,9 +20,7 @@ in docs/config.md.
 """
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,16 +28,16 @@ from pydantic import Field, model_validator
 
 from daz.commands import CommandContext, CommandRefused, RegisteredCommand
 from daz.commands.dispatch import command_prefix
-from daz.db.jsonlines import append_json_lines, take_json_lines
 from daz.events import CommandExecuted, PluginEvent
-from daz.plugins.base import Example, Plugin, PluginConfig, command, on
+from daz.journal import JournalStream
+from daz.plugins.base import Example, Plugin, PluginConfig, command, every, on
 from daz.plugins.eventfilter.history import HistoryWriter
 from daz.plugins.eventfilter.rules import Rule, RuleConfig, build_rule, targets_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from daz.bus import Subscription
 
-UNSAVED_HISTORY = "eventfilter-history-unsaved.jsonl"  # audit rows a stop could not write
+UNSAVED_HISTORY = "eventfilter-history-unsaved"  # journal stream: audit rows a stop did not write
 
 
 class EventFilterConfig(PluginConfig):
@@ -77,19 +75,19 @@ class EventFilterConfig(PluginConfig):
         return self
 
 
-class EventFilter(Plugin):
+class EventFilter(Plugin[EventFilterConfig]):
     name = "eventfilter"
     after = ("sql", "retry")
     description = "Command audit log, the owner's command switch, event routing rules"
-    Config = EventFilterConfig
     retry_operations: ClassVar[dict[str, str]] = {"save_enabled": "_retry_save_enabled"}
 
     async def setup(self) -> None:
         cfg = self.config
         self.prefix = command_prefix(self.ctx.app_config)
         self.history = HistoryWriter(self.ctx.db, max_buffer=cfg.history_max_buffer)
-        self.history.restore(take_json_lines(self._unsaved_path(), dict, log=self.log,
-                                             owner="eventfilter"))
+        unsaved = self._unsaved()
+        if unsaved is not None:
+            self.history.restore(unsaved.take_all(dict, owner="eventfilter"))
         self.unsaved: set[str] = set()  # switched while the database was down (retry queued)
         self.config_rules: list[Rule] = []
         for i, rc in enumerate(cfg.rules):
@@ -100,32 +98,33 @@ class EventFilter(Plugin):
         self.rules: list[Rule] = list(self.config_rules)
         self.forwarded = 0
         self._rules_sub: Subscription | None = None
-        if self.ctx.db is not None:
-            await self._mirror_commands()
-            await self._load_db_rules()
+        await self._mirror_commands()
+        await self._load_db_rules()
         self._apply_rules(self.rules)
-        self._loop = asyncio.create_task(self._background(), name="eventfilter:background")
 
     async def teardown(self) -> None:
-        self._loop.cancel()
-        await asyncio.gather(self._loop, return_exceptions=True)
         if self._rules_sub is not None:
             self.ctx.bus.unsubscribe(self._rules_sub)
             self._rules_sub = None
         await self.history.flush()
 
-    def _unsaved_path(self):
-        return self.ctx.data_dir / UNSAVED_HISTORY if self.ctx.data_dir is not None else None
+    def _unsaved(self) -> JournalStream | None:
+        return self.ctx.journal.stream(UNSAVED_HISTORY) if self.ctx.journal is not None else None
 
     async def save_for_next_start(self) -> None:
         chunks = self.history.take_unsaved()
-        path = self._unsaved_path()
-        if not chunks or path is None:
+        unsaved = self._unsaved()
+        if not chunks or unsaved is None:
             return
-        append_json_lines(path, chunks)
+        rows = sum(len(c["rows"]) for c in chunks)
+        try:
+            unsaved.write_now(chunks)
+        except OSError as exc:
+            self.log.error("eventfilter: %d command history row(s) the database did not take"
+                           " are lost: %s cannot be written (%s)", rows, unsaved.path, exc)
+            return
         self.log.warning("eventfilter: %d command history row(s) the database did not take"
-                         " saved to %s, written at the next start",
-                         sum(len(c["rows"]) for c in chunks), path)
+                         " saved to %s, written at the next start", rows, unsaved.path)
 
     # ------------------------------------------------------------------ audit log
 
@@ -172,9 +171,7 @@ class EventFilter(Plugin):
             raise CommandRefused("That would lock everyone out of this switch; not doing it.")
         entry.enabled = enable
         note = ""
-        if self.ctx.db is None:
-            note = " (not saved: no database, it lasts until a restart)"
-        elif not await self._save_enabled(entry):
+        if not await self._save_enabled(entry):
             # Kept in force here, and written by the retry queue when the database is back.
             self.unsaved.add(entry.name)
             queued = await self.defer_retry(
@@ -190,7 +187,7 @@ class EventFilter(Plugin):
         """Run by the retry queue: save a switch the database missed. It writes the switch as
         it is *now*, so several queued saves of one command, in any order, end the same."""
         entry = self.ctx.commands.resolve(str(payload.get("command", "")))
-        if entry is None or self.ctx.db is None:
+        if entry is None:
             return  # that command is gone: nothing left to save
         await self._write_enabled(entry)
         self.unsaved.discard(entry.name)
@@ -208,7 +205,7 @@ class EventFilter(Plugin):
                              entry.enabled, spec.admin_only,
                              spec.description if word == spec.name else ""))
         try:
-            async with self.ctx.require_db().acquire() as conn, conn.transaction():
+            async with self.ctx.db.acquire() as conn, conn.transaction():
                 # enabled is only set on insert: after that it is the owner's decision.
                 await conn.executemany(
                     "INSERT INTO daz_eventfilter_commands (command, plugin_name, is_alias,"
@@ -226,7 +223,7 @@ class EventFilter(Plugin):
 
     async def _load_enabled(self) -> None:
         try:
-            rows = await self.ctx.require_db().fetch(
+            rows = await self.ctx.db.fetch(
                 "SELECT command, enabled FROM daz_eventfilter_commands WHERE is_alias IS NOT TRUE")
         except Exception as exc:
             self.log.warning("eventfilter: could not read enabled flags: %s", exc)
@@ -239,8 +236,6 @@ class EventFilter(Plugin):
                 entry.enabled = bool(row["enabled"]) or entry.name == "command"
 
     async def _save_enabled(self, entry: RegisteredCommand) -> bool:
-        if self.ctx.db is None:
-            return False
         try:
             await self._write_enabled(entry)
         except Exception as exc:
@@ -251,13 +246,13 @@ class EventFilter(Plugin):
         return True
 
     async def _write_enabled(self, entry: RegisteredCommand) -> None:
-        await self.ctx.require_db().execute(
+        await self.ctx.db.execute(
             "UPDATE daz_eventfilter_commands SET enabled = $1"
             " WHERE command = $2 OR primary_command = $2", entry.enabled, entry.name)
 
     async def _load_db_rules(self) -> None:
         try:
-            rows = await self.ctx.require_db().fetch(
+            rows = await self.ctx.db.fetch(
                 "SELECT id, event_type, target_plugin, conditions, priority"
                 " FROM daz_eventfilter_rules WHERE enabled IS NOT FALSE")
         except Exception as exc:
@@ -291,17 +286,15 @@ class EventFilter(Plugin):
                                                    room_id=event.room_id, data=data))
             self.forwarded += 1
 
-    # ------------------------------------------------------------------ background
+    # ------------------------------------------------------------------ jobs
 
-    async def _background(self) -> None:
-        last_refresh = time.monotonic()
-        while True:
-            await asyncio.sleep(self.config.history_flush_seconds)
-            await self.history.flush()
-            if self.ctx.db is not None and time.monotonic() - last_refresh >= \
-                    self.config.refresh_seconds:
-                last_refresh = time.monotonic()
-                # Another daz process on the same database may have switched a command.
-                await self._load_enabled()
-                await self._load_db_rules()
-                self._apply_rules(self.rules)
+    @every(config="history_flush_seconds")
+    async def flush_history(self) -> None:
+        await self.history.flush()
+
+    @every(config="refresh_seconds")
+    async def refresh(self) -> None:
+        """Another daz process on the same database may have switched a command or a rule."""
+        await self._load_enabled()
+        await self._load_db_rules()
+        self._apply_rules(self.rules)

@@ -109,7 +109,7 @@ class HistoryWriter:
 
     async def flush(self) -> int:
         """Write what is buffered; returns rows written. Never raises (rows stay on failure)."""
-        if self.db is None or not len(self):
+        if not len(self):
             return 0
         async with self._lock:
             total = await self._write_singles()

@@ -26,7 +26,6 @@ server's own address).
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 from typing import ClassVar
@@ -35,7 +34,7 @@ from urllib.parse import quote
 from daz.commands import CommandContext, CommandRefused
 from daz.cytube.events import ChatMessage
 from daz.db.errors import is_transient
-from daz.plugins.base import Example, Plugin, command, on
+from daz.plugins.base import Example, Plugin, command, every, on
 from daz.plugins.gallery import detect
 from daz.plugins.gallery.fetch import FetchPolicy, Refused, SafeFetcher
 from daz.plugins.gallery.health import HealthChecker
@@ -45,15 +44,14 @@ from daz.plugins.gallery.store import GalleryStore
 RATE_MEMORY = 10_000  # users remembered by the rate limit before old entries are dropped
 
 
-class Gallery(Plugin):
+class Gallery(Plugin[GalleryConfig]):
     name = "gallery"
     after = ("sql", "retry")
     description = "Galleries of the images linked in chat, with health checks"
-    Config = GalleryConfig
     retry_operations: ClassVar[dict[str, str]] = {"add_image": "_retry_add_image"}
 
     async def setup(self) -> None:
-        cfg: GalleryConfig = self.config
+        cfg = self.config
         self.fetcher = SafeFetcher(FetchPolicy(
             allowed_ports=tuple(cfg.allowed_ports),
             unsafe_allow_hosts=tuple(cfg.unsafe_allow_hosts),
@@ -62,33 +60,23 @@ class Gallery(Plugin):
             self.log.warning("gallery: unsafe_allow_hosts is set (%s): these hosts are fetched "
                              "although they are not public (meant for daz sandbox and tests only)",
                              ", ".join(cfg.unsafe_allow_hosts))
-        self.store = GalleryStore(self.ctx.db) if self.ctx.db is not None else None
-        self.health = (HealthChecker(self.store, self.fetcher,
-                                     max_images=cfg.max_images_per_user,
-                                     batch=cfg.health_check_batch,
-                                     recovery_batch=cfg.recovery_batch,
-                                     workers=cfg.health_check_workers,
-                                     recovery_days=cfg.recovery_days)
-                       if self.store is not None else None)
+        self.store = GalleryStore(self.ctx.db)
+        self.health = HealthChecker(self.store, self.fetcher, max_images=cfg.max_images_per_user,
+                                    batch=cfg.health_check_batch,
+                                    recovery_batch=cfg.recovery_batch,
+                                    workers=cfg.health_check_workers,
+                                    recovery_days=cfg.recovery_days)
         self._last_collected: dict[str, float] = {}
-        self._loop: asyncio.Task | None = None
-        if cfg.enable_health_check and self.health is not None:
-            self._loop = asyncio.create_task(self._health_loop(), name="gallery:health")
-
-    async def teardown(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
 
     # ------------------------------------------------------------------ collecting
 
     @on(ChatMessage)
     async def chat(self, event: ChatMessage) -> None:
-        cfg: GalleryConfig = self.config
+        cfg = self.config
         verdict = detect.first_image(event.text, event.msg, image_hosts=tuple(cfg.image_hosts),
                                      allowed_ports=tuple(cfg.allowed_ports),
                                      unsafe_allow=tuple(cfg.unsafe_allow_hosts))
-        if verdict is None or not event.username or self.store is None:
+        if verdict is None or not event.username:
             return
         key = event.username.lower()
         now = self.ctx.clock.monotonic()
@@ -126,8 +114,6 @@ class Gallery(Plugin):
         self._last_collected[key] = now
 
     async def _retry_add_image(self, payload: dict) -> None:
-        if self.store is None:
-            raise RuntimeError("gallery has no database to add the image to")
         if await self.store.is_locked(payload["username"], payload["channel"]):
             return
         await self.store.add_image(payload["username"], payload["url"], payload["channel"],
@@ -135,26 +121,18 @@ class Gallery(Plugin):
 
     # ------------------------------------------------------------------ health
 
-    async def _health_loop(self) -> None:
-        if self.health is None:  # started only with a health checker
-            return
-        interval = self.config.health_check_interval
-        await asyncio.sleep(min(interval, 60.0))
-        while True:
-            try:
-                await self.health.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.log.exception("gallery: health check run failed; next in %.0fs", interval)
-            await asyncio.sleep(interval)
+    # The first run comes soon after start (within a minute), not a whole interval later.
+    @every(config="health_check_interval", enabled_by="enable_health_check",
+           initial_delay=lambda config: min(config.health_check_interval, 60.0))
+    async def health_check(self) -> None:
+        await self.health.run()
 
     # ------------------------------------------------------------------ commands
 
     def gallery_url(self, channel: str, username: str) -> str:
-        web = self.ctx.app_config.core.web if self.ctx.app_config is not None else None
-        base = (web.base_url if web is not None else "").rstrip("/")
-        if not base and web is not None:
+        web = self.ctx.app_config.core.web
+        base = web.base_url.rstrip("/")
+        if not base:
             base = f"http://{web.host}:{web.port}"
         return f"{base}/gallery/{quote(channel, safe='')}/{quote(username, safe='')}"
 
@@ -163,9 +141,6 @@ class Gallery(Plugin):
                                                r"alice \(0 images here, 0 of \d+ in all\)"))])
     async def gallery(self, ctx: CommandContext) -> None:
         url = self.gallery_url(ctx.channel, ctx.username)
-        if self.store is None:
-            await ctx.reply(f"Gallery: {url}")
-            return
         everywhere, here = await self.store.counts(ctx.username, ctx.channel)
         locked = await self.store.is_locked(ctx.username, ctx.channel)
         text = f"{ctx.username}'s gallery: {url} ({here} image{'' if here == 1 else 's'} here"
@@ -188,9 +163,6 @@ class Gallery(Plugin):
         await self._set_lock(ctx, False)
 
     async def _set_lock(self, ctx: CommandContext, locked: bool) -> None:
-        if self.store is None:
-            await ctx.reply("The gallery has no database right now.")
-            return
         await self.store.set_locked(ctx.username, ctx.channel, locked)
         await ctx.reply(f"Your gallery in {ctx.channel} is now "
                         f"{'locked: nothing is collected or shown' if locked else 'unlocked'}.")
@@ -201,9 +173,6 @@ class Gallery(Plugin):
     async def gallery_check(self, ctx: CommandContext) -> None:
         if not ctx.is_admin:  # the dispatcher refuses non-admins first; this is a second lock
             raise CommandRefused("!gallery_check is for bot admins only.")
-        if self.health is None:
-            await ctx.reply("The gallery has no database right now.")
-            return
         await ctx.reply("Gallery check started.")
         report = await self.health.run(force=True, batch=self.config.manual_check_batch)
         await ctx.reply(f"Gallery check: {report.summary()}.")

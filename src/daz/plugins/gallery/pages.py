@@ -203,8 +203,6 @@ def routes(plugin) -> list:
         channel = request.match_info["channel"]
         user = request.match_info.get("user")
         number = _page_number(request.query.get("page", "1"))
-        if plugin.ctx.db is None:
-            raise web.HTTPServiceUnavailable(text="the gallery has no database")
         channel_path = "/gallery/" + quote(channel, safe="")
         here = f"{channel_path}/{quote(user, safe='')}" if user else channel_path
         context = await gallery_context(

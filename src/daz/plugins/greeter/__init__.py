@@ -68,11 +68,10 @@ class RoomWatch:
     last_greeting: float = float("-inf")  # in memory, for when the database cannot be asked
 
 
-class Greeter(Plugin):
+class Greeter(Plugin[GreeterConfig]):
     name = "greeter"
     after = ("sql", "retry")
     description = "Greets people who arrive (first-timers too), with opt-out"
-    Config = GreeterConfig
     retry_operations: ClassVar[dict[str, str]] = {"record_greeting": "_retry_record_greeting"}
 
     async def setup(self) -> None:
@@ -208,8 +207,6 @@ class Greeter(Plugin):
         cooldown = self.config.cooldown_minutes * 60
         if now - self.greeted.get((channel, name.lower()), float("-inf")) < cooldown:
             return None
-        if self.ctx.db is None:
-            return "standard"
         try:
             async with self.ctx.db.acquire() as conn:
                 if self.use_sessions is None:
@@ -241,14 +238,13 @@ class Greeter(Plugin):
         channel = room.channel
         now = self.ctx.clock.time()
         claimed: bool | None = None  # None: the database could not be asked
-        if self.ctx.db is not None:
-            try:
-                async with self.ctx.db.acquire() as conn:
-                    claimed = await store.claim_channel(
-                        conn, channel, name, now, self.config.channel_cooldown_seconds,
-                        self.config.cooldown_minutes * 60, force)
-            except Exception as exc:
-                self.log.warning("greeter %s: cannot claim the greeting turn (%s)", channel, exc)
+        try:
+            async with self.ctx.db.acquire() as conn:
+                claimed = await store.claim_channel(
+                    conn, channel, name, now, self.config.channel_cooldown_seconds,
+                    self.config.cooldown_minutes * 60, force)
+        except Exception as exc:
+            self.log.warning("greeter %s: cannot claim the greeting turn (%s)", channel, exc)
         if claimed is False:
             self.log.debug("greeter %s: channel cooldown, %s not greeted", channel, name)
             return None
@@ -268,8 +264,6 @@ class Greeter(Plugin):
         return text
 
     async def _record(self, greeting: dict) -> None:
-        if self.ctx.db is None:
-            return
         try:
             async with self.ctx.db.acquire() as conn:
                 await store.record(conn, greeting)
@@ -281,7 +275,7 @@ class Greeter(Plugin):
                                    error=str(exc)[:500])
 
     async def _retry_record_greeting(self, payload: dict) -> None:
-        async with self.ctx.require_db().acquire() as conn:
+        async with self.ctx.db.acquire() as conn:
             await store.record(conn, payload)
 
     # ------------------------------------------------------------------ text
@@ -349,9 +343,6 @@ class Greeter(Plugin):
         await self._test(ctx, user or ctx.username)
 
     async def _opt(self, ctx: CommandContext, *, out: bool) -> None:
-        if self.ctx.db is None:
-            await ctx.reply("I can't store that right now, sorry.")
-            return
         try:
             async with self.ctx.db.acquire() as conn:
                 await store.set_opt_out(conn, ctx.room.channel, ctx.username, out,
@@ -385,18 +376,17 @@ class Greeter(Plugin):
         if user is None:
             await ctx.reply(f"{name} isn't here.")
             return
-        if self.ctx.db is not None:
-            try:
-                async with self.ctx.db.acquire() as conn:
-                    if await store.opted_out(conn, ctx.room.channel, user.name):
-                        await ctx.reply(f"{user.name} has opted out of greetings.")
-                        return
-            except Exception as exc:  # the error may name tables or hosts: log it, not chat it
-                self.log.warning("greeter: !greeter test cannot check %s's opt-out: %r",
-                                 user.name, exc)
-                await ctx.reply(f"I can't check {user.name}'s preferences right now; try again"
-                                " later.")
-                return
+        try:
+            async with self.ctx.db.acquire() as conn:
+                if await store.opted_out(conn, ctx.room.channel, user.name):
+                    await ctx.reply(f"{user.name} has opted out of greetings.")
+                    return
+        except Exception as exc:  # the error may name tables or hosts: log it, not chat it
+            self.log.warning("greeter: !greeter test cannot check %s's opt-out: %r",
+                             user.name, exc)
+            await ctx.reply(f"I can't check {user.name}'s preferences right now; try again"
+                            " later.")
+            return
         w = self.watch(ctx.room.id)
         async with w.lock:
             await self._send(ctx.room, w, user.name, "test", force=True)

@@ -36,9 +36,10 @@ they neither add a row nor count seconds twice. The playlist mirror is not repla
 event: a held room keeps one pending "sync", which makes the table match ``RoomState`` (exact by
 uid) when it runs; the queue times of items added meanwhile are the real ones. At most
 ``held_writes_limit`` writes per room are held (past that the oldest are dropped, logged as an
-error). At shutdown the held play writes are saved to ``<data_dir>/mediatracker-held.jsonl``
-and applied first at the next start (a file keeps their order; the mirror needs no saving, the
-first sync after a start rewrites it). If the very first media change after a start comes
+error). Held writes are in the journal (``<data_dir>/journal/mediatracker-held.journal``)
+until applied; what is left at a stop or a crash is applied first at the next start (the
+journal keeps their order; the mirror needs no saving, the first sync after a start rewrites
+it, so a held sync is not applied then). If the very first media change after a start comes
 while the database is away, the channel's last play row cannot be read, so that change starts a
 new play even when it is the item that was playing before the restart.
 
@@ -90,18 +91,17 @@ class MediaTrackerConfig(PluginConfig, HeldWritesConfig):
     stats_limit: int = Field(5, description="Media !stats lists")
 
 
-class MediaTracker(Plugin):
+class MediaTracker(Plugin[MediaTrackerConfig]):
     name = "mediatracker"
     after = ("sql",)
     description = "Plays, media stats, the playlist mirror and the media library; !np, !stats"
-    Config = MediaTrackerConfig
 
     async def setup(self) -> None:
         self.plays: dict[str, Play] = {}  # room id → current (or last) play
         self.uids: dict[str, int] = {}  # room id → uid from the last setCurrent
         self.looked_up: set[str] = set()  # rooms whose last play row was read after start
         self.mirrors: dict[str, Mirror] = {}
-        self.held = HeldWrites.for_plugin(self, self._apply)
+        self.held = HeldWrites.for_plugin(self, self._apply, keep=_worth_saving)
         await self.held.restore()
 
     async def teardown(self) -> None:
@@ -123,7 +123,7 @@ class MediaTracker(Plugin):
     async def _media(self, ev: MediaChanged) -> None:
         media = ev.media
         mid, mtype = db_text(media.id, 255), db_text(media.type, 50)
-        if not mid or self.ctx.db is None:
+        if not mid:
             return
         t = ev.received_at
         uid = self.uids.get(ev.room_id)
@@ -163,7 +163,7 @@ class MediaTracker(Plugin):
 
     async def _playlist(self, ev: Any) -> None:
         room = self.ctx.rooms.get(ev.room_id)
-        if room is None or self.ctx.db is None:
+        if room is None:
             return
         mirror = self.mirrors.setdefault(ev.room_id, Mirror(ev.channel))
         for uid in room.state.playlist:  # queued now, even if written later
@@ -181,13 +181,12 @@ class MediaTracker(Plugin):
 
     async def _end(self, room_id: str, play: Play, t: float) -> None:
         play.close(t)
-        if self.ctx.db is not None:
-            await self.held.submit(room_id, {"op": "end", "play": play.snapshot(), "t": t})
+        await self.held.submit(room_id, {"op": "end", "play": play.snapshot(), "t": t})
 
     async def _last_play(self, room_id: str, channel: str) -> Play | None:
         """The channel's newest play row (to carry on after a restart); None when the database
         does not answer (and not even asked while the room's writes are held)."""
-        if self.ctx.db is None or self.held.holding(room_id):
+        if self.held.holding(room_id):
             return None
         try:
             async with self.ctx.db.acquire() as conn:
@@ -274,10 +273,8 @@ class MediaTracker(Plugin):
              description="The most played media in this channel",
              examples=[("!stats", "No plays recorded in this channel yet.")])
     async def stats(self, ctx: CommandContext) -> None:
-        rows = []
-        if self.ctx.db is not None:
-            async with self.ctx.db.acquire() as conn:
-                rows = await store.top_media(conn, ctx.room.channel, self.config.stats_limit)
+        async with self.ctx.db.acquire() as conn:
+            rows = await store.top_media(conn, ctx.room.channel, self.config.stats_limit)
         if not rows:
             await ctx.reply("No plays recorded in this channel yet.")
             return

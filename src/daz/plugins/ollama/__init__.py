@@ -15,8 +15,8 @@ What the model sees
 Exactly once, and not too often
     Before the model is called the message is claimed in ``daz_ollama_responses`` (unique key),
     so two daz processes on one database never both answer; then the per-user and per-channel
-    limits in ``daz_ollama_rate_limits`` are taken in one transaction. Without a database (unit
-    tests) the same happens in memory.
+    limits in ``daz_ollama_rate_limits`` are taken in one transaction. While the database does
+    not answer, nothing is claimed, so nobody is answered.
 
 Failures
     A failing, slow, hanging or garbage-returning server means no reply and a log line; there is
@@ -53,7 +53,7 @@ from daz.plugins.ollama.prompt import (
     persona_text,
     room_context,
 )
-from daz.plugins.ollama.store import MemoryStore, ResponseStore, message_hash
+from daz.plugins.ollama.store import ResponseStore, message_hash
 
 GENERATE_TOPIC = "ollama.generate"
 
@@ -103,11 +103,10 @@ class OllamaConfig(PluginConfig):
                                       "at once")
 
 
-class Ollama(Plugin):
+class Ollama(Plugin[OllamaConfig]):
     name = "ollama"
     after = ("sql", "retry")
     description = "Answers in chat when addressed by name, using a local Ollama model"
-    Config = OllamaConfig
     retry_operations: ClassVar[dict[str, str]] = {"record_reply": "_retry_record_reply"}
     enabled_by_default = False
 
@@ -116,7 +115,7 @@ class Ollama(Plugin):
         self.client = OllamaClient(host=cfg.ollama_url, model=cfg.model, timeout=cfg.timeout,
                                    temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                                    keep_alive=cfg.keep_alive)
-        self.store = ResponseStore(self.ctx.db) if self.ctx.db is not None else MemoryStore()
+        self.store = ResponseStore(self.ctx.db)
         self.history = ChatHistory(cfg.history_lines)
         self.follow_ups = FollowUps(cfg.follow_up_window_seconds if cfg.follow_up_enabled else 0,
                                     cfg.follow_up_max_messages)

@@ -16,8 +16,11 @@ their ``timeout_seconds`` (that attempt counts), and finished rows are cleaned u
 (``cleanup_old_retries``). None of that ran in the Go bot (docs/upgrading-from-go.md).
 
 When the database itself is down an enqueue must not lose the operation: it is kept in a bounded
-in-memory list (and in ``<data_dir>/retry-pending.jsonl`` at shutdown) and inserted when the
-database answers again.
+list, written to the journal (``daz.journal``, stream ``retry-pending``) before the enqueue is
+answered, and inserted in order when the database answers again (at the latest at the next start);
+the journal is rewritten to what is still waiting after every pass. Its key makes a second insert
+after a crash harmless (``ON CONFLICT (correlation_id)``). This is how every plugin's deferred write
+(tell's delivery marks, greeter's history, eventfilter's switches) survives an outage.
 
 Config: ``plugins.retry`` in docs/config.md.
 """
@@ -34,11 +37,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from daz.db.errors import is_transient
-from daz.db.jsonlines import append_json_lines, take_json_lines
-from daz.plugins.base import Plugin, PluginConfig
+from daz.journal import JournalStream
+from daz.plugins.base import Plugin, PluginConfig, every
 from daz.plugins.retry.metrics import retry_metrics
 
-SPILL_FILE = "retry-pending.jsonl"
+JOURNAL_STREAM = "retry-pending"
 
 
 class Policy(BaseModel):
@@ -83,9 +86,10 @@ class RetryConfig(PluginConfig):
     insert_timeout_seconds: float = Field(3.0, gt=0, description="Queuing a row may take this "
                                           "long; past it the database counts as down and the "
                                           "operation is held in memory")
-    max_pending: int = Field(1000, ge=1, description="Operations held in memory while the "
-                             "database is down (saved to <data_dir>/retry-pending.jsonl at a "
-                             "stop)")
+    max_pending: int = Field(1000, ge=1, description="Operations held while the database is "
+                             "down (each also in the journal, <data_dir>/journal/"
+                             "retry-pending.journal, until inserted); past it the oldest is "
+                             "dropped")
     retry_policies: dict[str, Policy] = Field(default_factory=dict, description="Per operation "
                                               "type, what differs from the defaults above (Go "
                                               "key)")
@@ -101,11 +105,10 @@ def transient(exc: BaseException) -> bool:
     return is_transient(exc)
 
 
-class Retry(Plugin):
+class Retry(Plugin[RetryConfig]):
     name = "retry"
     after = ("sql",)
     description = "Persistent retry queue for failed operations of other plugins"
-    Config = RetryConfig
 
     async def setup(self) -> None:
         self.pending: collections.deque[dict] = collections.deque()
@@ -115,14 +118,14 @@ class Retry(Plugin):
         self._workers = asyncio.Semaphore(self.config.worker_count)
         # The first poll cleans up: a bot restarted more often than daily must still clean.
         self._last_cleanup: float | None = None
+        self._saved = False  # kept for the next start: later holds are appended behind
+        self._journal_lock = asyncio.Lock()
+        self._held_seq = self._journaled_upto = 0  # as in HeldWrites: no hold written twice
         self._load_spill()
         self.ctx.bus.respond("retry.enqueue", self.enqueue, owner=self.name)
-        self._loop = asyncio.create_task(self._poll_forever(), name="retry:poll")
 
     async def teardown(self) -> None:
         self.ctx.bus.stop_responding("retry.enqueue")
-        self._loop.cancel()
-        await asyncio.gather(self._loop, return_exceptions=True)
         await self._flush_pending()
         self._spill()
 
@@ -167,13 +170,11 @@ class Retry(Plugin):
         try:
             return await self._insert(item)
         except DatabaseUnavailable as exc:
-            self._hold(item, exc)
+            await self._hold(item, exc)
             return None
 
     async def _insert(self, item: dict) -> int:
         db = self.ctx.db
-        if db is None:
-            raise DatabaseUnavailable("no database")
         try:
             # Same key = same operation: a second enqueue returns the first row, unchanged.
             row_id = await asyncio.wait_for(db.fetchval(
@@ -197,7 +198,7 @@ class Retry(Plugin):
         self.metrics.events.labels(plugin=item["plugin"], outcome="queued").inc()
         return row_id
 
-    def _hold(self, item: dict, exc: BaseException) -> None:
+    async def _hold(self, item: dict, exc: BaseException) -> None:
         if len(self.pending) >= self.config.max_pending:
             dropped = self.pending.popleft()
             self.lost += 1
@@ -209,6 +210,35 @@ class Retry(Plugin):
         self.metrics.held.set(len(self.pending))
         self.log.warning("retry: database unavailable (%s); holding %s %s in memory (%d held)",
                          exc, item["operation"], item["key"], len(self.pending))
+        self._held_seq += 1
+        await self._journal_write("append", [item], seq=self._held_seq)
+
+    def _journal(self) -> JournalStream | None:
+        return self.ctx.journal.stream(JOURNAL_STREAM) if self.ctx.journal is not None else None
+
+    async def _journal_write(self, how: str, items: list[dict] | None, *, seq: int = 0) -> bool:
+        """Append ``items`` to the journal, or make it hold exactly them (None: what is held
+        now, taken once the journal is free); True when durable. An unwritable journal (full
+        disk, or at its bound) leaves them in memory only."""
+        stream = self._journal()
+        if stream is None:
+            return False
+        write = stream.write_now if how == "append" else stream.replace_now
+        async with self._journal_lock:
+            if how == "append" and seq and seq <= self._journaled_upto:
+                return True  # a rewrite from memory since it was held has it (or it is in)
+            if items is None:
+                items = list(self.pending)
+                self._journaled_upto = self._held_seq
+            failing = stream.write_error is not None
+            try:
+                await asyncio.to_thread(write, items)
+            except OSError as exc:
+                if not failing and not stream.journal.full:
+                    self.log.error("retry: cannot write %s (%s); held operations stay in memory"
+                                   " only", stream.path, exc)
+                return False
+        return True
 
     async def _flush_pending(self) -> int:
         done = 0
@@ -222,26 +252,19 @@ class Retry(Plugin):
             self.pending.popleft()
             done += 1
         self.metrics.held.set(len(self.pending))
+        if done and not self._saved:
+            await self._journal_write("replace", None)
         return done
 
     # ------------------------------------------------------------------ workers
 
-    async def _poll_forever(self) -> None:
-        await asyncio.sleep(self.config.first_poll_seconds)
-        while True:
-            try:
-                await self.poll()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.log.warning("retry: poll failed (%s); trying again in %.0fs", exc,
-                                 self.config.poll_interval_seconds)
-            await asyncio.sleep(self.config.poll_interval_seconds)
+    # first_poll_seconds may be 0 (poll at once), which a config-named first delay refuses.
+    @every(config="poll_interval_seconds", initial_delay=lambda config: config.first_poll_seconds)
+    async def poll_timer(self) -> None:
+        await self.poll()
 
     async def poll(self) -> int:
         """One pass: held items in, due (and abandoned) rows run. Returns rows run."""
-        if self.ctx.db is None:
-            return 0
         await self._flush_pending()
         await self._mark_completed()
         if self._last_cleanup is None or (time.monotonic() - self._last_cleanup
@@ -292,7 +315,7 @@ class Retry(Plugin):
                     time.perf_counter() - started)
             self.metrics.events.labels(plugin=row["plugin_name"], outcome="succeeded").inc()
             try:
-                await self.ctx.require_db().execute("SELECT complete_retry($1)", row["id"])
+                await self.ctx.db.execute("SELECT complete_retry($1)", row["id"])
             except Exception as exc:
                 # It ran; only the bookkeeping failed. Mark it later rather than run it again.
                 self.log.warning("retry: %s ran but could not be marked done (%s)",
@@ -305,7 +328,7 @@ class Retry(Plugin):
         self.metrics.events.labels(plugin=row["plugin_name"], outcome="failed").inc()
         self.log.error("retry: %s %s cannot be run; marked failed: %s", row["plugin_name"],
                        row["correlation_id"], error)
-        await self.ctx.require_db().execute(
+        await self.ctx.db.execute(
             "UPDATE daz_retry_queue SET status = 'failed', last_error = $2, updated_at = now()"
             " WHERE id = $1", row["id"], error[:2000])
 
@@ -316,7 +339,7 @@ class Retry(Plugin):
         attempt = (row["retry_count"] or 0) + 1
         plugin = row["plugin_name"]
         p = self._policy(row["operation_type"])
-        status = await self.ctx.require_db().fetchval(
+        status = await self.ctx.db.fetchval(
             "SELECT fail_retry($1, $2, $3, $4, $5, $6)", row["id"], error, float(p["initial"]),
             float(p["max"]), float(p["factor"]), float(self.config.jitter))
         if status == "dead_letter":
@@ -339,43 +362,53 @@ class Retry(Plugin):
 
     async def _mark_completed(self) -> None:
         while self.unmarked:
-            await self.ctx.require_db().execute("SELECT complete_retry($1)", self.unmarked[0])
+            await self.ctx.db.execute("SELECT complete_retry($1)", self.unmarked[0])
             self.unmarked.pop(0)
 
     async def cleanup(self) -> int:
         self._last_cleanup = time.monotonic()
-        deleted = await self.ctx.require_db().fetchval("SELECT cleanup_old_retries($1)",
+        deleted = await self.ctx.db.fetchval("SELECT cleanup_old_retries($1)",
                                              self.config.retention_days)
         if deleted:
             self.log.info("retry: removed %d finished row(s) older than %d days", deleted,
                           self.config.retention_days)
         return deleted or 0
 
-    # ------------------------------------------------------------------ spill at shutdown
-
-    def _spill_path(self):
-        return self.ctx.data_dir / SPILL_FILE if self.ctx.data_dir is not None else None
+    # ------------------------------------------------------------------ across restarts
 
     def _spill(self) -> None:
-        path = self._spill_path()
-        if not self.pending:
+        """At stop: what is still held is what the journal keeps for the next start (operations
+        held after this were appended when they were)."""
+        stream = self._journal()
+        held, self._saved = self._saved, True
+        if held:
+            self.pending.clear()  # in the journal already
             return
-        if path is None:
-            self.log.error("retry: %d held operation(s) lost at shutdown (no data dir)",
-                           len(self.pending))
+        if stream is None:
+            if self.pending:
+                self.log.error("retry: %d held operation(s) lost at shutdown (no data dir)",
+                               len(self.pending))
             return
-        append_json_lines(path, self.pending)
-        self.log.warning("retry: database still down at shutdown; %d operation(s) saved to %s",
-                         len(self.pending), path)
-        self.pending.clear()  # saved once: a later call appends only what came after
+        try:
+            stream.replace_now(list(self.pending))
+        except OSError as exc:
+            self.log.error("retry: %d held operation(s) lost at shutdown: %s cannot be written"
+                           " (%s)", len(self.pending), stream.path, exc)
+            return
+        if self.pending:
+            self.log.warning("retry: database still down at shutdown; %d operation(s) kept in"
+                             " %s", len(self.pending), stream.path)
+        self.pending.clear()
 
     def _load_spill(self) -> None:
-        path = self._spill_path()
-        if path is None or not path.exists():
+        """At start: what an earlier run held (it stays in the journal until inserted)."""
+        stream = self._journal()
+        if stream is None:
             return
-        self.pending.extend(take_json_lines(path, _as_is, log=self.log, owner="retry"))
-        self.log.info("retry: %d operation(s) from the last shutdown will be queued",
-                      len(self.pending))
+        self.pending.extend(stream.load(_as_is, owner="retry"))
+        if self.pending:
+            self.log.info("retry: %d operation(s) from an earlier run will be queued",
+                          len(self.pending))
 
 
 def _as_is(item: Any) -> Any:

@@ -9,16 +9,17 @@ sender (PMs: and recipient) and text; for the rest, including PMs daz sends, ran
 receipt. Chat is also unique on (channel, ms time, sender, md5 of the text):
 Go's key plus the text, so a sender's two different lines in one millisecond are both kept, and
 Go-era rows (no uid) still match. So the history the server replays at every join, and a batch
-retried or replayed from the spill file, is not stored twice. A replayed line that was never
+retried or replayed from the journal, is not stored twice. A replayed line that was never
 stored (said while daz was away) is stored once, with the time it was said (its CyTube ``time``)
 as ``timestamp`` in every table, not the time daz rejoined.
 
 The plugin subscribes to ``cytube.event.*`` including what other plugins ignore (replayed
 history, our own echoes, ``[server]`` lines) with back-pressure instead of drops, plus
 ``daz.room.sent`` for the PMs daz sends (``cytube.event.pm.sent``; our public chat comes back
-as a chatMsg echo). Writing is done by ``daz.db.eventlog.EventLog``: batched, deduplicated,
-row by row when a batch is refused, spilled to ``<data_dir>/eventlog.spill`` while the database
-is away and replayed in order when it returns or at the next start.
+as a chatMsg echo). Writing is done by ``eventlog.EventLog`` (this package; ``eventrows`` turns
+an event into rows): batched, deduplicated, row by row when a batch is refused, spilled to the
+journal's ``eventlog`` stream (``<data_dir>/journal/eventlog.journal``, see ``daz.journal``)
+while the database is away and replayed in order when it returns or at the next start.
 
 Config: ``plugins.sql`` in docs/config.md (Go Daz's keys, same defaults but the batch size).
 Without ``logger_rules`` every ``cytube.event.*`` goes to ``daz_core_events``, chat to
@@ -27,21 +28,23 @@ to ``daz_private_messages``; with them, the rules alone decide (a Go config with
 rule logs to ``daz_core_events`` only). In memory while the database writes, a burst is held up
 to ``core_event_burst_queue_size``; past that, the room reads its socket only as fast as the
 database writes (back-pressure through this plugin's bus lane) instead of spilling, which costs
-more CPU than the writes and would only slow the writer (see ``daz.db.eventlog``).
+more CPU than the writes and would only slow the writer (see ``eventlog``).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
 from daz.cytube.events import CytubeEvent
-from daz.db.eventlog import EventLog
 from daz.events import MessageSent
+from daz.journal import Journal, JournalStream
 from daz.plugins.base import Plugin, PluginConfig, on
+from daz.plugins.sql.eventlog import EventLog
 from daz.plugins.sql.rules import PM_SENT, LoggerRule, Router, entry_for_event, entry_for_sent_pm
 
-SPILL_NAME = "eventlog.spill"
+JOURNAL_STREAM = "eventlog"
 
 
 class SqlConfig(PluginConfig):
@@ -53,7 +56,7 @@ class SqlConfig(PluginConfig):
                                        "event is this old (milliseconds)")
     core_event_queue_size: int = Field(4000, ge=1, description="Events held in memory while "
                                        "the database is away; past that, new ones go to the "
-                                       "spill file (nothing is dropped)")
+                                       "journal (nothing is dropped)")
     core_event_burst_queue_size: int = Field(20_000, ge=1, description="Events held in memory "
                                              "while the database writes but a burst outruns it "
                                              "(about 12 MB at most); past that the room reads "
@@ -66,40 +69,41 @@ class SqlConfig(PluginConfig):
                                                   "daz_core_events, chat, joins/leaves/ranks/"
                                                   "AFK and PMs to their own tables as well. "
                                                   "When present, the rules alone decide")
-    spill_file: str = Field("", description="Where events wait while the database is away; "
-                                            "default: <data_dir>/eventlog.spill")
+    spill_file: str = Field("", description="The event log's journal file, where events wait "
+                                            "while the database is away; default: "
+                                            "<data_dir>/journal/eventlog.journal")
     write_timeout_seconds: float = Field(10.0, gt=0, description="One batch write may take "
                                          "this long; past it the database counts as away")
     shutdown_timeout_seconds: float = Field(10.0, ge=0, description="Time for writing what is "
                                             "queued at a stop (core.stop_timeout_seconds comes "
-                                            "first; what is not written is kept in the spill "
-                                            "file)")
+                                            "first; what is not written is kept in the "
+                                            "journal)")
 
 
-class Sql(Plugin):
+class Sql(Plugin[SqlConfig]):
     name = "sql"
     description = "Records every CyTube event in the database (batched, deduplicated, lossless)"
-    Config = SqlConfig
+    health_section = "eventlog"  # /health's "eventlog": the writer's status, and what is at risk
 
     async def setup(self) -> None:
-        cfg: SqlConfig = self.config
+        cfg = self.config
         self.router = Router(cfg.logger_rules)
         self.eventlog = EventLog(
-            self.ctx.db, spill_path=self._spill_path(), batch_size=cfg.core_event_batch_size,
+            self.ctx.db, journal=self._journal(), batch_size=cfg.core_event_batch_size,
             max_batch=cfg.core_event_max_batch, flush_interval=cfg.core_event_flush_ms / 1000,
             max_queue=cfg.core_event_queue_size, burst_queue=cfg.core_event_burst_queue_size,
             write_timeout=cfg.write_timeout_seconds,
             shutdown_timeout=cfg.shutdown_timeout_seconds, metrics=self.ctx.metrics)
-        if self.ctx.db is None:
-            self.log.warning("sql: no database; events are kept in the spill file only")
         await self.eventlog.start()
 
-    def _spill_path(self) -> Path | None:
-        if self.config.spill_file:
-            return Path(self.config.spill_file).expanduser()
-        if self.ctx.data_dir is not None:
-            return Path(self.ctx.data_dir) / SPILL_NAME
-        return None
+    def _journal(self) -> JournalStream | None:
+        """The event log's stream of the journal (where ``spill_file`` says, if it does)."""
+        path = Path(self.config.spill_file).expanduser() if self.config.spill_file else None
+        if self.ctx.journal is None:
+            if path is None:
+                return None
+            self.ctx.journal = Journal(path.parent)
+        return self.ctx.journal.stream(JOURNAL_STREAM, path)
 
     async def teardown(self) -> None:
         await self.eventlog.close()
@@ -129,3 +133,16 @@ class Sql(Plugin):
 
     def status(self) -> dict:
         return self.eventlog.status()
+
+    def health_report(self) -> tuple[dict[str, Any], list[str]]:
+        eventlog = self.status()
+        problems = []
+        if eventlog.get("at_risk"):
+            problems.append(
+                f"eventlog: {eventlog['at_risk']} event(s) only in memory, lost if daz stops"
+                f" now: the database does not answer and the journal cannot take them"
+                f" ({eventlog.get('spill_error')})")
+        elif eventlog.get("spill_error"):
+            problems.append(f"eventlog: the journal cannot be written ({eventlog['spill_error']});"
+                            f" events go straight to the database while it answers")
+        return eventlog, problems

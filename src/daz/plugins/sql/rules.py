@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from daz.cytube import events as ev
-from daz.db.eventrows import (
+from daz.events import MessageSent
+from daz.plugins.sql.eventrows import (
     ACTIVITY,
     CHAT,
     CORE,
@@ -31,7 +32,6 @@ from daz.db.eventrows import (
     pm_uid,
     random_uid,
 )
-from daz.events import MessageSent
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import Field
 
-from daz.plugins.base import Plugin, PluginConfig
+from daz.plugins.base import Plugin, PluginConfig, every
 
 
 class StatsConfig(PluginConfig):
@@ -50,11 +50,10 @@ class Totals:
         return self.seconds / self.handled if self.handled else 0.0
 
 
-class Stats(Plugin):
+class Stats(Plugin[StatsConfig]):
     name = "stats"
     after = ("sql",)
     description = "Per-plugin event, error and timing figures in daz_plugin_stats and /metrics"
-    Config = StatsConfig
 
     async def setup(self) -> None:
         self.run_id = uuid.uuid4()
@@ -62,26 +61,17 @@ class Stats(Plugin):
         self.published: dict[str, int] = {}  # what the Prometheus counter already has
         self.seen_subs: dict[int, Any] = {}
         self._lock = asyncio.Lock()
-        self._loop = asyncio.create_task(self._every(), name="stats:write")
 
     async def teardown(self) -> None:
-        self._loop.cancel()
-        await asyncio.gather(self._loop, return_exceptions=True)
         await self.write()
 
-    async def _every(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_write = loop.time() + self.config.interval_seconds
-        while True:
-            await asyncio.sleep(self.config.snapshot_seconds)
-            self.note_subscriptions()
-            if loop.time() < next_write:
-                continue
-            next_write = loop.time() + self.config.interval_seconds
-            try:
-                await self.write()
-            except Exception as exc:  # the next pass adds what this one could not
-                self.log.warning("stats: could not write plugin stats: %s", exc)
+    @every(config="snapshot_seconds")
+    async def snapshot(self) -> None:
+        self.note_subscriptions()
+
+    @every(config="interval_seconds")
+    async def write_timer(self) -> None:
+        await self.write()  # what it could not write, the next run adds
 
     def note_subscriptions(self) -> None:
         for sub in self.ctx.bus.subscriptions():
@@ -98,19 +88,15 @@ class Stats(Plugin):
             t.handled += sub.handled
             t.errors += sub.errors
             t.seconds += sub.total_seconds
-        metrics = self.ctx.metrics
-        if metrics is not None:
-            # Timer and setup failures are counted there, not on any subscription.
-            for name, t in out.items():
-                counted = metrics.handler_error_counts.get(name, 0)
-                if counted > t.errors:
-                    t.errors = counted
+        # Job and setup failures are counted there, not on any subscription.
+        for name, t in out.items():
+            counted = self.ctx.metrics.handler_error_counts.get(name, 0)
+            if counted > t.errors:
+                t.errors = counted
         return out
 
     def update_metrics(self, totals: dict[str, Totals]) -> None:
         metrics = self.ctx.metrics
-        if metrics is None:
-            return
         for name, t in totals.items():
             delta = t.handled - self.published.get(name, 0)
             if delta > 0:
@@ -123,8 +109,6 @@ class Stats(Plugin):
         async with self._lock:
             totals = self.collect()
             self.update_metrics(totals)
-            if self.ctx.db is None:
-                return 0
             rows = []
             for name, t in totals.items():
                 old = self.written.get(name)

@@ -55,7 +55,7 @@ from daz.commands import CommandContext, UsageError
 from daz.cytube.events import ChatMessage, PrivateMessage, UserJoined, UserLeft
 from daz.events import RoomJoined
 from daz.humanize import USERNAME, ago, clean_username, one_line
-from daz.plugins.base import Example, Plugin, PluginConfig, command, every, on
+from daz.plugins.base import Example, Plugin, PluginConfig, command, every, in_order
 from daz.plugins.tell import store
 from daz.plugins.tell.hint import RecipientHint
 
@@ -81,11 +81,10 @@ class TellConfig(PluginConfig):
                                              "another daz process stored)")
 
 
-class Tell(Plugin):
+class Tell(Plugin[TellConfig]):
     name = "tell"
     after = ("sql", "retry")
     description = "Leave a message for someone who is not here"
-    Config = TellConfig
     retry_operations: ClassVar[dict[str, str]] = {"confirm_delivery": "_retry_confirm_delivery"}
 
     async def setup(self) -> None:
@@ -93,8 +92,7 @@ class Tell(Plugin):
         self.claimer = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.waiting: dict[tuple[str, str], asyncio.Task] = {}  # delayed deliveries on join
         self.hint = RecipientHint()
-        if self.ctx.db is not None:
-            await self.refresh_hints()
+        await self.refresh_hints()
 
     async def teardown(self) -> None:
         tasks = list(self.waiting.values())
@@ -109,23 +107,21 @@ class Tell(Plugin):
 
     # ------------------------------------------------------------------ delivery triggers
 
-    @on("*", max_queue=50_000,
-        kinds=(UserJoined, RoomJoined, UserLeft, ChatMessage, PrivateMessage))
-    async def event(self, event: Any) -> None:
-        kind = type(event)
-        if kind is UserJoined:
-            await self._joined(event)
-        elif kind is RoomJoined:
-            await self.refresh_hints([event.channel])
-        elif kind is UserLeft:
-            task = self.waiting.pop((event.room_id, event.username.lower()), None)
-            if task is not None:
-                task.cancel()
-        elif kind in (ChatMessage, PrivateMessage) and event.username:
-            room = self.ctx.rooms.get(event.room_id)
-            if (room is not None and self.hint.may_have(room.channel, event.username)
-                    and not room.state.is_self(event.username)):
-                await self.deliver(room, event.username)
+    async def _room_joined(self, event: RoomJoined) -> None:
+        await self.refresh_hints([event.channel])
+
+    async def _left(self, event: UserLeft) -> None:
+        task = self.waiting.pop((event.room_id, event.username.lower()), None)
+        if task is not None:
+            task.cancel()
+
+    async def _spoke(self, event: ChatMessage | PrivateMessage) -> None:
+        if not event.username:
+            return
+        room = self.ctx.rooms.get(event.room_id)
+        if (room is not None and self.hint.may_have(room.channel, event.username)
+                and not room.state.is_self(event.username)):
+            await self.deliver(room, event.username)
 
     async def _joined(self, ev: UserJoined) -> None:
         room = self.ctx.rooms.get(ev.room_id)
@@ -143,6 +139,9 @@ class Tell(Plugin):
         task.add_done_callback(
             lambda t: self.waiting.pop(key, None) if self.waiting.get(key) is t else None)
 
+    event = in_order({UserJoined: _joined, RoomJoined: _room_joined, UserLeft: _left,
+                      ChatMessage: _spoke, PrivateMessage: _spoke}, max_queue=50_000)
+
     async def _deliver_later(self, room: Any, name: str) -> None:
         await asyncio.sleep(self.config.join_delay_seconds)
         if room.state.is_present(name):
@@ -154,7 +153,7 @@ class Tell(Plugin):
         Always asks the database (joins come here directly); chat lines only when the hint
         says ``name`` may have something waiting.
         """
-        if self.ctx.db is None or not USERNAME.match(name):
+        if not USERNAME.match(name):
             return 0
         now = self.ctx.clock.time()
         since = self.hint.mark()
@@ -197,7 +196,7 @@ class Tell(Plugin):
     async def _confirm(self, channel: str, sent: list[int], unsent: list[int],
                        now: float) -> None:
         try:
-            async with self.ctx.require_db().acquire() as conn:
+            async with self.ctx.db.acquire() as conn:
                 if sent:
                     await store.mark_sent(conn, sent, now, self.claimer)
                 if unsent:
@@ -211,7 +210,7 @@ class Tell(Plugin):
                                    error=str(exc)[:500])
 
     async def _retry_confirm_delivery(self, payload: dict) -> None:
-        async with self.ctx.require_db().acquire() as conn:  # both statements are idempotent
+        async with self.ctx.db.acquire() as conn:  # both statements are idempotent
             if payload.get("sent"):
                 await store.mark_sent(conn, payload["sent"], payload["t"], payload["claimer"])
             if payload.get("unsent"):
@@ -270,9 +269,6 @@ class Tell(Plugin):
             await ctx.reply(f"That message is {len(message)} characters long; the limit is"
                             f" {cfg.max_message_length}.")
             return
-        if self.ctx.db is None:
-            await ctx.reply("I can't store messages right now, sorry.")
-            return
         now = self.ctx.clock.time()
         event = ctx.event
         key = store.source_key(
@@ -314,9 +310,6 @@ class Tell(Plugin):
                             f" kept for {days}).{note}")
 
     async def _list(self, ctx: CommandContext) -> None:
-        if self.ctx.db is None:
-            await ctx.reply_pm("I can't look that up right now, sorry.")
-            return
         now = self.ctx.clock.time()
         try:
             async with self.ctx.db.acquire() as conn:
@@ -339,9 +332,6 @@ class Tell(Plugin):
             await ctx.reply_pm(f"...and {len(rows) - LIST_LIMIT} more.")
 
     async def _cancel(self, ctx: CommandContext, what: str) -> None:
-        if self.ctx.db is None:
-            await ctx.reply("I can't do that right now, sorry.")
-            return
         number = what.lstrip("#")
         name = None if number.isdigit() else clean_username(what)
         if not number.isdigit() and name is None:
@@ -367,7 +357,7 @@ class Tell(Plugin):
     @every(config="recipient_refresh_seconds")
     async def refresh_timer(self) -> None:
         try:
-            await self.refresh_hints()  # without a database: returns at once
+            await self.refresh_hints()
         except Exception:  # the next round tries again; the hint stays as it was
             self.log.exception("tell: reloading pending recipients failed")
 
@@ -375,7 +365,7 @@ class Tell(Plugin):
         """Reload who may have messages waiting (every room's channel unless ``channels``)."""
         if channels is None:
             channels = sorted({room.channel for room in self.ctx.rooms})
-        if self.ctx.db is None or not channels:
+        if not channels:
             return False
         since = self.hint.mark()
         try:
@@ -400,8 +390,6 @@ class Tell(Plugin):
 
     async def sweep_now(self) -> tuple[int, int]:
         """Release claims whose process died; delete expired messages. (released, purged)"""
-        if self.ctx.db is None:
-            return 0, 0
         now = self.ctx.clock.time()
         async with self.ctx.db.acquire() as conn:
             released = await store.release_stale(conn, now, self.config.claim_timeout_seconds)

@@ -29,7 +29,8 @@ change and a disconnect are applied in the order they happened.
 
 **When the database goes away** (``daz.db.held``): a join, leave, rank, AFK, user-list or
 own-session write that fails on the connection is not lost and does not fail the handler. The
-channel's writes are held in memory in event order (at most ``held_writes_limit``) and applied
+channel's writes are held in event order (at most ``held_writes_limit``; each one in the
+journal, ``daz.journal``, before the handler returns) and applied
 in that order, with their original times, once the database answers (retried every
 ``held_retry_seconds`` at most). Replaying the events, rather than rebuilding sessions from the
 room's present user list, is what keeps *both* tables right: the history gets every join and
@@ -38,9 +39,9 @@ came and went has a closed session with real times, not none). Every write is id
 (``sessions.py``), so one that reached COMMIT before the connection died is harmless to apply
 again. Chat activity of a holding channel waits too, so it never lands before the joins it
 belongs to. Only past the limit is something lost (logged as an error); the next user list
-repairs the sessions then. At shutdown, what is still held is saved to
-``<data_dir>/usertracker-held.jsonl`` and applied first at the next start: a file keeps the
-order, the retry queue would not.
+repairs the sessions then. What is still held at shutdown (or at a crash) stays in the journal
+(``<data_dir>/journal/usertracker-held.journal``) and is applied first at the next start: the
+journal keeps the order, the retry queue would not.
 
 Config: ``plugins.usertracker`` in docs/config.md.
 """
@@ -63,7 +64,7 @@ from daz.db.held import HeldWrites, HeldWritesConfig
 from daz.db.text import storable_name
 from daz.events import RoomConnected, RoomDisconnected
 from daz.humanize import ago, clean_username, stamp
-from daz.plugins.base import Example, Plugin, PluginConfig, command, in_order
+from daz.plugins.base import Example, Plugin, PluginConfig, command, every, in_order
 from daz.plugins.usertracker import sessions
 
 
@@ -76,24 +77,22 @@ class UserTrackerConfig(PluginConfig, HeldWritesConfig):
                                        "process, or a repeated frame), not a rejoin")
 
 
-class UserTracker(Plugin):
+class UserTracker(Plugin[UserTrackerConfig]):
     name = "usertracker"
     after = ("sql",)
     description = "Who is in each channel, since when; join/leave history; !seen"
-    Config = UserTrackerConfig
 
     async def setup(self) -> None:
         # channel → lower-cased name → (name as typed, epoch of the last line)
         self.activity: dict[str, dict[str, tuple[str, float]]] = {}
         self.observed_column: str | None = None
         self.afk_column: str | None = None
-        if self.ctx.db is not None:
-            async with self.ctx.db.acquire() as conn:
-                cols = await sessions.optional_columns(conn)
-            self.observed_column = next(
-                (c for c in ("observed_at_join", "observed", "joined_at_observed") if c in cols),
-                None)
-            self.afk_column = next((c for c in ("is_afk", "afk") if c in cols), None)
+        async with self.ctx.db.acquire() as conn:
+            cols = await sessions.optional_columns(conn)
+        self.observed_column = next(
+            (c for c in ("observed_at_join", "observed", "joined_at_observed") if c in cols),
+            None)
+        self.afk_column = next((c for c in ("is_afk", "afk") if c in cols), None)
         self._flush_lock = asyncio.Lock()
         # channel → when the current connection came up / when this process last saw it drop:
         # what bounds the left_at of people a later user list shows gone (sessions.reconcile).
@@ -101,11 +100,8 @@ class UserTracker(Plugin):
         self._watched_until: dict[str, float] = {}
         self.held = HeldWrites.for_plugin(self, self._apply)
         await self.held.restore()
-        self._loop = asyncio.create_task(self._flush_loop(), name="usertracker:flush")
 
     async def teardown(self) -> None:
-        self._loop.cancel()
-        await asyncio.gather(self._loop, return_exceptions=True)
         await self._flush_logged()
         # daz is leaving every room: close its own sessions, which marks until when it watched.
         now = self.ctx.clock.time()
@@ -122,7 +118,7 @@ class UserTracker(Plugin):
                               "users": {key: list(value) for key, value in users.items()}})
                    for channel, users in self.activity.items() if users]
         self.activity = {}
-        self.held.save(self.held.path, touches)
+        await self.held.save(touches)
 
     # ------------------------------------------------------------------ events
 
@@ -130,8 +126,7 @@ class UserTracker(Plugin):
     # order while the database is away (and be saved at shutdown); ``_apply`` runs it.
 
     async def _write(self, channel: str, op: dict) -> None:
-        if self.ctx.db is not None:
-            await self.held.submit(channel, op)
+        await self.held.submit(channel, op)
 
     async def _joined(self, ev: UserJoined) -> None:
         if ev.username:
@@ -228,10 +223,9 @@ class UserTracker(Plugin):
 
     # ------------------------------------------------------------------ batched activity
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.activity_flush_seconds)
-            await self._flush_logged()
+    @every(config="activity_flush_seconds")
+    async def flush_activity(self) -> None:
+        await self.flush()  # what it could not write is kept for the next run
 
     async def _flush_logged(self) -> None:
         try:
@@ -252,9 +246,6 @@ class UserTracker(Plugin):
         """Write the batched last-chat times, one statement per channel; returns rows touched."""
         async with self._flush_lock:
             self._heartbeat()
-            if self.ctx.db is None:
-                self.activity.clear()
-                return 0
             batch, self.activity = self.activity, {}
             touched = 0
             try:
@@ -293,10 +284,8 @@ class UserTracker(Plugin):
         if name.lower() == ctx.username.lower():
             await ctx.reply("You're right here.")
             return
-        row = None
-        if self.ctx.db is not None:
-            async with self.ctx.db.acquire() as conn:
-                row = await sessions.lookup(conn, ctx.room.channel, name)
+        async with self.ctx.db.acquire() as conn:
+            row = await sessions.lookup(conn, ctx.room.channel, name)
         now = self.ctx.clock.now()
         present = state.user(name)
         if present is not None:

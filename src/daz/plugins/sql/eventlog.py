@@ -7,18 +7,20 @@ straight into its tables, or COPY into a staging table and one ``INSERT … SELE
 DO NOTHING`` per target table, so replayed chat and retried batches deduplicate.
 
 A batch of fresh events (from memory, never attempted before) is copied straight into its
-tables; one that might hold something already stored (a retry, the spill file, or a direct copy
+tables; one that might hold something already stored (a retry, the journal, or a direct copy
 that met a duplicate) goes through the staging table, which skips duplicates. After a direct
 copy met a duplicate, batches go staged for ``direct_pause`` seconds (a second daz logging the
 same channel would otherwise cost a refused copy per batch).
 
 When a batch is refused because of its data, it is written again row by row: the good rows go
-in, each bad row gets a log line saying why and is appended to ``<spill>.rejected`` (JSON lines)
+in, each bad row gets a log line saying why and is appended to ``eventlog.journal.rejected``
+(JSON lines, beside the event log's journal stream)
 so it can be inspected or fixed by hand. One bad row never costs its neighbours.
 
 When the database is gone (a write fails, or takes longer than ``write_timeout``), entries
-wait in memory; once ``max_queue`` entries wait, new entries go to the spill file instead
-(``spill.py``), and keep going there until the file has been replayed, so the order is always:
+wait in memory; once ``max_queue`` entries wait, new entries spill to the event log's stream of
+the journal (``daz/journal.py``, called the spill file here) instead, and keep going there until
+the file has been replayed, so the order is always:
 memory first (older), then the file. While the database
 is writing (a burst outruns it, which is not an outage), up to ``burst_queue`` entries may wait
 in memory instead, and a caller of ``admit()`` waits when that many do (back-pressure: the sql
@@ -33,13 +35,15 @@ spill file; the next start replays the file before anything newer. When the data
 answer at stop (or the stop runs out of time), ``save_to_spill()`` does that at once, without
 another attempt.
 
-When the spill file cannot be written (a full disk), its lines wait in memory and, once the
+When the spill file cannot be written (a full disk, or the journal at its bound), its lines wait
+in memory and, once the
 database answers, are written to it directly after what the file already holds: the disk is
 never retried in the database's place. While neither takes them, ``status()["at_risk"]`` says
 how many events exist only in memory (and /health says so); a failed write leaves no partial line
 and no temp file behind.
 
-Stages (``metrics.eventlog{stage}`` and ``status()``): queued (accepted by ``put``), written
+Stages (``daz_eventlog_events_total{stage}`` and ``status()``; ``daz_eventlog_queue_depth`` is
+what waits): queued (accepted by ``put``), written
 (from memory to the database, duplicates included), spilled (to the file), replayed (from the
 file to the database), failed (rejected rows). queued = written + replayed + failed + waiting.
 """
@@ -51,21 +55,35 @@ import contextlib
 import json
 import logging
 import time
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter, Gauge
 
-from daz.db import errors, eventrows
-from daz.db.eventrows import LogEntry
+from daz.db import errors
 from daz.db.pool import rows_affected
-from daz.db.spill import SpillFile
+from daz.journal import JournalStream
+from daz.metrics import own_series
+from daz.plugins.sql import eventrows
+from daz.plugins.sql.eventrows import LogEntry
 from daz.private_files import open_private
 
 log = logging.getLogger(__name__)
 
 STAGES = ("queued", "written", "spilled", "replayed", "failed")
 DIRECT_PAUSE = 60.0  # seconds of staged writes after a direct copy met a duplicate
+
+
+def eventlog_metrics(metrics: Any) -> SimpleNamespace:
+    """The event log's series, on the app's registry (declared here, with the writer)."""
+    series: SimpleNamespace = own_series(metrics, "eventlog", lambda registry: SimpleNamespace(
+        events=Counter("daz_eventlog_events_total",
+                       "Event log rows by stage (queued, written, spilled, replayed, failed)",
+                       ["stage"], registry=registry),
+        queue=Gauge("daz_eventlog_queue_depth", "Events waiting to be written",
+                    registry=registry)))
+    return series
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -75,7 +93,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class EventLog:
-    def __init__(self, db: Any, *, spill_path: Path | str | None = None, batch_size: int = 64,
+    def __init__(self, db: Any, *, journal: JournalStream | None = None, batch_size: int = 64,
                  max_batch: int | None = None, flush_interval: float = 0.2,
                  max_queue: int = 4000, burst_queue: int | None = None,
                  write_timeout: float = 10.0,
@@ -91,9 +109,10 @@ class EventLog:
         self.shutdown_timeout = shutdown_timeout
         self.retry_max_delay = retry_max_delay
         self.direct_pause = direct_pause
-        self.metrics = metrics
-        self.spill = SpillFile(spill_path) if spill_path else None
-        self.rejected_path = Path(f"{spill_path}.rejected") if spill_path else None
+        self.metrics = eventlog_metrics(metrics) if metrics is not None else None
+        self.spill = journal  # where entries spill while the database is away
+        self.rejected_path = (journal.path.with_name(journal.path.name + ".rejected")
+                              if journal is not None else None)
         self.counts = dict.fromkeys(STAGES, 0)
         self._counters: dict[str, Any] = {}
         self.duplicates = 0
@@ -126,6 +145,9 @@ class EventLog:
     async def start(self) -> None:
         if self.spill is not None:
             left = await asyncio.to_thread(self.spill.open_existing)
+            if self.spill.torn_tail is not None:  # never acknowledged: set aside, not replayed
+                self._count("failed")
+                self._reject_raw(self.spill.torn_tail, "torn: a crash during an append")
             if left:
                 self._spilling = True
                 log.warning("eventlog: %d event(s) left in %s by an earlier run; replaying them"
@@ -368,23 +390,26 @@ class EventLog:
                 return [], "", []
             self._taken = self.spill.take_pending(self.max_batch)
             return [LogEntry.from_json(line) for line in self._taken], "pending", []
-        lines = await asyncio.to_thread(self.spill.read, self.max_batch)
+        records = await asyncio.to_thread(self.spill.read, self.max_batch)
         entries: list[LogEntry] = []
         offsets: list[int] = []
-        for line, end in lines:
+        for record in records:
             try:
-                entry = LogEntry.from_json(line)
+                if record.text is None:
+                    raise ValueError("torn or corrupt record (its checksum does not match)")
+                entry = LogEntry.from_json(record.text)
             except (ValueError, TypeError, KeyError) as exc:
                 if entries:
-                    break  # write the good ones first; this line leads the next batch
+                    break  # write the good ones first; this record leads the next batch
                 self._count("failed")
-                log.error("eventlog: unreadable line in %s (%s); set aside in %s",
+                log.error("eventlog: unreadable record in %s (%s); set aside in %s",
                           self.spill.path, _short(exc), self.rejected_path)
-                self._reject_raw(line, f"unreadable: {exc}")
-                self.spill.consume(end, 1)
+                self._reject_raw(record.raw.decode("utf-8", errors="replace"),
+                                 f"unreadable: {exc}")
+                self.spill.consume(record.end, 1)
                 return [], "", []
             entries.append(entry)
-            offsets.append(end)
+            offsets.append(record.end)
         return entries, "spill", offsets
 
     def _consume(self, n: int, source: str, offsets: list[int]) -> None:
@@ -493,8 +518,6 @@ class EventLog:
         return inserted
 
     def _acquire(self):
-        if self.db is None:
-            raise ConnectionError("no database configured")
         return self.db.acquire()
 
     async def _write_rows(self, batch: list[LogEntry]) -> int:
@@ -584,12 +607,12 @@ class EventLog:
         if self.metrics is not None:
             counter = self._counters.get(stage)
             if counter is None:  # labels() once per stage, not once per event
-                counter = self._counters[stage] = self.metrics.eventlog.labels(stage=stage)
+                counter = self._counters[stage] = self.metrics.events.labels(stage=stage)
             counter.inc(n)
 
     def _gauge(self) -> None:
         if self.metrics is not None:
-            self.metrics.eventlog_queue.set(self.waiting)
+            self.metrics.queue.set(self.waiting)
 
     def status(self) -> dict:
         return {

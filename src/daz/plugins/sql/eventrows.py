@@ -16,20 +16,19 @@ Every entry carries an ``event_uid``. Chat and PMs get one derived from their na
 included (so a replayed line gets the same uid as the live one and deduplicates in every table,
 while two different lines of one sender in the same millisecond stay two); other events get
 a random one, fixed when the event is received, so a batch retried after a partial write, or
-replayed from the spill file, is written exactly once.
+replayed from the journal, is written exactly once.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from daz.db.pool import JsonText
-from daz.db.text import UNSTORABLE, clean_text  # clean_text re-exported for callers
+from daz.db.text import clean_json, clean_text  # re-exported for callers
 
 CORE = "daz_core_events"
 CHAT = "daz_chat_log"
@@ -37,7 +36,7 @@ ACTIVITY = "daz_user_activity"
 PRIVATE = "daz_private_messages"
 TABLES = (CORE, CHAT, ACTIVITY, PRIVATE)
 
-# Column widths of the Go schema (daz-go-schema.md §2).
+# Column widths of the Go schema (the tables in plugins/sql/migrations).
 EVENT_TYPE_WIDTH = 50
 NAME_WIDTH = 100
 VIDEO_ID_WIDTH = 255
@@ -45,7 +44,6 @@ VIDEO_TYPE_WIDTH = 50
 
 _UID_NAMESPACE = uuid.UUID("6f1d2c3e-8a4b-5c6d-9e0f-a1b2c3d4e5f6")
 # Built once: json.dumps() with keyword arguments builds a new encoder on every call.
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 _UID_JSON = json.JSONEncoder(ensure_ascii=False)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC).replace(tzinfo=None)  # naive UTC, as the columns
 _INT32 = (-(2 ** 31), 2 ** 31 - 1)
@@ -54,36 +52,6 @@ _INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
 def clean_optional(value: Any, width: int | None = None) -> str | None:
     return None if value is None else clean_text(value, width)
-
-
-def _storable(value: Any, depth: int = 0) -> Any:
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, bool) or value is None or isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if depth > 200:
-        return clean_text(repr(value)[:1000])
-    if isinstance(value, dict):
-        return {clean_text(k): _storable(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_storable(v, depth + 1) for v in value]
-    return clean_text(str(value))
-
-
-def clean_json(value: Any) -> str:
-    """``value`` as JSON text that jsonb accepts (see the module docstring)."""
-    try:
-        text = _JSON.encode(value)
-    except (TypeError, ValueError, RecursionError):
-        text = None
-    if text is not None and "\\u0000" not in text and not UNSTORABLE.search(text):
-        return text
-    try:
-        return _JSON.encode(_storable(value))
-    except (TypeError, ValueError, RecursionError):
-        return json.dumps({"unstorable_payload": clean_text(repr(value)[:10_000])})
 
 
 def clamp(value: Any, bounds: tuple[int, int]) -> int | None:
