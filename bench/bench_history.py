@@ -48,7 +48,7 @@ UNKNOWN_USER = "NobodyByThatName"
 
 
 class StubApp:
-    """What daz's web server reads from daz.app.App."""
+    """A web host (daz.web.host.WebHost) with no App behind it."""
 
     def __init__(self, kit: Kit, db: Database, data_dir: Path):
         self.config = load_config(None, env={}, overrides={"channel": CHANNEL})
@@ -61,7 +61,9 @@ class StubApp:
         self.bus = kit.bus
         self.db = db
         self.state = "running"
-        self.index_builds = None
+        self.started_at = time.time()
+        self.embedded = None
+        self.holder = None
 
     async def health(self):
         return True, {"status": "ok"}

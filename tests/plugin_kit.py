@@ -30,7 +30,8 @@ from daz.clock import Clock
 from daz.config import load_config
 from daz.cytube.events import parse_event
 from daz.cytube.rooms import Rooms
-from daz.cytube.state import UserState, name_key
+from daz.cytube.state import name_key
+from daz.cytube.values import User
 from daz.metrics import Metrics
 from daz.plugins.manager import PluginManager
 from daz.stopping import StopBudget
@@ -91,7 +92,7 @@ class Kit:
         return self.manager.get(name)
 
     def user(self, name: str, rank: float = 0) -> None:
-        self.room.state.users[name_key(name)] = UserState(name=name, rank=rank)
+        self.room.state.users[name_key(name)] = User(name=name, rank=rank)
 
     async def chat(self, user: str, msg: str, *, settle: bool = True, **flags) -> None:
         event = parse_event("chatMsg", {"username": user, "msg": msg, "meta": {},

@@ -1,7 +1,7 @@
 """In-process event bus.
 
 Each subscription has one *lane* per room: a bounded queue drained by its own task. That gives
-the guarantees the Go bus lacked:
+these guarantees (the Go bot's bus had none of them; docs/upgrading-from-go.md):
 
 * events of one room reach each subscriber in publish order (across event types too, so a
   ``userlist`` is never handled after the ``addUser`` that followed it);

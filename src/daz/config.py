@@ -148,10 +148,9 @@ class DatabaseConfig(_Section):
     @field_validator("connect_timeout", "command_timeout", "max_connections", mode="before")
     @classmethod
     def _zero_means_default(cls, value: Any, info: ValidationInfo) -> Any:
-        # Go configs carry ``connect_timeout: 0`` for "not set" (Go then failed to start), and
-        # Go read ``max_connections: 0`` as its default of 10; refusing such a config would
-        # stop a migration for nothing, so 0 takes the default. Negative values still fail on
-        # their bounds, naming the key.
+        # Go configs use 0 here for "not set" (docs/upgrading-from-go.md, "Configuration");
+        # refusing them would stop a migration for nothing, so 0 takes the default. Negative
+        # values still fail on their bounds, naming the key.
         zero = isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
         if zero and info.field_name is not None:  # always set for a field validator
             return cls.model_fields[info.field_name].default
@@ -222,7 +221,8 @@ class CommandsConfig(_Section):
     prefix: str = Field("!", min_length=1, max_length=5,
                         description="What a command starts with (Go: plugins.eventfilter."
                                     "command_prefix)")
-    # Go applied 5 s to everything, aliases counted separately.
+    # Cooldown for commands that declare none; 0 leaves them without one (unlike the Go bot:
+    # docs/upgrading-from-go.md, "Configuration").
     default_cooldown: float = Field(0.0, ge=0, description="Seconds between two uses of a "
                                     "command by one user, for commands that set none; 0: none")
     notice_interval: float = Field(10.0, ge=0, description="Seconds between two refusal PMs "

@@ -1,8 +1,8 @@
 """Prometheus metrics of one daz process.
 
 Each App gets its own registry (two bots in one test process must not collide); /metrics
-exposes it. Every metric declared here is updated somewhere: a declared-but-dead metric was one
-of the Go version's defects.
+exposes it. Every metric declared here is updated somewhere: a declared metric nothing updates
+would promise a figure that is never there.
 
 Nothing here grows with rooms × anything (issue 13: at 1,000 rooms, per-room × per-event-type
 series were 25,000 series and 0.8 s of CPU per scrape). Event types are counted for the whole

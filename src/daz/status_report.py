@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from daz import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from daz.app import App
+    from daz.web.host import WebHost
 
 
 def instance_name() -> str:
@@ -30,7 +30,7 @@ def room_state(status: dict[str, Any]) -> str:
     return "connecting"
 
 
-def _database(app: App, ok: bool) -> dict[str, Any]:
+def _database(app: WebHost, ok: bool) -> dict[str, Any]:
     from daz.db.pool import redact
 
     db = app.db
@@ -44,7 +44,7 @@ def _database(app: App, ok: bool) -> dict[str, Any]:
     return out
 
 
-async def build_status(app: App) -> dict[str, Any]:
+async def build_status(app: WebHost) -> dict[str, Any]:
     healthy, health = await app.health()
     holder = instance_name()
     rooms = {}

@@ -1,6 +1,6 @@
 """History backfill keeps its time (issue 10 item 5).
 
-On every join CyTube replays its chat buffer (captures §5: up to 15 lines, "with their original
+On every join CyTube replays its chat buffer (up to 15 lines, "with their original
 time"). Lines in it that daz never stored, said while it was away, are stored once with the time
 they were said, in every table and in the hourly analytics; lines already stored are not stored
 or counted again, however often they are replayed.

@@ -1,6 +1,6 @@
 """Server restarts are not new plays (issue 10 item 4).
 
-A restarted CyTube reloads the channel from its saved state (captures §5 "Server restart"): the
+A restarted CyTube reloads the channel from its saved state: the
 playlist comes back with new uids and the current item continues a few seconds behind where it
 was. The fake server's ``restart()`` does exactly that; the bot's socket is cut, it reconnects
 and gets the reloaded channel. One real play must stay one row and one count, however many

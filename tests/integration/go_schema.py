@@ -1,4 +1,4 @@
-"""The schema daz-go-schema.md documents (tables with their columns and types, views, functions,
+"""The Go bot's schema (tables with their columns and types, views, functions,
 the trigger, and the keys other code names), as data the migration tests check a database against.
 
 Types are written short (``varchar(50)``, ``timestamp``, ``timestamptz``) and compared with

@@ -196,7 +196,7 @@ def test_cleanup_sessions_closes_the_go_duplicates(fresh_dsn):
         finally:
             await conn.close()
 
-    run_sync(go)  # the Go bot left alice with two active sessions (B21)
+    run_sync(go)  # the Go bot left alice with two active sessions
     result = daz("db", "cleanup-sessions", "--dsn", fresh_dsn)
     assert result.exit_code == 0, result.output
     assert "closed 1 duplicate session(s)" in result.output

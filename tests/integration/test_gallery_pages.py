@@ -31,7 +31,7 @@ HOSTILE_URLS = [
 
 
 class StubApp:
-    """The parts of daz.app.App the web server reads."""
+    """A web host (daz.web.host.WebHost) with no App behind it."""
 
     def __init__(self, tmp_path, public=True):
         self.config = load_config(None, env={}, overrides={"channel": "testchan"})
@@ -44,6 +44,9 @@ class StubApp:
         self.bus = Bus()
         self.db = None
         self.state = "running"
+        self.started_at = 0.0
+        self.embedded = None
+        self.holder = None
 
     async def health(self):
         return True, {"status": "ok"}

@@ -1,7 +1,6 @@
 """greeter against a real PostgreSQL, driven through the real plugin manager and bus.
 
-Each test names the Go behaviour it guards against where there was one (reference
-daz-go-plugins §4.6 and §10.7).
+Each test names the Go behaviour it guards against where there was one.
 """
 from __future__ import annotations
 
@@ -74,7 +73,7 @@ async def test_a_real_arrival_is_greeted_once_and_counted_once(database, greetin
     assert [(r["username"], r["greeting_type"], r["greeting_text"]) for r in rows] == [
         ("alice", "first_time", "FIRST alice")]
     assert rows[0]["greeting_metadata"]["source"] == "file"
-    # Go bug B22: total_greetings_sent went up by two per greeting.
+    # The Go bot's total_greetings_sent went up by two per greeting.
     state = await database.fetchrow("SELECT * FROM daz_greeter_state WHERE channel = 'testchan'")
     assert state["total_greetings_sent"] == 1
     assert state["last_greeting_user"] == "alice"

@@ -1,5 +1,5 @@
 """The greeter and tell schema files: Go names and types on an empty database, re-runs, and a
-database the Go Daz built (its DDL and rows as the schema reference §9-§10 describes)."""
+database the Go Daz built (its DDL and rows)."""
 from __future__ import annotations
 
 import asyncpg

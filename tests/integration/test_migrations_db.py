@@ -45,7 +45,7 @@ async def check_documented_schema(conn: asyncpg.Connection) -> None:
             missing_files.append(group[1])
             continue
         found += [f"[{group[0]}] {p}" for p in await go_schema.problems(conn, group)]
-    assert found == [], "the database differs from daz-go-schema.md:\n" + "\n".join(found)
+    assert found == [], "the database differs from go_schema.py:\n" + "\n".join(found)
     await check_chat_key(conn)
     if missing_files:
         # Reported, not failed: a plugin that is still being written has no schema file yet.
@@ -116,10 +116,10 @@ async def test_a_go_database_is_upgraded_in_place_keeping_every_row(fresh_dsn):
         # Go's one-shot fail_retry(bigint, text) is replaced, the rows it wrote are not.
         assert dict(await conn.fetch("SELECT correlation_id, status FROM daz_retry_queue")) == {
             "retry-1735812000000000000": "pending", "retry-1735812000000000001": "completed"}
-        # B10 fixed on the Go table: the same user can now lock a second channel.
+        # Go keyed locks on username alone; fixed: the same user can now lock a second channel.
         await conn.execute("INSERT INTO daz_gallery_locks (username, channel, is_locked)"
                            " VALUES ('bob', 'gochan', true)")
-        # B21 rows are kept; the duplicate active session is closed, not deleted.
+        # Go's rows are kept; its duplicate active session is closed, not deleted.
         sessions = await conn.fetch("SELECT is_active, left_at FROM daz_user_tracker_sessions"
                                     " WHERE username = 'alice' ORDER BY joined_at")
         assert [s["is_active"] for s in sessions] == [False, True]

@@ -1,7 +1,6 @@
 """tell against a real PostgreSQL, driven through the real plugin manager and bus.
 
-Each test names the Go behaviour it guards against where there was one (reference
-daz-go-plugins §5 "Weak spots", daz-go-schema B23).
+Each test names the Go behaviour it guards against where there was one.
 """
 from __future__ import annotations
 
@@ -172,7 +171,7 @@ async def test_concurrent_tells_cannot_exceed_a_cap(database):
 
 
 async def test_expired_messages_are_never_delivered_and_never_block(database):
-    # Go delivered expired tells until the daily purge, and they blocked new ones (B23).
+    # Go delivered expired tells until the daily purge, and they blocked new ones.
     clock = FakeClock()
     kit = await start(database, clock=clock, expiry_days=7, max_pending_per_recipient=1)
     await command(kit, "alice", "!tell bob old news", clock=clock)

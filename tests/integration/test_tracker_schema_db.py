@@ -1,5 +1,5 @@
 """The mediatracker and analytics schema files on an empty database and on one the Go Daz built
-(its DDL as the schema reference lists it, with the untidy rows Go left behind), re-run, and
+(its DDL, with the untidy rows Go left behind), re-run, and
 the database-side guarantees the plugins rely on."""
 import time
 import uuid
@@ -16,7 +16,7 @@ from tests.plugin_kit import Kit
 MEDIA = PLUGINS_DIR / "mediatracker" / "migrations" / "001_baseline.sql"
 ANALYTICS = PLUGINS_DIR / "analytics" / "migrations" / "001_baseline.sql"
 
-# The Go bot's DDL (reference daz-go-schema §6, §7): an old enough install, where the queue has
+# The Go bot's DDL: an old enough install, where the queue has
 # no uid column yet and hourly/daily no updated_at.
 GO_DDL = """
 CREATE TABLE daz_mediatracker_plays (

@@ -1,4 +1,4 @@
-"""The fake CyTube server matches the live captures (docs reference cytube-server-captures.md):
+"""The fake CyTube server behaves as a live CyTube server was seen to:
 join burst, logins, chat, PMs, duplicate logins. Limits and faults: test_fake_cytube_limits.py."""
 from __future__ import annotations
 

@@ -243,7 +243,7 @@ async def test_restart_reloads_the_channel_with_new_uids_and_the_item_a_few_seco
     old = [e.uid for e in channel.playlist]
     await server.play("testchan", old[2], current_time=346)
     await server.restart(behind=8)
-    assert [e.uid for e in channel.playlist] == [0, 1, 2] != old  # captures §5
+    assert [e.uid for e in channel.playlist] == [0, 1, 2] != old  # as a live server reloads it
     alice = await server.user("alice")
     assert alice.received("setCurrent") == [2, 2]
     change = alice.received("changeMedia")[-1]

@@ -98,9 +98,9 @@ def test_history_is_bounded_per_room_and_keeps_own_lines():
 
 def test_room_context_and_chat_messages():
     room = RecordingRoom(room_id="r", channel="mychan", bot_name="daz")
-    from daz.cytube.state import UserState
+    from daz.cytube.values import User
     for name in ("daz", "Zed", "alice", "bob"):
-        room.state.users[name.lower()] = UserState(name=name)
+        room.state.users[name.lower()] = User(name=name)
     room.state.current_media = Media(id="x1", title="Never Gonna Give You Up", type="yt")
     from datetime import datetime
     ctx = room_context(room, datetime(2026, 3, 1, 12, 30, tzinfo=UTC))

@@ -1,6 +1,6 @@
-"""Room without a socket: frames fed to its frame intake in the order the real server sends them
-(captures §5), a recording stand-in for the connection. Checks marking (replayed, own, whisper),
-the join decision, login/kick verdicts, and the outbox pump under cooldowns."""
+"""Room without a socket: frames fed to its frame intake in the order the real server sends them,
+a recording stand-in for the connection. Checks marking (replayed, own, whisper), the join
+decision, login/kick verdicts, and the outbox pump under cooldowns."""
 from __future__ import annotations
 
 import asyncio

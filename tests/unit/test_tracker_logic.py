@@ -71,7 +71,7 @@ def test_after_a_gap_a_renumbered_item_a_few_seconds_back_is_the_same_play():
     p = _play(duration=600, paused=False)
     p.observe(340, False, 1340.0)
     p.close(1346.0)  # the server restarted: our socket dropped at 346 s
-    # Reloaded: uid 14 came back as uid 0, the item at 338 s (captures §5).
+    # Reloaded: uid 14 came back as uid 0, the item at 338 s (as a live server did).
     assert p.continues("cu", "m", 0, 338.0)
     assert p.continues("cu", "m", 0, 320.0)
     assert not p.continues("cu", "m", 0, 300.0)  # further back than a restart puts it

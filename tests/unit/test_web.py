@@ -1,4 +1,5 @@
 """Web pages and health endpoints, against a stand-in app (no database, recorded rooms)."""
+import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -16,7 +17,7 @@ from tests.fakes.room import RecordingRoom
 
 
 class StubApp:
-    """The parts of daz.app.App the web server reads."""
+    """A web host (daz.web.host.WebHost) with no App behind it."""
 
     def __init__(self, tmp_path, token="sekrit-token", public=True):
         self.config = load_config(None, env={}, overrides={"channel": "testchan"})
@@ -31,6 +32,9 @@ class StubApp:
         self.bus = Bus()
         self.db = None
         self.state = "running"
+        self.started_at = time.time()
+        self.embedded = None
+        self.holder = None
         self.healthy = (False, {"status": "unhealthy", "problems": ["database: not connected yet"]})
 
     async def health(self):

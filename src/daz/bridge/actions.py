@@ -1,6 +1,6 @@
 """Action commands on ``kryten.robot.command``: what each one sends to the room.
 
-The table follows reference/kryten-protocol.md §3a (argument names as kryten-py and the other
+The table follows Kryten's command contract (argument names as kryten-py and the other
 Kryten services send them), with the old bridge's gaps closed: ``chat``, ``searchMedia``,
 ``uncache``, ``setEmotes`` and ``unban`` by id work; a uid may be a number or a string; a
 missing argument or an unknown command is an error reply, never silence.

@@ -1,4 +1,4 @@
-"""Kryten lifecycle subjects and the service registry (reference/kryten-protocol.md §4).
+"""Kryten lifecycle subjects and the service registry (docs/scale-out.md, "The Kryten bridge").
 
 daz speaks as ``robot``: ``kryten.lifecycle.robot.startup`` is the cue on which Kryten services
 announce themselves again, so it goes out on every (re)connect to NATS. The registry listens to

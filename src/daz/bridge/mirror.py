@@ -1,9 +1,10 @@
 """What Kryten clients read about a room: CyTube's own objects, kept as the server sent them.
 
 daz's RoomState keeps typed values for plugins; Kryten clients want the raw CyTube objects
-(reference/kryten-protocol.md §4), so the bridge keeps this mirror beside it, from the same
-events in the same order. ``apply`` returns the KV entries an event changed, as (bucket kind,
-key) pairs; the KV writer coalesces them, so a burst of joins is one write of the user list.
+(the KV buckets of docs/scale-out.md, "The Kryten bridge"), so the bridge keeps this mirror
+beside it, from the same events in the same order. ``apply`` returns the KV entries an event
+changed, as (bucket kind, key) pairs; the KV writer coalesces them, so a burst of joins is one
+write of the user list.
 """
 from __future__ import annotations
 

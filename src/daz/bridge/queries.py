@@ -1,5 +1,5 @@
 """``state.*`` and ``system.*`` queries: data shapes as Kryten clients read them
-(reference/kryten-protocol.md §3a, "State/system queries")."""
+(docs/scale-out.md, "The Kryten bridge")."""
 from __future__ import annotations
 
 import os

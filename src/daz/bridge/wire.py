@@ -1,6 +1,6 @@
 """The Kryten wire format: subjects, the event envelope, and which events go out.
 
-Facts from reference/kryten-protocol.md §1-2: events go out on
+Facts of Kryten's contract (docs/scale-out.md, "The Kryten bridge"): events go out on
 ``kryten.events.cytube.{token(channel)}.{token(event)}`` as a six-field JSON envelope with the
 event name in CyTube's casing, the channel and domain as configured, and the payload unchanged.
 """

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 from daz.humanize import NAME_TRAILERS, USERNAME, one_line
 
 if TYPE_CHECKING:  # pragma: no cover
-    from daz.cytube.state import RoomState, UserState
+    from daz.cytube import values
+    from daz.cytube.state import RoomState
 
 
 class ArgumentError(ValueError):
@@ -40,11 +41,11 @@ class ArgumentError(ValueError):
 
 class User(str):
     """A user name argument: the name as the room shows it when they are here (``here`` is
-    their ``UserState``), else as typed (``here`` is None)."""
+    their ``daz.cytube.values.User`` in the room's state), else as typed (``here`` is None)."""
 
-    here: UserState | None
+    here: values.User | None
 
-    def __new__(cls, name: str, here: UserState | None = None) -> User:
+    def __new__(cls, name: str, here: values.User | None = None) -> User:
         obj = super().__new__(cls, name)
         obj.here = here
         return obj

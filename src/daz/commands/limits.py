@@ -8,7 +8,7 @@ from __future__ import annotations
 
 class Cooldowns:
     """Per-user, per-command cooldowns. The key is the *primary* command name, so aliases
-    share one cooldown (the Go bot keyed by the typed word, which let ``!h`` dodge ``!help``)."""
+    share one cooldown (keyed by the typed word, ``!h`` would dodge ``!help``'s)."""
 
     PRUNE_ABOVE = 10_000
 

@@ -3,7 +3,7 @@ applies them (sandbox/chat_format.py), incoming chat is turned back into what th
 (``typed_text``), and outgoing lines are disarmed so the room reads what daz meant
 (cytube/outgoing_text.py).
 
-Facts (captures §5 "Chat filters"): every new channel filters chat and PMs. The server escapes
+Facts (as a live CyTube server behaves): every new channel filters chat and PMs. The server escapes
 the typed text, cuts out every link so no filter touches it, runs the channel's filters over the
 text between the links, puts the links back (as ``<a>`` when ``enable_link_regex`` is on) and
 finally sanitizes the HTML. A filter is a JavaScript regular expression (``source`` and

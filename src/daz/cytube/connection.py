@@ -2,8 +2,9 @@
 socket.io session itself.
 
 The lifecycle (lifecycle.py) drives these: discover → ``Connection.open`` → joinChannel → login →
-… → closed → ask reconnect_policy.py what next → again. This module knows the wire facts
-(reference/cytube-server-captures.md, daz-go-core.md §1); what to do about them is decided there.
+… → closed → ask reconnect_policy.py what next → again. This module knows the wire facts (as
+a live CyTube server behaves; the fake server in sandbox/ does the same); what to do about them is
+decided there.
 
 Liveness: engine.io's client reads with a timeout of pingInterval + pingTimeout (the server pings,
 CyTube: 25 s + 120 s) and drops the connection when nothing arrives in that window, which covers

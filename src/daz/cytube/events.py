@@ -1,71 +1,56 @@
-"""Typed models for every event a CyTube server sends (shapes from the live captures).
+"""Typed models for every event a CyTube server sends (shapes as a live server sends them).
 
 Parsing is deliberately forgiving: a field of the wrong type falls back to its default and the
 reason is kept in ``malformed``; unknown fields stay available in ``payload``. An event is never
-dropped because a server sent something unexpected (the Go bot lost whole userlists to a rank of
-1.5). Plain dataclasses rather than pydantic models: this is the hot path (tens of thousands of
-events per second) and we want defaults-on-error rather than validation errors.
+dropped because a server sent something unexpected (a fractional rank must not cost a whole
+userlist; see docs/upgrading-from-go.md). Plain dataclasses rather than pydantic models: this is
+the hot path (tens of thousands of events per second) and we want defaults-on-error rather than
+validation errors.
 
-The field reader lives in payload_reader.py and the nested value objects (User, Media,
-PlaylistItem) in values.py; they are imported here so ``from daz.cytube.events import X`` keeps
-working for every name.
+An event model is a subclass of ``CytubeEvent`` with the CyTube event ``name`` it stands for and
+a ``fields`` table saying where each attribute comes from in the payload (event_fields.py);
+defining the class registers it in ``EVENT_TYPES``, and ``parse_event`` reads every model
+through the same table-driven parser. The nested value objects (User, Media, PlaylistItem) live
+in values.py and are imported here, so ``from daz.cytube.events import X`` works for every name.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from daz.cytube.chat_filters import typed_text
-from daz.cytube.payload_reader import PayloadReader, read_number
+from daz.cytube.event_base import ANY_EVENT as ANY_EVENT  # re-exported: this module is the API
+from daz.cytube.event_base import EVENT_TYPES as EVENT_TYPES
+from daz.cytube.event_base import CytubeEvent
+from daz.cytube.event_base import OtherEvent as OtherEvent
+from daz.cytube.event_base import parse_event as parse_event
+from daz.cytube.event_fields import (
+    bare_flag,
+    bare_number,
+    bare_text,
+    flag,
+    list_of,
+    nested,
+    number,
+    obj,
+    position,
+    short_number,
+    short_text,
+    table,
+    text,
+    whole,
+)
 from daz.cytube.values import Media, PlaylistItem, User
-from daz.events import RoomEvent
 
-
-def _after(value: Any) -> int | str:
-    """``after`` in queue/moveVideo: a uid, or "prepend"/"append"."""
-    if isinstance(value, bool):
-        return "append"
-    if isinstance(value, (int, float)):
-        try:
-            return int(value)
-        except (OverflowError, ValueError):  # inf / nan
-            return "append"
-    if isinstance(value, str):
-        if value in ("prepend", "append"):
-            return value
-        try:
-            return int(value)
-        except ValueError:
-            return "append"
-    return "append"
-
-
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(slots=True, kw_only=True)
-class CytubeEvent(RoomEvent):
-    """One event received from a CyTube server, with the payload exactly as it arrived."""
-
-    name: ClassVar[str] = ""
-    event_name: str = ""
-    payload: Any = None
-    seq: int = 0  # per-room arrival order
-    malformed: str | None = None
-
-    @property
-    def topic(self) -> str:
-        return "cytube.event." + self.event_name
-
-    @classmethod
-    def parse_fields(cls, payload: Any, problems: list[str]) -> dict:
-        return {}
+# --------------------------------------------------------------------------- chat
 
 
 @dataclass(slots=True, kw_only=True)
 class ChatMessage(CytubeEvent):
-    name: ClassVar[str] = "chatMsg"
+    name = "chatMsg"
+    fields = table(msg=text("msg"), meta=obj("meta"), username=text("username"),
+                   time=whole("time"))
+
     username: str = ""
     msg: str = ""  # the server's HTML (escaped, filtered, links as <a>), stored as it came
     text: str = ""  # what the person typed (chat_filters.typed_text), for everything else
@@ -77,6 +62,14 @@ class ChatMessage(CytubeEvent):
     whisper: bool = False  # a "[server]" line
     shadow: bool = False  # shadow-muted: only we and mods see it
 
+    @staticmethod
+    def derive(values: dict[str, Any]) -> None:
+        meta = values["meta"]
+        values["text"] = typed_text(values["msg"])
+        values["whisper"] = (values["username"] == "[server]"
+                             or meta.get("addClass") == "server-whisper")
+        values["shadow"] = bool(meta.get("shadow"))
+
     @property
     def ignored(self) -> bool:
         """True for lines nobody should react to (they are still logged)."""
@@ -84,32 +77,22 @@ class ChatMessage(CytubeEvent):
 
     @property
     def said_at(self) -> float:
-        """When the line was said, in epoch seconds. A live line: when we received it (as Go
-        did). A line from the join-time history replay was said earlier, maybe while daz was
-        away: its CyTube time (never later than we received it, whatever the server's clock)."""
+        """When the line was said, in epoch seconds. A live line: when we received it. A line
+        from the join-time history replay was said earlier, maybe while daz was away: its
+        CyTube time (never later than we received it, whatever the server's clock)."""
         if self.replayed and self.time > 0:
             return min(self.time / 1000, self.received_at)
         return self.received_at
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        msg = r.str("msg")
-        meta = r.dict("meta")
-        username = r.str("username")
-        problems.extend(r.problems)
-        return dict(
-            username=username, msg=msg, text=typed_text(msg), meta=meta, time=r.int("time"),
-            whisper=username == "[server]" or meta.get("addClass") == "server-whisper",
-            shadow=bool(meta.get("shadow")),
-        )
 
 
 @dataclass(slots=True, kw_only=True)
 class PrivateMessage(CytubeEvent):
     """A PM. The server sends each PM to both sides, so ``own`` marks the echo of ours."""
 
-    name: ClassVar[str] = "pm"
+    name = "pm"
+    fields = table(msg=text("msg"), username=text("username"), to=text("to"),
+                   meta=obj("meta"), time=whole("time"))
+
     username: str = ""
     to: str = ""
     msg: str = ""
@@ -118,424 +101,270 @@ class PrivateMessage(CytubeEvent):
     time: int = 0
     own: bool = False
 
+    @staticmethod
+    def derive(values: dict[str, Any]) -> None:
+        values["text"] = typed_text(values["msg"])
+
     @property
     def ignored(self) -> bool:
         return self.own
 
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        msg = r.str("msg")
-        out = dict(username=r.str("username"), to=r.str("to"), msg=msg, text=typed_text(msg),
-                   meta=r.dict("meta"), time=r.int("time"))
-        problems.extend(r.problems)
-        return out
+
+# --------------------------------------------------------------------------- people
 
 
 @dataclass(slots=True, kw_only=True)
 class UserJoined(CytubeEvent):
-    name: ClassVar[str] = "addUser"
+    name = "addUser"
+    fields = table(user=nested(User))
+
     user: User = field(default_factory=lambda: User(""))
 
     @property
     def username(self) -> str:
         return self.user.name
 
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        return dict(user=User.parse(payload, problems))
-
 
 @dataclass(slots=True, kw_only=True)
 class UserLeft(CytubeEvent):
-    name: ClassVar[str] = "userLeave"
-    username: str = ""
+    name = "userLeave"
+    fields = table(username=text("name"))
 
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        out = dict(username=r.str("name"))
-        problems.extend(r.problems)
-        return out
+    username: str = ""
 
 
 @dataclass(slots=True, kw_only=True)
 class UserList(CytubeEvent):
     """The full user list. Sent on join, and again when our rank crosses 2."""
 
-    name: ClassVar[str] = "userlist"
-    users: list[User] = field(default_factory=list)
+    name = "userlist"
+    fields = table(users=list_of(User, keep=lambda user: bool(user.name)))
 
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        if not isinstance(payload, list):
-            problems.append(f"expected a list, got {type(payload).__name__}")
-            return dict(users=[])
-        users = [User.parse(u, problems) for u in payload]
-        return dict(users=[u for u in users if u.name])
+    users: list[User] = field(default_factory=list)
 
 
 @dataclass(slots=True, kw_only=True)
 class UserRankChanged(CytubeEvent):
-    name: ClassVar[str] = "setUserRank"
+    name = "setUserRank"
+    fields = table(username=text("name"), rank=number("rank"))
+
     username: str = ""
     rank: float = 0
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        out = dict(username=r.str("name"), rank=r.num("rank"))
-        problems.extend(r.problems)
-        return out
 
 
 @dataclass(slots=True, kw_only=True)
 class AfkChanged(CytubeEvent):
-    name: ClassVar[str] = "setAFK"
+    name = "setAFK"
+    fields = table(username=text("name"), afk=flag("afk"))
+
     username: str = ""
     afk: bool = False
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        out = dict(username=r.str("name"), afk=r.bool("afk"))
-        problems.extend(r.problems)
-        return out
 
 
 @dataclass(slots=True, kw_only=True)
 class UserMetaChanged(CytubeEvent):
-    name: ClassVar[str] = "setUserMeta"
+    name = "setUserMeta"
+    fields = table(username=text("name"), meta=obj("meta"))
+
     username: str = ""
     meta: dict = field(default_factory=dict)
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        out = dict(username=r.str("name"), meta=r.dict("meta"))
-        problems.extend(r.problems)
-        return out
 
 
 @dataclass(slots=True, kw_only=True)
 class UserCount(CytubeEvent):
-    name: ClassVar[str] = "usercount"
+    name = "usercount"
+    fields = table(count=bare_number("usercount", 0, int))
+
     count: int = 0
 
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        return dict(count=int(read_number(payload, 0, "usercount", problems)))
+
+@dataclass(slots=True, kw_only=True)
+class LeaderChanged(CytubeEvent):
+    name = "setLeader"
+    fields = table(username=bare_text())
+
+    username: str = ""
+
+
+# --------------------------------------------------------------------------- us
 
 
 @dataclass(slots=True, kw_only=True)
 class OwnRank(CytubeEvent):
     """Our own effective rank in the channel (may be fractional)."""
 
-    name: ClassVar[str] = "rank"
-    rank: float = -1
+    name = "rank"
+    fields = table(rank=bare_number("rank", -1))
 
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        return dict(rank=read_number(payload, -1, "rank", problems))
+    rank: float = -1
 
 
 @dataclass(slots=True, kw_only=True)
 class LoginResult(CytubeEvent):
-    name: ClassVar[str] = "login"
+    name = "login"
+    fields = table(success=flag("success"), username=text("name"), guest=flag("guest"),
+                   error=text("error"))
+
     success: bool = False
     username: str = ""
     guest: bool = False
     error: str = ""
 
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        out = dict(success=r.bool("success"), username=r.str("name"), guest=r.bool("guest"),
-                   error=r.str("error"))
-        problems.extend(r.problems)
-        return out
-
-
-@dataclass(slots=True, kw_only=True)
-class MediaChanged(CytubeEvent):
-    name: ClassVar[str] = "changeMedia"
-    media: Media = field(default_factory=lambda: Media(""))
-    current_time: float = 0
-    paused: bool = False
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        out = dict(media=Media.parse(payload, problems), current_time=r.num("currentTime"),
-                   paused=r.bool("paused"))
-        problems.extend(r.problems)
-        return out
-
-
-@dataclass(slots=True, kw_only=True)
-class CurrentChanged(CytubeEvent):
-    name: ClassVar[str] = "setCurrent"
-    uid: int = -1
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        return dict(uid=int(read_number(payload, -1, "setCurrent", problems)))
-
-
-@dataclass(slots=True, kw_only=True)
-class MediaUpdate(CytubeEvent):
-    name: ClassVar[str] = "mediaUpdate"
-    current_time: float = 0
-    paused: bool = False
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        out = dict(current_time=r.num("currentTime"), paused=r.bool("paused"))
-        problems.extend(r.problems)
-        return out
-
-
-@dataclass(slots=True, kw_only=True)
-class PlaylistReplaced(CytubeEvent):
-    """The whole playlist (join, reload, clear, shuffle)."""
-
-    name: ClassVar[str] = "playlist"
-    items: list[PlaylistItem] = field(default_factory=list)
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        if not isinstance(payload, list):
-            problems.append(f"expected a list, got {type(payload).__name__}")
-            return dict(items=[])
-        items = [PlaylistItem.parse(i, problems) for i in payload]
-        return dict(items=[i for i in items if i.uid >= 0])
-
-
-@dataclass(slots=True, kw_only=True)
-class MediaQueued(CytubeEvent):
-    name: ClassVar[str] = "queue"
-    item: PlaylistItem = field(default_factory=lambda: PlaylistItem(-1, Media("")))
-    after: int | str = "append"  # uid it follows, or "prepend"
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        out = dict(item=PlaylistItem.parse(r.dict("item"), problems),
-                   after=_after(r.data.get("after")))
-        problems.extend(r.problems)
-        return out
-
-
-@dataclass(slots=True, kw_only=True)
-class MediaDeleted(CytubeEvent):
-    name: ClassVar[str] = "delete"
-    uid: int = -1
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        if isinstance(payload, (int, float)) and not isinstance(payload, bool):
-            return dict(uid=int(payload))
-        r = PayloadReader(payload)
-        out = dict(uid=r.int("uid", -1))
-        problems.extend(r.problems)
-        return out
-
-
-@dataclass(slots=True, kw_only=True)
-class MediaMoved(CytubeEvent):
-    name: ClassVar[str] = "moveVideo"
-    uid: int = -1  # the server calls it "from"; it is a uid, not a position
-    after: int | str = "append"
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        out = dict(uid=r.int("from", -1), after=_after(r.data.get("after")))
-        problems.extend(r.problems)
-        return out
-
-
-@dataclass(slots=True, kw_only=True)
-class PlaylistMeta(CytubeEvent):
-    name: ClassVar[str] = "setPlaylistMeta"
-    count: int = 0
-    raw_time: int = 0
-    time_text: str = ""
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        out = dict(count=r.int("count"), raw_time=r.int("rawTime"), time_text=r.str("time"))
-        problems.extend(r.problems)
-        return out
-
-
-@dataclass(slots=True, kw_only=True)
-class PlaylistLocked(CytubeEvent):
-    name: ClassVar[str] = "setPlaylistLocked"
-    locked: bool = False
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        if not isinstance(payload, bool):
-            problems.append(f"expected true/false, got {type(payload).__name__}")
-        return dict(locked=bool(payload) if isinstance(payload, bool) else False)
-
-
-@dataclass(slots=True, kw_only=True)
-class MotdChanged(CytubeEvent):
-    name: ClassVar[str] = "setMotd"
-    motd: str = ""
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        if isinstance(payload, dict):  # some servers wrap it
-            payload = payload.get("motd", "")
-        if not isinstance(payload, str):
-            problems.append(f"expected text, got {type(payload).__name__}")
-            payload = ""
-        return dict(motd=payload)
-
-
-@dataclass(slots=True, kw_only=True)
-class ChannelOptions(CytubeEvent):
-    name: ClassVar[str] = "channelOpts"
-    options: dict = field(default_factory=dict)
-
-    @property
-    def antiflood(self) -> bool:
-        return bool(self.options.get("chat_antiflood"))
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        problems.extend(r.problems)
-        return dict(options=dict(r.data))
-
-
-@dataclass(slots=True, kw_only=True)
-class PermissionsChanged(CytubeEvent):
-    name: ClassVar[str] = "setPermissions"
-    permissions: dict = field(default_factory=dict)
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        problems.extend(r.problems)
-        return dict(permissions=dict(r.data))
-
 
 @dataclass(slots=True, kw_only=True)
 class Kicked(CytubeEvent):
-    name: ClassVar[str] = "kick"
-    reason: str = ""
+    name = "kick"
+    fields = table(reason=text("reason"))
 
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        out = dict(reason=r.str("reason"))
-        problems.extend(r.problems)
-        return out
+    reason: str = ""
 
 
 @dataclass(slots=True, kw_only=True)
 class ErrorMessage(CytubeEvent):
-    name: ClassVar[str] = "errorMsg"
+    name = "errorMsg"
+    fields = table(msg=text("msg"), code=text("code"))
+
     msg: str = ""
     code: str = ""
-
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        r = PayloadReader(payload)
-        out = dict(msg=r.str("msg"), code=r.str("code"))
-        problems.extend(r.problems)
-        return out
 
 
 @dataclass(slots=True, kw_only=True)
 class Cooldown(CytubeEvent):
     """The server dropped one of our messages for flooding; wait this long."""
 
-    name: ClassVar[str] = "cooldown"
+    name = "cooldown"
+    fields = table(milliseconds=bare_number("cooldown", 1000, lambda ms: max(0.0, ms)))
+
     milliseconds: float = 0
 
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        return dict(milliseconds=max(0.0, read_number(payload, 1000, "cooldown", problems)))
+
+# --------------------------------------------------------------------------- media and playlist
+
+
+@dataclass(slots=True, kw_only=True)
+class MediaChanged(CytubeEvent):
+    name = "changeMedia"
+    fields = table(media=nested(Media), current_time=number("currentTime"),
+                   paused=flag("paused"))
+
+    media: Media = field(default_factory=lambda: Media(""))
+    current_time: float = 0
+    paused: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class CurrentChanged(CytubeEvent):
+    name = "setCurrent"
+    fields = table(uid=bare_number("setCurrent", -1, int))
+
+    uid: int = -1
+
+
+@dataclass(slots=True, kw_only=True)
+class MediaUpdate(CytubeEvent):
+    name = "mediaUpdate"
+    fields = table(current_time=number("currentTime"), paused=flag("paused"))
+
+    current_time: float = 0
+    paused: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class PlaylistReplaced(CytubeEvent):
+    """The whole playlist (join, reload, clear, shuffle)."""
+
+    name = "playlist"
+    fields = table(items=list_of(PlaylistItem, keep=lambda item: item.uid >= 0))
+
+    items: list[PlaylistItem] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class MediaQueued(CytubeEvent):
+    name = "queue"
+    fields = table(item=nested(PlaylistItem, "item"), after=position("after"))
+
+    item: PlaylistItem = field(default_factory=lambda: PlaylistItem(-1, Media("")))
+    after: int | str = "append"  # uid it follows, or "prepend"
+
+
+@dataclass(slots=True, kw_only=True)
+class MediaDeleted(CytubeEvent):
+    name = "delete"
+    short_form = short_number("uid")
+    fields = table(uid=whole("uid", -1))
+
+    uid: int = -1
+
+
+@dataclass(slots=True, kw_only=True)
+class MediaMoved(CytubeEvent):
+    name = "moveVideo"
+    fields = table(uid=whole("from", -1), after=position("after"))
+
+    uid: int = -1  # the server calls it "from"; it is a uid, not a position
+    after: int | str = "append"
+
+
+@dataclass(slots=True, kw_only=True)
+class PlaylistMeta(CytubeEvent):
+    name = "setPlaylistMeta"
+    fields = table(count=whole("count"), raw_time=whole("rawTime"), time_text=text("time"))
+
+    count: int = 0
+    raw_time: int = 0
+    time_text: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class PlaylistLocked(CytubeEvent):
+    name = "setPlaylistLocked"
+    fields = table(locked=bare_flag())
+
+    locked: bool = False
 
 
 @dataclass(slots=True, kw_only=True)
 class QueueFailed(CytubeEvent):
-    name: ClassVar[str] = "queueFail"
+    name = "queueFail"
+    short_form = short_text("msg")
+    fields = table(msg=text("msg"), link=text("link"), media_id=text("id"))
+
     msg: str = ""
     link: str = ""
     media_id: str = ""
 
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        if isinstance(payload, str):
-            return dict(msg=payload)
-        r = PayloadReader(payload)
-        out = dict(msg=r.str("msg"), link=r.str("link"), media_id=r.str("id"))
-        problems.extend(r.problems)
-        return out
+
+# --------------------------------------------------------------------------- the channel
 
 
 @dataclass(slots=True, kw_only=True)
-class LeaderChanged(CytubeEvent):
-    name: ClassVar[str] = "setLeader"
-    username: str = ""
+class MotdChanged(CytubeEvent):
+    name = "setMotd"
+    fields = table(motd=bare_text(wrapped_in="motd"))  # some servers wrap it
 
-    @classmethod
-    def parse_fields(cls, payload, problems):
-        if not isinstance(payload, str):
-            problems.append(f"expected text, got {type(payload).__name__}")
-            payload = ""
-        return dict(username=payload)
+    motd: str = ""
 
 
 @dataclass(slots=True, kw_only=True)
-class OtherEvent(CytubeEvent):
-    """Any event without a model of its own (emoteList, drinkCount, voteskip, newPoll, ...)."""
+class ChannelOptions(CytubeEvent):
+    name = "channelOpts"
+    fields = table(options=obj())
 
-    name: ClassVar[str] = "*"
+    options: dict = field(default_factory=dict)
 
-
-EVENT_TYPES: dict[str, type[CytubeEvent]] = {
-    cls.name: cls
-    for cls in (
-        ChatMessage, PrivateMessage, UserJoined, UserLeft, UserList, UserRankChanged, AfkChanged,
-        UserMetaChanged, UserCount, OwnRank, LoginResult, MediaChanged, CurrentChanged, MediaUpdate,
-        PlaylistReplaced, MediaQueued, MediaDeleted, MediaMoved, PlaylistMeta, PlaylistLocked,
-        MotdChanged, ChannelOptions, PermissionsChanged, Kicked, ErrorMessage, Cooldown,
-        QueueFailed, LeaderChanged,
-    )
-}
-
-_NAME_OK = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+    @property
+    def antiflood(self) -> bool:
+        return bool(self.options.get("chat_antiflood"))
 
 
-def parse_event(event_name: Any, payload: Any, *, room_id: str, channel: str, seq: int = 0,
-                received_at: float | None = None) -> CytubeEvent:
-    """Build the typed event for one frame. Never raises for any payload."""
-    if not isinstance(event_name, str) or not _NAME_OK.match(event_name):
-        shown = event_name if isinstance(event_name, str) else type(event_name).__name__
-        bad_name = str(shown)[:40]
-        event_name = "invalid"
-        problems = [f"invalid event name {bad_name!r}"]
-        cls: type[CytubeEvent] = OtherEvent
-    else:
-        cls = EVENT_TYPES.get(event_name, OtherEvent)
-        problems = []
-    try:
-        fields = cls.parse_fields(payload, problems)
-    except Exception as exc:  # a parser bug must not lose the event
-        problems.append(f"parser error: {exc!r}"[:200])
-        fields = {}
-    extra = {"received_at": received_at} if received_at is not None else {}
-    return cls(room_id=room_id, channel=channel, event_name=event_name, payload=payload, seq=seq,
-               malformed="; ".join(problems)[:500] if problems else None, **fields, **extra)
+@dataclass(slots=True, kw_only=True)
+class PermissionsChanged(CytubeEvent):
+    name = "setPermissions"
+    fields = table(permissions=obj())
+
+    permissions: dict = field(default_factory=dict)
+
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,7 +1,7 @@
 """Connects paced to CyTube's rule, so a bot with many rooms never burns attempts on refusals.
 
 The real server allows 5 socket connects per address and then one per 10 s (a token bucket;
-refused attempts take no token, reference cytube-server-captures.md §6). A daz process with
+refused attempts take no token, as a live server counts them). A daz process with
 more rooms than that on one server would otherwise see most of its first connects refused
 and back off in ways that bear no relation to when a token is free. Every room's connect
 (first join and reconnect alike) waits here for a token of its server's bucket, first come

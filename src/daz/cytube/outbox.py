@@ -5,7 +5,7 @@ schedule can be tested with a fake clock. The room's outbox pump (outbox_pump.py
 asks ``delay(now)``, waits, ``pop(now)``s one message, emits it, and feeds back what the server
 says (our own echo, a ``cooldown``, a failed PM).
 
-Why it looks like this (see reference/cytube-server-captures.md §6):
+Why it looks like this (what a live CyTube server does with a bot's chat):
 
 * The server's limiter (per socket, chat and PMs share it) is not a token bucket: after
   ``cooldown`` seconds of quiet up to ``burst`` lines pass at once, beyond that one line per

@@ -3,7 +3,7 @@ from running chat commands. Every line daz sends passes ``outgoing_lines`` (from
 
 * Text is cut to 320 (UTF-16 units, as the server counts) on word boundaries, a few chunks at
   most, the last one ending in an ellipsis when more was cut.
-* The server runs the channel's chat filters over our lines too (captures §5): ``cool_guy_99``
+* The server runs the channel's chat filters over our lines too: ``cool_guy_99``
   would read ``cool<em>guy</em>99``. ``disarm_filters`` runs the default filters over the line
   with the engine the fake server uses and, for each match, breaks its opening marker: a
   one-character marker becomes a look-alike that no filter knows (``*`` ∗, ``_`` ˍ, backtick ˋ),

@@ -1,6 +1,6 @@
 """Reading fields out of a CyTube payload without ever raising: a value of the wrong type falls
 back to its default and the reason is kept (it becomes the event's ``malformed``). Used by the
-event models (events.py) and the value objects inside them (values.py).
+event field tables (event_fields.py) and the value objects inside events (values.py).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ before trying again.
 
 Pure decisions, no sockets: the lifecycle (lifecycle.py) asks, the rules live here so they can be
 tested on their own (tests/unit/test_connection_policy.py). The facts behind them are CyTube's
-login errors and kick reasons (daz-go-core.md §2.2, reference/cytube-server-captures.md).
+login errors and kick reasons, as a live server sends them.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ _GUEST_DELAY = re.compile(r"(\d+(?:\.\d+)?)\s*seconds?", re.I)
 
 
 def judge_login_error(error: str) -> Verdict:
-    """CyTube's login failures (daz-go-core.md §2.2): the permanent ones stop the room."""
+    """CyTube's login failures: the permanent ones stop the room."""
     text = error or "login refused"
     low = text.lower()
     if ("invalid username/password" in low or "username is registered" in low
@@ -47,7 +47,7 @@ def judge_login_error(error: str) -> Verdict:
 def judge_kick(reason: str, duplicate_kicks_before: int) -> Verdict:
     """A ban is final. A duplicate login gets one slow retry (the other session may have been a
     person borrowing the account for a minute); a second one means another bot runs with this
-    account, and two bots kicking each other in a loop is the Go defect we must not repeat."""
+    account, and two bots must not kick each other in a loop (docs/upgrading-from-go.md)."""
     low = (reason or "").lower()
     if "ban" in low:
         return Verdict(fatal=True, reason=f"kicked: {reason}")

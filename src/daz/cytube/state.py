@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from daz.cytube import events as ev
+from daz.cytube.values import User
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -23,21 +23,10 @@ def name_key(name: str) -> str:
     return name.translate(_ASCII_LOWER)
 
 
-@dataclass
-class UserState:
-    name: str
-    rank: float = 0
-    afk: bool = False
-    muted: bool = False
-    smuted: bool = False
-    profile: dict = field(default_factory=dict)
-    seen_since: float = field(default_factory=time.time)  # when we first saw them this session
-
-
 class RoomState:
     def __init__(self, channel: str) -> None:
         self.channel = channel
-        self.users: dict[str, UserState] = {}  # key: lower-cased name
+        self.users: dict[str, User] = {}  # key: name_key(name); the state's own copies
         self.playlist: dict[int, ev.PlaylistItem] = {}  # by uid
         self.order: list[int] = []  # uids in playlist order
         self.current_uid: int | None = None
@@ -59,7 +48,7 @@ class RoomState:
 
     # ------------------------------------------------------------------ queries
 
-    def user(self, name: str) -> UserState | None:
+    def user(self, name: str) -> User | None:
         return self.users.get(name_key(name))
 
     def is_present(self, name: str) -> bool:
@@ -103,19 +92,16 @@ class RoomState:
     def _user_list(self, e: ev.UserList) -> None:
         previous = self.users
         self.users = {}
+        now = time.time()
         for u in e.users:
             old = previous.get(name_key(u.name))
-            self.users[name_key(u.name)] = UserState(
-                name=u.name, rank=u.rank, afk=u.afk, muted=u.muted, smuted=u.smuted,
-                profile=u.profile, seen_since=old.seen_since if old else time.time())
+            self.users[name_key(u.name)] = u.kept(old.seen_since if old else now)
 
     def _add_user(self, e: ev.UserJoined) -> None:
         u = e.user
         if not u.name:
             return
-        self.users[name_key(u.name)] = UserState(name=u.name, rank=u.rank, afk=u.afk,
-                                                 muted=u.muted, smuted=u.smuted,
-                                                 profile=u.profile)
+        self.users[name_key(u.name)] = u.kept(time.time())
 
     def _user_left(self, e: ev.UserLeft) -> None:
         self.users.pop(name_key(e.username), None)

@@ -1,6 +1,10 @@
 """Value objects carried inside events and kept in RoomState: a user, a media item, a playlist
 entry. Each parses forgivingly from its payload (payload_reader.py), adding what did not fit to
 the caller's ``problems``.
+
+``User`` is the one user value: events carry it (addUser, userlist) and ``RoomState.users``
+keeps it. The state keeps its own copy (``User.kept``), so a later rank or AFK change in the
+room never rewrites an event already published.
 """
 from __future__ import annotations
 
@@ -19,6 +23,12 @@ class User:
     smuted: bool = False
     profile: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    seen_since: float = 0.0  # set by RoomState (kept): when it first saw them this session
+
+    def kept(self, seen_since: float) -> User:
+        """A copy for RoomState, first seen at ``seen_since``."""
+        return User(self.name, self.rank, self.afk, self.muted, self.smuted, self.profile,
+                    self.meta, seen_since)
 
     @classmethod
     def parse(cls, payload: Any, problems: list[str]) -> User:

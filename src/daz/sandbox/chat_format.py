@@ -1,6 +1,6 @@
 """How CyTube turns typed text into the ``msg`` it broadcasts, and small JSON helpers.
 
-Facts (captures §5-6 and the server's chat pipeline): the text is cut to the length limit in
+Facts (a live server's replies and its chat pipeline): the text is cut to the length limit in
 UTF-16 code units (JavaScript ``substring``) before escaping; ASCII control characters become a
 space unless the channel allows them; text is HTML-escaped (&, <, > — after CyTube's
 sanitize-html pass quotes, apostrophes and parentheses come out literal); links are cut out, the

@@ -1,6 +1,6 @@
 """Chat and PMs on the fake CyTube server: the length cut, escaping, the channel's chat filters,
 links, greentext, the chat commands, and the flood throttle with its ``cooldown`` replies
-(captures §5-6)."""
+(all as a live server does them)."""
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,5 +1,5 @@
 """A fake CyTube 3.86 server: python-socketio AsyncServer on aiohttp, behaving as
-docs/reference cytube-server-captures.md describes. One instance per test, on port 0.
+a live CyTube server was seen to behave. One instance per test, on port 0.
 
 Every reaction to a frame or a control call is computed synchronously and queued per recipient
 (``send``/``broadcast``), so what one action sends reaches every socket in one piece and in order,
@@ -128,7 +128,7 @@ class FakeCytubeServer(fake_control.ControlMixin):
         await self._shut_down()
 
     async def restart(self, down_for: float = 0.0, *, behind: float = 8.0) -> None:
-        """Like the process dying and coming back (captures §5 "Server restart"): sockets cut,
+        """Like the process dying and coming back (as a live server restarts): sockets cut,
         limits reset, and each channel reloaded from its saved state: the playlist with new
         uids, the current item continuing ``behind`` seconds before where it was, the chat
         history kept (replayed on join), ranks, options and MOTD kept."""

@@ -1,4 +1,4 @@
-"""Playlist and playback on the fake CyTube server (captures §5 "Playlist / media").
+"""Playlist and playback on the fake CyTube server (as a live server does them).
 
 With ``auto_playback`` a timed item (seconds > 0) runs like on the real server: changeMedia
 with a lead-in (currentTime -lead_in, paused), mediaUpdate at the end of it and every

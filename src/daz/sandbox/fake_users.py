@@ -1,5 +1,5 @@
 """Joining, logging in, leaving, ranks, AFK and kicks on the fake CyTube server, in the order
-the real server sends things (captures §5 "Join sequence", "Login", "Users")."""
+the real server sends things (as seen on a live server)."""
 from __future__ import annotations
 
 import asyncio

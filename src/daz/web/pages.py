@@ -19,7 +19,8 @@ from aiohttp import web
 from daz import __version__
 from daz.web import filters, live, queries
 from daz.web.auth import Auth, load_or_create_token
-from daz.web.keys import AUTH, COMMAND_PREFIX, DAZ_APP, LIVE
+from daz.web.host import WebHost
+from daz.web.keys import AUTH, COMMAND_PREFIX, HOST, LIVE
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ PM_SENT = "cytube.event.pm.sent"  # daz's own PMs, stored as the plain text it s
 
 
 def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
-    app = request.app[DAZ_APP]
+    app = request.app[HOST]
     auth: Auth = request.app[AUTH]
     html = _templates.get_template(template).render(
         version=__version__, logged_in=auth.logged_in(request),
@@ -46,7 +47,7 @@ def render(request: web.Request, template: str, status: int = 200, **values: Any
 
 
 def _room_for(request: web.Request):
-    app = request.app[DAZ_APP]
+    app = request.app[HOST]
     channel = request.match_info["channel"]
     room = app.rooms.by_channel(channel)
     if room is None:
@@ -60,9 +61,8 @@ def _room_for(request: web.Request):
     return app, room
 
 
-def _holder_of(app: Any, channel: str) -> tuple[str, str] | None:
-    holder = getattr(app, "holder", None)
-    return holder.elsewhere(channel) if holder is not None else None
+def _holder_of(app: WebHost, channel: str) -> tuple[str, str] | None:
+    return app.holder.elsewhere(channel) if app.holder is not None else None
 
 
 def _require(request: web.Request, aggregate: bool) -> None:
@@ -76,9 +76,9 @@ def _require(request: web.Request, aggregate: bool) -> None:
 
 
 async def index(request: web.Request) -> web.Response:
-    app = request.app[DAZ_APP]
+    app = request.app[HOST]
     rooms = []
-    here = app.holder.name if getattr(app, "holder", None) is not None else ""
+    here = app.holder.name if app.holder is not None else ""
     for config in app.config.enabled_rooms:
         room = app.rooms.by_channel(config.channel)
         if room is not None:
@@ -168,7 +168,7 @@ def who_may_use(spec) -> str:
 
 
 async def help_page(request: web.Request) -> web.Response:
-    app = request.app[DAZ_APP]
+    app = request.app[HOST]
     commands = []
     for entry in app.commands.all():
         spec = entry.spec
@@ -241,8 +241,8 @@ def page_routes() -> list:
     ]
 
 
-def make_auth(app) -> Auth:
+def make_auth(app: WebHost) -> Auth:
     web_config = app.config.core.web
-    token = load_or_create_token(web_config.token, getattr(app, "data_dir", None))
+    token = load_or_create_token(web_config.token, app.data_dir)
     return Auth(token, public_aggregates=web_config.public_aggregates,
                 trusted_proxies=web_config.trusted_proxies)

@@ -15,10 +15,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from daz.db.text import UNSTORABLE
-from daz.web.keys import AUTH, COMMAND_PREFIX, DAZ_APP, LIVE
+from daz.web.host import WebHost
+from daz.web.keys import AUTH, COMMAND_PREFIX, HOST, LIVE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from daz.app import App
     from daz.web.auth import Auth
     from daz.web.live import LiveFeed
 
@@ -53,8 +53,10 @@ async def refuse_unstorable_input(request: web.Request, handler: Callable) -> we
 
 
 class WebServer:
-    def __init__(self, app: App):
-        self.app = app
+    """Serves ``daz`` (web/host.py: what it reads of the running daz, usually the App)."""
+
+    def __init__(self, daz: WebHost):
+        self.daz = daz
         self.runner: web.AppRunner | None = None
         self.site: web.TCPSite | None = None
         self.host = "127.0.0.1"
@@ -69,10 +71,10 @@ class WebServer:
 
     def build(self) -> web.Application:
         webapp = web.Application(middlewares=[security_headers, refuse_unstorable_input])
-        webapp[DAZ_APP] = self.app
+        webapp[HOST] = self.daz
         from daz.commands.dispatch import command_prefix
 
-        webapp[COMMAND_PREFIX] = command_prefix(getattr(self.app, "config", None))
+        webapp[COMMAND_PREFIX] = command_prefix(self.daz.config)
         webapp.router.add_get("/health", self.health)
         webapp.router.add_get("/health/live", self.live)
         webapp.router.add_get("/health/ready", self.ready)
@@ -83,12 +85,12 @@ class WebServer:
         from daz.web.pages import make_auth, page_routes
 
         if self.auth is None:  # one Auth for the process: sessions survive the rebuild
-            self.auth = make_auth(self.app)
+            self.auth = make_auth(self.daz)
         webapp[AUTH] = self.auth
         if self.live_feed is None:  # one feed for the process, like Auth
             from daz.web.live import LiveFeed
 
-            self.live_feed = LiveFeed(getattr(self.app, "bus", None))
+            self.live_feed = LiveFeed(self.daz.bus)
             self.live_feed.start()
         webapp[LIVE] = self.live_feed
         webapp.router.add_routes(page_routes())
@@ -141,26 +143,27 @@ class WebServer:
     # ------------------------------------------------------------------ handlers
 
     async def health(self, request: web.Request) -> web.Response:
-        healthy, details = await self.app.health()
+        healthy, details = await self.daz.health()
         return web.json_response(details, status=200 if healthy else 503)
 
     async def live(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive", "state": self.app.state})
+        return web.json_response({"status": "alive", "state": self.daz.state})
 
     async def ready(self, request: web.Request) -> web.Response:
-        db_ok = self.app.db is not None and await self.app.db.ping()
-        ready = self.app.state == "running" and db_ok
-        body = {"status": "ready" if ready else "not ready", "state": self.app.state,
+        db = self.daz.db
+        db_ok = db is not None and await db.ping()
+        ready = self.daz.state == "running" and db_ok
+        body = {"status": "ready" if ready else "not ready", "state": self.daz.state,
                 "database": db_ok}
         return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        await self.app.health()  # refreshes the gauges that are sampled, not counted
-        metrics = self.app.metrics
+        await self.daz.health()  # refreshes the gauges that are sampled, not counted
+        metrics = self.daz.metrics
         # The rooms' figures are read here, on the loop where they change; the text is written
         # in a thread (prometheus_client locks its own values), so a scrape never holds the
         # rooms up for the whole render.
-        rooms = metrics.room_snapshot(self.app.rooms)
+        rooms = metrics.room_snapshot(self.daz.rooms)
         body = await asyncio.get_running_loop().run_in_executor(None, metrics.render, rooms)
         return web.Response(body=body,
                             headers={"Content-Type": CONTENT_TYPE_LATEST})

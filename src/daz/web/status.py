@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from daz.status_report import build_status
-from daz.web.keys import AUTH, DAZ_APP
+from daz.web.keys import AUTH, HOST
 
 
 def _authorised(request: web.Request) -> bool:
@@ -30,4 +30,4 @@ async def status_page(request: web.Request) -> web.Response:
         return web.json_response({"error": "give the web login token: Authorization: Bearer"
                                            " <token> (daz status reads it from the data"
                                            " directory)"}, status=401)
-    return web.json_response(await build_status(request.app[DAZ_APP]))
+    return web.json_response(await build_status(request.app[HOST]))

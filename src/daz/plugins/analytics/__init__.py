@@ -5,9 +5,7 @@ Tables (Go Daz names): ``daz_analytics_hourly``, ``daz_analytics_daily``,
 ``daz_analytics_user_stats``; plus ``daz_analytics_hourly_users`` (who chatted in which hour)
 and ``daz_analytics_flushes`` (ids of applied flushes).
 
-Go Daz wrote only zeros here (it filtered on an event type nothing stores, reference
-daz-go-plugins §3, schema B15), counted replayed history and its own lines, and wrote one
-synchronous row per chat line. Here:
+How it counts (the Go bot's counts were not usable: docs/upgrading-from-go.md, "Counters"):
 
 * Counting happens in memory as events arrive (chat lines, real joins, commands that ran, and
   plays announced by mediatracker), and is flushed every ``flush_seconds`` and at shutdown in

@@ -3,8 +3,7 @@
 ``!help`` answers from the live command registry (every loaded plugin's commands, with the
 owner's on/off switches), filtered to what the caller may actually run, so it can never point at
 a command that would then be refused. It answers by PM: a command list in public chat is noise
-for everyone else. (The Go bot answered with a link to a page on GitHub and nothing in chat when
-that page was down.)
+for everyone else.
 """
 from __future__ import annotations
 

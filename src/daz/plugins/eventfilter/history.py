@@ -1,10 +1,10 @@
 """The command audit log (``daz_eventfilter_history``), written in batches.
 
 Every command attempt (ran, refused, unknown) becomes a row, but never a synchronous write in
-the chat path: the Go bot did one blocking INSERT per refused or unknown command, so spamming
-``!nonsense`` turned into database load. Rows are buffered and written with one COPY per flush;
-when the database is down they wait (bounded: past ``max_buffer`` the oldest are dropped and
-counted, an audit log must not grow memory without limit).
+the chat path, so spamming ``!nonsense`` does not turn into database load. Rows are buffered
+and written with one COPY per flush; when the database is down they wait (bounded: past
+``max_buffer`` the oldest are dropped and counted, an audit log must not grow memory without
+limit).
 
 Each chunk is written exactly once: it gets an id when it is taken from the buffer, and that id
 goes into ``daz_eventfilter_history_batches`` in the same transaction as the COPY. A chunk whose

@@ -15,9 +15,9 @@ A rule is what a channel owner writes in ``plugins.eventfilter.rules`` (or a row
   with ``data["event"]`` the original typed event, so it subscribes with
   ``@on("plugin.<target>.forward")``.
 
-The Go bot had the same idea but subscribed to a topic nothing published, so no rule ever ran
-(reference daz-go-core §5); its config spelling (``EventType``/``TargetPlugin``/``Priority``/
-``Enabled`` under ``routing_rules``) is accepted too.
+The Go bot's rules never ran (docs/upgrading-from-go.md); its config spelling
+(``EventType``/``TargetPlugin``/``Priority``/``Enabled`` under ``routing_rules``) is accepted
+too.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Write the gallery pages as static files (for any static host; replaces Go's gh-pages push).
+"""Write the gallery pages as static files (for any static host).
 
 Layout under the target directory::
 

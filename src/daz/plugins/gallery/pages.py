@@ -192,7 +192,7 @@ def render(template: str, **values: Any) -> str:
 
 def routes(plugin) -> list:
     """aiohttp routes for the plugin's pages (public like the channel dashboards)."""
-    from daz.web.keys import AUTH, DAZ_APP
+    from daz.web.keys import AUTH, HOST
 
     counts = ImageCounts(plugin.ctx.clock.monotonic)
 
@@ -213,7 +213,7 @@ def routes(plugin) -> list:
         if number > context["pages"]:
             raise web.HTTPNotFound(text=f"there is no page {number}: this gallery has"
                                         f" {context['pages']} page(s)")
-        app = request.app[DAZ_APP]
+        app = request.app[HOST]
         html = render("gallery_page.html", logged_in=auth.logged_in(request),
                       channels=[room.channel for room in app.rooms], **context)
         return web.Response(text=html, content_type="text/html",

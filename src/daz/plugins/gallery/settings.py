@@ -18,7 +18,7 @@ MIN_INTERVAL = 10.0  # a check run every few seconds would hammer image hosts
 def parse_duration(value: Any) -> float:
     """Seconds from a number (seconds) or a string like "6h", "30m", "90s", "1h30m".
 
-    Go Daz read a bare number as nanoseconds (so 300 became a hot loop); here it is seconds.
+    A bare number is seconds (not nanoseconds as the Go bot read it: docs/upgrading-from-go.md).
     """
     if isinstance(value, bool):
         raise ValueError("must be a number of seconds or a duration like \"30m\"")

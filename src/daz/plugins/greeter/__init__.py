@@ -15,7 +15,7 @@ visitors get a ``first`` greeting: nobody of that name was ever greeted in this 
 usertracker's sessions (when its table exists) show no earlier stay. The sessions are what make
 this right: a regular who was never greeted (skipped, opted out, present at start-up) is not a
 first-timer; the current join's own session is excluded by time, so the usertracker writing it
-first cannot hide the first visit (Go Daz's first-time greeting never fired for that reason).
+first cannot hide the first visit (docs/upgrading-from-go.md, "Greetings").
 
 Text: from the ollama plugin (bus request ``ollama.generate``, purpose ``greeting``) when
 ``use_greeting_engine`` is on, else or when it fails, is slower than ``ollama_timeout_seconds``

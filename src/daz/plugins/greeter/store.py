@@ -75,7 +75,7 @@ async def claim_channel(conn, channel: str, username: str, t: float, channel_coo
                         user_cooldown: float, force: bool = False) -> bool:
     """Take the channel's turn to greet, atomically (two daz processes on one database cannot
     both greet). Refused while the channel cooldown runs, or when the last greeting went to
-    this same user within the user cooldown. Counts the greeting once (Go counted it twice)."""
+    this same user within the user cooldown. Counts the greeting once."""
     got = await conn.fetchval(
         f"INSERT INTO {S} AS s (channel, last_greeting_at, last_greeting_user,"
         " total_greetings_sent, created_at, updated_at)"

@@ -6,7 +6,7 @@ channel and media: plays, seconds played, first/last played), ``daz_mediatracker
 channel's playlist, kept exact by uid), ``daz_mediatracker_library`` (every media ever seen,
 ``play_count`` = real plays in any channel).
 
-What is fixed against Go Daz (reference daz-go-plugins §2, schema B13, B14, B17):
+How plays are counted (and how the Go bot counted them: docs/upgrading-from-go.md, "Plays"):
 
 * One current play per room, not one global one.
 * One play per actual change. CyTube repeats ``setCurrent``/``changeMedia`` on every join and

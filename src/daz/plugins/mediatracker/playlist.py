@@ -7,13 +7,13 @@ identified by uid; ``position`` is only the row's index in the current order.
 
 * First sync of a room in this process, or a change touching most rows (a new playlist, a
   shuffle): the channel's rows are replaced in one transaction (DELETE + COPY), so a 4,000-item
-  playlist is one round of writes, not 4,000 (Go Daz paced 20 rows per 150 ms).
+  playlist is one round of writes, not 4,000.
 * Otherwise only the difference is written: deleted uids removed, new uids inserted, moved rows
-  renumbered. ``UNIQUE (channel, position)`` is checked row by row (it is not deferrable; Go Daz's
-  in-place ``position ± 1`` shifts broke on it, schema ref B13), so renumbering goes through
-  negative positions first: no two rows ever hold the same position in between.
+  renumbered. ``UNIQUE (channel, position)`` is checked row by row (it is not deferrable, so
+  in-place ``position ± 1`` shifts break on it), so renumbering goes through negative positions
+  first: no two rows ever hold the same position in between.
 * Every media item seen is added to ``daz_mediatracker_library`` once (``play_count`` untouched;
-  plays are counted by the play code, not by queueing — Go counted every queue and ingest).
+  plays are counted by the play code, not by queueing).
 """
 from __future__ import annotations
 

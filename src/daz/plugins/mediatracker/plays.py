@@ -8,9 +8,7 @@ change, or daz disconnects) we credit the wall time since the last report, up to
 media. ``completed`` is ≥ 90 % of the duration played (live media, with no duration, is never
 "completed": there is nothing to complete).
 
-Go Daz counted elapsed time from when *it* saw the change and ignored ``mediaUpdate``; with two
-rooms it closed the wrong room's play (reference daz-go-plugins §2). Here there is one ``Play``
-per room.
+There is one ``Play`` per room (the Go bot had one for all rooms: docs/upgrading-from-go.md).
 """
 from __future__ import annotations
 
@@ -23,7 +21,7 @@ from daz.db.text import clean_text
 COMPLETED_FRACTION = 0.9
 # How far back an item may come back after we were away and still be the same play. A restarted
 # CyTube reloads the channel from its saved state: the item continues a few seconds behind where
-# it was (reference captures §5 "Server restart": 346 s came back as 338 s), with new uids.
+# it was (on a live server, 346 s came back as 338 s), with new uids.
 RESUME_REWIND = 30.0
 JOIN_REPEAT_REWIND = 5.0  # the join-time repeat of a socket we never lost: the exact position
 TITLE_LIMIT = 1000  # titles come from users (custom media, raw files); the column is unbounded

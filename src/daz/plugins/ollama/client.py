@@ -3,8 +3,8 @@
 Whatever goes wrong (connection refused, HTTP 500, a timeout, a hang, a body that is not JSON,
 JSON of the wrong shape, an empty answer) becomes ``OllamaFailure`` with a short reason, so the
 caller has one thing to catch and one line to log. There is deliberately no fallback text here:
-if the model did not answer, nobody answers (the Go bot sent canned "yeah"/"haha" lines and
-looked alive while its model was down).
+if the model did not answer, nobody answers (canned lines would make a bot whose model is down
+look alive).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Is a chat line meant for the bot? Whole-word name matches and per-user follow-up windows.
 
-The Go bot matched fuzzily (edit distance 1, repeated letters collapsed, trailing letters
-dropped), so for a name like "Dave" an ordinary "have" triggered a reply. Here a line addresses
-the bot only when the bot's name or a configured alias appears as a whole word, in any case:
+Fuzzy matching answered ordinary words that look like the name (the Go bot did:
+docs/upgrading-from-go.md, "Chat replies"). A line addresses the bot only when the bot's name
+or a configured alias appears as a whole word, in any case:
 "daz?", "@daz", "hey DAZ," and "daz's" do; "dazzling", "dazed" and "daz_fan" do not.
 """
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """What the model is told: persona, room context, recent chat (ours included), and the line.
 
 The chat history is kept in memory per room, bounded, from the lines the plugin sees: other
-people's chat and, through ``MessageSent``, the bot's own lines. The Go bot read history from
-the event log and dropped the bot's own replies, so the model never saw what it had just said;
-here they are assistant turns. The line being answered is not repeated inside the history.
+people's chat and, through ``MessageSent``, the bot's own lines, as assistant turns, so the
+model sees what it has just said. The line being answered is not repeated inside the history.
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 * ``daz_ollama_responses``: a message is **claimed** (a row inserted with no text yet) before
   the model is called; the unique key (channel, username, message_hash, message_time) lets only
-  one claimer win, so two daz processes on one database never both answer. Go checked and
-  inserted in two statements, after generating, and failed open on errors.
+  one claimer win, so two daz processes on one database never both answer (unlike the Go
+  bot: docs/upgrading-from-go.md).
 * ``daz_ollama_rate_limits``: one row per (channel, username) with the time of the last reply.
   The per-channel limit uses the same table under the username ``*channel*``, which no CyTube
   name can be (names are ``[\\w-]``), so Go Daz reading the table is not confused by it.

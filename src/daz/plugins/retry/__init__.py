@@ -13,8 +13,7 @@ a later ``retry_after`` with exponential backoff and jitter, or ``dead_letter`` 
 operation, or ``event_data`` is not an object, as in rows the Go bot left) is ``failed`` at once.
 Rows a crashed process left in ``processing`` are taken back by ``acquire_retry_batch`` after
 their ``timeout_seconds`` (that attempt counts), and finished rows are cleaned up daily
-(``cleanup_old_retries``). None of that ran in the Go bot (reference
-daz-go-core §7: no payload was stored, nothing reclaimed, no jitter, no dead letter).
+(``cleanup_old_retries``). None of that ran in the Go bot (docs/upgrading-from-go.md).
 
 When the database itself is down an enqueue must not lose the operation: it is kept in a bounded
 list, written to the journal (``daz.journal``, stream ``retry-pending``) before the enqueue is

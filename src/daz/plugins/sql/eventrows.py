@@ -36,7 +36,7 @@ ACTIVITY = "daz_user_activity"
 PRIVATE = "daz_private_messages"
 TABLES = (CORE, CHAT, ACTIVITY, PRIVATE)
 
-# Column widths of the Go schema (daz-go-schema.md §2).
+# Column widths of the Go schema (the tables in plugins/sql/migrations).
 EVENT_TYPE_WIDTH = 50
 NAME_WIDTH = 100
 VIDEO_ID_WIDTH = 255

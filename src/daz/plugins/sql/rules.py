@@ -2,10 +2,9 @@
 
 Go Daz's rule shape is kept: ``{"event_pattern": "cytube.event.*", "enabled": true,
 "table": "daz_core_events", "fields": [], "transform": ""}``. ``*`` matches anything (dots
-included). Unlike Go, a pattern really matches every event type it names (Go expanded
-``cytube.event.*`` to a fixed list of nine and then logged only four of them), and the side
-tables can be targets. ``fields`` and ``transform`` had no effect in Go's core path and have
-none here (a warning says so).
+included). A pattern matches every event type it names, and the side tables can be targets.
+``fields`` and ``transform`` have no effect (a warning says so). How the Go bot read the same
+rules: docs/upgrading-from-go.md, "The event log".
 
 An event fits a side table only if it has what the table needs: ``daz_chat_log`` takes chat,
 ``daz_private_messages`` PMs (received, and ``cytube.event.pm.sent`` for our own), and
@@ -150,8 +149,8 @@ def entry_for_event(event: ev.CytubeEvent, tables: tuple[str, ...],
 
 
 def entry_for_sent_pm(event: MessageSent, bot_name: str, tables: tuple[str, ...]) -> LogEntry:
-    """Our own outgoing PM. ``message_time`` is in milliseconds like every other row (Go wrote
-    seconds here, bug B19)."""
+    """Our own outgoing PM. ``message_time`` is in milliseconds like every other row (the Go bot
+    wrote seconds here)."""
     millis = int(event.sent_at * 1000)
     return LogEntry.build(uid=random_uid(), event_type=PM_SENT, channel=event.channel,
                           timestamp=event.sent_at, tables=tables,

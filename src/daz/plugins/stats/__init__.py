@@ -3,8 +3,8 @@
 Every ``interval_seconds`` (and at shutdown) it reads the bus subscriptions (each one knows its
 owner plugin, events handled, errors and time spent) and adds what happened since the last write
 to the plugin's row, so the table keeps lifetime totals across restarts and across several daz
-processes on one database. In the Go bot ``events_processed``/``events_failed`` were never
-written (reference daz-go-schema §5). ``retries_*`` are counted by the retry-queue trigger;
+processes on one database (the Go bot never wrote ``events_processed``/``events_failed``;
+docs/upgrading-from-go.md). ``retries_*`` are counted by the retry-queue trigger;
 ``handle_seconds`` (daz's column) is the time spent, so the average is
 ``handle_seconds / events_processed``.
 

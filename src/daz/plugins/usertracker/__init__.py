@@ -3,7 +3,7 @@
 Tables (Go Daz names): ``daz_user_tracker_sessions`` (one row per stay in a channel),
 ``daz_user_tracker_history`` (join, leave, rank, afk/back rows).
 
-How presence is kept, and how it differs from Go Daz (reference daz-go-plugins §1, §10.1):
+How presence is kept (how the Go bot kept it: docs/upgrading-from-go.md, "Presence"):
 
 * A session opens on a real join (``addUser``) and closes on ``userLeave``. The database allows
   at most one active session per channel and user (a partial unique index), so two events or two
@@ -13,7 +13,7 @@ How presence is kept, and how it differs from Go Daz (reference daz-go-plugins �
   with none get one opened *now* (flagged observed-at-join where the schema has the column, and
   a ``join`` history row with ``from_userlist``); open sessions of people no longer there are
   closed. Old sessions are never revived.
-* Being idle or AFK never ends a session (Go marked idle lurkers as gone after 30 minutes).
+* Being idle or AFK never ends a session.
 * ``last_activity`` is the last chat line (batched: one UPDATE per channel every
   ``activity_flush_seconds``, never a round-trip per line), or the join/leave time.
 * **daz's own name is tracked like anyone's**, and its session doubles as the record of when
