@@ -2,7 +2,6 @@
 remove and keep, configured kinds, batches, the dry run, the CLI and the bot's daily task."""
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from daz.cli import main
+from daz.clock import FakeClock
 from daz.config import RetentionConfig
 from daz.db import retention
 
@@ -159,19 +159,17 @@ def test_daz_db_prune_prints_what_it_removes(migrated_dsn, tmp_path):
 
 async def test_the_running_bot_prunes_on_its_own(database):
     await seed(database)
-
-    class At:
-        def now(self):
-            return NOW
-
-    task = retention.RetentionTask(database, RetentionConfig(first_run_minutes=0), At())
+    clock = FakeClock(start=NOW.timestamp())
+    config = RetentionConfig(first_run_minutes=30)
+    task = retention.RetentionTask(database, config, clock)
     task.start()
     try:
-        for _ in range(200):
-            if task.last:
-                break
-            await asyncio.sleep(0.05)
-        assert sum(o.rows for o in task.last) == 5
+        await clock.run(29 * 60)
+        assert task.runs == 0  # not before its first run
+        await clock.run(60)
+        assert task.runs == 1 and sum(o.rows for o in task.last) == 5
+        await clock.run(config.interval_hours * 3600)
+        assert task.runs == 2 and sum(o.rows for o in task.last) == 0  # daily, nothing left
     finally:
         await task.stop()
     assert (await counts(database))["mediaUpdate"] == 1

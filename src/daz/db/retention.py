@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from daz.clock import Clock
 from daz.db.pool import rows_affected, table_exists
 
 log = logging.getLogger(__name__)
@@ -135,29 +136,30 @@ def describe(outcomes: list[Outcome], dry_run: bool) -> list[str]:
 class RetentionTask:
     """The running bot's daily prune. A failed run is logged and tried again next time."""
 
-    def __init__(self, db: Any, retention: Any, clock: Any = None):
+    def __init__(self, db: Any, retention: Any, clock: Clock | None = None):
         self.db = db
         self.retention = retention
-        self.clock = clock
+        self.clock = clock or Clock()  # waits on it too, so a test moves days in no time
         self.task: asyncio.Task | None = None
         self.last: list[Outcome] = []
+        self.runs = 0
 
     def start(self) -> None:
         if any(getattr(self.retention, rule.setting) for rule in RULES):
             self.task = asyncio.create_task(self._loop(), name="daz-retention")
 
     async def _loop(self) -> None:
-        await asyncio.sleep(self.retention.first_run_minutes * 60)
+        await self.clock.sleep(self.retention.first_run_minutes * 60)
         while True:
             try:
-                now = self.clock.now() if self.clock is not None else None
-                self.last = await prune(self.db, self.retention, now=now)
+                self.last = await prune(self.db, self.retention, now=self.clock.now())
+                self.runs += 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("retention: pruning failed (%s: %s); trying again in %.0f h",
                             type(exc).__name__, exc, self.retention.interval_hours)
-            await asyncio.sleep(self.retention.interval_hours * 3600)
+            await self.clock.sleep(self.retention.interval_hours * 3600)
 
     async def stop(self) -> None:
         if self.task is not None:
