@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from daz.cli import main
 from daz.db import migrate as migrations
 from daz.db.migrate import Migration, MigrationChanged, migrate
+from daz.db.migration_files import EARLIER_TEXTS
 from daz.preflight import OperatorError
 from tests.conftest import run_sync
 from tests.e2e.test_operator_errors_e2e import assert_one_line_refusal, daz, run_args
@@ -203,6 +204,21 @@ async def test_a_database_an_earlier_daz_migrated_is_recognised_not_run_again(fr
         assert await conn.fetch("SELECT * FROM daz_schema_migrations ORDER BY name") == \
             legacy_before
         assert await migrate(conn) == []
+    finally:
+        await conn.close()
+
+
+async def test_a_baseline_whose_comments_were_reworded_since_is_still_recognised(fresh_dsn):
+    """The text the last daz before numbered migrations shipped for tell's baseline (its
+    comment has been reworded since) still counts as that baseline having run."""
+    conn = await asyncpg.connect(fresh_dsn)
+    try:
+        await as_an_earlier_daz_left_it(conn)
+        shipped = next(iter(EARLIER_TEXTS["tell/001_baseline.sql"]))
+        await conn.execute("UPDATE daz_schema_migrations SET checksum = $1"
+                           " WHERE name = 'plugins/tell/schema.sql'", shipped)
+        assert await migrate(conn) == LATER
+        assert (await recorded(conn))["tell/001_baseline.sql"][2] is True  # recognised
     finally:
         await conn.close()
 

@@ -23,19 +23,13 @@ OUTSIDE = [
 ]
 
 
-# A baseline migration keeps its text byte for byte: its checksum is how a database an earlier
-# daz migrated is recognised (db/migration_files.py), so an old comment in one cannot be edited.
-FROZEN = re.compile(r"/migrations/001_baseline\.sql$")
-
-
 def scanned_files():
     for entry in SCANNED:
         path = ROOT / entry
         files = [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []
         for file in files:
             if (file.is_file() and file.suffix in TEXT_SUFFIXES and "egg-info" not in str(file)
-                    and "__pycache__" not in file.parts and file != Path(__file__).resolve()
-                    and not FROZEN.search(file.as_posix())):
+                    and "__pycache__" not in file.parts and file != Path(__file__).resolve()):
                 yield file
 
 

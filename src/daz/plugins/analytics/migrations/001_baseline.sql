@@ -1,6 +1,6 @@
 -- analytics: hourly and daily channel figures, per-user message counts.
--- Go Daz names and types (reference daz-go-schema §7) plus what daz needs to count exactly once;
--- re-runnable, on an empty database and on one the Go bot created. hour_start and the user
+-- The Go Daz names and types (a Go database is adopted as it is) plus what daz needs to count
+-- exactly once; re-runnable, on an empty database and on one the Go bot created. hour_start and the user
 -- timestamps are UTC wall clock in TIMESTAMP columns (sessions run in UTC).
 
 CREATE TABLE IF NOT EXISTS daz_analytics_hourly (

@@ -1,5 +1,5 @@
 -- greeter: every greeting sent, who opted out, and each channel's last greeting.
--- Tables, columns and types are the Go Daz ones (reference daz-go-schema §9); times are UTC wall
+-- Tables, columns and types are the Go Daz ones (a Go database is adopted as it is); times are UTC wall
 -- clock in TIMESTAMP columns. What daz adds is marked below; all of it is re-runnable.
 
 CREATE TABLE IF NOT EXISTS daz_greeter_history (

@@ -1,5 +1,5 @@
 -- mediatracker: plays, per-media stats, the playlist mirror and the media library.
--- Go Daz names and types (reference daz-go-schema §6); re-runnable, on an empty database and on
+-- The Go Daz names and types (a Go database is adopted as it is); re-runnable, on an empty database and on
 -- one the Go bot created. Times are UTC wall clock in TIMESTAMP columns (sessions run in UTC).
 
 CREATE TABLE IF NOT EXISTS daz_mediatracker_plays (

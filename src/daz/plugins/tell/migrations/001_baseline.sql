@@ -1,5 +1,5 @@
--- tell: messages left for someone who is not here. Table and Go columns as in reference
--- daz-go-schema §10; times are UTC wall clock in TIMESTAMP columns. Re-runnable.
+-- tell: messages left for someone who is not here. Table and columns as the Go bot made them;
+-- times are UTC wall clock in TIMESTAMP columns. Re-runnable.
 
 CREATE TABLE IF NOT EXISTS daz_tell_messages (
     id           SERIAL PRIMARY KEY,
@@ -32,7 +32,7 @@ ALTER TABLE daz_tell_messages ADD COLUMN IF NOT EXISTS source_key VARCHAR(64);
 CREATE UNIQUE INDEX IF NOT EXISTS idx_tell_source_key ON daz_tell_messages (source_key);
 
 -- daz allows several pending messages per recipient (capped by config), so the Go index that
--- allowed one (it also counted expired rows, bug B23) goes.
+-- allowed one (it also counted expired rows, so an expired tell blocked a new one) goes.
 DROP INDEX IF EXISTS idx_tell_pending_unique;
 
 CREATE INDEX IF NOT EXISTS idx_tell_pending ON daz_tell_messages (channel, to_user, delivered);
