@@ -101,7 +101,7 @@ class App:
         if self._keep_heap:
             from daz.scaleout.heap import HeapKeeper
 
-            self.heap = HeapKeeper()
+            self.heap = HeapKeeper(rooms=self._rooms_joining)
             self.heap.start()  # before the rooms: its first complete collection is short
         if self.web is not None:
             self.web.add_plugin_routes(self.plugins.web_routes())
@@ -121,6 +121,12 @@ class App:
         self.retention.start()
         self.state = "running"
         log.info("%s", self._running_line())
+
+    def _rooms_joining(self) -> tuple[int, int]:
+        """(rooms held, of which not joined yet and still trying): the heap keeper's measure."""
+        joining = sum(1 for room in self.rooms
+                      if not room.status()["joined"] and not room.lifecycle.gave_up)
+        return len(self.rooms), joining
 
     def _running_line(self) -> str:
         """Start-up's one summary: what runs (each plugin named once, here, not one line each)."""

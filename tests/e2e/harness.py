@@ -93,7 +93,7 @@ async def running_bot(server, dsn: str, data_dir: Path, *, channel: str = "testc
                       admin_users: list[str] | None = None, web: bool = False,
                       join: bool = True, username: str = BOT_NAME,
                       password: str = BOT_PASSWORD, rooms: list[dict] | None = None,
-                      plugin_classes: dict | None = None):
+                      plugin_classes: dict | None = None, keep_heap: bool = False):
     """Start daz against ``server`` (a started FakeCytubeServer); the bot account is created."""
     if username and password:
         server.add_account(username, password)
@@ -102,7 +102,7 @@ async def running_bot(server, dsn: str, data_dir: Path, *, channel: str = "testc
                         password=password, plugins=plugins, admin_users=admin_users, web=web,
                         rooms=rooms)
     app = App(config, data_dir=data_dir, only_plugins=only, plugin_classes=plugin_classes,
-              web=web)
+              web=web, keep_heap=keep_heap)
     bot = RunningBot(app)
     try:
         await app.start()

@@ -1,6 +1,7 @@
 """HeapKeeper: survivors of a full collection are frozen (later collections skip them), garbage
 cycles among frozen objects are still reclaimed by a complete collection once the heap has
-grown, and stopping gives the process its ordinary collector back."""
+grown beyond what the held rooms explain (rooms joining cost none), and stopping gives the
+process its ordinary collector back."""
 from __future__ import annotations
 
 import asyncio
@@ -64,7 +65,7 @@ async def test_a_complete_collection_runs_by_itself_once_the_heap_has_grown(keep
     alive = weakref.ref(a)
     del a, b
     assert not keeper.due
-    keeper.baseline = keeper.heap_size() // 2  # as if the heap had doubled since
+    keeper.base = keeper.heap_size() // 2  # as if the heap (no rooms held) had doubled since
     assert keeper.due
     for _ in range(100):
         if keeper.complete_collections == 2:
@@ -88,3 +89,122 @@ async def test_stop_unfreezes_and_leaves_the_collector_as_it_was():
     other = Node()
     gc.collect()
     assert not frozen(other)  # nothing freezes survivors any more
+
+
+class RoomCount:
+    """What the app reports to the keeper: rooms held, and how many of them are still joining."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.joining = 0
+
+    def __call__(self) -> tuple[int, int]:
+        return self.held, self.joining
+
+
+def room_state(blocks: int) -> list[Node]:
+    """Objects a room keeps alive, about ``blocks`` pymalloc blocks (a Node takes two)."""
+    return [Node() for _ in range(blocks // 2)]
+
+
+@pytest.fixture
+async def counted():
+    """A keeper that only checks when told (check_seconds far away), fed a room count."""
+    rooms = RoomCount()
+    keeper = HeapKeeper(rooms=rooms, growth=1.2, check_seconds=3600)
+    keeper.start()
+    try:
+        yield keeper, rooms
+    finally:
+        await keeper.stop()
+
+
+async def test_rooms_joining_cost_no_complete_collection(counted):
+    keeper, rooms = counted
+    share = keeper.base // 50  # 100 rooms: the heap grows to three times its base
+    rooms.held = rooms.joining = 50
+    held = [room_state(share) for _ in range(50)]
+    gc.collect()
+    assert keeper.heap_size() > 1.5 * keeper.base  # a fixed "grown by half" would collect
+    assert keeper.check() is False and keeper.per_room is None  # joining: nothing learnt yet
+    rooms.joining = 0
+    assert keeper.check() is False  # joined: the rooms' share is learnt, not collected
+    assert keeper.per_room is not None and keeper.per_room >= share * 0.9
+    rooms.held = rooms.joining = 100  # fifty more join
+    held += [room_state(share) for _ in range(50)]
+    gc.collect()
+    assert keeper.check() is False
+    rooms.joining = 0
+    for _ in range(3):
+        assert keeper.check() is False
+    assert keeper.complete_collections == 1  # only the one at start
+    status = keeper.status()
+    assert status["rooms_held"] == 100 and status["rooms_joining"] == 0
+    assert status["heap_blocks"] < status["complete_at_blocks"]
+    assert status["per_room_blocks"] >= share * 0.9
+    del held
+
+
+def leak(blocks: int) -> weakref.ref:
+    """Frozen garbage: cycles that survived a full collection (and so were frozen), then died."""
+    cycles = []
+    for _ in range(blocks // 4):
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        cycles.append(a)
+    gc.collect()
+    first = weakref.ref(cycles[0])
+    del cycles, a, b
+    return first
+
+
+async def test_a_grown_share_per_room_runs_one_complete_collection(counted):
+    keeper, rooms = counted
+    rooms.held = 20
+    held = [room_state(keeper.base // 20) for _ in range(20)]
+    gc.collect()
+    keeper.check()
+    learnt = keeper.per_room
+    assert learnt is not None and keeper.complete_collections == 1
+    leaked = leak(keeper.base)  # half the heap again, in rooms that did not change
+    assert leaked() is not None and keeper.due
+    assert keeper.check() is True
+    assert keeper.complete_collections == 2 and leaked() is None
+    assert keeper.per_room is not None and keeper.per_room < learnt * 1.2  # the live share
+    assert keeper.check() is False and keeper.complete_collections == 2  # one, not a series
+    del held
+
+
+async def test_joining_holds_a_due_collection_back_for_at_most_max_postpone(counted):
+    keeper, rooms = counted
+    rooms.held = 10
+    held = [room_state(keeper.base // 10) for _ in range(10)]
+    keeper.check()
+    leaked = leak(keeper.base)
+    rooms.joining = 1  # one room that cannot join, say its server is down
+    keeper.max_postpone = 0.2
+    assert keeper.check() is False and keeper.check() is False
+    assert keeper.postponed == 2 and leaked() is not None
+    await asyncio.sleep(0.25)
+    assert keeper.check() is True and leaked() is None
+    assert keeper.status()["postponed_while_joining"] == 2
+    del held
+
+
+async def test_rooms_leaving_their_garbage_behind_is_collected(counted):
+    keeper, rooms = counted
+    rooms.held = 40
+    held = []
+    for _ in range(40):
+        a, b = Node(), Node()  # a room's objects point at each other, as Room's parts do
+        a.other, b.other = b, a
+        held.append((a, room_state(keeper.base // 40)))
+        b.other = held[-1]  # type: ignore[assignment]
+    gc.collect()
+    keeper.check()
+    gone = weakref.ref(held[0][0])
+    del held[:30], a, b
+    rooms.held = 10  # thirty rooms left; their frozen cycles stay until collected
+    assert gone() is not None
+    assert keeper.check() is True and gone() is None
+    del held

@@ -11,11 +11,22 @@ the largest pause a `!ping` met in the many-rooms benchmark (issue 13).
 allocated since the last one, so they stay short however many rooms the process holds. Frozen
 objects are still freed by reference counting; only garbage *cycles* among them wait. So that
 those cannot pile up, a complete collection (unfreeze, collect everything, freeze again) runs
-once the heap has grown by half since the last complete one (``growth``, measured in pymalloc's
-allocated blocks: reading that is O(arenas), where counting the frozen objects walks them all,
-85 ms at 1,000 rooms). A bot whose rooms are all in (a steady heap) never pays it; one whose
-rooms are still joining pays it a few times on the way (about three from 1 to 1,000 rooms).
-Every complete collection is logged with its duration and shown on /health under ``heap``.
+once the heap is half again as large as the rooms held explain (``growth``).
+
+What the rooms explain: the heap is taken as a base (measured by the complete collection at
+start, before any room) plus a size per held room, learnt once the rooms have joined and kept
+at the smallest figure seen since (a room joining or leaving moves the expectation, not the
+trigger). So joining 1,000 rooms costs no complete collection, where a fixed "the heap grew by
+half" costs about three on the way, each 0.2–0.7 s at the end of a fast ramp; garbage cycles
+still cannot grow past half the live heap. There is no time-based collection: at 1,000 rooms
+each one is a pause of a few hundred milliseconds, and a leak-free bot should never pay it.
+While rooms are still joining (held but not joined) the heap is in flux, so nothing is learnt
+and no complete collection runs, for at most ``max_postpone`` seconds in a row: a room that
+cannot join (its server down, retrying) must not keep the garbage from being collected.
+
+The heap is measured in pymalloc's allocated blocks (O(arenas) to read, where counting the
+frozen objects walks them all, 85 ms at 1,000 rooms). Every complete collection is logged with
+its duration; /health shows the figures under ``heap``.
 
 Only ``daz run`` installs it (``App(keep_heap=True)``): the collector's state is the whole
 process's, and tests that run many apps in one process must not find their objects frozen.
@@ -27,31 +38,46 @@ import gc
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-GROWTH = 1.5  # a complete collection once the heap is this much larger than after the last
+GROWTH = 1.5  # a complete collection once the heap is this much larger than the rooms explain
 CHECK_SECONDS = 5.0  # how often the loop looks whether a complete collection is due
+MAX_POSTPONE = 600.0  # rooms joining hold a due complete collection back at most this long
+
+RoomCount = Callable[[], tuple[int, int]]  # (rooms held, of which still joining)
+
+
+def no_rooms() -> tuple[int, int]:
+    return 0, 0
 
 
 class HeapKeeper:
-    def __init__(self, *, growth: float = GROWTH, check_seconds: float = CHECK_SECONDS):
+    def __init__(self, *, rooms: RoomCount = no_rooms, growth: float = GROWTH,
+                 check_seconds: float = CHECK_SECONDS, max_postpone: float = MAX_POSTPONE):
+        self.rooms = rooms
         self.growth = growth
         self.check_seconds = check_seconds
-        self.baseline = 0  # heap size (``heap_size``) right after the last complete collection
+        self.max_postpone = max_postpone
+        self.base = 0  # heap size (``heap_size``) after the complete collection at start
+        self.per_room: float | None = None  # heap per held room beyond the base, once learnt
+        self.baseline = 0  # heap size right after the last complete collection
         self.frozen_after_full = 0  # full collections (of the unfrozen part) that froze survivors
         self.complete_collections = 0
         self.last_complete_seconds = 0.0
-        self.longest_complete_seconds = 0.0
         self.last_complete_at = 0.0  # time.monotonic() when the last one ended
+        self.longest_complete_seconds = 0.0
+        self.postponed = 0  # checks that found one due but rooms joining
+        self.joining_since: float | None = None  # monotonic, while rooms keep joining
         self._installed = False
         self._completing = False
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
-        """A complete collection now (before the rooms: the heap is still small), then keep the
-        survivors of every full collection frozen."""
+        """A complete collection now (before the rooms: the heap is still small, and what is
+        left is the base), then keep the survivors of every full collection frozen."""
         if self._installed:
             return
         self._installed = True
@@ -85,15 +111,53 @@ class HeapKeeper:
         """Allocated pymalloc blocks; the frozen objects' count where pymalloc is off (slow)."""
         return sys.getallocatedblocks() or gc.get_freeze_count()
 
+    def explained(self, held: int) -> float:
+        """The heap the base and ``held`` rooms account for (the base alone until learnt)."""
+        return self.base + held * (self.per_room or 0.0)
+
+    def _room_share(self, heap: int, held: int) -> float:
+        return max(0.0, (heap - self.base) / held)
+
+    def check(self) -> bool:
+        """One look: learn the rooms' share, or run a complete collection when it is due.
+        True when one ran."""
+        held, joining = self.rooms()
+        now = time.monotonic()
+        if joining:
+            if self.joining_since is None:
+                self.joining_since = now
+            if now - self.joining_since < self.max_postpone:
+                if self.due:
+                    self.postponed += 1
+                return False
+        else:
+            self.joining_since = None
+        heap = self.heap_size()
+        if held and self.per_room is None:
+            self.per_room = self._room_share(heap, held)  # the rooms are in: what they take
+            log.info("heap: %d room(s) joined, %.0f blocks each beyond a base of %d", held,
+                      self.per_room, self.base)
+            return False
+        if heap > self.growth * self.explained(held):
+            self.complete()
+            return True
+        if held and self.per_room is not None:
+            # The smallest share seen keeps the bound tight once fixed costs (the first room's
+            # imports, caches) are spread over more rooms.
+            self.per_room = min(self.per_room, self._room_share(heap, held))
+        return False
+
     @property
     def due(self) -> bool:
-        return self.heap_size() > self.baseline * self.growth
+        held, _ = self.rooms()
+        if held and self.per_room is None:
+            return False
+        return self.heap_size() > self.growth * self.explained(held)
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.check_seconds)
-            if self.due:
-                self.complete()
+            self.check()
 
     def complete(self) -> float:
         """Collect everything, frozen or not, and freeze what is left; returns its seconds."""
@@ -108,6 +172,11 @@ class HeapKeeper:
             self._completing = False
         took = time.perf_counter() - started
         self.baseline = self.heap_size()
+        held, _ = self.rooms()
+        if not held or not self.complete_collections:
+            self.base = self.baseline  # what the process holds before or without rooms
+        else:
+            self.per_room = self._room_share(self.baseline, held)  # the live rooms' true share
         self.complete_collections += 1
         self.last_complete_seconds = took
         self.last_complete_at = time.monotonic()
@@ -115,12 +184,19 @@ class HeapKeeper:
         # The first one, at start, is routine; the later ones are pauses an operator may see.
         log.log(logging.INFO if self.complete_collections > 1 else logging.DEBUG,
                 "heap: complete collection in %.0f ms: %d unreachable object(s) freed; heap"
-                " %d blocks (before: %d)", took * 1000, found, self.baseline, before)
+                " %d blocks (before: %d), %d room(s)", took * 1000, found, self.baseline,
+                before, held)
         return took
 
     def status(self) -> dict[str, Any]:
+        held, joining = self.rooms()
         return {"heap_blocks": self.heap_size(), "baseline_blocks": self.baseline,
+                "base_blocks": self.base, "rooms_held": held, "rooms_joining": joining,
+                "per_room_blocks": None if self.per_room is None else round(self.per_room),
+                "complete_at_blocks": round(self.growth * self.explained(held))
+                if not held or self.per_room is not None else None,
                 "complete_collections": self.complete_collections,
+                "postponed_while_joining": self.postponed,
                 "last_complete_ms": round(self.last_complete_seconds * 1000, 1),
                 "longest_complete_ms": round(self.longest_complete_seconds * 1000, 1),
                 "seconds_since_last_complete": round(time.monotonic() - self.last_complete_at, 1),
