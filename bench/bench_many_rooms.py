@@ -9,14 +9,18 @@ Figures: time until every room is joined, RSS, the process's CPU share, and the 
 round trip (chat line sent → the bot's ``pong`` at the server) p50/p99/max, also per 10 s
 slice, since the goal is p99 < 50 ms at every moment, not on average. Every slice is printed.
 
-``DAZ_BENCH_ROOMS`` (1000) and ``DAZ_BENCH_WINDOW`` (60 s) size the run; with
-``DAZ_BENCH_PYSPY=out.txt`` the daz process is sampled by py-spy during the window (only the
-CPU it spends, as collapsed stacks); with ``out.json``, every sample in order, idle ones too, in
-speedscope's format (a timeline: what the loop did during a slow ``!ping``).
+daz runs under ``bench/loop_stalls.py``, a watchdog that records the loop's stack whenever it
+stops for 30 ms or more; every stop of 50 ms or more is printed with where it was (set
+``DAZ_BENCH_STALLS=off`` to run daz bare). ``DAZ_BENCH_ROOMS`` (1000) and ``DAZ_BENCH_WINDOW``
+(60 s) size the run; with ``DAZ_BENCH_PYSPY=out.txt`` the daz process is sampled by py-spy
+during the window (only the CPU it spends, as collapsed stacks); with ``out.json``, every sample
+in order, idle ones too, in speedscope's format (a timeline: what the loop did during a slow
+``!ping``).
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import subprocess
@@ -61,6 +65,44 @@ def start_profiler(pid: int) -> subprocess.Popen | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def watch_stalls(work: Path) -> Path | None:
+    """daz runs under bench/loop_stalls.py (unless another wrapper was asked for)."""
+    if os.environ.get("DAZ_BENCH_WRAPPER") or os.environ.get("DAZ_BENCH_STALLS") == "off":
+        return None
+    path = work / "stalls.jsonl"
+    os.environ["DAZ_BENCH_WRAPPER"] = str(Path(__file__).with_name("loop_stalls.py"))
+    os.environ["DAZ_BENCH_STALLS"] = str(path)
+    return path
+
+
+def read_stalls(path: Path | None) -> list[dict]:
+    if path is None or not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def print_stalls(records: list[dict], perf0: float, joined: float) -> None:
+    """Every stop of the loop of 50 ms or more, placed in the window (negative: before it,
+    during or right after the joins), with the stack the watchdog saw most often."""
+    stalls = [r for r in records if "stall" in r]
+    pauses = [r for r in records if "gc" in r]
+    if not records:
+        return
+    before = [r for r in stalls if r["start"] < perf0]
+    print(f"  loop stalls of 50 ms or more (bench/loop_stalls.py): {len(before)} before the "
+          f"window (joins took {joined:.1f} s), {len(stalls) - len(before)} in it")
+    for r in sorted(stalls, key=lambda r: -r["stall"])[:12]:
+        stack, seen = r["stacks"][0]
+        frames = " <- ".join(stack.split(" <- ")[:6])
+        print(f"    at {r['start'] - perf0:7.1f} s: {r['stall'] * 1000:5.0f} ms "
+              f"({seen} of {sum(n for _, n in r['stacks'])} samples) {frames}")
+    slow_gc = sorted(pauses, key=lambda r: -r["took"])
+    if slow_gc:
+        print(f"  garbage collections of 10 ms or more: {len(slow_gc)}; the longest: " + ", ".join(
+            f"gen {r['gc']} {r['took'] * 1000:.0f} ms at {r['start'] - perf0:.1f} s"
+            for r in slow_gc[:5]))
+
+
 async def background(server: FakeCytubeServer, channels: list[str], stop: asyncio.Event):
     """One line per room every BACKGROUND_EVERY seconds, spread evenly."""
     gap = BACKGROUND_EVERY / len(channels)
@@ -97,6 +139,7 @@ async def main() -> None:
                               core={"join_pacing": {"interval_seconds": 0},
                                     "database": {"dsn": dsn, "max_connections": 20}},
                               plugins={"stats": {"interval_seconds": 10}})
+        stalls_file = watch_stalls(work)
         daz = DazProcess(config, work / "data", port, work / "daz.log")
         daz.start()
         profiler = None
@@ -145,6 +188,7 @@ async def main() -> None:
                 profiler.wait()
             await daz.stop()
             await server.stop()
+        stalls = read_stalls(stalls_file)
     times = [rt for _, rt in samples]
     during = [rt for when, rt in samples
               if any(a - 0.05 <= when <= b for a, b in spans)]
@@ -186,6 +230,7 @@ async def main() -> None:
           f"{heap.get('last_complete_ms', 0):.0f} ms ending at {last_at:.0f} s of the window; "
           f"{heap.get('full_collections_frozen', 0)} full collection(s) of the young heap froze "
           f"their survivors")
+    print_stalls(stalls, perf0, joined)
     report("/metrics scrape, slowest", max(scrapes) * 1000 if scrapes else float("nan"), "ms",
            f"{len(scrapes)} scrapes; rendered off the event loop")
 
