@@ -168,6 +168,10 @@ class HeapKeeper:
             gc.unfreeze()
             found = gc.collect()
             gc.freeze()
+            # CPython defers the next full collection until a quarter of what this one kept
+            # has been promoted since, and then walks all of that: a collection of the (now
+            # empty) young heap makes "what it kept" nothing, so later full ones stay small.
+            gc.collect()
         finally:
             self._completing = False
         took = time.perf_counter() - started
