@@ -208,3 +208,20 @@ async def test_rooms_leaving_their_garbage_behind_is_collected(counted):
     assert gone() is not None
     assert keeper.check() is True and gone() is None
     del held
+
+
+async def test_a_slow_ramp_learns_from_the_rooms_in_and_goes_on_as_others_join(counted):
+    keeper, rooms = counted
+    keeper.max_postpone = 0.0  # an hours-long paced ramp: past the postponement at once
+    share = keeper.base // 20
+    rooms.held, rooms.joining = 200, 180  # 20 in, 180 waiting for a connect
+    held = [room_state(share) for _ in range(20)]
+    gc.collect()
+    assert keeper.check() is False and keeper.per_room is not None
+    for joining in (160, 140, 120):  # the heap doubles, triples, ...: each room's share
+        held += [room_state(share) for _ in range(20)]
+        rooms.joining = joining
+        gc.collect()
+        assert keeper.check() is False
+    assert keeper.complete_collections == 1
+    del held

@@ -11,10 +11,10 @@ the largest pause a `!ping` met in the many-rooms benchmark (issue 13).
 allocated since the last one, so they stay short however many rooms the process holds. Frozen
 objects are still freed by reference counting; only garbage *cycles* among them wait. So that
 those cannot pile up, a complete collection (unfreeze, collect everything, freeze again) runs
-once the heap is half again as large as the rooms held explain (``growth``).
+once the heap is half again as large as the rooms joined explain (``growth``).
 
 What the rooms explain: the heap is taken as a base (measured by the complete collection at
-start, before any room) plus a size per held room, learnt once the rooms have joined and kept
+start, before any room) plus a size per joined room, learnt once the rooms have joined and kept
 at the smallest figure seen since (a room joining or leaving moves the expectation, not the
 trigger). So joining 1,000 rooms costs no complete collection, where a fixed "the heap grew by
 half" costs about three on the way, each 0.2–0.7 s at the end of a fast ramp; garbage cycles
@@ -22,7 +22,9 @@ still cannot grow past half the live heap. There is no time-based collection: at
 each one is a pause of a few hundred milliseconds, and a leak-free bot should never pay it.
 While rooms are still joining (held but not joined) the heap is in flux, so nothing is learnt
 and no complete collection runs, for at most ``max_postpone`` seconds in a row: a room that
-cannot join (its server down, retrying) must not keep the garbage from being collected.
+cannot join (its server down, retrying) must not keep the garbage from being collected. Rooms
+waiting for their turn to connect count for nothing (they hold little), so a ramp paced over
+hours by CyTube's connect limit learns from the rooms already in and goes on as they join.
 
 The heap is measured in pymalloc's allocated blocks (O(arenas) to read, where counting the
 frozen objects walks them all, 85 ms at 1,000 rooms). Every complete collection is logged with
@@ -111,12 +113,16 @@ class HeapKeeper:
         """Allocated pymalloc blocks; the frozen objects' count where pymalloc is off (slow)."""
         return sys.getallocatedblocks() or gc.get_freeze_count()
 
-    def explained(self, held: int) -> float:
-        """The heap the base and ``held`` rooms account for (the base alone until learnt)."""
-        return self.base + held * (self.per_room or 0.0)
+    def joined(self) -> int:
+        held, joining = self.rooms()
+        return held - joining
 
-    def _room_share(self, heap: int, held: int) -> float:
-        return max(0.0, (heap - self.base) / held)
+    def explained(self, joined: int) -> float:
+        """The heap the base and ``joined`` rooms account for (the base alone until learnt)."""
+        return self.base + joined * (self.per_room or 0.0)
+
+    def _room_share(self, heap: int, joined: int) -> float:
+        return max(0.0, (heap - self.base) / joined)
 
     def check(self) -> bool:
         """One look: learn the rooms' share, or run a complete collection when it is due.
@@ -133,26 +139,27 @@ class HeapKeeper:
         else:
             self.joining_since = None
         heap = self.heap_size()
-        if held and self.per_room is None:
-            self.per_room = self._room_share(heap, held)  # the rooms are in: what they take
-            log.info("heap: %d room(s) joined, %.0f blocks each beyond a base of %d", held,
-                      self.per_room, self.base)
+        joined = held - joining  # a room still waiting for its turn to connect holds little
+        if joined and self.per_room is None:
+            self.per_room = self._room_share(heap, joined)  # the rooms are in: what they take
+            log.info("heap: %d room(s) joined, %.0f blocks each beyond a base of %d", joined,
+                     self.per_room, self.base)
             return False
-        if heap > self.growth * self.explained(held):
+        if heap > self.growth * self.explained(joined):
             self.complete()
             return True
-        if held and self.per_room is not None:
+        if joined and self.per_room is not None:
             # The smallest share seen keeps the bound tight once fixed costs (the first room's
             # imports, caches) are spread over more rooms.
-            self.per_room = min(self.per_room, self._room_share(heap, held))
+            self.per_room = min(self.per_room, self._room_share(heap, joined))
         return False
 
     @property
     def due(self) -> bool:
-        held, _ = self.rooms()
-        if held and self.per_room is None:
+        joined = self.joined()
+        if joined and self.per_room is None:
             return False
-        return self.heap_size() > self.growth * self.explained(held)
+        return self.heap_size() > self.growth * self.explained(joined)
 
     async def _watch(self) -> None:
         while True:
@@ -176,11 +183,11 @@ class HeapKeeper:
             self._completing = False
         took = time.perf_counter() - started
         self.baseline = self.heap_size()
-        held, _ = self.rooms()
-        if not held or not self.complete_collections:
+        joined = self.joined()
+        if not joined or not self.complete_collections:
             self.base = self.baseline  # what the process holds before or without rooms
         else:
-            self.per_room = self._room_share(self.baseline, held)  # the live rooms' true share
+            self.per_room = self._room_share(self.baseline, joined)  # the live rooms' share
         self.complete_collections += 1
         self.last_complete_seconds = took
         self.last_complete_at = time.monotonic()
@@ -189,7 +196,7 @@ class HeapKeeper:
         log.log(logging.INFO if self.complete_collections > 1 else logging.DEBUG,
                 "heap: complete collection in %.0f ms: %d unreachable object(s) freed; heap"
                 " %d blocks (before: %d), %d room(s)", took * 1000, found, self.baseline,
-                before, held)
+                before, joined)
         return took
 
     def status(self) -> dict[str, Any]:
@@ -197,8 +204,8 @@ class HeapKeeper:
         return {"heap_blocks": self.heap_size(), "baseline_blocks": self.baseline,
                 "base_blocks": self.base, "rooms_held": held, "rooms_joining": joining,
                 "per_room_blocks": None if self.per_room is None else round(self.per_room),
-                "complete_at_blocks": round(self.growth * self.explained(held))
-                if not held or self.per_room is not None else None,
+                "complete_at_blocks": round(self.growth * self.explained(held - joining))
+                if held == joining or self.per_room is not None else None,
                 "complete_collections": self.complete_collections,
                 "postponed_while_joining": self.postponed,
                 "last_complete_ms": round(self.last_complete_seconds * 1000, 1),
