@@ -64,7 +64,7 @@ class HeapKeeper:
         self.check_seconds = check_seconds
         self.max_postpone = max_postpone
         self.base = 0  # heap size (``heap_size``) after the complete collection at start
-        self.per_room: float | None = None  # heap per held room beyond the base, once learnt
+        self.per_room: float | None = None  # heap per joined room beyond the base, once learnt
         self.baseline = 0  # heap size right after the last complete collection
         self.frozen_after_full = 0  # full collections (of the unfrozen part) that froze survivors
         self.complete_collections = 0
