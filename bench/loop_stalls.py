@@ -25,8 +25,8 @@ from typing import Any
 
 BEAT = 0.01
 SAMPLE = 0.005
-LATE = 0.03
-REPORT = 0.05
+LATE = 0.02
+REPORT = 0.025
 REPORT_GC = 0.01
 DEPTH = 14  # innermost frames kept per stack
 
