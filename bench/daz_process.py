@@ -53,6 +53,9 @@ def write_config(path: Path, server_url: str, dsn: str, channels: list[str],
             # A fixed token: the generated one would be printed into the benchmark output.
             "web": {"enabled": True, "host": "127.0.0.1", "port": web_port,
                     "token": "benchmark-only-token"},
+            # The benchmarks lift the fake server's connect limit; paced as for a real server
+            # (one connect per 10 s after 5), a 20-room start would measure the pacing.
+            "join_pacing": {"interval_seconds": 0},
         },
         "plugins": plugins or {},
     }
