@@ -303,21 +303,25 @@ class App:
 
     # ------------------------------------------------------------------ health
 
-    async def health(self) -> tuple[bool, dict[str, Any]]:
-        """(healthy, details): healthy only when the database answers and every room is joined."""
-        problems: list[str] = []
-        db_ok = False
-        if self.db is None:
-            problems.append("database: not connected yet")
-        else:
-            db_ok = await self.db.ping()
-            if not db_ok:
-                problems.append(f"database: not answering ({self.db.last_error or 'unknown'})")
+    async def sample_gauges(self) -> bool:
+        """Set the gauges that are sampled, not counted (the database's); True when it answers.
+        /metrics calls only this: the rooms' figures it reads itself, once per room."""
+        db_ok = self.db is not None and await self.db.ping()
         if self.metrics:
             self.metrics.db_up.set(1 if db_ok else 0)
             if self.db is not None and getattr(self.db, "pool", None) is not None:
                 self.metrics.db_pool_size.set(self.db.size)
                 self.metrics.db_pool_idle.set(self.db.idle)
+        return db_ok
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, details): healthy only when the database answers and every room is joined."""
+        problems: list[str] = []
+        db_ok = await self.sample_gauges()
+        if self.db is None:
+            problems.append("database: not connected yet")
+        elif not db_ok:
+            problems.append(f"database: not answering ({self.db.last_error or 'unknown'})")
         rooms = {}
         for room in self.rooms:
             status = room.status()

@@ -40,6 +40,9 @@ class StubApp:
     async def health(self):
         return self.healthy
 
+    async def sample_gauges(self):
+        return False
+
 
 class Helpful(Plugin):
     name = "helpful"
@@ -91,6 +94,20 @@ async def test_metrics_exposition(client):
     assert [(s.name, s.labels, s.value) for s in families["daz_outbox_sent"].samples] == [
         ("daz_outbox_sent_total", {"room": "test", "kind": "chat"}, 2.0),
         ("daz_outbox_sent_total", {"room": "test", "kind": "pm"}, 0.0)]
+
+
+async def test_a_scrape_reads_each_room_once_and_builds_no_health_report(client):
+    """At 1,000 rooms every per-room pass of a scrape is a pause of the event loop: /metrics
+    samples the database gauges and reads each room's status once, not the whole /health."""
+    reads = []
+    client.daz.room.status = lambda: reads.append(1) or {"joined": True}
+
+    async def no_health_report():
+        raise AssertionError("a scrape built the whole /health report")
+
+    client.daz.health = no_health_report
+    assert (await client.get("/metrics")).status == 200
+    assert len(reads) == 1
 
 
 async def test_help_lists_commands_from_the_registry_escaped(client):

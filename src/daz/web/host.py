@@ -80,3 +80,6 @@ class WebHost(Protocol):
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, details) as /health reports them; also refreshes sampled gauges."""
+
+    async def sample_gauges(self) -> bool:
+        """Refresh the sampled gauges for /metrics (True when the database answers)."""

@@ -158,7 +158,7 @@ class WebServer:
         return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        await self.daz.health()  # refreshes the gauges that are sampled, not counted
+        await self.daz.sample_gauges()
         metrics = self.daz.metrics
         # The rooms' figures are read here, on the loop where they change; the text is written
         # in a thread (prometheus_client locks its own values), so a scrape never holds the
