@@ -18,6 +18,8 @@ import asyncpg
 from bench.daz_process import BOT_NAME, DazProcess, free_port, prepare_server, write_config
 from tests.e2e.support import FAST_PLUGINS
 
+PING_COOLDOWN = 5.0  # seconds: the basics plugin's per-user cooldown on !ping
+
 
 @dataclass
 class Outcome:
@@ -98,6 +100,7 @@ async def failover_rounds(server: Any, dsn: str, workdir: Path, *, rounds: int,
         crowd.procs = [crowd.start() for _ in range(instances)]
         await crowd.settled(120)
         regulars = {ch: await server.user(f"reg{ch}", channel=ch) for ch in channels}
+        last_ping = -PING_COOLDOWN
         for round_no in range(rounds):
             victim_index = round_no % instances
             victim = crowd.procs[victim_index]
@@ -117,12 +120,19 @@ async def failover_rounds(server: Any, dsn: str, workdir: Path, *, rounds: int,
                 await asyncio.sleep(0.02)
             crowd.procs[victim_index] = crowd.start()
             await crowd.settled(120)
+            # A round can be shorter than !ping's per-user cooldown (5 s): a ping sooner than
+            # that is rightly refused with a PM, which is not what this checks.
+            await asyncio.sleep(max(0.0, last_ping + PING_COOLDOWN + 0.5 - time.monotonic()))
+            last_ping = time.monotonic()
             outcome.pings += 1
             for user in regulars.values():
                 await user.chat("!ping")
             for ch in channels:
                 await wait_for(lambda ch=ch: server.chat_from(ch, BOT_NAME).count("pong")
-                               >= outcome.pings, 20, f"pong in {ch}")
+                               >= outcome.pings, 20,
+                               f"pong in {ch} (ping {outcome.pings}; the bot's last lines"
+                               f" {server.chat_from(ch, BOT_NAME)[-3:]}, its PMs to"
+                               f" reg{ch}: {server.pms_to(f'reg{ch}')[-2:]})")
             newcomer_room = sorted(victim_rooms)[0] if victim_rooms else channels[0]
             newcomer = f"new{round_no}"
             await server.user(newcomer, channel=newcomer_room)
