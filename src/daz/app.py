@@ -124,8 +124,8 @@ class App:
 
     def _rooms_joining(self) -> tuple[int, int]:
         """(rooms held, of which not joined yet and still trying): the heap keeper's measure."""
-        joining = sum(1 for room in self.rooms
-                      if not room.status()["joined"] and not room.lifecycle.gave_up)
+        # Every few seconds over every room: read the two flags, not a status dict per room.
+        joining = sum(1 for room in self.rooms if not room.joined and not room.lifecycle.gave_up)
         return len(self.rooms), joining
 
     def _running_line(self) -> str:

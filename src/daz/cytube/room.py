@@ -161,10 +161,15 @@ class Room:
         except ConnectionError as exc:
             log.warning("room %s: %r not sent: %s", self.id, event, exc)
 
+    @property
+    def joined(self) -> bool:
+        """In the channel with the outbox running: what /health calls joined."""
+        return self.state.joined and self.pump.ready.is_set()
+
     def status(self) -> dict:
         lifecycle = self.lifecycle
         return {"connected": self.connected, "logged_in": self.state.logged_in,
-                "joined": self.state.joined and self.pump.ready.is_set(),
+                "joined": self.joined,
                 "gave_up": lifecycle.gave_up, "last_error": lifecycle.last_error,
                 "reconnects": lifecycle.reconnects, "outbox_depth": self.outbox.depth,
                 "events_received": self.counts.events_received,
