@@ -10,7 +10,7 @@ import weakref
 
 import pytest
 
-from daz.scaleout.heap import HeapKeeper
+from daz.scaleout.heap import BACKSTOP_THRESHOLD, HeapKeeper
 
 
 class Node:
@@ -77,7 +77,39 @@ async def test_a_complete_collection_runs_by_itself_once_the_heap_has_grown(keep
     assert status["complete_collections"] == 2 and status["baseline_blocks"] > 0
 
 
+async def test_the_young_heap_is_collected_on_a_pace_and_its_survivors_frozen():
+    threshold = gc.get_threshold()
+    keeper = HeapKeeper(collect_seconds=0.05)
+    keeper.start()
+    try:
+        # CPython's own trigger counts allocations net of frees, which a bot replacing old
+        # objects with new ones hardly moves: the loop's pace collects instead.
+        assert gc.get_threshold() == BACKSTOP_THRESHOLD
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        cycle = weakref.ref(a)
+        kept = Node()
+        del a, b
+        assert not frozen(kept)
+        for _ in range(100):
+            if keeper.paced_collections >= 2:
+                break
+            await asyncio.sleep(0.02)
+        assert keeper.paced_collections >= 2
+        assert cycle() is None and frozen(kept)
+        status = keeper.status()
+        assert status["paced_collections"] >= 2 and status["longest_paced_ms"] > 0
+    finally:
+        await keeper.stop()
+    assert gc.get_threshold() == threshold
+    assert not frozen(kept)
+    paced = keeper.paced_collections
+    await asyncio.sleep(0.15)
+    assert keeper.paced_collections == paced  # stopped: no pace left running
+
+
 async def test_stop_unfreezes_and_leaves_the_collector_as_it_was():
+    threshold = gc.get_threshold()
     keeper = HeapKeeper()
     keeper.start()
     node = Node()
@@ -85,6 +117,7 @@ async def test_stop_unfreezes_and_leaves_the_collector_as_it_was():
     assert frozen(node) and gc.get_freeze_count() > 0
     await keeper.stop()
     assert gc.get_freeze_count() == 0 and not frozen(node)
+    assert gc.get_threshold() == threshold
     assert keeper._after_collection not in gc.callbacks
     other = Node()
     gc.collect()
