@@ -49,6 +49,10 @@ class RoomCounts:
     pm_sent: int = 0
     outbox_dropped: int = 0
 
+    def copy(self) -> RoomCounts:
+        return RoomCounts(self.events_received, self.chat_sent, self.pm_sent,
+                          self.outbox_dropped)
+
 
 # One room's figures for /metrics: (room id, joined, reconnects, outbox depth, counts).
 RoomRow = tuple[str, bool, int, int, RoomCounts]
@@ -153,15 +157,7 @@ class Metrics:
     @staticmethod
     def room_snapshot(rooms: Iterable[Any]) -> list[RoomRow]:
         """Each room's figures, read on the event loop (where they change) for ``render``."""
-        rows: list[RoomRow] = []
-        for room in rooms:
-            status = room.status()
-            counts = room.counts
-            rows.append((room.id, bool(status.get("joined")), status.get("reconnects", 0),
-                         status.get("outbox_depth", 0),
-                         RoomCounts(counts.events_received, counts.chat_sent, counts.pm_sent,
-                                    counts.outbox_dropped)))
-        return rows
+        return [room.metric_row() for room in rooms]
 
     def render(self, rooms: Iterable[RoomRow] = ()) -> bytes:
         """The registry's series and the rooms' (from ``room_snapshot``); safe in a thread."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from daz.cytube.state import RoomState
-from daz.metrics import RoomCounts
+from daz.metrics import RoomCounts, RoomRow
 
 
 class RecordingRoom:
@@ -19,6 +19,9 @@ class RecordingRoom:
         self.emitted: list[tuple[str, object]] = []
         self.connected = True
         self.counts = RoomCounts()
+
+    def metric_row(self) -> RoomRow:
+        return (self.id, self.state.joined, 0, 0, self.counts.copy())
 
     @property
     def bot_name(self) -> str:

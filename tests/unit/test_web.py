@@ -98,9 +98,16 @@ async def test_metrics_exposition(client):
 
 async def test_a_scrape_reads_each_room_once_and_builds_no_health_report(client):
     """At 1,000 rooms every per-room pass of a scrape is a pause of the event loop: /metrics
-    samples the database gauges and reads each room's status once, not the whole /health."""
+    samples the database gauges and reads each room's figures once, not the whole /health."""
     reads = []
-    client.daz.room.status = lambda: reads.append(1) or {"joined": True}
+    room = client.daz.room
+    row = room.metric_row
+    room.metric_row = lambda: reads.append(1) or row()
+
+    def no_status():
+        raise AssertionError("a scrape built a room's status dict")
+
+    room.status = no_status
 
     async def no_health_report():
         raise AssertionError("a scrape built the whole /health report")

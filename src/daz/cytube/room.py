@@ -27,7 +27,7 @@ from daz.cytube.outbox_pump import OutboxPump
 from daz.cytube.reconnect_policy import Backoff
 from daz.cytube.state import RoomState
 from daz.logs import log_context
-from daz.metrics import RoomCounts
+from daz.metrics import RoomCounts, RoomRow
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,12 @@ class Room:
     def joined(self) -> bool:
         """In the channel with the outbox running: what /health calls joined."""
         return self.state.joined and self.pump.ready.is_set()
+
+    def metric_row(self) -> RoomRow:
+        """What /metrics shows of this room, copied here on the loop (the text is rendered in
+        a thread); no status dict: a scrape reads 1,000 rooms in one pass of the loop."""
+        return (self.id, self.joined, self.lifecycle.reconnects, self.outbox.depth,
+                self.counts.copy())
 
     def status(self) -> dict:
         lifecycle = self.lifecycle
