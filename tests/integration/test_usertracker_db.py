@@ -192,3 +192,32 @@ async def test_a_nul_in_a_name_does_not_block_the_channels_activity_writes(datab
     await k.chat("alice", "hi")
     assert await k.plugin("usertracker").flush() == 1
     await k.stop()
+
+
+async def test_one_flush_writes_every_channels_activity_to_its_own_sessions(database):
+    """A flush is one statement for all rooms (1,000 rooms once meant 1,000 round trips every
+    few seconds); the same name in two channels still lands on each channel's own session."""
+    t = time.time() - 600
+    for channel in ("north", "south"):
+        await database.execute(
+            f"INSERT INTO {S} (channel, username, joined_at, last_activity, is_active)"
+            " VALUES ($1, 'Ivy', to_timestamp($2), to_timestamp($2), true)", channel, t)
+    await database.execute(  # an ended session is history: never touched
+        f"INSERT INTO {S} (channel, username, joined_at, left_at, last_activity, is_active)"
+        " VALUES ('north', 'Ivy', to_timestamp($1), to_timestamp($1), to_timestamp($1), false)",
+        t - 100)
+    async with database.acquire() as conn:
+        touched = await sessions.touch(conn, {"north": {"ivy": ("Ivy", t + 10)},
+                                              "south": {"ivy": ("Ivy", t + 20),
+                                                        "nobody": ("nobody", t + 30)}})
+    assert touched == 2
+    rows = await database.fetch(
+        f"SELECT channel, is_active, extract(epoch FROM last_activity)::float8 AS at FROM {S}"
+        " WHERE username = 'Ivy' ORDER BY channel, is_active")
+    assert [(r["channel"], r["is_active"], round(r["at"] - t)) for r in rows] == [
+        ("north", False, -100), ("north", True, 10), ("south", True, 20)]
+    async with database.acquire() as conn:  # an older time never moves last_activity back
+        assert await sessions.touch(conn, {"north": {"ivy": ("Ivy", t + 5)}}) == 1
+    assert round(await database.fetchval(
+        f"SELECT extract(epoch FROM last_activity)::float8 FROM {S}"
+        " WHERE channel = 'north' AND is_active") - t) == 10

@@ -182,8 +182,8 @@ class UserTracker(Plugin[UserTrackerConfig]):
         elif kind == "afk":
             await sessions.afk_changed(conn, channel, op["user"], op["afk"], t, self.afk_column)
         elif kind == "touch":  # batched last-chat times saved at a stop
-            await sessions.touch(conn, channel, {key: (name, when)
-                                                 for key, (name, when) in op["users"].items()})
+            await sessions.touch(conn, {channel: {key: (name, when) for key, (name, when)
+                                                  in op["users"].items()}})
         else:
             raise ValueError(f"unknown usertracker operation {kind!r}")
 
@@ -243,7 +243,7 @@ class UserTracker(Plugin[UserTrackerConfig]):
                 self.activity.setdefault(room.channel, {})[bot.lower()] = (bot, now)
 
     async def flush(self) -> int:
-        """Write the batched last-chat times, one statement per channel; returns rows touched."""
+        """Write the batched last-chat times in one statement; returns rows touched."""
         async with self._flush_lock:
             self._heartbeat()
             batch, self.activity = self.activity, {}
@@ -251,12 +251,12 @@ class UserTracker(Plugin[UserTrackerConfig]):
             try:
                 # A channel whose joins are held waits too: its activity must not land first
                 # (on no session, or on the one its held leave is about to close).
-                ready = [c for c in batch if not self.held.holding(c)]
+                ready = {c: batch[c] for c in batch if not self.held.holding(c)}
                 if ready:
                     async with self.ctx.db.acquire() as conn:
-                        for channel in ready:
-                            touched += await sessions.touch(conn, channel, batch[channel])
-                            del batch[channel]
+                        touched = await sessions.touch(conn, ready)
+                    for channel in ready:
+                        del batch[channel]
             finally:
                 for channel, pending in batch.items():  # not written: merge back, newest wins
                     merged = self.activity.setdefault(channel, {})

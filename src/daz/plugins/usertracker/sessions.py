@@ -182,17 +182,24 @@ async def afk_changed(conn, channel: str, username: str, afk: bool, t: float,
         return written is not None
 
 
-async def touch(conn, channel: str, activity: dict[str, tuple[str, float]]) -> int:
-    """One statement for a batch of last-chat times (lower-cased name → (name, epoch))."""
-    if not activity:
+async def touch(conn, batch: dict[str, dict[str, tuple[str, float]]]) -> int:
+    """One statement for the batched last-chat times of every channel (channel → lower-cased
+    name → (name, epoch)): one round trip per flush however many rooms are held."""
+    channels: list[str] = []
+    names: list[str] = []
+    times: list[float] = []
+    for channel, activity in batch.items():
+        for key, (_, when) in activity.items():
+            channels.append(channel)
+            names.append(key)
+            times.append(when)
+    if not names:
         return 0
-    keys = list(activity)
-    times = [activity[k][1] for k in keys]
     result = await conn.execute(
         f"UPDATE {S} s SET last_activity = greatest(s.last_activity, to_timestamp(u.t))"
-        " FROM unnest($2::text[], $3::float8[]) AS u(name, t)"
-        " WHERE s.channel = $1 AND s.is_active AND lower(s.username) = u.name", channel, keys,
-        times)
+        " FROM unnest($1::text[], $2::text[], $3::float8[]) AS u(channel, name, t)"
+        " WHERE s.channel = u.channel AND s.is_active AND lower(s.username) = u.name",
+        channels, names, times)
     return rows_affected(result)
 
 
