@@ -8,7 +8,9 @@ is back after a stall of ``REPORT`` seconds or more, the stall is written as one
 can place it in its own timeline) and every distinct stack seen with how often. Collections of
 the garbage collector taking ``REPORT_GC`` or more are written too, since the thread cannot
 sample while the collector holds the interpreter's lock (nor during any long C call: the stack
-it takes afterwards names the line that made the call).
+it takes afterwards names the line that made the call). With ``DAZ_BENCH_STALLS_WALKS=1``
+each collection also records how many objects it walked and, for large walks, of which types
+(counted before the collection, on the loop: it lengthens the stalls it is in).
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ SAMPLE = 0.005
 LATE = 0.02
 REPORT = 0.025
 REPORT_GC = 0.01
+WALKS = os.environ.get("DAZ_BENCH_STALLS_WALKS") == "1"
+WALK_SHOWN = 20_000  # collections walking this many objects have them listed by type
 DEPTH = 14  # innermost frames kept per stack
 
 
@@ -39,6 +43,8 @@ class StallWatch:
         self.main = threading.main_thread().ident
         self.stopped = threading.Event()
         self.gc_started = 0.0
+        self.gc_walks = 0
+        self.gc_kinds: list[tuple[str, int]] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
         with self.lock:
@@ -73,12 +79,23 @@ class StallWatch:
 
     def collector(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
+            # How many objects the collection will walk (a big generation, or a costly
+            # object?), counted before its clock starts; the listing lengthens the stall.
+            if WALKS:
+                young = [o for g in range(info.get("generation", 0) + 1)
+                         for o in gc.get_objects(g)]
+                self.gc_walks = len(young)
+                self.gc_kinds = Counter(type(o).__qualname__ for o in young).most_common(
+                    12) if len(young) >= WALK_SHOWN else None
+                del young
             self.gc_started = time.perf_counter()
             return
         took = time.perf_counter() - self.gc_started
         if took >= REPORT_GC:
             self.write({"gc": info.get("generation"), "took": round(took, 4),
-                        "start": self.gc_started, "collected": info.get("collected")})
+                        "start": self.gc_started, "collected": info.get("collected"),
+                        "walked": self.gc_walks if WALKS else None, "kinds": self.gc_kinds,
+                        "thread": threading.current_thread().name})
 
 
 def short(path: str) -> str:
