@@ -258,3 +258,15 @@ async def test_a_slow_ramp_learns_from_the_rooms_in_and_goes_on_as_others_join(c
         assert keeper.check() is False
     assert keeper.complete_collections == 1
     del held
+
+
+def test_a_slow_paced_collection_brings_the_next_one_sooner_and_a_quick_one_later():
+    keeper = HeapKeeper(collect_seconds=1.0)
+    waits = []
+    for took in (0.09, 0.08, 0.05, 0.02, 0.02, 0.001, 0.001, 0.001, 0.001, 0.001):
+        keeper.pace_seconds = keeper.next_pace(took)
+        waits.append(keeper.pace_seconds)
+    # a burst (slow walks): halved down to a tenth; then quick walks: doubled back to a second
+    assert waits == [0.5, 0.25, 0.125, 0.1, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    keeper.pace_seconds = 0.4
+    assert keeper.next_pace(0.004) == 0.4  # neither slow nor quick: kept

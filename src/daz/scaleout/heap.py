@@ -26,18 +26,20 @@ cannot join (its server down, retrying) must not keep the garbage from being col
 waiting for their turn to connect count for nothing (they hold little), so a ramp paced over
 hours by CyTube's connect limit learns from the rooms already in and goes on as they join.
 
-Between complete collections the young heap (everything not frozen) is collected on a pace,
-once every ``collect_seconds``, by the loop itself: a full collection of what is not frozen, whose
-survivors are then frozen. Left to itself, CPython collects its youngest generation when more
-objects were allocated than freed since the last collection; a bot keeping bounded histories
-frees an old object for every new one, so that count hardly moves while the young list grows:
-at 1,000 rooms, "young" collections walked 48,000 objects (12 ms) and full ones 125,000 (35 ms),
-pauses a `!ping` met. Collected every second, each walk covers one second's survivors: 4–7 ms
-at 1,000 rooms, 12 ms at most over ten minutes of the benchmark. Automatic collection stays on, with a threshold high
-enough that it only acts when the loop cannot (a long burst of allocations between two paces).
-Freezing after a second rather than after several costs little: the full collections of the
-many-rooms benchmark found 0–90 unreachable objects each, so garbage cycles among what gets
-frozen are rare, and the complete collection below still reclaims them.
+Between complete collections the young heap (everything not frozen) is collected on a pace
+by the loop itself, once every ``collect_seconds``: a full collection of what is not frozen,
+whose survivors are then frozen. Left to itself, CPython collects its youngest generation when
+more objects were allocated than freed since the last collection; a bot keeping bounded
+histories frees an old object for every new one, so that count hardly moves while the young
+list grows: at 1,000 rooms, "young" collections walked 48,000 objects (12 ms) and full ones
+125,000 (35 ms), pauses a `!ping` met. Collected every second, each walk covers one second's
+survivors: 4–7 ms at 1,000 rooms, 12 ms at most over ten minutes of the benchmark. A collection
+slower than ``PACE_TARGET`` brings the next one sooner (down to a tenth of the interval), so a
+burst (1,000 rooms joining) is walked in smaller pieces. CPython's own trigger stays on, with a
+threshold high enough that it only acts when the loop cannot. Freezing after a second rather
+than after several costs little: the full collections of the benchmark found 0–90 unreachable
+objects each, so garbage cycles among what gets frozen are rare, and the complete collection
+below still reclaims them.
 
 The heap is measured in pymalloc's allocated blocks (O(arenas) to read, where counting the
 frozen objects walks them all, 85 ms at 1,000 rooms). Every complete collection is logged with
@@ -61,7 +63,8 @@ log = logging.getLogger(__name__)
 GROWTH = 1.5  # a complete collection once the heap is this much larger than the rooms explain
 CHECK_SECONDS = 5.0  # how often the loop looks whether a complete collection is due
 MAX_POSTPONE = 600.0  # rooms joining hold a due complete collection back at most this long
-COLLECT_SECONDS = 1.0  # the young heap's paced collection
+COLLECT_SECONDS = 1.0  # the young heap's paced collection, when it is quick
+PACE_TARGET = 0.005  # a paced collection slower than this comes sooner next time (at most 10x)
 # CPython's automatic collection, while the pace runs: only for bursts the loop cannot keep
 # up with (the default first threshold is 700).
 BACKSTOP_THRESHOLD = (20_000, 10, 10)
@@ -79,6 +82,7 @@ class HeapKeeper:
                  collect_seconds: float = COLLECT_SECONDS):
         self.rooms = rooms
         self.collect_seconds = collect_seconds
+        self.pace_seconds = collect_seconds  # the wait now (shorter while collections are slow)
         self.paced_collections = 0
         self.last_paced_seconds = 0.0
         self.longest_paced_seconds = 0.0
@@ -201,8 +205,18 @@ class HeapKeeper:
 
     async def _pace(self) -> None:
         while True:
-            await asyncio.sleep(self.collect_seconds)
-            self.collect_young()
+            await asyncio.sleep(self.pace_seconds)
+            self.pace_seconds = self.next_pace(self.collect_young())
+
+    def next_pace(self, took: float) -> float:
+        """The wait before the next paced collection: halved (down to a tenth of
+        ``collect_seconds``) after a slow one, doubled back after a quick one. While a burst
+        allocates (1,000 rooms joining), each collection then walks a tenth as much."""
+        if took > PACE_TARGET:
+            return max(self.collect_seconds / 10, self.pace_seconds / 2)
+        if took < PACE_TARGET / 2:
+            return min(self.collect_seconds, self.pace_seconds * 2)
+        return self.pace_seconds
 
     def collect_young(self) -> float:
         """One full collection of what is not frozen (its callback freezes the survivors);
@@ -263,4 +277,5 @@ class HeapKeeper:
                 "full_collections_frozen": self.frozen_after_full,
                 "paced_collections": self.paced_collections,
                 "last_paced_ms": round(self.last_paced_seconds * 1000, 2),
-                "longest_paced_ms": round(self.longest_paced_seconds * 1000, 2)}
+                "longest_paced_ms": round(self.longest_paced_seconds * 1000, 2),
+                "pace_seconds": self.pace_seconds}
