@@ -33,7 +33,7 @@ more objects were allocated than freed since the last collection; a bot keeping 
 histories frees an old object for every new one, so that count hardly moves while the young
 list grows: at 1,000 rooms, "young" collections walked 48,000 objects (12 ms) and full ones
 125,000 (35 ms), pauses a `!ping` met. Collected every second, each walk covers one second's
-survivors: 4–7 ms at 1,000 rooms, 12 ms at most over ten minutes of the benchmark. A collection
+survivors: 4–7 ms at 1,000 rooms, 10–19 ms at most over ten minutes. A collection
 slower than ``PACE_TARGET`` brings the next one sooner (down to a tenth of the interval), so a
 burst (1,000 rooms joining) is walked in smaller pieces. CPython's own trigger stays on, with a
 threshold high enough that it only acts when the loop cannot. Freezing after a second rather
