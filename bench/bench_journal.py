@@ -87,7 +87,7 @@ async def outage(dsn: str, data: Path, batch: list) -> tuple[float, float, int, 
 async def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     batch = entries(EVENTS)
-    texts = [e.to_json() for e in entries(min(RECORDS, EVENTS))]
+    texts = [e.to_json() for e in batch[:RECORDS]]
     texts = (texts * (RECORDS // len(texts) + 1))[:RECORDS]
     print(f"  {RECORDS:,} records of the event log's size"
           f" ({sum(map(len, texts)) // len(texts)} bytes on average); {EVENTS:,} events")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,7 @@ class Crowd:
         self.server, self.workdir, self.channels = server, workdir, channels
         prepare_server(server, channels)
         workdir.mkdir(parents=True, exist_ok=True)
-        # The fake server's connect limit is lifted, and so is daz's pacing to it.
-        core: dict = {"join_pacing": {"interval_seconds": 0}}
+        core: dict = {}  # write_config already turns daz's join pacing off
         if leases:
             core["leases"] = leases
         self.config = write_config(workdir / "config.json", server.base_url, dsn, channels, 0,
@@ -82,11 +82,13 @@ class Crowd:
         await asyncio.gather(*(p.stop() for p in self.procs), return_exceptions=True)
 
 
-async def wait_for(predicate, timeout: float, what: str) -> None:
+async def wait_for(predicate, timeout: float, what: str | Callable[[], str]) -> None:
+    """``what`` names the wait in the timeout's message; a callable is asked at the timeout,
+    so the message can show the state then."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         await asyncio.sleep(0.02)
 
 
@@ -130,8 +132,8 @@ async def failover_rounds(server: Any, dsn: str, workdir: Path, *, rounds: int,
             for ch in channels:
                 await wait_for(lambda ch=ch: server.chat_from(ch, BOT_NAME).count("pong")
                                >= outcome.pings, 20,
-                               f"pong in {ch} (ping {outcome.pings}; the bot's last lines"
-                               f" {server.chat_from(ch, BOT_NAME)[-3:]}, its PMs to"
+                               lambda ch=ch: f"pong in {ch} (ping {outcome.pings}; the bot's"
+                               f" last lines {server.chat_from(ch, BOT_NAME)[-3:]}, its PMs to"
                                f" reg{ch}: {server.pms_to(f'reg{ch}')[-2:]})")
             newcomer_room = sorted(victim_rooms)[0] if victim_rooms else channels[0]
             newcomer = f"new{round_no}"
