@@ -482,8 +482,7 @@ class JournalStream:
         if not self.size:
             return []
         out: list[Any] = []
-        records = self.read(self.unread + 1)
-        for record in records:
+        for record in self._read_all():
             try:
                 if record.text is None:
                     raise ValueError("torn or corrupt record")
@@ -493,6 +492,19 @@ class JournalStream:
                           owner or self.name, self.path, exc,
                           record.raw.decode("utf-8", errors="replace"))
         return out
+
+    def _read_all(self) -> list[Record]:
+        """Every record from the read position to the end, chunk by chunk (``read`` reads one
+        chunk at most), leaving the read position where it was."""
+        start = self._read_offset
+        records: list[Record] = []
+        try:
+            while batch := self.read(self.unread + 1):
+                records += batch
+                self._read_offset = batch[-1].end
+        finally:
+            self._read_offset = start
+        return records
 
     def take_all(self, parse: Callable[[Any], Any] = lambda item: item, *,
                  owner: str = "") -> list[Any]:

@@ -220,3 +220,16 @@ def test_a_held_file_from_before_the_journal_is_taken_in(tmp_path, caplog):
     assert held.load() == [("r", {"op": "join", "t": 1.5}), ("s", {"op": "leave", "t": 2.0})]
     assert sum("unreadable record" in r.getMessage() for r in caplog.records) == 1
     assert not (journal.directory / "usertracker-held.journal").exists()
+
+
+def test_a_stream_longer_than_one_read_chunk_loads_whole(tmp_path):
+    """Held writes of a long outage outgrow one read chunk (4 MiB): a restart must load every
+    record, not the first chunk's."""
+    path = tmp_path / "big.journal"
+    records = [json.dumps({"n": n, "pad": "x" * 1000}) for n in range(6000)]  # about 6 MB
+    path.write_bytes(b"".join(encode(text) for text in records))
+    assert path.stat().st_size > 4 << 20
+    stream = Journal(tmp_path).stream("big")
+    assert [item["n"] for item in stream.load()] == list(range(6000))
+    assert [item["n"] for item in stream.take_all()] == list(range(6000))
+    assert not path.exists()
