@@ -60,7 +60,7 @@ def envelope(event_name: str, payload: Any, channel: str, domain: str,
     ride in a seventh field, which Kryten clients ignore."""
     # This runs for every event of every room: the parts that are the same for every event of
     # a kind in a room are encoded once, the payload is the one json encoding per event.
-    head, middle = _fixed_parts(event_name, channel, domain)
+    head, middle = _head(event_name), _middle(channel, domain)
     tail = f',"daz_flags":{_encode(list(flags))}}}' if flags else "}"
     return f'{head}{_encode(payload)}{middle}{timestamp()}","correlation_id":"' \
            f'{correlation_id()}"{tail}'.encode()
@@ -69,10 +69,16 @@ def envelope(event_name: str, payload: Any, channel: str, domain: str,
 _encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
-@functools.lru_cache(maxsize=4096)  # event kinds × rooms: evicted, never grown without bound
-def _fixed_parts(event_name: str, channel: str, domain: str) -> tuple[str, str]:
-    return (f'{{"event_name":{_encode(event_name)},"payload":',
-            f',"channel":{_encode(channel)},"domain":{_encode(domain)},"timestamp":"')
+# Cached apart: one cache keyed on kind × room held 12,000 keys at 1,000 rooms and evicted
+# two lookups in three; kinds and rooms each fit (bounded all the same: kinds come from servers).
+@functools.lru_cache(maxsize=1024)
+def _head(event_name: str) -> str:
+    return f'{{"event_name":{_encode(event_name)},"payload":'
+
+
+@functools.lru_cache(maxsize=8192)
+def _middle(channel: str, domain: str) -> str:
+    return f',"channel":{_encode(channel)},"domain":{_encode(domain)},"timestamp":"'
 
 
 _second = [-1, ""]  # the whole second last formatted, and its text
@@ -99,7 +105,7 @@ def correlation_id() -> str:
     all 122 bits per event took a sixth of the envelope's time, and nothing reads them as
     secret."""
     n = next(_ids) & 0xFFFF_FFFF_FFFF
-    if n == 0 or not _id_prefix[0]:
+    if n == 0:  # the first, and again each time the counter wraps
         bits = random.getrandbits(80)
         h = f"{bits:020x}"
         variant = "89ab"[int(h[15], 16) & 3]

@@ -60,11 +60,6 @@ class CytubeEvent(RoomEvent):
     def topic(self) -> str:
         return "cytube.event." + self.event_name
 
-    @classmethod
-    def parse_fields(cls, payload: Any, problems: list[str]) -> dict[str, Any]:
-        """This model's attributes from ``payload``; what did not fit is added to ``problems``."""
-        return cls._parse(payload, problems)
-
 
 _NOTHING_DERIVED = CytubeEvent.derive
 
