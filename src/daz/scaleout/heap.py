@@ -170,7 +170,7 @@ class HeapKeeper:
             if self.joining_since is None:
                 self.joining_since = now
             if now - self.joining_since < self.max_postpone:
-                if self.due:
+                if self._due(held - joining):
                     self.postponed += 1
                 return False
         else:
@@ -193,7 +193,9 @@ class HeapKeeper:
 
     @property
     def due(self) -> bool:
-        joined = self.joined()
+        return self._due(self.joined())
+
+    def _due(self, joined: int) -> bool:
         if joined and self.per_room is None:
             return False
         return self.heap_size() > self.growth * self.explained(joined)
