@@ -133,11 +133,10 @@ def migrate(dsn, config_path, data_dir, verbose, dry_run) -> None:
                 _show_plan(await migrations.plan(conn))
                 return
             changes: list = []
+            earlier: list[str] = []
             try:
-                earlier = [r.name for r in await migrations.status(conn)
-                           if r.state == "earlier"]
                 drifted = await migrations.function_drift(conn)
-                applied = await migrations.migrate(conn, changes=changes)
+                applied = await migrations.migrate(conn, changes=changes, recorded=earlier)
             except (migrations.MigrationError, OperatorError) as exc:
                 raise click.ClickException(str(exc)) from None
             left = await migrations.function_drift(conn)
@@ -233,11 +232,11 @@ def status(dsn, config_path, data_dir, verbose) -> None:
             click.echo(f"changed since applied (daz refuses to start): {', '.join(changed)};"
                        " restore their text and put the change in a new numbered file")
         pending = sum(r.state == "pending" for r in rows)
+        earlier = sum(r.state == "earlier" for r in rows)
         to_do = [f"{len(changed)} changed" if changed else "",
                  f"{pending} to apply" if pending else "",
                  f"{len(repair)} to repair" if repair else "",
-                 f"{sum(r.state == 'earlier' for r in rows)} to record"
-                 if any(r.state == "earlier" for r in rows) else ""]
+                 f"{earlier} to record" if earlier else ""]
         click.echo(", ".join(part for part in to_do if part) or "up to date")
 
     _run(go())

@@ -290,11 +290,14 @@ def online_steps(files: Iterable[Migration] | None = None) -> list[online.Online
 
 async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None,
                   changes: list[adoption.CountedChange] | None = None,
+                  recorded: list[str] | None = None,
                   build_indexes: bool = True) -> list[str]:
     """Apply the migrations not applied yet; returns their names, in order. Raises
     MigrationChanged, before anything runs, when an applied file's text changed since.
     Baselines an earlier daz applied are recorded without running; functions someone replaced
-    are restored. ``changes`` receives the rows the files changed. Then, unless
+    are restored. ``changes`` receives the rows the files changed, ``recorded`` the names of
+    the baselines recorded without running (found under the lock, so another daz migrating at
+    the same time cannot make the count wrong). Then, unless
     ``build_indexes`` is off (``daz run`` builds them while it serves), build the online
     indexes that are missing or were left invalid (see online.py)."""
     order = list(files) if files is not None else migrations()
@@ -315,11 +318,12 @@ async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None
                 if found.changed:
                     raise MigrationChanged(found.changed)
                 recognisable = {m.name for m in found.recognisable}
-                if recognisable:
+                if recognisable:  # found.recognisable is in migration order
                     log.info("database: %d migration(s) an earlier daz applied, recorded"
                              " without running them again: %s", len(recognisable),
-                             ", ".join(m.name for m in found.todo(order)
-                                       if m.name in recognisable))
+                             ", ".join(m.name for m in found.recognisable))
+                if recorded is not None:
+                    recorded.extend(m.name for m in found.recognisable)
                 for migration in found.todo(order):
                     if migration.name in recognisable:
                         await _record(conn, migration, recognised=True)
@@ -336,8 +340,8 @@ async def migrate(conn_or_pool: Any, *, files: Iterable[Migration] | None = None
 
 
 async def _restore_functions(conn: asyncpg.Connection, order: list[Migration]) -> None:
-    recorded = await _recorded(conn)
-    faults = await functions.drift(conn, [m for m in order if m.name in recorded])
+    """After migrating, when every file of ``order`` is recorded."""
+    faults = await functions.drift(conn, order)
     by_file: dict[str, list[functions.FunctionDrift]] = {}
     for fault in faults:
         by_file.setdefault(fault.migration, []).append(fault)
