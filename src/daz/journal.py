@@ -514,6 +514,55 @@ class JournalStream:
         return out
 
 
+class HeldJournal:
+    """What a writer holds in memory while the database is away, kept in its journal stream:
+    each hold appended as it is held, or the stream rewritten from memory (``snapshot``), one
+    write at a time and in order. A rewrite covers every hold numbered up to then, so a hold
+    whose own append comes later is not written twice."""
+
+    def __init__(self, stream: JournalStream | None, snapshot: Callable[[], list[Any]], *,
+                 owner: str, what: str, log: logging.Logger) -> None:
+        self.stream = stream
+        self.snapshot = snapshot
+        self.owner, self.what, self.log = owner, what, log
+        self._lock = asyncio.Lock()
+        self._held_seq = 0
+        self._journaled_upto = 0
+
+    def hold(self) -> int:
+        """The number of a new hold, for its ``write("append", ...)``."""
+        self._held_seq += 1
+        return self._held_seq
+
+    async def write(self, how: str, records: list[Any] | None, *, seq: int = 0,
+                    on_error: Callable[[OSError], None] | None = None) -> bool:
+        """Append ``records`` or make the stream hold exactly them (``how``: "append",
+        "replace"; None: the snapshot, taken once the stream is free). True when durable.
+        Never raises: an unwritable stream leaves them in memory, said once per failing
+        spell (the journal itself logs its bound) or to ``on_error``."""
+        stream = self.stream
+        if stream is None:
+            return False
+        write = stream.write_now if how == "append" else stream.replace_now
+        async with self._lock:
+            if how == "append" and seq and seq <= self._journaled_upto:
+                return True  # a rewrite from memory since it was held has it (or it is done)
+            if records is None:
+                records = self.snapshot()
+                self._journaled_upto = self._held_seq
+            failing = stream.write_error is not None
+            try:
+                await asyncio.to_thread(write, records)
+            except OSError as exc:
+                if on_error is not None:
+                    on_error(exc)
+                elif not failing and not stream.journal.full:
+                    self.log.error("%s: cannot write %s (%s); %s stay in memory only",
+                                   self.owner, stream.path, exc, self.what)
+                return False
+        return True
+
+
 def open_journal(data_dir: Path | str | None, *, max_bytes: int = DEFAULT_MAX_BYTES,
                  metrics: Any = None) -> Journal | None:
     """The journal of ``data_dir`` (its directory made 0700), or None without a data dir.

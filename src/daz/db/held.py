@@ -48,7 +48,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
 from daz.db.errors import is_transient
-from daz.journal import JournalStream
+from daz.journal import HeldJournal, JournalStream
 from daz.metrics import own_series
 
 Op = dict[str, Any]
@@ -87,7 +87,6 @@ class HeldWrites:
                  op_timeout: float = 30.0, journal: JournalStream | None = None,
                  keep: Keep | None = None):
         self.plugin = plugin
-        self.journal = journal  # every held operation is in it until applied
         self.keep = keep  # which operations are worth applying at the next start
         self.db = db
         self.apply = apply
@@ -100,12 +99,10 @@ class HeldWrites:
         self.dropped = 0
         self.metrics = held_metrics(metrics)
         self._task: asyncio.Task | None = None
-        self._journal_lock = asyncio.Lock()  # appends and rewrites, one at a time, in order
+        # Every held operation is in the journal until applied.
+        self._kept = HeldJournal(journal, lambda: _records(self._held()), owner=plugin,
+                                 what="held writes", log=log)
         self._stopped = False  # saved for the next start: no more draining in this run
-        # Holds numbered in order; a rewrite of the journal from memory covers every hold up to
-        # _journaled_upto, so a hold whose own append comes later is not written twice.
-        self._held_seq = 0
-        self._journaled_upto = 0
 
     @classmethod
     def for_plugin(cls, plugin, apply: Apply, keep: Keep | None = None) -> HeldWrites:
@@ -117,6 +114,14 @@ class HeldWrites:
                    limit=config.held_writes_limit, metrics=ctx.metrics,
                    first_delay=min(0.5, config.held_retry_seconds),
                    max_delay=config.held_retry_seconds, journal=journal, keep=keep)
+
+    @property
+    def journal(self) -> JournalStream | None:
+        return self._kept.stream
+
+    @journal.setter
+    def journal(self, stream: JournalStream | None) -> None:
+        self._kept.stream = stream
 
     # ------------------------------------------------------------------ state
 
@@ -173,37 +178,9 @@ class HeldWrites:
                                self.plugin, room, self.limit, _describe(gone))
         q.append(op)
         self._count("held")
-        self._held_seq += 1
-        await self._journal_write("append", [(room, op)], seq=self._held_seq)
+        await self._kept.write("append", _records([(room, op)]), seq=self._kept.hold())
         if not self._stopped and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._drain_forever(), name=f"{self.plugin}:held")
-
-    async def _journal_write(self, how: str, items: list[tuple[str, Op]] | None, *,
-                             seq: int = 0) -> bool:
-        """Append ``items`` to the journal, or make it hold exactly them (``how``: "append",
-        "replace"; ``items`` None: what is held now, taken once the journal is free). Durable
-        when it returns True. Never raises: an unwritable journal leaves the operations in
-        memory (the journal logs the bound, this the disk)."""
-        if self.journal is None:
-            return False
-        stream = self.journal
-        write = stream.write_now if how == "append" else stream.replace_now
-        async with self._journal_lock:
-            if how == "append" and seq and seq <= self._journaled_upto:
-                return True  # a rewrite from memory since it was held has it (or it is done)
-            if items is None:
-                items = self._held()
-                self._journaled_upto = self._held_seq
-            records = [{"room": room, "op": op} for room, op in items]
-            failing = stream.write_error is not None
-            try:
-                await asyncio.to_thread(write, records)
-            except OSError as exc:
-                if not failing and not stream.journal.full:
-                    self.log.error("%s: cannot write %s (%s); held writes stay in memory only",
-                                   self.plugin, stream.path, exc)
-                return False
-        return True
 
     def _drop(self, room: str, op: Op, exc: BaseException) -> None:
         self.dropped += 1
@@ -242,7 +219,7 @@ class HeldWrites:
                               f", {lost} lost to the limit" if lost else "")
         self.metrics.waiting.labels(plugin=self.plugin).set(self.waiting())
         if done and not self._stopped:
-            await self._journal_write("replace", None)
+            await self._kept.write("replace", None)
         return done
 
     def _held(self) -> list[tuple[str, Op]]:
@@ -299,7 +276,7 @@ class HeldWrites:
             self.log.error("%s: %d write(s) lost at shutdown (no data dir)", self.plugin,
                            len(items))
             return
-        if await self._journal_write("append", items):
+        if await self._kept.write("append", _records(items)):
             self.log.warning("%s: %d write(s) kept in %s for the next start", self.plugin,
                              len(items), self.journal.path)
 
@@ -319,7 +296,7 @@ class HeldWrites:
         saved = await asyncio.to_thread(self.journal.load, _saved_item, owner=self.plugin)
         saved = [(room, op) for room, op in saved if self.keep is None or self.keep(op)]
         if not saved:
-            await self._journal_write("replace", [])  # only set-aside or unkept records
+            await self._kept.write("replace", [])  # only set-aside or unkept records
             return
         self.log.info("%s: %d write(s) held by an earlier run will be applied", self.plugin,
                       len(saved))
@@ -359,10 +336,14 @@ class HeldWrites:
             return
         # The journal holds every operation still held (and some already applied or pushed
         # out by the limit since the last pass): it becomes exactly what is kept.
-        if await self._journal_write("replace", kept) and kept:
+        if await self._kept.write("replace", _records(kept)) and kept:
             self.log.warning("%s: database still away at shutdown; %d held write(s) kept in %s,"
                              " applied at the next start", self.plugin, len(kept),
                              self.journal.path)
+
+
+def _records(items: list[tuple[str, Op]]) -> list[dict]:
+    return [{"room": room, "op": op} for room, op in items]
 
 
 def _saved_item(item: Any) -> tuple[str, Op]:

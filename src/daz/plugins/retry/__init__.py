@@ -37,7 +37,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from daz.db.errors import is_transient
-from daz.journal import JournalStream
+from daz.journal import HeldJournal
 from daz.plugins.base import Plugin, PluginConfig, every
 from daz.plugins.retry.metrics import retry_metrics
 
@@ -119,18 +119,20 @@ class Retry(Plugin[RetryConfig]):
         # The first poll cleans up: a bot restarted more often than daily must still clean.
         self._last_cleanup: float | None = None
         self._saved = False  # kept for the next start: later holds are appended behind
-        self._journal_lock = asyncio.Lock()
-        self._held_seq = self._journaled_upto = 0  # as in HeldWrites: no hold written twice
+        journal = self.ctx.journal
+        self._kept = HeldJournal(journal.stream(JOURNAL_STREAM) if journal is not None else None,
+                                 lambda: list(self.pending), owner="retry",
+                                 what="held operations", log=self.log)
         self._load_spill()
         self.ctx.bus.respond("retry.enqueue", self.enqueue, owner=self.name)
 
     async def teardown(self) -> None:
         self.ctx.bus.stop_responding("retry.enqueue")
         await self._flush_pending()
-        self._spill()
+        await self._spill()
 
     async def save_for_next_start(self) -> None:
-        self._spill()
+        await self._spill()
 
     # ------------------------------------------------------------------ enqueue
 
@@ -210,35 +212,7 @@ class Retry(Plugin[RetryConfig]):
         self.metrics.held.set(len(self.pending))
         self.log.warning("retry: database unavailable (%s); holding %s %s in memory (%d held)",
                          exc, item["operation"], item["key"], len(self.pending))
-        self._held_seq += 1
-        await self._journal_write("append", [item], seq=self._held_seq)
-
-    def _journal(self) -> JournalStream | None:
-        return self.ctx.journal.stream(JOURNAL_STREAM) if self.ctx.journal is not None else None
-
-    async def _journal_write(self, how: str, items: list[dict] | None, *, seq: int = 0) -> bool:
-        """Append ``items`` to the journal, or make it hold exactly them (None: what is held
-        now, taken once the journal is free); True when durable. An unwritable journal (full
-        disk, or at its bound) leaves them in memory only."""
-        stream = self._journal()
-        if stream is None:
-            return False
-        write = stream.write_now if how == "append" else stream.replace_now
-        async with self._journal_lock:
-            if how == "append" and seq and seq <= self._journaled_upto:
-                return True  # a rewrite from memory since it was held has it (or it is in)
-            if items is None:
-                items = list(self.pending)
-                self._journaled_upto = self._held_seq
-            failing = stream.write_error is not None
-            try:
-                await asyncio.to_thread(write, items)
-            except OSError as exc:
-                if not failing and not stream.journal.full:
-                    self.log.error("retry: cannot write %s (%s); held operations stay in memory"
-                                   " only", stream.path, exc)
-                return False
-        return True
+        await self._kept.write("append", [item], seq=self._kept.hold())
 
     async def _flush_pending(self) -> int:
         done = 0
@@ -253,7 +227,7 @@ class Retry(Plugin[RetryConfig]):
             done += 1
         self.metrics.held.set(len(self.pending))
         if done and not self._saved:
-            await self._journal_write("replace", None)
+            await self._kept.write("replace", None)
         return done
 
     # ------------------------------------------------------------------ workers
@@ -376,10 +350,10 @@ class Retry(Plugin[RetryConfig]):
 
     # ------------------------------------------------------------------ across restarts
 
-    def _spill(self) -> None:
+    async def _spill(self) -> None:
         """At stop: what is still held is what the journal keeps for the next start (operations
         held after this were appended when they were)."""
-        stream = self._journal()
+        stream = self._kept.stream
         held, self._saved = self._saved, True
         if held:
             self.pending.clear()  # in the journal already
@@ -389,11 +363,13 @@ class Retry(Plugin[RetryConfig]):
                 self.log.error("retry: %d held operation(s) lost at shutdown (no data dir)",
                                len(self.pending))
             return
-        try:
-            stream.replace_now(list(self.pending))
-        except OSError as exc:
+
+        def lost(exc: OSError) -> None:
             self.log.error("retry: %d held operation(s) lost at shutdown: %s cannot be written"
                            " (%s)", len(self.pending), stream.path, exc)
+
+        # Through the held journal: an append of a hold may still be writing in its thread.
+        if not await self._kept.write("replace", list(self.pending), on_error=lost):
             return
         if self.pending:
             self.log.warning("retry: database still down at shutdown; %d operation(s) kept in"
@@ -402,7 +378,7 @@ class Retry(Plugin[RetryConfig]):
 
     def _load_spill(self) -> None:
         """At start: what an earlier run held (it stays in the journal until inserted)."""
-        stream = self._journal()
+        stream = self._kept.stream
         if stream is None:
             return
         self.pending.extend(stream.load(_as_is, owner="retry"))
