@@ -308,7 +308,6 @@ class HeldWrites:
             self.log.warning("%s: database unavailable; holding %d earlier write(s) in order"
                              " until it answers", self.plugin, self.waiting())
             self._task = asyncio.create_task(self._drain_forever(), name=f"{self.plugin}:held")
-        self.metrics.waiting.labels(plugin=self.plugin).set(self.waiting())
 
     async def shutdown(self, keep: Keep | None = None) -> None:
         """At stop: try the held writes once more; what is left (what ``keep`` accepts) stays

@@ -109,10 +109,10 @@ class MediaTracker(Plugin[MediaTrackerConfig]):
         for room_id, play in list(self.plays.items()):
             if play.open:
                 await self._end(room_id, play, now)
-        await self.held.shutdown(keep=_worth_saving)
+        await self.held.shutdown()
 
     async def save_for_next_start(self) -> None:
-        await self.held.save_now(keep=_worth_saving)
+        await self.held.save_now()
 
     # ------------------------------------------------------------------ events
 
