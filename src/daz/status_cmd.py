@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from daz.config import ConfigError, load_config
-from daz.status_db import duration_text
+from daz.status_db import duration_text, problem_lines, queue_parts, table
 
 UNREACHABLE, UNHEALTHY = 1, 2
 
@@ -106,12 +106,9 @@ def table_rows(status: dict[str, Any]) -> list[tuple[str, str, str]]:
         details.append(db["last_error"])
     rows.append(("database", "ok" if db["ok"] else "DOWN", " · ".join(details)))
     queues = status["queues"]
-    details = [f"bus {queues['bus']}", f"outbox {queues['outbox']}",
-               f"event log {queues['eventlog_in_memory']} in memory"]
-    spilled = queues["eventlog_spilled"]
-    details.append(f"{spilled} spilled to {queues['spill_file']}" if spilled else "0 spilled")
-    waiting = queues["bus"] + queues["outbox"] + queues["eventlog_in_memory"] + spilled
-    rows.append(("queued", "waiting" if waiting else "empty", " · ".join(details)))
+    waiting = (queues["bus"] + queues["outbox"] + queues["eventlog_in_memory"]
+               + queues["eventlog_spilled"])
+    rows.append(("queued", "waiting" if waiting else "empty", " · ".join(queue_parts(queues))))
     return rows
 
 
@@ -120,11 +117,7 @@ def render(status: dict[str, Any]) -> str:
     health = "healthy" if instance["healthy"] else "NOT healthy"
     lines = [f"daz {instance['version']} on {instance['name']}: {instance['state']}, up"
              f" {duration_text(instance['uptime_seconds'])}, {health}", ""]
-    rows = [("WHAT", "STATE", "DETAILS"), *table_rows(status)]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows]
-    if instance["problems"]:
-        lines += ["", "problems:", *(f"  {problem}" for problem in instance["problems"])]
+    lines += table(table_rows(status)) + problem_lines(instance["problems"])
     return "\n".join(lines)
 
 

@@ -51,11 +51,23 @@ def duration_text(seconds: float) -> str:
     return " ".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
 
 
-def _queues(queues: dict[str, Any]) -> str:
+def queue_parts(queues: dict[str, Any]) -> list[str]:
+    """What waits in an instance's queues (its /status ``queues``), one part each."""
     spilled = queues.get("eventlog_spilled", 0)
-    return (f"queued: bus {queues.get('bus', 0)}, outbox {queues.get('outbox', 0)},"
-            f" event log {queues.get('eventlog_in_memory', 0)} in memory, "
-            + (f"{spilled} spilled to {queues.get('spill_file')}" if spilled else "0 spilled"))
+    return [f"bus {queues.get('bus', 0)}", f"outbox {queues.get('outbox', 0)}",
+            f"event log {queues.get('eventlog_in_memory', 0)} in memory",
+            f"{spilled} spilled to {queues.get('spill_file')}" if spilled else "0 spilled"]
+
+
+def table(rows: list[tuple[str, str, str]]) -> list[str]:
+    """The WHAT / STATE / DETAILS table of ``daz status``, the first two columns aligned."""
+    rows = [("WHAT", "STATE", "DETAILS"), *rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows]
+
+
+def problem_lines(problems: list[str]) -> list[str]:
+    return ["", "problems:", *(f"  {problem}" for problem in problems)] if problems else []
 
 
 def instance_row(instance: dict[str, Any]) -> tuple[str, str, str]:
@@ -87,7 +99,7 @@ def instance_row(instance: dict[str, Any]) -> tuple[str, str, str]:
         details.append("database ok" if database.get("ok") else
                        f"database DOWN ({database.get('last_error') or 'not answering'})")
     if instance["queues"] is not None:
-        details.append(_queues(instance["queues"]))
+        details.append("queued: " + ", ".join(queue_parts(instance["queues"])))
     if not instance["reported"]:
         details.append("no report yet")
     if instance["web_url"]:
@@ -128,16 +140,13 @@ def render_overview(overview: dict[str, Any]) -> str:
              + (f", {stale} stale" if stale else "")
              + f"; {held} of {len(configured)} room(s) held, {joined} joined; {health}", ""]
     config_known = bool(overview["configured_rooms"])
-    rows = [("WHAT", "STATE", "DETAILS"), *map(instance_row, instances),
-            *(room_row(room, config_known) for room in rooms)]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows]
+    lines += table([*map(instance_row, instances),
+                    *(room_row(room, config_known) for room in rooms)])
     if overview["older_stale_instances"]:
         lines.append(f"({overview['older_stale_instances']} instance row(s) stale for over an"
                      f" hour not shown)")
     problems = [f"{i['name']}: {p}" for i in instances if i["alive"] for p in i["problems"]]
     if overview["waiting"]:
         problems.append(f"waiting to be joined: {', '.join(overview['waiting'])}")
-    if problems:
-        lines += ["", "problems:", *(f"  {problem}" for problem in problems)]
+    lines += problem_lines(problems)
     return "\n".join(lines)
