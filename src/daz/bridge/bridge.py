@@ -53,9 +53,14 @@ class NotOurs(LookupError):
     server may, so this one stays silent (an error reply could beat that bridge's answer)."""
 
 
-def _names_a_channel(request: dict) -> bool:
+def _named_channel(request: dict) -> tuple[Any, Any]:
+    """The channel a request names (``meta.channel``, else a top-level ``channel``; None when
+    it names none) and, with it, ``meta.domain``."""
     meta = request.get("meta")
-    return bool((isinstance(meta, dict) and meta.get("channel")) or request.get("channel"))
+    if not isinstance(meta, dict):
+        meta = {}
+    channel = meta.get("channel") or request.get("channel")
+    return channel, meta.get("domain") if channel else None
 
 
 def queue_group(room_configs: list) -> str:
@@ -307,7 +312,7 @@ class KrytenBridge:
 
     async def _answer(self, msg: Any, request: dict, command: str, forwarded: bool) -> Any:
         if command.startswith("system."):
-            if _names_a_channel(request):
+            if _named_channel(request)[0]:
                 # Another deployment on the same NATS answers for its own rooms: a query about a
                 # channel this one is not configured for is left to it, or it gets two replies.
                 self._target(request)
@@ -334,11 +339,7 @@ class KrytenBridge:
         """The configured room a request names (``meta.channel``, else a top-level
         ``channel``), or the first configured room when it names none, as the old bridge
         served its one channel."""
-        meta = request.get("meta")
-        if not isinstance(meta, dict):
-            meta = {}
-        channel = meta.get("channel") or request.get("channel")
-        domain = meta.get("domain") if channel else None
+        channel, domain = _named_channel(request)
         rooms = self.app.config.enabled_rooms
         if not channel:
             if not rooms:
