@@ -1,4 +1,6 @@
 """core migration 031 on a database Go Daz created, applied twice, and read by daz's store."""
+import asyncio
+
 import asyncpg
 
 from daz.db.migrate import CORE_DIR, run_script
@@ -55,3 +57,16 @@ async def test_031_on_a_go_database_twice(fresh_dsn):
         assert await conn.fetchval("SELECT count(*) FROM daz_ollama_responses") == 2
     finally:
         await conn.close()
+
+
+async def test_the_store_claims_once_and_a_refused_channel_limit_leaves_the_user_window(
+        database):
+    store = ResponseStore(database)
+    assert await store.claim("c", "u", "h", 1)
+    assert not await store.claim("c", "u", "h", 1)
+    assert await store.claim("c", "u", "h", 2)
+    assert await store.take_rate_limits("c", "alice", 10, 1) is None
+    assert await store.take_rate_limits("c", "alice", 10, 1) == "user"
+    assert await store.take_rate_limits("c", "bob", 10, 1) == "channel"
+    await asyncio.sleep(1.5)  # the channel's second is over; bob's own window was never taken
+    assert await store.take_rate_limits("c", "bob", 10, 1) is None

@@ -13,7 +13,7 @@ from daz.plugins.ollama.prompt import (
     persona_text,
     room_context,
 )
-from daz.plugins.ollama.store import CHANNEL_KEY, MemoryStore, message_hash
+from daz.plugins.ollama.store import CHANNEL_KEY, message_hash
 from tests.fakes.room import RecordingRoom
 
 
@@ -156,15 +156,5 @@ def test_message_hash_is_the_go_key():
     assert message_hash("c", "u", "\udcff", 5)  # lone surrogates from hostile input still hash
 
 
-async def test_memory_store_claims_once_and_limits():
-    now = [0.0]
-    store = MemoryStore(clock=lambda: now[0])
-    assert await store.claim("c", "u", "h", 1)
-    assert not await store.claim("c", "u", "h", 1)
-    assert await store.claim("c", "u", "h", 2)
-    assert await store.take_rate_limits("c", "alice", 10, 0) is None
-    assert await store.take_rate_limits("c", "alice", 10, 0) == "user"
-    assert await store.take_rate_limits("c", "bob", 10, 5) == "channel"
-    now[0] = 5.0
-    assert await store.take_rate_limits("c", "bob", 10, 5) is None
+def test_the_channel_limit_key_is_no_cytube_name():
     assert CHANNEL_KEY.startswith("*")

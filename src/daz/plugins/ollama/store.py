@@ -9,13 +9,10 @@
   name can be (names are ``[\\w-]``), so Go Daz reading the table is not confused by it.
   Both limits are taken in one transaction: if the channel limit refuses, the user's window is
   not used up.
-
-``MemoryStore`` does the same in process memory, for running without a database.
 """
 from __future__ import annotations
 
 import hashlib
-import time
 
 from daz.db.pool import rows_affected
 
@@ -82,53 +79,3 @@ class ResponseStore:
             " WHERE last_response_at < localtimestamp - make_interval(secs => $1)",
             limit_hours * 3600.0)
         return rows_affected(responses), rows_affected(limits)
-
-
-class MemoryStore:
-    """The same contract without a database: one process only, forgotten on restart."""
-
-    def __init__(self, clock=time.monotonic, max_entries: int = 10_000):
-        self._clock = clock
-        self._claimed: dict[tuple, float] = {}
-        self._last: dict[tuple[str, str], float] = {}
-        self.replies: dict[tuple, str] = {}
-        self.max_entries = max_entries
-
-    async def claim(self, channel: str, username: str, digest: str, message_time: int) -> bool:
-        key = (channel, username, digest, message_time)
-        if key in self._claimed:
-            return False
-        if len(self._claimed) >= self.max_entries:  # bounded: forget the oldest half
-            oldest = sorted(self._claimed, key=self._claimed.__getitem__)
-            for old in oldest[: self.max_entries // 2]:
-                del self._claimed[old]
-        self._claimed[key] = self._clock()
-        return True
-
-    async def take_rate_limits(self, channel: str, username: str, user_seconds: int,
-                               channel_seconds: int) -> str | None:
-        now = self._clock()
-        user_key, channel_key = (channel, username), (channel, CHANNEL_KEY)
-        if now - self._last.get(user_key, float("-inf")) < user_seconds:
-            return "user"
-        if now - self._last.get(channel_key, float("-inf")) < channel_seconds:
-            return "channel"
-        self._last[user_key] = self._last[channel_key] = now
-        return None
-
-    async def record_reply(self, channel: str, username: str, digest: str, message_time: int,
-                           text: str) -> None:
-        self.replies[(channel, username, digest, message_time)] = text
-        if len(self.replies) > self.max_entries:
-            self.replies.pop(next(iter(self.replies)))
-
-    async def cleanup(self, response_hours: float = 24, limit_hours: float = 1) -> tuple[int, int]:
-        now = self._clock()
-        old = [k for k, t in self._claimed.items() if now - t > response_hours * 3600]
-        for key in old:
-            del self._claimed[key]
-            self.replies.pop(key, None)
-        stale = [k for k, t in self._last.items() if now - t > limit_hours * 3600]
-        for key in stale:
-            del self._last[key]
-        return len(old), len(stale)
