@@ -109,7 +109,7 @@ class HeldWrites:
         """Held writes of ``plugin`` (config: ``HeldWritesConfig``), kept in the journal's
         stream ``<plugin name>-held``; ``keep``: which of them the next start applies."""
         ctx, config = plugin.ctx, plugin.config
-        journal = ctx.journal.stream(f"{plugin.name}-held") if ctx.journal is not None else None
+        journal = ctx.journal_stream(f"{plugin.name}-held")
         return cls(plugin=plugin.name, db=ctx.db, apply=apply, log=plugin.log,
                    limit=config.held_writes_limit, metrics=ctx.metrics,
                    first_delay=min(0.5, config.held_retry_seconds),

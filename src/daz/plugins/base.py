@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from daz.config import Config as AppConfig
     from daz.cytube.rooms import Rooms
     from daz.db.pool import Database
-    from daz.journal import Journal
+    from daz.journal import Journal, JournalStream
     from daz.metrics import Metrics
 
 # A decorated method keeps its own type; the decorators only attach declarations to it.
@@ -310,6 +310,10 @@ class PluginContext:
     # Where writes wait while the database is away (daz/journal.py); None without a data dir.
     journal: Journal | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def journal_stream(self, name: str) -> JournalStream | None:
+        """The journal's stream ``name`` (daz/journal.py); None without a data dir."""
+        return self.journal.stream(name) if self.journal is not None else None
 
     async def log(self, level: str, message: str, data: dict[str, Any] | None = None) -> None:
         """Record a line in daz_plugin_logs (and the process log). Never raises."""

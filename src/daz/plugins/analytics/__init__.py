@@ -115,7 +115,7 @@ class Analytics(Plugin[AnalyticsConfig]):
                              " next start", exc)
 
     def _unsaved(self) -> JournalStream | None:
-        return self.ctx.journal.stream(UNSAVED_STREAM) if self.ctx.journal is not None else None
+        return self.ctx.journal_stream(UNSAVED_STREAM)
 
     async def save_for_next_start(self) -> None:
         batches = [b for b in (self.pending, *self.saved, self.current) if b]

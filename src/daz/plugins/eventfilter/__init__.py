@@ -109,7 +109,7 @@ class EventFilter(Plugin[EventFilterConfig]):
         await self.history.flush()
 
     def _unsaved(self) -> JournalStream | None:
-        return self.ctx.journal.stream(UNSAVED_HISTORY) if self.ctx.journal is not None else None
+        return self.ctx.journal_stream(UNSAVED_HISTORY)
 
     async def save_for_next_start(self) -> None:
         chunks = self.history.take_unsaved()

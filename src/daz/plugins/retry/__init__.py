@@ -119,8 +119,7 @@ class Retry(Plugin[RetryConfig]):
         # The first poll cleans up: a bot restarted more often than daily must still clean.
         self._last_cleanup: float | None = None
         self._saved = False  # kept for the next start: later holds are appended behind
-        journal = self.ctx.journal
-        self._kept = HeldJournal(journal.stream(JOURNAL_STREAM) if journal is not None else None,
+        self._kept = HeldJournal(self.ctx.journal_stream(JOURNAL_STREAM),
                                  lambda: list(self.pending), owner="retry",
                                  what="held operations", log=self.log)
         self._load_spill()
