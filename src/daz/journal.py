@@ -92,6 +92,11 @@ def encode(text: str) -> bytes:
     return b"".join((b"%08x\t" % zlib.crc32(data), data, b"\n"))
 
 
+def _encoded(items: Iterable[Any]) -> bytes:
+    """Each item as one JSON record."""
+    return b"".join(encode(json.dumps(item)) for item in items)
+
+
 def decode(line: bytes) -> str | None:
     """The text of one record (without its newline), or None when it is torn or corrupt."""
     if len(line) < 9 or line[8:9] != b"\t":
@@ -295,9 +300,7 @@ class JournalStream:
             finally:
                 self._flushing = False
             self.write_error = None
-            self.size += len(data)
-            self.unread += len(records)
-            self._gauge()
+            self._grew(len(data), len(records))
             return len(records)
 
     def _encode_and_append(self, texts: list[str]) -> bytes:
@@ -439,7 +442,7 @@ class JournalStream:
         """Append each item as one JSON record and fsync before returning (the caller may then
         forget them). Raises OSError (``JournalFull`` at the bound) having written none."""
         self._ensure_open()
-        data = b"".join(encode(json.dumps(item)) for item in items)
+        data = _encoded(items)
         if not data:
             return 0
         self.journal._reserve(self, len(data))
@@ -449,17 +452,21 @@ class JournalStream:
             self._failed(exc)
             raise
         records = data.count(b"\n")
-        self.size += len(data)
-        self.unread += records
         self.write_error = None
-        self._gauge()
+        self._grew(len(data), records)
         return records
+
+    def _grew(self, nbytes: int, records: int) -> None:
+        """``records`` appended, ``nbytes`` in all."""
+        self.size += nbytes
+        self.unread += records
+        self._gauge()
 
     def replace_now(self, items: Iterable[Any]) -> None:
         """Make the stream hold exactly ``items`` (in order), atomically: a crash leaves the
         old records or the new ones, never a mix. No items: the file is removed."""
         self._ensure_open()
-        data = b"".join(encode(json.dumps(item)) for item in items)
+        data = _encoded(items)
         if not data:
             self._remove()
             return
@@ -603,9 +610,7 @@ def adopt_earlier_files(journal: Journal, data_dir: Path) -> int:
         data = b"".join(encode(line) for line in lines)
         if data:
             stream._append_bytes(data)  # above the bound if need be: these were accepted
-            stream.size += len(data)
-            stream.unread += len(lines)
-            stream._gauge()
+            stream._grew(len(data), len(lines))
         path.unlink()
         taken += len(lines)
         log.warning("journal: %d line(s) an earlier version of daz left in %s moved to %s",
