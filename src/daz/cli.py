@@ -191,18 +191,11 @@ def config_docs(write_to, check_file, installed) -> None:
     core and of every plugin, so it always matches the code."""
     from daz import configdoc
 
-    text = configdoc.render(configdoc.installed_and_builtin() if installed else None)
-    if check_file is not None:
-        problem = configdoc.check(check_file, text)
-        if problem:
-            raise click.ClickException(problem)
-        click.echo(f"{check_file} is up to date")
-        return
-    if write_to is not None:
-        write_to.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {write_to}")
-        return
-    click.echo(text, nl=False)
+    problem, output = configdoc.produce(installed=installed, write=write_to,
+                                        check_file=check_file)
+    if problem:
+        raise click.ClickException(problem)
+    click.echo(output, nl=False)
 
 
 def _register_optional_groups() -> None:

@@ -273,6 +273,21 @@ def installed_and_builtin() -> dict[str, type[Plugin]]:
     return {**installed_plugins(), **builtin_plugins()}
 
 
+def produce(*, installed: bool = False, write: Path | None = None,
+            check_file: Path | None = None) -> tuple[str | None, str]:
+    """What the docs commands (``daz config docs``, ``python -m daz.configdoc``) do: check
+    ``check_file``, or write the page to ``write``, or neither. Returns (the problem when
+    ``check_file`` is stale, what to print: the page itself when neither was asked)."""
+    text = render(installed_and_builtin() if installed else None)
+    if check_file is not None:
+        problem = check(check_file, text)
+        return problem, "" if problem else f"{check_file} is up to date\n"
+    if write is not None:
+        write.write_text(text, encoding="utf-8")
+        return None, f"wrote {write}\n"
+    return None, text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m daz.configdoc", description=__doc__.split(
         "\n\n", 1)[0])
@@ -282,18 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--installed", action="store_true",
                         help="document installed third-party plugins too")
     args = parser.parse_args(argv)
-    text = render(installed_and_builtin() if args.installed else None)
-    if args.check:
-        problem = check(args.check, text)
-        if problem:
-            print(problem, file=sys.stderr)
-            return 1
-        return 0
-    if args.write:
-        args.write.write_text(text, encoding="utf-8")
-        print(f"wrote {args.write}")
-        return 0
-    sys.stdout.write(text)
+    problem, output = produce(installed=args.installed, write=args.write,
+                              check_file=args.check)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    if not args.check:  # a check that passes is silent here
+        sys.stdout.write(output)
     return 0
 
 
