@@ -28,11 +28,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bench.common import percentile, report, run, scratch_database, test_dsn
 from daz.commands import CommandRegistry
-from daz.config import load_config
 from daz.cytube.rooms import Rooms
 from daz.db.migrate import migrate
 from daz.db.pool import Database
-from daz.metrics import Metrics
 from daz.plugins.eventfilter import EventFilter
 from daz.plugins.gallery import Gallery
 from daz.plugins.greeter import Greeter
@@ -40,33 +38,12 @@ from daz.plugins.tell import Tell
 from daz.plugins.tell import store as tell_store
 from daz.plugins.usertracker import UserTracker
 from daz.web.server import WebServer
+from tests.fakes.web_host import StubWebHost
 from tests.history_data import CHANNEL, HEAVY_USER, LIGHT_USER, Sizes, fill
 from tests.plugin_kit import Kit
 
 TOKEN = "bench"
 UNKNOWN_USER = "NobodyByThatName"
-
-
-class StubApp:
-    """A web host (daz.web.host.WebHost) with no App behind it."""
-
-    def __init__(self, kit: Kit, db: Database, data_dir: Path):
-        self.config = load_config(None, env={}, overrides={"channel": CHANNEL})
-        self.config.core.web.token = TOKEN
-        self.config.core.web.public_aggregates = True
-        self.data_dir = data_dir
-        self.rooms = Rooms([kit.room])
-        self.commands = kit.commands
-        self.metrics = Metrics()
-        self.bus = kit.bus
-        self.db = db
-        self.state = "running"
-        self.started_at = time.time()
-        self.embedded = None
-        self.holder = None
-
-    async def health(self):
-        return True, {"status": "ok"}
 
 
 async def timed(samples: int, action) -> list[float]:
@@ -90,7 +67,9 @@ async def measure(dsn: str, samples: int) -> dict[str, list[float]]:
                           commands=CommandRegistry())
     figures: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        server = WebServer(StubApp(kit, db, Path(tmp)))
+        server = WebServer(StubWebHost(Path(tmp), channel=CHANNEL, token=TOKEN,
+                                        rooms=Rooms([kit.room]), commands=kit.commands,
+                                        bus=kit.bus, db=db))
         server.extra_routes = kit.plugin("gallery").web_routes()
         async with TestClient(TestServer(server.build())) as client:
             login = await client.post("/login", data={"token": TOKEN, "next": "/"},

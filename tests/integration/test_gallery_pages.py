@@ -8,17 +8,12 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from daz.bus import Bus
-from daz.commands import CommandRegistry
-from daz.config import load_config
-from daz.cytube.rooms import Rooms
-from daz.metrics import Metrics
 from daz.plugins.gallery import Gallery
 from daz.plugins.gallery.export import export
 from daz.plugins.gallery.pages import safe_src, slug
 from daz.web.server import WebServer
 from tests.fakes.image_server import ImageServer
-from tests.fakes.room import RecordingRoom
+from tests.fakes.web_host import StubWebHost
 from tests.plugin_kit import Kit
 
 HOSTILE_NAME = "<script>alert('name')</script>"
@@ -28,28 +23,6 @@ HOSTILE_URLS = [
     "https://x.example/<script>alert(3)</script>.png",
     "data:image/svg+xml,<svg onload=alert(4)>",
 ]
-
-
-class StubApp:
-    """A web host (daz.web.host.WebHost) with no App behind it."""
-
-    def __init__(self, tmp_path, public=True):
-        self.config = load_config(None, env={}, overrides={"channel": "testchan"})
-        self.config.core.web.token = "sekrit"
-        self.config.core.web.public_aggregates = public
-        self.data_dir = tmp_path
-        self.rooms = Rooms([RecordingRoom(channel="testchan")])
-        self.commands = CommandRegistry()
-        self.metrics = Metrics()
-        self.bus = Bus()
-        self.db = None
-        self.state = "running"
-        self.started_at = 0.0
-        self.embedded = None
-        self.holder = None
-
-    async def health(self):
-        return True, {"status": "ok"}
 
 
 async def add(database, user, url, channel="testchan", state="active", reason=None):
@@ -81,7 +54,7 @@ async def seed(database, image_base="https://img.example"):
 async def site(database, tmp_path):
     k = await Kit.start({"gallery": Gallery}, db=database,
                         sections={"gallery": {"enable_health_check": False}})
-    app = StubApp(tmp_path)
+    app = StubWebHost(tmp_path, started_at=0.0)
     server = WebServer(app)
     server.extra_routes = k.plugin("gallery").web_routes()
     async with TestClient(TestServer(server.build())) as client:
@@ -155,7 +128,7 @@ async def test_user_page_and_case_insensitive_names(site, database):
 async def test_private_pages_need_login(database, tmp_path):
     k = await Kit.start({"gallery": Gallery}, db=database,
                         sections={"gallery": {"enable_health_check": False}})
-    server = WebServer(StubApp(tmp_path, public=False))
+    server = WebServer(StubWebHost(tmp_path, public=False, started_at=0.0))
     server.extra_routes = k.plugin("gallery").web_routes()
     async with TestClient(TestServer(server.build())) as client:
         r = await client.get("/gallery/testchan", allow_redirects=False)
@@ -248,7 +221,7 @@ async def test_the_page_in_chromium_shows_the_images_and_the_graveyard(database,
         await seed(database, image_base=f"http://127.0.0.1:{images.port}")
         k = await Kit.start({"gallery": Gallery}, db=database,
                             sections={"gallery": {"enable_health_check": False}})
-        server = WebServer(StubApp(tmp_path))
+        server = WebServer(StubWebHost(tmp_path, started_at=0.0))
         server.extra_routes = k.plugin("gallery").web_routes()
         await server.start("127.0.0.1", 0)
         try:

@@ -1,47 +1,26 @@
 """Web pages and health endpoints, against a stand-in app (no database, recorded rooms)."""
-import time
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from daz.bus import Bus
-from daz.commands import CommandRegistry
-from daz.config import load_config
 from daz.cytube.events import parse_event
-from daz.cytube.rooms import Rooms
-from daz.metrics import Metrics
 from daz.plugins.base import Plugin, command
 from daz.web.server import WebServer
-from tests.fakes.room import RecordingRoom
+from tests.fakes.web_host import StubWebHost
 
 
-class StubApp:
-    """A web host (daz.web.host.WebHost) with no App behind it."""
+class StubApp(StubWebHost):
+    """The shared stub host, its /health answer set by the test (no database yet)."""
 
     def __init__(self, tmp_path, token="sekrit-token", public=True):
-        self.config = load_config(None, env={}, overrides={"channel": "testchan"})
-        self.config.core.web.token = token
-        self.config.core.web.public_aggregates = public
-        self.data_dir = tmp_path
-        self.rooms = Rooms([RecordingRoom(channel="testchan")])
+        super().__init__(tmp_path, token=token, public=public)
         self.room = next(iter(self.rooms))
         self.room.status = lambda: {"joined": True}
-        self.commands = CommandRegistry()
-        self.metrics = Metrics()
-        self.bus = Bus()
-        self.db = None
-        self.state = "running"
-        self.started_at = time.time()
-        self.embedded = None
-        self.holder = None
         self.healthy = (False, {"status": "unhealthy", "problems": ["database: not connected yet"]})
 
     async def health(self):
         return self.healthy
-
-    async def sample_gauges(self):
-        return False
 
 
 class Helpful(Plugin):
