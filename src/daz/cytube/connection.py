@@ -185,13 +185,12 @@ class Connection:
             self._on_frame(event, payload)
         except Exception:  # the room's handler is meant never to raise; belt and braces
             log.exception("room %s: frame handler failed on %.40r", self.name, event)
-        if self._pace is not None and self._pace.backlogged and not self._closing.is_set():
-            await self._wait_for_room()
+        pace = self._pace
+        if pace is not None and pace.backlogged and not self._closing.is_set():
+            await self._wait_for_room(pace)
 
-    async def _wait_for_room(self) -> None:
-        if self._pace is None:  # only called with a pace
-            return
-        room_made = asyncio.ensure_future(self._pace.wait_for_room())
+    async def _wait_for_room(self, pace: Pace) -> None:
+        room_made = asyncio.ensure_future(pace.wait_for_room())
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             await asyncio.wait({room_made, closing}, return_when=asyncio.FIRST_COMPLETED)
